@@ -1,0 +1,49 @@
+// Command zerodrop finds, reproduces and measures the requests a Kubernetes
+// rolling deployment drops behind a load balancer.
+//
+// Subcommands: check (static analysis), verify (load during a rollout),
+// lab (a local cluster with a real HAProxy), version.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+// exitError carries a process exit code through cobra.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func run(args []string) int {
+	root := &cobra.Command{
+		Use:           "zerodrop",
+		Short:         "Find, reproduce and measure the requests a rolling deployment drops",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(&cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
+	})
+	root.AddCommand(newCheckCmd(), newVerifyCmd(), newLabCmd())
+	root.SetArgs(args)
+	if err := root.Execute(); err != nil {
+		if ee, ok := err.(exitError); ok {
+			return ee.code
+		}
+		fmt.Fprintln(os.Stderr, "zerodrop:", err)
+		return 2
+	}
+	return 0
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what zerodrop's tests and lab need on a fresh machine. Idempotent.
+set -euo pipefail
+need=()
+command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "deps: installing ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
