@@ -45,11 +45,14 @@ const (
 	ClassOther Class = "other"
 )
 
-// FailureClasses lists every failure class in report order.
-var FailureClasses = []Class{
+// failureClassesArray sizes per-bucket counters at compile time.
+var failureClassesArray = [...]Class{
 	Class502, Class503, Class504, Class5xx, Class4xx,
 	ClassRefused, ClassReset, ClassEOF, ClassTimeout, ClassOther,
 }
+
+// FailureClasses lists every failure class in report order.
+var FailureClasses = failureClassesArray[:]
 
 // Classify returns the class of a request that ended with HTTP status code
 // (0 when there was no response) and error err (nil when the whole response
