@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -27,9 +28,10 @@ var classIndex = func() map[Class]int {
 }()
 
 type bucketAgg struct {
-	ok       int64
-	failures [len(failureClassesArray)]int64
-	latency  Histogram
+	firstFail time.Time
+	ok        int64
+	failures  [len(failureClassesArray)]int64
+	latency   Histogram
 }
 
 type classAgg struct {
@@ -101,6 +103,9 @@ func (r *Recorder) Add(res Result) {
 		return
 	}
 	r.failed++
+	if b.firstFail.IsZero() || res.Scheduled.Before(b.firstFail) {
+		b.firstFail = res.Scheduled
+	}
 	ci, known := classIndex[res.Class]
 	if !known {
 		ci = classIndex[ClassOther]
@@ -218,6 +223,9 @@ func (r *Recorder) Report() *Report {
 	for i := range r.buckets {
 		b := &r.buckets[i]
 		out := Bucket{AtMS: ms(time.Duration(i) * r.bucket), OK: b.ok}
+		if !b.firstFail.IsZero() {
+			out.FirstFailureAtMS = ms(b.firstFail.Sub(r.start))
+		}
 		for ci, n := range b.failures {
 			if n > 0 {
 				if out.Failures == nil {
@@ -254,32 +262,44 @@ func episodes(tl Timeline, events []Event) []Episode {
 			}
 			continue
 		}
-		e := Episode{FromMS: b.AtMS, ToMS: b.AtMS + tl.BucketMS, Failed: b.Failed, Failures: make(map[Class]int64)}
+		e := Episode{FromMS: b.AtMS, ToMS: b.AtMS + tl.BucketMS, FirstAtMS: b.FirstFailureAtMS, Failed: b.Failed, Failures: make(map[Class]int64)}
 		for c, k := range b.Failures {
 			e.Failures[c] = k
 		}
 		out = append(out, e)
 	}
 	for i := range out {
-		out[i].Preceding = preceding(events, out[i].FromMS, tl.BucketMS)
+		out[i].Preceding = preceding(events, out[i].FirstAtMS, tl.BucketMS)
 	}
 	return out
 }
 
-// preceding returns up to 4 pod, endpoint or rollout events that happened
-// before the episode's first bucket ended (within episodeLookback), nearest
-// first: the likely causes.
-func preceding(events []Event, fromMS, bucketMS float64) []Event {
+// preceding returns the likely causes of an episode: up to 3 pod, endpoint
+// or rollout events at or before its first failure (within
+// episodeLookback), nearest first, then up to 2 observed in the rest of its
+// first bucket, earliest first (a watch reports a change a little after it
+// happened, so the cause may be observed just after the first failure).
+func preceding(events []Event, firstMS, bucketMS float64) []Event {
+	relevant := func(e Event) bool {
+		return e.Kind != EventKube && e.Kind != EventLoad && e.Type != PodPresent
+	}
 	out := []Event{}
-	for i := len(events) - 1; i >= 0 && len(out) < 4; i-- {
+	for i := len(events) - 1; i >= 0 && len(out) < 3; i-- {
 		e := events[i]
-		if e.AtMS >= fromMS+bucketMS || e.Kind == EventKube || e.Kind == EventLoad || e.Type == PodPresent {
-			continue
-		}
-		if e.AtMS < fromMS-ms(episodeLookback) {
+		if e.AtMS < firstMS-ms(episodeLookback) {
 			break
 		}
-		out = append(out, e)
+		if e.AtMS <= firstMS && relevant(e) {
+			out = append(out, e)
+		}
+	}
+	bucketEnd := (math.Floor(firstMS/bucketMS) + 1) * bucketMS
+	during := 0
+	for _, e := range events {
+		if e.AtMS > firstMS && e.AtMS < bucketEnd && relevant(e) && during < 2 {
+			out = append(out, e)
+			during++
+		}
 	}
 	return out
 }

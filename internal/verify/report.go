@@ -131,6 +131,9 @@ type Bucket struct {
 	OK       int64           `json:"ok"`
 	Failed   int64           `json:"failed"`
 	Failures map[Class]int64 `json:"failures,omitempty"`
+	// FirstFailureAtMS is the scheduled time of the bucket's first failed
+	// request; 0 when none failed.
+	FirstFailureAtMS float64 `json:"first_failure_at_ms,omitempty"`
 	// Latency percentiles of the requests of this bucket, failed ones
 	// included (a timeout is latency too); 0 when the bucket is empty.
 	P50MS float64 `json:"p50_ms"`
@@ -142,10 +145,12 @@ type Bucket struct {
 // episodeGap joined), with the pod and endpoint events just before it: the
 // likely cause.
 type Episode struct {
-	FromMS   float64         `json:"from_ms"`
-	ToMS     float64         `json:"to_ms"`
-	Failed   int64           `json:"failed"`
-	Failures map[Class]int64 `json:"failures"`
+	FromMS float64 `json:"from_ms"`
+	ToMS   float64 `json:"to_ms"`
+	// FirstAtMS is the scheduled time of the episode's first failed request.
+	FirstAtMS float64         `json:"first_at_ms"`
+	Failed    int64           `json:"failed"`
+	Failures  map[Class]int64 `json:"failures"`
 	// Preceding are the last pod, endpoint and rollout events before FromMS
 	// (within episodeLookback), nearest first.
 	Preceding []Event `json:"preceding"`
