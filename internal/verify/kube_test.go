@@ -15,9 +15,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 const ns = "shop"
@@ -269,7 +271,7 @@ func TestWatcherReportsPodEndpointAndEventChanges(t *testing.T) {
 // fakeController plays the Deployment controller and kubelet for a restart
 // of a 1-replica Deployment, and makes the target fail exactly `drops`
 // requests with 502 while the old pod is going.
-func fakeController(t *testing.T, c kubernetes.Interface, brokenFor *atomic.Int64, drops int64, failures <-chan struct{}) {
+func fakeController(t *testing.T, c kubernetes.Interface, brokenFor *atomic.Int64, drops int64, failures <-chan struct{}, deletionSeen <-chan struct{}) {
 	ctx := context.Background()
 	deps := c.AppsV1().Deployments(ns)
 	pods := c.CoreV1().Pods(ns)
@@ -295,7 +297,10 @@ func fakeController(t *testing.T, c kubernetes.Interface, brokenFor *atomic.Int6
 	old.DeletionGracePeriodSeconds = ptr(int64(30))
 	_, err = pods.Update(ctx, old, metav1.UpdateOptions{})
 	must(err)
-	// The old pod exits too early: the LB answers 502 for a while.
+	// The old pod exits too early: the LB answers 502 for a while. (Wait
+	// until verify has seen the deletion, so that the order of events in the
+	// report does not depend on the machine's load.)
+	<-deletionSeen
 	brokenFor.Store(drops)
 	for range drops {
 		<-failures
@@ -305,6 +310,23 @@ func fakeController(t *testing.T, c kubernetes.Interface, brokenFor *atomic.Int6
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 1, UpdatedReplicas: 1, AvailableReplicas: 1, ReadyReplicas: 1}
 	_, err = deps.Update(ctx, d, metav1.UpdateOptions{})
 	must(err)
+}
+
+// bumpGenerationOnPatch makes the fake clientset do what the apiserver does
+// when a Deployment's spec changes: increment metadata.generation.
+func bumpGenerationOnPatch(t *testing.T, c *fake.Clientset) {
+	c.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		_, obj, err := k8stesting.ObjectReaction(c.Tracker())(a)
+		if err != nil {
+			return true, nil, err
+		}
+		d := obj.(*appsv1.Deployment)
+		d.Generation++
+		if err := c.Tracker().Update(appsv1.SchemeGroupVersion.WithResource("deployments"), d, d.Namespace); err != nil {
+			t.Errorf("bump generation: %v", err)
+		}
+		return true, d, nil
+	})
 }
 
 func TestRunDrivesARolloutAndLinesFailuresUpWithPodEvents(t *testing.T) {
@@ -331,7 +353,10 @@ func TestRunDrivesARolloutAndLinesFailuresUpWithPodEvents(t *testing.T) {
 	}))
 	defer srv.Close()
 	c := fake.NewClientset(deployment(1, 1, 1, 1, 1, 1), pod("web-old", true))
-	go fakeController(t, c, &brokenFor, 5, failures)
+	bumpGenerationOnPatch(t, c)
+	deletionSeen := make(chan struct{})
+	var once sync.Once
+	go fakeController(t, c, &brokenFor, 5, failures, deletionSeen)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -344,6 +369,12 @@ func TestRunDrivesARolloutAndLinesFailuresUpWithPodEvents(t *testing.T) {
 		Warmup:     100 * time.Millisecond,
 		Settle:     100 * time.Millisecond,
 		OnProgress: func(Progress) { progress.Add(1) },
+		OnEvent: func(e Event) {
+			if e.Object == "pod/web-old" && e.Type == PodDeleting {
+				once.Do(func() { close(deletionSeen) })
+			}
+		},
+		ProgressInterval: 5 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)

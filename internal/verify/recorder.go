@@ -1,7 +1,6 @@
 package verify
 
 import (
-	"math"
 	"slices"
 	"sort"
 	"strconv"
@@ -28,10 +27,11 @@ var classIndex = func() map[Class]int {
 }()
 
 type bucketAgg struct {
-	firstFail time.Time
-	ok        int64
-	failures  [len(failureClassesArray)]int64
-	latency   Histogram
+	firstFail    time.Time // scheduled time of the bucket's first failure
+	firstFailEnd time.Time // when that request ended
+	ok           int64
+	failures     [len(failureClassesArray)]int64
+	latency      Histogram
 }
 
 type classAgg struct {
@@ -104,7 +104,7 @@ func (r *Recorder) Add(res Result) {
 	}
 	r.failed++
 	if b.firstFail.IsZero() || res.Scheduled.Before(b.firstFail) {
-		b.firstFail = res.Scheduled
+		b.firstFail, b.firstFailEnd = res.Scheduled, res.Scheduled.Add(res.Latency)
 	}
 	ci, known := classIndex[res.Class]
 	if !known {
@@ -225,6 +225,7 @@ func (r *Recorder) Report() *Report {
 		out := Bucket{AtMS: ms(time.Duration(i) * r.bucket), OK: b.ok}
 		if !b.firstFail.IsZero() {
 			out.FirstFailureAtMS = ms(b.firstFail.Sub(r.start))
+			out.FirstFailureEndMS = ms(b.firstFailEnd.Sub(r.start))
 		}
 		for ci, n := range b.failures {
 			if n > 0 {
@@ -262,43 +263,32 @@ func episodes(tl Timeline, events []Event) []Episode {
 			}
 			continue
 		}
-		e := Episode{FromMS: b.AtMS, ToMS: b.AtMS + tl.BucketMS, FirstAtMS: b.FirstFailureAtMS, Failed: b.Failed, Failures: make(map[Class]int64)}
+		e := Episode{FromMS: b.AtMS, ToMS: b.AtMS + tl.BucketMS, FirstAtMS: b.FirstFailureAtMS, FirstEndMS: b.FirstFailureEndMS, Failed: b.Failed, Failures: make(map[Class]int64)}
 		for c, k := range b.Failures {
 			e.Failures[c] = k
 		}
 		out = append(out, e)
 	}
 	for i := range out {
-		out[i].Preceding = preceding(events, out[i].FirstAtMS, tl.BucketMS)
+		out[i].Preceding = preceding(events, out[i].FirstEndMS)
 	}
 	return out
 }
 
-// preceding returns the likely causes of an episode: up to 3 pod, endpoint
-// or rollout events at or before its first failure (within
-// episodeLookback), nearest first, then up to 2 observed in the rest of its
-// first bucket, earliest first (a watch reports a change a little after it
-// happened, so the cause may be observed just after the first failure).
-func preceding(events []Event, firstMS, bucketMS float64) []Event {
-	relevant := func(e Event) bool {
-		return e.Kind != EventKube && e.Kind != EventLoad && e.Type != PodPresent
-	}
+// preceding returns the likely causes of an episode: up to 4 pod, endpoint
+// or rollout events observed before its first failed request ended (and
+// within episodeLookback of it), nearest first. The request's end, not its
+// scheduled time, is the bound: a request scheduled before a pod was deleted
+// can reach the pod after, and a watch reports changes a little late.
+func preceding(events []Event, endMS float64) []Event {
 	out := []Event{}
-	for i := len(events) - 1; i >= 0 && len(out) < 3; i-- {
+	for i := len(events) - 1; i >= 0 && len(out) < 4; i-- {
 		e := events[i]
-		if e.AtMS < firstMS-ms(episodeLookback) {
+		if e.AtMS < endMS-ms(episodeLookback) {
 			break
 		}
-		if e.AtMS <= firstMS && relevant(e) {
+		if e.AtMS <= endMS && e.Kind != EventKube && e.Kind != EventLoad && e.Type != PodPresent {
 			out = append(out, e)
-		}
-	}
-	bucketEnd := (math.Floor(firstMS/bucketMS) + 1) * bucketMS
-	during := 0
-	for _, e := range events {
-		if e.AtMS > firstMS && e.AtMS < bucketEnd && relevant(e) && during < 2 {
-			out = append(out, e)
-			during++
 		}
 	}
 	return out

@@ -134,6 +134,8 @@ type Bucket struct {
 	// FirstFailureAtMS is the scheduled time of the bucket's first failed
 	// request; 0 when none failed.
 	FirstFailureAtMS float64 `json:"first_failure_at_ms,omitempty"`
+	// FirstFailureEndMS is when that request ended (failed).
+	FirstFailureEndMS float64 `json:"first_failure_end_ms,omitempty"`
 	// Latency percentiles of the requests of this bucket, failed ones
 	// included (a timeout is latency too); 0 when the bucket is empty.
 	P50MS float64 `json:"p50_ms"`
@@ -148,11 +150,13 @@ type Episode struct {
 	FromMS float64 `json:"from_ms"`
 	ToMS   float64 `json:"to_ms"`
 	// FirstAtMS is the scheduled time of the episode's first failed request.
-	FirstAtMS float64         `json:"first_at_ms"`
-	Failed    int64           `json:"failed"`
-	Failures  map[Class]int64 `json:"failures"`
-	// Preceding are the last pod, endpoint and rollout events before FromMS
-	// (within episodeLookback), nearest first.
+	FirstAtMS float64 `json:"first_at_ms"`
+	// FirstEndMS is when that request ended: the client saw the failure.
+	FirstEndMS float64         `json:"first_end_ms"`
+	Failed     int64           `json:"failed"`
+	Failures   map[Class]int64 `json:"failures"`
+	// Preceding are the last pod, endpoint and rollout events observed
+	// before the first failure ended (within 30 s), nearest first.
 	Preceding []Event `json:"preceding"`
 }
 

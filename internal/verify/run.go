@@ -51,6 +51,8 @@ type Config struct {
 	// OnResult, when set, sees every result (e.g. to write them all out).
 	// It runs on the results' path: keep it fast.
 	OnResult func(Result)
+	// OnEvent, when set, sees every event as it is recorded.
+	OnEvent func(Event)
 	// OnProgress, when set, is called every ProgressInterval with a snapshot.
 	OnProgress func(Progress)
 	// ProgressInterval defaults to 250 ms.
@@ -93,6 +95,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rec := NewRecorder(time.Now(), cfg.Bucket)
 	warmup, settle := orDefault(cfg.Warmup, DefaultWarmup), orDefault(cfg.Settle, DefaultSettle)
 
+	sink := rec.AddEvent
+	if cfg.OnEvent != nil {
+		sink = func(e Event) {
+			rec.AddEvent(e)
+			cfg.OnEvent(e)
+		}
+	}
 	var watcher *Watcher
 	selector := cfg.Selector
 	if cfg.Kube != nil {
@@ -105,7 +114,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if selector != "" || cfg.Service != "" {
 			w, err := StartWatch(ctx, Watch{Client: cfg.Kube, Namespace: cfg.Namespace, Selector: selector,
-				Service: cfg.Service, Deployment: cfg.deployment()}, rec.AddEvent)
+				Service: cfg.Service, Deployment: cfg.deployment()}, sink)
 			if err != nil {
 				return nil, err
 			}
@@ -121,7 +130,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	loadStart := time.Now()
-	rec.AddEvent(Event{Time: loadStart, Kind: EventLoad, Object: "load", Type: LoadStart, Detail: cfg.Load.describe()})
+	sink(Event{Time: loadStart, Kind: EventLoad, Object: "load", Type: LoadStart, Detail: cfg.Load.describe()})
 	loadEnd := loadStart.Add(cfg.Load.Duration)
 
 	consumed := make(chan struct{})
@@ -156,11 +165,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	var rollout *RolloutReport
 	var runErr error
 	if cfg.Rollout != nil {
-		rollout, runErr = driveRollout(loadCtx, cfg, rec, watcher, warmup, settle, loadEnd)
+		rollout, runErr = driveRollout(loadCtx, cfg, rec, sink, watcher, warmup, settle, loadEnd)
 		stopLoad()
 	}
 	<-consumed
-	rec.AddEvent(Event{Kind: EventLoad, Object: "load", Type: LoadEnd})
+	sink(Event{Time: time.Now(), Kind: EventLoad, Object: "load", Type: LoadEnd})
 
 	rep := rec.Report()
 	rep.Config = cfg.reportConfig(selector, warmup, settle)
@@ -177,7 +186,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 // complete and its old pods to go, then waits out the settle time. Rollout
 // failures and timeouts land in the RolloutReport; the error is for a
 // rollout that could not be started.
-func driveRollout(ctx context.Context, cfg Config, rec *Recorder, w *Watcher, warmup, settle time.Duration, loadEnd time.Time) (*RolloutReport, error) {
+func driveRollout(ctx context.Context, cfg Config, rec *Recorder, sink func(Event), w *Watcher, warmup, settle time.Duration, loadEnd time.Time) (*RolloutReport, error) {
 	// Nothing of the rollout outlives the load.
 	ctx, cancelAll := context.WithDeadline(ctx, loadEnd)
 	defer cancelAll()
@@ -195,7 +204,7 @@ func driveRollout(ctx context.Context, cfg Config, rec *Recorder, w *Watcher, wa
 	}
 	started := time.Now()
 	rr.StartedAtMS = ms(started.Sub(rec.Start()))
-	rec.AddEvent(Event{Time: started, Kind: EventRollout, Object: obj, Type: RolloutStart, Detail: act.String(), Message: fmt.Sprintf("generation %d", gen)})
+	sink(Event{Time: started, Kind: EventRollout, Object: obj, Type: RolloutStart, Detail: act.String(), Message: fmt.Sprintf("generation %d", gen)})
 
 	waitCtx := ctx
 	var last string
@@ -208,18 +217,18 @@ func driveRollout(ctx context.Context, cfg Config, rec *Recorder, w *Watcher, wa
 		line := fmt.Sprintf("updated %d/%d ready %d available %d total %d", s.UpdatedReplicas, want, s.ReadyReplicas, s.AvailableReplicas, s.Replicas)
 		if line != last && d.Generation >= gen {
 			last = line
-			rec.AddEvent(Event{Kind: EventRollout, Object: obj, Type: RolloutStep, Detail: line})
+			sink(Event{Time: time.Now(), Kind: EventRollout, Object: obj, Type: RolloutStep, Detail: line})
 		}
 	})
 	if err != nil {
 		rr.Error = err.Error()
 		typ := RolloutFailed
-		rec.AddEvent(Event{Kind: EventRollout, Object: obj, Type: typ, Message: err.Error()})
+		sink(Event{Time: time.Now(), Kind: EventRollout, Object: obj, Type: typ, Message: err.Error()})
 		return rr, nil
 	}
 	done := time.Now()
 	rr.CompletedAtMS = ms(done.Sub(rec.Start()))
-	rec.AddEvent(Event{Time: done, Kind: EventRollout, Object: obj, Type: RolloutDone, Detail: "successfully rolled out"})
+	sink(Event{Time: done, Kind: EventRollout, Object: obj, Type: RolloutDone, Detail: "successfully rolled out"})
 
 	// kubectl says "complete" while old pods may still be terminating, and
 	// that is when requests drop: wait until they are gone.
@@ -243,7 +252,7 @@ func driveRollout(ctx context.Context, cfg Config, rec *Recorder, w *Watcher, wa
 		}
 		gone := time.Now()
 		rr.OldGoneAtMS = ms(gone.Sub(rec.Start()))
-		rec.AddEvent(Event{Time: gone, Kind: EventRollout, Object: obj, Type: RolloutClean, Detail: "no old pod left"})
+		sink(Event{Time: gone, Kind: EventRollout, Object: obj, Type: RolloutClean, Detail: "no old pod left"})
 	}
 	rr.Complete = true
 	sleepCtx(ctx, settle)
