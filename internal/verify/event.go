@@ -70,7 +70,7 @@ type Event struct {
 // String renders the event on one line.
 func (e Event) String() string {
 	s := e.Object + " " + e.Type
-	if !strings.HasPrefix(e.Object, string(e.Kind)+"/") {
+	if e.Object != string(e.Kind) && !strings.HasPrefix(e.Object, string(e.Kind)+"/") {
 		s = string(e.Kind) + " " + s
 	}
 	if e.Detail != "" {
