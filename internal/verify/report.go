@@ -31,7 +31,8 @@ type Report struct {
 	// FailedPercent is 100 * Failed / Requests.
 	FailedPercent float64 `json:"failed_percent"`
 	// Rate is the achieved request rate: requests per second between the
-	// first and the last scheduled request.
+	// first and the last request actually sent (not scheduled), so a load
+	// generator that falls behind shows here and in Lag.
 	Rate float64 `json:"rate"`
 	// Failures has one entry per failure class that occurred, in
 	// FailureClasses order.
