@@ -54,8 +54,8 @@ const (
 	chartRight = 16.0
 	plotW      = chartW - chartLeft - chartRight
 	panelH     = 130.0
-	panelGap   = 34.0
-	chartTop   = 28.0
+	panelGap   = 40.0
+	chartTop   = 40.0
 )
 
 type svgRect struct {
@@ -141,7 +141,7 @@ func buildChart(r *Report) chart {
 	perBucket := fmt.Sprintf(" per %g ms", tl.BucketMS)
 	all := svgPanel{Title: "requests" + perBucket + " (by outcome)", Y: chartTop}
 	fail := svgPanel{Title: "failed requests" + perBucket + " (by class)", Y: chartTop + panelH + panelGap}
-	lat := svgPanel{Title: "latency per bucket: p50 and p99 (log scale, from the scheduled time)", Y: chartTop + 2*(panelH+panelGap)}
+	lat := svgPanel{Title: "latency per bucket: p50 (blue) and p99 (red), log scale, from the scheduled time", Y: chartTop + 2*(panelH+panelGap)}
 	for _, p := range []*svgPanel{&all, &fail} {
 		max := maxAll
 		if p == &fail {
@@ -229,7 +229,7 @@ func buildChart(r *Report) chart {
 		if e.Type == PodPresent {
 			continue
 		}
-		c.Markers = append(c.Markers, svgLine{X1: x(e.AtMS), Y1: chartTop - 8, X2: x(e.AtMS), Y2: bottom,
+		c.Markers = append(c.Markers, svgLine{X1: x(e.AtMS), Y1: 8, X2: x(e.AtMS), Y2: bottom,
 			Color: eventColor(e), Title: fmtAt(e.AtMS) + "  " + e.String(), Dash: e.Kind == EventEndpoint || e.Kind == EventKube})
 	}
 	c.NumEvents = len(c.Markers)
