@@ -113,62 +113,62 @@ Exit status: 0 when the verdict passes, 1 when more requests failed than
 	return cmd
 }
 
-// usageError marks errors in the command line (exit status 2).
-func usageError(format string, args ...any) error { return fmt.Errorf(format, args...) }
+// verifyUsageError marks errors in the command line (exit status 2).
+func verifyUsageError(format string, args ...any) error { return fmt.Errorf(format, args...) }
 
-// deploymentName parses "deployment/NAME" (or "deploy/NAME", "NAME").
-func deploymentName(flag, v string) (string, error) {
+// verifyDeploymentName parses "deployment/NAME" (or "deploy/NAME", "NAME").
+func verifyDeploymentName(flag, v string) (string, error) {
 	kind, name, found := strings.Cut(v, "/")
 	if !found {
 		kind, name = "deployment", v
 	}
 	if kind != "deployment" && kind != "deploy" && kind != "deployments" && kind != "deployment.apps" {
-		return "", usageError("--%s %q: only deployments can be rolled out (want deployment/NAME)", flag, v)
+		return "", verifyUsageError("--%s %q: only deployments can be rolled out (want deployment/NAME)", flag, v)
 	}
 	if name == "" {
-		return "", usageError("--%s %q: missing the Deployment's name (want deployment/NAME)", flag, v)
+		return "", verifyUsageError("--%s %q: missing the Deployment's name (want deployment/NAME)", flag, v)
 	}
 	return name, nil
 }
 
-// buildConfig turns flags and arguments into a verify.Config (without the
+// verifyBuildConfig turns flags and arguments into a verify.Config (without the
 // Kubernetes client).
-func buildConfig(f *verifyFlags, args []string, changed func(string) bool) (verify.Config, error) {
+func verifyBuildConfig(f *verifyFlags, args []string, changed func(string) bool) (verify.Config, error) {
 	var cfg verify.Config
 	target := args[0]
 	var images = map[string]string{}
 	for _, a := range args[1:] {
 		c, img, ok := strings.Cut(a, "=")
 		if !ok || c == "" || img == "" || f.setImage == "" {
-			return cfg, usageError("argument %q: only one URL; container=image arguments go with --set-image", a)
+			return cfg, verifyUsageError("argument %q: only one URL; container=image arguments go with --set-image", a)
 		}
 		images[c] = img
 	}
 	if !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://") {
-		return cfg, usageError("URL %q: want http://... or https://...", target)
+		return cfg, verifyUsageError("URL %q: want http://... or https://...", target)
 	}
 	header := http.Header{}
 	for _, h := range f.headers {
 		k, v, ok := strings.Cut(h, ":")
 		if !ok || strings.TrimSpace(k) == "" {
-			return cfg, usageError("--header %q: want \"Name: value\"", h)
+			return cfg, verifyUsageError("--header %q: want \"Name: value\"", h)
 		}
 		header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
 	}
 	body := []byte(f.body)
 	if f.bodyFile != "" {
 		if f.body != "" {
-			return cfg, usageError("--body and --body-file: give one")
+			return cfg, verifyUsageError("--body and --body-file: give one")
 		}
 		b, err := os.ReadFile(f.bodyFile)
 		if err != nil {
-			return cfg, usageError("--body-file: %v", err)
+			return cfg, verifyUsageError("--body-file: %v", err)
 		}
 		body = b
 	}
 	rate := f.rate
 	if f.connections > 0 && changed("rate") {
-		return cfg, usageError("--rate and --connections: choose the open model (--rate) or the closed model (--connections)")
+		return cfg, verifyUsageError("--rate and --connections: choose the open model (--rate) or the closed model (--connections)")
 	}
 	if f.connections == 0 && rate == 0 {
 		rate = 50
@@ -183,27 +183,27 @@ func buildConfig(f *verifyFlags, args []string, changed func(string) bool) (veri
 		}
 	}
 	if nActions > 1 {
-		return cfg, usageError("--restart, --set-image and --watch: give at most one")
+		return cfg, verifyUsageError("--restart, --set-image and --watch: give at most one")
 	}
 	if f.restart != "" {
-		name, err := deploymentName("restart", f.restart)
+		name, err := verifyDeploymentName("restart", f.restart)
 		if err != nil {
 			return cfg, err
 		}
 		cfg.Rollout = &verify.RolloutAction{Deployment: name}
 	}
 	if f.setImage != "" {
-		name, err := deploymentName("set-image", f.setImage)
+		name, err := verifyDeploymentName("set-image", f.setImage)
 		if err != nil {
 			return cfg, err
 		}
 		if len(images) == 0 {
-			return cfg, usageError("--set-image %s: give container=image arguments after the URL", f.setImage)
+			return cfg, verifyUsageError("--set-image %s: give container=image arguments after the URL", f.setImage)
 		}
 		cfg.Rollout = &verify.RolloutAction{Deployment: name, Images: images}
 	}
 	if f.watch != "" {
-		name, err := deploymentName("watch", f.watch)
+		name, err := verifyDeploymentName("watch", f.watch)
 		if err != nil {
 			return cfg, err
 		}
@@ -218,13 +218,13 @@ func buildConfig(f *verifyFlags, args []string, changed func(string) bool) (veri
 	}
 	th, err := verify.ParseThreshold(f.maxFailures)
 	if err != nil {
-		return cfg, usageError("--%v", err)
+		return cfg, verifyUsageError("--%v", err)
 	}
 	if f.output != "text" && f.output != "json" {
-		return cfg, usageError("--output %q: want text or json", f.output)
+		return cfg, verifyUsageError("--output %q: want text or json", f.output)
 	}
 	if f.progress != "auto" && f.progress != "always" && f.progress != "never" {
-		return cfg, usageError("--progress %q: want auto, always or never", f.progress)
+		return cfg, verifyUsageError("--progress %q: want auto, always or never", f.progress)
 	}
 	cfg.Load = verify.Load{
 		Target:             verify.Target{Method: f.method, URL: target, Header: header, Body: body},
@@ -237,31 +237,31 @@ func buildConfig(f *verifyFlags, args []string, changed func(string) bool) (veri
 		InsecureSkipVerify: f.insecure,
 	}
 	if err := cfg.Load.Validate(); err != nil {
-		return cfg, usageError("%v", err)
+		return cfg, verifyUsageError("%v", err)
 	}
 	cfg.Selector, cfg.Service = f.selector, f.service
-	cfg.Warmup, cfg.Settle, cfg.Bucket = negativeIfZero(f.warmup), negativeIfZero(f.settle), f.bucket
+	cfg.Warmup, cfg.Settle, cfg.Bucket = verifyNoneIfZero(f.warmup), verifyNoneIfZero(f.settle), f.bucket
 	cfg.MaxFailures = th
 	return cfg, nil
 }
 
-// negativeIfZero maps an explicit 0 flag to verify's "none" (negative),
+// verifyNoneIfZero maps an explicit 0 flag to verify's "none" (negative),
 // since verify treats 0 as "default".
-func negativeIfZero(d time.Duration) time.Duration {
+func verifyNoneIfZero(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}
 	return d
 }
 
-// needsCluster reports whether the run talks to Kubernetes.
-func needsCluster(f *verifyFlags) bool {
+// verifyNeedsCluster reports whether the run talks to Kubernetes.
+func verifyNeedsCluster(f *verifyFlags) bool {
 	return f.restart != "" || f.setImage != "" || f.watch != "" || f.selector != "" || f.service != ""
 }
 
-// kubeClient builds a client from --kubeconfig (or the default loading
+// verifyKubeClient builds a client from --kubeconfig (or the default loading
 // rules) and returns it with the namespace to use.
-func kubeClient(kubeconfig, namespace string) (kubernetes.Interface, string, error) {
+func verifyKubeClient(kubeconfig, namespace string) (kubernetes.Interface, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -287,18 +287,18 @@ func kubeClient(kubeconfig, namespace string) (kubernetes.Interface, string, err
 	return c, ns, nil
 }
 
-func isTerminal(f *os.File) bool {
+func verifyIsTerminal(f *os.File) bool {
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
-	cfg, err := buildConfig(f, args, cmd.Flags().Changed)
+	cfg, err := verifyBuildConfig(f, args, cmd.Flags().Changed)
 	if err != nil {
 		return err
 	}
-	if needsCluster(f) {
-		c, ns, err := kubeClient(f.kubeconfig, f.namespace)
+	if verifyNeedsCluster(f) {
+		c, ns, err := verifyKubeClient(f.kubeconfig, f.namespace)
 		if err != nil {
 			return err
 		}
@@ -319,7 +319,7 @@ func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
 		cfg.OnResult = func(r verify.Result) { _ = enc.Encode(r) }
 	}
 	stderr := cmd.ErrOrStderr()
-	showProgress := f.progress == "always" || (f.progress == "auto" && stderr == io.Writer(os.Stderr) && isTerminal(os.Stderr))
+	showProgress := f.progress == "always" || (f.progress == "auto" && stderr == io.Writer(os.Stderr) && verifyIsTerminal(os.Stderr))
 	if showProgress {
 		cfg.OnProgress = func(p verify.Progress) { fmt.Fprintf(stderr, "\r\033[K%s", verify.ProgressLine(p)) }
 	}
@@ -334,7 +334,7 @@ func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
 		fmt.Fprintln(stderr, "zerodrop verify:", runErr)
 	}
 	if f.htmlFile != "" {
-		if err := writeFile(f.htmlFile, func(w io.Writer) error { return verify.WriteHTML(w, rep) }); err != nil {
+		if err := verifyWriteFile(f.htmlFile, func(w io.Writer) error { return verify.WriteHTML(w, rep) }); err != nil {
 			return fmt.Errorf("--html: %w", err)
 		}
 	}
@@ -354,7 +354,7 @@ func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
 	return nil
 }
 
-func writeFile(path string, write func(io.Writer) error) error {
+func verifyWriteFile(path string, write func(io.Writer) error) error {
 	out, err := os.Create(path)
 	if err != nil {
 		return err
