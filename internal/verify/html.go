@@ -116,7 +116,7 @@ func buildChart(r *Report) chart {
 	tl := r.Timeline
 	n := len(tl.Buckets)
 	spanMS := math.Max(float64(n)*tl.BucketMS, r.DurationMS)
-	if spanMS <= 0 {
+	if !(spanMS > 0) || math.IsInf(spanMS, 0) { // a hand-edited or corrupt JSON report
 		spanMS = 1
 	}
 	x := func(atMS float64) float64 { return chartLeft + plotW*atMS/spanMS }
@@ -220,7 +220,8 @@ func buildChart(r *Report) chart {
 	// Time axis under the last panel, grid through all.
 	step := niceMax(spanMS / 10)
 	bottom := lat.Y + panelH
-	for t := 0.0; t <= spanMS; t += step {
+	for i := 0; i <= 20 && float64(i)*step <= spanMS; i++ {
+		t := float64(i) * step
 		c.XTicks = append(c.XTicks, svgText{X: x(t), Y: bottom + 16, Text: fmt.Sprintf("%g s", t/1000), Anchor: "middle"})
 		c.XGrid = append(c.XGrid, svgLine{X1: x(t), Y1: chartTop, X2: x(t), Y2: bottom})
 	}

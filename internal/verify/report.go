@@ -198,7 +198,7 @@ func ParseThreshold(s string) (Threshold, error) {
 	s = strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || f < 0 || f > 100 {
+		if err != nil || !(f >= 0 && f <= 100) { // also rejects NaN
 			return Threshold{}, fmt.Errorf("max failures %q: want a count like 3 or a percentage between 0%% and 100%%", s)
 		}
 		return Threshold{Percent: f, IsPercent: true}, nil
