@@ -111,6 +111,9 @@ func (t *Timeline) sort() {
 
 // Actor returns the short name of the data path used on timelines.
 func (lb LB) Actor() string {
+	if lb.Label != "" {
+		return lb.Label
+	}
 	switch lb.Kind {
 	case ALB:
 		return "ALB"

@@ -61,6 +61,9 @@ const DefaultDeregistrationDelay = 300.0
 type LB struct {
 	Kind Kind   `json:"kind"`
 	Name string `json:"name"` // who it is, for humans: "AWS ALB (target-type ip) of Ingress prod/api"
+	// Label is the short name used as the actor on timelines ("ALB",
+	// "ingress-nginx"); empty: derived from Kind.
+	Label string `json:"label,omitempty"`
 	// TargetsPods is true when the LB sends to pod IPs (ALB/NLB target-type
 	// ip, GKE NEG, HAProxy servers that are pods); false when it sends to
 	// node ports and kube-proxy forwards (then it sees nodes, not pods).

@@ -1,0 +1,141 @@
+package check
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"zerodrop.dev/zerodrop/internal/timing"
+)
+
+// WriteExplain prints, for each served workload, the startup and termination
+// timelines and the predicted failure windows (--explain), the way the seeds
+// draw them: one row per event, one column per actor's state.
+func WriteExplain(w io.Writer, r *Report) error {
+	ew := &errWriter{w: w}
+	if len(r.Explanations) == 0 {
+		ew.printf("No served workload (no Service selects a Deployment, StatefulSet or DaemonSet): nothing to explain.\n")
+		return ew.err
+	}
+	for i, e := range r.Explanations {
+		if i > 0 {
+			ew.printf("\n")
+		}
+		writeExplanation(ew, &e)
+	}
+	return ew.err
+}
+
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) printf(format string, a ...any) {
+	if e.err == nil {
+		_, e.err = fmt.Fprintf(e.w, format, a...)
+	}
+}
+
+func writeExplanation(w *errWriter, e *Explanation) {
+	sec := timing.Sec
+	w.printf("%s  (%s)\n", e.Workload, e.Source)
+	p := e.Pod
+	probe := "no readinessProbe"
+	if p.HasReadinessProbe {
+		probe = "readinessProbe passes at T+" + sec(p.ContainersReady)
+	}
+	w.printf("  pod: %s, minReadySeconds %s, preStop %s, terminationGracePeriodSeconds %s\n", probe, sec(p.MinReadySeconds), sec(p.PreStop), sec(p.Grace))
+	a := e.Assumptions
+	w.printf("  assumed: app start %s, shutdown %s, in-cluster propagation %s, longest request %s, buffer %s\n",
+		sec(a.Startup), sec(a.Shutdown), sec(a.Propagation), sec(a.LongestRequest), sec(a.Buffer))
+	for _, f := range e.Frontends {
+		w.printf("\n  via %s: %s\n", f.Via, f.LB.Name)
+		if f.Gate != "" {
+			w.printf("  readiness gate: %s\n", f.Gate)
+		}
+		w.printf("\n  startup of a new pod (rolling update, maxSurge 1, maxUnavailable 0):\n")
+		writeTimeline(w, f.Startup)
+		w.printf("\n  termination of an old pod:\n")
+		writeTimeline(w, f.Termination)
+	}
+}
+
+// writeTimeline prints the event table and the windows.
+func writeTimeline(w *errWriter, t timing.Timeline) {
+	var actors []string
+	seen := map[string]bool{}
+	for _, e := range t.Events {
+		if !seen[e.Actor] {
+			seen[e.Actor] = true
+			actors = append(actors, e.Actor)
+		}
+	}
+	state := map[string]string{}
+	rows := make([][]string, 0, len(t.Events)+1)
+	header := append([]string{"time", "event"}, actors...)
+	rows = append(rows, header)
+	for _, e := range t.Events {
+		state[e.Actor] = e.State
+		ev := e.Actor + ": " + e.State
+		if e.Note != "" {
+			ev += " (" + e.Note + ")"
+		}
+		row := []string{"T+" + timing.Sec(e.At), ev}
+		for _, a := range actors {
+			s := state[a]
+			if s == "" {
+				s = "-"
+			}
+			row = append(row, s)
+		}
+		rows = append(rows, row)
+	}
+	// Column widths; the event column is capped so the actor columns stay
+	// readable, longer notes wrap onto their own line.
+	const maxEvent = 64
+	width := make([]int, len(header))
+	for _, r := range rows {
+		for i, c := range r {
+			l := len(c)
+			if i == 1 && l > maxEvent {
+				l = maxEvent
+			}
+			if l > width[i] {
+				width[i] = l
+			}
+		}
+	}
+	for _, r := range rows {
+		var b strings.Builder
+		b.WriteString("    ")
+		var overflow string
+		for i, c := range r {
+			if i == 1 && len(c) > maxEvent {
+				overflow = c
+				c = c[:maxEvent-1] + "…"
+			}
+			b.WriteString(c)
+			if i < len(r)-1 {
+				pad := width[i] - len([]rune(c)) + 2
+				b.WriteString(strings.Repeat(" ", max(pad, 1)))
+			}
+		}
+		w.printf("%s\n", strings.TrimRight(b.String(), " "))
+		if overflow != "" {
+			w.printf("    %s  └ %s\n", strings.Repeat(" ", width[0]), overflow)
+		}
+	}
+	if len(t.Windows) == 0 {
+		w.printf("    predicted failure windows: none\n")
+		return
+	}
+	w.printf("    predicted failure windows:\n")
+	for _, win := range t.Windows {
+		exp := "every new request"
+		if win.Exposure == "in-flight" {
+			exp = "requests in flight"
+		}
+		w.printf("      T+%s..T+%s  %s  %s  %s fail with %s: %s\n", timing.Sec(win.Start), timing.Sec(win.End), timing.Sec(win.Seconds()), win.Cause, exp, win.Effect, win.Why)
+	}
+}
