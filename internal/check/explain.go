@@ -61,7 +61,8 @@ func writeExplanation(w *errWriter, e *Explanation) {
 	}
 }
 
-// writeTimeline prints the event table and the windows.
+// writeTimeline prints the event table (time, each actor's state after the
+// event, what happened) and the windows.
 func writeTimeline(w *errWriter, t timing.Timeline) {
 	var actors []string
 	seen := map[string]bool{}
@@ -72,16 +73,11 @@ func writeTimeline(w *errWriter, t timing.Timeline) {
 		}
 	}
 	state := map[string]string{}
-	rows := make([][]string, 0, len(t.Events)+1)
-	header := append([]string{"time", "event"}, actors...)
-	rows = append(rows, header)
+	header := append(append([]string{"time"}, actors...), "what happened")
+	rows := [][]string{header}
 	for _, e := range t.Events {
 		state[e.Actor] = e.State
-		ev := e.Actor + ": " + e.State
-		if e.Note != "" {
-			ev += " (" + e.Note + ")"
-		}
-		row := []string{"T+" + timing.Sec(e.At), ev}
+		row := []string{"T+" + timing.Sec(e.At)}
 		for _, a := range actors {
 			s := state[a]
 			if s == "" {
@@ -89,42 +85,28 @@ func writeTimeline(w *errWriter, t timing.Timeline) {
 			}
 			row = append(row, s)
 		}
-		rows = append(rows, row)
+		what := e.Actor + " " + e.State
+		if e.Note != "" {
+			what += ": " + e.Note
+		}
+		rows = append(rows, append(row, what))
 	}
-	// Column widths; the event column is capped so the actor columns stay
-	// readable, longer notes wrap onto their own line.
-	const maxEvent = 64
 	width := make([]int, len(header))
 	for _, r := range rows {
 		for i, c := range r {
-			l := len(c)
-			if i == 1 && l > maxEvent {
-				l = maxEvent
-			}
-			if l > width[i] {
-				width[i] = l
-			}
+			width[i] = max(width[i], len(c))
 		}
 	}
 	for _, r := range rows {
 		var b strings.Builder
 		b.WriteString("    ")
-		var overflow string
 		for i, c := range r {
-			if i == 1 && len(c) > maxEvent {
-				overflow = c
-				c = c[:maxEvent-1] + "…"
-			}
 			b.WriteString(c)
 			if i < len(r)-1 {
-				pad := width[i] - len([]rune(c)) + 2
-				b.WriteString(strings.Repeat(" ", max(pad, 1)))
+				b.WriteString(strings.Repeat(" ", width[i]-len(c)+2))
 			}
 		}
 		w.printf("%s\n", strings.TrimRight(b.String(), " "))
-		if overflow != "" {
-			w.printf("    %s  └ %s\n", strings.Repeat(" ", width[0]), overflow)
-		}
 	}
 	if len(t.Windows) == 0 {
 		w.printf("    predicted failure windows: none\n")
@@ -132,10 +114,10 @@ func writeTimeline(w *errWriter, t timing.Timeline) {
 	}
 	w.printf("    predicted failure windows:\n")
 	for _, win := range t.Windows {
-		exp := "every new request"
+		exp := "every new request fails"
 		if win.Exposure == "in-flight" {
-			exp = "requests in flight"
+			exp = "requests in flight fail"
 		}
-		w.printf("      T+%s..T+%s  %s  %s  %s fail with %s: %s\n", timing.Sec(win.Start), timing.Sec(win.End), timing.Sec(win.Seconds()), win.Cause, exp, win.Effect, win.Why)
+		w.printf("      T+%s..T+%s (%s) %s: %s with %s; %s\n", timing.Sec(win.Start), timing.Sec(win.End), timing.Sec(win.Seconds()), win.Cause, exp, win.Effect, win.Why)
 	}
 }
