@@ -178,7 +178,7 @@ func (c *wctx) checkTermination(add func(Finding)) {
 	case need > G:
 		add(newFinding(RuleGraceBuffer, c.obj(), field,
 			fmt.Sprintf("%s: preStop %s + shutdown %s = %s leaves %s of %s, less than the buffer %s", c.ref(), sec(P), sec(S), sec(P+S), sec(G-P-S), gsrc, sec(c.a.Buffer)),
-			fmt.Sprintf("a shutdown %s slower than assumed ends in SIGKILL: in-flight requests cut, 502/504", sec(G-P-S)),
+			fmt.Sprintf("a shutdown more than %s slower than assumed ends in SIGKILL: in-flight requests cut, clients see 502/504", sec(G-P-S)),
 			fix))
 	}
 	if len(c.longLived) > 0 {
@@ -286,7 +286,9 @@ func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
 	pdesc := fmt.Sprintf("preStop %s", sec(P))
 	if P == 0 {
 		pdesc = "no preStop"
-		if !c.preStopKnown {
+		if c.preStopBroken {
+			pdesc = "a preStop " + c.preStopDetail
+		} else if !c.preStopKnown {
 			pdesc = "a preStop of unknown duration (" + c.preStopDetail + "; set " + AnnotationPreStop + ")"
 		}
 	}

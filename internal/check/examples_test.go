@@ -29,6 +29,21 @@ func TestExamples(t *testing.T) {
 	}{
 		{"seed000-eks-alb-wrong.yaml", "", []string{"ZD103", "ZD201", "ZD302", "ZD304", "ZD401"}},
 		{"seed000-eks-alb-right.yaml", "", nil},
+		{"seed000-onprem-haproxy-wrong.yaml", "seed000-onprem-haproxy.cfg", []string{"ZD203"}},
+		{"seed000-onprem-haproxy-right.yaml", "seed000-onprem-haproxy-nodeport.cfg", nil},
+		{"seed001-stage1-readiness-only.yaml", "", []string{"ZD203", "ZD401"}},
+		{"seed001-stage2-prestop40.yaml", "", []string{"ZD201", "ZD401"}},
+		{"seed001-stage3-grace50.yaml", "", []string{"ZD202", "ZD401"}},
+		{"seed002-gke-neg-wrong.yaml", "", []string{"ZD203", "ZD207"}},
+		{"seed002-gke-neg-right.yaml", "", nil},
+		{"seed003-spring-wrong.yaml", "", []string{"ZD104", "ZD203", "ZD205", "ZD401"}},
+		{"seed003-spring-right.yaml", "", nil},
+		{"distroless-exec-sleep-wrong.yaml", "", []string{"ZD203", "ZD204"}},
+		{"distroless-exec-sleep-right.yaml", "", nil},
+		{"grpc-long-lived-wrong.yaml", "", []string{"ZD206"}},
+		{"grpc-long-lived-right.yaml", "", nil},
+		{"aws-gate-pitfalls-wrong.yaml", "", []string{"ZD105", "ZD303", "ZD305"}},
+		{"structural-wrong.yaml", "", []string{"ZD102", "ZD104", "ZD402"}},
 	}
 	for _, c := range cases {
 		t.Run(c.file, func(t *testing.T) {

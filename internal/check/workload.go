@@ -48,6 +48,7 @@ type wctx struct {
 	preStopKnown  bool    // P was read from the manifest or annotation
 	preStopField  string  // field path of the serving container's preStop (or the container)
 	preStopDetail string  // "sleep 20", "exec [...]", ...
+	preStopBroken bool    // the exec preStop cannot run (shell-less image)
 	serving       []int   // indices of serving containers
 	longLived     []string
 	ignore        map[string]bool
@@ -345,6 +346,14 @@ func (c *wctx) podTiming() {
 		case h.Exec != nil:
 			p, known = sleepSeconds(h.Exec.Command)
 			c.preStopDetail = fmt.Sprintf("exec %q", h.Exec.Command)
+			if cmd := h.Exec.Command; len(cmd) > 0 && (isShell(cmd[0]) || base(cmd[0]) == "sleep") {
+				if why, ok := shellless(ct.Image); ok {
+					// The hook fails at once (ZD204): no delay at all.
+					p, known = 0, true
+					c.preStopDetail = fmt.Sprintf("exec %q, which fails at once in the %s image %s", cmd, why, ct.Image)
+					c.preStopBroken = true
+				}
+			}
 		default:
 			known = false
 			c.preStopDetail = "httpGet/tcpSocket hook"
