@@ -267,9 +267,7 @@ func parseHAProxyTime(v string) (float64, error) {
 func (c *wctx) explain() Explanation {
 	e := Explanation{Workload: c.w.obj.Ref, Source: c.w.obj.Source, Assumptions: c.a}
 	for _, f := range c.fronts {
-		p := c.pod
-		p.Gated = f.gated
-		ft := FrontendTimeline{LB: f.lb, Via: f.via, Startup: timing.Startup(p, f.lb, c.a), Termination: timing.Termination(p, f.lb, c.a)}
+		ft := FrontendTimeline{LB: f.lb, Via: f.via, Startup: f.startup, Termination: f.termination}
 		if f.gated {
 			ft.Gate = f.gate
 		}

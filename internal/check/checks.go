@@ -212,8 +212,7 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 		lb := fr.lb
 		pod := c.pod
 		pod.Gated = fr.gated
-		st := timing.Startup(pod, lb, c.a)
-		tm := timing.Termination(pod, lb, c.a)
+		st, tm := fr.startup, fr.termination
 		actor := lb.Actor()
 
 		// ZD103 startup gap.
@@ -332,9 +331,7 @@ func (c *wctx) checkLBSettings(ix *index, fr *front, add func(Finding)) {
 			}
 		} else if lb.DeregistrationDelay < P {
 			msg := fmt.Sprintf("%s: deregistration delay %s < preStop %s of %s", lb.Name, sec(lb.DeregistrationDelay), sec(P), c.ref())
-			pod := c.pod
-			pod.Gated = fr.gated
-			if w, ok := timing.Termination(pod, lb, c.a).Window(timing.CauseDeregistrationDelay); ok {
+			if w, ok := fr.termination.Window(timing.CauseDeregistrationDelay); ok {
 				msg += "; " + w.Why
 			}
 			add(newFinding(RuleDeregistrationShort, fr.obj, fr.deregField, msg,
@@ -424,9 +421,7 @@ func (c *wctx) checkHPAs(add func(Finding)) {
 	// Time to Ready for the slowest front, gates and minReadySeconds included.
 	var up float64
 	for _, fr := range c.fronts {
-		pod := c.pod
-		pod.Gated = fr.gated
-		for _, e := range timing.Startup(pod, fr.lb, c.a).Events {
+		for _, e := range fr.startup.Events {
 			if e.Actor == "Deployment" && e.State == "old pod deleted" && e.At > up {
 				up = e.At
 			}

@@ -73,6 +73,8 @@ type front struct {
 	hapBk  string
 	// fields of settings on obj, for findings
 	deregField, targetTypeField string
+
+	startup, termination timing.Timeline // computed once per front
 }
 
 var annotationPath = func(prefix, key string) string {
@@ -402,6 +404,10 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 			f.lb.DetectOnly = false
 		}
 		f.gated = c.gatedBy(f)
+		pod := c.pod
+		pod.Gated = f.gated
+		f.startup = timing.Startup(pod, f.lb, c.a)
+		f.termination = timing.Termination(pod, f.lb, c.a)
 	}
 }
 
