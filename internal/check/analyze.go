@@ -81,6 +81,9 @@ type FrontendTimeline struct {
 	Gate        string          `json:"gate,omitempty"` // readiness gate condition in effect
 	Startup     timing.Timeline `json:"startup"`        // one new pod, T+0 = creation
 	Termination timing.Timeline `json:"termination"`    // one old pod, T+0 = deletion
+	// Rollout is the whole rolling update as this data path sees it (not
+	// for DaemonSets), T+0 = the rollout's start.
+	Rollout *timing.Rollout `json:"rollout,omitempty"`
 }
 
 // Analyze runs every rule over the objects.
@@ -267,7 +270,7 @@ func parseHAProxyTime(v string) (float64, error) {
 func (c *wctx) explain() Explanation {
 	e := Explanation{Workload: c.w.obj.Ref, Source: c.w.obj.Source, Assumptions: c.a}
 	for _, f := range c.fronts {
-		ft := FrontendTimeline{LB: f.lb, Via: f.via, Startup: f.startup, Termination: f.termination}
+		ft := FrontendTimeline{LB: f.lb, Via: f.via, Startup: f.startup, Termination: f.termination, Rollout: f.rollout}
 		if f.gated {
 			ft.Gate = f.gate
 		}

@@ -222,7 +222,7 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 			f := newFinding(RuleStartupGap, c.obj(), "spec.minReadySeconds",
 				fmt.Sprintf("%s behind %s: minReadySeconds %s < health-check time %s x %d + registration %s = %s and no working readiness gate: %s",
 					c.ref(), lb.Name, sec(pod.MinReadySeconds), sec(lb.Interval), max(lb.HealthyThreshold, 1), sec(lb.Registration), sec(need), w.Why),
-				fmt.Sprintf("for up to %s per replaced pod %s may have no healthy target: clients see 502/503", sec(w.Seconds()), actor),
+				c.gapConsequence(fr, w),
 				gateFix+fmt.Sprintf("Or, guessing instead of knowing:\n\n```yaml\nspec:\n  minReadySeconds: %d\n```", ceil(need)))
 			keep(f, w.Seconds())
 		}
@@ -262,6 +262,15 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 	for _, lf := range best {
 		add(lf.f)
 	}
+}
+
+func (c *wctx) gapConsequence(fr *front, w timing.Window) string {
+	if r := fr.rollout; r != nil && len(r.Outages) > 0 {
+		o := r.Outages[0]
+		return fmt.Sprintf("in a rollout of %d replicas %s has no healthy target at all from T+%s to T+%s (%s): every request fails with 502/503",
+			r.Replicas, fr.lb.Actor(), sec(o.Start), sec(o.End), sec(o.Seconds()))
+	}
+	return fmt.Sprintf("each new target is unused for %s after its old one is gone: %s runs short of healthy targets, requests queue or fail with 502/503", sec(w.Seconds()), fr.lb.Actor())
 }
 
 func (c *wctx) gateFix(fr *front) string {

@@ -58,6 +58,13 @@ func writeExplanation(w *errWriter, e *Explanation) {
 		writeTimeline(w, f.Startup)
 		w.printf("\n  termination of an old pod:\n")
 		writeTimeline(w, f.Termination)
+		if r := f.Rollout; r != nil {
+			w.printf("\n  rollout of %d replicas (maxSurge %d, maxUnavailable 0): a step every %s, last old pod deleted at T+%s; fewest healthy targets in %s: %d\n",
+				r.Replicas, r.MaxSurge, timing.Sec(r.Step), timing.Sec(r.Duration), f.LB.Actor(), r.MinHealthy)
+			for _, o := range r.Outages {
+				w.printf("      T+%s..T+%s (%s) no healthy target: every request fails with %s; %s\n", timing.Sec(o.Start), timing.Sec(o.End), timing.Sec(o.Seconds()), o.Effect, o.Why)
+			}
+		}
 	}
 }
 

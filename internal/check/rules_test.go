@@ -258,7 +258,8 @@ func TestStartupRules(t *testing.T) {
 		{name: "different probes", rule: RuleSameProbes, objs: func() []runtime.Object { return baseline(nil) }},
 
 		{name: "ALB ip without gate, minReadySeconds 0", rule: RuleStartupGap, want: true, severity: &sevError,
-			contains: []string{"minReadySeconds 0s < health-check time 15s x 2 + registration 3s = 33s", "kubectl label namespace prod elbv2.k8s.aws/pod-readiness-gate-inject=enabled", "minReadySeconds: 33"},
+			contains: []string{"minReadySeconds 0s < health-check time 15s x 2 + registration 3s = 33s", "kubectl label namespace prod elbv2.k8s.aws/pod-readiness-gate-inject=enabled", "minReadySeconds: 33",
+				"in a rollout of 3 replicas ALB has no healthy target at all from T+18s to T+38s (20s)"},
 			objs: func() []runtime.Object {
 				objs := append(baseline(nil), albIP(nil)...)
 				objs[len(objs)-1] = namespace("prod", nil)

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -75,6 +76,7 @@ type front struct {
 	deregField, targetTypeField string
 
 	startup, termination timing.Timeline // computed once per front
+	rollout              *timing.Rollout
 }
 
 var annotationPath = func(prefix, key string) string {
@@ -383,7 +385,7 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 	first := w.services[0]
 	in := timing.Defaults(timing.InCluster, true, c.a)
 	in.Label = "kube-proxy"
-	in.Name = "in-cluster clients via Service " + first.svc.Namespace + "/" + first.svc.Name
+	in.Name = "kube-proxy (in-cluster clients of the Service)"
 	c.add(&front{lb: in, via: "Service " + first.svc.Namespace + "/" + first.svc.Name, obj: first.obj})
 	for _, s := range w.services {
 		if s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
@@ -408,7 +410,29 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 		pod.Gated = f.gated
 		f.startup = timing.Startup(pod, f.lb, c.a)
 		f.termination = timing.Termination(pod, f.lb, c.a)
+		if w.kind != "DaemonSet" {
+			r := timing.SimulateRollout(pod, f.lb, c.a, int(w.replicas), c.maxSurge())
+			f.rollout = &r
+		}
 	}
+}
+
+// maxSurge returns a Deployment's resolved maxSurge (at least 1); 1 for
+// StatefulSets, which replace one pod at a time.
+func (c *wctx) maxSurge() int {
+	d, ok := c.w.obj.Typed.(*appsv1.Deployment)
+	if !ok {
+		return 1
+	}
+	ms := intstr.FromString("25%")
+	if ru := d.Spec.Strategy.RollingUpdate; ru != nil && ru.MaxSurge != nil {
+		ms = *ru.MaxSurge
+	}
+	v, err := intstr.GetScaledValueFromIntOrPercent(&ms, int(c.w.replicas), true)
+	if err != nil || v < 1 {
+		return 1
+	}
+	return v
 }
 
 func (c *wctx) add(f *front) {

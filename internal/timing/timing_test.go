@@ -303,3 +303,47 @@ func TestSec(t *testing.T) {
 		t.Errorf("Sec: %q %q", Sec(12), Sec(7.5))
 	}
 }
+
+func TestRolloutOutageSeed000(t *testing.T) {
+	// Seed 000 before gates: 3 replicas, Ready at T+10, ALB 30 s x 2. Each
+	// step takes 10 s, each new target needs 63 s to be healthy: after the
+	// third step the ALB has no healthy target until the first new one is.
+	a := DefaultAssumptions()
+	lb := alb(30, 2, true)
+	p := Pod{HasReadinessProbe: true, ContainersReady: 10, Grace: 45}
+	r := SimulateRollout(p, lb, a, 3, 1)
+	if r.MinHealthy != 0 || len(r.Outages) != 1 {
+		t.Fatalf("rollout = %+v, want one full outage", r)
+	}
+	// Old targets stop at 10+3, 20+3, 30+3; new ones healthy at 73, 83, 93.
+	if o := r.Outages[0]; o.Start != 33 || o.End != 73 {
+		t.Errorf("outage %+v, want [33,73)", o)
+	}
+	// With the gate the pods become available only once healthy: no outage,
+	// at the price of a longer rollout (seed 000: +55 s per pod).
+	p.Gated = true
+	g := SimulateRollout(p, lb, a, 3, 1)
+	if g.MinHealthy < 2 || len(g.Outages) != 0 {
+		t.Errorf("gated rollout = %+v, want at least 2 healthy targets throughout", g)
+	}
+	if g.Duration <= r.Duration {
+		t.Errorf("gated rollout %vs should take longer than %vs", g.Duration, r.Duration)
+	}
+	// minReadySeconds that covers I x H + R: never below replicas - 1.
+	p.Gated = false
+	p.MinReadySeconds = MinReadyNeeded(lb)
+	if m := SimulateRollout(p, lb, a, 3, 1); len(m.Outages) != 0 || m.MinHealthy < 2 {
+		t.Errorf("minReadySeconds %v: %+v", p.MinReadySeconds, m)
+	}
+}
+
+func TestRolloutInCluster(t *testing.T) {
+	a := DefaultAssumptions()
+	r := SimulateRollout(Pod{HasReadinessProbe: true, ContainersReady: 5, Grace: 30}, Defaults(InCluster, true, a), a, 4, 2)
+	if len(r.Outages) != 0 || r.MinHealthy < 2 {
+		t.Errorf("in-cluster rollout = %+v, want no outage and never fewer than replicas - maxSurge", r)
+	}
+	if r.Duration != 10 {
+		t.Errorf("duration %v, want 2 batches x 5 s", r.Duration)
+	}
+}
