@@ -308,3 +308,16 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 	}
 	return ""
 }
+
+// destinationRule returns the Istio DestinationRule whose host is the
+// Service (short name, name.namespace or the cluster FQDN), if any.
+func (ix *index) destinationRule(svc *corev1.Service) *Object {
+	for _, o := range ix.destRules[svc.Namespace] {
+		host, _, _ := unstructured.NestedString(unstructuredOf(o).Object, "spec", "host")
+		switch host {
+		case svc.Name, svc.Name + "." + svc.Namespace, svc.Name + "." + svc.Namespace + ".svc", svc.Name + "." + svc.Namespace + ".svc.cluster.local":
+			return o
+		}
+	}
+	return nil
+}

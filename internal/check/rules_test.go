@@ -719,3 +719,20 @@ func TestLBTimeoutBoundsRequestsPerPath(t *testing.T) {
 		t.Errorf("in-flight windows end at %v, want kube-proxy 603 and ALB 63", ends)
 	}
 }
+
+func TestIstioDestinationRuleNamesTheSidecars(t *testing.T) {
+	dr := &unstructured.Unstructured{}
+	dr.SetAPIVersion("networking.istio.io/v1beta1")
+	dr.SetKind("DestinationRule")
+	dr.SetName("web")
+	dr.SetNamespace("prod")
+	_ = unstructured.SetNestedField(dr.Object, "web.prod.svc.cluster.local", "spec", "host")
+	r := analyze(t, append(baseline(func(d *appsv1.Deployment) { container(d).Lifecycle = nil }), dr), Options{})
+	fs := findings(r, RuleEarlyExit)
+	if len(fs) != 1 || !strings.Contains(fs[0].Message, "Istio sidecars") || !strings.Contains(fs[0].Message, "Envoy sends new requests") {
+		t.Errorf("findings:%s", dump(r))
+	}
+	if r.Objects != 4 {
+		t.Errorf("objects = %d, want the DestinationRule counted", r.Objects)
+	}
+}

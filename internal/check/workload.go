@@ -386,6 +386,12 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 	in := timing.Defaults(timing.InCluster, true, c.a)
 	in.Label = "kube-proxy"
 	in.Name = "kube-proxy (in-cluster clients of the Service)"
+	if dr := ix.destinationRule(first.svc); dr != nil {
+		// With Istio, in-cluster clients reach the pods through their Envoy
+		// sidecars, fed by istiod from the same EndpointSlices.
+		in.Label = "Envoy"
+		in.Name = "Istio sidecars of in-cluster clients (" + dr.Ref.String() + ")"
+	}
 	c.add(&front{lb: in, via: "Service " + first.svc.Namespace + "/" + first.svc.Name, obj: first.obj})
 	for _, s := range w.services {
 		if s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
