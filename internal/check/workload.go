@@ -254,7 +254,10 @@ func sleepSeconds(cmd []string) (float64, bool) {
 	}
 	var total float64
 	for _, m := range ms {
-		v, _ := strconv.ParseFloat(m[1], 64)
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil || v > 1e7 {
+			return 0, false // not a sleep anyone waits for: unknown length
+		}
 		switch m[2] {
 		case "m":
 			v *= 60
