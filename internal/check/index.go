@@ -162,7 +162,14 @@ func (ix *index) selectMap(ns string, sel map[string]string) []*workload {
 	}
 	var out []*workload
 	for _, w := range shortest {
-		if labels.SelectorFromSet(sel).Matches(labels.Set(w.tmpl.Labels)) {
+		match := true
+		for k, v := range sel {
+			if lv, ok := w.tmpl.Labels[k]; !ok || lv != v {
+				match = false
+				break
+			}
+		}
+		if match {
 			out = append(out, w)
 		}
 	}
