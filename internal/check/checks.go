@@ -213,7 +213,6 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 		pod := c.pod
 		pod.Gated = fr.gated
 		st, tm := fr.startup, fr.termination
-		actor := lb.Actor()
 
 		// ZD103 startup gap.
 		if w, ok := st.Window(timing.CauseStartupGap); ok {
@@ -232,18 +231,7 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 		}
 		// ZD205 in-flight cut.
 		if w, ok := tm.Window(timing.CauseInFlightCut); ok {
-			tq := timing.RequestBound(c.a, lb)
-			bound := fmt.Sprintf("longest request %s", sec(c.a.LongestRequest))
-			if tq < c.a.LongestRequest {
-				bound = fmt.Sprintf("%s timeout %s", actor, sec(tq))
-			}
-			needG := math.Min(P, lb.StopSending(math.Min(P, pod.Grace))) + tq
-			f := newFinding(RuleInFlightCut, c.obj(), "spec.template.spec.terminationGracePeriodSeconds",
-				fmt.Sprintf("%s behind %s: %s (%s)", c.ref(), lb.Name, w.Why, bound),
-				fmt.Sprintf("requests still running at T+%s are cut: clients see 502/504", sec(w.Start)),
-				fmt.Sprintf("Let the app finish requests of up to %s after SIGTERM (shutdown timeout, `%s`) and set `terminationGracePeriodSeconds: %d` (>= %s + buffer); or set `%s` if requests are shorter.",
-					sec(tq), AnnotationShutdown, ceil(math.Max(needG, P+math.Max(c.a.Shutdown, tq))+c.a.Buffer), sec(needG), AnnotationLongestRequest))
-			keep(f, w.Seconds())
+			keep(c.inFlightCut(fr, w), w.Seconds())
 		}
 		// ZD207 GKE drain.
 		if lb.Kind == timing.GCE && lb.DrainingTimeout > 0 {
@@ -262,6 +250,35 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 	for _, lf := range best {
 		add(lf.f)
 	}
+}
+
+// inFlightCut explains ZD205: either the app's own shutdown (S) ends before
+// the longest request admitted, or SIGKILL (G) does.
+func (c *wctx) inFlightCut(fr *front, w timing.Window) Finding {
+	lb := fr.lb
+	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
+	tq := timing.RequestBound(c.a, lb)
+	bound := fmt.Sprintf("longest request %s", sec(c.a.LongestRequest))
+	if tq < c.a.LongestRequest {
+		bound = fmt.Sprintf("%s timeout %s", lb.Actor(), sec(tq))
+	}
+	sigterm := math.Min(P, G)
+	admitted := math.Min(sigterm, lb.StopSending(sigterm))
+	needS := admitted + tq - sigterm // shutdown that covers the last admitted request
+	needG := math.Max(sigterm+math.Max(S, needS), admitted+tq) + c.a.Buffer
+	msg := fmt.Sprintf("%s behind %s: %s (%s)", c.ref(), lb.Name, w.Why, bound)
+	var fix string
+	if sigterm+S < G {
+		fix = fmt.Sprintf("Make the app finish in-flight requests on SIGTERM for at least %s (Spring Boot `server.shutdown: graceful` with `spring.lifecycle.timeout-per-shutdown-phase`, Go `http.Server.Shutdown`), then record it with `%s: \"%d\"`", sec(needS), AnnotationShutdown, ceil(needS))
+		if needG > G {
+			fix += fmt.Sprintf(" and set `terminationGracePeriodSeconds: %d`", ceil(needG))
+		}
+		fix += fmt.Sprintf(". If requests are shorter than assumed, set `%s`.", AnnotationLongestRequest)
+	} else {
+		fix = fmt.Sprintf("```yaml\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: %d\n```\nIf requests are shorter than assumed, set `%s`.", ceil(needG), AnnotationLongestRequest)
+	}
+	return newFinding(RuleInFlightCut, c.obj(), "spec.template.spec.terminationGracePeriodSeconds", msg,
+		fmt.Sprintf("requests still running at T+%s are cut: clients see 502/504", sec(w.Start)), fix)
 }
 
 func (c *wctx) gapConsequence(fr *front, w timing.Window) string {
