@@ -5,9 +5,12 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv1 "k8s.io/api/autoscaling/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
+	extensionsv1beta1 "k8s.io/api/extensions/v1beta1"
 	networkingv1 "k8s.io/api/networking/v1"
+	networkingv1beta1 "k8s.io/api/networking/v1beta1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -98,6 +101,28 @@ func buildIndex(objs []*Object) *index {
 			ix.services[nsName{t.Namespace, t.Name}] = &service{obj: o, svc: t}
 		case *networkingv1.Ingress:
 			ix.ingresses = append(ix.ingresses, o)
+		case *networkingv1beta1.Ingress:
+			ix.ingresses = append(ix.ingresses, betaIngress(o, &t.ObjectMeta, t.Spec.IngressClassName, beta(t.Spec.Backend), betaRules(t.Spec.Rules)))
+		case *extensionsv1beta1.Ingress:
+			var rules []networkingv1beta1.IngressRule
+			for _, r := range t.Spec.Rules {
+				nr := networkingv1beta1.IngressRule{Host: r.Host}
+				if r.HTTP != nil {
+					nr.HTTP = &networkingv1beta1.HTTPIngressRuleValue{}
+					for _, p := range r.HTTP.Paths {
+						nr.HTTP.Paths = append(nr.HTTP.Paths, networkingv1beta1.HTTPIngressPath{Path: p.Path,
+							Backend: networkingv1beta1.IngressBackend{ServiceName: p.Backend.ServiceName, ServicePort: p.Backend.ServicePort}})
+					}
+				}
+				rules = append(rules, nr)
+			}
+			var def *networkingv1beta1.IngressBackend
+			if t.Spec.Backend != nil {
+				def = &networkingv1beta1.IngressBackend{ServiceName: t.Spec.Backend.ServiceName, ServicePort: t.Spec.Backend.ServicePort}
+			}
+			ix.ingresses = append(ix.ingresses, betaIngress(o, &t.ObjectMeta, t.Spec.IngressClassName, beta(def), betaRules(rules)))
+		case *autoscalingv1.HorizontalPodAutoscaler:
+			// Known, but autoscaling/v1 has no scaling behavior to check.
 		case *networkingv1.IngressClass:
 			ix.ingressClasses[t.Name] = t.Spec.Controller
 		case *corev1.Namespace:
@@ -327,4 +352,38 @@ func (ix *index) destinationRule(svc *corev1.Service) *Object {
 		}
 	}
 	return nil
+}
+
+// betaIngress presents a pre-v1 Ingress (networking.k8s.io/v1beta1,
+// extensions/v1beta1, still emitted by old charts) as a v1 Ingress: the
+// rules only need its annotations, class and backend Service names.
+func betaIngress(o *Object, meta *metav1.ObjectMeta, class *string, def *networkingv1.IngressBackend, rules []networkingv1.IngressRule) *Object {
+	ing := &networkingv1.Ingress{ObjectMeta: *meta, Spec: networkingv1.IngressSpec{IngressClassName: class, DefaultBackend: def, Rules: rules}}
+	c := *o
+	c.Typed = ing
+	return &c
+}
+
+func beta(b *networkingv1beta1.IngressBackend) *networkingv1.IngressBackend {
+	if b == nil || b.ServiceName == "" {
+		return nil
+	}
+	return &networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: b.ServiceName}}
+}
+
+func betaRules(rs []networkingv1beta1.IngressRule) []networkingv1.IngressRule {
+	var out []networkingv1.IngressRule
+	for _, r := range rs {
+		nr := networkingv1.IngressRule{Host: r.Host}
+		if r.HTTP != nil {
+			nr.HTTP = &networkingv1.HTTPIngressRuleValue{}
+			for _, p := range r.HTTP.Paths {
+				if b := beta(&p.Backend); b != nil {
+					nr.HTTP.Paths = append(nr.HTTP.Paths, networkingv1.HTTPIngressPath{Path: p.Path, Backend: *b})
+				}
+			}
+		}
+		out = append(out, nr)
+	}
+	return out
 }

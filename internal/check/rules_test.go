@@ -10,6 +10,7 @@ import (
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	networkingv1beta1 "k8s.io/api/networking/v1beta1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -734,5 +735,20 @@ func TestIstioDestinationRuleNamesTheSidecars(t *testing.T) {
 	}
 	if r.Objects != 4 {
 		t.Errorf("objects = %d, want the DestinationRule counted", r.Objects)
+	}
+}
+
+func TestBetaIngressIsUnderstood(t *testing.T) {
+	// Old charts still emit networking.k8s.io/v1beta1 Ingresses.
+	b := &networkingv1beta1.Ingress{
+		TypeMeta:   tm("Ingress", "networking.k8s.io/v1beta1"),
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "prod", Annotations: map[string]string{"kubernetes.io/ingress.class": "alb", "alb.ingress.kubernetes.io/target-type": "ip"}},
+		Spec: networkingv1beta1.IngressSpec{Rules: []networkingv1beta1.IngressRule{{IngressRuleValue: networkingv1beta1.IngressRuleValue{
+			HTTP: &networkingv1beta1.HTTPIngressRuleValue{Paths: []networkingv1beta1.HTTPIngressPath{{Path: "/",
+				Backend: networkingv1beta1.IngressBackend{ServiceName: "web", ServicePort: intstr.FromInt32(80)}}}}}}}},
+	}
+	r := analyze(t, append(baseline(nil), b), Options{})
+	if len(findings(r, RuleStartupGap)) != 1 || len(findings(r, RuleDeregistrationDefault)) != 1 || r.Objects != 4 {
+		t.Errorf("objects %d, findings:%s", r.Objects, dump(r))
 	}
 }
