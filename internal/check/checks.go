@@ -182,6 +182,7 @@ func (c *wctx) checkTermination(add func(Finding)) {
 			fix))
 	}
 	if len(c.longLived) > 0 {
+		c.longLived = dedupe(c.longLived)
 		if ll := timing.LongLivedGraceNeeded(P, c.a); G < ll {
 			add(newFinding(RuleLongLived, c.obj(), field,
 				fmt.Sprintf("%s serves long-lived connections (%s) but %s < preStop %s + shutdown %s + connection drain %s = %s",
@@ -623,6 +624,18 @@ func checkPDBs(ix *index) []Finding {
 					"node drains hang until someone deletes the PDB, which then evicts without any protection",
 					"```yaml\nspec:\n  maxUnavailable: 1\n```"))
 			}
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	out := s[:0]
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
 		}
 	}
 	return out
