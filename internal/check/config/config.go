@@ -41,6 +41,7 @@ type File struct {
 	path     string
 	severity map[string]check.Severity
 	failOn   *check.Severity
+	optLine  map[string]int
 }
 
 // Ignore silences rules for the objects it matches. Kind, Namespace and Name
@@ -69,6 +70,12 @@ func (e *Error) Error() string {
 
 // Path returns the file the configuration was read from.
 func (f *File) Path() string { return f.path }
+
+// OptionError makes an Error at the line of option key, for a value the
+// command line rejects.
+func (f *File) OptionError(key string, err error) error {
+	return &Error{File: f.path, Line: f.optLine[key], Msg: fmt.Sprintf("options: %s: %v", key, err)}
+}
 
 // FailOnLevel returns the failOn of the file, if it sets one.
 func (f *File) FailOnLevel() (check.Severity, bool) {
@@ -138,6 +145,10 @@ func Parse(name string, data []byte, ruleIDs []string) (*File, error) {
 				return nil, &Error{File: name, Line: at(p + "." + field), Msg: fmt.Sprintf("%s: bad glob %q: %v", field, g, err)}
 			}
 		}
+	}
+	f.optLine = map[string]int{}
+	for k := range f.Options {
+		f.optLine[k] = at(`options["` + k + `"]`)
 	}
 	f.severity = map[string]check.Severity{}
 	for id, s := range f.Severity {
