@@ -361,7 +361,6 @@ func TestLoad_AliasBombIsBounded(t *testing.T) {
 	}
 }
 
-
 func TestLoad_EmptyAndCommentOnlyInputs(t *testing.T) {
 	dir := t.TempDir()
 	for name, body := range map[string]string{"empty.yaml": "", "comments.yaml": "# nothing\n---\n# more\n", "null.yaml": "~\n"} {

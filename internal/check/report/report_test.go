@@ -115,8 +115,8 @@ func TestWriteJSON_SchemaV1(t *testing.T) {
 		SchemaVersion string `json:"schemaVersion"`
 		Summary       struct {
 			Objects, Findings, Error, Warning, Info, InputErrors, InputWarnings, Skipped int
-			FailOn                                                                  string
-			Failed                                                                  bool
+			FailOn                                                                       string
+			Failed                                                                       bool
 		}
 		Findings []map[string]any
 		Errors   []map[string]any
