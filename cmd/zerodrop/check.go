@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -118,6 +119,9 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		return usageError(cmd, "nothing to check: give files, directories, - for standard input, or -k DIR")
 	}
 
+	// A check is short-lived and allocation-heavy (YAML trees): trading
+	// memory for fewer collections makes large inputs markedly faster.
+	debug.SetGCPercent(400)
 	loaded := load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
 	rep := check.Analyze(loaded.Objects, f.opts)
 	rep.Errors = append(loaded.Errors, rep.Errors...)
