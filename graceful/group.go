@@ -591,6 +591,9 @@ func (h *httpServer) waitHijacked(ctx context.Context) int {
 
 func (h *httpServer) close() {
 	h.srv.Close()
+	if h.ln != nil {
+		h.ln.Close() // Close does not know a listener Serve never got
+	}
 	open, _ := h.conns.hijacked()
 	for _, c := range open {
 		c.Close()
@@ -638,4 +641,7 @@ func (s *grpcServer) stop(deadline time.Time, force <-chan struct{}) (int, error
 	return 1, nil
 }
 
-func (s *grpcServer) close() { s.srv.Stop() }
+func (s *grpcServer) close() {
+	s.srv.Stop()
+	s.ln.Close()
+}

@@ -55,7 +55,7 @@ func TestGRPC_GracefulStop_InFlightRPCCompletes(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	ready, err := http.Get(c.url("admin", "/ready"))
+	ready, err := guardClient.Get(c.url("admin", "/ready"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -108,7 +108,7 @@ func startChild(t *testing.T, mode string, env ...string) *child {
 	// would kill the child the default way.
 	deadline := time.Now().Add(hangGuard)
 	for {
-		resp, err := http.Get(c.url("admin", "/ready"))
+		resp, err := guardClient.Get(c.url("admin", "/ready"))
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
@@ -459,7 +459,7 @@ func TestDrainEndpoint_ServesUntilDrained(t *testing.T) {
 	c.waitLog("drain endpoint reachable")
 	time.Sleep(1 * time.Second) // past the 200 ms fallback, so that falling back would show
 
-	resp, err := http.Get(c.url("public", "/"))
+	resp, err := guardClient.Get(c.url("public", "/"))
 	if err != nil {
 		t.Fatalf("the child stopped serving while the drain endpoint said not drained: %v", err)
 	}
@@ -470,7 +470,7 @@ func TestDrainEndpoint_ServesUntilDrained(t *testing.T) {
 	if !resp.Close {
 		t.Errorf("response during the drain wait lacks Connection: close")
 	}
-	ready, err := http.Get(c.url("admin", "/ready"))
+	ready, err := guardClient.Get(c.url("admin", "/ready"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -516,7 +516,7 @@ func TestInFlightSlowRequestCompletes(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		resp, err := http.Get(c.url("public", "/?sleep=3s"))
+		resp, err := guardClient.Get(c.url("public", "/?sleep=3s"))
 		if err != nil {
 			done <- result{err: err}
 			return
@@ -576,7 +576,7 @@ func TestDeadlineCutsLongRequestsAndConnections(t *testing.T) {
 		"ZERODROP_GRACE_MARGIN=500ms", "ZERODROP_SHUTDOWN_RESERVE=1s")
 	done := make(chan error, 1)
 	go func() {
-		resp, err := http.Get(c.url("public", "/?sleep=60s"))
+		resp, err := guardClient.Get(c.url("public", "/?sleep=60s"))
 		if err == nil {
 			_, err = io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -637,7 +637,7 @@ func TestLongLivedConnectionsToldToFinish(t *testing.T) {
 	c := startChild(t, "http", "ZERODROP_DRAIN_WAIT=200ms", "ZERODROP_GRACE_PERIOD=60s")
 	hj := dialHijack(t, c.addr["public"], "/hijack")
 
-	resp, err := http.Get(c.url("public", "/events"))
+	resp, err := guardClient.Get(c.url("public", "/events"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -681,3 +681,6 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 		t.Errorf("log lacks the second signal")
 	}
 }
+
+// guardClient bounds requests the tests make outside the LB.
+var guardClient = &http.Client{Timeout: hangGuard}
