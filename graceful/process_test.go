@@ -186,7 +186,7 @@ type lb struct {
 func newLB(target, ready string) *lb {
 	return &lb{
 		target: target, ready: ready,
-		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}},
+		client:          &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}},
 		readinessFailed: make(chan struct{}), down: make(chan struct{}), stop: make(chan struct{}),
 	}
 }
