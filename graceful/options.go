@@ -225,6 +225,9 @@ func (s *settings) validate() error {
 	if s.GracePeriod <= 0 {
 		return fmt.Errorf("grace period %s must be positive", s.GracePeriod)
 	}
+	if s.GraceMargin >= s.GracePeriod {
+		return fmt.Errorf("grace margin %s must be shorter than the grace period %s", s.GraceMargin, s.GracePeriod)
+	}
 	if s.DrainURL != "" {
 		u, err := DrainEndpoint(s.DrainURL, s.PodNamespace, s.PodName)
 		if err != nil {

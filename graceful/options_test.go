@@ -91,6 +91,7 @@ func TestConfig_BadInputNamesTheVariable(t *testing.T) {
 		{"not a duration", map[string]string{EnvDrainWait: "five"}, nil, "ZERODROP_DRAIN_WAIT=\"five\""},
 		{"negative env", map[string]string{EnvGracePeriod: "-3"}, nil, "ZERODROP_GRACE_PERIOD"},
 		{"zero grace", nil, []Option{WithGracePeriod(0)}, "grace period"},
+		{"margin eats grace", map[string]string{EnvGracePeriod: "2", EnvGraceMargin: "2"}, nil, "grace margin 2s must be shorter"},
 		{"negative option", nil, []Option{WithDrainWait(-time.Second)}, "drain wait -1s is negative"},
 		{"bad scheme", map[string]string{EnvDrainURL: "ftp://c/drain"}, nil, "scheme must be http or https"},
 		{"no host", map[string]string{EnvDrainURL: "http:///drain"}, nil, "no host"},

@@ -254,8 +254,8 @@ func appHandler(cfg config, log *slog.Logger) http.HandlerFunc {
 
 func okHandler(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") }
 
-func serve(cfg config, log *slog.Logger) error {
-	log = log.With("pod", cfg.podName, "version", cfg.version)
+func serve(cfg config, base *slog.Logger) error {
+	log := base.With("pod", cfg.podName, "version", cfg.version)
 	// SIGTERM during the startup delay ends the process as a booting JVM
 	// would: at once.
 	early := make(chan os.Signal, 1)
@@ -279,7 +279,9 @@ func serve(cfg config, log *slog.Logger) error {
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	if cfg.shutdown == modeDrain {
-		g, err := graceful.New(graceful.WithLogger(log))
+		// graceful adds the pod to its log lines itself.
+		g, err := graceful.New(graceful.WithLogger(base.With("version", cfg.version)),
+			graceful.WithPod(os.Getenv(graceful.EnvPodNamespace), cfg.podName))
 		if err != nil {
 			ln.Close()
 			return err
