@@ -118,7 +118,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	a.log.Info("node registered", "node", a.NodeName, "internalIP", a.Network.HostAddr)
+	a.log.Info("node registered", "internalIP", a.Network.HostAddr)
 
 	var bg sync.WaitGroup
 	bg.Add(2)
@@ -142,7 +142,7 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-runCtx.Done()
 	factory.Shutdown()
-	a.log.Info("node agent stopping: killing every pod's processes", "node", a.NodeName)
+	a.log.Info("node agent stopping: killing every pod's processes")
 	a.mu.Lock()
 	workers := make([]*podWorker, 0, len(a.workers))
 	for _, w := range a.workers {

@@ -51,6 +51,9 @@ const helperImage = "zerodrop-lab/helper:test"
 // requireLab starts the shared lab on first use.
 func requireLab(t *testing.T) *lab {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a control plane; not in -short")
+	}
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "ip")
 	labOnce.Do(func() { theLab, labStop, labErr = startLab() })
