@@ -409,7 +409,7 @@ func (w *podWorker) startContainer(c *container) *process {
 	w.log.Info("container started", "container", c.spec.Name, "pid", p.pid, "argv", args)
 	a.event(pod, &c.spec, v1.EventTypeNormal, "Started", "Started container %s", c.spec.Name)
 
-	target := probeTarget{podIP: pn.Addr.String(), net: pn, env: env, container: &c.spec}
+	target := probeTarget{podIP: pn.Addr.String(), net: pn, env: env, container: &c.spec, program: prog}
 	// postStart runs before the container counts as running; a failure
 	// kills it.
 	if h := c.spec.Lifecycle; h != nil && h.PostStart != nil {
@@ -476,8 +476,8 @@ func (w *podWorker) kill(c *container, p *process, grace int64, reason string) {
 	hookCtx, hookDone := context.WithCancel(w.ctx)
 	defer hookDone()
 	if h := c.spec.Lifecycle; h != nil && h.PreStop != nil && grace > 0 && !p.done() {
-		env := p.cmd.Env
-		target := probeTarget{podIP: pn.Addr.String(), net: pn, env: env, container: &c.spec}
+		prog, _ := lookupImage(a.Images, c.spec.Image)
+		target := probeTarget{podIP: pn.Addr.String(), net: pn, env: p.cmd.Env, container: &c.spec, program: prog}
 		hookErr := make(chan error, 1)
 		go func() { hookErr <- runHook(hookCtx, h.PreStop, target) }()
 		t := time.NewTimer(time.Duration(grace) * time.Second)

@@ -113,6 +113,10 @@ type probeTarget struct {
 	net       *netns.PodNet
 	env       []string
 	container *v1.Container
+	// program is the container's image program: an exec command naming
+	// its entrypoint (Program.Name) runs its Path, as a command inside
+	// the image would.
+	program Program
 }
 
 // runProbe runs one probe attempt bounded by timeout. An error means the
@@ -172,7 +176,11 @@ func execIn(ctx context.Context, t probeTarget, command []string) ([]byte, error
 	if len(command) == 0 {
 		return nil, errors.New("exec: empty command")
 	}
-	cmd := t.net.Command(ctx, absPath(command[0]), command[1:]...)
+	name := command[0]
+	if name == t.program.Name && name != "" {
+		name = t.program.Path
+	}
+	cmd := t.net.Command(ctx, absPath(name), command[1:]...)
 	cmd.Env = t.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
