@@ -13,6 +13,9 @@ import (
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
 )
 
+// labSubcommands are the lab commands besides binaries.
+var labSubcommands []func() *cobra.Command
+
 // newLabCmd is the `zerodrop lab` command group: a local cluster with real
 // control-plane processes, pods as processes, a real HAProxy in front.
 func newLabCmd() *cobra.Command {
@@ -21,6 +24,9 @@ func newLabCmd() *cobra.Command {
 		Short: "A local cluster (real kube-apiserver, etcd, HAProxy) that reproduces and measures dropped requests",
 	}
 	lab.AddCommand(newLabBinariesCmd())
+	for _, c := range labSubcommands {
+		lab.AddCommand(c())
+	}
 	return lab
 }
 
@@ -67,3 +73,4 @@ KUBEBUILDER_ASSETS.`, k8sbin.KubernetesVersion, k8sbin.EtcdVersion),
 	cmd.Flags().BoolVar(&printDir, "envtest-assets", false, "print only the binaries directory (for KUBEBUILDER_ASSETS)")
 	return cmd
 }
+
