@@ -73,4 +73,3 @@ KUBEBUILDER_ASSETS.`, k8sbin.KubernetesVersion, k8sbin.EtcdVersion),
 	cmd.Flags().BoolVar(&printDir, "envtest-assets", false, "print only the binaries directory (for KUBEBUILDER_ASSETS)")
 	return cmd
 }
-
