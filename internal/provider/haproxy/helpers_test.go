@@ -160,7 +160,7 @@ func startHAProxy(t *testing.T) (*lab.Instance, *probe) {
 	defer cancel()
 	in, err := lab.Start(ctx, lab.Config{
 		Backends: []lab.Backend{{
-			Name:    "app",
+			Name: "app",
 			// A long check timeout: a hanging health endpoint keeps its first
 			// check pending for seconds, long enough to observe what HAProxy
 			// does before any check completed.

@@ -271,12 +271,17 @@ func ParseServersState(b []byte) ([]ServerState, error) {
 	}
 	col := map[string]int{}
 	for i, h := range strings.Fields(hdr) {
-		col[h] = i
+		if _, dup := col[h]; !dup {
+			col[h] = i
+		}
 	}
+	need := 0 // fields a row must have to reach every column read
 	for _, name := range serversStateColumns {
-		if _, ok := col[name]; !ok {
+		i, ok := col[name]
+		if !ok {
 			return nil, fmt.Errorf("show servers state: line 2: column %q missing", name)
 		}
+		need = max(need, i+1)
 	}
 	var out []ServerState
 	for n, line := range lines[2:] {
@@ -285,8 +290,8 @@ func ParseServersState(b []byte) ([]ServerState, error) {
 			continue
 		}
 		f := strings.Fields(line)
-		if len(f) < len(col) {
-			return nil, fmt.Errorf("show servers state: line %d: %d fields, header has %d", lineNo, len(f), len(col))
+		if len(f) < need {
+			return nil, fmt.Errorf("show servers state: line %d: %d fields, need %d", lineNo, len(f), need)
 		}
 		var perr error
 		num := func(name string) int {
