@@ -3,6 +3,7 @@ package haproxy_test
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,50 @@ func TestMechanicsOfDynamicServers(t *testing.T) {
 			t.Fatalf("set state on a deleted server: %v, want ErrNoSuchServer", err)
 		}
 	})
+}
+
+// A quirk worth knowing: a dynamic server added in maintenance is health
+// checked as soon as `enable health` runs, although it stays in
+// maintenance (a server put into maintenance later has its checks paused).
+// Its counter climbs to rise+fall-1 there; leaving maintenance then sets it
+// to `rise` anyway, which is why RegisterSafely resets it with `health down`.
+func TestDynamicServerInMaintenanceIsCheckedAfterEnableHealth(t *testing.T) {
+	in, _ := startHAProxy(t)
+	c := in.Client()
+	ctx := context.Background()
+	pr := startProbe(t, "pod-a")
+	opts := hapi.ServerOptions{Check: true, Inter: testInter, Rise: testRise, Fall: testFall}
+	if err := c.AddServer(ctx, "app", "pod-a", pr.addr, opts); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnableHealth(ctx, "app", "pod-a"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, func() (bool, string) {
+		checks, _ := pr.counts()
+		return checks >= testRise, "checks so far: " + strconv.Itoa(checks)
+	})
+	ss, found, err := findServerState(ctx, c, "pod-a")
+	if err != nil || !found {
+		t.Fatal(found, err)
+	}
+	if !ss.Admin.Maint() || ss.Up() {
+		t.Fatalf("server left maintenance by itself: %+v", ss)
+	}
+	if _, balanced := pr.counts(); balanced != 0 {
+		t.Fatalf("%d balanced requests to a server in maintenance", balanced)
+	}
+}
+
+func findServerState(ctx context.Context, c *hapi.Client, name string) (hapi.ServerState, bool, error) {
+	states, err := c.ShowServersState(ctx, "app")
+	if err != nil {
+		return hapi.ServerState{}, false, err
+	}
+	for _, s := range states {
+		if s.Name == name {
+			return s, true, nil
+		}
+	}
+	return hapi.ServerState{}, false, nil
 }
