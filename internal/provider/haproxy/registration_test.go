@@ -201,10 +201,13 @@ func TestDrainStopsNewRequestsAndWaitsForSessions(t *testing.T) {
 		ok, sessions := st.Drained("pod-a")
 		return ok, fmt.Sprintf("%d sessions: %s", sessions, st)
 	})
+	attempts := 0
 	eventually(t, 30*time.Second, func() (bool, string) {
+		attempts++
 		err := p.Deregister(ctx, "app", tg)
 		return err == nil, fmt.Sprint(err)
 	})
+	t.Logf("Deregister succeeded at attempt %d once drained", attempts)
 	if _, found := targetOn(t, p, "pod-a"); found {
 		t.Fatal("target still in the pool after Deregister")
 	}
