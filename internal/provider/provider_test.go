@@ -7,7 +7,9 @@ import (
 	"testing"
 )
 
-func pool(instances ...InstanceStatus) PoolStatus { return PoolStatus{Pool: "app", Instances: instances} }
+func pool(instances ...InstanceStatus) PoolStatus {
+	return PoolStatus{Pool: "app", Instances: instances}
+}
 
 func inst(name string, targets map[TargetID]TargetStatus) InstanceStatus {
 	return InstanceStatus{Instance: name, Targets: targets}
