@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -26,6 +27,7 @@ type verifyFlags struct {
 	rate        float64
 	connections int
 	duration    time.Duration
+	requests    uint64
 	maxWorkers  int
 	timeout     time.Duration
 	keepalive   bool
@@ -85,6 +87,7 @@ Exit status: 0 when the verdict passes, 1 when more requests failed than
 	fl.Float64Var(&f.rate, "rate", 0, "requests per second, open model (default 50 unless --connections is set)")
 	fl.IntVar(&f.connections, "connections", 0, "closed model: this many connections, each sending back to back")
 	fl.DurationVar(&f.duration, "duration", 0, "upper bound of the run (default 30s; 10m with --restart/--set-image)")
+	fl.Uint64Var(&f.requests, "requests", 0, "stop after this many requests (0: no count bound)")
 	fl.IntVar(&f.maxWorkers, "max-workers", verify.DefaultMaxWorkers, "open model: most requests in flight at once")
 	fl.DurationVar(&f.timeout, "timeout", verify.DefaultTimeout, "per request, from connect to the end of the body")
 	fl.BoolVar(&f.keepalive, "keepalive", true, "reuse connections (--keepalive=false: a new connection per request)")
@@ -231,6 +234,7 @@ func verifyBuildConfig(f *verifyFlags, args []string, changed func(string) bool)
 		Rate:               rate,
 		Connections:        f.connections,
 		Duration:           duration,
+		Requests:           f.requests,
 		MaxWorkers:         f.maxWorkers,
 		Timeout:            f.timeout,
 		DisableKeepAlive:   !f.keepalive,
@@ -287,10 +291,7 @@ func verifyKubeClient(kubeconfig, namespace string) (kubernetes.Interface, strin
 	return c, ns, nil
 }
 
-func verifyIsTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+func verifyIsTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
 	cfg, err := verifyBuildConfig(f, args, cmd.Flags().Changed)

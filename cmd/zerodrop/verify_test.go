@@ -52,6 +52,7 @@ func TestVerifyCLIExitCodes(t *testing.T) {
 		{"502s fail the verdict", []string{"--rate", "200", "--duration", "200ms", bad.URL}, 1, "http_502  40"},
 		{"502s within --max-failures pass", []string{"--rate", "200", "--duration", "200ms", "--max-failures", "100%", bad.URL}, 0, "within the 100% allowed"},
 		{"closed model", []string{"--connections", "2", "--duration", "200ms", ok.URL}, 0, "over 2 connections (closed model)"},
+		{"count bound", []string{"--rate", "1000", "--requests", "7", "--duration", "1m", ok.URL}, 0, "all 7 requests succeeded"},
 		{"rate and connections conflict", []string{"--rate", "5", "--connections", "2", ok.URL}, 2, "choose the open model"},
 		{"bad URL", []string{"ftp://x"}, 2, `URL "ftp://x"`},
 		{"bad threshold", []string{"--max-failures", "lots", ok.URL}, 2, `max failures "lots"`},
