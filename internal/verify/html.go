@@ -246,6 +246,7 @@ type htmlData struct {
 	Verdict string
 	Colors  map[Class]string
 	EvColor func(Event) string
+	Watched bool
 }
 
 // WriteHTML writes a self-contained HTML report: summary, the timeline chart
@@ -257,5 +258,5 @@ func WriteHTML(w io.Writer, r *Report) error {
 	if !r.Verdict.Pass {
 		v = "FAIL"
 	}
-	return reportTemplate.Execute(w, htmlData{R: r, Chart: buildChart(r), Verdict: v, Colors: classColor, EvColor: eventColor})
+	return reportTemplate.Execute(w, htmlData{R: r, Chart: buildChart(r), Verdict: v, Colors: classColor, EvColor: eventColor, Watched: watched(r)})
 }
