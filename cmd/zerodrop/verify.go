@@ -307,6 +307,12 @@ func runVerify(cmd *cobra.Command, f *verifyFlags, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first Ctrl-C the run stops sending and reports; a second
+		// one gets the default behaviour and ends the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 
 	if f.resultsFile != "" {
 		out, err := os.Create(f.resultsFile)
