@@ -14,14 +14,15 @@ const SchemaVersion = "zerodrop.dev/check/v1"
 
 // JSONReport is the document written by -o json.
 type JSONReport struct {
-	SchemaVersion string         `json:"schemaVersion"`
-	Tool          JSONTool       `json:"tool"`
-	Summary       JSONSummary    `json:"summary"`
-	Findings      []JSONFinding  `json:"findings"`
-	Errors        []JSONProblem  `json:"errors"`
-	Warnings      []JSONProblem  `json:"warnings"`
-	Skipped       []JSONSkipped  `json:"skipped"`
-	Explanations  map[string]any `json:"explanations,omitempty"`
+	SchemaVersion string        `json:"schemaVersion"`
+	Tool          JSONTool      `json:"tool"`
+	Summary       JSONSummary   `json:"summary"`
+	Findings      []JSONFinding `json:"findings"`
+	Errors        []JSONProblem `json:"errors"`
+	Warnings      []JSONProblem `json:"warnings"`
+	Skipped       []JSONSkipped `json:"skipped"`
+	// Explanations are present with --explain only.
+	Explanations *[]check.Explanation `json:"explanations,omitempty"`
 }
 
 // JSONTool names the program that wrote the report.
@@ -79,6 +80,13 @@ func BuildJSON(in Input) JSONReport {
 		Errors:        problems(r.Errors),
 		Warnings:      problems(in.Warnings),
 		Skipped:       skippedKinds(r.Skipped),
+	}
+	if in.Explain {
+		ex := r.Explanations
+		if ex == nil {
+			ex = []check.Explanation{}
+		}
+		out.Explanations = &ex
 	}
 	if out.Skipped == nil {
 		out.Skipped = []JSONSkipped{}

@@ -25,6 +25,9 @@ type Input struct {
 	Rules []check.Rule
 	// FailOn is the least severity that fails the check (--fail-on).
 	FailOn check.Severity
+	// Explain includes the workloads' timelines (Report.Explanations) in
+	// JSON output (--explain).
+	Explain bool
 	// Version is zerodrop's version, for the tool fields of JSON and SARIF.
 	Version string
 }

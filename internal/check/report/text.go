@@ -128,8 +128,14 @@ func WriteText(w io.Writer, in Input, color bool) error {
 	return bw.Flush()
 }
 
+// writeIndented writes text indented. Markdown code fences (rules write
+// fixes as Markdown for docs and SARIF) are dropped: the indentation already
+// sets the code apart on a terminal.
 func writeIndented(w *bufio.Writer, indent, text string) {
 	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			continue
+		}
 		if l == "" {
 			w.WriteString("\n")
 			continue
