@@ -51,6 +51,13 @@ func decodeChunk(c chunk) (res *Result) {
 			res.Errors = append(res.Errors, inputErr(c.file, c.line, c.doc, "cannot parse document: internal error: %v", p))
 		}
 	}()
+	if !c.json {
+		if top, ok := parseSimple(c.data); ok {
+			d := &document{file: c.file, doc: c.doc, lineOffset: c.line - 1}
+			d.object(top, res, 0)
+			return res
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(c.data))
 	for sub := 0; ; sub++ {
 		var doc yaml.Node
