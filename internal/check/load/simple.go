@@ -42,7 +42,7 @@ type simpleParser struct {
 
 // lines splits data into non-blank, non-comment lines.
 func (p *simpleParser) lines(data []byte) bool {
-	if !utf8.Valid(data) {
+	if !printable(data) {
 		return false
 	}
 	s := string(data)
@@ -56,7 +56,7 @@ func (p *simpleParser) lines(data []byte) bool {
 			l, s = s, ""
 		}
 		l = strings.TrimSuffix(l, "\r")
-		if strings.ContainsAny(l, "\t\r\x00\ufeff") {
+		if strings.IndexByte(l, '\r') >= 0 {
 			return false
 		}
 		ind := 0
@@ -80,6 +80,28 @@ func (p *simpleParser) lines(data []byte) bool {
 			return false // directives
 		}
 		p.ls = append(p.ls, sline{indent: ind, text: t, num: num})
+	}
+	return true
+}
+
+// printable reports whether data is UTF-8 made of characters YAML allows,
+// without tabs, byte order marks and the rarer characters yaml.v3 treats
+// specially (left to yaml.v3).
+func printable(data []byte) bool {
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			if (c < 0x20 && c != '\n' && c != '\r') || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError || r < 0xa0 || r == 0x2028 || r == 0x2029 || r == 0xfeff || r >= 0xfffe && r <= 0xffff {
+			return false
+		}
+		i += size
 	}
 	return true
 }
@@ -220,7 +242,7 @@ func splitKey(t string) (key *yaml.Node, rest string, ok bool) {
 		return nil, "", false
 	}
 	key = &yaml.Node{Kind: yaml.ScalarNode, Value: k}
-	key.Tag = key.ShortTag()
+	key.Tag = plainTag(key)
 	if i+1 >= len(t) {
 		return key, "", true
 	}
@@ -264,8 +286,23 @@ func inlineValue(t string, line int) (*yaml.Node, bool) {
 		return nil, false
 	}
 	n := &yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: line}
-	n.Tag = n.ShortTag()
+	n.Tag = plainTag(n)
 	return n, true
+}
+
+// plainTag resolves a plain scalar's tag. Most plain scalars in manifests
+// start with a letter, and yaml.v3 gives those a tag other than !!str only
+// for the words below; everything else goes through yaml.v3's resolver.
+func plainTag(n *yaml.Node) string {
+	v := n.Value
+	if v != "" && (v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z') {
+		switch v {
+		case "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL":
+		default:
+			return "!!str"
+		}
+	}
+	return n.ShortTag()
 }
 
 // onlyComment reports whether what follows a value is nothing or a comment
@@ -383,7 +420,7 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 		return nil, false
 	}
 	n := &yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: f.line}
-	n.Tag = n.ShortTag()
+	n.Tag = plainTag(n)
 	return n, true
 }
 
