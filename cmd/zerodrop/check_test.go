@@ -148,7 +148,9 @@ func TestCheckCLI_FailOnAndConfigSilencing(t *testing.T) {
 	}
 	demoted := write("demoted.yaml", "disable: [ZD201, ZD103]\nseverity:\n  ZD304: info\nfailOn: warning\n")
 	out, _, code = runCheckCLI("", "--config", demoted, "-o", "json", ex)
-	var doc struct{ Summary struct{ Error, Warning, Info int } }
+	var doc struct {
+		Summary struct{ Error, Warning, Info int }
+	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatal(err)
 	}

@@ -114,6 +114,7 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 	}
 	if n.Kind != yaml.MappingNode {
 		res.Errors = append(res.Errors, d.errAt(n, "expected a Kubernetes object (a mapping with apiVersion and kind), found %s", nodeKindName(n)))
+		res.notObjects++
 		return
 	}
 	apiVersion, kind := scalarField(n, "apiVersion"), scalarField(n, "kind")
@@ -126,6 +127,9 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 			missing = append(missing, "kind")
 		}
 		res.Errors = append(res.Errors, d.errAt(n, "object has no %s", strings.Join(missing, " or ")))
+		if len(missing) == 2 && depth == 0 {
+			res.notObjects++
+		}
 		return
 	}
 	if items := field(n, "items"); strings.HasSuffix(kind, "List") && items != nil {
@@ -381,6 +385,9 @@ func decodeJSONValue(c chunk, raw json.RawMessage, res *Result, depth int) {
 	}
 	if head.APIVersion == "" || head.Kind == "" {
 		res.Errors = append(res.Errors, inputErr(c.file, c.line, c.doc, "object has no apiVersion or kind"))
+		if head.APIVersion == "" && head.Kind == "" && depth == 0 {
+			res.notObjects++
+		}
 		return
 	}
 	if strings.HasSuffix(head.Kind, "List") && head.Items != nil {

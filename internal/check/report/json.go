@@ -21,6 +21,7 @@ type JSONReport struct {
 	Errors        []JSONProblem `json:"errors"`
 	Warnings      []JSONProblem `json:"warnings"`
 	Skipped       []JSONSkipped `json:"skipped"`
+	Ignored       []string      `json:"ignoredFiles"`
 	// Explanations are present with --explain only.
 	Explanations *[]check.Explanation `json:"explanations,omitempty"`
 }
@@ -41,6 +42,7 @@ type JSONSummary struct {
 	Errors   int    `json:"inputErrors"`
 	Warnings int    `json:"inputWarnings"`
 	Skipped  int    `json:"skipped"`
+	Ignored  int    `json:"ignoredFiles"`
 	FailOn   string `json:"failOn"`
 	Failed   bool   `json:"failed"`
 }
@@ -80,6 +82,7 @@ func BuildJSON(in Input) JSONReport {
 		Errors:        problems(r.Errors),
 		Warnings:      problems(in.Warnings),
 		Skipped:       skippedKinds(r.Skipped),
+		Ignored:       append([]string{}, in.Ignored...),
 	}
 	if in.Explain {
 		ex := r.Explanations
@@ -104,7 +107,7 @@ func BuildJSON(in Input) JSONReport {
 	}
 	out.Summary = JSONSummary{
 		Objects: r.Objects, Findings: len(fs), Error: c.Error, Warning: c.Warning, Info: c.Info,
-		Errors: len(r.Errors), Warnings: len(in.Warnings), Skipped: skippedTotal,
+		Errors: len(r.Errors), Warnings: len(in.Warnings), Skipped: skippedTotal, Ignored: len(in.Ignored),
 		FailOn: in.FailOn.String(), Failed: Failed(fs, in.FailOn),
 	}
 	return out

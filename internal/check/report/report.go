@@ -21,6 +21,9 @@ type Input struct {
 	// Warnings are input problems that did not stop an object from being
 	// checked (unknown fields, duplicate keys).
 	Warnings []check.InputError
+	// Ignored are files met in directory walks that hold no Kubernetes
+	// object (load.Result.Ignored).
+	Ignored []string
 	// Rules are the rules the check ran (check.Rules()).
 	Rules []check.Rule
 	// FailOn is the least severity that fails the check (--fail-on).

@@ -112,8 +112,20 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		fmt.Fprintf(bw, "skipped %s of kinds zerodrop does not check: %s\n", plural(total, "object", "objects"), strings.Join(parts, ", "))
 	}
 
+	if n := len(in.Ignored); n > 0 {
+		if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 {
+			bw.WriteString("\n")
+		}
+		names := in.Ignored
+		more := ""
+		if n > 3 {
+			names, more = names[:3], fmt.Sprintf(" and %d more", n-3)
+		}
+		fmt.Fprintf(bw, "ignored %s without Kubernetes objects found in directories: %s%s\n", plural(n, "file", "files"), strings.Join(names, ", "), more)
+	}
+
 	c := CountFindings(fs)
-	if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 {
+	if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 || len(in.Ignored) > 0 {
 		bw.WriteString("\n")
 	}
 	summary := fmt.Sprintf("%s checked: %s, %s, %s", plural(r.Objects, "object", "objects"),
