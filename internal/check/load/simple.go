@@ -36,8 +36,19 @@ type sline struct {
 }
 
 type simpleParser struct {
-	ls []sline
-	i  int
+	ls   []sline
+	i    int
+	slab []yaml.Node // nodes are allocated in blocks: fewer, larger allocations
+}
+
+// node copies n into the parser's slab and returns its address.
+func (p *simpleParser) node(n yaml.Node) *yaml.Node {
+	if len(p.slab) == cap(p.slab) {
+		size := 2*(len(p.ls)-p.i) + 16
+		p.slab = make([]yaml.Node, 0, size)
+	}
+	p.slab = append(p.slab, n)
+	return &p.slab[len(p.slab)-1]
 }
 
 // lines splits data into non-blank, non-comment lines.
@@ -119,7 +130,7 @@ func (p *simpleParser) block(indent int) (*yaml.Node, bool) {
 func isSeqItem(t string) bool { return t == "-" || strings.HasPrefix(t, "- ") }
 
 func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
-	m := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: p.ls[p.i].num}
+	m := p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: p.ls[p.i].num})
 	for p.i < len(p.ls) {
 		l := p.ls[p.i]
 		if l.indent < indent {
@@ -128,11 +139,12 @@ func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 		if l.indent > indent || isSeqItem(l.text) {
 			return nil, false
 		}
-		key, rest, ok := splitKey(l.text)
+		keyNode, rest, ok := splitKey(l.text)
 		if !ok {
 			return nil, false
 		}
-		key.Line = l.num
+		keyNode.Line = l.num
+		key := p.node(keyNode)
 		p.i++
 		var val *yaml.Node
 		if rest == "" {
@@ -144,10 +156,10 @@ func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 			case p.i < len(p.ls) && p.ls[p.i].indent == indent && isSeqItem(p.ls[p.i].text):
 				val, ok = p.sequence(indent)
 			default:
-				val, ok = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num}, true
+				val, ok = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num}), true
 			}
 		} else {
-			val, ok = inlineValue(rest, l.num)
+			val, ok = p.inlineValue(rest, l.num)
 			if ok && p.i < len(p.ls) && p.ls[p.i].indent > indent {
 				ok = false // a multi-line scalar continues here
 			}
@@ -161,7 +173,7 @@ func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 }
 
 func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
-	s := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: p.ls[p.i].num}
+	s := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: p.ls[p.i].num})
 	for p.i < len(p.ls) {
 		l := p.ls[p.i]
 		if l.indent < indent || (l.indent == indent && !isSeqItem(l.text)) {
@@ -177,7 +189,7 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 			if p.i < len(p.ls) && p.ls[p.i].indent > indent {
 				item, ok = p.block(p.ls[p.i].indent)
 			} else {
-				item = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num}
+				item = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num})
 			}
 			if !ok {
 				return nil, false
@@ -203,7 +215,7 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 			s.Content = append(s.Content, item)
 			continue
 		}
-		item, ok := inlineValue(body, l.num)
+		item, ok := p.inlineValue(body, l.num)
 		p.i++
 		if !ok || (p.i < len(p.ls) && p.ls[p.i].indent > indent) {
 			return nil, false
@@ -215,34 +227,34 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 
 // splitKey splits "key: rest" (or "key:"), returning the key node and the
 // rest after the separator. ok=false when the line is not a simple key.
-func splitKey(t string) (key *yaml.Node, rest string, ok bool) {
+func splitKey(t string) (key yaml.Node, rest string, ok bool) {
 	if t == "" {
-		return nil, "", false
+		return key, "", false
 	}
 	switch t[0] {
 	case '"', '\'':
 		v, n, ok := quoted(t)
 		if !ok || n >= len(t) || t[n] != ':' || (n+1 < len(t) && t[n+1] != ' ') {
-			return nil, "", false
+			return key, "", false
 		}
-		key = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0])}
+		key = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0])}
 		return key, strings.TrimLeft(t[n+1:], " "), true
 	case '?', '-', '[', ']', '{', '}', ',', '&', '*', '!', '|', '>', '#', '@', '`', ':', '%':
-		return nil, "", false
+		return key, "", false
 	}
 	i := strings.Index(t, ": ")
 	if i < 0 {
 		if !strings.HasSuffix(t, ":") {
-			return nil, "", false
+			return key, "", false
 		}
 		i = len(t) - 1
 	}
 	k := t[:i]
 	if k == "" || strings.ContainsAny(k, "#\"'[]{},") || strings.HasSuffix(k, " ") || strings.Contains(k, ": ") {
-		return nil, "", false
+		return key, "", false
 	}
-	key = &yaml.Node{Kind: yaml.ScalarNode, Value: k}
-	key.Tag = plainTag(key)
+	key = yaml.Node{Kind: yaml.ScalarNode, Value: k}
+	key.Tag = plainTag(&key)
 	if i+1 >= len(t) {
 		return key, "", true
 	}
@@ -257,16 +269,16 @@ func quoteStyle(q byte) yaml.Style {
 }
 
 // inlineValue parses a value that starts and ends on one line.
-func inlineValue(t string, line int) (*yaml.Node, bool) {
+func (p *simpleParser) inlineValue(t string, line int) (*yaml.Node, bool) {
 	switch t[0] {
 	case '"', '\'':
 		v, n, ok := quoted(t)
 		if !ok || !onlyComment(t[n:]) {
 			return nil, false
 		}
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0]), Line: line}, true
+		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0]), Line: line}), true
 	case '[', '{':
-		f := flowParser{s: t, line: line}
+		f := flowParser{p: p, s: t, line: line}
 		n, ok := f.value()
 		if !ok || !onlyComment(f.s[f.i:]) {
 			return nil, false
@@ -285,7 +297,7 @@ func inlineValue(t string, line int) (*yaml.Node, bool) {
 	if strings.Contains(v, ": ") || strings.HasSuffix(v, ":") {
 		return nil, false
 	}
-	n := &yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: line}
+	n := p.node(yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: line})
 	n.Tag = plainTag(n)
 	return n, true
 }
@@ -370,6 +382,7 @@ func quoted(t string) (string, int, bool) {
 
 // flowParser reads a one-line flow collection: [a, "b"], {k: v, k2: [1]}.
 type flowParser struct {
+	p     *simpleParser
 	s     string
 	i     int
 	line  int
@@ -404,7 +417,7 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 			return nil, false
 		}
 		f.i += n
-		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(c), Line: f.line}, true
+		return f.p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(c), Line: f.line}), true
 	}
 	start := f.i
 	for f.i < len(f.s) {
@@ -419,13 +432,13 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 	if v == "" || strings.IndexByte("&*!|>%@`?-:", v[0]) >= 0 && !(v[0] == '-' && len(v) > 1 && v[1] != ' ') {
 		return nil, false
 	}
-	n := &yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: f.line}
+	n := f.p.node(yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: f.line})
 	n.Tag = plainTag(n)
 	return n, true
 }
 
 func (f *flowParser) seq() (*yaml.Node, bool) {
-	n := &yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: f.line}
+	n := f.p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: f.line})
 	f.i++ // [
 	f.space()
 	if f.i < len(f.s) && f.s[f.i] == ']' {
@@ -459,7 +472,7 @@ func (f *flowParser) seq() (*yaml.Node, bool) {
 }
 
 func (f *flowParser) mapping() (*yaml.Node, bool) {
-	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Line: f.line}
+	n := f.p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Line: f.line})
 	f.i++ // {
 	f.space()
 	if f.i < len(f.s) && f.s[f.i] == '}' {
