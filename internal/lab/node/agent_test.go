@@ -446,3 +446,34 @@ func assertNamespaceGone(t *testing.T, ns string) {
 		t.Errorf("namespace %s still listed after the pod is gone", ns)
 	}
 }
+
+func TestStartupProbeHoldsReadinessUntilItPasses(t *testing.T) {
+	l := requireLab(t)
+	started := l.file(t, "started")
+	c := helperContainer()
+	c.StartupProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"test", "-f", started}}},
+		PeriodSeconds: 1, FailureThreshold: 600}
+	c.ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}
+	init := v1.Container{Name: "init", Image: helperImage, Command: []string{"/helper", "record", "init", l.file(t, "init")}}
+	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName(t)},
+		Spec: v1.PodSpec{InitContainers: []v1.Container{init}, Containers: []v1.Container{c}}})
+	p := l.waitPod(t, pod, startTimeout, "running", func(p *v1.Pod) bool {
+		cs := p.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].State.Running != nil
+	})
+	if condition(p, v1.PodInitialized) != v1.ConditionTrue || len(p.Status.InitContainerStatuses) != 1 ||
+		p.Status.InitContainerStatuses[0].State.Terminated == nil || p.Status.InitContainerStatuses[0].State.Terminated.ExitCode != 0 {
+		t.Errorf("init container: %+v, Initialized %s; want it completed and the pod Initialized", p.Status.InitContainerStatuses, condition(p, v1.PodInitialized))
+	}
+	// The server listens, so readiness would pass, but startup has not.
+	time.Sleep(2 * time.Second)
+	p = l.waitPod(t, pod, startTimeout, "status", func(*v1.Pod) bool { return true })
+	if cs := p.Status.ContainerStatuses[0]; *cs.Started || cs.Ready || isReady(p) {
+		t.Fatalf("startup probe failing: %s; want started=false, not ready", describe(p))
+	}
+	touch(t, started)
+	p = l.waitPod(t, pod, startTimeout, "Ready after startup passed", isReady)
+	if cs := p.Status.ContainerStatuses[0]; !*cs.Started || cs.RestartCount != 0 {
+		t.Errorf("after startup: %s; want started and no restart", describe(p))
+	}
+}
