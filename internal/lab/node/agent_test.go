@@ -233,7 +233,8 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	if cs.ContainerID == firstID || cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ContainerID != firstID {
 		t.Errorf("after the restart: id %s (first %s), last state %+v; want a new id and the old run as last state", cs.ContainerID, firstID, cs.LastTerminationState)
 	}
-	ev := events(t, rec)
+	// The new run records its start a moment after it is reported running.
+	ev := waitRecords(t, rec, func(ev map[string][]time.Time) bool { return len(ev["start"]) >= 2 })
 	if len(ev["start"]) < 2 || len(ev["prestop"]) < 1 || len(ev["sigterm"]) < 1 {
 		t.Errorf("records %v: want two starts, and a preStop and SIGTERM for the killed run (the kubelet runs preStop on a liveness kill too)", keys(ev))
 	}
@@ -367,6 +368,20 @@ func TestUnknownImageWaitsWithErrImagePull(t *testing.T) {
 	}
 	if p.Status.Phase != v1.PodPending {
 		t.Errorf("phase %s, want Pending", p.Status.Phase)
+	}
+}
+
+// waitRecords reads a record file until cond holds (or a hang guard ends)
+// and returns the last reading.
+func waitRecords(t *testing.T, file string, cond func(map[string][]time.Time) bool) map[string][]time.Time {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev := events(t, file)
+		if cond(ev) || time.Now().After(deadline) {
+			return ev
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
