@@ -479,7 +479,7 @@ func (c *wctx) checkHPAs(add func(Finding)) {
 						o.Ref, p.Value, map[autoscalingv2.HPAScalingPolicyType]string{autoscalingv2.PercentScalingPolicy: "%", autoscalingv2.PodsScalingPolicy: " pods"}[p.Type],
 						c.ref(), p.PeriodSeconds, sec(math.Min(c.pod.PreStop, c.pod.Grace)), sec(c.a.Shutdown), sec(down)),
 					"several batches drain at once: capacity falls faster than the LB shifts traffic, latency and 503s rise",
-					fmt.Sprintf("```yaml\n    policies:\n    - type: Pods\n      value: 1\n      periodSeconds: %d\n```", max(ceil(down), 15)))
+					fmt.Sprintf("```yaml\nspec:\n  behavior:\n    scaleDown:\n      policies:\n      - type: Pods\n        value: 1\n        periodSeconds: %d\n```", max(ceil(down), 15)))
 				if !c.ignored(f.RuleID) {
 					add(f)
 				}
@@ -496,7 +496,17 @@ func (c *wctx) checkPDB(add func(Finding)) {
 	add(newFinding(RuleNoPDB, c.obj(), "metadata",
 		fmt.Sprintf("%s (%d replicas) is served but no PodDisruptionBudget selects its pods", c.ref(), c.w.replicas),
 		"a node drain can evict every replica at once, without a rollout's surge: an outage until they are rescheduled",
-		fmt.Sprintf("```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: %s\n```", c.w.meta.Name, c.w.ns(), flowMap(c.w.tmpl.Labels))))
+		fmt.Sprintf("```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: %s\n%sspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: %s\n```", c.w.meta.Name, namespaceLine(c.w.ns()), flowMap(c.w.tmpl.Labels))))
+}
+
+// namespaceLine is the "  namespace: NS" line of a fix's metadata, or
+// nothing for an object that leaves its namespace to kubectl, kustomize or
+// Helm (an empty "namespace:" would be null, not the same namespace).
+func namespaceLine(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return "  namespace: " + ns + "\n"
 }
 
 func flowMap(m map[string]string) string {

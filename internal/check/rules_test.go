@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"go.yaml.in/yaml/v3"
 	"k8s.io/utils/ptr"
 
 	"zerodrop.dev/zerodrop/internal/timing"
@@ -145,8 +146,50 @@ func analyze(t *testing.T, objs []runtime.Object, opts Options) *Report {
 		if f.Object.Kind != "backend" && f.Source.Line != 100+len(f.Field) {
 			t.Errorf("%s: source line %d is not the line of field %q", f.RuleID, f.Source.Line, f.Field)
 		}
+		checkFixYAML(t, f)
 	}
 	return r
+}
+
+// checkFixYAML holds a finding's fix to what a user pastes: every ```yaml
+// block parses, starts at column 0 (a top-level key or list, not a fragment
+// cut out of the middle of a document) and sets no field to null (an empty
+// "namespace:" would clear the field instead of setting it).
+func checkFixYAML(t *testing.T, f Finding) {
+	t.Helper()
+	rest := f.Fix
+	for {
+		i := strings.Index(rest, "```yaml\n")
+		if i < 0 {
+			return
+		}
+		rest = rest[i+len("```yaml\n"):]
+		j := strings.Index(rest, "```")
+		if j < 0 {
+			t.Errorf("%s %s: unterminated yaml block in fix:\n%s", f.RuleID, f.Object, f.Fix)
+			return
+		}
+		block := rest[:j]
+		rest = rest[j+3:]
+		if strings.HasPrefix(block, " ") {
+			t.Errorf("%s %s: fix YAML is an indented fragment:\n%s", f.RuleID, f.Object, block)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(block), &doc); err != nil {
+			t.Errorf("%s %s: fix YAML does not parse: %v\n%s", f.RuleID, f.Object, err, block)
+			continue
+		}
+		var nulls func(n *yaml.Node)
+		nulls = func(n *yaml.Node) {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				t.Errorf("%s %s: fix YAML sets a field to null (line %d):\n%s", f.RuleID, f.Object, n.Line, block)
+			}
+			for _, c := range n.Content {
+				nulls(c)
+			}
+		}
+		nulls(&doc)
+	}
 }
 
 func findings(r *Report, rule string) []Finding {
@@ -660,6 +703,13 @@ func TestStructuralRules(t *testing.T) {
 	runRuleCases(t, []ruleCase{
 		{name: "3 replicas, no PDB", rule: RuleNoPDB, want: true, contains: []string{"matchLabels: {app: web, tier: web}"},
 			objs: func() []runtime.Object { return baseline(nil)[:2] }},
+		{name: "3 replicas, no PDB, namespace left to kubectl", rule: RuleNoPDB, want: true, contains: []string{"metadata:\n  name: web\nspec:"},
+			objs: func() []runtime.Object {
+				objs := baseline(nil)[:2]
+				objs[0].(*appsv1.Deployment).Namespace = ""
+				objs[1].(*corev1.Service).Namespace = ""
+				return objs
+			}},
 		{name: "PDB selects the pods", rule: RuleNoPDB, objs: func() []runtime.Object { return baseline(nil) }},
 		{name: "single replica", rule: RuleNoPDB, objs: func() []runtime.Object {
 			d := goodDeployment("web")
