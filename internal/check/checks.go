@@ -153,6 +153,24 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 	}
 }
 
+// graceFor is the part of a preStop fix about the grace period: raise
+// terminationGracePeriodSeconds to P + S + buffer when the new preStop P
+// needs it, or say that the current one already covers it (telling the user
+// to set the value they already have, often the default 30, reads as if it
+// were a change).
+func (c *wctx) graceFor(P float64) string {
+	need := timing.GraceNeeded(P, c.a)
+	sum := fmt.Sprintf("preStop %s + shutdown %s + buffer %s = %s", sec(P), sec(c.a.Shutdown), sec(c.a.Buffer), sec(need))
+	if need > c.pod.Grace {
+		return fmt.Sprintf("and raise `terminationGracePeriodSeconds: %d` (%s).", ceil(need), sum)
+	}
+	def := ""
+	if c.w.tmpl.Spec.TerminationGracePeriodSeconds == nil {
+		def = " (default)"
+	}
+	return fmt.Sprintf("terminationGracePeriodSeconds %s%s already covers %s.", sec(c.pod.Grace), def, sum)
+}
+
 // ZD201, ZD202, ZD206: termination arithmetic independent of the LB.
 func (c *wctx) checkTermination(add func(Finding)) {
 	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
@@ -242,7 +260,7 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 					fmt.Sprintf("%s behind %s: preStop %s < drainingTimeoutSec %s + drain latency %s = %s",
 						c.ref(), lb.Name, sec(P), sec(lb.DrainingTimeout), sec(lb.Deregistration), sec(need)),
 					"GCLB still uses the pod's draining connections after the app stopped listening: clients see 502",
-					fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown + buffer).", ceil(need), ceil(timing.GraceNeeded(need, c.a))))
+					fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n```\n%s", ceil(need), c.graceFor(float64(ceil(need)))))
 				keep(f, need-P)
 			}
 		}
@@ -297,7 +315,17 @@ func (c *wctx) gateFix(fr *front) string {
 		if !fr.lb.TargetsPods {
 			return "Switch to ip targets and use the AWS readiness gate (see ZD303), then label the namespace.\n\n"
 		}
-		return fmt.Sprintf("Best: let the ALB's verdict gate Ready:\n\n```sh\nkubectl label namespace %s %s=enabled\n```\n\n", c.w.ns(), awsGateInjectLabel)
+		ns, where := c.w.ns(), ""
+		if ns == "" {
+			// The manifest leaves the namespace to kubectl, kustomize or
+			// Helm: name it without pretending to know it.
+			ns, where = "NAMESPACE", "   # the namespace you deploy to"
+		}
+		lbName := "ALB"
+		if fr.lb.Kind == timing.NLB {
+			lbName = "NLB"
+		}
+		return fmt.Sprintf("Best: let the %s's verdict gate Ready:\n\n```sh\nkubectl label namespace %s %s=enabled%s\n```\n\n", lbName, ns, awsGateInjectLabel, where)
 	case timing.GCE:
 		return "Best: container-native load balancing, whose NEG readiness gate GKE injects:\n\n```yaml\nmetadata:\n  annotations:\n    cloud.google.com/neg: '{\"ingress\": true}'\n```\n\n"
 	case timing.HAProxy:
@@ -328,8 +356,8 @@ func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
 		fix = "A longer preStop only moves the window. Put the server in drain before the app stops (zerodrop's drain gate, or `set server <backend>/<server> state drain` over the Runtime API from the preStop hook), or shorten it with `fastinter 500ms fall 2` and `option redispatch` + `retries`."
 	} else {
 		n := ceil(w.End) + 2
-		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown %s + buffer %s). Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
-			n, sec(w.End), max(ceil(timing.GraceNeeded(float64(n), c.a)), int(c.pod.Grace)), sec(c.a.Shutdown), sec(c.a.Buffer), n)
+		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\n%s Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
+			n, sec(w.End), c.graceFor(float64(n)), n)
 	}
 	return newFinding(RuleEarlyExit, c.obj(), c.preStopField, msg, cons, fix)
 }

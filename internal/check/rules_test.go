@@ -465,8 +465,9 @@ func TestTerminationRules(t *testing.T) {
 		}},
 
 		{name: "no preStop, in-cluster D 3 s", rule: RuleEarlyExit, want: true, severity: &sevError,
-			contains: []string{"no preStop, so SIGTERM comes at T+0s while kube-proxy sends new requests until T+3s", "seconds: 5"},
-			objs:     func() []runtime.Object { return baseline(func(d *appsv1.Deployment) { container(d).Lifecycle = nil }) }},
+			contains: []string{"no preStop, so SIGTERM comes at T+0s while kube-proxy sends new requests until T+3s", "seconds: 5",
+				"terminationGracePeriodSeconds 30s already covers preStop 5s + shutdown 10s + buffer 10s = 25s"},
+			objs: func() []runtime.Object { return baseline(func(d *appsv1.Deployment) { container(d).Lifecycle = nil }) }},
 		{name: "preStop 5 s covers D 3 s", rule: RuleEarlyExit, objs: func() []runtime.Object { return baseline(nil) }},
 		{name: "propagation annotation 8 s exceeds preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"until T+8s"},
 			objs: func() []runtime.Object {
@@ -489,7 +490,8 @@ func TestTerminationRules(t *testing.T) {
 				container(d).Lifecycle.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromInt32(8080)}}
 			})
 		}},
-		{name: "GKE NEG drain latency 10 s > preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"GCLB sends new requests until T+10s"},
+		{name: "GKE NEG drain latency 10 s > preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"GCLB sends new requests until T+10s", "seconds: 12",
+			"raise `terminationGracePeriodSeconds: 32` (preStop 12s + shutdown 10s + buffer 10s = 32s)"},
 			objs: func() []runtime.Object { return append(baseline(nil), ingress("web", "web", "gce", nil)) }},
 
 		{name: "sh -c sleep in distroless", rule: RuleShellSleep, want: true, severity: &sevError,
@@ -586,7 +588,8 @@ func TestGKEDrainRule(t *testing.T) {
 	}
 	runRuleCases(t, []ruleCase{
 		{name: "seed 002: drainingTimeoutSec 60, preStop 120, grace 210", rule: RuleGKEDrain, objs: gke(120, 210, 60)},
-		{name: "preStop 30 < 60 + 10", rule: RuleGKEDrain, want: true, contains: []string{"preStop 30s < drainingTimeoutSec 60s + drain latency 10s = 70s", "seconds: 70"},
+		{name: "preStop 30 < 60 + 10", rule: RuleGKEDrain, want: true, contains: []string{"preStop 30s < drainingTimeoutSec 60s + drain latency 10s = 70s", "seconds: 70",
+			"raise `terminationGracePeriodSeconds: 90`"},
 			objs: gke(30, 60, 60)},
 		{name: "no draining configured", rule: RuleGKEDrain, objs: gke(15, 40, 0)},
 	})
