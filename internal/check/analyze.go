@@ -72,7 +72,13 @@ type Explanation struct {
 	Source      Source             `json:"source"`
 	Pod         timing.Pod         `json:"pod"`
 	Assumptions timing.Assumptions `json:"assumptions"`
-	Frontends   []FrontendTimeline `json:"frontends"`
+	// Strategy is set when the workload's update strategy deletes pods
+	// before their replacements are Ready (Recreate, maxUnavailable above
+	// 0, StatefulSets, DaemonSets without maxSurge): the ZD104 message. The
+	// timelines model the surge rollout that rule asks for, so pods go
+	// away earlier than they show.
+	Strategy  string             `json:"strategy,omitempty"`
+	Frontends []FrontendTimeline `json:"frontends"`
 }
 
 // FrontendTimeline is one data path's view of a workload's rollout.
@@ -132,7 +138,13 @@ func Analyze(objs []*Object, opts Options) *Report {
 		fs = append(fs, c.bad...)
 		fs = append(fs, wf...)
 		if len(c.fronts) > 0 {
-			r.Explanations = append(r.Explanations, c.explain())
+			e := c.explain()
+			for _, f := range wf {
+				if f.RuleID == RuleRollingUpdate {
+					e.Strategy = f.Message
+				}
+			}
+			r.Explanations = append(r.Explanations, e)
 		}
 	}
 	fs = append(fs, checkWebhooks(ix)...)

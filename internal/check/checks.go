@@ -87,7 +87,7 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 			f := newFinding(RuleRollingUpdate, o, "spec.strategy.type",
 				fmt.Sprintf("%s uses strategy Recreate: every pod is deleted before any replacement starts", c.ref()),
 				"the workload serves nothing from the first deletion until a new pod is Ready: clients see 502/503",
-				"```yaml\nstrategy:\n  type: RollingUpdate\n  rollingUpdate:\n    maxUnavailable: 0\n    maxSurge: 1\n```")
+				"```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```")
 			f.Severity = SeverityError
 			add(f)
 			return
