@@ -28,6 +28,7 @@ import (
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/binding"
+	"zerodrop.dev/zerodrop/internal/drain"
 )
 
 // Path is where the webhook server serves the pod mutator.
@@ -44,7 +45,7 @@ const SkipValue = "disabled"
 // injected drain hook's URL: at admission a ReplicaSet's pod has no name yet
 // (the API server generates it after mutating admission), so the hook cannot
 // say `/pods/<name>`.
-const DrainTokenAnnotation = "zerodrop.dev/drain-token"
+const DrainTokenAnnotation = drain.TokenAnnotation
 
 // DrainHookTarget says where the kubelet reaches the drain endpoint. The
 // kubelet, not the pod, sends the preStop request, so Host must resolve and

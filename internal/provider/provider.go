@@ -1,0 +1,268 @@
+// Package provider defines what zerodrop's controller asks of a load
+// balancer: register a target so that it gets no balanced request before the
+// LB's own health checks passed, drain it, deregister it, and report the LB's
+// verdict on every target of a pool, per LB instance.
+//
+// The interface is small on purpose (external-dns's Provider is the model):
+// one package per load balancer implements it (provider/haproxy first), and
+// the controller builds providers from an explicit constructor map, not from
+// init-time registration.
+package provider
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TargetID names a target inside a pool; for HAProxy it is the server name.
+// Providers restrict the characters (HAProxy: letters, digits, '-', '_',
+// '.', ':').
+type TargetID string
+
+// HealthCheck is how the LB checks a target. Zero fields take the
+// provider's defaults.
+type HealthCheck struct {
+	// Interval between two checks.
+	Interval time.Duration
+	// Rise is the number of consecutive passed checks that make a target
+	// healthy; Fall the number of failed ones that make it unhealthy.
+	Rise, Fall int
+	// Port is checked instead of the target's port when non-zero.
+	Port int
+}
+
+// Target is one endpoint (a pod's IP and port) in a pool.
+type Target struct {
+	ID   TargetID
+	IP   string
+	Port int
+	// Check overrides the provider's health-check defaults for this target.
+	Check HealthCheck
+}
+
+// Addr returns "ip:port".
+func (t Target) Addr() string { return net.JoinHostPort(t.IP, strconv.Itoa(t.Port)) }
+
+// Validate reports a missing ID, an IP that does not parse or a port out of
+// range.
+func (t Target) Validate() error {
+	if t.ID == "" {
+		return fmt.Errorf("target %s: empty ID", t.Addr())
+	}
+	if net.ParseIP(t.IP) == nil {
+		return fmt.Errorf("target %s: IP %q does not parse", t.ID, t.IP)
+	}
+	if t.Port < 1 || t.Port > 65535 {
+		return fmt.Errorf("target %s: port %d out of range", t.ID, t.Port)
+	}
+	if t.Check.Port < 0 || t.Check.Port > 65535 || t.Check.Rise < 0 || t.Check.Fall < 0 || t.Check.Interval < 0 {
+		return fmt.Errorf("target %s: health check %+v out of range", t.ID, t.Check)
+	}
+	return nil
+}
+
+// Health is the LB's verdict on a target, in the words of AWS's target
+// health states so that users of both recognise them.
+type Health string
+
+// Target health states.
+const (
+	// HealthUnknown: the LB reported something the provider cannot map.
+	HealthUnknown Health = "Unknown"
+	// HealthInitial: registered, health checks not passed yet; the target
+	// gets no balanced request.
+	HealthInitial Health = "Initial"
+	// HealthHealthy: the LB balances requests to the target.
+	HealthHealthy Health = "Healthy"
+	// HealthUnhealthy: the last health checks failed; no balanced request.
+	HealthUnhealthy Health = "Unhealthy"
+	// HealthDraining: no new balanced request, but sessions still open.
+	HealthDraining Health = "Draining"
+	// HealthDrained: no new request and no session left.
+	HealthDrained Health = "Drained"
+)
+
+// TargetStatus is one instance's view of one target.
+type TargetStatus struct {
+	Health Health
+	// Reason is the LB's own short word for the state, e.g. HAProxy's
+	// check status "L7OK", "L4CON", "L7STS", or "DRAIN", "MAINT".
+	Reason string
+	// Message is the LB's longer text, e.g. "Layer7 wrong status: HTTP
+	// status check returned code <503>" or "2/3 checks passed".
+	Message string
+	// Addr is the address the LB has for the target ("ip:port").
+	Addr string
+	// Sessions is the number of sessions (in-flight requests or open
+	// connections) the LB has on the target now.
+	Sessions int64
+	// Selected counts how often the LB picked the target for a request
+	// (HAProxy's lbtot): it stops growing once the target drains.
+	Selected int64
+}
+
+// InstanceStatus is one LB instance's view of a pool.
+type InstanceStatus struct {
+	// Instance names the LB instance (e.g. "haproxy-a").
+	Instance string
+	// Err is set when the instance could not be read; Targets is then nil.
+	Err error
+	// Epoch identifies the LB process; it changes on reload and restart.
+	Epoch string
+	// Restarted is true when Epoch differs from the previous Status call:
+	// the instance lost what was registered at runtime.
+	Restarted bool
+	// Targets holds every target of the pool on this instance, including
+	// ones configured statically in the LB.
+	Targets map[TargetID]TargetStatus
+}
+
+// PoolStatus is a pool's state on every instance of a load balancer.
+type PoolStatus struct {
+	Pool      string
+	Instances []InstanceStatus
+}
+
+// Healthy reports whether every instance was read and reports the target
+// Healthy. When not, reason and message say why, from the first instance that
+// does not agree, named in the message.
+func (s PoolStatus) Healthy(id TargetID) (ok bool, reason, message string) {
+	if len(s.Instances) == 0 {
+		return false, "NoInstance", "the load balancer has no instance"
+	}
+	for _, in := range s.Instances {
+		if in.Err != nil {
+			return false, "InstanceUnreachable", fmt.Sprintf("%s: %v", in.Instance, in.Err)
+		}
+		ts, found := in.Targets[id]
+		if !found {
+			return false, "NotRegistered", fmt.Sprintf("%s: target %s is not registered in pool %s", in.Instance, id, s.Pool)
+		}
+		if ts.Health != HealthHealthy {
+			msg := fmt.Sprintf("%s: %s", in.Instance, ts.Health)
+			if ts.Message != "" {
+				msg += ": " + ts.Message
+			}
+			return false, ts.Reason, msg
+		}
+	}
+	return true, "Healthy", fmt.Sprintf("healthy on %d instance(s)", len(s.Instances))
+}
+
+// Drained reports whether every instance was read and sends the target no
+// traffic: absent, Drained, or, for an instance that was restarted, absent.
+// Sessions is the total of sessions still open on instances not drained.
+func (s PoolStatus) Drained(id TargetID) (ok bool, sessions int64) {
+	ok = len(s.Instances) > 0
+	for _, in := range s.Instances {
+		if in.Err != nil {
+			ok = false
+			continue
+		}
+		ts, found := in.Targets[id]
+		if !found || ts.Health == HealthDrained {
+			continue
+		}
+		ok = false
+		sessions += ts.Sessions
+	}
+	return ok, sessions
+}
+
+// Err joins the errors of the instances that could not be read.
+func (s PoolStatus) Err() error {
+	var errs []error
+	for _, in := range s.Instances {
+		if in.Err != nil {
+			errs = append(errs, in.Err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Restarted lists the instances that lost their runtime state since the
+// previous Status call.
+func (s PoolStatus) Restarted() []string {
+	var out []string
+	for _, in := range s.Instances {
+		if in.Restarted {
+			out = append(out, in.Instance)
+		}
+	}
+	return out
+}
+
+// Targets returns the IDs present on any instance, sorted.
+func (s PoolStatus) Targets() []TargetID {
+	seen := map[TargetID]bool{}
+	for _, in := range s.Instances {
+		for id := range in.Targets {
+			seen[id] = true
+		}
+	}
+	out := make([]TargetID, 0, len(seen))
+	for id := range seen {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// String summarises the status for logs: "pool app: a: t1=Healthy ...".
+func (s PoolStatus) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "pool %s:", s.Pool)
+	for _, in := range s.Instances {
+		fmt.Fprintf(&b, " %s:", in.Instance)
+		if in.Err != nil {
+			fmt.Fprintf(&b, " error(%v)", in.Err)
+			continue
+		}
+		ids := make([]string, 0, len(in.Targets))
+		for id := range in.Targets {
+			ids = append(ids, string(id))
+		}
+		sort.Strings(ids)
+		for _, id := range ids {
+			ts := in.Targets[TargetID(id)]
+			fmt.Fprintf(&b, " %s=%s(%s,scur=%d)", id, ts.Health, ts.Reason, ts.Sessions)
+		}
+	}
+	return b.String()
+}
+
+// ErrTargetBusy is returned (wrapped) by Deregister while the LB still has
+// connections to the target: the target is out of rotation, try again later.
+var ErrTargetBusy = errors.New("target still has connections")
+
+// ErrConflict is returned (wrapped) by Register when the pool already has a
+// target of that ID with another address.
+var ErrConflict = errors.New("target registered with another address")
+
+// Provider drives every instance of one load balancer. Every method is
+// idempotent and acts on all instances; an error names the instances that
+// failed, and the others have been changed.
+type Provider interface {
+	// Register adds the target to the pool so that it receives no balanced
+	// request before it has passed the LB's health checks (Rise in a row);
+	// the LB then puts it in rotation by itself. A target already
+	// registered is left alone.
+	Register(ctx context.Context, pool string, t Target) error
+	// SetDraining takes the target out of rotation: no new balanced
+	// request; open sessions continue. Absent targets are ignored.
+	SetDraining(ctx context.Context, pool string, t Target) error
+	// Deregister removes the target. While sessions remain it returns an
+	// error wrapping ErrTargetBusy and the target stays out of rotation.
+	// Absent targets are ignored.
+	Deregister(ctx context.Context, pool string, t Target) error
+	// Status reads the pool on every instance in one call per instance.
+	// The returned error joins the per-instance errors (also in
+	// InstanceStatus.Err); the status of the other instances is valid.
+	Status(ctx context.Context, pool string) (PoolStatus, error)
+}
