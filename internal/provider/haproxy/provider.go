@@ -1,0 +1,403 @@
+package haproxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// Instance is one HAProxy process of a load balancer (one of an
+// active/standby pair).
+type Instance struct {
+	// Name identifies the instance in statuses and errors.
+	Name string
+	// Address of its Runtime API: a unix socket path or "host:port" (see
+	// NewClient). The socket needs `level admin`.
+	Address string
+}
+
+// Config configures a Provider.
+type Config struct {
+	Instances []Instance
+	// Check holds the health-check defaults for targets that set none.
+	// Zero fields take DefaultCheck's.
+	Check provider.HealthCheck
+	// Timeout bounds each Runtime API command; DefaultTimeout when zero.
+	Timeout time.Duration
+	// Logger receives one line per change; slog.Default when nil.
+	Logger *slog.Logger
+}
+
+// DefaultCheck is the health check used when neither the Config nor the
+// Target sets one: HAProxy's own defaults (inter 2s, rise 2, fall 3).
+var DefaultCheck = provider.HealthCheck{Interval: 2 * time.Second, Rise: 2, Fall: 3}
+
+// Provider implements provider.Provider over the Runtime API of one or more
+// HAProxy instances.
+type Provider struct {
+	instances []Instance
+	clients   []*Client
+	check     provider.HealthCheck
+	log       *slog.Logger
+
+	mu     sync.Mutex
+	epochs map[string]string // instance name -> epoch seen by the last Status
+}
+
+var _ provider.Provider = (*Provider)(nil)
+
+// New checks the configuration and returns a Provider. It does not contact
+// the instances.
+func New(cfg Config) (*Provider, error) {
+	if len(cfg.Instances) == 0 {
+		return nil, errors.New("haproxy provider: no instance configured")
+	}
+	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	seen := map[string]bool{}
+	for i, in := range cfg.Instances {
+		if in.Name == "" {
+			in.Name = in.Address
+		}
+		if seen[in.Name] {
+			return nil, fmt.Errorf("haproxy provider: instance %d: name %q used twice", i, in.Name)
+		}
+		seen[in.Name] = true
+		c, err := NewClient(in.Address)
+		if err != nil {
+			return nil, fmt.Errorf("haproxy provider: instance %q: %w", in.Name, err)
+		}
+		c.Timeout = cfg.Timeout
+		p.instances = append(p.instances, in)
+		p.clients = append(p.clients, c)
+	}
+	return p, nil
+}
+
+func withDefaults(c, d provider.HealthCheck) provider.HealthCheck {
+	if c.Interval <= 0 {
+		c.Interval = d.Interval
+	}
+	if c.Rise <= 0 {
+		c.Rise = d.Rise
+	}
+	if c.Fall <= 0 {
+		c.Fall = d.Fall
+	}
+	if c.Port == 0 {
+		c.Port = d.Port
+	}
+	return c
+}
+
+// Instances returns the configured instances.
+func (p *Provider) Instances() []Instance { return append([]Instance(nil), p.instances...) }
+
+// each runs fn on every instance in parallel and joins the errors, each
+// prefixed with the instance's name.
+func (p *Provider) each(fn func(in Instance, c *Client) error) error {
+	errs := make([]error, len(p.clients))
+	var wg sync.WaitGroup
+	for i := range p.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(p.instances[i], p.clients[i]); err != nil {
+				errs[i] = fmt.Errorf("instance %s: %w", p.instances[i].Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// serverOptions renders a target's health check as `add server` keywords.
+func (p *Provider) serverOptions(t provider.Target) ServerOptions {
+	chk := withDefaults(t.Check, p.check)
+	o := ServerOptions{Check: true, Inter: chk.Interval, Rise: chk.Rise, Fall: chk.Fall}
+	if chk.Port != 0 {
+		o.Extra = []string{"port", strconv.Itoa(chk.Port)}
+	}
+	return o
+}
+
+// Register adds the target on every instance in the safe order (see
+// RegisterSafely).
+func (p *Provider) Register(ctx context.Context, pool string, t provider.Target) error {
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	opts := p.serverOptions(t)
+	return p.each(func(in Instance, c *Client) error {
+		did, err := RegisterSafely(ctx, c, pool, string(t.ID), t.Addr(), opts)
+		if err == nil && did {
+			p.log.Info("haproxy: registered target", "instance", in.Name, "pool", pool, "target", t.ID, "addr", t.Addr())
+		}
+		return err
+	})
+}
+
+// RegisterSafely adds server to backend so that it receives no balanced
+// request before it has passed `rise` health checks in a row, and reports
+// whether it changed anything. It is idempotent: a server already in
+// rotation is left alone; one left half-registered is finished.
+//
+// Why this order (tests in this package prove each step against a real
+// haproxy 2.6):
+//
+//  1. `add server ... check`: the server starts in maintenance (MAINT).
+//  2. `enable health`: checks are configured and enabled.
+//  3. `set server state drain`: leaving maintenance with checks enabled
+//     sets the check counter to `rise`, i.e. the server is UP at once,
+//     before any check (the hazard of the naive `state ready`). In drain it
+//     still gets no balanced request.
+//  4. `set server health down`: resets the counter to 0, DOWN. From here
+//     HAProxy's own rise logic applies: `rise` passed checks in a row.
+//  5. `set server state ready`: leaving drain does not touch the counter;
+//     the server stays DOWN and HAProxy marks it UP by itself after `rise`
+//     passed checks, with no further call (so a controller that dies here
+//     leaves nothing half done).
+func RegisterSafely(ctx context.Context, c *Client, backend, server, addr string, opts ServerOptions) (changed bool, err error) {
+	err = c.AddServer(ctx, backend, server, addr, opts)
+	switch {
+	case err == nil:
+		if err := c.EnableHealth(ctx, backend, server); err != nil {
+			return true, err
+		}
+		if err := c.SetServerState(ctx, backend, server, StateDrain); err != nil {
+			return true, err
+		}
+	case errors.Is(err, ErrServerExists):
+		st, found, err := findServer(ctx, c, backend, server)
+		if err != nil {
+			return false, err
+		}
+		if !found { // deleted in between: let the caller retry
+			return false, fmt.Errorf("add server %s/%s: exists, then vanished: %w", backend, server, ErrNoSuchServer)
+		}
+		if have := net.JoinHostPort(st.Addr, strconv.Itoa(st.Port)); have != addr {
+			return false, fmt.Errorf("server %s/%s has address %s, want %s: %w", backend, server, have, addr, provider.ErrConflict)
+		}
+		switch {
+		case st.Admin.Maint():
+			// Half registered (or deregistering): finish steps 2-5.
+			if st.CheckState&CheckStateEnabled == 0 {
+				if err := c.EnableHealth(ctx, backend, server); err != nil {
+					return true, err
+				}
+			}
+			if err := c.SetServerState(ctx, backend, server, StateDrain); err != nil {
+				return true, err
+			}
+		case st.Admin.Drain():
+			// Draining or stopped between steps 3 and 4: the counter may
+			// be an unearned `rise`, so redo 4-5.
+		default:
+			return false, nil // in rotation or checked towards it
+		}
+	default:
+		return false, err
+	}
+	if err := c.SetServerHealth(ctx, backend, server, HealthDown); err != nil {
+		return true, err
+	}
+	return true, c.SetServerState(ctx, backend, server, StateReady)
+}
+
+// RegisterNaively adds a server the way most scripts and ingress
+// controllers do: `add server ... check`, `enable health`, `set server state
+// ready`. HAProxy then marks it UP at once, before any check passed, so it
+// gets balanced requests while the app may not be listening yet. The lab's
+// baseline syncer uses it; the tests prove the hazard.
+func RegisterNaively(ctx context.Context, c *Client, backend, server, addr string, opts ServerOptions) error {
+	if err := c.AddServer(ctx, backend, server, addr, opts); err != nil {
+		return err
+	}
+	if err := c.EnableHealth(ctx, backend, server); err != nil {
+		return err
+	}
+	return c.SetServerState(ctx, backend, server, StateReady)
+}
+
+func findServer(ctx context.Context, c *Client, backend, server string) (ServerState, bool, error) {
+	states, err := c.ShowServersState(ctx, backend)
+	if err != nil {
+		return ServerState{}, false, err
+	}
+	for _, s := range states {
+		if s.Name == server {
+			return s, true, nil
+		}
+	}
+	return ServerState{}, false, nil
+}
+
+// SetDraining sets the target to drain on every instance where it exists
+// and is not in maintenance already.
+func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Target) error {
+	return p.each(func(in Instance, c *Client) error {
+		err := c.SetServerState(ctx, pool, string(t.ID), StateDrain)
+		if errors.Is(err, ErrNoSuchServer) {
+			return nil
+		}
+		return err
+	})
+}
+
+// Deregister puts the target in maintenance and deletes it on every
+// instance. HAProxy refuses to delete a server with connections; the error
+// then wraps provider.ErrTargetBusy.
+func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Target) error {
+	return p.each(func(in Instance, c *Client) error {
+		err := c.SetServerState(ctx, pool, string(t.ID), StateMaint)
+		if errors.Is(err, ErrNoSuchServer) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		err = c.DelServer(ctx, pool, string(t.ID))
+		switch {
+		case err == nil:
+			p.log.Info("haproxy: deregistered target", "instance", in.Name, "pool", pool, "target", t.ID)
+			return nil
+		case errors.Is(err, ErrNoSuchServer):
+			return nil
+		case errors.Is(err, ErrServerBusy):
+			return fmt.Errorf("%w: %w", provider.ErrTargetBusy, err)
+		}
+		return err
+	})
+}
+
+// Status reads the pool on every instance with one Runtime API call each.
+func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus, error) {
+	st := provider.PoolStatus{Pool: pool, Instances: make([]provider.InstanceStatus, len(p.clients))}
+	err := p.each(func(in Instance, c *Client) error {
+		i := indexOf(p.instances, in.Name)
+		is := provider.InstanceStatus{Instance: in.Name}
+		snap, err := c.Snapshot(ctx, pool)
+		if err != nil {
+			is.Err = err
+			st.Instances[i] = is
+			return err
+		}
+		is.Epoch = snap.Info.Epoch()
+		p.mu.Lock()
+		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {
+			is.Restarted = true
+			p.log.Warn("haproxy: instance restarted or reloaded; runtime servers lost", "instance", in.Name, "before", prev, "now", is.Epoch)
+		}
+		p.epochs[in.Name] = is.Epoch
+		p.mu.Unlock()
+		is.Targets = TargetStatuses(snap)
+		st.Instances[i] = is
+		return nil
+	})
+	return st, err
+}
+
+func indexOf(ins []Instance, name string) int {
+	for i, in := range ins {
+		if in.Name == name {
+			return i
+		}
+	}
+	panic("haproxy provider: unknown instance " + name) // unreachable: names come from p.instances
+}
+
+// TargetStatuses maps a backend snapshot to the provider's target states.
+func TargetStatuses(snap Snapshot) map[provider.TargetID]provider.TargetStatus {
+	admin := make(map[string]ServerState, len(snap.Servers))
+	for _, s := range snap.Servers {
+		admin[s.Name] = s
+	}
+	out := make(map[provider.TargetID]provider.TargetStatus, len(snap.Servers))
+	for _, s := range snap.Stats {
+		if s.Type != TypeServer {
+			continue
+		}
+		ss, ok := admin[s.Name]
+		out[provider.TargetID(s.Name)] = targetStatus(s, ss, ok)
+	}
+	return out
+}
+
+func targetStatus(s Stat, ss ServerState, haveState bool) provider.TargetStatus {
+	ts := provider.TargetStatus{Addr: s.Addr, Sessions: s.Sessions + s.QueueCurrent, Selected: s.Selected}
+	msg := s.CheckDesc
+	if s.LastCheck != "" && s.LastCheck != s.CheckDesc {
+		if msg != "" {
+			msg += ": "
+		}
+		msg += s.LastCheck
+	}
+	idle := ts.Sessions == 0
+	switch {
+	case s.Maint() || haveState && ss.Admin.Maint():
+		ts.Reason = "MAINT"
+		ts.Health = provider.HealthDrained
+		if !idle {
+			ts.Health = provider.HealthDraining
+		}
+		ts.Message = "in maintenance"
+	case haveState && ss.Admin.Drain() || s.Status == "DRAIN" || len(s.Status) > 5 && s.Status[:6] == "DRAIN ":
+		ts.Reason = "DRAIN"
+		ts.Health = provider.HealthDrained
+		if !idle {
+			ts.Health = provider.HealthDraining
+		}
+		ts.Message = fmt.Sprintf("draining, %d session(s) open", ts.Sessions)
+	case haveState && ss.Oper == OperStopping || len(s.Status) >= 4 && s.Status[:4] == "NOLB":
+		// Up but refusing new balanced traffic (e.g. disable-on-404).
+		ts.Health = provider.HealthUnhealthy
+		ts.Reason = "NOLB"
+		ts.Message = msg
+	case haveState && ss.Up() || !haveState && len(s.Status) >= 2 && s.Status[:2] == "UP" || s.Status == "no check":
+		ts.Health = provider.HealthHealthy
+		ts.Reason = s.CheckStatus
+		if ts.Reason == "" {
+			ts.Reason = "UP"
+		}
+		ts.Message = msg
+	case len(s.Status) >= 4 && s.Status[:4] == "DOWN":
+		ts.Reason = s.CheckStatus
+		if ts.Reason == "" {
+			ts.Reason = "DOWN"
+		}
+		failed := haveState && ss.CheckResult == CheckFailed
+		if !haveState {
+			failed = s.CheckStatus != "" && s.CheckStatus != "INI" && s.CheckStatus != "UNK" && !checkPassed(s.CheckStatus)
+		}
+		if failed {
+			ts.Health = provider.HealthUnhealthy
+			ts.Message = msg
+		} else {
+			ts.Health = provider.HealthInitial
+			ts.Message = fmt.Sprintf("%d/%d checks passed", s.CheckHealth, s.CheckRise)
+		}
+	default:
+		ts.Health = provider.HealthUnknown
+		ts.Reason = s.Status
+		ts.Message = msg
+	}
+	return ts
+}
+
+// checkPassed reports whether a check status is a pass.
+func checkPassed(status string) bool {
+	switch status {
+	case "L4OK", "L6OK", "L7OK", "L7OKC":
+		return true
+	}
+	return false
+}
