@@ -128,10 +128,10 @@ type planInput struct {
 	Memo map[provider.TargetID]*memo
 }
 
-// targetID names a binding's pod in the load balancer's pool. '_' never
+// TargetID names a binding's pod in the load balancer's pool. '_' never
 // occurs in Kubernetes names, so the three parts can be told apart, and the
 // "zd_" prefix keeps the controller away from servers configured by hand.
-func targetID(namespace, binding, pod string) provider.TargetID {
+func TargetID(namespace, binding, pod string) provider.TargetID {
 	return provider.TargetID("zd_" + namespace + "_" + binding + "_" + pod)
 }
 
@@ -188,7 +188,7 @@ func plan(in planInput) []targetPlan {
 
 func planTarget(in planInput, t observedTarget) targetPlan {
 	b := in.Binding
-	id := targetID(b.Namespace, b.Name, t.Key.Name)
+	id := TargetID(b.Namespace, b.Name, t.Key.Name)
 	m := in.Memo[id]
 	if m == nil {
 		m = &memo{}

@@ -76,7 +76,7 @@ func one(t *testing.T, in planInput) targetPlan {
 	return ps[0]
 }
 
-var id = targetID("shop", "web", "web-1")
+var id = TargetID("shop", "web", "web-1")
 
 func TestPlanStartup(t *testing.T) {
 	cases := []struct {
@@ -214,7 +214,7 @@ func TestPlanDrainDisabledAndUnregistered(t *testing.T) {
 
 func TestPlanIgnoresForeignTargets(t *testing.T) {
 	s := pool(provider.TargetID("static-web-1"), provider.HealthHealthy, provider.HealthHealthy, 0)
-	other := targetID("shop", "api", "api-1")
+	other := TargetID("shop", "api", "api-1")
 	s.Instances[0].Targets[other] = provider.TargetStatus{Health: provider.HealthHealthy}
 	if ps := plan(planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: s, Memo: map[provider.TargetID]*memo{}}); len(ps) != 0 {
 		t.Fatalf("servers configured by hand or owned by another binding must be left alone; got %+v", ps)
@@ -222,11 +222,11 @@ func TestPlanIgnoresForeignTargets(t *testing.T) {
 }
 
 func TestTargetIDRoundTrip(t *testing.T) {
-	got, ok := podOfTarget(targetID("shop", "web", "web-7d9f-abc.x"), "shop", "web")
+	got, ok := podOfTarget(TargetID("shop", "web", "web-7d9f-abc.x"), "shop", "web")
 	if !ok || got != "web-7d9f-abc.x" {
 		t.Fatalf("podOfTarget = %q %v", got, ok)
 	}
-	if _, ok := podOfTarget(targetID("shop", "web-2", "p"), "shop", "web"); ok {
+	if _, ok := podOfTarget(TargetID("shop", "web-2", "p"), "shop", "web"); ok {
 		t.Fatalf("binding web claimed a target of binding web-2")
 	}
 }

@@ -536,7 +536,7 @@ func (r *TargetBindingReconciler) forgetGone(b *zv1.TargetBinding, plans []targe
 	}
 	r.mu.Unlock()
 	for _, pod := range r.Drains.Pods(b.Namespace, b.Name) {
-		if !live[targetID(b.Namespace, b.Name, pod.Name)] {
+		if !live[TargetID(b.Namespace, b.Name, pod.Name)] {
 			r.Drains.Forget(pod)
 		}
 	}
