@@ -14,4 +14,4 @@ else
 fi
 "${gen[@]}" object paths=./api/...
 "${gen[@]}" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-"${gen[@]}" rbac:roleName=zerodrop-controller paths=./internal/controller/... paths=./internal/webhook/... paths=./internal/drain/... output:rbac:artifacts:config=config/rbac
+"${gen[@]}" rbac:roleName=zerodrop-controller paths=./internal/controller/... paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac

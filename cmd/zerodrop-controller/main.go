@@ -249,8 +249,10 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	}})
 
 	// The drain endpoint answers from the leader's verdicts, so it runs
-	// with the reconciler, on the leader only; /readyz fails on the other
-	// replicas so that the drain Service routes to the leader.
+	// with the reconciler, on the leader only. Readiness does not depend on
+	// leadership (a new replica could never become Ready during the
+	// controller's own rolling update): run one replica; leader election
+	// keeps two from acting at once while it is replaced.
 	mux := http.NewServeMux()
 	(&drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, Log: log.With("component", "drain")}).Register(mux)
 	if err := mgr.Add(&drainServer{addr: o.drainAddr, handler: mux, log: log}); err != nil {
@@ -261,18 +263,6 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
 		return nil, err
-	}
-	if o.leaderElect {
-		if err := mgr.AddReadyzCheck("leader", func(*http.Request) error {
-			select {
-			case <-mgr.Elected():
-				return nil
-			default:
-				return errors.New("not the leader")
-			}
-		}); err != nil {
-			return nil, err
-		}
 	}
 	return r, nil
 }

@@ -46,13 +46,12 @@ const ConditionReady = "Ready"
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/finalizers,verbs=update
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
 // +kubebuilder:rbac:groups="",resources=services;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=zerodrop-system,resources=leases,verbs=get;list;watch;create;update;patch
 
 // TargetBindingReconciler reconciles TargetBindings.
 type TargetBindingReconciler struct {

@@ -25,8 +25,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=get;create;update
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;list;watch;update;patch,resourceNames=zerodrop-controller
+// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=create
+// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=get;update,resourceNames=zerodrop-webhook-certs
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=zerodrop-controller
 
 // CertRotator keeps the webhook's serving certificate valid without
 // cert-manager: a CA and a serving certificate live in one Secret (shared by
