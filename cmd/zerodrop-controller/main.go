@@ -203,6 +203,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 	drains := drain.NewRegistry()
+	instances := &controller.InstanceTracker{}
 	nudges := make(chan event.GenericEvent, 1024)
 	r := &controller.TargetBindingReconciler{
 		Client:          mgr.GetClient(),
@@ -210,12 +211,17 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		Providers:       &controller.Providers{Factories: factories},
 		Drains:          drains,
 		Metrics:         metrics,
+		Instances:       instances,
 		Log:             log.With("controller", "targetbinding"),
 		PendingInterval: o.pollInterval,
 		SteadyInterval:  o.resyncInterval,
 	}
 	if err := r.SetupWithManager(mgr, nudges, o.workers); err != nil {
 		return nil, fmt.Errorf("targetbinding controller: %w", err)
+	}
+
+	if err := (&controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: instances, Interval: o.resyncInterval}).SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("loadbalancer controller: %w", err)
 	}
 
 	if o.webhookCertMode == "self-managed" {

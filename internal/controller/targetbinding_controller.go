@@ -65,6 +65,9 @@ type TargetBindingReconciler struct {
 	Drains *drain.Registry
 	// Metrics may be nil in tests.
 	Metrics *Metrics
+	// Instances, when set, receives every pool status read for the
+	// LoadBalancer's status.
+	Instances *InstanceTracker
 	// Log is the structured logger.
 	Log *slog.Logger
 	// PendingInterval is the cycle while any target registers or drains
@@ -151,6 +154,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 
 	pool, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
+	if r.Instances != nil {
+		r.Instances.Observe(lb.Name, pool, r.now())
+	}
 	for _, in := range pool.Instances {
 		if in.Restarted {
 			log.Info("load balancer instance restarted: re-registering its targets", "loadbalancer", lb.Name, "instance", in.Instance)
