@@ -435,6 +435,14 @@ func TestGateFlips(t *testing.T) {
 		return got.Status.Targets.Total == 1 && got.Status.Targets.Registering == 1 && got.Status.ObservedGeneration == got.Generation,
 			fmt.Sprintf("%+v gen %d/%d", got.Status.Targets, got.Status.ObservedGeneration, got.Generation)
 	})
+	eventually(t, "LoadBalancer status: both instances reachable", func() (bool, string) {
+		var lb zv1.LoadBalancer
+		if err := suite.c.Get(context.Background(), types.NamespacedName{Name: "edge"}, &lb); err != nil {
+			return false, err.Error()
+		}
+		return lb.Status.ReachableInstances == 2 && len(lb.Status.Conditions) == 1 && lb.Status.Conditions[0].Status == metav1.ConditionTrue,
+			fmt.Sprintf("%+v", lb.Status)
+	})
 }
 
 func drainGet(t *testing.T, path string) (int, drain.Answer) {
