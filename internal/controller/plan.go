@@ -254,6 +254,14 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	}
 	p.State = stRegistering
 	p.Pending = true
+	if reason == "InstanceUnreachable" && current != nil && current.Status == corev1.ConditionTrue {
+		// An instance that cannot be read gives no verdict: a Ready pod stays
+		// Ready rather than every pod of the Service turning unready at once
+		// because the controller lost its way to one LB instance.
+		p.State = stHealthy
+		setGate(*conditionOf(current))
+		return p
+	}
 	if current != nil && current.Status == corev1.ConditionTrue && current.Reason == ReasonGateTimeoutOpen {
 		// Failed open earlier: do not flap back to False; keep waiting for
 		// the LB's verdict to replace the timeout reason.

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -134,6 +135,24 @@ func TestPlanStartup(t *testing.T) {
 				t.Fatalf("a live pod got a drain verdict %+v", p.Drain)
 			}
 		})
+	}
+}
+
+func TestPlanUnreachableInstanceKeepsReadyPodsReady(t *testing.T) {
+	s := pool(id, provider.HealthHealthy, provider.HealthHealthy, 0)
+	s.Instances[1].Err = errors.New("dial unix /run/b.sock: connection refused")
+	s.Instances[1].Targets = nil
+	ready := gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy})
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: s,
+		Memo: map[provider.TargetID]*memo{}, Targets: []observedTarget{endpoint(ready, false)}})
+	if p.Gate == nil || p.Gate.Status != corev1.ConditionTrue || !p.Pending {
+		t.Fatalf("Ready pod with one instance unreadable: gate %+v pending %v; want it kept True and re-checked soon", p.Gate, p.Pending)
+	}
+	fresh := gatedPod("web-1", true, nil)
+	p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: s,
+		Memo: map[provider.TargetID]*memo{}, Targets: []observedTarget{endpoint(fresh, false)}})
+	if p.Gate == nil || p.Gate.Status != corev1.ConditionFalse || p.Gate.Reason != "InstanceUnreachable" {
+		t.Fatalf("new pod with one instance unreadable: gate %+v; want False InstanceUnreachable", p.Gate)
 	}
 }
 

@@ -404,11 +404,13 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 		}
 	}
 	if tp.Gate != nil && pod != nil {
+		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
+		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
 		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
 		if err != nil {
 			return errors.Join(callErr, err)
 		}
-		if changed {
+		if changed && transition {
 			kind := corev1.EventTypeNormal
 			if tp.Gate.Status != corev1.ConditionTrue || tp.Gate.Reason == ReasonGateTimeoutOpen {
 				kind = corev1.EventTypeWarning
@@ -418,9 +420,9 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 			}
 			r.event(pod, b, kind, "Gate"+string(tp.Gate.Status), "SetGate", "%s: %s: %s",
 				zv1.GateConditionType(b.Name), tp.Gate.Reason, tp.Gate.Message)
-			if tp.GateLatency > 0 && r.Metrics != nil {
-				r.Metrics.GateLatency.WithLabelValues(b.Namespace, b.Name).Observe(tp.GateLatency.Seconds())
-			}
+		}
+		if changed && tp.GateLatency > 0 && r.Metrics != nil {
+			r.Metrics.GateLatency.WithLabelValues(b.Namespace, b.Name).Observe(tp.GateLatency.Seconds())
 		}
 	}
 	return callErr
