@@ -58,6 +58,8 @@ var suite struct {
 	lb       *fakeLB
 	drainURL string
 	webhook  *admissionv1.MutatingWebhookConfiguration
+	env      *envtest.Environment
+	assets   string
 	nsSeq    atomic.Int64
 }
 
@@ -110,6 +112,7 @@ func runSuite(m *testing.M) int {
 		return m.Run()
 	}
 	defer env.Stop()
+	suite.env, suite.assets = env, assets
 
 	scheme := runtime.NewScheme()
 	_ = clientgoscheme.AddToScheme(scheme)
