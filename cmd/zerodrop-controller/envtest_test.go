@@ -450,14 +450,22 @@ func TestGateFlips(t *testing.T) {
 
 func drainGet(t *testing.T, path string) (int, drain.Answer) {
 	t.Helper()
-	resp, err := http.Get(suite.drainURL + path)
+	code, a, err := drainRequest(path)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return code, a
+}
+
+func drainRequest(path string) (int, drain.Answer, error) {
+	resp, err := http.Get(suite.drainURL + path)
+	if err != nil {
+		return 0, drain.Answer{}, err
+	}
 	defer resp.Body.Close()
 	var a drain.Answer
-	_ = json.NewDecoder(resp.Body).Decode(&a)
-	return resp.StatusCode, a
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	return resp.StatusCode, a, err
 }
 
 func TestDrain(t *testing.T) {
@@ -493,11 +501,12 @@ func TestDrain(t *testing.T) {
 	type result struct {
 		code int
 		a    drain.Answer
+		err  error
 	}
 	answered := make(chan result, 1)
 	go func() {
-		code, a := drainGet(t, hook.Path[:strings.Index(hook.Path, "?")]+"?wait=20s")
-		answered <- result{code, a}
+		code, a, err := drainRequest(hook.Path[:strings.Index(hook.Path, "?")] + "?wait=20s")
+		answered <- result{code, a, err}
 	}()
 	select {
 	case r := <-answered:
@@ -510,8 +519,8 @@ func TestDrain(t *testing.T) {
 	suite.lb.setSessions(pool, id, 0)
 	select {
 	case r := <-answered:
-		if r.code != http.StatusOK || !r.a.Drained || r.a.Bindings[0].Reason != controller.ReasonDrained {
-			t.Fatalf("drained pod: answer %d %+v", r.code, r.a)
+		if r.err != nil || r.code != http.StatusOK || !r.a.Drained || r.a.Bindings[0].Reason != controller.ReasonDrained {
+			t.Fatalf("drained pod: answer %d %+v %v", r.code, r.a, r.err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("drain endpoint did not answer after the sessions ended")
