@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -90,6 +91,7 @@ func assetsDir() (string, error) {
 }
 
 func TestMain(m *testing.M) {
+	flag.Parse()
 	os.Exit(runSuite(m))
 }
 
@@ -139,7 +141,7 @@ func runSuite(m *testing.M) int {
 	}
 	suite.lb = newFakeLB("lb-a", "lb-b")
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
+	if os.Getenv("ZERODROP_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	factories := map[zv1.ProviderType]controller.ProviderFactory{
@@ -293,10 +295,13 @@ func startPod(t *testing.T, ns, name, app, ip string) *corev1.Pod {
 	if err := suite.c.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
-	now := metav1.Now()
-	p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip, PodIPs: []corev1.PodIP{{IP: ip}},
-		Conditions: []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: now}}}
-	if err := suite.c.Status().Update(ctx, p); err != nil {
+	// A strategic merge patch, like the kubelet's: the controller may have
+	// set the gate condition already, and conditions merge by type.
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+		"phase": corev1.PodRunning, "podIP": ip, "podIPs": []corev1.PodIP{{IP: ip}},
+		"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}},
+	}})
+	if err := suite.c.Status().Patch(ctx, p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
 	writeSlice(t, ns, app, p, false)
