@@ -8,9 +8,11 @@ package main
 
 import (
 	"context"
-	"flag"
+
 	"encoding/json"
+	"flag"
 	"fmt"
+	"github.com/go-logr/logr"
 	"io"
 	"log/slog"
 	"net"
@@ -144,6 +146,7 @@ func runSuite(m *testing.M) int {
 	if os.Getenv("ZERODROP_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	factories := map[zv1.ProviderType]controller.ProviderFactory{
 		zv1.ProviderHAProxy: func(*zv1.LoadBalancer) (provider.Provider, error) { return suite.lb, nil },
 	}
@@ -424,10 +427,11 @@ func TestGateFlips(t *testing.T) {
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
 
 	suite.lb.setHealth(pool, id, "lb-a", provider.HealthHealthy)
-	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI") // lb-b still initial
-	if c := gate(t, ns, "web-1", b.Name); !strings.Contains(c.Message, "lb-b") {
-		t.Fatalf("False gate should name the instance that disagrees: %q", c.Message)
-	}
+	// lb-b still initial: the gate stays False and names lb-b.
+	eventually(t, "gate False naming lb-b", func() (bool, string) {
+		c := gate(t, ns, "web-1", b.Name)
+		return c != nil && c.Status == corev1.ConditionFalse && c.Reason == "INI" && strings.HasPrefix(c.Message, "lb-b:"), fmt.Sprintf("%+v", c)
+	})
 
 	suite.lb.setHealth(pool, id, "lb-b", provider.HealthHealthy)
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -115,9 +117,11 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	}
 	meta.SetStatusCondition(&next.Conditions, cond)
 	if !lbStatusEqual(&lb.Status, next) {
-		patch := client.MergeFrom(lb.DeepCopy())
-		lb.Status = *next
-		if err := r.Client.Status().Patch(ctx, &lb, patch); err != nil && !apierrors.IsNotFound(err) {
+		raw, err := json.Marshal(map[string]any{"status": next})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.Client.Status().Patch(ctx, &lb, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("update status of LoadBalancer %s: %w", lb.Name, err)
 		}
 	}

@@ -559,9 +559,14 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation,
 	})
 	if !statusEqual(&b.Status, next) {
-		patch := client.MergeFrom(b.DeepCopy())
-		b.Status = *next
-		if err := r.Client.Status().Patch(ctx, b, patch); err != nil && !apierrors.IsNotFound(err) {
+		// The whole status in one merge patch: a diff-based patch would send
+		// only the changed counts, and the API server refuses a targets
+		// object without its required fields.
+		raw, err := json.Marshal(map[string]any{"status": next})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.Client.Status().Patch(ctx, b, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("update status of %s/%s: %w", b.Namespace, b.Name, err)
 		}
 	}
