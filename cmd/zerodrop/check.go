@@ -1,16 +1,217 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"zerodrop.dev/zerodrop/internal/check"
+	"zerodrop.dev/zerodrop/internal/check/config"
+	"zerodrop.dev/zerodrop/internal/check/load"
+	"zerodrop.dev/zerodrop/internal/check/report"
 )
 
-// newCheckCmd is a placeholder until the check subcommand lands.
+// Exit codes of zerodrop check (docs/check.md).
+const (
+	exitClean    = 0 // nothing at or above --fail-on
+	exitFindings = 1 // findings at or above --fail-on
+	exitInput    = 2 // input or usage errors (after printing what was found)
+)
+
+type checkFlags struct {
+	output    string
+	kustomize []string
+	failOn    string
+	explain   bool
+	listRules bool
+	config    string
+	color     string
+	opts      check.Options
+}
+
 func newCheckCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "check",
-		Short: "(not yet implemented)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("check: not yet implemented") },
+	f := &checkFlags{}
+	cmd := &cobra.Command{
+		Use:   "check [PATH ...]",
+		Short: "Find zero-downtime hazards in manifests before the deploy",
+		Long: `check reads Kubernetes manifests and the load balancer settings in front of
+them, predicts the startup and termination timelines of a rolling update and
+reports every way it can drop requests, with the numbers, the consequence and
+the fix.
+
+PATH is a file, a directory (read recursively: *.yaml, *.yml, *.json; a
+directory holding a kustomization is built with kustomize) or - for standard
+input. Exit status: 0 nothing at or above --fail-on, 1 findings at or above
+it, 2 input or usage errors. See docs/check.md.`,
+		Example: `  zerodrop check deploy/
+  helm template shop ./chart | zerodrop check -
+  zerodrop check -k overlays/prod -o sarif > zerodrop.sarif
+  zerodrop check --explain --haproxy-config haproxy.cfg app.yaml`,
+		RunE: func(cmd *cobra.Command, args []string) error { return runCheck(cmd, args, f) },
 	}
+	fl := cmd.Flags()
+	fl.StringVarP(&f.output, "output", "o", "text", "output format: text, json or sarif")
+	fl.StringArrayVarP(&f.kustomize, "kustomize", "k", nil, "build this kustomize directory and check the result (repeatable)")
+	fl.StringVar(&f.failOn, "fail-on", "error", "least severity that makes the check fail (exit 1): info, warning or error")
+	fl.BoolVar(&f.explain, "explain", false, "print each workload's startup and termination timelines and predicted failure windows")
+	fl.BoolVar(&f.listRules, "list-rules", false, "list every rule (with -o json: as JSON) and exit")
+	fl.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultFile+" in the working directory, if present)")
+	fl.StringVar(&f.color, "color", "auto", "colour text output: auto (on a terminal), always or never")
+	f.opts.RegisterFlags(fl)
+	return cmd
+}
+
+// usageError is a mistake on the command line or in the configuration.
+func usageError(cmd *cobra.Command, format string, args ...any) error {
+	fmt.Fprintf(cmd.ErrOrStderr(), "zerodrop check: "+format+"\n", args...)
+	return exitError{exitInput}
+}
+
+func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
+	out := cmd.OutOrStdout()
+	format, err := report.ParseFormat(f.output)
+	if err != nil {
+		return usageError(cmd, "%v", err)
+	}
+	rules := check.Rules()
+	if f.listRules {
+		return writeRules(out, format, rules)
+	}
+	color, err := useColor(f.color, out)
+	if err != nil {
+		return usageError(cmd, "%v", err)
+	}
+
+	cfg, err := readConfig(f.config, rules)
+	if err != nil {
+		return usageError(cmd, "%v", err)
+	}
+	fl := cmd.Flags()
+	if cfg != nil {
+		for k, v := range cfg.Options {
+			fd := fl.Lookup(k)
+			if fd == nil {
+				return usageError(cmd, "%v", cfg.OptionError(k, errors.New("no such flag of zerodrop check")))
+			}
+			if fd.Changed {
+				continue // the command line wins
+			}
+			if err := fl.Set(k, v); err != nil {
+				return usageError(cmd, "%v", cfg.OptionError(k, err))
+			}
+		}
+	}
+	failOn, err := check.ParseSeverity(f.failOn)
+	if err != nil {
+		return usageError(cmd, "--fail-on: %v", err)
+	}
+	if s, ok := cfg.FailOnLevel(); ok && !fl.Changed("fail-on") {
+		failOn = s
+	}
+	if len(args) == 0 && len(f.kustomize) == 0 {
+		return usageError(cmd, "nothing to check: give files, directories, - for standard input, or -k DIR")
+	}
+
+	// A check is short-lived and allocation-heavy (YAML trees): trading
+	// memory for fewer collections makes large inputs markedly faster.
+	debug.SetGCPercent(400)
+	loaded := load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
+	rep := check.Analyze(loaded.Objects, f.opts)
+	rep.Errors = append(loaded.Errors, rep.Errors...)
+	for k, n := range loaded.Skipped {
+		if rep.Skipped == nil {
+			rep.Skipped = map[string]int{}
+		}
+		rep.Skipped[k] += n
+	}
+	rep.Findings = cfg.Apply(rep.Findings)
+
+	if f.explain && format == report.FormatText {
+		if err := check.WriteExplain(out, rep); err != nil {
+			return err
+		}
+	}
+	in := report.Input{Report: rep, Warnings: loaded.Warnings, Ignored: loaded.Ignored, Rules: rules, FailOn: failOn, Explain: f.explain, Version: version}
+	if err := report.Write(out, format, in, color); err != nil {
+		return err
+	}
+	switch {
+	case len(rep.Errors) > 0:
+		return exitError{exitInput}
+	case report.Failed(rep.Findings, failOn):
+		return exitError{exitFindings}
+	}
+	return nil
+}
+
+// readConfig reads --config, or .zerodrop.yaml when present; nil when there
+// is none.
+func readConfig(name string, rules []check.Rule) (*config.File, error) {
+	if name == "" {
+		if _, err := os.Stat(config.DefaultFile); err != nil {
+			return nil, nil
+		}
+		name = config.DefaultFile
+	}
+	ids := make([]string, len(rules))
+	for i, r := range rules {
+		ids[i] = r.ID
+	}
+	return config.ReadFile(name, ids)
+}
+
+// useColor decides on colour: "auto" means stdout is a terminal and NO_COLOR
+// is unset.
+func useColor(mode string, w io.Writer) (bool, error) {
+	switch mode {
+	case "always":
+		return true, nil
+	case "never":
+		return false, nil
+	case "auto":
+		if os.Getenv("NO_COLOR") != "" {
+			return false, nil
+		}
+		if f, ok := w.(*os.File); ok {
+			return term.IsTerminal(int(f.Fd())), nil
+		}
+		return false, nil
+	}
+	return false, fmt.Errorf("--color %q: want auto, always or never", mode)
+}
+
+// jsonRule is one rule in --list-rules -o json.
+type jsonRule struct {
+	ID        string `json:"id"`
+	Title     string `json:"title"`
+	Severity  string `json:"severity"`
+	Rationale string `json:"rationale"`
+	Formula   string `json:"formula,omitempty"`
+	Fix       string `json:"fix"`
+}
+
+func writeRules(w io.Writer, format report.Format, rules []check.Rule) error {
+	if format != report.FormatText {
+		out := []jsonRule{}
+		for _, r := range rules {
+			out = append(out, jsonRule{ID: r.ID, Title: r.Title, Severity: r.Severity.String(), Rationale: r.Rationale, Formula: r.Formula, Fix: r.Fix})
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSEVERITY\tTITLE")
+	for _, r := range rules {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.ID, r.Severity, r.Title)
+	}
+	return tw.Flush()
 }

@@ -7,6 +7,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/spf13/cobra"
@@ -25,6 +26,12 @@ type exitError struct{ code int }
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
 func run(args []string) int {
+	return runIO(args, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// runIO runs the command line with the given standard streams (tests run
+// the CLI in-process through it) and returns the exit code.
+func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	root := &cobra.Command{
 		Use:           "zerodrop",
 		Short:         "Find, reproduce and measure the requests a rolling deployment drops",
@@ -38,11 +45,14 @@ func run(args []string) int {
 	})
 	root.AddCommand(newCheckCmd(), newVerifyCmd(), newLabCmd())
 	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	if err := root.Execute(); err != nil {
 		if ee, ok := err.(exitError); ok {
 			return ee.code
 		}
-		fmt.Fprintln(os.Stderr, "zerodrop:", err)
+		fmt.Fprintln(stderr, "zerodrop:", err)
 		return 2
 	}
 	return 0

@@ -60,8 +60,42 @@ type Stat struct {
 // Maint reports whether the status is one of the maintenance states.
 func (s Stat) Maint() bool { return strings.HasPrefix(s.Status, "MAINT") }
 
-// columns zerodrop needs in every `show stat` answer.
-var statRequired = []string{"pxname", "svname", "status", "type"}
+// statCol indexes the `show stat` columns zerodrop reads; the first four
+// are required.
+type statCol int
+
+const (
+	cPxname statCol = iota
+	cSvname
+	cStatus
+	cType
+	cCheckStatus
+	cCheckCode
+	cCheckDesc
+	cLastChk
+	cCheckHealth
+	cCheckRise
+	cCheckFall
+	cQcur
+	cScur
+	cStot
+	cLbtot
+	cEcon
+	cEresp
+	cWretr
+	cWredis
+	cHrsp5xx
+	cWeight
+	cLastchg
+	cIid
+	cSid
+	cAddr
+	numStatCols
+)
+
+var statColNames = [numStatCols]string{"pxname", "svname", "status", "type", "check_status", "check_code",
+	"check_desc", "last_chk", "check_health", "check_rise", "check_fall", "qcur", "scur", "stot", "lbtot",
+	"econ", "eresp", "wretr", "wredis", "hrsp_5xx", "weight", "lastchg", "iid", "sid", "addr"}
 
 // ParseStat parses the CSV answer of `show stat`: a header line starting
 // with "# " naming the columns, then one row per object. Columns are found
@@ -78,17 +112,21 @@ func ParseStat(b []byte) ([]Stat, error) {
 	if err != nil {
 		return nil, fmt.Errorf("show stat: header: %w", err)
 	}
-	col := make(map[string]int, len(head))
+	// Resolve the columns once; rows are then read by index.
+	var idx [numStatCols]int
+	for c := range idx {
+		idx[c] = -1
+	}
 	for i, h := range head {
-		if h != "" {
-			if _, dup := col[h]; !dup {
-				col[h] = i
+		for c, name := range statColNames {
+			if h == name && idx[c] < 0 {
+				idx[c] = i
 			}
 		}
 	}
-	for _, name := range statRequired {
-		if _, ok := col[name]; !ok {
-			return nil, fmt.Errorf("show stat: header: column %q missing", name)
+	for c := statCol(0); c <= cType; c++ { // the required ones
+		if idx[c] < 0 {
+			return nil, fmt.Errorf("show stat: header: column %q missing", statColNames[c])
 		}
 	}
 	var out []Stat
@@ -101,37 +139,37 @@ func ParseStat(b []byte) ([]Stat, error) {
 			return nil, fmt.Errorf("show stat: %w", err)
 		}
 		line, _ := r.FieldPos(0)
-		p := statRow{rec: rec, col: col, line: line}
+		p := statRow{rec: rec, idx: &idx, line: line}
 		s := Stat{
-			Proxy:  p.str("pxname"),
-			Name:   p.str("svname"),
-			Status: p.str("status"),
-			Type:   StatType(p.int("type")),
+			Proxy:  p.str(cPxname),
+			Name:   p.str(cSvname),
+			Status: p.str(cStatus),
+			Type:   StatType(p.int(cType)),
 		}
-		s.CheckStatus = p.str("check_status")
+		s.CheckStatus = p.str(cCheckStatus)
 		if rest, ok := strings.CutPrefix(s.CheckStatus, "* "); ok {
 			s.CheckStatus, s.CheckRunning = rest, true
 		}
-		s.CheckCode = p.int("check_code")
-		s.CheckDesc = p.str("check_desc")
-		s.LastCheck = p.str("last_chk")
-		s.CheckHealth = p.int("check_health")
-		s.CheckRise = p.int("check_rise")
-		s.CheckFall = p.int("check_fall")
-		s.QueueCurrent = p.int64("qcur")
-		s.Sessions = p.int64("scur")
-		s.SessionsTot = p.int64("stot")
-		s.Selected = p.int64("lbtot")
-		s.ConnErrors = p.int64("econ")
-		s.RespErrors = p.int64("eresp")
-		s.Retries = p.int64("wretr")
-		s.Redispatches = p.int64("wredis")
-		s.HTTP5xx = p.int64("hrsp_5xx")
-		s.Weight = p.int("weight")
-		s.LastChange = p.int64("lastchg")
-		s.ProxyID = p.int("iid")
-		s.ServerID = p.int("sid")
-		s.Addr = p.str("addr")
+		s.CheckCode = p.int(cCheckCode)
+		s.CheckDesc = p.str(cCheckDesc)
+		s.LastCheck = p.str(cLastChk)
+		s.CheckHealth = p.int(cCheckHealth)
+		s.CheckRise = p.int(cCheckRise)
+		s.CheckFall = p.int(cCheckFall)
+		s.QueueCurrent = p.int64(cQcur)
+		s.Sessions = p.int64(cScur)
+		s.SessionsTot = p.int64(cStot)
+		s.Selected = p.int64(cLbtot)
+		s.ConnErrors = p.int64(cEcon)
+		s.RespErrors = p.int64(cEresp)
+		s.Retries = p.int64(cWretr)
+		s.Redispatches = p.int64(cWredis)
+		s.HTTP5xx = p.int64(cHrsp5xx)
+		s.Weight = p.int(cWeight)
+		s.LastChange = p.int64(cLastchg)
+		s.ProxyID = p.int(cIid)
+		s.ServerID = p.int(cSid)
+		s.Addr = p.str(cAddr)
 		if p.err != nil {
 			return nil, p.err
 		}
@@ -145,38 +183,38 @@ func ParseStat(b []byte) ([]Stat, error) {
 	}
 }
 
-// statRow reads named columns of one record and keeps the first error.
+// statRow reads columns of one record and keeps the first error.
 type statRow struct {
 	rec  []string
-	col  map[string]int
+	idx  *[numStatCols]int
 	line int
 	err  error
 }
 
-func (p *statRow) str(name string) string {
-	i, ok := p.col[name]
-	if !ok || i >= len(p.rec) {
+func (p *statRow) str(c statCol) string {
+	i := p.idx[c]
+	if i < 0 || i >= len(p.rec) {
 		return ""
 	}
 	return p.rec[i]
 }
 
-func (p *statRow) int64(name string) int64 {
-	v := p.str(name)
+func (p *statRow) int64(c statCol) int64 {
+	v := p.str(c)
 	if v == "" {
 		return 0
 	}
 	n, err := strconv.ParseInt(v, 10, 64)
 	if err != nil && p.err == nil {
-		p.err = fmt.Errorf("show stat: line %d: column %q: %q is not an integer", p.line, name, v)
+		p.err = fmt.Errorf("show stat: line %d: column %q: %q is not an integer", p.line, statColNames[c], v)
 	}
 	return n
 }
 
-func (p *statRow) int(name string) int {
-	n := p.int64(name)
+func (p *statRow) int(c statCol) int {
+	n := p.int64(c)
 	if int64(int(n)) != n && p.err == nil {
-		p.err = fmt.Errorf("show stat: line %d: column %q: %d out of range", p.line, name, n)
+		p.err = fmt.Errorf("show stat: line %d: column %q: %d out of range", p.line, statColNames[c], n)
 	}
 	return int(n)
 }

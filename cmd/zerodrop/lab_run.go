@@ -1,0 +1,369 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"zerodrop.dev/zerodrop/internal/lab"
+	"zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/lab/proc"
+)
+
+func init() {
+	labSubcommands = append(labSubcommands, newLabUpCmd, newLabDownCmd, newLabStatusCmd, newLabRunCmd)
+}
+
+// labFlags are the options shared by `lab up` and `lab run` (which starts
+// its own lab when none is up).
+type labFlags struct {
+	dir      string
+	nodes    int
+	haproxys int
+	app      string
+	inter    time.Duration
+	rise     int
+	fall     int
+	timeout  time.Duration
+}
+
+func (f *labFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.dir, "dir", lab.DefaultDir(), "run directory (state file, logs)")
+	cmd.Flags().IntVar(&f.nodes, "nodes", 2, "node agents (Nodes lab-node-0...)")
+	cmd.Flags().IntVar(&f.haproxys, "haproxy", 1, "HAProxy instances in front of the pods")
+	cmd.Flags().StringVar(&f.app, "app", "", "zerodrop-app program (default: next to this executable, or on PATH)")
+	cmd.Flags().DurationVar(&f.inter, "check-interval", time.Second, "HAProxy health-check interval")
+	cmd.Flags().IntVar(&f.rise, "check-rise", 3, "HAProxy health checks passed before a server is UP")
+	cmd.Flags().IntVar(&f.fall, "check-fall", 2, "HAProxy health checks failed before a server is DOWN")
+}
+
+func (f *labFlags) options(logger *slog.Logger) lab.Options {
+	return lab.Options{
+		Dir: f.dir, Nodes: f.nodes, HAProxyInstances: f.haproxys, AppBinary: f.app, Logger: logger,
+		Check: haproxy.Check{Interval: f.inter, Rise: f.rise, Fall: f.fall},
+	}
+}
+
+// labLogger writes the lab's logs to w at level (debug with -v).
+func labLogger(w io.Writer, level slog.Level, verbose bool) *slog.Logger {
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func newLabUpCmd() *cobra.Command {
+	var f labFlags
+	var foreground, verbose bool
+	cmd := &cobra.Command{
+		Use:   "up",
+		Short: "Start the lab (control plane, node agents, HAProxy) in the background",
+		Long: `Starts the lab and returns once it is ready; a supervisor process keeps it
+running until ` + "`zerodrop lab down`" + `. --foreground keeps it in this terminal
+until Ctrl-C. The kubeconfig and HAProxy frontends are printed, and
+` + "`zerodrop lab status`" + ` shows them again.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if foreground {
+				return labForeground(cmd, f, verbose)
+			}
+			return labBackground(cmd, f, verbose)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().BoolVar(&foreground, "foreground", false, "run in this terminal until Ctrl-C instead of in the background")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 4*time.Minute, "give up starting after this long")
+	return cmd
+}
+
+// labForeground runs the lab in this process until SIGINT/SIGTERM.
+func labForeground(cmd *cobra.Command, f labFlags, verbose bool) error {
+	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	opts := f.options(labLogger(cmd.ErrOrStderr(), slog.LevelInfo, verbose))
+	opts.StartTimeout = f.timeout
+	l, err := lab.Up(ctx, opts)
+	if err != nil {
+		return err
+	}
+	printLab(cmd.OutOrStdout(), l.State())
+	<-ctx.Done()
+	fmt.Fprintln(cmd.ErrOrStderr(), "stopping the lab")
+	return l.Close()
+}
+
+// labBackground starts `lab up --foreground` as a detached supervisor (its
+// own session, output to supervisor.log in the run directory) and waits
+// until the state file says ready, or the supervisor dies.
+func labBackground(cmd *cobra.Command, f labFlags, verbose bool) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("lab up: own executable: %w", err)
+	}
+	if st, err := lab.ReadState(f.dir); err == nil {
+		return fmt.Errorf("lab up: %s already holds a lab (supervisor pid %d); run `zerodrop lab status` or `zerodrop lab down`", f.dir, st.Supervisor.PID)
+	}
+	if err := os.MkdirAll(filepath.Dir(f.dir), 0o755); err != nil {
+		return err
+	}
+	logPath := f.dir + ".supervisor.log"
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return fmt.Errorf("lab up: supervisor log: %w", err)
+	}
+	defer logf.Close()
+	args := []string{"lab", "up", "--foreground", "--dir", f.dir, "--nodes", fmt.Sprint(f.nodes),
+		"--haproxy", fmt.Sprint(f.haproxys), "--check-interval", f.inter.String(),
+		"--check-rise", fmt.Sprint(f.rise), "--check-fall", fmt.Sprint(f.fall), "--timeout", f.timeout.String()}
+	if f.app != "" {
+		args = append(args, "--app", f.app)
+	}
+	if verbose {
+		args = append(args, "-v")
+	}
+	child := exec.Command(exe, args...)
+	child.Stdout, child.Stderr = logf, logf
+	// A session of its own: the supervisor outlives this command and
+	// ignores the terminal's Ctrl-C; `lab down` stops it by pid.
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		return fmt.Errorf("lab up: start supervisor: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	ctx, cancel := signalContext(cmd.Context(), f.timeout+30*time.Second)
+	defer cancel()
+	fmt.Fprintf(cmd.ErrOrStderr(), "starting the lab (supervisor pid %d, log %s)\n", child.Process.Pid, logPath)
+	for {
+		if st, err := lab.ReadState(f.dir); err == nil && st.Ready && st.Supervisor.PID == child.Process.Pid {
+			printLab(cmd.OutOrStdout(), *st)
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("lab up: supervisor exited (%v); its log %s ends:\n%s", err, logPath, tail(logPath, 3000))
+		case <-ctx.Done():
+			_ = child.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				_ = child.Process.Kill()
+			}
+			return fmt.Errorf("lab up: not ready: %w (log %s)", ctx.Err(), logPath)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+func tail(path string, n int) string {
+	raw, _ := os.ReadFile(path)
+	if len(raw) > n {
+		raw = raw[len(raw)-n:]
+	}
+	return string(raw)
+}
+
+func printLab(w io.Writer, st lab.State) {
+	fmt.Fprintf(w, "lab ready in %s\n", st.Dir)
+	fmt.Fprintf(w, "  kubernetes  %s at %s\n", st.Kubernetes, st.Server)
+	fmt.Fprintf(w, "  kubeconfig  %s\n", st.Kubeconfig)
+	fmt.Fprintf(w, "  nodes       %s (pods in %s on bridge %s)\n", strings.Join(st.Nodes, ", "), st.PodCIDR, st.Bridge)
+	for _, h := range st.HAProxy {
+		fmt.Fprintf(w, "  %s   http://%s (backend %s, runtime API %s)\n", h.Name, h.Frontend, h.Backend, h.Socket)
+	}
+	fmt.Fprintf(w, "  try: kubectl --kubeconfig %s get nodes\n", st.Kubeconfig)
+}
+
+func newLabDownCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "down",
+		Short: "Stop the lab and remove everything it created (also after a crash)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := signalContext(cmd.Context(), 3*time.Minute)
+			defer cancel()
+			did, err := lab.Down(ctx, dir, labLogger(cmd.ErrOrStderr(), slog.LevelInfo, false))
+			if err != nil {
+				return err
+			}
+			os.Remove(dir + ".supervisor.log")
+			if !did {
+				fmt.Fprintf(cmd.OutOrStdout(), "no lab in %s\n", dir)
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "lab in %s removed\n", dir)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", lab.DefaultDir(), "run directory of the lab")
+	return cmd
+}
+
+func newLabStatusCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show what the lab runs",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, procs, err := lab.Status(dir)
+			if errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(cmd.OutOrStdout(), "no lab in %s\n", dir)
+				return exitError{code: 1}
+			}
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			state := "ready"
+			if !st.Ready {
+				state = "starting (or crashed while starting)"
+			}
+			if !procs[0].Alive {
+				state = "supervisor gone: run `zerodrop lab down` to clean up"
+			}
+			fmt.Fprintf(w, "lab in %s: %s, started %s\n", st.Dir, state, st.Started.Local().Format(time.DateTime))
+			printLab(w, *st)
+			fmt.Fprintln(w, "  processes:")
+			for _, p := range procs {
+				alive := "running"
+				if !p.Alive {
+					alive = "gone"
+				}
+				fmt.Fprintf(w, "    %-24s pid %-8d %-8s %s\n", p.Name, p.PID, alive, p.Log)
+			}
+			fmt.Fprintf(w, "  pod namespaces: %d\n", len(st.Namespaces))
+			if !procs[0].Alive {
+				return exitError{code: 1}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", lab.DefaultDir(), "run directory of the lab")
+	return cmd
+}
+
+func newLabRunCmd() *cobra.Command {
+	var f labFlags
+	var scenario, jsonPath string
+	var rollouts, replicas int
+	var rate float64
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Roll a Deployment of the sample app K times under constant load through HAProxy; count failed requests",
+		Long: `Runs one scenario (or all) and prints the table: scenario, rollouts,
+requests, failed requests, failures per rollout and by class, rollout time.
+Uses the lab started by ` + "`zerodrop lab up`" + ` when one runs in --dir; otherwise
+starts a lab for this run and removes it afterwards.
+
+Scenarios:
+` + scenarioHelp(),
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var scenarios []lab.Scenario
+			if scenario == "all" {
+				scenarios = lab.Scenarios
+			} else {
+				for _, name := range strings.Split(scenario, ",") {
+					s, err := lab.ScenarioByName(strings.TrimSpace(name))
+					if err != nil {
+						return err
+					}
+					scenarios = append(scenarios, s)
+				}
+			}
+			if rollouts < 1 || rollouts > 100 {
+				return fmt.Errorf("--rollouts %d: want 1..100", rollouts)
+			}
+			if rate <= 0 || rate > 20000 {
+				return fmt.Errorf("--rate %v: want a rate in (0, 20000] requests/s", rate)
+			}
+			// Bounded: generous per rollout, plus the lab's start.
+			ctx, cancel := signalContext(cmd.Context(), time.Duration(len(scenarios))*(time.Duration(rollouts)*3*time.Minute+5*time.Minute)+f.timeout)
+			defer cancel()
+			// Warnings only: the progress lines and the table are the output.
+			logger := labLogger(cmd.ErrOrStderr(), slog.LevelWarn, verbose)
+			var target lab.Target
+			if st, err := lab.ReadState(f.dir); err == nil && st.Ready && proc.Alive(st.Supervisor.PID, st.Supervisor.Exe) {
+				if target, err = lab.TargetFromState(st); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "using the lab in %s\n", f.dir)
+			} else {
+				opts := f.options(logger)
+				if err == nil {
+					// A state file without a live supervisor: a run of its own in a new dir.
+					opts.Dir = ""
+				}
+				if opts.Dir == lab.DefaultDir() || opts.Dir == "" {
+					d, err := os.MkdirTemp("", "zerodrop-lab-run-")
+					if err != nil {
+						return err
+					}
+					os.Remove(d) // Up creates it and records it
+					opts.Dir = d
+				}
+				opts.StartTimeout = f.timeout
+				fmt.Fprintf(cmd.ErrOrStderr(), "starting a lab for this run in %s\n", opts.Dir)
+				l, err := lab.Up(ctx, opts)
+				if err != nil {
+					return err
+				}
+				defer l.Close()
+				target = l.Target()
+			}
+			var results []lab.Result
+			var runErr error
+			for _, s := range scenarios {
+				res, err := lab.Run(ctx, target, s, lab.RunOptions{
+					Rollouts: rollouts, Rate: rate, Replicas: int32(replicas), Logger: logger, Progress: cmd.ErrOrStderr(),
+				})
+				if err != nil {
+					runErr = fmt.Errorf("scenario %s: %w", s.Name, err)
+					break
+				}
+				results = append(results, res)
+			}
+			lab.PrintTable(cmd.OutOrStdout(), results)
+			if jsonPath != "" {
+				raw, _ := json.MarshalIndent(map[string]any{"kubernetes": k8sbin.KubernetesVersion, "results": results}, "", "  ")
+				if err := os.WriteFile(jsonPath, append(raw, '\n'), 0o644); err != nil {
+					return fmt.Errorf("--json %s: %w", jsonPath, err)
+				}
+			}
+			return runErr
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario name, comma-separated names, or all")
+	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
+	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through HAProxy (requests/s)")
+	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
+	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
+	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", 4*time.Minute, "give up starting the lab after this long")
+	return cmd
+}
+
+func scenarioHelp() string {
+	var b strings.Builder
+	for _, s := range lab.Scenarios {
+		fmt.Fprintf(&b, "  %-10s %s\n", s.Name, s.Summary)
+	}
+	return b.String()
+}

@@ -1,0 +1,642 @@
+package check
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"strings"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"zerodrop.dev/zerodrop/internal/timing"
+)
+
+var sec = timing.Sec
+
+// ceil rounds seconds up to a whole number for fixes.
+func ceil(v float64) int { return int(math.Ceil(v - 1e-9)) }
+
+// check runs the workload rules.
+func (c *wctx) check(ix *index) []Finding {
+	var out []Finding
+	add := func(f Finding) {
+		if !c.ignored(f.RuleID) {
+			out = append(out, f)
+		}
+	}
+	served := len(c.w.services) > 0
+	if served {
+		c.checkProbes(add)
+		c.checkRollingUpdate(add)
+		c.checkTermination(add)
+		c.checkFronts(ix, add)
+		c.checkHPAs(add)
+		c.checkPDB(add)
+	}
+	c.checkShellSleep(add)
+	return out
+}
+
+func (c *wctx) obj() *Object { return c.w.obj }
+
+func (c *wctx) ref() string { return c.w.obj.Ref.String() }
+
+// ZD101, ZD102.
+func (c *wctx) checkProbes(add func(Finding)) {
+	spec := &c.w.tmpl.Spec
+	in := c.fronts[0]
+	for _, i := range c.serving {
+		ct := &spec.Containers[i]
+		field := fmt.Sprintf("%s.spec.containers[%d]", c.tmpl, i)
+		if ct.ReadinessProbe == nil {
+			msg := fmt.Sprintf("container %q of %s receives traffic from %s but has no readinessProbe: the pod is Ready when its containers start", ct.Name, c.ref(), in.via)
+			p := c.pod
+			p.HasReadinessProbe = false
+			if w, ok := timing.Startup(p, in.lb, c.a).Window(timing.CauseNoReadinessProbe); ok {
+				msg += fmt.Sprintf("; traffic arrives from T+%s, the app listens at T+%s (startup %s, assumption)", sec(w.Start), sec(w.End), sec(c.a.Startup))
+			}
+			port := "8080"
+			if len(ct.Ports) > 0 {
+				port = fmt.Sprint(ct.Ports[0].ContainerPort)
+			}
+			add(newFinding(RuleNoReadinessProbe, c.obj(), field, msg,
+				"requests reach the container before the server listens: connection refused, clients see 502; old pods are deleted before new ones serve",
+				fmt.Sprintf("Add to %s:\n\n```yaml\nreadinessProbe:\n  httpGet: {path: /ready, port: %s}\n  periodSeconds: 5\n  failureThreshold: 2\n```", field, port)))
+			continue
+		}
+		if ct.LivenessProbe != nil && reflect.DeepEqual(ct.ReadinessProbe, ct.LivenessProbe) {
+			add(newFinding(RuleSameProbes, c.obj(), field+".livenessProbe",
+				fmt.Sprintf("container %q of %s uses the same check for readiness and liveness", ct.Name, c.ref()),
+				"a pod that is only slow or draining is restarted instead of being taken out of rotation; its in-flight requests are cut",
+				"Give liveness its own endpoint (e.g. /livez) that fails only when the process is stuck, and a higher failureThreshold than readiness."))
+		}
+	}
+}
+
+// ZD104: Deployment strategy, StatefulSet and DaemonSet update strategies.
+func (c *wctx) checkRollingUpdate(add func(Finding)) {
+	o := c.obj()
+	consequence := "old pods stop serving before their replacements are Ready: capacity drops during every rollout"
+	switch t := o.Typed.(type) {
+	case *appsv1.Deployment:
+		if t.Spec.Strategy.Type == appsv1.RecreateDeploymentStrategyType {
+			f := newFinding(RuleRollingUpdate, o, "spec.strategy.type",
+				fmt.Sprintf("%s uses strategy Recreate: every pod is deleted before any replacement starts", c.ref()),
+				"the workload serves nothing from the first deletion until a new pod is Ready: clients see 502/503",
+				"```yaml\nstrategy:\n  type: RollingUpdate\n  rollingUpdate:\n    maxUnavailable: 0\n    maxSurge: 1\n```")
+			f.Severity = SeverityError
+			add(f)
+			return
+		}
+		replicas := int(c.w.replicas)
+		mu := intstr.FromString("25%")
+		ms := intstr.FromString("25%")
+		field := "spec.strategy"
+		if ru := t.Spec.Strategy.RollingUpdate; ru != nil {
+			if ru.MaxUnavailable != nil {
+				mu = *ru.MaxUnavailable
+				field = "spec.strategy.rollingUpdate.maxUnavailable"
+			}
+			if ru.MaxSurge != nil {
+				ms = *ru.MaxSurge
+			}
+		}
+		u, err1 := intstr.GetScaledValueFromIntOrPercent(&mu, replicas, false)
+		s, err2 := intstr.GetScaledValueFromIntOrPercent(&ms, replicas, true)
+		if err1 != nil || err2 != nil {
+			return
+		}
+		if u == 0 && s >= 1 {
+			return
+		}
+		if u == 0 && s == 0 {
+			u = 1 // the API server refuses 0/0; the controller would need one
+		}
+		f := newFinding(RuleRollingUpdate, o, field,
+			fmt.Sprintf("%s: maxUnavailable %s (= %d of %d replicas), maxSurge %s (= %d): old pods are deleted before new ones are Ready", c.ref(), mu.String(), u, replicas, ms.String(), s),
+			consequence, "```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```")
+		if replicas-u <= 0 {
+			f.Severity = SeverityError
+			f.Consequence = "every serving pod can be gone at once during a rollout: clients see 502/503"
+		}
+		add(f)
+	case *appsv1.StatefulSet:
+		if t.Spec.UpdateStrategy.Type == appsv1.OnDeleteStatefulSetStrategyType {
+			return
+		}
+		if c.w.replicas <= 1 {
+			f := newFinding(RuleRollingUpdate, o, "spec.replicas",
+				fmt.Sprintf("%s has %d replica: StatefulSet rolling updates delete a pod before creating its replacement", c.ref(), c.w.replicas),
+				"the only pod is gone while its replacement starts: clients see 502/503 on every update",
+				"Run at least 2 replicas (StatefulSets cannot surge), and make sure the termination rules hold.")
+			f.Severity = SeverityError
+			add(f)
+		}
+	case *appsv1.DaemonSet:
+		if t.Spec.UpdateStrategy.Type == appsv1.OnDeleteDaemonSetStrategyType {
+			return
+		}
+		ru := t.Spec.UpdateStrategy.RollingUpdate
+		if ru != nil && ru.MaxSurge != nil {
+			if v, err := intstr.GetScaledValueFromIntOrPercent(ru.MaxSurge, 100, true); err == nil && v > 0 {
+				return
+			}
+		}
+		add(newFinding(RuleRollingUpdate, o, "spec.updateStrategy",
+			fmt.Sprintf("%s updates without maxSurge: each node's pod is deleted before its replacement starts", c.ref()),
+			"the node's pod serves nothing during its update: traffic sent to that node (externalTrafficPolicy Local, hostPort) fails",
+			"```yaml\nspec:\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n```\n(not possible with hostPort)"))
+	}
+}
+
+// ZD201, ZD202, ZD206: termination arithmetic independent of the LB.
+func (c *wctx) checkTermination(add func(Finding)) {
+	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
+	field := "spec.template.spec.terminationGracePeriodSeconds"
+	need := timing.GraceNeeded(P, c.a)
+	gsrc := fmt.Sprintf("terminationGracePeriodSeconds %s", sec(G))
+	if c.w.tmpl.Spec.TerminationGracePeriodSeconds == nil {
+		gsrc = fmt.Sprintf("terminationGracePeriodSeconds %s (default)", sec(G))
+	}
+	fix := fmt.Sprintf("```yaml\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: %d  # preStop %s + shutdown %s + buffer %s\n```", ceil(need), sec(P), sec(S), sec(c.a.Buffer))
+	switch {
+	case P > G:
+		add(newFinding(RuleSIGKILL, c.obj(), field,
+			fmt.Sprintf("%s: preStop %s is longer than %s: SIGTERM at %s, SIGKILL at %s, while preStop + shutdown need %s",
+				c.ref(), sec(P), gsrc, sec(G), sec(G+timing.KubeletPreStopExtension), sec(P+S)),
+			fmt.Sprintf("SIGKILL at %s while shutdown may need %s: the app never shuts down gracefully, in-flight requests are cut, clients see 502/504", sec(G+timing.KubeletPreStopExtension), sec(P+S)),
+			fix))
+	case P+S > G:
+		add(newFinding(RuleSIGKILL, c.obj(), field,
+			fmt.Sprintf("%s: preStop %s + shutdown %s = %s > %s", c.ref(), sec(P), sec(S), sec(P+S), gsrc),
+			fmt.Sprintf("SIGKILL at %s while shutdown may need %s: in-flight requests are cut, clients see 502/504", sec(G), sec(P+S)),
+			fix))
+	case need > G:
+		add(newFinding(RuleGraceBuffer, c.obj(), field,
+			fmt.Sprintf("%s: preStop %s + shutdown %s = %s leaves %s of %s, less than the buffer %s", c.ref(), sec(P), sec(S), sec(P+S), sec(G-P-S), gsrc, sec(c.a.Buffer)),
+			fmt.Sprintf("a shutdown more than %s slower than assumed ends in SIGKILL: in-flight requests cut, clients see 502/504", sec(G-P-S)),
+			fix))
+	}
+	if len(c.longLived) > 0 {
+		c.longLived = dedupe(c.longLived)
+		if ll := timing.LongLivedGraceNeeded(P, c.a); G < ll {
+			add(newFinding(RuleLongLived, c.obj(), field,
+				fmt.Sprintf("%s serves long-lived connections (%s) but %s < preStop %s + shutdown %s + connection drain %s = %s",
+					c.ref(), strings.Join(c.longLived, "; "), gsrc, sec(P), sec(S), sec(c.a.ConnectionDrain), sec(ll)),
+				"open WebSocket/gRPC streams are reset at SIGKILL instead of closed: clients see errors and reconnect storms",
+				fmt.Sprintf("Close streams on SIGTERM (gRPC GracefulStop, WebSocket close frames) and set `terminationGracePeriodSeconds: %d`.", ceil(ll))))
+		}
+	}
+}
+
+// lbFinding is a candidate finding from one front; the worst per rule wins.
+type lbFinding struct {
+	f      Finding
+	weight float64
+}
+
+// checkFronts runs the rules that depend on the data path.
+func (c *wctx) checkFronts(ix *index, add func(Finding)) {
+	best := map[string]lbFinding{}
+	keep := func(f Finding, weight float64) {
+		k := f.RuleID + "\x00" + f.Field
+		if cur, ok := best[k]; !ok || weight > cur.weight {
+			best[k] = lbFinding{f, weight}
+		}
+	}
+	P := c.pod.PreStop
+	for _, fr := range c.fronts {
+		lb := fr.lb
+		pod := c.pod
+		pod.Gated = fr.gated
+		st, tm := fr.startup, fr.termination
+
+		// ZD103 startup gap.
+		if w, ok := st.Window(timing.CauseStartupGap); ok {
+			need := timing.MinReadyNeeded(lb)
+			gateFix := c.gateFix(fr)
+			f := newFinding(RuleStartupGap, c.obj(), "spec.minReadySeconds",
+				fmt.Sprintf("%s behind %s: minReadySeconds %s < health-check time %s x %d + registration %s = %s and no working readiness gate: %s",
+					c.ref(), lb.Name, sec(pod.MinReadySeconds), sec(lb.Interval), max(lb.HealthyThreshold, 1), sec(lb.Registration), sec(need), w.Why),
+				c.gapConsequence(fr, w),
+				gateFix+fmt.Sprintf("Or, guessing instead of knowing:\n\n```yaml\nspec:\n  minReadySeconds: %d\n```", ceil(need)))
+			keep(f, w.Seconds())
+		}
+		// ZD203 early exit.
+		if w, ok := tm.Window(timing.CauseEarlyExit); ok {
+			keep(c.earlyExit(fr, w), w.End)
+		}
+		// ZD205 in-flight cut.
+		if w, ok := tm.Window(timing.CauseInFlightCut); ok {
+			keep(c.inFlightCut(fr, w), w.Seconds())
+		}
+		// ZD207 GKE drain.
+		if lb.Kind == timing.GCE && lb.DrainingTimeout > 0 {
+			need := timing.GKEPreStopNeeded(lb)
+			if P < need {
+				f := newFinding(RuleGKEDrain, c.obj(), c.preStopField,
+					fmt.Sprintf("%s behind %s: preStop %s < drainingTimeoutSec %s + drain latency %s = %s",
+						c.ref(), lb.Name, sec(P), sec(lb.DrainingTimeout), sec(lb.Deregistration), sec(need)),
+					"GCLB still uses the pod's draining connections after the app stopped listening: clients see 502",
+					fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown + buffer).", ceil(need), ceil(timing.GraceNeeded(need, c.a))))
+				keep(f, need-P)
+			}
+		}
+		c.checkLBSettings(ix, fr, add)
+	}
+	for _, lf := range best {
+		add(lf.f)
+	}
+}
+
+// inFlightCut explains ZD205: either the app's own shutdown (S) ends before
+// the longest request admitted, or SIGKILL (G) does.
+func (c *wctx) inFlightCut(fr *front, w timing.Window) Finding {
+	lb := fr.lb
+	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
+	tq := timing.RequestBound(c.a, lb)
+	bound := fmt.Sprintf("longest request %s", sec(c.a.LongestRequest))
+	if tq < c.a.LongestRequest {
+		bound = fmt.Sprintf("%s timeout %s", lb.Actor(), sec(tq))
+	}
+	sigterm := math.Min(P, G)
+	admitted := math.Min(sigterm, lb.StopSending(sigterm))
+	needS := admitted + tq - sigterm // shutdown that covers the last admitted request
+	needG := math.Max(sigterm+math.Max(S, needS), admitted+tq) + c.a.Buffer
+	msg := fmt.Sprintf("%s behind %s: %s (%s)", c.ref(), lb.Name, w.Why, bound)
+	var fix string
+	if sigterm+S < G {
+		fix = fmt.Sprintf("Make the app finish in-flight requests on SIGTERM for at least %s (Spring Boot `server.shutdown: graceful` with `spring.lifecycle.timeout-per-shutdown-phase`, Go `http.Server.Shutdown`), then record it with `%s: \"%d\"`", sec(needS), AnnotationShutdown, ceil(needS))
+		if needG > G {
+			fix += fmt.Sprintf(" and set `terminationGracePeriodSeconds: %d`", ceil(needG))
+		}
+		fix += fmt.Sprintf(". If requests are shorter than assumed, set `%s`.", AnnotationLongestRequest)
+	} else {
+		fix = fmt.Sprintf("```yaml\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: %d\n```\nIf requests are shorter than assumed, set `%s`.", ceil(needG), AnnotationLongestRequest)
+	}
+	return newFinding(RuleInFlightCut, c.obj(), "spec.template.spec.terminationGracePeriodSeconds", msg,
+		fmt.Sprintf("requests still running at T+%s are cut: clients see 502/504", sec(w.Start)), fix)
+}
+
+func (c *wctx) gapConsequence(fr *front, w timing.Window) string {
+	if r := fr.rollout; r != nil && len(r.Outages) > 0 {
+		o := r.Outages[0]
+		return fmt.Sprintf("in a rollout of %d replicas %s has no healthy target at all from T+%s to T+%s (%s): every request fails with 502/503",
+			r.Replicas, fr.lb.Actor(), sec(o.Start), sec(o.End), sec(o.Seconds()))
+	}
+	return fmt.Sprintf("each new target is unused for %s after its old one is gone: %s runs short of healthy targets, requests queue or fail with 502/503", sec(w.Seconds()), fr.lb.Actor())
+}
+
+func (c *wctx) gateFix(fr *front) string {
+	switch fr.lb.Kind {
+	case timing.ALB, timing.NLB:
+		if !fr.lb.TargetsPods {
+			return "Switch to ip targets and use the AWS readiness gate (see ZD303), then label the namespace.\n\n"
+		}
+		return fmt.Sprintf("Best: let the ALB's verdict gate Ready:\n\n```sh\nkubectl label namespace %s %s=enabled\n```\n\n", c.w.ns(), awsGateInjectLabel)
+	case timing.GCE:
+		return "Best: container-native load balancing, whose NEG readiness gate GKE injects:\n\n```yaml\nmetadata:\n  annotations:\n    cloud.google.com/neg: '{\"ingress\": true}'\n```\n\n"
+	case timing.HAProxy:
+		return "Best: a readiness gate set from HAProxy's own check result (zerodrop's controller, a TargetBinding for this Service).\n\n"
+	}
+	return ""
+}
+
+func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
+	lb := fr.lb
+	P := c.pod.PreStop
+	pdesc := fmt.Sprintf("preStop %s", sec(P))
+	if P == 0 {
+		pdesc = "no preStop"
+		if c.preStopBroken {
+			pdesc = "a preStop " + c.preStopDetail
+		} else if !c.preStopKnown {
+			pdesc = "a preStop of unknown duration (" + c.preStopDetail + "; set " + AnnotationPreStop + ")"
+		}
+	}
+	msg := fmt.Sprintf("%s behind %s: %s, so SIGTERM comes at T+%s while %s sends new requests until T+%s",
+		c.ref(), lb.Name, pdesc, sec(w.Start), lb.Actor(), sec(w.End))
+	cons := fmt.Sprintf("for %s per terminating pod new requests hit a closed port: connection refused, clients see 502", sec(w.Seconds()))
+	var fix string
+	if lb.DetectOnly {
+		msg = fmt.Sprintf("%s behind %s: nothing deregisters the pod from HAProxy; it is marked DOWN only %d failed checks x %s after the app stopped listening at T+%s",
+			c.ref(), lb.Name, max(lb.UnhealthyThreshold, 1), sec(lb.DownAfter()/float64(max(lb.UnhealthyThreshold, 1))), sec(w.Start))
+		fix = "A longer preStop only moves the window. Put the server in drain before the app stops (zerodrop's drain gate, or `set server <backend>/<server> state drain` over the Runtime API from the preStop hook), or shorten it with `fastinter 500ms fall 2` and `option redispatch` + `retries`."
+	} else {
+		n := ceil(w.End) + 2
+		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown %s + buffer %s). Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
+			n, sec(w.End), max(ceil(timing.GraceNeeded(float64(n), c.a)), int(c.pod.Grace)), sec(c.a.Shutdown), sec(c.a.Buffer), n)
+	}
+	return newFinding(RuleEarlyExit, c.obj(), c.preStopField, msg, cons, fix)
+}
+
+// checkLBSettings: ZD301, ZD302, ZD303, ZD304, ZD306 for one front.
+func (c *wctx) checkLBSettings(ix *index, fr *front, add func(Finding)) {
+	lb := fr.lb
+	P := c.pod.PreStop
+	if (lb.Kind == timing.ALB || lb.Kind == timing.NLB) && fr.obj != nil {
+		attrKey := "alb.ingress.kubernetes.io/target-group-attributes"
+		if lb.Kind == timing.NLB {
+			attrKey = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
+		}
+		want := ceil(P + timing.RequestBound(c.a, lb))
+		if want < 5 {
+			want = 5
+		}
+		fix := fmt.Sprintf("```yaml\nmetadata:\n  annotations:\n    %s: deregistration_delay.timeout_seconds=%d\n```", attrKey, want)
+		if lb.DeregistrationDelayDefault {
+			f := newFinding(RuleDeregistrationDefault, fr.obj, fr.deregField,
+				fmt.Sprintf("%s: deregistration delay is the %s default (preStop of %s: %s, longest request %s)", lb.Name, sec(timing.DefaultDeregistrationDelay), c.ref(), sec(P), sec(timing.RequestBound(c.a, lb))),
+				"deregistered targets linger in draining for 5 minutes: slower rollouts, old pod IPs kept registered",
+				fix)
+			if !c.ignored(f.RuleID) {
+				add(f)
+			}
+		} else if lb.DeregistrationDelay < P {
+			msg := fmt.Sprintf("%s: deregistration delay %s < preStop %s of %s", lb.Name, sec(lb.DeregistrationDelay), sec(P), c.ref())
+			if w, ok := fr.termination.Window(timing.CauseDeregistrationDelay); ok {
+				msg += "; " + w.Why
+			}
+			add(newFinding(RuleDeregistrationShort, fr.obj, fr.deregField, msg,
+				fmt.Sprintf("%s closes connections at T+%s while the pod is still finishing requests: clients see 502/504", lb.Actor(), sec(lb.Deregistration+lb.DeregistrationDelay)),
+				fix))
+		}
+	}
+	// ZD303: a gate that cannot work.
+	if !lb.TargetsPods && fr.obj != nil {
+		var gate string
+		switch lb.Kind {
+		case timing.ALB, timing.NLB:
+			gate = c.awsGate
+			if gate == "" && c.nsInject {
+				gate = "injected by the namespace label " + awsGateInjectLabel
+			}
+		case timing.GCE:
+			if c.negGate {
+				gate = "cloud.google.com/load-balancer-neg-ready"
+			}
+		}
+		if gate != "" {
+			fix := "```yaml\nmetadata:\n  annotations:\n    alb.ingress.kubernetes.io/target-type: ip\n```"
+			switch lb.Kind {
+			case timing.NLB:
+				fix = "```yaml\nmetadata:\n  annotations:\n    service.beta.kubernetes.io/aws-load-balancer-nlb-target-type: ip\n```"
+			case timing.GCE:
+				fix = "```yaml\nmetadata:\n  annotations:\n    cloud.google.com/neg: '{\"ingress\": true}'\n```"
+			}
+			field := fr.targetTypeField
+			if field == "" {
+				field = "metadata.annotations"
+			}
+			f := newFinding(RuleGateCannotWork, fr.obj, field,
+				fmt.Sprintf("%s targets nodes, but %s relies on the readiness gate %s", lb.Name, c.ref(), gate),
+				"the LB checks nodes, not pods: the gate's condition is never set from the pod's health (pods stay unready, or the gate protects nothing) and the startup gap stays",
+				fix)
+			if !c.ignored(f.RuleID) {
+				add(f)
+			}
+		}
+	}
+	// ZD304: ip targets, namespace known, no label, no gate in the template.
+	if (lb.Kind == timing.ALB || lb.Kind == timing.NLB) && lb.TargetsPods && c.nsKnown && !c.nsInject && c.awsGate == "" {
+		ns := ix.namespaceObjs[c.w.ns()]
+		f := newFinding(RuleGateNotInjected, ns, "metadata.labels",
+			fmt.Sprintf("Namespace %s has no label %s=enabled, so %s behind %s gets no readiness gate", c.w.ns(), awsGateInjectLabel, c.ref(), lb.Name),
+			"pods are Ready before the LB checks them healthy: the startup gap of ZD103 stays open",
+			fmt.Sprintf("```yaml\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n    %s: enabled\n```\nthen restart the workload: gates are injected at pod creation.", c.w.ns(), awsGateInjectLabel))
+		if !c.ignored(f.RuleID) {
+			add(f)
+		}
+	}
+}
+
+// ZD306: HAProxy backends fronting workloads whose servers are not checked.
+func checkHAProxy(opts *Options, used map[string]bool) []Finding {
+	var out []Finding
+	if opts.haproxy == nil {
+		return nil
+	}
+	for _, b := range opts.haproxy.Backends {
+		if !used[b.Name] || b.Health().Check {
+			continue
+		}
+		line, field := b.Line, "default-server"
+		for _, s := range b.Servers {
+			if !s.Params.Check {
+				line, field = s.Line, "server "+s.Name
+				break
+			}
+		}
+		o := &Object{Ref: ObjectRef{APIVersion: "haproxy", Kind: "backend", Name: b.Name}, Source: Source{File: opts.haproxy.File, Line: line}}
+		out = append(out, newFinding(RuleHAProxyNoCheck, o, field,
+			fmt.Sprintf("HAProxy backend %s: %s has no check", b.Name, field),
+			"HAProxy sends to pods that exited until its configuration changes, and to new ones before they listen: 502/503",
+			"```\nbackend "+b.Name+"\n    option httpchk GET /ready\n    default-server check inter 2s fall 2 rise 2\n```"))
+	}
+	return out
+}
+
+// ZD105.
+func (c *wctx) checkHPAs(add func(Finding)) {
+	if len(c.w.hpas) == 0 {
+		return
+	}
+	// Time to Ready for the slowest front, gates and minReadySeconds included.
+	var up float64
+	for _, fr := range c.fronts {
+		for _, e := range fr.startup.Events {
+			if e.Actor == "Deployment" && e.State == "old pod deleted" && e.At > up {
+				up = e.At
+			}
+		}
+	}
+	down := math.Min(c.pod.PreStop, c.pod.Grace) + c.a.Shutdown
+	for _, o := range c.w.hpas {
+		h := o.Typed.(*autoscalingv2.HorizontalPodAutoscaler)
+		b := h.Spec.Behavior
+		if b == nil || b.ScaleDown == nil {
+			continue
+		}
+		sd := b.ScaleDown
+		if sd.StabilizationWindowSeconds != nil && float64(*sd.StabilizationWindowSeconds) < up {
+			f := newFinding(RuleHPAFasterThanGates, o, "spec.behavior.scaleDown.stabilizationWindowSeconds",
+				fmt.Sprintf("%s scales %s down after a %ds stabilization window, but a new pod needs %s to be available (readiness, gates, minReadySeconds)",
+					o.Ref, c.ref(), *sd.StabilizationWindowSeconds, sec(up)),
+				"the HPA removes pods before the ones it just added count: replicas flap, and each flap pays the LB's check time again",
+				fmt.Sprintf("```yaml\nspec:\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: %d\n```", max(300, ceil(up))))
+			if !c.ignored(f.RuleID) {
+				add(f)
+			}
+		}
+		for i, p := range sd.Policies {
+			if float64(p.PeriodSeconds) < down && (p.Type == autoscalingv2.PercentScalingPolicy && p.Value >= 50 || p.Type == autoscalingv2.PodsScalingPolicy && p.Value >= 2) {
+				f := newFinding(RuleHPAFasterThanGates, o, fmt.Sprintf("spec.behavior.scaleDown.policies[%d]", i),
+					fmt.Sprintf("%s may remove %d%s of %s every %ds while a removed pod needs preStop %s + shutdown %s = %s to drain",
+						o.Ref, p.Value, map[autoscalingv2.HPAScalingPolicyType]string{autoscalingv2.PercentScalingPolicy: "%", autoscalingv2.PodsScalingPolicy: " pods"}[p.Type],
+						c.ref(), p.PeriodSeconds, sec(math.Min(c.pod.PreStop, c.pod.Grace)), sec(c.a.Shutdown), sec(down)),
+					"several batches drain at once: capacity falls faster than the LB shifts traffic, latency and 503s rise",
+					fmt.Sprintf("```yaml\n    policies:\n    - type: Pods\n      value: 1\n      periodSeconds: %d\n```", max(ceil(down), 15)))
+				if !c.ignored(f.RuleID) {
+					add(f)
+				}
+			}
+		}
+	}
+}
+
+// ZD401.
+func (c *wctx) checkPDB(add func(Finding)) {
+	if len(c.w.pdbs) > 0 || c.w.kind == "DaemonSet" || c.w.replicas <= 1 {
+		return
+	}
+	add(newFinding(RuleNoPDB, c.obj(), "metadata",
+		fmt.Sprintf("%s (%d replicas) is served but no PodDisruptionBudget selects its pods", c.ref(), c.w.replicas),
+		"a node drain can evict every replica at once, without a rollout's surge: an outage until they are rescheduled",
+		fmt.Sprintf("```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: %s\n```", c.w.meta.Name, c.w.ns(), flowMap(c.w.tmpl.Labels))))
+}
+
+func flowMap(m map[string]string) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sortStrings(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+": "+m[k])
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func sortStrings(s []string) {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+}
+
+// ZD204: exec sleep preStop in a shell-less image (any workload).
+func (c *wctx) checkShellSleep(add func(Finding)) {
+	for i, ct := range c.w.tmpl.Spec.Containers {
+		if ct.Lifecycle == nil || ct.Lifecycle.PreStop == nil || ct.Lifecycle.PreStop.Exec == nil {
+			continue
+		}
+		cmd := ct.Lifecycle.PreStop.Exec.Command
+		if len(cmd) == 0 || !(isShell(cmd[0]) || base(cmd[0]) == "sleep") {
+			continue
+		}
+		why, ok := shellless(ct.Image)
+		if !ok {
+			continue
+		}
+		n, known := sleepSeconds(cmd)
+		secs := "N"
+		if known {
+			secs = fmt.Sprint(ceil(n))
+		}
+		field := fmt.Sprintf("%s.spec.containers[%d].lifecycle.preStop.exec", c.tmpl, i)
+		add(newFinding(RuleShellSleep, c.obj(), field,
+			fmt.Sprintf("container %q of %s runs preStop exec %q but its image %s looks %s: no %s in it", ct.Name, c.ref(), cmd, ct.Image, why, base(cmd[0])),
+			"the hook fails at once, SIGTERM follows immediately: the preStop delay you counted on does not exist and the early-exit 502s are back",
+			fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %s\n```\n(the kubelet's sleep action: beta and on by default since Kubernetes 1.30, GA in 1.34)", secs)))
+	}
+}
+
+// ZD305: gate-injecting webhooks with failurePolicy Fail.
+func checkWebhooks(ix *index) []Finding {
+	var out []Finding
+	for _, o := range ix.webhooks {
+		mw := o.Typed.(*admissionregistrationv1.MutatingWebhookConfiguration)
+		for i, wh := range mw.Webhooks {
+			if !injectsGates(mw.Name, &wh) {
+				continue
+			}
+			fp := admissionregistrationv1.Fail // the v1 default
+			field := fmt.Sprintf("webhooks[%d]", i)
+			if wh.FailurePolicy != nil {
+				fp = *wh.FailurePolicy
+				field += ".failurePolicy"
+			}
+			if fp != admissionregistrationv1.Fail {
+				continue
+			}
+			desc := "failurePolicy Fail"
+			if wh.FailurePolicy == nil {
+				desc = "no failurePolicy (admissionregistration/v1 defaults to Fail)"
+			}
+			out = append(out, newFinding(RuleWebhookFail, o, field,
+				fmt.Sprintf("webhook %s of %s injects readiness gates into pods and has %s", wh.Name, o.Ref, desc),
+				"when its controller is down, no pod can be created in the selected namespaces: rollouts, scale-ups and rescheduling stop",
+				fmt.Sprintf("```yaml\nwebhooks:\n- name: %s\n  failurePolicy: Ignore\n```\n(AWS Load Balancer Controller chart: `--set podMutatorWebhookConfig.failurePolicy=Ignore`)", wh.Name)))
+		}
+	}
+	return out
+}
+
+// injectsGates recognises readiness-gate injectors: the AWS Load Balancer
+// Controller's pod mutator and zerodrop's own webhook.
+func injectsGates(cfgName string, wh *admissionregistrationv1.MutatingWebhook) bool {
+	n := strings.ToLower(wh.Name + " " + cfgName)
+	if strings.Contains(n, "mpod.elbv2.k8s.aws") || strings.Contains(n, "zerodrop") || strings.Contains(n, "readiness-gate") || strings.Contains(n, "readinessgate") {
+		return true
+	}
+	if s := wh.ClientConfig.Service; s != nil && (s.Name == "aws-load-balancer-webhook-service" || strings.Contains(s.Name, "zerodrop")) {
+		for _, r := range wh.Rules {
+			for _, res := range r.Resources {
+				if res == "pods" {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// ZD402: PDBs that allow no disruption.
+func checkPDBs(ix *index) []Finding {
+	var out []Finding
+	for _, o := range ix.pdbs {
+		p := o.Typed.(*policyv1.PodDisruptionBudget)
+		ws := ix.selectLabelSelector(p.Namespace, p.Spec.Selector)
+		var replicas int32
+		for _, w := range ws {
+			replicas += w.replicas
+		}
+		switch {
+		case p.Spec.MaxUnavailable != nil:
+			v, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MaxUnavailable, int(replicas), true)
+			if err == nil && v == 0 {
+				out = append(out, newFinding(RulePDBBlocks, o, "spec.maxUnavailable",
+					fmt.Sprintf("%s: maxUnavailable %s allows no eviction", o.Ref, p.Spec.MaxUnavailable.String()),
+					"node drains hang until someone deletes the PDB, which then evicts without any protection",
+					"```yaml\nspec:\n  maxUnavailable: 1\n```"))
+			}
+		case p.Spec.MinAvailable != nil && len(ws) > 0:
+			v, err := intstr.GetScaledValueFromIntOrPercent(p.Spec.MinAvailable, int(replicas), true)
+			if err == nil && v >= int(replicas) {
+				out = append(out, newFinding(RulePDBBlocks, o, "spec.minAvailable",
+					fmt.Sprintf("%s: minAvailable %s >= the %d replicas it selects: no eviction is allowed", o.Ref, p.Spec.MinAvailable.String(), replicas),
+					"node drains hang until someone deletes the PDB, which then evicts without any protection",
+					"```yaml\nspec:\n  maxUnavailable: 1\n```"))
+			}
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	seen := map[string]bool{}
+	out := s[:0]
+	for _, v := range s {
+		if !seen[v] {
+			seen[v] = true
+			out = append(out, v)
+		}
+	}
+	return out
+}

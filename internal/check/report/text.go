@@ -1,0 +1,173 @@
+package report
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+
+	"zerodrop.dev/zerodrop/internal/check"
+)
+
+// ANSI styles used on a terminal.
+const (
+	ansiReset  = "\x1b[0m"
+	ansiBold   = "\x1b[1m"
+	ansiDim    = "\x1b[2m"
+	ansiRed    = "\x1b[31m"
+	ansiYellow = "\x1b[33m"
+	ansiCyan   = "\x1b[36m"
+)
+
+type styler struct{ on bool }
+
+func (s styler) wrap(code, text string) string {
+	if !s.on || text == "" {
+		return text
+	}
+	return code + text + ansiReset
+}
+
+func (s styler) severity(sev check.Severity) string {
+	word := fmt.Sprintf("%-7s", sev.String())
+	switch sev {
+	case check.SeverityError:
+		return s.wrap(ansiBold+ansiRed, word)
+	case check.SeverityWarning:
+		return s.wrap(ansiYellow, word)
+	}
+	return s.wrap(ansiCyan, word)
+}
+
+// WriteText renders findings grouped by object, then input errors, warnings,
+// skipped kinds and a summary line. With color, severities and headings are
+// styled with ANSI escapes.
+func WriteText(w io.Writer, in Input, color bool) error {
+	bw := bufio.NewWriter(w)
+	st := styler{on: color}
+	r := in.Report
+	fs := Ordered(r.Findings)
+
+	var cur struct {
+		file string
+		obj  check.ObjectRef
+		set  bool
+	}
+	for _, f := range fs {
+		if !cur.set || cur.file != f.Source.File || cur.obj != f.Object {
+			if cur.set {
+				bw.WriteString("\n")
+			}
+			cur.file, cur.obj, cur.set = f.Source.File, f.Object, true
+			head := f.Object.String()
+			if f.Object.Kind == "" && f.Object.Name == "" {
+				head = f.Source.File
+			}
+			fmt.Fprintf(bw, "%s  %s\n", st.wrap(ansiBold, head), st.wrap(ansiDim, f.Source.File))
+		}
+		loc := f.Source.String()
+		fmt.Fprintf(bw, "  %s %s  %s", st.severity(f.Severity), st.wrap(ansiBold, f.RuleID), loc)
+		if f.Field != "" {
+			fmt.Fprintf(bw, "  %s", f.Field)
+		}
+		bw.WriteString("\n")
+		writeIndented(bw, "    ", f.Message)
+		if f.Consequence != "" {
+			writeLabelled(bw, st, "consequence: ", f.Consequence)
+		}
+		if f.Fix != "" {
+			writeLabelled(bw, st, "fix: ", f.Fix)
+		}
+	}
+
+	if len(r.Errors) > 0 {
+		if len(fs) > 0 {
+			bw.WriteString("\n")
+		}
+		fmt.Fprintf(bw, "%s\n", st.wrap(ansiBold+ansiRed, "input errors (these documents were not checked):"))
+		for _, e := range r.Errors {
+			fmt.Fprintf(bw, "  %s\n", oneLine(e.Error()))
+		}
+	}
+	if len(in.Warnings) > 0 {
+		if len(fs) > 0 || len(r.Errors) > 0 {
+			bw.WriteString("\n")
+		}
+		fmt.Fprintf(bw, "%s\n", st.wrap(ansiYellow, "input warnings:"))
+		for _, e := range in.Warnings {
+			fmt.Fprintf(bw, "  %s\n", oneLine(e.Error()))
+		}
+	}
+	sk := skippedKinds(r.Skipped)
+	total := 0
+	var parts []string
+	for _, s := range sk {
+		total += s.Count
+		parts = append(parts, fmt.Sprintf("%s/%s (%d)", s.APIVersion, s.Kind, s.Count))
+	}
+	if total > 0 {
+		if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 {
+			bw.WriteString("\n")
+		}
+		fmt.Fprintf(bw, "skipped %s of kinds zerodrop does not check: %s\n", plural(total, "object", "objects"), strings.Join(parts, ", "))
+	}
+
+	if n := len(in.Ignored); n > 0 {
+		if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 {
+			bw.WriteString("\n")
+		}
+		names := in.Ignored
+		more := ""
+		if n > 3 {
+			names, more = names[:3], fmt.Sprintf(" and %d more", n-3)
+		}
+		fmt.Fprintf(bw, "ignored %s without Kubernetes objects found in directories: %s%s\n", plural(n, "file", "files"), strings.Join(names, ", "), more)
+	}
+
+	c := CountFindings(fs)
+	if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 || len(in.Ignored) > 0 {
+		bw.WriteString("\n")
+	}
+	summary := fmt.Sprintf("%s checked: %s, %s, %s", plural(r.Objects, "object", "objects"),
+		plural(c.Error, "error", "errors"), plural(c.Warning, "warning", "warnings"), plural(c.Info, "info", "info"))
+	if len(r.Errors) > 0 {
+		summary += "; " + plural(len(r.Errors), "input error", "input errors")
+	}
+	if Failed(fs, in.FailOn) {
+		summary += fmt.Sprintf(" (failing: findings at or above %s)", in.FailOn)
+	}
+	fmt.Fprintln(bw, st.wrap(ansiBold, summary))
+	return bw.Flush()
+}
+
+// writeIndented writes text indented. Markdown code fences (rules write
+// fixes as Markdown for docs and SARIF) are dropped: the indentation already
+// sets the code apart on a terminal.
+func writeIndented(w *bufio.Writer, indent, text string) {
+	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			continue
+		}
+		if l == "" {
+			w.WriteString("\n")
+			continue
+		}
+		w.WriteString(indent + l + "\n")
+	}
+}
+
+// writeLabelled prints "consequence: text" on one line when the text is one
+// line, else the label followed by the text indented (YAML fixes).
+func writeLabelled(w *bufio.Writer, st styler, label, text string) {
+	text = strings.TrimRight(text, "\n")
+	if !strings.Contains(text, "\n") {
+		w.WriteString("    " + st.wrap(ansiDim, label) + text + "\n")
+		return
+	}
+	w.WriteString("    " + st.wrap(ansiDim, strings.TrimSpace(label)) + "\n")
+	writeIndented(w, "      ", text)
+}
+
+func oneLine(s string) string {
+	return strings.ReplaceAll(strings.TrimSpace(s), "\n", " ")
+}

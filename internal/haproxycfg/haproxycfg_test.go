@@ -1,0 +1,227 @@
+package haproxycfg
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// seed000 is the on-prem backend of seed 000 ("option 4"), with a global and
+// defaults section around it as a real file has.
+const seed000 = `# /etc/haproxy/haproxy.cfg
+global
+    log /dev/log local0
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client  50s
+    timeout server  50000
+    option redispatch
+    retries 3
+
+frontend fe_api
+    bind *:80
+    timeout client 30s
+    default_backend k8s_api_backend
+
+backend k8s_api_backend
+    balance roundrobin
+    option httpchk GET /health
+    http-check expect status 200
+
+    # fast health checks
+    default-server inter 3s fall 2 rise 2 check
+
+    # graceful shutdown support
+    default-server on-marked-down shutdown-sessions
+
+    server pod1 10.0.1.10:8080 check
+    server pod2 10.0.1.11:8080 check
+    server pod3 10.0.1.12:8080 check
+`
+
+func TestParseSeed000(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(seed000), "haproxy.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Backends) != 1 {
+		t.Fatalf("backends = %v, want only k8s_api_backend (frontend timeouts are not a backend)", cfg.Names())
+	}
+	b := cfg.Backend("k8s_api_backend")
+	if b == nil || b.Balance != "roundrobin" || !b.HTTPCheck {
+		t.Fatalf("backend = %+v", b)
+	}
+	if d, ok := b.Timeout("server"); !ok || d != 50*time.Second {
+		t.Errorf("timeout server = %v %v, want 50s inherited from defaults (bare number = ms)", d, ok)
+	}
+	if d, _ := b.Timeout("client"); d != 50*time.Second {
+		t.Errorf("timeout client = %v, want the defaults' 50s (the frontend's 30s is not the backend's)", d)
+	}
+	if len(b.Servers) != 3 {
+		t.Fatalf("servers = %d, want 3", len(b.Servers))
+	}
+	for _, s := range b.Servers {
+		p := s.Params
+		if !p.Check || p.Inter != 3*time.Second || p.Rise != 2 || p.Fall != 2 || p.FastInter != 3*time.Second || p.DownInter != 3*time.Second {
+			t.Errorf("server %s params = %+v, want check inter 3s rise 2 fall 2 (fastinter/downinter = inter)", s.Name, p)
+		}
+	}
+	if b.Servers[2].Line != 33 || b.Servers[2].Addr != "10.0.1.12:8080" {
+		t.Errorf("pod3 at line %d addr %q", b.Servers[2].Line, b.Servers[2].Addr)
+	}
+	h := b.Health()
+	if h.Inter != 3*time.Second || h.Rise != 2 || h.Fall != 2 {
+		t.Errorf("Health() = %+v", h)
+	}
+}
+
+func TestDefaultsInheritanceAndOverride(t *testing.T) {
+	cfg, err := Parse(strings.NewReader(`
+defaults base
+    timeout server 30s
+    default-server inter 5s rise 3
+    balance leastconn
+
+defaults other
+    timeout server 1m
+
+backend a from base
+    default-server fall 4
+    server s1 10.0.0.1:80 check fastinter 500ms
+
+backend b
+    server s1 10.0.0.2:80 inter 1s
+
+listen c
+    bind :8080
+    no option httpchk
+    timeout tunnel 1h
+`), "t.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Backend("a")
+	if d, _ := a.Timeout("server"); d != 30*time.Second || a.Balance != "leastconn" {
+		t.Errorf("a: timeout server %v balance %s, want 30s leastconn from 'base'", d, a.Balance)
+	}
+	p := a.Servers[0].Params
+	if p.Inter != 5*time.Second || p.Rise != 3 || p.Fall != 4 || p.FastInter != 500*time.Millisecond || p.DownInter != 5*time.Second || !p.Check {
+		t.Errorf("a/s1 = %+v", p)
+	}
+	b := cfg.Backend("b")
+	if d, _ := b.Timeout("server"); d != time.Minute || b.Balance != "roundrobin" {
+		t.Errorf("b: timeout server %v balance %s, want 1m (last defaults) roundrobin", d, b.Balance)
+	}
+	if p := b.Servers[0].Params; p.Check || p.Inter != time.Second || p.Rise != DefaultRise || p.Fall != DefaultFall {
+		t.Errorf("b/s1 = %+v, want no check, inter 1s, HAProxy default rise/fall", p)
+	}
+	c := cfg.Backend("c")
+	if c == nil || c.Section != "listen" || len(c.Servers) != 0 {
+		t.Fatalf("c = %+v", c)
+	}
+	if d, _ := c.Timeout("tunnel"); d != time.Hour {
+		t.Errorf("c: timeout tunnel %v", d)
+	}
+	if h := c.Health(); h.Inter != DefaultInter || h.Rise != DefaultRise || h.Fall != DefaultFall {
+		t.Errorf("c: Health() without servers = %+v, want HAProxy defaults", h)
+	}
+}
+
+func TestDynamicBackendUsesDefaultServer(t *testing.T) {
+	// A backend filled at runtime (zerodrop's controller adds servers over
+	// the Runtime API): default-server decides the checks.
+	cfg, err := Parse(strings.NewReader("backend web\n  balance roundrobin\n  default-server check inter 1s fastinter 250ms rise 3 fall 2\n"), "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Backend("web").Health()
+	if !h.Check || h.Inter != time.Second || h.FastInter != 250*time.Millisecond || h.Rise != 3 || h.Fall != 2 {
+		t.Errorf("Health() = %+v", h)
+	}
+}
+
+func TestErrorsNameFileAndLine(t *testing.T) {
+	cases := []struct{ name, cfg, want string }{
+		{"bad inter", "backend b\n  server s 1.2.3.4:80 check inter 3x\n", "f.cfg:2: server s: inter: bad time \"3x\""},
+		{"bad rise", "backend b\n\n  default-server rise zero\n", "f.cfg:3: default-server: rise \"zero\""},
+		{"bad timeout", "defaults\n  timeout server soon\n", "f.cfg:2: timeout server: bad time \"soon\""},
+		{"missing from", "backend b from nothere\n", "f.cfg:1: backend b: defaults section \"nothere\" not found"},
+		{"unnamed backend", "backend\n", "f.cfg:1: backend section without a name"},
+		{"quote", "backend b\n  option httpchk GET \"/health\n", "f.cfg:2: unterminated \" quote"},
+		{"duplicate", "backend b\nlisten b\n", "f.cfg:2: listen b: a backend or listen section with this name already exists at line 1"},
+		{"server in defaults", "defaults\n  server s 1.1.1.1:80\n", "f.cfg:2: server is not allowed in a defaults section"},
+		{"zero inter", "backend b\n  server s 1.1.1.1:80 inter 0\n", "must be greater than 0"},
+	}
+	for _, c := range cases {
+		_, err := Parse(strings.NewReader(c.cfg), "f.cfg")
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err = %v, want it to contain %q", c.name, err, c.want)
+		}
+		var pe *Error
+		if err != nil && !errors.As(err, &pe) {
+			t.Errorf("%s: error %T is not *Error", c.name, err)
+		}
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	cases := map[string]time.Duration{
+		"3000": 3 * time.Second, "3s": 3 * time.Second, "250ms": 250 * time.Millisecond,
+		"2m": 2 * time.Minute, "1h": time.Hour, "1d": 24 * time.Hour, "100us": 100 * time.Microsecond,
+	}
+	for in, want := range cases {
+		if got, err := ParseTime(in); err != nil || got != want {
+			t.Errorf("ParseTime(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"", "s", "3 s", "-1s", "1.5s", "3sec", "99999999999999999999", "9999999999999d"} {
+		if _, err := ParseTime(bad); err == nil {
+			t.Errorf("ParseTime(%q): want an error", bad)
+		}
+	}
+}
+
+func TestSplit(t *testing.T) {
+	got, err := split(`  option httpchk "GET /a b" 'x y' z\ w # comment "ignored`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"option", "httpchk", "GET /a b", "x y", "z w"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("split = %q, want %q", got, want)
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(seed000)
+	f.Add("defaults d\n timeout server 1m\nbackend a from d\n server-template web 1-5 web.svc:80 check inter 2s\n")
+	f.Add("listen stats\n bind :9000\n stats enable\nbackend b\n default-server check inter 1s fastinter 250ms downinter 5s rise 3 fall 2\n timeout check 2s\n")
+	f.Add("backend b\n server s 'a b':80 check \\\"\n")
+	f.Fuzz(func(t *testing.T, data string) {
+		cfg, err := Parse(strings.NewReader(data), "fuzz.cfg")
+		if err != nil {
+			var pe *Error
+			if errors.As(err, &pe) && (pe.Line < 1 || !strings.HasPrefix(err.Error(), "fuzz.cfg:")) {
+				t.Fatalf("error without file:line: %v", err)
+			}
+			return
+		}
+		for _, b := range cfg.Backends {
+			for _, s := range b.Servers {
+				p := s.Params
+				if p.Inter <= 0 || p.FastInter <= 0 || p.DownInter <= 0 || p.Rise < 1 || p.Fall < 1 {
+					t.Fatalf("server %s/%s: non-positive effective params %+v", b.Name, s.Name, p)
+				}
+			}
+			h := b.Health()
+			if h.Inter <= 0 || h.Rise < 1 || h.Fall < 1 {
+				t.Fatalf("backend %s: Health() = %+v", b.Name, h)
+			}
+		}
+	})
+}

@@ -1,0 +1,156 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/lab/netns"
+	"zerodrop.dev/zerodrop/internal/testenv"
+)
+
+// requireLab skips (fails in CI) unless everything a lab needs is here:
+// root, ip, haproxy, the Kubernetes binaries and the app program. The app
+// is built into a temporary directory from this module's source.
+func requireLab(t *testing.T) Options {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "ip")
+	testenv.RequireBinary(t, "haproxy")
+	bins, ok := k8sbin.Present()
+	if !ok {
+		testenv.Unavailable(t, "kubernetes binaries not built in %s (run `zerodrop lab binaries`)", k8sbin.EnvtestAssets())
+	}
+	app := os.Getenv("ZERODROP_APP")
+	if app == "" {
+		dir := t.TempDir()
+		out, err := exec.Command("go", "build", "-o", dir+"/zerodrop-app", "zerodrop.dev/zerodrop/cmd/zerodrop-app").CombinedOutput()
+		if err != nil {
+			t.Fatalf("build zerodrop-app: %v\n%s", err, out)
+		}
+		app = dir + "/zerodrop-app"
+	}
+	pid := os.Getpid()
+	return Options{
+		Dir:       fmt.Sprintf("%s/lab", t.TempDir()),
+		Nodes:     1,
+		Bridge:    fmt.Sprintf("zdt%d", pid%100000),
+		PodCIDR:   netns.PrefixForPID(pid),
+		AppBinary: app,
+		Binaries:  bins,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+}
+
+// Scenario: the lab comes up whole (control plane, a Ready node, HAProxy
+// answering on its frontend), records what it runs, and Close removes it
+// all: no recorded process left, no bridge, no run directory.
+func TestLabUpAndClose(t *testing.T) {
+	opts := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	l, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			l.Close()
+		}
+	})
+	st := l.State()
+	if !st.Ready || len(st.HAProxy) != 1 || len(st.Nodes) != 1 {
+		t.Fatalf("state after Up: %+v", st)
+	}
+	onDisk, err := ReadState(opts.Dir)
+	if err != nil || !onDisk.Ready {
+		t.Fatalf("state file after Up: %+v, %v", onDisk, err)
+	}
+	nodes, err := l.Client.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil || len(nodes.Items) != 1 || !nodeReady(&nodes.Items[0]) {
+		t.Fatalf("nodes: %+v, %v", nodes, err)
+	}
+	// No server yet: HAProxy answers 503 itself, which proves it serves
+	// the frontend.
+	resp, err := http.Get("http://" + st.HAProxy[0].Frontend + "/")
+	if err != nil {
+		t.Fatalf("frontend: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("frontend without servers answered %d, want 503", resp.StatusCode)
+	}
+
+	procs := st.Processes
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	closed = true
+	for _, p := range procs {
+		if err := syscall.Kill(p.PID, 0); !errors.Is(err, syscall.ESRCH) && isExe(p.PID, p.Exe) {
+			t.Errorf("%s (pid %d) still runs after Close", p.Name, p.PID)
+		}
+	}
+	if out, _ := exec.Command("ip", "link", "show", opts.Bridge).CombinedOutput(); !strings.Contains(string(out), "does not exist") {
+		t.Errorf("bridge %s still exists after Close: %s", opts.Bridge, out)
+	}
+	if _, err := os.Stat(opts.Dir); !os.IsNotExist(err) {
+		t.Errorf("run directory %s still exists after Close", opts.Dir)
+	}
+}
+
+func isExe(pid int, exe string) bool {
+	got, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	return err == nil && strings.TrimSuffix(got, " (deleted)") == exe
+}
+
+// Scenario: the naive scenario run end to end with small K counts requests
+// through a real HAProxy while the Deployment is rolled, with every request
+// accounted for (failed <= requests, classes sum to failed) and a duration
+// per rollout.
+func TestNaiveScenarioEndToEnd(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end lab run")
+	}
+	opts := requireLab(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	l, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	s, _ := ScenarioByName("naive")
+	res, err := Run(ctx, l.Target(), s, RunOptions{Rollouts: 2, Rate: 100, Replicas: 2, Settle: 2 * time.Second, Logger: opts.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 100 {
+		t.Errorf("only %d requests sent at 100/s over two rollouts", res.Requests)
+	}
+	var sum uint64
+	for _, n := range res.FailuresByClass {
+		sum += n
+	}
+	if sum != res.Failed || res.Failed > res.Requests {
+		t.Errorf("failures do not add up: %+v", res)
+	}
+	if len(res.RolloutSeconds) != 2 {
+		t.Errorf("rollout durations %v, want 2", res.RolloutSeconds)
+	}
+	var sb strings.Builder
+	PrintTable(&sb, []Result{res})
+	t.Logf("\n%s", sb.String())
+}

@@ -1,0 +1,260 @@
+package netns
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"zerodrop.dev/zerodrop/internal/testenv"
+)
+
+// The test binary doubles as the pod programs: re-exec'd with
+// NETNS_TEST_ROLE set, it serves or fetches instead of running tests.
+func TestMain(m *testing.M) {
+	switch os.Getenv("NETNS_TEST_ROLE") {
+	case "serve":
+		// Answers with the address the request arrived on, proving it
+		// served from inside the pod.
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, r.Context().Value(http.LocalAddrContextKey).(net.Addr).String())
+		})
+		if err := http.ListenAndServe(":8080", nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+	case "fetch":
+		resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(os.Args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(os.Stdout, resp.Body)
+		os.Exit(0)
+	default:
+		os.Exit(m.Run())
+	}
+}
+
+func requireNetns(t *testing.T) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "ip")
+}
+
+func newTestNetwork(t *testing.T) *Network {
+	t.Helper()
+	n, err := Create(fmt.Sprintf("zdn%d", os.Getpid()%100000), PrefixForPID(os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = n.Destroy() })
+	return n
+}
+
+func TestTwoPodsReachEachOtherAndTheHost(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	a, err := n.AddPod("pod-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AddPod("pod-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Addr == b.Addr || a.Addr == n.HostAddr || !n.Prefix.Contains(a.Addr) || !n.Prefix.Contains(b.Addr) {
+		t.Fatalf("addresses: host %s, a %s, b %s in %s: want distinct addresses inside the range", n.HostAddr, a.Addr, b.Addr, n.Prefix)
+	}
+
+	server := a.Command(context.Background(), os.Args[0])
+	server.Env = append(os.Environ(), "NETNS_TEST_ROLE=serve")
+	server.Stderr = os.Stderr
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Process.Kill(); _ = server.Wait() })
+	url := "http://" + netip.AddrPortFrom(a.Addr, 8080).String() + "/"
+	want := netip.AddrPortFrom(a.Addr, 8080).String()
+
+	// From the host, through the bridge. The server needs a moment to listen.
+	var body string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := (&http.Client{Timeout: time.Second}).Get(url)
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			body = string(b)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host -> pod a at %s: %v", url, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if body != want {
+		t.Errorf("host -> pod a answered %q, want the pod's own address %q", body, want)
+	}
+
+	// From pod b, through its veth and the bridge.
+	fetch := b.Command(context.Background(), os.Args[0], url)
+	fetch.Env = append(os.Environ(), "NETNS_TEST_ROLE=fetch")
+	out, err := fetch.Output()
+	if err != nil {
+		t.Fatalf("pod b -> pod a at %s: %v (%s)", url, err, exitStderr(err))
+	}
+	if string(out) != want {
+		t.Errorf("pod b -> pod a answered %q, want %q", out, want)
+	}
+}
+
+func TestDestroyLeavesNothingBehind(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	var pods []*PodNet
+	for i := range 3 {
+		p, err := n.AddPod(fmt.Sprint("pod-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	// One pod removed on its own first, as a deleted pod is.
+	if err := pods[0].Remove(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Destroy(); err != nil {
+		t.Fatalf("second Destroy: %v, want nil (idempotent)", err)
+	}
+	assertGone(t, n.Names(), pods)
+}
+
+func TestCleanupRemovesWhatACrashedProcessRecorded(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	var pods []*PodNet
+	for i := range 2 {
+		p, err := n.AddPod(fmt.Sprint("pod-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	names := n.Names()
+	// The process "crashes": nobody calls Destroy; a later one has only names.
+	if err := Cleanup(names); err != nil {
+		t.Fatal(err)
+	}
+	if err := Cleanup(names); err != nil {
+		t.Fatalf("second Cleanup: %v, want nil", err)
+	}
+	assertGone(t, names, pods)
+}
+
+func TestAddressesAreNotReusedAtOnce(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	a, err := n.AddPod("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := a.Addr
+	if err := a.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := n.AddPod("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.Addr == old {
+		t.Errorf("new pod got %s, the address of the pod just removed; want the next one", b.Addr)
+	}
+}
+
+func TestCreateRefusesAnOverlappingRange(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	_, err := Create(fmt.Sprintf("zdo%d", os.Getpid()%100000), n.Prefix)
+	if err == nil || !strings.Contains(err.Error(), "overlaps") {
+		t.Fatalf("Create on %s while %s holds it: err %v, want an overlap error", n.Prefix, n.Bridge, err)
+	}
+}
+
+func TestBadInputIsRejected(t *testing.T) {
+	for _, tc := range []struct {
+		name, bridge string
+		prefix       netip.Prefix
+	}{
+		{"name too long for veth suffixes", "abcdefghijkl", PrefixForPID(1)},
+		{"empty name", "", PrefixForPID(1)},
+		{"name with a slash", "a/b", PrefixForPID(1)},
+		{"IPv6 range", "zdok", netip.MustParsePrefix("fd00::/64")},
+		{"range too small", "zdok", netip.MustParsePrefix("10.78.0.0/31")},
+		{"no range", "zdok", netip.Prefix{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := Create(tc.bridge, tc.prefix); err == nil {
+				t.Fatalf("Create(%q, %s): nil error", tc.bridge, tc.prefix)
+			}
+		})
+	}
+}
+
+func TestPrefixForPIDIsInsideTheTestRange(t *testing.T) {
+	seen := map[netip.Prefix]int{}
+	for pid := range 512 {
+		p := PrefixForPID(pid)
+		if !testRange.Contains(p.Addr()) || p.Bits() != 24 || p.Overlaps(DefaultPrefix) {
+			t.Fatalf("PrefixForPID(%d) = %s: want a /24 inside %s", pid, p, testRange)
+		}
+		if other, ok := seen[p]; ok {
+			t.Fatalf("PrefixForPID(%d) = PrefixForPID(%d) = %s", pid, other, p)
+		}
+		seen[p] = pid
+	}
+}
+
+func assertGone(t *testing.T, names Names, pods []*PodNet) {
+	t.Helper()
+	nsList, _ := exec.Command("ip", "netns", "list").Output()
+	for _, ns := range names.Namespaces {
+		for _, line := range strings.Split(string(nsList), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && f[0] == ns {
+				t.Errorf("namespace %s still listed by `ip netns list`", ns)
+			}
+		}
+	}
+	links, _ := exec.Command("ip", "-o", "link").Output()
+	for _, l := range append([]string{names.Bridge}, vethsOf(pods)...) {
+		if strings.Contains(string(links), " "+l+":") || strings.Contains(string(links), " "+l+"@") {
+			t.Errorf("link %s still listed by `ip link`", l)
+		}
+	}
+}
+
+func vethsOf(pods []*PodNet) []string {
+	var out []string
+	for _, p := range pods {
+		out = append(out, p.HostVeth)
+	}
+	return out
+}
+
+func exitStderr(err error) string {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return string(ee.Stderr)
+	}
+	return ""
+}

@@ -1,0 +1,528 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/kubernetes"
+
+	"zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/verify"
+)
+
+// App describes how the sample app behaves in a scenario (its knobs).
+type App struct {
+	// StartupDelay is how long the app waits before it listens, as a JVM
+	// or a framework warming up does.
+	StartupDelay time.Duration
+	// Latency is added to every request, so requests are in flight when
+	// a pod is told to stop.
+	Latency time.Duration
+	// Drain makes the app drain in-flight requests on SIGTERM (keep
+	// serving, close keep-alive connections, exit when idle); otherwise it
+	// exits at once, as Spring Boot did before 3.4.
+	Drain bool
+	// DrainWait is how long a draining app keeps serving after SIGTERM
+	// before it stops accepting (its own wait for the LB, on top of any
+	// preStop sleep).
+	DrainWait time.Duration
+}
+
+// Scenario is one way of deploying the sample app; the four baseline
+// scenarios add the usual fixes one by one.
+type Scenario struct {
+	// Name is what --scenario takes.
+	Name string
+	// Summary says what the scenario adds.
+	Summary string
+	// App are the app's knobs.
+	App App
+	// ReadinessProbe adds an httpGet readiness probe on the app's
+	// readiness endpoint.
+	ReadinessProbe bool
+	// PreStopSleep adds a preStop sleep action of this length.
+	PreStopSleep time.Duration
+	// GracePeriod is terminationGracePeriodSeconds; zero keeps the
+	// default (30 s).
+	GracePeriod time.Duration
+}
+
+// The app's knobs shared by every scenario: a start that takes a moment,
+// and requests that take a moment.
+var baseApp = App{StartupDelay: 2 * time.Second, Latency: 20 * time.Millisecond}
+
+// Scenarios are the four baseline scenarios of the seeds, in order.
+var Scenarios = []Scenario{
+	{
+		Name:    "naive",
+		Summary: "no readinessProbe, no preStop, the app exits at once on SIGTERM",
+		App:     baseApp,
+	},
+	{
+		Name:           "readiness",
+		Summary:        "+ readinessProbe",
+		App:            baseApp,
+		ReadinessProbe: true,
+	},
+	{
+		Name:           "prestop",
+		Summary:        "+ preStop sleep 5s with a grace period that fits (15s)",
+		App:            baseApp,
+		ReadinessProbe: true,
+		PreStopSleep:   5 * time.Second,
+		GracePeriod:    15 * time.Second,
+	},
+	{
+		Name:           "drain",
+		Summary:        "+ the app drains in-flight requests on SIGTERM",
+		App:            App{StartupDelay: baseApp.StartupDelay, Latency: baseApp.Latency, Drain: true, DrainWait: time.Second},
+		ReadinessProbe: true,
+		PreStopSleep:   5 * time.Second,
+		GracePeriod:    15 * time.Second,
+	},
+}
+
+// ScenarioByName returns a scenario of Scenarios.
+func ScenarioByName(name string) (Scenario, error) {
+	for _, s := range Scenarios {
+		if s.Name == name {
+			return s, nil
+		}
+	}
+	var names []string
+	for _, s := range Scenarios {
+		names = append(names, s.Name)
+	}
+	return Scenario{}, fmt.Errorf("lab: unknown scenario %q (known: %s, all)", name, strings.Join(names, ", "))
+}
+
+// appPort is the port the app listens on inside its pod.
+const appPort = 8080
+
+// Deployment builds the scenario's Deployment: Replicas pods of the app
+// image, rolled one at a time (maxSurge 1, maxUnavailable 0).
+func (s Scenario) Deployment(ns string, replicas int32) *appsv1.Deployment {
+	labels := map[string]string{"app": "web"}
+	c := corev1.Container{
+		Name:    "app",
+		Image:   AppImage + ":v1",
+		Command: []string{AppEntrypoint},
+		Args:    appArgs(s.App, s),
+		Env:     appEnv(),
+		Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: appPort}},
+	}
+	if s.ReadinessProbe {
+		c.ReadinessProbe = &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: appReadyPath, Port: intstr.FromString("http"),
+			}},
+			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1, TimeoutSeconds: 1,
+		}
+	}
+	if s.PreStopSleep > 0 {
+		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{
+			Sleep: &corev1.SleepAction{Seconds: int64(s.PreStopSleep / time.Second)},
+		}}
+	}
+	spec := corev1.PodSpec{Containers: []corev1.Container{c}}
+	if s.GracePeriod > 0 {
+		g := int64(s.GracePeriod / time.Second)
+		spec.TerminationGracePeriodSeconds = &g
+	}
+	one := intstr.FromInt32(1)
+	zero := intstr.FromInt32(0)
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &replicas,
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Strategy: appsv1.DeploymentStrategy{
+				Type:          appsv1.RollingUpdateDeploymentStrategyType,
+				RollingUpdate: &appsv1.RollingUpdateDeployment{MaxSurge: &one, MaxUnavailable: &zero},
+			},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec:       spec,
+			},
+		},
+	}
+}
+
+// Service builds the Service in front of the scenario's pods.
+func (s Scenario) Service(ns string) *corev1.Service {
+	return &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: ns},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}},
+		},
+	}
+}
+
+// RunOptions configure one scenario run.
+type RunOptions struct {
+	// Rollouts is how many times the Deployment is rolled (K); default 3.
+	Rollouts int
+	// Rate is the constant request rate (per second, across all HAProxy
+	// instances); default 200.
+	Rate float64
+	// Replicas of the Deployment; default 3.
+	Replicas int32
+	// Settle is the load before the first rollout and after the last;
+	// default 3 s.
+	Settle time.Duration
+	// RolloutTimeout bounds each rollout; default 3 minutes.
+	RolloutTimeout time.Duration
+	// Namespace for the scenario; default "zd-<scenario>". It is created
+	// and deleted.
+	Namespace string
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Progress, when set, receives one line per step.
+	Progress io.Writer
+}
+
+// Target is the lab a scenario runs against: its API and its HAProxy
+// instances (a lab in this process, or one started by `zerodrop lab up`).
+type Target struct {
+	Client  kubernetes.Interface
+	HAProxy []HAProxyState
+	// Check is the health check the syncer gives the servers it adds.
+	Check haproxy.Check
+}
+
+// Result is the outcome of one scenario run.
+type Result struct {
+	Scenario string  `json:"scenario"`
+	Summary  string  `json:"summary"`
+	Rollouts int     `json:"rollouts"`
+	Rate     float64 `json:"rate"`
+	// Requests sent and how many failed.
+	Requests uint64 `json:"requests"`
+	Failed   uint64 `json:"failed"`
+	// FailuresByClass counts failed requests per verify class (http_502,
+	// refused, reset, eof, timeout, ...).
+	FailuresByClass map[string]uint64 `json:"failuresByClass"`
+	// FailedPerRollout lists the failed requests counted while each
+	// rollout ran (from its start to the next one's, or the run's end).
+	FailedPerRollout []uint64 `json:"failedPerRollout"`
+	// RolloutSeconds is how long each rollout took, from the restart to
+	// the last old pod gone.
+	RolloutSeconds []float64 `json:"rolloutSeconds"`
+	// P50/P99 latency of successful requests, in milliseconds.
+	LatencyP50ms float64   `json:"latencyP50ms"`
+	LatencyP99ms float64   `json:"latencyP99ms"`
+	Started      time.Time `json:"started"`
+	Ended        time.Time `json:"ended"`
+}
+
+// RolloutDuration is the total time spent rolling.
+func (r Result) RolloutDuration() time.Duration {
+	var s float64
+	for _, x := range r.RolloutSeconds {
+		s += x
+	}
+	return time.Duration(s * float64(time.Second))
+}
+
+func (o *RunOptions) defaults(s Scenario) {
+	if o.Rollouts <= 0 {
+		o.Rollouts = 3
+	}
+	if o.Rate <= 0 {
+		o.Rate = 200
+	}
+	if o.Replicas <= 0 {
+		o.Replicas = 3
+	}
+	if o.Settle <= 0 {
+		o.Settle = 3 * time.Second
+	}
+	if o.RolloutTimeout <= 0 {
+		o.RolloutTimeout = 3 * time.Minute
+	}
+	if o.Namespace == "" {
+		o.Namespace = "zd-" + s.Name
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// Run runs one scenario: it deploys the app and its Service in a fresh
+// namespace, keeps HAProxy's backend in sync with the Service's Ready
+// endpoints (the baseline syncer), waits until every replica serves through
+// HAProxy, then sends constant load through every HAProxy instance while
+// rolling the Deployment K times, and counts what failed. The namespace is
+// deleted afterwards, also on failure.
+func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, err error) {
+	o.defaults(s)
+	if len(t.HAProxy) == 0 {
+		return res, errors.New("lab: run: no HAProxy instance to send load through")
+	}
+	cs := t.Client
+	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}}
+	step := func(format string, args ...any) {
+		fmt.Fprintf(o.Progress, "[%s] %s\n", s.Name, fmt.Sprintf(format, args...))
+	}
+
+	if err := recreateNamespace(ctx, cs, o.Namespace); err != nil {
+		return res, err
+	}
+	defer func() {
+		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if derr := deleteNamespace(cctx, cs, o.Namespace); derr != nil {
+			o.Logger.Warn("delete scenario namespace", "namespace", o.Namespace, "err", derr)
+		}
+	}()
+
+	stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
+	if err != nil {
+		return res, err
+	}
+	defer stopSync()
+
+	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
+		return res, fmt.Errorf("lab: create service: %w", err)
+	}
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, s.Deployment(o.Namespace, o.Replicas), metav1.CreateOptions{}); err != nil {
+		return res, fmt.Errorf("lab: create deployment: %w", err)
+	}
+	step("deployed %d replicas; waiting until they serve through HAProxy", o.Replicas)
+	wctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
+	err = waitRolledOut(wctx, cs, o.Namespace, "web")
+	if err == nil {
+		err = waitServersUp(wctx, t.HAProxy, int(o.Replicas))
+	}
+	cancel()
+	if err != nil {
+		return res, fmt.Errorf("lab: initial deployment: %w", err)
+	}
+
+	// Load through every instance, the rate split evenly.
+	loadCtx, stopLoad := context.WithCancel(ctx)
+	defer stopLoad()
+	var rec recorder
+	var wg sync.WaitGroup
+	res.Started = time.Now()
+	for _, h := range t.HAProxy {
+		results, err := verify.Attack(loadCtx, verify.Load{
+			Target:   verify.Target{URL: "http://" + h.Frontend + "/"},
+			Rate:     o.Rate / float64(len(t.HAProxy)),
+			Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
+			Timeout:  5 * time.Second,
+		})
+		if err != nil {
+			return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range results {
+				rec.add(r)
+			}
+		}()
+	}
+	step("load at %.0f req/s through %d HAProxy instance(s); settling %s", o.Rate, len(t.HAProxy), o.Settle)
+	var runErr error
+	if !sleepCtx(ctx, o.Settle) {
+		runErr = ctx.Err()
+	}
+	var marks []time.Time
+	for i := 0; runErr == nil && i < o.Rollouts; i++ {
+		start := time.Now()
+		marks = append(marks, start)
+		if err := restartDeployment(ctx, cs, o.Namespace, "web", start); err != nil {
+			runErr = err
+			break
+		}
+		rctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
+		err := waitRolledOut(rctx, cs, o.Namespace, "web")
+		cancel()
+		if err != nil {
+			runErr = fmt.Errorf("lab: rollout %d: %w", i+1, err)
+			break
+		}
+		took := time.Since(start)
+		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
+		step("rollout %d/%d done in %s; %d failed so far", i+1, o.Rollouts, took.Round(10*time.Millisecond), rec.failedSoFar())
+	}
+	if runErr == nil && !sleepCtx(ctx, o.Settle) {
+		runErr = ctx.Err()
+	}
+	stopLoad()
+	wg.Wait()
+	res.Ended = time.Now()
+	rec.fill(&res, marks)
+	return res, runErr
+}
+
+// recorder aggregates load results.
+type recorder struct {
+	mu       sync.Mutex
+	requests uint64
+	failed   uint64
+	byClass  map[string]uint64
+	failures []time.Time // scheduled time of each failed request
+	ok       verify.Histogram
+}
+
+func (r *recorder) add(x verify.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.requests++
+	if !x.Failed() {
+		r.ok.Record(x.Latency)
+		return
+	}
+	r.failed++
+	if r.byClass == nil {
+		r.byClass = map[string]uint64{}
+	}
+	r.byClass[string(x.Class)]++
+	r.failures = append(r.failures, x.Scheduled)
+}
+
+func (r *recorder) failedSoFar() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.failed
+}
+
+// fill writes the totals and the failures per rollout window: rollout i
+// owns the failures from its start to the next rollout's start (the last
+// one to the end of the run); failures before the first rollout are counted
+// in the totals only.
+func (r *recorder) fill(res *Result, marks []time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	res.Requests, res.Failed = r.requests, r.failed
+	for k, v := range r.byClass {
+		res.FailuresByClass[k] = v
+	}
+	res.FailedPerRollout = make([]uint64, len(marks))
+	for _, f := range r.failures {
+		i := sort.Search(len(marks), func(i int) bool { return marks[i].After(f) }) - 1
+		if i >= 0 {
+			res.FailedPerRollout[i]++
+		}
+	}
+	if r.ok.Count() > 0 {
+		res.LatencyP50ms = float64(r.ok.Quantile(0.50)) / float64(time.Millisecond)
+		res.LatencyP99ms = float64(r.ok.Quantile(0.99)) / float64(time.Millisecond)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(d):
+		return true
+	}
+}
+
+func recreateNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	dctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := deleteNamespace(dctx, cs, ns); err != nil {
+		return err
+	}
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("lab: create namespace %s: %w", ns, err)
+	}
+	// Pods need the namespace's default ServiceAccount (admission).
+	for {
+		_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+		if err == nil {
+			return nil
+		}
+		if !sleepCtx(ctx, 100*time.Millisecond) {
+			return fmt.Errorf("lab: namespace %s has no default ServiceAccount: %w", ns, ctx.Err())
+		}
+	}
+}
+
+// deleteNamespace deletes ns and waits until it is gone (its pods
+// terminated by the node agents, its objects removed by the namespace
+// controller).
+func deleteNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
+	err := cs.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{})
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("lab: delete namespace %s: %w", ns, err)
+	}
+	if err := waitPodsGone(ctx, cs, ns, labels.Everything()); err != nil {
+		return fmt.Errorf("lab: delete namespace %s: %w", ns, err)
+	}
+	for {
+		_, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !sleepCtx(ctx, 200*time.Millisecond) {
+			return fmt.Errorf("lab: namespace %s not gone: %w", ns, ctx.Err())
+		}
+	}
+}
+
+// PrintTable writes the scenario table.
+func PrintTable(w io.Writer, results []Result) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "scenario\trollouts\trequests\tfailed\tfailed/rollout\tfailures by class\trollout time\t")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Scenario, r.Rollouts, r.Requests, r.Failed,
+			joinUints(r.FailedPerRollout), classes(r.FailuresByClass), r.RolloutDuration().Round(100*time.Millisecond))
+	}
+	tw.Flush()
+}
+
+func joinUints(xs []uint64) string {
+	if len(xs) == 0 {
+		return "-"
+	}
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprint(x)
+	}
+	return strings.Join(s, " ")
+}
+
+func classes(m map[string]uint64) string {
+	if len(m) == 0 {
+		return "-"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s=%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,381 @@
+package timing
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Event is one change of one actor's state on a timeline.
+type Event struct {
+	At    float64 `json:"at"`             // seconds from T+0
+	Actor string  `json:"actor"`          // "Pod", "App", "Deployment", "ALB", "kube-proxy", ...
+	State string  `json:"state"`          // the actor's state from now on
+	Note  string  `json:"note,omitempty"` // why, with the numbers
+}
+
+// Cause names why a window of failures opens. The values are stable: JSON
+// output and rules refer to them.
+type Cause string
+
+// The causes of failure windows.
+const (
+	// CauseNoReadinessProbe: traffic reaches the container before the app
+	// listens, because the pod is Ready as soon as it starts.
+	CauseNoReadinessProbe Cause = "no-readiness-probe"
+	// CauseStartupGap: the old target is gone while the LB has not yet
+	// marked the new one healthy.
+	CauseStartupGap Cause = "startup-gap"
+	// CauseEarlyExit: the app stops listening (SIGTERM at P) while a data
+	// path still sends new requests (until D).
+	CauseEarlyExit Cause = "early-exit"
+	// CauseSIGKILL: the app is still shutting down when the grace period
+	// ends.
+	CauseSIGKILL Cause = "sigkill"
+	// CauseInFlightCut: requests admitted before the data path stopped
+	// sending run longer than the app is given to finish them.
+	CauseInFlightCut Cause = "in-flight-cut"
+	// CauseDeregistrationDelay: the LB closes its connections to the target
+	// (deregistration delay over) while requests on them still run.
+	CauseDeregistrationDelay Cause = "deregistration-delay"
+	// CauseGKEDraining: GCLB still sends on draining connections
+	// (drainingTimeoutSec + drain latency) after the app stopped listening.
+	CauseGKEDraining Cause = "gke-draining"
+)
+
+// Window is a span of a timeline during which requests can fail.
+type Window struct {
+	Start float64 `json:"start"`
+	End   float64 `json:"end"`
+	Cause Cause   `json:"cause"`
+	Actor string  `json:"actor"` // the data path that sends the failing requests
+	// Exposure says which requests fail: "new" = every request that
+	// arrives in the window; "in-flight" = only requests still running at
+	// the window's start (few when requests are short).
+	Exposure string `json:"exposure"`
+	Effect   string `json:"effect"` // what clients see: "502", "502/504", ...
+	Why      string `json:"why"`    // the arithmetic, in words
+}
+
+// Seconds returns the window's length.
+func (w Window) Seconds() float64 { return w.End - w.Start }
+
+// Timeline is the ordered events of one pod's startup or termination and
+// the predicted failure windows.
+type Timeline struct {
+	Events  []Event  `json:"events"`
+	Windows []Window `json:"windows,omitempty"`
+}
+
+// Window returns the first window with the cause, if any.
+func (t Timeline) Window(c Cause) (Window, bool) {
+	for _, w := range t.Windows {
+		if w.Cause == c {
+			return w, true
+		}
+	}
+	return Window{}, false
+}
+
+// FailureSeconds returns the summed length of all windows.
+func (t Timeline) FailureSeconds() float64 {
+	var s float64
+	for _, w := range t.Windows {
+		s += w.Seconds()
+	}
+	return s
+}
+
+func (t *Timeline) add(at float64, actor, state, note string) {
+	t.Events = append(t.Events, Event{At: at, Actor: actor, State: state, Note: note})
+}
+
+func (t *Timeline) open(start, end float64, c Cause, actor, effect, why string) {
+	if end-start <= 1e-9 {
+		return
+	}
+	exp := "new"
+	switch c {
+	case CauseSIGKILL, CauseInFlightCut, CauseDeregistrationDelay:
+		exp = "in-flight"
+	}
+	t.Windows = append(t.Windows, Window{Start: start, End: end, Cause: c, Actor: actor, Exposure: exp, Effect: effect, Why: why})
+}
+
+// sort orders events by time; events at the same time keep the order in
+// which the model added them (cause before effect).
+func (t *Timeline) sort() {
+	sort.SliceStable(t.Events, func(i, j int) bool { return t.Events[i].At < t.Events[j].At })
+	sort.SliceStable(t.Windows, func(i, j int) bool { return t.Windows[i].Start < t.Windows[j].Start })
+}
+
+// Actor returns the short name of the data path used on timelines.
+func (lb LB) Actor() string {
+	if lb.Label != "" {
+		return lb.Label
+	}
+	switch lb.Kind {
+	case ALB:
+		return "ALB"
+	case NLB:
+		return "NLB"
+	case GCE:
+		return "GCLB"
+	case HAProxy:
+		return "HAProxy"
+	case CloudLB:
+		return "cloud LB"
+	}
+	return "kube-proxy"
+}
+
+// Sec formats seconds the way timelines print them: "12s", "7.5s".
+func Sec(v float64) string {
+	if v == math.Trunc(v) {
+		return fmt.Sprintf("%.0fs", v)
+	}
+	return fmt.Sprintf("%.1fs", v)
+}
+
+// HealthyAt returns when the LB marks a target healthy: it checks every I
+// seconds from registration at reg; checks before the app answers (up) fail;
+// H consecutive passes make it healthy.
+func (lb LB) HealthyAt(reg, up float64) float64 {
+	if !lb.HealthChecks {
+		return reg
+	}
+	k := 1.0
+	if up > reg && lb.Interval > 0 {
+		k = math.Max(1, math.Ceil((up-reg)/lb.Interval))
+	}
+	return reg + (k+float64(max(lb.HealthyThreshold, 1))-1)*lb.Interval
+}
+
+// GateWorks reports whether a readiness gate can tie the pod's Ready to this
+// LB's verdict: the LB must target pods and have a gate controller.
+func (lb LB) GateWorks() bool { return lb.TargetsPods && lb.GateCondition != "" }
+
+// Startup returns the startup timeline of one new pod replacing an old one
+// in a rolling update with maxSurge >= 1 and maxUnavailable 0, behind lb.
+//
+// Without a working gate the LB registers the pod R seconds after it is
+// Ready (or R seconds after creation when RegisterAtCreation) and marks it
+// healthy I x H later, while the Deployment deletes an old pod
+// minReadySeconds after Ready: the startup gap is
+//
+//	max(0, registration + I x H - (Ready + minReadySeconds))
+//
+// which is domain.md's I x H + R - minReadySeconds - readiness time when the
+// LB checks the pod from creation, and I x H + R - minReadySeconds when it
+// registers Ready pods (the AWS Load Balancer Controller, NEG, HAProxy
+// syncers). With a gate (p.Gated and lb.GateWorks()) the pod is registered
+// at ContainersReady and is Ready only when the LB says healthy: no gap,
+// slower rollouts.
+func Startup(p Pod, lb LB, a Assumptions) Timeline {
+	var t Timeline
+	actor := lb.Actor()
+	up := a.Startup // the app answers requests from here on
+	cr := p.ContainersReady
+	if !p.HasReadinessProbe {
+		cr = 0
+	}
+	t.add(0, "Pod", "created", "containers starting")
+	gated := p.Gated && lb.GateWorks() && lb.HealthChecks
+	var ready, reg float64
+	if p.HasReadinessProbe {
+		t.add(up, "App", "listening", fmt.Sprintf("app start %s (assumption)", Sec(up)))
+		if gated {
+			t.add(cr, "Pod", "ContainersReady", "readinessProbe passed; readiness gate still False")
+		} else {
+			t.add(cr, "Pod", "Ready", "readinessProbe passed")
+		}
+	} else {
+		t.add(0, "Pod", "Ready", "no readinessProbe: Ready as soon as containers start")
+		t.add(up, "App", "listening", fmt.Sprintf("app start %s (assumption)", Sec(up)))
+	}
+	if gated {
+		reg = cr + lb.Registration
+		if lb.RegisterAtCreation {
+			reg = lb.Registration
+		}
+		t.add(reg, actor, "initial", fmt.Sprintf("target registered at ContainersReady + R %s", Sec(lb.Registration)))
+		healthy := lb.HealthyAt(reg, up)
+		t.add(healthy, actor, "healthy", fmt.Sprintf("%d checks x %s", max(lb.HealthyThreshold, 1), Sec(lb.Interval)))
+		ready = math.Max(cr, healthy)
+		t.add(ready, "Pod", "Ready", "readiness gate True: the LB says healthy")
+	} else {
+		ready = cr
+	}
+	avail := ready + p.MinReadySeconds
+	if p.MinReadySeconds > 0 {
+		t.add(ready, "Deployment", "waiting", fmt.Sprintf("minReadySeconds %s", Sec(p.MinReadySeconds)))
+	}
+	t.add(avail, "Deployment", "old pod deleted", "new pod available")
+	if gated {
+		t.sort()
+		return t
+	}
+	reg = ready + lb.Registration
+	if lb.RegisterAtCreation {
+		reg = lb.Registration
+	}
+	if !lb.HealthChecks {
+		t.add(reg, actor, "sending to new pod", fmt.Sprintf("endpoint added %s after Ready", Sec(lb.Registration)))
+		if !p.HasReadinessProbe {
+			t.open(reg, up, CauseNoReadinessProbe, actor, "502 (connection refused)",
+				fmt.Sprintf("%s sends to the pod from T+%s but the app listens only at T+%s", actor, Sec(reg), Sec(up)))
+		}
+		t.sort()
+		return t
+	}
+	how := fmt.Sprintf("registered %s after Ready", Sec(lb.Registration))
+	if lb.RegisterAtCreation {
+		how = fmt.Sprintf("checked from the pod's creation (+%s)", Sec(lb.Registration))
+	}
+	t.add(reg, actor, "initial", "target "+how)
+	healthy := lb.HealthyAt(reg, up)
+	t.add(healthy, actor, "healthy", fmt.Sprintf("%d checks x %s", max(lb.HealthyThreshold, 1), Sec(lb.Interval)))
+	t.open(avail, healthy, CauseStartupGap, actor, "502/503",
+		fmt.Sprintf("old pod deleted at T+%s (Ready %s + minReadySeconds %s) but %s marks the new target healthy only at T+%s (registration T+%s + %d x %s)",
+			Sec(avail), Sec(ready), Sec(p.MinReadySeconds), actor, Sec(healthy), Sec(reg), max(lb.HealthyThreshold, 1), Sec(lb.Interval)))
+	t.sort()
+	return t
+}
+
+// StopSending returns D for this LB: the seconds from the pod's deletion
+// until it sends no new requests to the pod. For DetectOnly LBs that is only
+// after the app stopped listening at sigterm and UnhealthyThreshold checks
+// failed.
+func (lb LB) StopSending(sigterm float64) float64 {
+	if lb.DetectOnly {
+		return sigterm + lb.DownAfter()
+	}
+	return lb.Deregistration
+}
+
+// Termination returns the termination timeline of one old pod behind lb.
+//
+// The kubelet runs preStop (P), then sends SIGTERM, and SIGKILL when the
+// grace period G (counted from the deletion, preStop included) is over; if
+// preStop outlives G, SIGTERM comes at G and SIGKILL 2 s later. At the same
+// time the data path stops sending new requests after D. The app stops
+// accepting at SIGTERM and needs up to S to finish. Requests last up to
+// T_q = min(T_req, T_lb).
+//
+// Windows: early exit [SIGTERM, D); SIGKILL [kill, SIGTERM + S); in-flight
+// cut [min(SIGTERM + S, kill), min(SIGTERM, D) + T_q); the LB's
+// deregistration delay closing connections before their requests end; GKE
+// connection draining past SIGTERM.
+func Termination(p Pod, lb LB, a Assumptions) Timeline {
+	var t Timeline
+	actor := lb.Actor()
+	P, G, shutdown := p.PreStop, p.Grace, a.Shutdown
+	sigterm, kill := P, G
+	if P > G {
+		sigterm, kill = G, G+KubeletPreStopExtension
+	}
+	exit := sigterm + shutdown
+	killed := exit > kill
+	D := lb.StopSending(sigterm)
+
+	if P > 0 {
+		t.add(0, "Pod", "Terminating", fmt.Sprintf("preStop running (%s)", Sec(P)))
+	} else {
+		t.add(0, "Pod", "Terminating", "no preStop: SIGTERM at once")
+	}
+	t.add(0, "Endpoints", "terminating", "EndpointSlice marks the endpoint not ready")
+	switch {
+	case lb.DetectOnly:
+		t.add(D, actor, "DOWN", fmt.Sprintf("nothing deregisters the pod: %d failed checks x %s after the app stopped listening at T+%s",
+			max(lb.UnhealthyThreshold, 1), Sec(lb.DownAfter()/float64(max(lb.UnhealthyThreshold, 1))), Sec(sigterm)))
+	case lb.Kind == ALB || lb.Kind == NLB:
+		t.add(D, actor, "draining", "target deregistered: no new requests")
+	case lb.Kind == GCE:
+		t.add(D, actor, "draining", fmt.Sprintf("endpoint detached from the NEG (drain latency %s)", Sec(D)))
+	default:
+		t.add(D, actor, "stopped sending", fmt.Sprintf("endpoint removal propagated (%s)", Sec(D)))
+	}
+	if P > G {
+		t.add(G, "Pod", "grace over in preStop", fmt.Sprintf("preStop %s > grace %s: SIGTERM now, SIGKILL in %s", Sec(P), Sec(G), Sec(KubeletPreStopExtension)))
+	} else if P > 0 {
+		t.add(P, "Pod", "preStop done", "SIGTERM sent")
+	}
+	t.add(sigterm, "App", "shutting down", fmt.Sprintf("SIGTERM: stops accepting, finishes in-flight requests (up to %s, assumption)", Sec(shutdown)))
+	if killed {
+		t.add(kill, "App", "SIGKILLed", fmt.Sprintf("grace period %s over while shutdown needs until T+%s", Sec(G), Sec(exit)))
+	} else {
+		t.add(exit, "App", "exited", "graceful shutdown done")
+	}
+	if lb.DeregistrationDelay > 0 {
+		t.add(lb.Deregistration+lb.DeregistrationDelay, actor, "deregistered",
+			fmt.Sprintf("deregistration delay %s over: remaining connections closed", Sec(lb.DeregistrationDelay)))
+	}
+	if lb.Kind == GCE && lb.DrainingTimeout > 0 {
+		t.add(D+lb.DrainingTimeout, actor, "drained", fmt.Sprintf("drainingTimeoutSec %s over", Sec(lb.DrainingTimeout)))
+	}
+
+	// Windows.
+	t.open(sigterm, D, CauseEarlyExit, actor, "502 (connection refused)",
+		fmt.Sprintf("the app stops listening at SIGTERM T+%s but %s sends new requests until T+%s", Sec(sigterm), actor, Sec(D)))
+	if killed {
+		t.open(kill, exit, CauseSIGKILL, "App", "502/504 (requests cut)",
+			fmt.Sprintf("SIGKILL at T+%s while preStop %s + shutdown %s needs until T+%s", Sec(kill), Sec(math.Min(P, G)), Sec(shutdown), Sec(exit)))
+	}
+	tq := RequestBound(a, lb)
+	admitted := math.Min(sigterm, D)
+	finish := math.Min(exit, kill)
+	if need := admitted + tq; need > finish && (!killed || need > exit) {
+		t.open(finish, need, CauseInFlightCut, "App", "502/504 (requests cut)",
+			fmt.Sprintf("a request admitted at T+%s may run %s (until T+%s) but the app is gone at T+%s", Sec(admitted), Sec(tq), Sec(need), Sec(finish)))
+	}
+	if lb.DeregistrationDelay > 0 {
+		closeAt := lb.Deregistration + lb.DeregistrationDelay
+		last := math.Min(math.Min(lb.Deregistration, sigterm)+tq, finish)
+		t.open(closeAt, last, CauseDeregistrationDelay, actor, "502/504 (connections closed)",
+			fmt.Sprintf("%s closes connections at T+%s (deregistration %s + delay %s) while requests may run until T+%s",
+				actor, Sec(closeAt), Sec(lb.Deregistration), Sec(lb.DeregistrationDelay), Sec(last)))
+	}
+	if lb.Kind == GCE && lb.DrainingTimeout > 0 {
+		t.open(math.Max(sigterm, D), D+lb.DrainingTimeout, CauseGKEDraining, actor, "502",
+			fmt.Sprintf("GCLB may use draining connections until T+%s (drain latency %s + drainingTimeoutSec %s) but the app stops listening at T+%s",
+				Sec(D+lb.DrainingTimeout), Sec(D), Sec(lb.DrainingTimeout), Sec(sigterm)))
+	}
+	t.sort()
+	return t
+}
+
+// RequestBound returns T_q = min(T_req, T_lb): the longest a request can
+// run, since the LB gives up after its timeout.
+func RequestBound(a Assumptions, lb LB) float64 {
+	if lb.Timeout > 0 && lb.Timeout < a.LongestRequest {
+		return lb.Timeout
+	}
+	return a.LongestRequest
+}
+
+// GraceNeeded returns P + S + buffer: the terminationGracePeriodSeconds that
+// lets the app finish its shutdown with the wanted margin.
+func GraceNeeded(preStop float64, a Assumptions) float64 {
+	return preStop + a.Shutdown + a.Buffer
+}
+
+// MinReadyNeeded returns the minReadySeconds that covers the LB's health
+// checks without a gate: I x H + R (domain.md; conservative, it does not
+// count on the old target's deregistration latency).
+func MinReadyNeeded(lb LB) float64 {
+	if !lb.HealthChecks {
+		return 0
+	}
+	return lb.HealthyAfter() + lb.Registration
+}
+
+// GKEPreStopNeeded returns drainingTimeoutSec + drain latency: the preStop
+// that keeps the pod listening while GCLB drains it (seed 002).
+func GKEPreStopNeeded(lb LB) float64 { return lb.DrainingTimeout + lb.Deregistration }
+
+// LongLivedGraceNeeded returns P + S + connection drain: the grace period
+// that lets long-lived connections (WebSocket, gRPC streams) be closed and
+// re-established elsewhere before SIGKILL.
+func LongLivedGraceNeeded(preStop float64, a Assumptions) float64 {
+	return preStop + a.Shutdown + a.ConnectionDrain
+}
