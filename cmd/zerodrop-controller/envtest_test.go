@@ -44,6 +44,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
 	"zerodrop.dev/zerodrop/internal/provider"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
@@ -67,19 +68,9 @@ var suite struct {
 }
 
 // assetsDir finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else the
-// lab's build cache (internal/lab/k8sbin: <cache>/kubernetes/<k8s>-etcd-<etcd>).
+// lab's build cache (internal/lab/k8sbin; `make deps` builds it).
 func assetsDir() (string, error) {
-	dirs := []string{os.Getenv("KUBEBUILDER_ASSETS")}
-	cache := os.Getenv("ZERODROP_CACHE")
-	if cache == "" {
-		if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-			cache = filepath.Join(x, "zerodrop")
-		} else if h, err := os.UserHomeDir(); err == nil {
-			cache = filepath.Join(h, ".cache", "zerodrop")
-		}
-	}
-	dirs = append(dirs, filepath.Join(cache, "kubernetes", "v1.37.1-etcd-v3.7.0"))
-	for _, d := range dirs {
+	for _, d := range []string{os.Getenv("KUBEBUILDER_ASSETS"), k8sbin.EnvtestAssets()} {
 		if d == "" {
 			continue
 		}
@@ -89,7 +80,7 @@ func assetsDir() (string, error) {
 			return d, nil
 		}
 	}
-	return "", fmt.Errorf("kube-apiserver and etcd not found in %v (run `zerodrop lab binaries` or set KUBEBUILDER_ASSETS)", dirs)
+	return "", fmt.Errorf("kube-apiserver and etcd not found in $KUBEBUILDER_ASSETS or %q (run `make deps`)", k8sbin.EnvtestAssets())
 }
 
 func TestMain(m *testing.M) {
