@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -77,6 +78,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	wait := time.Duration(0)
 	if v := r.URL.Query().Get("wait"); v != "" {
 		d, err := time.ParseDuration(v)
+		if secs, serr := strconv.ParseFloat(v, 64); err != nil && serr == nil {
+			d, err = time.Duration(secs*float64(time.Second)), nil // plain seconds, as docs/graceful.md allows
+		}
 		if err != nil || d < 0 {
 			http.Error(w, fmt.Sprintf("query parameter wait=%q: want a non-negative Go duration such as 30s", v), http.StatusBadRequest)
 			return

@@ -67,7 +67,7 @@ func TestDrainEndpoint(t *testing.T) {
 	if code, _ := get(t, srv.URL+"/drain/v1/namespaces/shop/pods/web-1?wait=soon"); code != http.StatusBadRequest {
 		t.Fatalf("bad wait: %d, want 400", code)
 	}
-	code, a := get(t, srv.URL+"/drain/v1/namespaces/shop/pods/web-1?wait=0s")
+	code, a := get(t, srv.URL+"/drain/v1/namespaces/shop/pods/web-1?wait=0")
 	if code != http.StatusServiceUnavailable || a.Drained || len(a.Bindings) != 1 || a.Bindings[0].Reason != "Pending" {
 		t.Fatalf("bound pod not draining yet: %d %+v, want 503 Pending", code, a)
 	}
