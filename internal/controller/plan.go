@@ -238,7 +238,11 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		return p
 	}
 
-	if !presentEverywhere(in.Pool, id) && t.HasEndpoint && t.IP != "" {
+	// Register again when an instance lacks the target (new, or lost in a
+	// reload) or holds it out of rotation although the pod is alive (a
+	// registration cut short between its steps, or drained by hand): the
+	// provider's Register finishes the safe sequence idempotently.
+	if (!presentEverywhere(in.Pool, id) || outOfRotationSomewhere(in.Pool, id)) && t.HasEndpoint && t.IP != "" {
 		p.Action = actRegister
 	}
 	healthy, reason, message := in.Pool.Healthy(id)
@@ -357,6 +361,17 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 func needsDrainCall(s provider.PoolStatus, id provider.TargetID) bool {
 	for _, in := range s.Instances {
 		if ts, ok := in.Targets[id]; ok && ts.Health != provider.HealthDraining && ts.Health != provider.HealthDrained {
+			return true
+		}
+	}
+	return false
+}
+
+// outOfRotationSomewhere reports whether a reachable instance holds the
+// target in drain or maintenance.
+func outOfRotationSomewhere(s provider.PoolStatus, id provider.TargetID) bool {
+	for _, in := range s.Instances {
+		if ts, ok := in.Targets[id]; ok && (ts.Health == provider.HealthDraining || ts.Health == provider.HealthDrained) {
 			return true
 		}
 	}
