@@ -151,3 +151,29 @@ func (f *fakeLB) called(op, pool string, id provider.TargetID) bool {
 	}
 	return false
 }
+
+// reload drops every target of one instance, as an HAProxy reload drops
+// the servers added at runtime.
+func (f *fakeLB) reload(instance string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.pools {
+		for _, ft := range p {
+			delete(ft.health, instance)
+		}
+	}
+}
+
+// registrations counts the register calls for a target.
+func (f *fakeLB) registrations(pool string, id provider.TargetID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := fmt.Sprintf("register %s/%s", pool, id)
+	n := 0
+	for _, c := range f.calls {
+		if c == want {
+			n++
+		}
+	}
+	return n
+}
