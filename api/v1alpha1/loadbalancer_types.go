@@ -1,0 +1,199 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ProviderType names the kind of load balancer a provider drives.
+// +kubebuilder:validation:Enum=haproxy
+type ProviderType string
+
+// ProviderHAProxy drives HAProxy through its Runtime API (stats socket at
+// "level admin"): dynamic servers added, health-checked, drained and deleted.
+const ProviderHAProxy ProviderType = "haproxy"
+
+// LoadBalancerSpec describes one external load balancer: its provider and how
+// to reach each of its instances (an HAProxy active/standby pair is one
+// LoadBalancer with two instances, and both must agree before a gate opens).
+type LoadBalancerSpec struct {
+	// Provider is the kind of load balancer.
+	// +kubebuilder:default=haproxy
+	Provider ProviderType `json:"provider"`
+
+	// Instances are the load balancer's processes or appliances. Every
+	// instance is driven, and a target counts as healthy only when every
+	// instance reports it healthy.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	Instances []LoadBalancerInstance `json:"instances"`
+
+	// PoolDefaults apply to every pool (HAProxy backend) of this load
+	// balancer unless a TargetBinding overrides them.
+	// +optional
+	PoolDefaults PoolDefaults `json:"poolDefaults,omitempty"`
+}
+
+// LoadBalancerInstance is one instance of a load balancer and the address of
+// its management API.
+// +kubebuilder:validation:XValidation:rule="has(self.socket) != has(self.address)",message="exactly one of socket or address must be set"
+// +kubebuilder:validation:XValidation:rule="!has(self.tls) || has(self.address)",message="tls applies only to a TCP address"
+type LoadBalancerInstance struct {
+	// Name identifies the instance in status, metrics, events and logs.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Socket is the absolute path of the instance's Runtime API unix socket,
+	// as seen by the controller (mount it into the controller's pod).
+	// +kubebuilder:validation:Pattern=`^/[^\s;]*$`
+	// +kubebuilder:validation:MaxLength=1024
+	// +optional
+	Socket string `json:"socket,omitempty"`
+
+	// Address is host:port of the instance's Runtime API over TCP
+	// (HAProxy: `stats socket ipv4@host:port level admin`).
+	// +kubebuilder:validation:Pattern=`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$`
+	// +kubebuilder:validation:MaxLength=260
+	// +optional
+	Address string `json:"address,omitempty"`
+
+	// TLS secures a TCP Runtime API connection.
+	// +optional
+	TLS *InstanceTLS `json:"tls,omitempty"`
+}
+
+// InstanceTLS configures TLS towards one instance's management API.
+type InstanceTLS struct {
+	// SecretRef names a Secret with `ca.crt` (to verify the instance) and
+	// optionally `tls.crt`/`tls.key` (client certificate).
+	SecretRef SecretReference `json:"secretRef"`
+
+	// ServerName overrides the name verified in the instance's certificate;
+	// defaults to the host part of the address.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServerName string `json:"serverName,omitempty"`
+}
+
+// SecretReference names a Secret in a namespace.
+type SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Namespace of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace"`
+}
+
+// PoolDefaults are the health-check and server settings a pool's targets get.
+type PoolDefaults struct {
+	// HealthCheck is how the load balancer checks each target.
+	// +optional
+	HealthCheck HealthCheck `json:"healthCheck,omitempty"`
+
+	// ServerOptions are extra options appended to each server line the
+	// provider adds (HAProxy: e.g. `ssl verify none`, `maxconn 100`).
+	// Newlines and `;` are refused because the Runtime API treats them as
+	// command separators.
+	// +kubebuilder:validation:Pattern=`^[^\n\r;]*$`
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	ServerOptions string `json:"serverOptions,omitempty"`
+}
+
+// HealthCheck is the load balancer's own active health check of a target.
+// A new target turns healthy after Rise consecutive passed checks Interval
+// apart; that, not the pod's readinessProbe, is what opens the gate.
+type HealthCheck struct {
+	// Interval between two checks of one target (HAProxy `inter`).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('100ms') && duration(self) <= duration('5m')",message="interval must be between 100ms and 5m"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Rise is the number of consecutive passed checks that make a target
+	// healthy.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Rise *int32 `json:"rise,omitempty"`
+
+	// Fall is the number of consecutive failed checks that make a target
+	// unhealthy.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Fall *int32 `json:"fall,omitempty"`
+}
+
+// InstanceStatus is what the controller last saw of one instance.
+type InstanceStatus struct {
+	// Name of the instance.
+	Name string `json:"name"`
+	// Reachable is true when the last status read succeeded.
+	Reachable bool `json:"reachable"`
+	// Message is the last error, when not reachable.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// LastReloadTime is when the controller last saw the instance lose its
+	// dynamic servers (a reload or restart) and re-registered them.
+	// +optional
+	LastReloadTime *metav1.Time `json:"lastReloadTime,omitempty"`
+}
+
+// LoadBalancerStatus is the observed state of a LoadBalancer.
+type LoadBalancerStatus struct {
+	// ObservedGeneration is the spec generation this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready (every instance reachable).
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Instances is the last seen state of each instance.
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Instances []InstanceStatus `json:"instances,omitempty"`
+
+	// ReachableInstances counts the instances whose last read succeeded.
+	// +optional
+	ReachableInstances int32 `json:"reachableInstances,omitempty"`
+}
+
+// LoadBalancer is an external load balancer (for example an HAProxy pair)
+// whose own health verdict gates pod readiness.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=zlb,categories=zerodrop
+// +kubebuilder:printcolumn:name="Provider",type=string,JSONPath=`.spec.provider`
+// +kubebuilder:printcolumn:name="Instances",type=integer,JSONPath=`.status.reachableInstances`,description="reachable instances"
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type LoadBalancer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// Spec is the desired state.
+	Spec LoadBalancerSpec `json:"spec"`
+	// Status is the observed state.
+	// +optional
+	Status LoadBalancerStatus `json:"status,omitempty"`
+}
+
+// LoadBalancerList is a list of LoadBalancers.
+//
+// +kubebuilder:object:root=true
+type LoadBalancerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	// Items are the LoadBalancers.
+	Items []LoadBalancer `json:"items"`
+}

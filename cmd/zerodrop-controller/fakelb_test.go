@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// fakeLB is an in-memory load balancer with two instances for the envtest
+// suite: the test decides each target's health and sessions, and the
+// controller's calls are recorded. The real HAProxy provider has its own
+// tests against a real haproxy.
+type fakeLB struct {
+	mu        sync.Mutex
+	instances []string
+	pools     map[string]map[provider.TargetID]*fakeTarget
+	calls     []string
+}
+
+type fakeTarget struct {
+	t        provider.Target
+	health   map[string]provider.Health
+	sessions int64
+}
+
+func newFakeLB(instances ...string) *fakeLB {
+	return &fakeLB{instances: instances, pools: map[string]map[provider.TargetID]*fakeTarget{}}
+}
+
+func (f *fakeLB) record(op, pool string, id provider.TargetID) {
+	f.calls = append(f.calls, fmt.Sprintf("%s %s/%s", op, pool, id))
+}
+
+func (f *fakeLB) Register(_ context.Context, pool string, t provider.Target) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("register", pool, t.ID)
+	p := f.pools[pool]
+	if p == nil {
+		p = map[provider.TargetID]*fakeTarget{}
+		f.pools[pool] = p
+	}
+	ft := p[t.ID]
+	if ft == nil {
+		ft = &fakeTarget{t: t, health: map[string]provider.Health{}}
+		p[t.ID] = ft
+	}
+	for _, in := range f.instances {
+		if _, ok := ft.health[in]; !ok {
+			ft.health[in] = provider.HealthInitial
+		}
+	}
+	return nil
+}
+
+func (f *fakeLB) SetDraining(_ context.Context, pool string, t provider.Target) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("drain", pool, t.ID)
+	if ft := f.pools[pool][t.ID]; ft != nil {
+		for in := range ft.health {
+			ft.health[in] = provider.HealthDraining
+			if ft.sessions == 0 {
+				ft.health[in] = provider.HealthDrained
+			}
+		}
+	}
+	return nil
+}
+
+func (f *fakeLB) Deregister(_ context.Context, pool string, t provider.Target) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.record("deregister", pool, t.ID)
+	if ft := f.pools[pool][t.ID]; ft != nil {
+		if ft.sessions > 0 {
+			return fmt.Errorf("deregister %s: %w", t.ID, provider.ErrTargetBusy)
+		}
+		delete(f.pools[pool], t.ID)
+	}
+	return nil
+}
+
+func (f *fakeLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := provider.PoolStatus{Pool: pool}
+	for _, in := range f.instances {
+		is := provider.InstanceStatus{Instance: in, Epoch: "1", Targets: map[provider.TargetID]provider.TargetStatus{}}
+		for id, ft := range f.pools[pool] {
+			if h, ok := ft.health[in]; ok {
+				reason := map[provider.Health]string{provider.HealthHealthy: "L7OK", provider.HealthInitial: "INI",
+					provider.HealthUnhealthy: "L7STS", provider.HealthDraining: "DRAIN", provider.HealthDrained: "DRAIN"}[h]
+				is.Targets[id] = provider.TargetStatus{Health: h, Reason: reason, Addr: ft.t.Addr(), Sessions: ft.sessions}
+			}
+		}
+		s.Instances = append(s.Instances, is)
+	}
+	return s, nil
+}
+
+// setHealth sets a target's health on one instance ("" = every instance).
+func (f *fakeLB) setHealth(pool string, id provider.TargetID, instance string, h provider.Health) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft := f.pools[pool][id]
+	if ft == nil {
+		return
+	}
+	for in := range ft.health {
+		if instance == "" || in == instance {
+			ft.health[in] = h
+		}
+	}
+}
+
+// setSessions sets a target's open sessions; a draining target without
+// sessions is drained.
+func (f *fakeLB) setSessions(pool string, id provider.TargetID, n int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ft := f.pools[pool][id]
+	if ft == nil {
+		return
+	}
+	ft.sessions = n
+	for in, h := range ft.health {
+		if n == 0 && h == provider.HealthDraining {
+			ft.health[in] = provider.HealthDrained
+		}
+	}
+}
+
+func (f *fakeLB) has(pool string, id provider.TargetID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	_, ok := f.pools[pool][id]
+	return ok
+}
+
+func (f *fakeLB) called(op, pool string, id provider.TargetID) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := fmt.Sprintf("%s %s/%s", op, pool, id)
+	for _, c := range f.calls {
+		if c == want {
+			return true
+		}
+	}
+	return false
+}
+
+// reload drops every target of one instance, as an HAProxy reload drops
+// the servers added at runtime.
+func (f *fakeLB) reload(instance string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, p := range f.pools {
+		for _, ft := range p {
+			delete(ft.health, instance)
+		}
+	}
+}
+
+// registrations counts the register calls for a target.
+func (f *fakeLB) registrations(pool string, id provider.TargetID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	want := fmt.Sprintf("register %s/%s", pool, id)
+	n := 0
+	for _, c := range f.calls {
+		if c == want {
+			n++
+		}
+	}
+	return n
+}

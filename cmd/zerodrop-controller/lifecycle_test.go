@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/controller"
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+func waitEvent(t *testing.T, ns, pod, reason, kind string) {
+	t.Helper()
+	eventually(t, fmt.Sprintf("%s Event %s on %s", kind, reason, pod), func() (bool, string) {
+		var evs eventsv1.EventList
+		if err := suite.c.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+			return false, err.Error()
+		}
+		var seen []string
+		for _, e := range evs.Items {
+			if e.Regarding.Name == pod && (e.Reason == reason || strings.Contains(e.Note, reason)) && e.Type == kind {
+				return true, ""
+			}
+			seen = append(seen, e.Type+"/"+e.Reason)
+		}
+		return false, fmt.Sprint(seen)
+	})
+}
+
+func TestGateTimeoutFailOpen(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := suite.c.Get(ctx, client.ObjectKeyFromObject(b), b); err != nil {
+			return err
+		}
+		b.Spec.Gate = zv1.GateSpec{Timeout: &metav1.Duration{Duration: time.Second}, OnTimeout: zv1.FailOpen}
+		return suite.c.Update(ctx, b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startPod(t, ns, "web-1", "web", "10.1.0.41")
+	// The fake LB never reports the target healthy.
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonGateTimeoutOpen)
+	waitEvent(t, ns, "web-1", controller.ReasonGateTimeoutOpen, corev1.EventTypeWarning)
+}
+
+func TestReloadReRegisters(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	startPod(t, ns, "web-1", "web", "10.1.0.51")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	before := suite.lb.registrations(pool, id)
+
+	suite.lb.reload("lb-b")
+	eventually(t, "re-registration on the reloaded instance", func() (bool, string) {
+		n := suite.lb.registrations(pool, id)
+		return n > before, fmt.Sprintf("%d register calls", n)
+	})
+	// Re-registered targets start unchecked: the gate waits for the LB again.
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+}
+
+func TestLoadBalancerDeletedReleasesGates(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: ns + "-lb"}, Spec: zv1.LoadBalancerSpec{
+		Provider: zv1.ProviderHAProxy, Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}}}}
+	if err := suite.c.Create(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	b.Spec.LoadBalancerRef.Name = lb.Name
+	// loadBalancerRef is immutable: bind through a second binding instead.
+	b2 := &zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-lb2"}, Spec: b.Spec}
+	b2.Spec.Pool = "be_web2"
+	if err := suite.c.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.c.Create(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "webhook sees web-lb2", func() (bool, string) {
+		p := newPod(ns, "probe", map[string]string{"app": "web"})
+		if err := suite.c.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err.Error()
+		}
+		for _, g := range p.Spec.ReadinessGates {
+			if string(g.ConditionType) == zv1.GateConditionType("web-lb2") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprint(p.Spec.ReadinessGates)
+	})
+	startPod(t, ns, "web-1", "web", "10.1.0.61")
+	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionFalse, "INI")
+
+	if err := suite.c.Delete(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionTrue, controller.ReasonLoadBalancerMissing)
+	waitEvent(t, ns, "web-1", controller.ReasonLoadBalancerMissing, corev1.EventTypeWarning)
+}

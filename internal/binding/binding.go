@@ -1,0 +1,72 @@
+// Package binding answers which TargetBindings bind a pod: a binding binds a
+// pod when the binding's Service selects the pod's labels. The webhook uses
+// it to inject readiness gates and the drain endpoint to know which load
+// balancers a pod must be drained from.
+package binding
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+)
+
+// Selecting returns the TargetBindings of the pod's namespace whose Service
+// selects the pod, in the order the reader lists them. A binding whose
+// Service does not exist or has no selector binds no pod (a Service without
+// selector has hand-made endpoints, which zerodrop does not gate).
+func Selecting(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
+	var list zv1.TargetBindingList
+	if err := r.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+		return nil, fmt.Errorf("list TargetBindings in namespace %q: %w", pod.Namespace, err)
+	}
+	var out []zv1.TargetBinding
+	for _, b := range list.Items {
+		if !b.DeletionTimestamp.IsZero() {
+			continue
+		}
+		ok, err := ServiceSelects(ctx, r, pod.Namespace, b.Spec.ServiceRef.Name, pod.Labels)
+		if err != nil {
+			return nil, fmt.Errorf("binding %s/%s: %w", b.Namespace, b.Name, err)
+		}
+		if ok {
+			out = append(out, b)
+		}
+	}
+	return out, nil
+}
+
+// ServiceSelects reports whether the named Service exists, has a selector,
+// and that selector matches podLabels.
+func ServiceSelects(ctx context.Context, r client.Reader, namespace, service string, podLabels map[string]string) (bool, error) {
+	var svc corev1.Service
+	err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: service}, &svc)
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("get Service %s/%s: %w", namespace, service, err)
+	}
+	if len(svc.Spec.Selector) == 0 {
+		return false, nil
+	}
+	return labels.SelectorFromValidatedSet(svc.Spec.Selector).Matches(labels.Set(podLabels)), nil
+}
+
+// HasGate reports whether the pod's spec carries the readiness gate of the
+// named binding.
+func HasGate(pod *corev1.Pod, bindingName string) bool {
+	want := corev1.PodConditionType(zv1.GateConditionType(bindingName))
+	for _, g := range pod.Spec.ReadinessGates {
+		if g.ConditionType == want {
+			return true
+		}
+	}
+	return false
+}

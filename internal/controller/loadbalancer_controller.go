@@ -1,0 +1,157 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/status,verbs=get;update;patch
+
+// InstanceTracker remembers what the last pool status reads said about each
+// load balancer instance, for the LoadBalancer's status. The binding
+// reconciler feeds it; no extra call reaches the load balancer.
+type InstanceTracker struct {
+	mu   sync.Mutex
+	seen map[string]map[string]zv1.InstanceStatus
+}
+
+// Observe records one pool status read of load balancer lb.
+func (t *InstanceTracker) Observe(lb string, s provider.PoolStatus, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.seen == nil {
+		t.seen = map[string]map[string]zv1.InstanceStatus{}
+	}
+	m := t.seen[lb]
+	if m == nil {
+		m = map[string]zv1.InstanceStatus{}
+		t.seen[lb] = m
+	}
+	for _, in := range s.Instances {
+		st := m[in.Instance]
+		st.Name = in.Instance
+		st.Reachable = in.Err == nil
+		st.Message = ""
+		if in.Err != nil {
+			st.Message = in.Err.Error()
+		}
+		if in.Restarted {
+			ts := metav1.NewTime(now)
+			st.LastReloadTime = &ts
+		}
+		m[in.Instance] = st
+	}
+}
+
+// Instances returns the recorded state of lb's instances, by name.
+func (t *InstanceTracker) Instances(lb string) map[string]zv1.InstanceStatus {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := map[string]zv1.InstanceStatus{}
+	for k, v := range t.seen[lb] {
+		out[k] = v
+	}
+	return out
+}
+
+// LoadBalancerReconciler writes LoadBalancer status from the InstanceTracker.
+type LoadBalancerReconciler struct {
+	// Client reads from the cache and writes status.
+	Client client.Client
+	// Instances is fed by the TargetBinding reconciler.
+	Instances *InstanceTracker
+	// Interval between status refreshes.
+	Interval time.Duration
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	var lb zv1.LoadBalancer
+	if err := r.Client.Get(ctx, req.NamespacedName, &lb); err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	seen := r.Instances.Instances(lb.Name)
+	next := lb.Status.DeepCopy()
+	next.ObservedGeneration = lb.Generation
+	next.Instances = nil
+	next.ReachableInstances = 0
+	var unreachable, unknown []string
+	for _, in := range lb.Spec.Instances {
+		st, ok := seen[in.Name]
+		if !ok {
+			unknown = append(unknown, in.Name)
+			continue
+		}
+		if st.Reachable {
+			next.ReachableInstances++
+		} else {
+			unreachable = append(unreachable, in.Name+": "+st.Message)
+		}
+		next.Instances = append(next.Instances, st)
+	}
+	sort.Slice(next.Instances, func(i, j int) bool { return next.Instances[i].Name < next.Instances[j].Name })
+	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Reachable",
+		Message: fmt.Sprintf("%d instance(s) reachable", next.ReachableInstances), ObservedGeneration: lb.Generation}
+	switch {
+	case len(unreachable) > 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionFalse, "InstanceUnreachable", strings.Join(unreachable, "; ")
+	case len(unknown) > 0:
+		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, "NotObserved",
+			"no TargetBinding has read these instances yet: "+strings.Join(unknown, ", ")
+	}
+	meta.SetStatusCondition(&next.Conditions, cond)
+	if !lbStatusEqual(&lb.Status, next) {
+		raw, err := json.Marshal(map[string]any{"status": next})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.Client.Status().Patch(ctx, &lb, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("update status of LoadBalancer %s: %w", lb.Name, err)
+		}
+	}
+	every := r.Interval
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	return reconcile.Result{RequeueAfter: every}, nil
+}
+
+func lbStatusEqual(a, b *zv1.LoadBalancerStatus) bool {
+	if a.ObservedGeneration != b.ObservedGeneration || a.ReachableInstances != b.ReachableInstances || len(a.Instances) != len(b.Instances) {
+		return false
+	}
+	for i := range a.Instances {
+		x, y := a.Instances[i], b.Instances[i]
+		if x.Name != y.Name || x.Reachable != y.Reachable || x.Message != y.Message || !x.LastReloadTime.Equal(y.LastReloadTime) {
+			return false
+		}
+	}
+	for _, c := range b.Conditions {
+		o := meta.FindStatusCondition(a.Conditions, c.Type)
+		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+// SetupWithManager registers the reconciler.
+func (r *LoadBalancerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).Named("loadbalancer").For(&zv1.LoadBalancer{}).Complete(r)
+}

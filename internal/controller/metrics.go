@@ -1,0 +1,68 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+// Metrics are the controller's Prometheus series, registered on
+// controller-runtime's registry (served on the manager's metrics address).
+type Metrics struct {
+	GateLatency      *prometheus.HistogramVec
+	DrainDuration    *prometheus.HistogramVec
+	GatesPending     *prometheus.GaugeVec
+	GatesStuck       *prometheus.GaugeVec
+	ProviderErrors   *prometheus.CounterVec
+	ProviderLatency  *prometheus.HistogramVec
+	InstanceRestarts *prometheus.CounterVec
+}
+
+var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
+
+// NewMetrics creates the series and registers them on reg (nil: the
+// controller-runtime registry). Registering twice returns the error.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		reg = ctrlmetrics.Registry
+	}
+	m := &Metrics{
+		GateLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zerodrop_gate_latency_seconds",
+			Help:    "Time from a pod's ContainersReady (as first seen by the controller) to its readiness gate turning True because every load balancer instance reported the target healthy.",
+			Buckets: latencyBuckets,
+		}, []string{"namespace", "binding"}),
+		DrainDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zerodrop_drain_duration_seconds",
+			Help:    "Time from the start of a target's drain (pod deletion or endpoint terminating) to the pod being reported drained; result is drained or timeout.",
+			Buckets: latencyBuckets,
+		}, []string{"namespace", "binding", "result"}),
+		GatesPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_gates_pending",
+			Help: "Targets registered but not yet healthy on every load balancer instance (their gate is False).",
+		}, []string{"namespace", "binding"}),
+		GatesStuck: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_gates_stuck",
+			Help: "Targets whose gate timed out (FailOpen or FailClosed) and that the load balancer still does not report healthy.",
+		}, []string{"namespace", "binding"}),
+		ProviderErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_provider_errors_total",
+			Help: "Failed provider calls by load balancer and operation (register, drain, deregister, status).",
+		}, []string{"loadbalancer", "operation"}),
+		ProviderLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "zerodrop_provider_call_duration_seconds",
+			Help:    "Duration of provider calls by load balancer and operation (each call covers every instance).",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"loadbalancer", "operation"}),
+		InstanceRestarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_instance_restarts_total",
+			Help: "Load balancer instances seen reloaded or restarted (runtime state lost, targets re-registered).",
+		}, []string{"loadbalancer", "instance"}),
+	}
+	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

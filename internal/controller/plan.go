@@ -1,0 +1,441 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/binding"
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// Gate condition reasons. The reason of a False gate is otherwise the load
+// balancer's own word (HAProxy's check status, e.g. L7STS, L4CON).
+const (
+	ReasonHealthy             = "Healthy"
+	ReasonGateTimeoutOpen     = "GateTimeoutFailOpen"
+	ReasonGateTimeoutClosed   = "GateTimeoutFailClosed"
+	ReasonWaitingContainers   = "WaitingForContainers"
+	ReasonWaitingEndpoint     = "WaitingForEndpoint"
+	ReasonBindingDeleted      = "BindingDeleted"
+	ReasonLoadBalancerMissing = "LoadBalancerNotFound"
+	ReasonDraining            = "Draining"
+	ReasonDrained             = "Drained"
+	ReasonDrainTimeout        = "DrainTimeout"
+	ReasonNotRegistered       = "NotRegistered"
+	ReasonDrainDisabled       = "DrainDisabled"
+)
+
+// action is what the reconciler asks of the provider for one target.
+type action int
+
+const (
+	actNone action = iota
+	actRegister
+	actDrain
+	actDeregister
+)
+
+func (a action) String() string {
+	return [...]string{"none", "register", "drain", "deregister"}[a]
+}
+
+// targetState is a target's place in its life, for the binding's counts.
+type targetState int
+
+const (
+	stWaiting targetState = iota // pod not ContainersReady yet, or no endpoint
+	stRegistering
+	stHealthy
+	stDraining
+	stDone // drained and deregistered, or never registered
+)
+
+// observedTarget is what the cluster says about one pod of a binding: from
+// its EndpointSlice entry and the Pod itself. Pod is nil when the pod is
+// gone but the load balancer still has its target.
+type observedTarget struct {
+	Key         types.NamespacedName
+	Pod         *corev1.Pod
+	IP          string
+	Port        int
+	HasEndpoint bool
+	// Terminating is the endpoint's terminating condition.
+	Terminating bool
+}
+
+// memo is what the reconciler remembers about a target between cycles:
+// times it cannot read back from the API (conditions have one-second
+// resolution) or from the load balancer.
+type memo struct {
+	containersReadySeen time.Time
+	drainStart          time.Time
+	drainedAt           time.Time
+	drainReason         string
+}
+
+// gateCondition is the desired readiness-gate condition of a pod.
+type gateCondition struct {
+	Status  corev1.ConditionStatus
+	Reason  string
+	Message string
+}
+
+// targetPlan is the decision for one target in one cycle.
+type targetPlan struct {
+	Key    types.NamespacedName
+	Target provider.Target
+	Action action
+	// Gate is the desired condition, nil to leave the pod alone (no gate,
+	// pod gone, or terminating).
+	Gate *gateCondition
+	// Drain is the verdict for the drain endpoint, nil when the pod is not
+	// being deleted.
+	Drain   *drainVerdict
+	State   targetState
+	Pending bool
+	// Stuck is true when the gate timed out (either policy).
+	Stuck bool
+	// GateLatency is set on the cycle the gate first turns True because the
+	// LB said healthy: time since ContainersReady was first seen.
+	GateLatency time.Duration
+	// DrainLatency is set on the cycle the target is first reported
+	// drained: time since the drain started.
+	DrainLatency time.Duration
+}
+
+type drainVerdict struct {
+	Drained bool
+	Reason  string
+	Message string
+}
+
+// planInput is everything one cycle decides from.
+type planInput struct {
+	Binding *zv1.TargetBinding
+	Check   provider.HealthCheck
+	Now     time.Time
+	// Targets are the pods the cluster knows (endpoints and gated pods).
+	Targets []observedTarget
+	// Pool is the provider's status of the pool, read once this cycle.
+	Pool provider.PoolStatus
+	// Memo is updated in place.
+	Memo map[provider.TargetID]*memo
+}
+
+// TargetID names a binding's pod in the load balancer's pool. '_' never
+// occurs in Kubernetes names, so the three parts can be told apart, and the
+// "zd_" prefix keeps the controller away from servers configured by hand.
+func TargetID(namespace, binding, pod string) provider.TargetID {
+	return provider.TargetID("zd_" + namespace + "_" + binding + "_" + pod)
+}
+
+// podOfTarget reverses targetID for the binding's own targets.
+func podOfTarget(id provider.TargetID, namespace, binding string) (string, bool) {
+	prefix := "zd_" + namespace + "_" + binding + "_"
+	s := string(id)
+	if !strings.HasPrefix(s, prefix) || len(s) == len(prefix) {
+		return "", false
+	}
+	return s[len(prefix):], true
+}
+
+// plan decides, for every target of a binding, the provider call, the gate
+// condition and the drain verdict. It is a pure function of its input (and
+// the memo it updates), so the reconcile rules are tested without a cluster
+// or a load balancer.
+func plan(in planInput) []targetPlan {
+	b := in.Binding
+	byKey := map[types.NamespacedName]observedTarget{}
+	for _, t := range in.Targets {
+		byKey[t.Key] = t
+	}
+	// Targets the LB has but the cluster no longer knows: the pod is gone.
+	for _, id := range in.Pool.Targets() {
+		name, ok := podOfTarget(id, b.Namespace, b.Name)
+		if !ok {
+			continue
+		}
+		key := types.NamespacedName{Namespace: b.Namespace, Name: name}
+		if _, known := byKey[key]; !known {
+			t := observedTarget{Key: key}
+			for _, in := range in.Pool.Instances {
+				if ts, ok := in.Targets[id]; ok && ts.Addr != "" {
+					t.IP, t.Port = splitAddr(ts.Addr)
+					break
+				}
+			}
+			byKey[key] = t
+		}
+	}
+	keys := make([]types.NamespacedName, 0, len(byKey))
+	for k := range byKey {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].Name < keys[j].Name })
+
+	out := make([]targetPlan, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, planTarget(in, byKey[k]))
+	}
+	return out
+}
+
+func planTarget(in planInput, t observedTarget) targetPlan {
+	b := in.Binding
+	id := TargetID(b.Namespace, b.Name, t.Key.Name)
+	m := in.Memo[id]
+	if m == nil {
+		m = &memo{}
+		in.Memo[id] = m
+	}
+	p := targetPlan{Key: t.Key, Target: provider.Target{ID: id, IP: t.IP, Port: t.Port, Check: in.Check}}
+	onLB := presentAnywhere(in.Pool, id)
+
+	deleting := t.Pod == nil || !t.Pod.DeletionTimestamp.IsZero() || t.Terminating ||
+		t.Pod.Status.Phase == corev1.PodSucceeded || t.Pod.Status.Phase == corev1.PodFailed
+	if deleting {
+		planDrain(in, t, m, onLB, &p)
+		return p
+	}
+	// A pod alive again after a drain (an endpoint flapping terminating)
+	// starts over.
+	*m = memo{containersReadySeen: m.containersReadySeen}
+
+	gated := binding.HasGate(t.Pod, b.Name)
+	cr := podCondition(t.Pod, corev1.ContainersReady)
+	containersReady := cr != nil && cr.Status == corev1.ConditionTrue
+	if containersReady && m.containersReadySeen.IsZero() {
+		m.containersReadySeen = in.Now
+	}
+	setGate := func(g gateCondition) {
+		if gated {
+			p.Gate = &g
+		}
+	}
+	current := podCondition(t.Pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
+
+	switch {
+	case !t.HasEndpoint || t.IP == "" || t.Port == 0:
+		p.State = stWaiting
+		p.Pending = gated && containersReady
+		if !onLB {
+			setGate(keepTrueOr(current, gateCondition{corev1.ConditionFalse, ReasonWaitingEndpoint,
+				"waiting for the pod's address in the Service's EndpointSlices"}))
+			return p
+		}
+		// Registered earlier: keep judging by the LB below with the address
+		// it has.
+	case !containersReady && !onLB:
+		p.State = stWaiting
+		setGate(keepTrueOr(current, gateCondition{corev1.ConditionFalse, ReasonWaitingContainers,
+			"registration waits for ContainersReady"}))
+		return p
+	}
+
+	// Register again when an instance lacks the target (new, or lost in a
+	// reload) or holds it out of rotation although the pod is alive (a
+	// registration cut short between its steps, or drained by hand): the
+	// provider's Register finishes the safe sequence idempotently.
+	if (!presentEverywhere(in.Pool, id) || outOfRotationSomewhere(in.Pool, id)) && t.HasEndpoint && t.IP != "" {
+		p.Action = actRegister
+	}
+	healthy, reason, message := in.Pool.Healthy(id)
+	if healthy {
+		p.State = stHealthy
+		if current == nil || current.Status != corev1.ConditionTrue || current.Reason != ReasonHealthy {
+			if !m.containersReadySeen.IsZero() && (current == nil || current.Status != corev1.ConditionTrue) {
+				p.GateLatency = in.Now.Sub(m.containersReadySeen)
+			}
+		}
+		setGate(gateCondition{corev1.ConditionTrue, ReasonHealthy, message})
+		return p
+	}
+	p.State = stRegistering
+	p.Pending = true
+	if reason == "InstanceUnreachable" && current != nil && current.Status == corev1.ConditionTrue {
+		// An instance that cannot be read gives no verdict: a Ready pod stays
+		// Ready rather than every pod of the Service turning unready at once
+		// because the controller lost its way to one LB instance.
+		p.State = stHealthy
+		setGate(*conditionOf(current))
+		return p
+	}
+	if current != nil && current.Status == corev1.ConditionTrue && current.Reason == ReasonGateTimeoutOpen {
+		// Failed open earlier: do not flap back to False; keep waiting for
+		// the LB's verdict to replace the timeout reason.
+		p.Stuck = true
+		setGate(*conditionOf(current))
+		return p
+	}
+	since := m.containersReadySeen
+	if current != nil && current.Status == corev1.ConditionFalse && current.LastTransitionTime.Time.After(since) {
+		since = current.LastTransitionTime.Time
+	}
+	if since.IsZero() {
+		since = in.Now
+	}
+	if timeout := b.Spec.GateTimeout(); in.Now.Sub(since) >= timeout {
+		p.Stuck = true
+		msg := fmt.Sprintf("the load balancer did not report the target healthy within %s: %s: %s", timeout, reason, message)
+		if b.Spec.OnGateTimeout() == zv1.FailOpen {
+			setGate(gateCondition{corev1.ConditionTrue, ReasonGateTimeoutOpen, msg})
+		} else {
+			setGate(gateCondition{corev1.ConditionFalse, ReasonGateTimeoutClosed, msg})
+		}
+		return p
+	}
+	if reason == "" {
+		reason = "NotHealthy"
+	}
+	setGate(gateCondition{corev1.ConditionFalse, reason, message})
+	return p
+}
+
+// planDrain handles a deleted or terminating pod's target: drain at once,
+// report drained when no instance has a session left (or the drain timed
+// out), deregister after the deregistration delay.
+func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan) {
+	b := in.Binding
+	id := p.Target.ID
+	p.State = stDraining
+	if m.drainStart.IsZero() {
+		m.drainStart = in.Now
+	}
+	if !onLB {
+		p.State = stDone
+		reason := ReasonNotRegistered
+		if !m.drainedAt.IsZero() {
+			reason = m.drainReason
+		}
+		p.Drain = &drainVerdict{true, reason, "the target is not in the pool"}
+		return
+	}
+	if !b.Spec.DrainEnabled() {
+		p.Action = actDeregister
+		p.Pending = true
+		m.drainReason = ReasonDrainDisabled
+		p.Drain = &drainVerdict{true, ReasonDrainDisabled, "drain is disabled: the target is removed at once"}
+		return
+	}
+	drained, sessions := in.Pool.Drained(id)
+	if m.drainedAt.IsZero() {
+		switch {
+		case drained:
+			m.drainedAt, m.drainReason = in.Now, ReasonDrained
+			p.DrainLatency = in.Now.Sub(m.drainStart)
+		case in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout():
+			m.drainedAt, m.drainReason = in.Now, ReasonDrainTimeout
+			p.DrainLatency = in.Now.Sub(m.drainStart)
+		}
+	}
+	p.Pending = true
+	if m.drainedAt.IsZero() {
+		if needsDrainCall(in.Pool, id) {
+			p.Action = actDrain
+		}
+		p.Drain = &drainVerdict{false, ReasonDraining, fmt.Sprintf("draining, %d session(s) left", sessions)}
+		return
+	}
+	msg := "no instance has a session on the target"
+	if m.drainReason == ReasonDrainTimeout {
+		msg = fmt.Sprintf("drain timeout %s passed with %d session(s) left", b.Spec.DrainTimeout(), sessions)
+	}
+	p.Drain = &drainVerdict{true, m.drainReason, msg}
+	if needsDrainCall(in.Pool, id) {
+		p.Action = actDrain
+	}
+	if in.Now.Sub(m.drainedAt) >= b.Spec.DeregistrationDelay() {
+		p.Action = actDeregister
+	}
+	_ = t
+}
+
+// needsDrainCall reports whether some instance still has the target in
+// rotation (not yet draining, drained or in maintenance).
+func needsDrainCall(s provider.PoolStatus, id provider.TargetID) bool {
+	for _, in := range s.Instances {
+		if ts, ok := in.Targets[id]; ok && ts.Health != provider.HealthDraining && ts.Health != provider.HealthDrained {
+			return true
+		}
+	}
+	return false
+}
+
+// outOfRotationSomewhere reports whether a reachable instance holds the
+// target in drain or maintenance.
+func outOfRotationSomewhere(s provider.PoolStatus, id provider.TargetID) bool {
+	for _, in := range s.Instances {
+		if ts, ok := in.Targets[id]; ok && (ts.Health == provider.HealthDraining || ts.Health == provider.HealthDrained) {
+			return true
+		}
+	}
+	return false
+}
+
+func presentAnywhere(s provider.PoolStatus, id provider.TargetID) bool {
+	for _, in := range s.Instances {
+		if _, ok := in.Targets[id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// presentEverywhere reports whether every reachable instance has the target;
+// an instance that was reloaded lost it and needs it again.
+func presentEverywhere(s provider.PoolStatus, id provider.TargetID) bool {
+	for _, in := range s.Instances {
+		if in.Err != nil {
+			continue
+		}
+		if _, ok := in.Targets[id]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func keepTrueOr(current *corev1.PodCondition, g gateCondition) gateCondition {
+	if current != nil && current.Status == corev1.ConditionTrue {
+		return *conditionOf(current)
+	}
+	return g
+}
+
+func conditionOf(c *corev1.PodCondition) *gateCondition {
+	return &gateCondition{c.Status, c.Reason, c.Message}
+}
+
+func podCondition(pod *corev1.Pod, t corev1.PodConditionType) *corev1.PodCondition {
+	if pod == nil {
+		return nil
+	}
+	for i := range pod.Status.Conditions {
+		if pod.Status.Conditions[i].Type == t {
+			return &pod.Status.Conditions[i]
+		}
+	}
+	return nil
+}
+
+// sameCondition reports whether the pod already has the desired condition,
+// so that the status patch can be skipped.
+func sameCondition(current *corev1.PodCondition, g *gateCondition) bool {
+	return current != nil && current.Status == g.Status && current.Reason == g.Reason && current.Message == g.Message
+}
+
+func splitAddr(addr string) (string, int) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr, 0
+	}
+	port := 0
+	fmt.Sscanf(addr[i+1:], "%d", &port)
+	return strings.Trim(addr[:i], "[]"), port
+}

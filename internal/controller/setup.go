@@ -1,0 +1,146 @@
+package controller
+
+import (
+	"context"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/binding"
+)
+
+// SetupWithManager registers the reconciler with the manager. Every watch
+// maps back to the bindings concerned, so a pod turning ContainersReady, an
+// endpoint turning terminating or a drain request from the drain endpoint
+// (nudges) starts a cycle at once instead of at the next requeue.
+func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-chan event.GenericEvent, workers int) error {
+	if workers <= 0 {
+		workers = 4
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("targetbinding").
+		For(&zv1.TargetBinding{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfPod),
+			builder.WithPredicates(podChanged())).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfSlice)).
+		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfService)).
+		Watches(&zv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfLoadBalancer),
+			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		WatchesRawSource(source.Channel(nudges, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		Complete(r)
+}
+
+// podChanged passes pod updates that matter to a binding: labels,
+// deletion, phase, ContainersReady and the gate conditions themselves.
+func podChanged() predicate.Predicate {
+	return predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+		o, ok1 := e.ObjectOld.(*corev1.Pod)
+		n, ok2 := e.ObjectNew.(*corev1.Pod)
+		if !ok1 || !ok2 {
+			return true
+		}
+		if !o.DeletionTimestamp.Equal(n.DeletionTimestamp) || o.Status.Phase != n.Status.Phase ||
+			o.Status.PodIP != n.Status.PodIP || !equalLabels(o.Labels, n.Labels) {
+			return true
+		}
+		return conditionKey(o) != conditionKey(n)
+	}}
+}
+
+func conditionKey(p *corev1.Pod) string {
+	var b strings.Builder
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.ContainersReady || strings.HasPrefix(string(c.Type), zv1.GateConditionPrefix) {
+			b.WriteString(string(c.Type) + "=" + string(c.Status) + "/" + c.Reason + ";")
+		}
+	}
+	return b.String()
+}
+
+func equalLabels(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *TargetBindingReconciler) bindingsOfPod(ctx context.Context, o client.Object) []reconcile.Request {
+	pod, ok := o.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	seen := map[string]bool{}
+	var out []reconcile.Request
+	add := func(name string) {
+		if !seen[name] {
+			seen[name] = true
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: pod.Namespace, Name: name}})
+		}
+	}
+	for _, g := range pod.Spec.ReadinessGates {
+		if name, ok := strings.CutPrefix(string(g.ConditionType), zv1.GateConditionPrefix); ok {
+			add(name)
+		}
+	}
+	bs, err := binding.Selecting(ctx, r.Client, pod)
+	if err != nil {
+		r.Log.Warn("map pod to bindings", "pod", pod.Namespace+"/"+pod.Name, "err", err)
+	}
+	for _, b := range bs {
+		add(b.Name)
+	}
+	return out
+}
+
+func (r *TargetBindingReconciler) bindingsInNamespace(ctx context.Context, namespace string, match func(*zv1.TargetBinding) bool) []reconcile.Request {
+	var list zv1.TargetBindingList
+	opts := []client.ListOption{}
+	if namespace != "" {
+		opts = append(opts, client.InNamespace(namespace))
+	}
+	if err := r.Client.List(ctx, &list, opts...); err != nil {
+		r.Log.Warn("list TargetBindings", "namespace", namespace, "err", err)
+		return nil
+	}
+	var out []reconcile.Request
+	for i := range list.Items {
+		if match(&list.Items[i]) {
+			out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: list.Items[i].Namespace, Name: list.Items[i].Name}})
+		}
+	}
+	return out
+}
+
+func (r *TargetBindingReconciler) bindingsOfSlice(ctx context.Context, o client.Object) []reconcile.Request {
+	svc := o.GetLabels()[discoveryv1.LabelServiceName]
+	if svc == "" {
+		return nil
+	}
+	return r.bindingsInNamespace(ctx, o.GetNamespace(), func(b *zv1.TargetBinding) bool { return b.Spec.ServiceRef.Name == svc })
+}
+
+func (r *TargetBindingReconciler) bindingsOfService(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.bindingsInNamespace(ctx, o.GetNamespace(), func(b *zv1.TargetBinding) bool { return b.Spec.ServiceRef.Name == o.GetName() })
+}
+
+func (r *TargetBindingReconciler) bindingsOfLoadBalancer(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.bindingsInNamespace(ctx, "", func(b *zv1.TargetBinding) bool { return b.Spec.LoadBalancerRef.Name == o.GetName() })
+}

@@ -1,0 +1,598 @@
+// Package controller holds zerodrop's reconcilers. The TargetBinding
+// reconciler is level-based and idempotent: every cycle it reads the
+// binding's targets from the Service's EndpointSlices and Pods, reads the
+// load balancer's pool once per instance, and then registers, drains and
+// deregisters targets, sets each pod's readiness-gate condition from the
+// load balancer's own health verdict, and reports drain verdicts to the
+// drain endpoint. Waiting is a requeue after a short interval, never an
+// error backoff.
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/binding"
+	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// Finalizer keeps a deleted TargetBinding until its gates are released and
+// its targets removed from the load balancer.
+const Finalizer = "zerodrop.dev/targets"
+
+// ConditionReady is the TargetBinding and LoadBalancer status condition.
+const ConditionReady = "Ready"
+
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/finalizers,verbs=update
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/status,verbs=patch
+// +kubebuilder:rbac:groups="",resources=services;namespaces,verbs=get;list;watch
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=zerodrop-system,resources=leases,verbs=get;list;watch;create;update;patch
+
+// TargetBindingReconciler reconciles TargetBindings.
+type TargetBindingReconciler struct {
+	// Client reads from the manager's cache and writes to the API server.
+	Client client.Client
+	// Recorder emits Events on gate and drain transitions.
+	Recorder events.EventRecorder
+	// Providers builds the provider of each LoadBalancer.
+	Providers *Providers
+	// Drains receives drain verdicts for the drain endpoint.
+	Drains *drain.Registry
+	// Metrics may be nil in tests.
+	Metrics *Metrics
+	// Instances, when set, receives every pool status read for the
+	// LoadBalancer's status.
+	Instances *InstanceTracker
+	// Log is the structured logger.
+	Log *slog.Logger
+	// PendingInterval is the cycle while any target registers or drains
+	// (sub-second: it bounds gate and drain latency beyond the LB's own).
+	PendingInterval time.Duration
+	// SteadyInterval is the cycle when nothing is pending: it re-checks
+	// healthy targets and notices LB reloads.
+	SteadyInterval time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+
+	mu    sync.Mutex
+	memos map[types.NamespacedName]map[provider.TargetID]*memo
+}
+
+func (r *TargetBindingReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *TargetBindingReconciler) memoFor(key types.NamespacedName) map[provider.TargetID]*memo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.memos == nil {
+		r.memos = map[types.NamespacedName]map[provider.TargetID]*memo{}
+	}
+	m := r.memos[key]
+	if m == nil {
+		m = map[provider.TargetID]*memo{}
+		r.memos[key] = m
+	}
+	return m
+}
+
+func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.memos, key)
+}
+
+// Reconcile implements reconcile.Reconciler.
+func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	log := r.Log.With("binding", req.String())
+	var b zv1.TargetBinding
+	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forgetMemo(req.NamespacedName)
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if !b.DeletionTimestamp.IsZero() {
+		return r.finalize(ctx, log, &b)
+	}
+	if controllerutil.AddFinalizer(&b, Finalizer) {
+		if err := r.Client.Update(ctx, &b); err != nil {
+			return reconcile.Result{}, fmt.Errorf("add finalizer to %s: %w", req, err)
+		}
+	}
+
+	var lb zv1.LoadBalancer
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err != nil {
+		if !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
+		// Nothing can judge the targets: release every gate so that no
+		// rollout stays stuck, and say so.
+		msg := fmt.Sprintf("LoadBalancer %q not found: gates released without a health verdict", b.Spec.LoadBalancerRef.Name)
+		if err := r.releaseGates(ctx, &b, ReasonLoadBalancerMissing, msg); err != nil {
+			return reconcile.Result{}, err
+		}
+		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, r.steady())
+	}
+	p, err := r.Providers.For(&lb)
+	if err != nil {
+		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "ProviderError", err.Error(), r.steady())
+	}
+
+	targets, resolveMsg, err := r.observe(ctx, &b)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+
+	pool, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
+	if r.Instances != nil {
+		r.Instances.Observe(lb.Name, pool, r.now())
+	}
+	for _, in := range pool.Instances {
+		if in.Restarted {
+			log.Info("load balancer instance restarted: re-registering its targets", "loadbalancer", lb.Name, "instance", in.Instance)
+			r.event(&b, nil, corev1.EventTypeWarning, "InstanceRestarted", "Resync",
+				"LoadBalancer %s instance %s lost its runtime state (reload or restart): targets re-registered", lb.Name, in.Instance)
+			if r.Metrics != nil {
+				r.Metrics.InstanceRestarts.WithLabelValues(lb.Name, in.Instance).Inc()
+			}
+		}
+	}
+	if statusErr != nil && len(pool.Instances) == 0 {
+		// Nothing was read: retry on the pending cycle; gates keep their
+		// last verdict.
+		log.Warn("read pool status", "loadbalancer", lb.Name, "pool", b.Spec.Pool, "err", statusErr)
+		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
+	}
+
+	interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &b.Spec)
+	plans := plan(planInput{
+		Binding: &b,
+		Check:   provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
+		Now:     r.now(),
+		Targets: targets,
+		Pool:    pool,
+		Memo:    r.memoFor(req.NamespacedName),
+	})
+
+	counts := zv1.TargetCounts{}
+	pending := false
+	var stuck, waiting int
+	var errs []error
+	for i := range plans {
+		tp := &plans[i]
+		if err := r.apply(ctx, log, &b, p, lb.Name, tp, targets); err != nil {
+			errs = append(errs, err)
+		}
+		pending = pending || tp.Pending
+		switch tp.State {
+		case stRegistering:
+			counts.Registering++
+			waiting++
+		case stHealthy:
+			counts.Healthy++
+		case stDraining:
+			counts.Draining++
+		}
+		if tp.State != stDone {
+			counts.Total++
+		}
+		if tp.Stuck {
+			stuck++
+		}
+	}
+	if r.Metrics != nil {
+		r.Metrics.GatesPending.WithLabelValues(b.Namespace, b.Name).Set(float64(waiting))
+		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
+	}
+	r.forgetGone(&b, plans)
+
+	requeue := r.steady()
+	if pending || statusErr != nil || len(errs) > 0 {
+		requeue = r.pending()
+	}
+	status, reason, msg := metav1.ConditionTrue, "Resolved", resolveMsg
+	if statusErr != nil {
+		status, reason, msg = metav1.ConditionFalse, "InstanceUnreachable", statusErr.Error()
+	} else if len(errs) > 0 {
+		status, reason, msg = metav1.ConditionFalse, "ProviderError", errors.Join(errs...).Error()
+	}
+	if len(errs) > 0 {
+		log.Warn("provider calls failed; retrying on the pending cycle", "err", errors.Join(errs...))
+	}
+	// Provider errors are retried on the pending cycle, not by error
+	// backoff: a gate must not wait minutes because one call failed.
+	return r.finishStatus(ctx, &b, counts, status, reason, msg, requeue)
+}
+
+func (r *TargetBindingReconciler) pending() time.Duration {
+	if r.PendingInterval > 0 {
+		return r.PendingInterval
+	}
+	return 250 * time.Millisecond
+}
+
+func (r *TargetBindingReconciler) steady() time.Duration {
+	if r.SteadyInterval > 0 {
+		return r.SteadyInterval
+	}
+	return 5 * time.Second
+}
+
+// observe lists the binding's targets: every endpoint of the Service port
+// that belongs to a pod, and every pod that carries the binding's gate but
+// has no endpoint yet.
+func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBinding) ([]observedTarget, string, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
+		return nil, "", fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+	}
+	byName := map[string]*corev1.Pod{}
+	for i := range pods.Items {
+		byName[pods.Items[i].Name] = &pods.Items[i]
+	}
+	seen := map[string]bool{}
+	var out []observedTarget
+
+	var svc corev1.Service
+	msg := ""
+	err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.ServiceRef.Name}, &svc)
+	switch {
+	case apierrors.IsNotFound(err):
+		msg = fmt.Sprintf("Service %q not found", b.Spec.ServiceRef.Name)
+	case err != nil:
+		return nil, "", fmt.Errorf("get Service %s/%s: %w", b.Namespace, b.Spec.ServiceRef.Name, err)
+	default:
+		portName, ok := servicePortName(&svc, b.Spec.ServiceRef.Port)
+		if !ok {
+			msg = fmt.Sprintf("Service %q has no port %s", svc.Name, b.Spec.ServiceRef.Port.String())
+			break
+		}
+		var slices discoveryv1.EndpointSliceList
+		if err := r.Client.List(ctx, &slices, client.InNamespace(b.Namespace),
+			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+			return nil, "", fmt.Errorf("list EndpointSlices of %s/%s: %w", b.Namespace, svc.Name, err)
+		}
+		for _, s := range slices.Items {
+			if s.AddressType != discoveryv1.AddressTypeIPv4 && s.AddressType != discoveryv1.AddressTypeIPv6 {
+				continue
+			}
+			port := 0
+			for _, sp := range s.Ports {
+				if sp.Port != nil && (sp.Name == nil && portName == "" || sp.Name != nil && *sp.Name == portName) {
+					port = int(*sp.Port)
+				}
+			}
+			for _, ep := range s.Endpoints {
+				if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 || seen[ep.TargetRef.Name] {
+					continue
+				}
+				pod := byName[ep.TargetRef.Name]
+				if pod == nil || pod.UID != ep.TargetRef.UID && ep.TargetRef.UID != "" {
+					continue // the pod is gone (or replaced under the same name)
+				}
+				seen[pod.Name] = true
+				out = append(out, observedTarget{
+					Key:         types.NamespacedName{Namespace: b.Namespace, Name: pod.Name},
+					Pod:         pod,
+					IP:          ep.Addresses[0],
+					Port:        port,
+					HasEndpoint: port != 0,
+					Terminating: ep.Conditions.Terminating != nil && *ep.Conditions.Terminating,
+				})
+			}
+		}
+		msg = fmt.Sprintf("Service %s port %s -> pool %s", svc.Name, b.Spec.ServiceRef.Port.String(), b.Spec.Pool)
+	}
+	for name, pod := range byName {
+		if !seen[name] && binding.HasGate(pod, b.Name) {
+			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod})
+		}
+	}
+	return out, msg, nil
+}
+
+// servicePortName maps the binding's port reference (the Service's port by
+// name or number) to the port's name, which EndpointSlices carry.
+func servicePortName(svc *corev1.Service, ref intstr.IntOrString) (string, bool) {
+	for _, sp := range svc.Spec.Ports {
+		if ref.Type == intstr.String && sp.Name == ref.StrVal || ref.Type == intstr.Int && sp.Port == ref.IntVal {
+			return sp.Name, true
+		}
+	}
+	return "", false
+}
+
+// status reads the pool once (one call per instance) and records metrics.
+func (r *TargetBindingReconciler) status(ctx context.Context, p provider.Provider, lb, pool string) (provider.PoolStatus, error) {
+	start := time.Now()
+	s, err := p.Status(ctx, pool)
+	r.observeCall(lb, "status", start, err)
+	return s, err
+}
+
+func (r *TargetBindingReconciler) observeCall(lb, op string, start time.Time, err error) {
+	if r.Metrics == nil {
+		return
+	}
+	r.Metrics.ProviderLatency.WithLabelValues(lb, op).Observe(time.Since(start).Seconds())
+	if err != nil {
+		r.Metrics.ProviderErrors.WithLabelValues(lb, op).Inc()
+	}
+}
+
+// apply carries out one target's plan: the provider call, the pod's gate
+// condition, the drain verdict, events and metrics.
+func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, tp *targetPlan, targets []observedTarget) error {
+	var pod *corev1.Pod
+	for i := range targets {
+		if targets[i].Key == tp.Key {
+			pod = targets[i].Pod
+		}
+	}
+	var callErr error
+	if tp.Action != actNone {
+		start := time.Now()
+		switch tp.Action {
+		case actRegister:
+			callErr = p.Register(ctx, b.Spec.Pool, tp.Target)
+		case actDrain:
+			callErr = p.SetDraining(ctx, b.Spec.Pool, tp.Target)
+		case actDeregister:
+			callErr = p.Deregister(ctx, b.Spec.Pool, tp.Target)
+			if errors.Is(callErr, provider.ErrTargetBusy) {
+				// Out of rotation already; sessions left. Retry next cycle.
+				log.Debug("deregister waits for sessions", "pod", tp.Key.Name)
+				callErr = nil
+				start = time.Time{}
+			}
+		}
+		if !start.IsZero() {
+			r.observeCall(lb, tp.Action.String(), start, callErr)
+		}
+		if callErr != nil {
+			callErr = fmt.Errorf("%s %s in pool %s: %w", tp.Action, tp.Target.ID, b.Spec.Pool, callErr)
+		} else {
+			log.Info("target "+tp.Action.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool)
+		}
+	}
+	if tp.Drain != nil {
+		prev, had := r.Drains.Lookup(tp.Key, b.Name)
+		r.Drains.Report(tp.Key, b.Name, drain.State{Drained: tp.Drain.Drained, Reason: tp.Drain.Reason, Message: tp.Drain.Message, Since: r.now()})
+		if pod != nil && (!had || prev.Drained != tp.Drain.Drained || prev.Reason != tp.Drain.Reason) {
+			kind := corev1.EventTypeNormal
+			if tp.Drain.Reason == ReasonDrainTimeout {
+				kind = corev1.EventTypeWarning
+			}
+			r.event(pod, b, kind, tp.Drain.Reason, "Drain", "%s (binding %s, pool %s)", tp.Drain.Message, b.Name, b.Spec.Pool)
+		}
+		if tp.DrainLatency > 0 && r.Metrics != nil {
+			result := "drained"
+			if tp.Drain.Reason == ReasonDrainTimeout {
+				result = "timeout"
+			}
+			r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
+		}
+	}
+	if tp.Gate != nil && pod != nil {
+		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
+		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
+		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
+		if err != nil {
+			return errors.Join(callErr, err)
+		}
+		if changed && transition {
+			kind := corev1.EventTypeNormal
+			if tp.Gate.Status != corev1.ConditionTrue || tp.Gate.Reason == ReasonGateTimeoutOpen {
+				kind = corev1.EventTypeWarning
+			}
+			if tp.Gate.Reason == ReasonWaitingContainers || tp.Gate.Reason == ReasonWaitingEndpoint {
+				kind = corev1.EventTypeNormal
+			}
+			r.event(pod, b, kind, "Gate"+string(tp.Gate.Status), "SetGate", "%s: %s: %s",
+				zv1.GateConditionType(b.Name), tp.Gate.Reason, tp.Gate.Message)
+		}
+		if changed && tp.GateLatency > 0 && r.Metrics != nil {
+			r.Metrics.GateLatency.WithLabelValues(b.Namespace, b.Name).Observe(tp.GateLatency.Seconds())
+		}
+	}
+	return callErr
+}
+
+// setGate patches the pod's gate condition unless it already says the same
+// (status patches skip no-ops). A strategic merge patch touches only this
+// condition: conditions merge by type, so the kubelet's own conditions are
+// never overwritten.
+func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, bindingName string, g *gateCondition) (bool, error) {
+	ct := corev1.PodConditionType(zv1.GateConditionType(bindingName))
+	current := podCondition(pod, ct)
+	if sameCondition(current, g) {
+		return false, nil
+	}
+	transition := metav1.NewTime(r.now())
+	if current != nil && current.Status == g.Status {
+		transition = current.LastTransitionTime
+	}
+	patch := map[string]any{"status": map[string]any{"conditions": []any{map[string]any{
+		"type":               ct,
+		"status":             g.Status,
+		"reason":             g.Reason,
+		"message":            g.Message,
+		"lastTransitionTime": transition,
+		"lastProbeTime":      nil,
+	}}}}
+	raw, err := json.Marshal(patch)
+	if err != nil {
+		return false, err
+	}
+	if err := r.Client.Status().Patch(ctx, pod, client.RawPatch(types.StrategicMergePatchType, raw)); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("set %s on pod %s/%s: %w", ct, pod.Namespace, pod.Name, err)
+	}
+	return true, nil
+}
+
+// releaseGates sets every gate of the binding True (reason says why) and
+// every drain verdict drained: with the binding or its LoadBalancer gone,
+// nothing may hold a rollout or a container.
+func (r *TargetBindingReconciler) releaseGates(ctx context.Context, b *zv1.TargetBinding, reason, msg string) error {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
+		return fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+	}
+	var errs []error
+	for i := range pods.Items {
+		pod := &pods.Items[i]
+		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
+		if _, ok := r.Drains.Lookup(key, b.Name); ok || !pod.DeletionTimestamp.IsZero() {
+			r.Drains.Report(key, b.Name, drain.State{Drained: true, Reason: reason, Message: msg, Since: r.now()})
+		}
+		if !binding.HasGate(pod, b.Name) || !pod.DeletionTimestamp.IsZero() {
+			continue
+		}
+		changed, err := r.setGate(ctx, pod, b.Name, &gateCondition{corev1.ConditionTrue, reason, msg})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if changed {
+			r.event(pod, b, corev1.EventTypeWarning, reason, "ReleaseGate", "%s set True: %s", zv1.GateConditionType(b.Name), msg)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// finalize releases the gates of a deleted binding, removes its targets
+// from the load balancer (best effort: the LoadBalancer may be gone too)
+// and drops the finalizer.
+func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(b, Finalizer) {
+		return reconcile.Result{}, nil
+	}
+	msg := fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name)
+	if err := r.releaseGates(ctx, b, ReasonBindingDeleted, msg); err != nil {
+		return reconcile.Result{}, err
+	}
+	r.event(b, nil, corev1.EventTypeNormal, ReasonBindingDeleted, "Finalize", "%s", msg)
+	var lb zv1.LoadBalancer
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err == nil {
+		if p, err := r.Providers.For(&lb); err == nil {
+			if pool, err := p.Status(ctx, b.Spec.Pool); err == nil || len(pool.Instances) > 0 {
+				for _, id := range pool.Targets() {
+					if _, ok := podOfTarget(id, b.Namespace, b.Name); ok {
+						if err := p.Deregister(ctx, b.Spec.Pool, provider.Target{ID: id}); err != nil {
+							log.Warn("deregister on binding deletion", "target", id, "err", err)
+						}
+					}
+				}
+			}
+		}
+	}
+	controllerutil.RemoveFinalizer(b, Finalizer)
+	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
+		return reconcile.Result{}, fmt.Errorf("remove finalizer from %s/%s: %w", b.Namespace, b.Name, err)
+	}
+	r.forgetMemo(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
+	return reconcile.Result{}, nil
+}
+
+// forgetGone drops memos and drain verdicts of targets that are done and
+// whose pod is gone.
+func (r *TargetBindingReconciler) forgetGone(b *zv1.TargetBinding, plans []targetPlan) {
+	live := map[provider.TargetID]bool{}
+	for _, tp := range plans {
+		live[tp.Target.ID] = true
+	}
+	memos := r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
+	r.mu.Lock()
+	for id := range memos {
+		if !live[id] {
+			delete(memos, id)
+		}
+	}
+	r.mu.Unlock()
+	for _, pod := range r.Drains.Pods(b.Namespace, b.Name) {
+		if !live[TargetID(b.Namespace, b.Name, pod.Name)] {
+			r.Drains.Forget(pod)
+		}
+	}
+}
+
+// finishStatus writes the binding's status unless it is unchanged, and
+// returns the requeue.
+func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.TargetBinding, counts zv1.TargetCounts, status metav1.ConditionStatus, reason, msg string, requeue time.Duration) (reconcile.Result, error) {
+	next := b.Status.DeepCopy()
+	next.ObservedGeneration = b.Generation
+	next.Targets = counts
+	meta.SetStatusCondition(&next.Conditions, metav1.Condition{
+		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation,
+	})
+	if !statusEqual(&b.Status, next) {
+		// The whole status in one merge patch: a diff-based patch would send
+		// only the changed counts, and the API server refuses a targets
+		// object without its required fields.
+		raw, err := json.Marshal(map[string]any{"status": next})
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		if err := r.Client.Status().Patch(ctx, b, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("update status of %s/%s: %w", b.Namespace, b.Name, err)
+		}
+	}
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+func statusEqual(a, b *zv1.TargetBindingStatus) bool {
+	if a.ObservedGeneration != b.ObservedGeneration || a.Targets != b.Targets || len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	for _, c := range b.Conditions {
+		o := meta.FindStatusCondition(a.Conditions, c.Type)
+		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *TargetBindingReconciler) event(regarding, related client.Object, kind, reason, action, note string, args ...any) {
+	if r.Recorder == nil {
+		return
+	}
+	if related == nil {
+		r.Recorder.Eventf(regarding, nil, kind, reason, action, note, args...)
+		return
+	}
+	r.Recorder.Eventf(regarding, related, kind, reason, action, note, args...)
+}

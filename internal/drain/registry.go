@@ -1,0 +1,103 @@
+// Package drain holds the controller's answer to "is pod X drained from
+// every load balancer?": the reconciler reports each pod's drain state per
+// TargetBinding into a Registry, and the drain endpoint (Handler) long-polls
+// the Registry for a pod's preStop hook or the graceful package.
+package drain
+
+import (
+	"sync"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// State is one binding's drain verdict for one pod.
+type State struct {
+	// Drained is true when no instance of the binding's load balancer sends
+	// the pod new requests and no session is left (or the drain timed out).
+	Drained bool
+	// Reason is a CamelCase word: Draining, Drained, DrainTimeout,
+	// NotRegistered, DrainDisabled, BindingDeleted, LoadBalancerNotFound.
+	Reason string
+	// Message gives details, e.g. the sessions left per instance.
+	Message string
+	// Since is when the pod entered this state.
+	Since time.Time
+}
+
+// Registry is the reconciler's drain verdicts, safe for concurrent use.
+type Registry struct {
+	mu      sync.Mutex
+	pods    map[types.NamespacedName]map[string]State // pod -> binding name -> state
+	changed chan struct{}
+}
+
+// NewRegistry returns an empty Registry.
+func NewRegistry() *Registry {
+	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: make(chan struct{})}
+}
+
+// Report records binding's verdict for pod and wakes the waiters when it
+// changed.
+func (r *Registry) Report(pod types.NamespacedName, binding string, s State) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.pods[pod]
+	if m == nil {
+		m = map[string]State{}
+		r.pods[pod] = m
+	}
+	old, ok := m[binding]
+	if ok && old.Drained == s.Drained && old.Reason == s.Reason && old.Message == s.Message {
+		return
+	}
+	if ok && old.Drained == s.Drained && old.Reason == s.Reason {
+		s.Since = old.Since
+	}
+	m[binding] = s
+	r.broadcastLocked()
+}
+
+// Forget drops everything known about pod (the pod is gone).
+func (r *Registry) Forget(pod types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.pods[pod]; ok {
+		delete(r.pods, pod)
+		r.broadcastLocked()
+	}
+}
+
+// Lookup returns binding's verdict for pod.
+func (r *Registry) Lookup(pod types.NamespacedName, binding string) (State, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, ok := r.pods[pod][binding]
+	return s, ok
+}
+
+// Pods returns the pods the registry knows for the binding namespace/name
+// (the binding's pods live in its namespace).
+func (r *Registry) Pods(namespace, binding string) []types.NamespacedName {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []types.NamespacedName
+	for pod, m := range r.pods {
+		if _, ok := m[binding]; ok && pod.Namespace == namespace {
+			out = append(out, pod)
+		}
+	}
+	return out
+}
+
+// Changed returns a channel closed at the next change of any verdict.
+func (r *Registry) Changed() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+func (r *Registry) broadcastLocked() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}

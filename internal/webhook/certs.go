@@ -1,0 +1,314 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=create
+// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=get;update,resourceNames=zerodrop-webhook-certs
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=zerodrop-controller
+
+// CertRotator keeps the webhook's serving certificate valid without
+// cert-manager: a CA and a serving certificate live in one Secret (shared by
+// every replica, so they agree), are written to the webhook server's
+// certificate directory (controller-runtime reloads changed files), and the
+// CA is patched into the MutatingWebhookConfiguration's caBundle. The
+// serving certificate is renewed when a third of its validity is left; the
+// CA likewise, with old and new CA both in the caBundle until the old one
+// expires.
+type CertRotator struct {
+	// Client reads and writes the Secret and the webhook configuration
+	// directly (not through a cache).
+	Client client.Client
+	// Secret holds ca.crt, ca.key, tls.crt, tls.key.
+	Secret types.NamespacedName
+	// WebhookConfiguration is the MutatingWebhookConfiguration to patch.
+	WebhookConfiguration string
+	// CertDir is the webhook server's certificate directory.
+	CertDir string
+	// DNSNames are the serving certificate's names, e.g.
+	// zerodrop-webhook.zerodrop-system.svc.
+	DNSNames []string
+	// CertValidity defaults to 90 days, CAValidity to 10 years.
+	CertValidity, CAValidity time.Duration
+	// CheckInterval defaults to one hour.
+	CheckInterval time.Duration
+	// Log is the structured logger.
+	Log *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+func (c *CertRotator) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// Start runs Ensure every CheckInterval until ctx ends (manager.Runnable;
+// every replica runs it, leader or not, since every replica serves).
+func (c *CertRotator) Start(ctx context.Context) error {
+	every := c.CheckInterval
+	if every <= 0 {
+		every = time.Hour
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := c.Ensure(ctx); err != nil && c.Log != nil {
+				c.Log.Error("webhook certificate rotation", "err", err)
+			}
+		}
+	}
+}
+
+// NeedLeaderElection tells the manager to run the rotator on every replica.
+func (c *CertRotator) NeedLeaderElection() bool { return false }
+
+// Ensure makes the Secret, the files and the caBundle valid and consistent.
+func (c *CertRotator) Ensure(ctx context.Context) error {
+	for attempt := 0; attempt < 5; attempt++ {
+		bundle, err := c.ensureSecret(ctx)
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			continue // another replica rotated at the same time: use its result
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.writeFiles(bundle); err != nil {
+			return err
+		}
+		return c.patchCABundle(ctx, bundle.caBundle)
+	}
+	return fmt.Errorf("secret %s: conflicting updates, giving up for now", c.Secret)
+}
+
+type certBundle struct {
+	caCert, caKey, cert, key, caBundle []byte
+}
+
+func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
+	var s corev1.Secret
+	err := c.Client.Get(ctx, c.Secret, &s)
+	exists := err == nil
+	if err != nil && !apierrors.IsNotFound(err) {
+		return certBundle{}, fmt.Errorf("get secret %s: %w", c.Secret, err)
+	}
+	b := certBundle{caCert: s.Data["ca.crt"], caKey: s.Data["ca.key"], cert: s.Data["tls.crt"], key: s.Data["tls.key"], caBundle: s.Data["ca-bundle.crt"]}
+	now := c.now()
+	certValidity, caValidity := c.CertValidity, c.CAValidity
+	if certValidity <= 0 {
+		certValidity = 90 * 24 * time.Hour
+	}
+	if caValidity <= 0 {
+		caValidity = 10 * 365 * 24 * time.Hour
+	}
+	changed := false
+	ca, caKey, caErr := parsePair(b.caCert, b.caKey)
+	if caErr != nil || now.After(ca.NotAfter.Add(-caValidity/3)) {
+		oldCA := b.caCert
+		if b.caCert, b.caKey, err = newCA(now, caValidity); err != nil {
+			return certBundle{}, err
+		}
+		ca, caKey, _ = parsePair(b.caCert, b.caKey)
+		b.caBundle = append(append([]byte{}, b.caCert...), stillValid(oldCA, now)...)
+		b.cert = nil
+		changed = true
+	}
+	if len(b.caBundle) == 0 {
+		b.caBundle, changed = b.caCert, true
+	}
+	leaf, _, leafErr := parsePair(b.cert, b.key)
+	if leafErr != nil || now.After(leaf.NotAfter.Add(-certValidity/3)) || !coversNames(leaf, c.DNSNames) ||
+		leaf.CheckSignatureFrom(ca) != nil {
+		if b.cert, b.key, err = newServingCert(now, certValidity, ca, caKey, c.DNSNames); err != nil {
+			return certBundle{}, err
+		}
+		changed = true
+	}
+	if !changed {
+		return b, nil
+	}
+	s.Namespace, s.Name = c.Secret.Namespace, c.Secret.Name
+	s.Type = corev1.SecretTypeOpaque
+	s.Data = map[string][]byte{"ca.crt": b.caCert, "ca.key": b.caKey, "tls.crt": b.cert, "tls.key": b.key, "ca-bundle.crt": b.caBundle}
+	if exists {
+		err = c.Client.Update(ctx, &s)
+	} else {
+		err = c.Client.Create(ctx, &s)
+	}
+	if err != nil {
+		return certBundle{}, err
+	}
+	if c.Log != nil {
+		c.Log.Info("webhook certificate issued", "secret", c.Secret.String(), "dnsNames", c.DNSNames)
+	}
+	return b, nil
+}
+
+func (c *CertRotator) writeFiles(b certBundle) error {
+	if err := os.MkdirAll(c.CertDir, 0o700); err != nil {
+		return fmt.Errorf("create cert dir %s: %w", c.CertDir, err)
+	}
+	for name, data := range map[string][]byte{"tls.key": b.key, "tls.crt": b.cert} {
+		path := filepath.Join(c.CertDir, name)
+		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+			continue
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, data, 0o600); err != nil {
+			return fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("rename %s: %w", tmp, err)
+		}
+	}
+	return nil
+}
+
+func (c *CertRotator) patchCABundle(ctx context.Context, bundle []byte) error {
+	if c.WebhookConfiguration == "" {
+		return nil
+	}
+	var cfg admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, &cfg); err != nil {
+		return fmt.Errorf("get MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	patch := client.MergeFrom(cfg.DeepCopy())
+	changed := false
+	for i := range cfg.Webhooks {
+		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
+			cfg.Webhooks[i].ClientConfig.CABundle = bundle
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.Client.Patch(ctx, &cfg, patch); err != nil {
+		return fmt.Errorf("patch caBundle of MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	return nil
+}
+
+func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	if len(certPEM) == 0 || len(keyPEM) == 0 {
+		return nil, nil, errors.New("missing")
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		return nil, nil, err
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return nil, nil, errors.New("key is not ECDSA")
+	}
+	return cert, key, nil
+}
+
+func stillValid(certPEM []byte, now time.Time) []byte {
+	blk, _ := pem.Decode(certPEM)
+	if blk == nil {
+		return nil
+	}
+	cert, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil || now.After(cert.NotAfter) {
+		return nil
+	}
+	return certPEM
+}
+
+func coversNames(cert *x509.Certificate, names []string) bool {
+	for _, n := range names {
+		if cert.VerifyHostname(n) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func newCA(now time.Time, validity time.Duration) ([]byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{CommonName: "zerodrop-webhook-ca"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(validity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	return sign(tmpl, tmpl, key, key)
+}
+
+func newServingCert(now time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string) ([]byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	cn := "zerodrop-webhook"
+	if len(names) > 0 {
+		cn = names[0]
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{CommonName: cn},
+		DNSNames:     names,
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(validity),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	return sign(tmpl, ca, key, caKey)
+}
+
+func sign(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) ([]byte, []byte, error) {
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("sign certificate %q: %w", tmpl.Subject.CommonName, err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), nil
+}
+
+func serial() *big.Int {
+	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	return n
+}
