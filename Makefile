@@ -4,7 +4,7 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # Kubernetes binaries are cached in $ZERODROP_CACHE, else ~/.cache/zerodrop.
 
-.PHONY: all build test unit demo check-examples bench docs fuzz deps clean
+.PHONY: all build test unit demo check-examples bench docs fuzz deps generate image clean
 
 all: build
 
@@ -35,6 +35,14 @@ bench: deps build
 
 docs:
 	$(GO) run ./hack/gendocs
+
+# generate regenerates deepcopy, CRDs and RBAC with controller-gen.
+generate:
+	bash hack/generate.sh
+
+# image builds the controller's container image (needs a Docker engine).
+image:
+	docker build -t zerodrop-controller .
 
 # fuzz runs every fuzz target for FUZZTIME (default 30s) each.
 fuzz:
