@@ -181,10 +181,18 @@ type RunOptions struct {
 	// Rate is the constant request rate (per second, across all HAProxy
 	// instances); default 200.
 	Rate float64
+	// SlowRate is the rate of slow requests sent besides Rate (reports,
+	// uploads: requests still in flight when a pod is told to stop);
+	// default Rate/50, at least 1 per second; negative for none.
+	SlowRate float64
+	// SlowLatency is how long a slow request takes (the app's ?sleep=);
+	// default 6 s, longer than the preStop sleep minus the LB's reaction,
+	// so slow requests are in flight at SIGTERM.
+	SlowLatency time.Duration
 	// Replicas of the Deployment; default 3.
 	Replicas int32
-	// Settle is the load before the first rollout and after the last;
-	// default 3 s.
+	// Settle is the load before the first rollout and after each one
+	// (once every new pod passes HAProxy's checks); default 3 s.
 	Settle time.Duration
 	// RolloutTimeout bounds each rollout; default 3 minutes.
 	RolloutTimeout time.Duration
@@ -246,6 +254,12 @@ func (o *RunOptions) defaults(s Scenario) {
 	}
 	if o.Rate <= 0 {
 		o.Rate = 200
+	}
+	if o.SlowRate == 0 {
+		o.SlowRate = max(1, o.Rate/50)
+	}
+	if o.SlowLatency <= 0 {
+		o.SlowLatency = 6 * time.Second
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = 3
@@ -325,25 +339,37 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	var rec recorder
 	var wg sync.WaitGroup
 	res.Started = time.Now()
-	for _, h := range t.HAProxy {
-		results, err := verify.Attack(loadCtx, verify.Load{
-			Target:   verify.Target{URL: "http://" + h.Frontend + "/"},
-			Rate:     o.Rate / float64(len(t.HAProxy)),
-			Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
-			Timeout:  5 * time.Second,
-		})
-		if err != nil {
-			return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range results {
-				rec.add(r)
-			}
-		}()
+	type stream struct {
+		path    string
+		rate    float64
+		timeout time.Duration
 	}
-	step("load at %.0f req/s through %d HAProxy instance(s); settling %s", o.Rate, len(t.HAProxy), o.Settle)
+	streams := []stream{{"/", o.Rate, 5 * time.Second}}
+	if o.SlowRate > 0 {
+		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second})
+	}
+	for _, h := range t.HAProxy {
+		for _, st := range streams {
+			results, err := verify.Attack(loadCtx, verify.Load{
+				Target:   verify.Target{URL: "http://" + h.Frontend + st.path},
+				Rate:     st.rate / float64(len(t.HAProxy)),
+				Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
+				Timeout:  st.timeout,
+			})
+			if err != nil {
+				return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range results {
+					rec.add(r)
+				}
+			}()
+		}
+	}
+	step("load at %.0f req/s (+ %.0f req/s taking %s) through %d HAProxy instance(s); settling %s",
+		o.Rate, max(0, o.SlowRate), o.SlowLatency, len(t.HAProxy), o.Settle)
 	var runErr error
 	if !sleepCtx(ctx, o.Settle) {
 		runErr = ctx.Err()
@@ -365,10 +391,19 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 		took := time.Since(start)
 		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
+		// Let the rollout's consequences land in its own window: new pods
+		// passing HAProxy's checks, then the settle time.
+		rctx, cancel = context.WithTimeout(ctx, o.RolloutTimeout)
+		err = waitServersUp(rctx, t.HAProxy, int(o.Replicas))
+		cancel()
+		if err != nil {
+			runErr = fmt.Errorf("lab: after rollout %d: %w", i+1, err)
+			break
+		}
+		if !sleepCtx(ctx, o.Settle) {
+			runErr = ctx.Err()
+		}
 		step("rollout %d/%d done in %s; %d failed so far", i+1, o.Rollouts, took.Round(10*time.Millisecond), rec.failedSoFar())
-	}
-	if runErr == nil && !sleepCtx(ctx, o.Settle) {
-		runErr = ctx.Err()
 	}
 	stopLoad()
 	wg.Wait()
