@@ -138,7 +138,7 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 			return err
 		}
 	}
-	in := report.Input{Report: rep, Warnings: loaded.Warnings, Rules: rules, FailOn: failOn, Version: version}
+	in := report.Input{Report: rep, Warnings: loaded.Warnings, Ignored: loaded.Ignored, Rules: rules, FailOn: failOn, Explain: f.explain, Version: version}
 	if err := report.Write(out, format, in, color); err != nil {
 		return err
 	}

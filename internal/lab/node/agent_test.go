@@ -1,5 +1,3 @@
-//go:build zerodrop_pending_cluster
-
 package node
 
 import (
@@ -235,7 +233,8 @@ func TestLivenessFailureRestartsTheContainer(t *testing.T) {
 	if cs.ContainerID == firstID || cs.LastTerminationState.Terminated == nil || cs.LastTerminationState.Terminated.ContainerID != firstID {
 		t.Errorf("after the restart: id %s (first %s), last state %+v; want a new id and the old run as last state", cs.ContainerID, firstID, cs.LastTerminationState)
 	}
-	ev := events(t, rec)
+	// The new run records its start a moment after it is reported running.
+	ev := waitRecords(t, rec, func(ev map[string][]time.Time) bool { return len(ev["start"]) >= 2 })
 	if len(ev["start"]) < 2 || len(ev["prestop"]) < 1 || len(ev["sigterm"]) < 1 {
 		t.Errorf("records %v: want two starts, and a preStop and SIGTERM for the killed run (the kubelet runs preStop on a liveness kill too)", keys(ev))
 	}
@@ -372,6 +371,20 @@ func TestUnknownImageWaitsWithErrImagePull(t *testing.T) {
 	}
 }
 
+// waitRecords reads a record file until cond holds (or a hang guard ends)
+// and returns the last reading.
+func waitRecords(t *testing.T, file string, cond func(map[string][]time.Time) bool) map[string][]time.Time {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ev := events(t, file)
+		if cond(ev) || time.Now().After(deadline) {
+			return ev
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func touch(t *testing.T, path string) {
 	t.Helper()
 	if err := os.WriteFile(path, nil, 0o644); err != nil {
@@ -444,5 +457,36 @@ func assertNamespaceGone(t *testing.T, ns string) {
 	})
 	if err != nil {
 		t.Errorf("namespace %s still listed after the pod is gone", ns)
+	}
+}
+
+func TestStartupProbeHoldsReadinessUntilItPasses(t *testing.T) {
+	l := requireLab(t)
+	started := l.file(t, "started")
+	c := helperContainer()
+	c.StartupProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{Exec: &v1.ExecAction{Command: []string{"test", "-f", started}}},
+		PeriodSeconds: 1, FailureThreshold: 600}
+	c.ReadinessProbe = &v1.Probe{ProbeHandler: v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(8080)}}, PeriodSeconds: 1}
+	init := v1.Container{Name: "init", Image: helperImage, Command: []string{"/helper", "record", "init", l.file(t, "init")}}
+	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName(t)},
+		Spec: v1.PodSpec{InitContainers: []v1.Container{init}, Containers: []v1.Container{c}}})
+	p := l.waitPod(t, pod, startTimeout, "running", func(p *v1.Pod) bool {
+		cs := p.Status.ContainerStatuses
+		return len(cs) == 1 && cs[0].State.Running != nil
+	})
+	if condition(p, v1.PodInitialized) != v1.ConditionTrue || len(p.Status.InitContainerStatuses) != 1 ||
+		p.Status.InitContainerStatuses[0].State.Terminated == nil || p.Status.InitContainerStatuses[0].State.Terminated.ExitCode != 0 {
+		t.Errorf("init container: %+v, Initialized %s; want it completed and the pod Initialized", p.Status.InitContainerStatuses, condition(p, v1.PodInitialized))
+	}
+	// The server listens, so readiness would pass, but startup has not.
+	time.Sleep(2 * time.Second)
+	p = l.waitPod(t, pod, startTimeout, "status", func(*v1.Pod) bool { return true })
+	if cs := p.Status.ContainerStatuses[0]; *cs.Started || cs.Ready || isReady(p) {
+		t.Fatalf("startup probe failing: %s; want started=false, not ready", describe(p))
+	}
+	touch(t, started)
+	p = l.waitPod(t, pod, startTimeout, "Ready after startup passed", isReady)
+	if cs := p.Status.ContainerStatuses[0]; !*cs.Started || cs.RestartCount != 0 {
+		t.Errorf("after startup: %s; want started and no restart", describe(p))
 	}
 }

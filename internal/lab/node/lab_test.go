@@ -1,5 +1,3 @@
-//go:build zerodrop_pending_cluster
-
 package node
 
 import (
