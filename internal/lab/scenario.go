@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/verify"
@@ -60,6 +61,21 @@ type Scenario struct {
 	// GracePeriod is terminationGracePeriodSeconds; zero keeps the
 	// default (30 s).
 	GracePeriod time.Duration
+
+	// The hooks below let a scenario bring its own load-balancer
+	// integration (zerodrop-controller's scenario: readiness gates and
+	// drain gates instead of the baseline syncer).
+
+	// ExternalLB skips the baseline syncer: something the scenario starts
+	// in Prepare keeps HAProxy's backend filled.
+	ExternalLB bool
+	// Prepare runs after the namespace is created and before the Service
+	// and Deployment are (label the namespace, create bindings, start a
+	// controller). The returned stop function runs when the scenario ends,
+	// also on failure.
+	Prepare func(ctx context.Context, t Target, namespace string) (stop func(), err error)
+	// Mutate changes the Deployment before it is created.
+	Mutate func(*appsv1.Deployment)
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -208,6 +224,9 @@ type RunOptions struct {
 // Target is the lab a scenario runs against: its API and its HAProxy
 // instances (a lab in this process, or one started by `zerodrop lab up`).
 type Target struct {
+	// Config is the admin client configuration (for controllers a
+	// scenario starts); Client is built from it.
+	Config  *rest.Config
 	Client  kubernetes.Interface
 	HAProxy []HAProxyState
 	// Check is the health check the syncer gives the servers it adds.
@@ -310,16 +329,31 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 	}()
 
-	stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
-	if err != nil {
-		return res, err
+	if s.Prepare != nil {
+		stop, err := s.Prepare(ctx, t, o.Namespace)
+		if err != nil {
+			return res, fmt.Errorf("lab: prepare scenario %s: %w", s.Name, err)
+		}
+		if stop != nil {
+			defer stop()
+		}
 	}
-	defer stopSync()
+	if !s.ExternalLB {
+		stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
+		if err != nil {
+			return res, err
+		}
+		defer stopSync()
+	}
 
 	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("lab: create service: %w", err)
 	}
-	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, s.Deployment(o.Namespace, o.Replicas), metav1.CreateOptions{}); err != nil {
+	dep := s.Deployment(o.Namespace, o.Replicas)
+	if s.Mutate != nil {
+		s.Mutate(dep)
+	}
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("lab: create deployment: %w", err)
 	}
 	step("deployed %d replicas; waiting until they serve through HAProxy", o.Replicas)
