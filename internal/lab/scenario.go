@@ -251,7 +251,8 @@ type Result struct {
 	// RolloutSeconds is how long each rollout took, from the restart to
 	// the last old pod gone.
 	RolloutSeconds []float64 `json:"rolloutSeconds"`
-	// P50/P99 latency of successful requests, in milliseconds.
+	// P50/P99 latency of the main stream's successful requests, in
+	// milliseconds.
 	LatencyP50ms float64   `json:"latencyP50ms"`
 	LatencyP99ms float64   `json:"latencyP99ms"`
 	Started      time.Time `json:"started"`
@@ -377,10 +378,11 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		path    string
 		rate    float64
 		timeout time.Duration
+		slow    bool
 	}
-	streams := []stream{{"/", o.Rate, 5 * time.Second}}
+	streams := []stream{{"/", o.Rate, 5 * time.Second, false}}
 	if o.SlowRate > 0 {
-		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second})
+		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second, true})
 	}
 	for _, h := range t.HAProxy {
 		for _, st := range streams {
@@ -397,7 +399,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			go func() {
 				defer wg.Done()
 				for r := range results {
-					rec.add(r)
+					rec.add(r, st.slow)
 				}
 			}()
 		}
@@ -456,12 +458,16 @@ type recorder struct {
 	ok       verify.Histogram
 }
 
-func (r *recorder) add(x verify.Result) {
+// add counts one result; latency percentiles are of the main stream's
+// successful requests only (slow requests take their fixed time).
+func (r *recorder) add(x verify.Result, slow bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
 	if !x.Failed() {
-		r.ok.Record(x.Latency)
+		if !slow {
+			r.ok.Record(x.Latency)
+		}
 		return
 	}
 	r.failed++
