@@ -138,7 +138,7 @@ func TestCheckCLI_FailOnAndConfigSilencing(t *testing.T) {
 		}
 		return p
 	}
-	noErrors := write("no-errors.yaml", "disable: [ZD201]\nignore:\n  - rules: [ZD103]\n    kind: Deploy*\n    namespace: prod*\n")
+	noErrors := write("no-errors.yaml", "disable: [ZD201]\nignore:\n  - rules: [ZD103]\n    kind: Deploy*\n    namespace: seed000-*\n")
 	out, errOut, code := runCheckCLI("", "--config", noErrors, "--color", "never", ex)
 	if code != exitClean || strings.Contains(out, "ZD201  examples/") || strings.Contains(out, "ZD103  examples/") || !strings.Contains(out, "ZD304  examples/") {
 		t.Errorf("errors silenced: exit %d (want 0), stderr %q, output:\n%s", code, errOut, out)

@@ -172,7 +172,32 @@ func Load(paths []string, opts Options) *Result {
 	for _, dir := range append(kustomizeDirs, opts.Kustomize...) {
 		res.merge(Kustomize(dir))
 	}
+	res.Warnings = append(res.Warnings, duplicates(res.Objects)...)
 	return res
+}
+
+// duplicates warns about objects defined more than once (same kind,
+// namespace and name): applied together, the later replaces the earlier, and
+// the check would relate both copies to the same Services, Ingresses and
+// PDBs, mixing one copy's numbers into the other's findings. Typical causes:
+// two versions of a manifest in one directory, or two overlays built into
+// the same namespace. The API group is left out of the key because
+// extensions/v1beta1 and networking.k8s.io/v1 Ingresses are one object.
+func duplicates(objs []*check.Object) []check.InputError {
+	type key struct{ kind, ns, name string }
+	first := map[key]*check.Object{}
+	var out []check.InputError
+	for _, o := range objs {
+		k := key{o.Ref.Kind, o.Ref.Namespace, o.Ref.Name}
+		f, ok := first[k]
+		if !ok {
+			first[k] = o
+			continue
+		}
+		out = append(out, check.InputError{Source: o.Source,
+			Err: fmt.Sprintf("%s is defined again (first at %s): applied together, one replaces the other, and the check relates both to the same Services, Ingresses and PodDisruptionBudgets", o.Ref, f.Source)})
+	}
+	return out
 }
 
 // Bytes reads the manifests in data as if they came from a file called name.

@@ -406,3 +406,29 @@ func TestLoad_WalkIgnoresFilesWithoutKubernetesObjects(t *testing.T) {
 		t.Errorf("named values.yaml: errors %s ignored %v, want one error", errorsText(named.Errors), named.Ignored)
 	}
 }
+
+func TestLoad_DuplicateObjectsAreWarnings(t *testing.T) {
+	dir := t.TempDir()
+	dep := func(ns, grace string) string {
+		return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: " + ns +
+			"\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: " + grace + "\n"
+	}
+	// Two versions of one Deployment (old and new file), and a third in
+	// another namespace, which is a different object.
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", dep("prod", "30"))
+	write("b.yaml", "# the new version\n"+dep("prod", "60")+"---\n"+dep("staging", "60"))
+	res := Load([]string{dir}, Options{})
+	if len(res.Errors) != 0 || len(res.Objects) != 3 {
+		t.Fatalf("objects %v errors %s: want all three objects loaded", refs(res.Objects), errorsText(res.Errors))
+	}
+	w := errorsText(res.Warnings)
+	want := filepath.Join(dir, "b.yaml") + ":2: Deployment prod/web is defined again (first at " + filepath.Join(dir, "a.yaml") + ":1)"
+	if len(res.Warnings) != 1 || !strings.Contains(w, want) {
+		t.Errorf("want one warning %q, got:\n%s", want, w)
+	}
+}
