@@ -99,6 +99,7 @@ func labForeground(cmd *cobra.Command, f labFlags, verbose bool) error {
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(cmd.OutOrStdout(), "lab ready in %s (Ctrl-C stops it)\n", l.Dir)
 	printLab(cmd.OutOrStdout(), l.State())
 	<-ctx.Done()
 	fmt.Fprintln(cmd.ErrOrStderr(), "stopping the lab")
@@ -149,6 +150,7 @@ func labBackground(cmd *cobra.Command, f labFlags, verbose bool) error {
 	fmt.Fprintf(cmd.ErrOrStderr(), "starting the lab (supervisor pid %d, log %s)\n", child.Process.Pid, logPath)
 	for {
 		if st, err := lab.ReadState(f.dir); err == nil && st.Ready && st.Supervisor.PID == child.Process.Pid {
+			fmt.Fprintf(cmd.OutOrStdout(), "lab ready in %s\n", st.Dir)
 			printLab(cmd.OutOrStdout(), *st)
 			return nil
 		}
@@ -177,7 +179,6 @@ func tail(path string, n int) string {
 }
 
 func printLab(w io.Writer, st lab.State) {
-	fmt.Fprintf(w, "lab ready in %s\n", st.Dir)
 	fmt.Fprintf(w, "  kubernetes  %s at %s\n", st.Kubernetes, st.Server)
 	fmt.Fprintf(w, "  kubeconfig  %s\n", st.Kubeconfig)
 	fmt.Fprintf(w, "  nodes       %s (pods in %s on bridge %s)\n", strings.Join(st.Nodes, ", "), st.PodCIDR, st.Bridge)

@@ -39,7 +39,9 @@ func startSyncer(ctx context.Context, t Target, ns, svc string, log *slog.Logger
 }
 
 // waitServersUp waits until the app backend of every instance has n servers
-// that are UP and not in maintenance.
+// that are UP, not in maintenance, and whose last health check passed (the
+// baseline syncer marks a new server UP before any check: UP alone does not
+// mean the app listens).
 func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 	for _, h := range hs {
 		c, err := hapi.NewClient(h.Socket)
@@ -52,7 +54,7 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 			up := 0
 			if err == nil {
 				for _, s := range states {
-					if s.Up() && !s.Admin.Maint() {
+					if s.Up() && !s.Admin.Maint() && s.CheckResult == hapi.CheckPassed {
 						up++
 					}
 				}

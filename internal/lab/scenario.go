@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/verify"
@@ -60,6 +61,21 @@ type Scenario struct {
 	// GracePeriod is terminationGracePeriodSeconds; zero keeps the
 	// default (30 s).
 	GracePeriod time.Duration
+
+	// The hooks below let a scenario bring its own load-balancer
+	// integration (zerodrop-controller's scenario: readiness gates and
+	// drain gates instead of the baseline syncer).
+
+	// ExternalLB skips the baseline syncer: something the scenario starts
+	// in Prepare keeps HAProxy's backend filled.
+	ExternalLB bool
+	// Prepare runs after the namespace is created and before the Service
+	// and Deployment are (label the namespace, create bindings, start a
+	// controller). The returned stop function runs when the scenario ends,
+	// also on failure.
+	Prepare func(ctx context.Context, t Target, namespace string) (stop func(), err error)
+	// Mutate changes the Deployment before it is created.
+	Mutate func(*appsv1.Deployment)
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -181,10 +197,18 @@ type RunOptions struct {
 	// Rate is the constant request rate (per second, across all HAProxy
 	// instances); default 200.
 	Rate float64
+	// SlowRate is the rate of slow requests sent besides Rate (reports,
+	// uploads: requests still in flight when a pod is told to stop);
+	// default Rate/50, at least 1 per second; negative for none.
+	SlowRate float64
+	// SlowLatency is how long a slow request takes (the app's ?sleep=);
+	// default 6 s, longer than the preStop sleep minus the LB's reaction,
+	// so slow requests are in flight at SIGTERM.
+	SlowLatency time.Duration
 	// Replicas of the Deployment; default 3.
 	Replicas int32
-	// Settle is the load before the first rollout and after the last;
-	// default 3 s.
+	// Settle is the load before the first rollout and after each one
+	// (once every new pod passes HAProxy's checks); default 3 s.
 	Settle time.Duration
 	// RolloutTimeout bounds each rollout; default 3 minutes.
 	RolloutTimeout time.Duration
@@ -200,6 +224,9 @@ type RunOptions struct {
 // Target is the lab a scenario runs against: its API and its HAProxy
 // instances (a lab in this process, or one started by `zerodrop lab up`).
 type Target struct {
+	// Config is the admin client configuration (for controllers a
+	// scenario starts); Client is built from it.
+	Config  *rest.Config
 	Client  kubernetes.Interface
 	HAProxy []HAProxyState
 	// Check is the health check the syncer gives the servers it adds.
@@ -224,7 +251,8 @@ type Result struct {
 	// RolloutSeconds is how long each rollout took, from the restart to
 	// the last old pod gone.
 	RolloutSeconds []float64 `json:"rolloutSeconds"`
-	// P50/P99 latency of successful requests, in milliseconds.
+	// P50/P99 latency of the main stream's successful requests, in
+	// milliseconds.
 	LatencyP50ms float64   `json:"latencyP50ms"`
 	LatencyP99ms float64   `json:"latencyP99ms"`
 	Started      time.Time `json:"started"`
@@ -246,6 +274,12 @@ func (o *RunOptions) defaults(s Scenario) {
 	}
 	if o.Rate <= 0 {
 		o.Rate = 200
+	}
+	if o.SlowRate == 0 {
+		o.SlowRate = max(1, o.Rate/50)
+	}
+	if o.SlowLatency <= 0 {
+		o.SlowLatency = 6 * time.Second
 	}
 	if o.Replicas <= 0 {
 		o.Replicas = 3
@@ -296,16 +330,31 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 	}()
 
-	stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
-	if err != nil {
-		return res, err
+	if s.Prepare != nil {
+		stop, err := s.Prepare(ctx, t, o.Namespace)
+		if err != nil {
+			return res, fmt.Errorf("lab: prepare scenario %s: %w", s.Name, err)
+		}
+		if stop != nil {
+			defer stop()
+		}
 	}
-	defer stopSync()
+	if !s.ExternalLB {
+		stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
+		if err != nil {
+			return res, err
+		}
+		defer stopSync()
+	}
 
 	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("lab: create service: %w", err)
 	}
-	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, s.Deployment(o.Namespace, o.Replicas), metav1.CreateOptions{}); err != nil {
+	dep := s.Deployment(o.Namespace, o.Replicas)
+	if s.Mutate != nil {
+		s.Mutate(dep)
+	}
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		return res, fmt.Errorf("lab: create deployment: %w", err)
 	}
 	step("deployed %d replicas; waiting until they serve through HAProxy", o.Replicas)
@@ -325,25 +374,38 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	var rec recorder
 	var wg sync.WaitGroup
 	res.Started = time.Now()
-	for _, h := range t.HAProxy {
-		results, err := verify.Attack(loadCtx, verify.Load{
-			Target:   verify.Target{URL: "http://" + h.Frontend + "/"},
-			Rate:     o.Rate / float64(len(t.HAProxy)),
-			Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
-			Timeout:  5 * time.Second,
-		})
-		if err != nil {
-			return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for r := range results {
-				rec.add(r)
-			}
-		}()
+	type stream struct {
+		path    string
+		rate    float64
+		timeout time.Duration
+		slow    bool
 	}
-	step("load at %.0f req/s through %d HAProxy instance(s); settling %s", o.Rate, len(t.HAProxy), o.Settle)
+	streams := []stream{{"/", o.Rate, 5 * time.Second, false}}
+	if o.SlowRate > 0 {
+		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second, true})
+	}
+	for _, h := range t.HAProxy {
+		for _, st := range streams {
+			results, err := verify.Attack(loadCtx, verify.Load{
+				Target:   verify.Target{URL: "http://" + h.Frontend + st.path},
+				Rate:     st.rate / float64(len(t.HAProxy)),
+				Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
+				Timeout:  st.timeout,
+			})
+			if err != nil {
+				return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for r := range results {
+					rec.add(r, st.slow)
+				}
+			}()
+		}
+	}
+	step("load at %.0f req/s (+ %.0f req/s taking %s) through %d HAProxy instance(s); settling %s",
+		o.Rate, max(0, o.SlowRate), o.SlowLatency, len(t.HAProxy), o.Settle)
 	var runErr error
 	if !sleepCtx(ctx, o.Settle) {
 		runErr = ctx.Err()
@@ -365,10 +427,19 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 		took := time.Since(start)
 		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
+		// Let the rollout's consequences land in its own window: new pods
+		// passing HAProxy's checks, then the settle time.
+		rctx, cancel = context.WithTimeout(ctx, o.RolloutTimeout)
+		err = waitServersUp(rctx, t.HAProxy, int(o.Replicas))
+		cancel()
+		if err != nil {
+			runErr = fmt.Errorf("lab: after rollout %d: %w", i+1, err)
+			break
+		}
+		if !sleepCtx(ctx, o.Settle) {
+			runErr = ctx.Err()
+		}
 		step("rollout %d/%d done in %s; %d failed so far", i+1, o.Rollouts, took.Round(10*time.Millisecond), rec.failedSoFar())
-	}
-	if runErr == nil && !sleepCtx(ctx, o.Settle) {
-		runErr = ctx.Err()
 	}
 	stopLoad()
 	wg.Wait()
@@ -387,12 +458,16 @@ type recorder struct {
 	ok       verify.Histogram
 }
 
-func (r *recorder) add(x verify.Result) {
+// add counts one result; latency percentiles are of the main stream's
+// successful requests only (slow requests take their fixed time).
+func (r *recorder) add(x verify.Result, slow bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
 	if !x.Failed() {
-		r.ok.Record(x.Latency)
+		if !slow {
+			r.ok.Record(x.Latency)
+		}
 		return
 	}
 	r.failed++

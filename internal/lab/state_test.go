@@ -117,7 +117,7 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		{Scheduled: at(3.0), Class: verify.Class503}, // rollout 2 (starts at 3.0)
 		{Scheduled: at(9.0), Class: verify.Class503}, // rollout 2, after its end: still its window
 	} {
-		r.add(x)
+		r.add(x, false)
 	}
 	res := Result{FailuresByClass: map[string]uint64{}}
 	r.fill(&res, []time.Time{at(1), at(3)})
