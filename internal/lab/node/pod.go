@@ -135,7 +135,7 @@ func (w *podWorker) start() {
 		w.initDone = true
 		for _, c := range w.containers {
 			if c.state.Waiting != nil {
-				c.state.Waiting.Reason = "ContainerCreating"
+				c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: "ContainerCreating"}}
 			}
 		}
 		w.mu.Unlock()
@@ -768,8 +768,8 @@ func (c *container) status() v1.ContainerStatus {
 		Name:                 c.spec.Name,
 		Image:                c.spec.Image,
 		ImageID:              "zerodrop-lab://" + c.spec.Image,
-		State:                c.state,
-		LastTerminationState: c.last,
+		State:                *c.state.DeepCopy(), // marshalled after the lock is released
+		LastTerminationState: *c.last.DeepCopy(),
 		RestartCount:         c.restarts,
 	}
 	running := c.state.Running != nil
