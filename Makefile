@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := $(CURDIR)/bin
-export ZERODROP_CACHE ?= $(CURDIR)/.cache
+# Kubernetes binaries are cached in $ZERODROP_CACHE, else ~/.cache/zerodrop.
 
 .PHONY: all build test unit demo check-examples bench docs fuzz deps clean
 
@@ -33,8 +33,12 @@ demo: deps build
 bench: deps build
 	bash bench/run.sh
 
-docs: build
+docs:
 	$(GO) run ./hack/gendocs
+
+# fuzz runs every fuzz target for FUZZTIME (default 30s) each.
+fuzz:
+	bash scripts/fuzz.sh
 
 clean:
 	rm -rf $(BIN)

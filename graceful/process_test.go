@@ -319,6 +319,7 @@ func TestShutdownUnderLoad_FixedDrainWait_NoFailedRequests(t *testing.T) {
 	waitClosed(t, l.down, "the LB to take the target out")
 	code := c.waitExit()
 	failures := l.halt()
+	t.Logf("%d requests succeeded (%d after readiness failed), %d failed", l.ok.Load(), l.okAfter.Load(), len(failures))
 
 	if len(failures) > 0 {
 		t.Errorf("%d requests failed across the shutdown, first: %s", len(failures), failures[0])
@@ -354,7 +355,7 @@ func TestPlainShutdownOnSIGTERM_DropsRequests(t *testing.T) {
 	if len(failures) == 0 {
 		t.Fatalf("no request failed with a plain Shutdown at SIGTERM; the LB model does not reproduce the race")
 	}
-	t.Logf("plain Shutdown: %d failed requests, first: %s", len(failures), failures[0])
+	t.Logf("plain Shutdown: %d requests succeeded, %d failed, first: %s", l.ok.Load(), len(failures), failures[0])
 }
 
 func TestShutdownUnderLoad_DrainEndpoint_NoFailedRequests(t *testing.T) {
@@ -386,6 +387,7 @@ func TestShutdownUnderLoad_DrainEndpoint_NoFailedRequests(t *testing.T) {
 	c.signal(syscall.SIGTERM)
 	code := c.waitExit()
 	failures := l.halt()
+	t.Logf("%d requests succeeded (%d after readiness failed), %d failed", l.ok.Load(), l.okAfter.Load(), len(failures))
 
 	if len(failures) > 0 {
 		t.Errorf("%d requests failed across the shutdown, first: %s", len(failures), failures[0])

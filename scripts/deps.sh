@@ -11,3 +11,6 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq >/dev/null
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+# The lab's and envtest's Kubernetes binaries (kube-apiserver, etcd, ...):
+# built once from the Go module proxy into the cache (~10 min the first time).
+go run ./cmd/zerodrop lab binaries

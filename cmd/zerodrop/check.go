@@ -137,8 +137,12 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		if err := check.WriteExplain(out, rep); err != nil {
 			return err
 		}
+		// A blank line between the last timeline and the first finding.
+		if _, err := io.WriteString(out, "\n"); err != nil {
+			return err
+		}
 	}
-	in := report.Input{Report: rep, Warnings: loaded.Warnings, Rules: rules, FailOn: failOn, Version: version}
+	in := report.Input{Report: rep, Warnings: loaded.Warnings, Ignored: loaded.Ignored, Rules: rules, FailOn: failOn, Explain: f.explain, Version: version}
 	if err := report.Write(out, format, in, color); err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
 var update = flag.Bool("update", false, "rewrite examples/golden/ from the current output")
@@ -92,6 +94,7 @@ func TestCheckExamples_Golden(t *testing.T) {
 	if len(cases) == 0 {
 		t.Skip("examples/ holds no examples yet")
 	}
+	schema := sarifSchema(t)
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			text, textCode := checkOutput(t, append([]string{"--color", "never"}, c.args...)...)
@@ -117,10 +120,47 @@ func TestCheckExamples_Golden(t *testing.T) {
 			if textCode != want {
 				t.Errorf("exit code %d, want %d for summary %+v", textCode, want, doc.Summary)
 			}
+			sarif, sarifCode := checkOutput(t, append([]string{"-o", "sarif"}, c.args...)...)
+			if sarifCode != textCode {
+				t.Errorf("exit code sarif %d, text %d", sarifCode, textCode)
+			}
+			inst, err := jsonschema.UnmarshalJSON(strings.NewReader(sarif))
+			if err != nil {
+				t.Fatalf("sarif output does not parse: %v", err)
+			}
+			if err := schema.Validate(inst); err != nil {
+				t.Errorf("sarif output is not valid SARIF 2.1.0: %v", err)
+			}
 			compareGolden(t, filepath.Join("examples", "golden", c.name+".txt"), text)
 			compareGolden(t, filepath.Join("examples", "golden", c.name+".json"), js)
 		})
 	}
+}
+
+// sarifSchema compiles the SARIF 2.1.0 schema that the report package's
+// tests use too.
+func sarifSchema(t *testing.T) *jsonschema.Schema {
+	t.Helper()
+	const path = "internal/check/report/testdata/sarif-schema-2.1.0.json"
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := jsonschema.NewCompiler()
+	c.AssertFormat()
+	if err := c.AddResource(path, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 func compareGolden(t *testing.T, path, got string) {

@@ -123,3 +123,90 @@ func TestCheckCLI_DefaultConfigFileIsRead(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: the .zerodrop.yaml in the working directory was not read", code, errOut)
 	}
 }
+
+func TestCheckCLI_FailOnAndConfigSilencing(t *testing.T) {
+	t.Chdir("../..")
+	ex := "examples/seed000-eks-alb-wrong.yaml" // ZD103 ZD201 errors, ZD304 warning, ZD302 ZD401 info
+	if _, _, code := runCheckCLI("", ex); code != exitFindings {
+		t.Fatalf("unsilenced: exit %d, want 1", code)
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	noErrors := write("no-errors.yaml", "disable: [ZD201]\nignore:\n  - rules: [ZD103]\n    kind: Deploy*\n    namespace: seed000-*\n")
+	out, errOut, code := runCheckCLI("", "--config", noErrors, "--color", "never", ex)
+	if code != exitClean || strings.Contains(out, "ZD201  examples/") || strings.Contains(out, "ZD103  examples/") || !strings.Contains(out, "ZD304  examples/") {
+		t.Errorf("errors silenced: exit %d (want 0), stderr %q, output:\n%s", code, errOut, out)
+	}
+	if _, _, code := runCheckCLI("", "--config", noErrors, "--fail-on", "warning", ex); code != exitFindings {
+		t.Errorf("--fail-on warning with a warning left: exit %d, want 1", code)
+	}
+	demoted := write("demoted.yaml", "disable: [ZD201, ZD103]\nseverity:\n  ZD304: info\nfailOn: warning\n")
+	out, _, code = runCheckCLI("", "--config", demoted, "-o", "json", ex)
+	var doc struct {
+		Summary struct{ Error, Warning, Info int }
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if code != exitClean || doc.Summary.Error != 0 || doc.Summary.Warning != 0 || doc.Summary.Info != 3 {
+		t.Errorf("ZD304 demoted to info with failOn warning: exit %d summary %+v, want exit 0 and 3 info", code, doc.Summary)
+	}
+	otherNS := write("other-ns.yaml", "ignore:\n  - rules: [\"*\"]\n    namespace: staging\n")
+	if _, _, code := runCheckCLI("", "--config", otherNS, ex); code != exitFindings {
+		t.Errorf("an ignore entry for another namespace silenced findings: exit %d", code)
+	}
+}
+
+const preStop30Grace40 = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 40
+      containers:
+        - name: web
+          image: example/web:1
+          readinessProbe: {httpGet: {path: /ready, port: 8080}}
+          lifecycle: {preStop: {sleep: {seconds: 30}}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+func TestCheckCLI_ConfigOptionsSetAnalysisFlags(t *testing.T) {
+	dir := t.TempDir()
+	man := filepath.Join(dir, "web.yaml")
+	cfg := filepath.Join(dir, "z.yaml")
+	os.WriteFile(man, []byte(preStop30Grace40), 0o644)
+	os.WriteFile(cfg, []byte("options:\n  shutdown-seconds: \"20\"\n"), 0o644)
+	// preStop 30 + shutdown 20 > grace 40: the configuration's assumption
+	// makes ZD201 fire.
+	out, _, _ := runCheckCLI("", "--config", cfg, "--color", "never", man)
+	if !strings.Contains(out, "ZD201") {
+		t.Errorf("options.shutdown-seconds 20 did not reach the analysis:\n%s", out)
+	}
+	// The command line wins over the file: 30 + 1 fits in 40.
+	out, _, _ = runCheckCLI("", "--config", cfg, "--shutdown-seconds", "1", "--color", "never", man)
+	if strings.Contains(out, "ZD201") {
+		t.Errorf("--shutdown-seconds 1 lost to the configuration:\n%s", out)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("failOn: error\noptions:\n  shutdown-seconds: soon\n"), 0o644)
+	_, errOut, code := runCheckCLI("", "--config", bad, man)
+	if code != exitInput || !strings.Contains(errOut, bad+":3: options: shutdown-seconds:") {
+		t.Errorf("a bad option value: exit %d, stderr %q", code, errOut)
+	}
+}

@@ -1,5 +1,3 @@
-//go:build labdeps
-
 package main
 
 import (
@@ -58,9 +56,8 @@ func (f *labFlags) options(logger *slog.Logger) lab.Options {
 	}
 }
 
-// labLogger writes the lab's logs to w at level (info, or debug with -v).
-func labLogger(w io.Writer, verbose bool) *slog.Logger {
-	level := slog.LevelInfo
+// labLogger writes the lab's logs to w at level (debug with -v).
+func labLogger(w io.Writer, level slog.Level, verbose bool) *slog.Logger {
 	if verbose {
 		level = slog.LevelDebug
 	}
@@ -96,7 +93,7 @@ until Ctrl-C. The kubeconfig and HAProxy frontends are printed, and
 func labForeground(cmd *cobra.Command, f labFlags, verbose bool) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := f.options(labLogger(cmd.ErrOrStderr(), verbose))
+	opts := f.options(labLogger(cmd.ErrOrStderr(), slog.LevelInfo, verbose))
 	opts.StartTimeout = f.timeout
 	l, err := lab.Up(ctx, opts)
 	if err != nil {
@@ -199,7 +196,7 @@ func newLabDownCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, cancel := signalContext(cmd.Context(), 3*time.Minute)
 			defer cancel()
-			did, err := lab.Down(ctx, dir, labLogger(cmd.ErrOrStderr(), false))
+			did, err := lab.Down(ctx, dir, labLogger(cmd.ErrOrStderr(), slog.LevelInfo, false))
 			if err != nil {
 				return err
 			}
@@ -299,7 +296,8 @@ Scenarios:
 			// Bounded: generous per rollout, plus the lab's start.
 			ctx, cancel := signalContext(cmd.Context(), time.Duration(len(scenarios))*(time.Duration(rollouts)*3*time.Minute+5*time.Minute)+f.timeout)
 			defer cancel()
-			logger := labLogger(cmd.ErrOrStderr(), verbose)
+			// Warnings only: the progress lines and the table are the output.
+			logger := labLogger(cmd.ErrOrStderr(), slog.LevelWarn, verbose)
 			var target lab.Target
 			if st, err := lab.ReadState(f.dir); err == nil && st.Ready && proc.Alive(st.Supervisor.PID, st.Supervisor.Exe) {
 				if target, err = lab.TargetFromState(st); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/spf13/pflag"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -71,7 +72,13 @@ type Explanation struct {
 	Source      Source             `json:"source"`
 	Pod         timing.Pod         `json:"pod"`
 	Assumptions timing.Assumptions `json:"assumptions"`
-	Frontends   []FrontendTimeline `json:"frontends"`
+	// Strategy is set when the workload's update strategy deletes pods
+	// before their replacements are Ready (Recreate, maxUnavailable above
+	// 0, StatefulSets, DaemonSets without maxSurge): the ZD104 message. The
+	// timelines model the surge rollout that rule asks for, so pods go
+	// away earlier than they show.
+	Strategy  string             `json:"strategy,omitempty"`
+	Frontends []FrontendTimeline `json:"frontends"`
 }
 
 // FrontendTimeline is one data path's view of a workload's rollout.
@@ -131,7 +138,13 @@ func Analyze(objs []*Object, opts Options) *Report {
 		fs = append(fs, c.bad...)
 		fs = append(fs, wf...)
 		if len(c.fronts) > 0 {
-			r.Explanations = append(r.Explanations, c.explain())
+			e := c.explain()
+			for _, f := range wf {
+				if f.RuleID == RuleRollingUpdate {
+					e.Strategy = f.Message
+				}
+			}
+			r.Explanations = append(r.Explanations, e)
 		}
 	}
 	fs = append(fs, checkWebhooks(ix)...)
@@ -155,29 +168,50 @@ func Analyze(objs []*Object, opts Options) *Report {
 // file, line, rule id, object and message.
 func finalize(fs []Finding, ix *index) []Finding {
 	silenced := map[ObjectRef]map[string]bool{}
-	silence := func(ref ObjectRef, anns ...map[string]string) {
-		var vals []string
-		for _, a := range anns {
-			vals = append(vals, a[AnnotationIgnore])
+	// silence reads the ignore annotation of o (prefix "" for its own
+	// metadata, "spec.template." for a pod template's). An id that names no
+	// rule is a ZD001 finding, as in the configuration file: a typo must
+	// not silently silence nothing.
+	silence := func(o *Object, prefix string, anns map[string]string) {
+		v, ok := anns[AnnotationIgnore]
+		if !ok {
+			return
 		}
-		if s := ignoreSet(vals...); len(s) > 0 {
-			silenced[ref] = s
+		s := ignoreSet(v)
+		var unknown []string
+		for id := range s {
+			if _, known := ruleByID[id]; !known && id != "ALL" && id != "*" {
+				unknown = append(unknown, id)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			fs = append(fs, newFinding(RuleBadAnnotation, o, annotationPath(prefix, AnnotationIgnore),
+				fmt.Sprintf("annotation %s on %s: unknown rule id %s (zerodrop check --list-rules lists them)", AnnotationIgnore, o.Ref, strings.Join(unknown, ", ")),
+				"nothing is silenced for the misspelt ids: the findings you meant to silence still report", ruleByID[RuleBadAnnotation].Fix))
+		}
+		if silenced[o.Ref] == nil {
+			silenced[o.Ref] = map[string]bool{}
+		}
+		for id := range s {
+			silenced[o.Ref][id] = true
 		}
 	}
 	for _, w := range ix.workloads {
-		silence(w.obj.Ref, w.meta.Annotations, w.tmpl.Annotations)
+		silence(w.obj, "", w.meta.Annotations)
+		silence(w.obj, "spec.template.", w.tmpl.Annotations)
 	}
 	for _, s := range ix.services {
-		silence(s.obj.Ref, s.svc.Annotations)
+		silence(s.obj, "", s.svc.Annotations)
 	}
 	for _, o := range ix.ingresses {
-		silence(o.Ref, ingressOf(o).Annotations)
+		silence(o, "", ingressOf(o).Annotations)
 	}
 	for _, o := range append(append(append([]*Object{}, ix.hpas...), ix.pdbs...), ix.webhooks...) {
-		silence(o.Ref, objectAnnotations(o))
+		silence(o, "", objectAnnotations(o))
 	}
 	for _, o := range ix.namespaceObjs {
-		silence(o.Ref, objectAnnotations(o))
+		silence(o, "", objectAnnotations(o))
 	}
 	type key struct {
 		rule  string

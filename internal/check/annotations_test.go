@@ -88,6 +88,17 @@ func TestIgnoreAnnotation(t *testing.T) {
 	if len(r.Findings) != 0 {
 		t.Errorf("silenced on the object and its template: still got:%s", dump(r))
 	}
+	// A misspelt id silences nothing and says so; the valid ones still work.
+	r = analyze(t, baseline(func(d *appsv1.Deployment) {
+		wrong(d)
+		d.Annotations = map[string]string{AnnotationIgnore: "ZD203,ZD101,ZD202"}
+		d.Spec.Template.Annotations = map[string]string{AnnotationIgnore: "ZD2O1"}
+	}), Options{})
+	bad := findings(r, RuleBadAnnotation)
+	if len(r.Findings) != 1 || len(bad) != 1 || bad[0].Field != `spec.template.metadata.annotations["zerodrop.dev/ignore"]` ||
+		!strings.Contains(bad[0].Message, "unknown rule id ZD2O1") {
+		t.Errorf("misspelt id: want one ZD001 on the template annotation, got:%s", dump(r))
+	}
 	// Silencing on the Ingress silences its own findings only.
 	objs := append(baseline(nil), ingress("web", "web", "alb", map[string]string{
 		"alb.ingress.kubernetes.io/target-type": "ip", AnnotationIgnore: "ZD302"}))

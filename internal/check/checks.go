@@ -87,7 +87,7 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 			f := newFinding(RuleRollingUpdate, o, "spec.strategy.type",
 				fmt.Sprintf("%s uses strategy Recreate: every pod is deleted before any replacement starts", c.ref()),
 				"the workload serves nothing from the first deletion until a new pod is Ready: clients see 502/503",
-				"```yaml\nstrategy:\n  type: RollingUpdate\n  rollingUpdate:\n    maxUnavailable: 0\n    maxSurge: 1\n```")
+				"```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```")
 			f.Severity = SeverityError
 			add(f)
 			return
@@ -151,6 +151,24 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 			"the node's pod serves nothing during its update: traffic sent to that node (externalTrafficPolicy Local, hostPort) fails",
 			"```yaml\nspec:\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n```\n(not possible with hostPort)"))
 	}
+}
+
+// graceFor is the part of a preStop fix about the grace period: raise
+// terminationGracePeriodSeconds to P + S + buffer when the new preStop P
+// needs it, or say that the current one already covers it (telling the user
+// to set the value they already have, often the default 30, reads as if it
+// were a change).
+func (c *wctx) graceFor(P float64) string {
+	need := timing.GraceNeeded(P, c.a)
+	sum := fmt.Sprintf("preStop %s + shutdown %s + buffer %s = %s", sec(P), sec(c.a.Shutdown), sec(c.a.Buffer), sec(need))
+	if need > c.pod.Grace {
+		return fmt.Sprintf("and raise `terminationGracePeriodSeconds: %d` (%s).", ceil(need), sum)
+	}
+	def := ""
+	if c.w.tmpl.Spec.TerminationGracePeriodSeconds == nil {
+		def = " (default)"
+	}
+	return fmt.Sprintf("terminationGracePeriodSeconds %s%s already covers %s.", sec(c.pod.Grace), def, sum)
 }
 
 // ZD201, ZD202, ZD206: termination arithmetic independent of the LB.
@@ -242,7 +260,7 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 					fmt.Sprintf("%s behind %s: preStop %s < drainingTimeoutSec %s + drain latency %s = %s",
 						c.ref(), lb.Name, sec(P), sec(lb.DrainingTimeout), sec(lb.Deregistration), sec(need)),
 					"GCLB still uses the pod's draining connections after the app stopped listening: clients see 502",
-					fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown + buffer).", ceil(need), ceil(timing.GraceNeeded(need, c.a))))
+					fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d\n```\n%s", ceil(need), c.graceFor(float64(ceil(need)))))
 				keep(f, need-P)
 			}
 		}
@@ -297,7 +315,17 @@ func (c *wctx) gateFix(fr *front) string {
 		if !fr.lb.TargetsPods {
 			return "Switch to ip targets and use the AWS readiness gate (see ZD303), then label the namespace.\n\n"
 		}
-		return fmt.Sprintf("Best: let the ALB's verdict gate Ready:\n\n```sh\nkubectl label namespace %s %s=enabled\n```\n\n", c.w.ns(), awsGateInjectLabel)
+		ns, where := c.w.ns(), ""
+		if ns == "" {
+			// The manifest leaves the namespace to kubectl, kustomize or
+			// Helm: name it without pretending to know it.
+			ns, where = "NAMESPACE", "   # the namespace you deploy to"
+		}
+		lbName := "ALB"
+		if fr.lb.Kind == timing.NLB {
+			lbName = "NLB"
+		}
+		return fmt.Sprintf("Best: let the %s's verdict gate Ready:\n\n```sh\nkubectl label namespace %s %s=enabled%s\n```\n\n", lbName, ns, awsGateInjectLabel, where)
 	case timing.GCE:
 		return "Best: container-native load balancing, whose NEG readiness gate GKE injects:\n\n```yaml\nmetadata:\n  annotations:\n    cloud.google.com/neg: '{\"ingress\": true}'\n```\n\n"
 	case timing.HAProxy:
@@ -328,8 +356,8 @@ func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
 		fix = "A longer preStop only moves the window. Put the server in drain before the app stops (zerodrop's drain gate, or `set server <backend>/<server> state drain` over the Runtime API from the preStop hook), or shorten it with `fastinter 500ms fall 2` and `option redispatch` + `retries`."
 	} else {
 		n := ceil(w.End) + 2
-		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\nand `terminationGracePeriodSeconds: %d` (preStop + shutdown %s + buffer %s). Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
-			n, sec(w.End), max(ceil(timing.GraceNeeded(float64(n), c.a)), int(c.pod.Grace)), sec(c.a.Shutdown), sec(c.a.Buffer), n)
+		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\n%s Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
+			n, sec(w.End), c.graceFor(float64(n)), n)
 	}
 	return newFinding(RuleEarlyExit, c.obj(), c.preStopField, msg, cons, fix)
 }
@@ -479,7 +507,7 @@ func (c *wctx) checkHPAs(add func(Finding)) {
 						o.Ref, p.Value, map[autoscalingv2.HPAScalingPolicyType]string{autoscalingv2.PercentScalingPolicy: "%", autoscalingv2.PodsScalingPolicy: " pods"}[p.Type],
 						c.ref(), p.PeriodSeconds, sec(math.Min(c.pod.PreStop, c.pod.Grace)), sec(c.a.Shutdown), sec(down)),
 					"several batches drain at once: capacity falls faster than the LB shifts traffic, latency and 503s rise",
-					fmt.Sprintf("```yaml\n    policies:\n    - type: Pods\n      value: 1\n      periodSeconds: %d\n```", max(ceil(down), 15)))
+					fmt.Sprintf("```yaml\nspec:\n  behavior:\n    scaleDown:\n      policies:\n      - type: Pods\n        value: 1\n        periodSeconds: %d\n```", max(ceil(down), 15)))
 				if !c.ignored(f.RuleID) {
 					add(f)
 				}
@@ -496,7 +524,17 @@ func (c *wctx) checkPDB(add func(Finding)) {
 	add(newFinding(RuleNoPDB, c.obj(), "metadata",
 		fmt.Sprintf("%s (%d replicas) is served but no PodDisruptionBudget selects its pods", c.ref(), c.w.replicas),
 		"a node drain can evict every replica at once, without a rollout's surge: an outage until they are rescheduled",
-		fmt.Sprintf("```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: %s\n  namespace: %s\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: %s\n```", c.w.meta.Name, c.w.ns(), flowMap(c.w.tmpl.Labels))))
+		fmt.Sprintf("```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nmetadata:\n  name: %s\n%sspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: %s\n```", c.w.meta.Name, namespaceLine(c.w.ns()), flowMap(c.w.tmpl.Labels))))
+}
+
+// namespaceLine is the "  namespace: NS" line of a fix's metadata, or
+// nothing for an object that leaves its namespace to kubectl, kustomize or
+// Helm (an empty "namespace:" would be null, not the same namespace).
+func namespaceLine(ns string) string {
+	if ns == "" {
+		return ""
+	}
+	return "  namespace: " + ns + "\n"
 }
 
 func flowMap(m map[string]string) string {

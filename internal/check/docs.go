@@ -57,7 +57,7 @@ func WriteRulesMarkdown(w io.Writer) error {
 	p("Values are seconds (`\"20\"`, `\"2.5\"`) or Go durations (`\"20s\"`, `\"1m30s\"`). Other annotations:\n\n")
 	p("- `%s: \"true\"` marks a workload as serving long-lived connections (WebSocket, gRPC streams) when ports and annotations do not say so.\n", AnnotationLongLived)
 	p("- `%s: NAME` (workload, pod template or Service) links the workload to a backend of `--haproxy-config`; without it, `--haproxy-backend` or the file's only backend is used.\n", AnnotationHAProxyBackend)
-	p("- `%s: \"ZD201,ZD305\"` on an object (or a workload's pod template) silences those rules for that object; `all` silences every rule.\n\n", AnnotationIgnore)
+	p("- `%s: \"ZD201,ZD305\"` on an object (or a workload's pod template) silences those rules for that object; `*` (or `all`) silences every rule; an unknown id is a ZD001 finding.\n\n", AnnotationIgnore)
 	p("## Load balancer defaults\n\n")
 	p("| data path | targets | I | H | unhealthy | R | D | deregistration delay | T_lb | readiness gate |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, k := range []struct {
@@ -117,7 +117,12 @@ func WriteRulesMarkdown(w io.Writer) error {
 		if r.Formula != "" {
 			p("Formula: `%s`\n\n", r.Formula)
 		}
-		p("Fix: %s\n", r.Fix)
+		if strings.HasPrefix(r.Fix, "```") {
+			// A code fence only opens at the start of a line.
+			p("Fix:\n\n%s\n", r.Fix)
+		} else {
+			p("Fix: %s\n", r.Fix)
+		}
 	}
 	return ew.err
 }

@@ -61,6 +61,9 @@ func TestExamples(t *testing.T) {
 				}
 				t.Errorf("rules = %v, want %v", got, c.want)
 			}
+			for _, f := range r.Findings {
+				checkFixYAML(t, f)
+			}
 			if os.Getenv("ZD_EXPLAIN") != "" {
 				var b strings.Builder
 				_ = WriteExplain(&b, r)

@@ -49,18 +49,21 @@ func writeExplanation(w *errWriter, e *Explanation) {
 	a := e.Assumptions
 	w.printf("  assumed: app start %s, shutdown %s, in-cluster propagation %s, longest request %s, buffer %s\n",
 		sec(a.Startup), sec(a.Shutdown), sec(a.Propagation), sec(a.LongestRequest), sec(a.Buffer))
+	if e.Strategy != "" {
+		w.printf("  note: the timelines below model a surge rollout (each old pod deleted only after its replacement is Ready);\n        this workload's strategy deletes pods earlier (ZD104: %s)\n", e.Strategy)
+	}
 	for _, f := range e.Frontends {
 		w.printf("\n  via %s: %s\n", f.Via, f.LB.Name)
 		if f.Gate != "" {
 			w.printf("  readiness gate: %s\n", f.Gate)
 		}
-		w.printf("\n  startup of a new pod (rolling update, maxSurge 1, maxUnavailable 0):\n")
+		w.printf("\n  startup of a new pod (one step of a surge rollout: the old pod is deleted once the new one is available):\n")
 		writeTimeline(w, f.Startup)
 		w.printf("\n  termination of an old pod:\n")
 		writeTimeline(w, f.Termination)
 		if r := f.Rollout; r != nil {
-			w.printf("\n  rollout of %d replicas (maxSurge %d, maxUnavailable 0): a step every %s, last old pod deleted at T+%s; fewest healthy targets in %s: %d\n",
-				r.Replicas, r.MaxSurge, timing.Sec(r.Step), timing.Sec(r.Duration), f.LB.Actor(), r.MinHealthy)
+			w.printf("\n  rollout of %s (maxSurge %d, maxUnavailable 0): a step every %s, last old pod deleted at T+%s; fewest healthy targets in %s: %d\n",
+				plural(r.Replicas, "replica"), r.MaxSurge, timing.Sec(r.Step), timing.Sec(r.Duration), f.LB.Actor(), r.MinHealthy)
 			for _, o := range r.Outages {
 				w.printf("      T+%s..T+%s (%s) no healthy target: every request fails with %s; %s\n", timing.Sec(o.Start), timing.Sec(o.End), timing.Sec(o.Seconds()), o.Effect, o.Why)
 			}
@@ -127,4 +130,12 @@ func writeTimeline(w *errWriter, t timing.Timeline) {
 		}
 		w.printf("      T+%s..T+%s (%s) %s: %s with %s; %s\n", timing.Sec(win.Start), timing.Sec(win.End), timing.Sec(win.Seconds()), win.Cause, exp, win.Effect, win.Why)
 	}
+}
+
+// plural writes "1 replica", "3 replicas".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

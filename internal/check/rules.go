@@ -69,13 +69,13 @@ var rules = []Rule{
 		ID: RuleRollingUpdate, Title: "Rolling update removes serving pods before replacements are ready", Severity: SeverityWarning,
 		Rationale: "With maxUnavailable above 0 (the Deployment default is 25%) or a Recreate strategy, Kubernetes deletes old pods before their replacements are Ready, so capacity drops during every rollout and a single-replica workload goes dark. StatefulSets always delete before they recreate; DaemonSets do unless maxSurge is set.",
 		Formula:   "maxUnavailable = 0 and maxSurge >= 1",
-		Fix:       "```yaml\nstrategy:\n  type: RollingUpdate\n  rollingUpdate:\n    maxUnavailable: 0\n    maxSurge: 1\n```\n(DaemonSet: `updateStrategy.rollingUpdate` with `maxSurge: 1, maxUnavailable: 0`, not possible with hostPort.)",
+		Fix:       "```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```\n(DaemonSet: `updateStrategy.rollingUpdate` with `maxSurge: 1, maxUnavailable: 0`, not possible with hostPort.)",
 	},
 	{
 		ID: RuleHPAFasterThanGates, Title: "HPA scales faster than pods pass gates or drain", Severity: SeverityWarning,
 		Rationale: "With readiness gates or minReadySeconds a new pod needs the LB's check time before it counts; a pod being removed needs preStop + shutdown. An HPA whose scale-down stabilization window is shorter than the startup time, or whose scale-down policies fire again before the previous batch drained, removes capacity faster than the LB catches up (seed 000: \"HPA too aggressive\").",
 		Formula:   "behavior.scaleDown.stabilizationWindowSeconds >= time to Ready (incl. gate / minReadySeconds); scaleDown policies periodSeconds >= P + S",
-		Fix:       "```yaml\nbehavior:\n  scaleDown:\n    stabilizationWindowSeconds: 300\n    policies:\n    - {type: Pods, value: 1, periodSeconds: <P + S or more>}\n```",
+		Fix:       "```yaml\nspec:\n  behavior:\n    scaleDown:\n      stabilizationWindowSeconds: 300\n      policies:\n      - {type: Pods, value: 1, periodSeconds: <P + S or more>}\n```",
 	},
 	{
 		ID: RuleSIGKILL, Title: "preStop + shutdown exceed the grace period (SIGKILL)", Severity: SeverityError,

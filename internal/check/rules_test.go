@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
@@ -145,8 +146,50 @@ func analyze(t *testing.T, objs []runtime.Object, opts Options) *Report {
 		if f.Object.Kind != "backend" && f.Source.Line != 100+len(f.Field) {
 			t.Errorf("%s: source line %d is not the line of field %q", f.RuleID, f.Source.Line, f.Field)
 		}
+		checkFixYAML(t, f)
 	}
 	return r
+}
+
+// checkFixYAML holds a finding's fix to what a user pastes: every ```yaml
+// block parses, starts at column 0 (a top-level key or list, not a fragment
+// cut out of the middle of a document) and sets no field to null (an empty
+// "namespace:" would clear the field instead of setting it).
+func checkFixYAML(t *testing.T, f Finding) {
+	t.Helper()
+	rest := f.Fix
+	for {
+		i := strings.Index(rest, "```yaml\n")
+		if i < 0 {
+			return
+		}
+		rest = rest[i+len("```yaml\n"):]
+		j := strings.Index(rest, "```")
+		if j < 0 {
+			t.Errorf("%s %s: unterminated yaml block in fix:\n%s", f.RuleID, f.Object, f.Fix)
+			return
+		}
+		block := rest[:j]
+		rest = rest[j+3:]
+		if strings.HasPrefix(block, " ") {
+			t.Errorf("%s %s: fix YAML is an indented fragment:\n%s", f.RuleID, f.Object, block)
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(block), &doc); err != nil {
+			t.Errorf("%s %s: fix YAML does not parse: %v\n%s", f.RuleID, f.Object, err, block)
+			continue
+		}
+		var nulls func(n *yaml.Node)
+		nulls = func(n *yaml.Node) {
+			if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+				t.Errorf("%s %s: fix YAML sets a field to null (line %d):\n%s", f.RuleID, f.Object, n.Line, block)
+			}
+			for _, c := range n.Content {
+				nulls(c)
+			}
+		}
+		nulls(&doc)
+	}
 }
 
 func findings(r *Report, rule string) []Finding {
@@ -422,8 +465,9 @@ func TestTerminationRules(t *testing.T) {
 		}},
 
 		{name: "no preStop, in-cluster D 3 s", rule: RuleEarlyExit, want: true, severity: &sevError,
-			contains: []string{"no preStop, so SIGTERM comes at T+0s while kube-proxy sends new requests until T+3s", "seconds: 5"},
-			objs:     func() []runtime.Object { return baseline(func(d *appsv1.Deployment) { container(d).Lifecycle = nil }) }},
+			contains: []string{"no preStop, so SIGTERM comes at T+0s while kube-proxy sends new requests until T+3s", "seconds: 5",
+				"terminationGracePeriodSeconds 30s already covers preStop 5s + shutdown 10s + buffer 10s = 25s"},
+			objs: func() []runtime.Object { return baseline(func(d *appsv1.Deployment) { container(d).Lifecycle = nil }) }},
 		{name: "preStop 5 s covers D 3 s", rule: RuleEarlyExit, objs: func() []runtime.Object { return baseline(nil) }},
 		{name: "propagation annotation 8 s exceeds preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"until T+8s"},
 			objs: func() []runtime.Object {
@@ -446,7 +490,8 @@ func TestTerminationRules(t *testing.T) {
 				container(d).Lifecycle.PreStop = &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/drain", Port: intstr.FromInt32(8080)}}
 			})
 		}},
-		{name: "GKE NEG drain latency 10 s > preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"GCLB sends new requests until T+10s"},
+		{name: "GKE NEG drain latency 10 s > preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"GCLB sends new requests until T+10s", "seconds: 12",
+			"raise `terminationGracePeriodSeconds: 32` (preStop 12s + shutdown 10s + buffer 10s = 32s)"},
 			objs: func() []runtime.Object { return append(baseline(nil), ingress("web", "web", "gce", nil)) }},
 
 		{name: "sh -c sleep in distroless", rule: RuleShellSleep, want: true, severity: &sevError,
@@ -543,7 +588,8 @@ func TestGKEDrainRule(t *testing.T) {
 	}
 	runRuleCases(t, []ruleCase{
 		{name: "seed 002: drainingTimeoutSec 60, preStop 120, grace 210", rule: RuleGKEDrain, objs: gke(120, 210, 60)},
-		{name: "preStop 30 < 60 + 10", rule: RuleGKEDrain, want: true, contains: []string{"preStop 30s < drainingTimeoutSec 60s + drain latency 10s = 70s", "seconds: 70"},
+		{name: "preStop 30 < 60 + 10", rule: RuleGKEDrain, want: true, contains: []string{"preStop 30s < drainingTimeoutSec 60s + drain latency 10s = 70s", "seconds: 70",
+			"raise `terminationGracePeriodSeconds: 90`"},
 			objs: gke(30, 60, 60)},
 		{name: "no draining configured", rule: RuleGKEDrain, objs: gke(15, 40, 0)},
 	})
@@ -660,6 +706,13 @@ func TestStructuralRules(t *testing.T) {
 	runRuleCases(t, []ruleCase{
 		{name: "3 replicas, no PDB", rule: RuleNoPDB, want: true, contains: []string{"matchLabels: {app: web, tier: web}"},
 			objs: func() []runtime.Object { return baseline(nil)[:2] }},
+		{name: "3 replicas, no PDB, namespace left to kubectl", rule: RuleNoPDB, want: true, contains: []string{"metadata:\n  name: web\nspec:"},
+			objs: func() []runtime.Object {
+				objs := baseline(nil)[:2]
+				objs[0].(*appsv1.Deployment).Namespace = ""
+				objs[1].(*corev1.Service).Namespace = ""
+				return objs
+			}},
 		{name: "PDB selects the pods", rule: RuleNoPDB, objs: func() []runtime.Object { return baseline(nil) }},
 		{name: "single replica", rule: RuleNoPDB, objs: func() []runtime.Object {
 			d := goodDeployment("web")

@@ -1,5 +1,3 @@
-//go:build labdeps
-
 // Package lab assembles zerodrop's local lab: a real control plane (package
 // cluster), node agents that play the kubelet and run pods as processes in
 // their own network namespaces (packages node and netns), and real HAProxy
@@ -445,6 +443,11 @@ func Down(ctx context.Context, dir string, log *slog.Logger) (bool, error) {
 			errs = append(errs, err)
 		}
 		waitGone(ctx, st.Supervisor.PID, st.Supervisor.Exe, 5*time.Second)
+	}
+	for _, h := range st.HAProxy {
+		if err := haproxy.StopDir(filepath.Dir(h.Config)); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for i := len(st.Processes) - 1; i >= 0; i-- {
 		p := st.Processes[i]

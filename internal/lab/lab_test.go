@@ -1,11 +1,10 @@
-//go:build labdeps
-
 package lab
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,6 +49,7 @@ func requireLab(t *testing.T) Options {
 		PodCIDR:   netns.PrefixForPID(pid),
 		AppBinary: app,
 		Binaries:  bins,
+		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 
@@ -133,7 +133,7 @@ func TestNaiveScenarioEndToEnd(t *testing.T) {
 	}
 	t.Cleanup(func() { l.Close() })
 	s, _ := ScenarioByName("naive")
-	res, err := Run(ctx, l.Target(), s, RunOptions{Rollouts: 2, Rate: 100, Replicas: 2, Settle: 2 * time.Second})
+	res, err := Run(ctx, l.Target(), s, RunOptions{Rollouts: 2, Rate: 100, Replicas: 2, Settle: 2 * time.Second, Logger: opts.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}

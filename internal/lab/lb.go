@@ -1,5 +1,3 @@
-//go:build labdeps
-
 package lab
 
 import (

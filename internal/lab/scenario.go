@@ -1,5 +1,3 @@
-//go:build labdeps
-
 package lab
 
 import (
@@ -39,6 +37,10 @@ type App struct {
 	// serving, close keep-alive connections, exit when idle); otherwise it
 	// exits at once, as Spring Boot did before 3.4.
 	Drain bool
+	// DrainWait is how long a draining app keeps serving after SIGTERM
+	// before it stops accepting (its own wait for the LB, on top of any
+	// preStop sleep).
+	DrainWait time.Duration
 }
 
 // Scenario is one way of deploying the sample app; the four baseline
@@ -88,7 +90,7 @@ var Scenarios = []Scenario{
 	{
 		Name:           "drain",
 		Summary:        "+ the app drains in-flight requests on SIGTERM",
-		App:            App{StartupDelay: baseApp.StartupDelay, Latency: baseApp.Latency, Drain: true},
+		App:            App{StartupDelay: baseApp.StartupDelay, Latency: baseApp.Latency, Drain: true, DrainWait: time.Second},
 		ReadinessProbe: true,
 		PreStopSleep:   5 * time.Second,
 		GracePeriod:    15 * time.Second,
@@ -120,7 +122,8 @@ func (s Scenario) Deployment(ns string, replicas int32) *appsv1.Deployment {
 		Name:    "app",
 		Image:   AppImage + ":v1",
 		Command: []string{AppEntrypoint},
-		Args:    appArgs(s.App),
+		Args:    appArgs(s.App, s),
+		Env:     appEnv(),
 		Ports:   []corev1.ContainerPort{{Name: "http", ContainerPort: appPort}},
 	}
 	if s.ReadinessProbe {

@@ -57,8 +57,8 @@ func SimulateRollout(p Pod, lb LB, a Assumptions, replicas, maxSurge int) Rollou
 	var cs []change
 	for k := 0; k < replicas; k++ {
 		created := float64(k/maxSurge) * avail
-		cs = append(cs, change{created + healthy, +1})                   // new pod k healthy
-		cs = append(cs, change{created + avail + lb.StopSending(0), -1}) // old pod k no longer used
+		cs = append(cs, change{created + healthy, +1})                                              // new pod k healthy
+		cs = append(cs, change{created + avail + lb.StopSending(math.Min(p.PreStop, p.Grace)), -1}) // old pod k no longer used
 		r.Duration = math.Max(r.Duration, created+avail)
 	}
 	// At equal times count removals first: the conservative order.

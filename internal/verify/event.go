@@ -1,6 +1,9 @@
 package verify
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // EventKind says where an Event comes from.
 type EventKind string
@@ -66,7 +69,10 @@ type Event struct {
 
 // String renders the event on one line.
 func (e Event) String() string {
-	s := string(e.Kind) + " " + e.Object + " " + e.Type
+	s := e.Object + " " + e.Type
+	if e.Object != string(e.Kind) && !strings.HasPrefix(e.Object, string(e.Kind)+"/") {
+		s = string(e.Kind) + " " + s
+	}
 	if e.Detail != "" {
 		s += " " + e.Detail
 	}

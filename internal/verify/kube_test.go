@@ -14,6 +14,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -313,7 +314,8 @@ func fakeController(t *testing.T, c kubernetes.Interface, brokenFor *atomic.Int6
 }
 
 // bumpGenerationOnPatch makes the fake clientset do what the apiserver does
-// when a Deployment's spec changes: increment metadata.generation.
+// when a Deployment's spec changes (by patch or update): increment
+// metadata.generation.
 func bumpGenerationOnPatch(t *testing.T, c *fake.Clientset) {
 	c.PrependReactor("patch", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		_, obj, err := k8stesting.ObjectReaction(c.Tracker())(a)
@@ -326,6 +328,17 @@ func bumpGenerationOnPatch(t *testing.T, c *fake.Clientset) {
 			t.Errorf("bump generation: %v", err)
 		}
 		return true, d, nil
+	})
+	c.PrependReactor("update", "deployments", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		d, ok := a.(k8stesting.UpdateAction).GetObject().(*appsv1.Deployment)
+		if !ok || a.GetSubresource() != "" {
+			return false, nil, nil
+		}
+		stored, err := c.Tracker().Get(appsv1.SchemeGroupVersion.WithResource("deployments"), d.Namespace, d.Name)
+		if err == nil && !equality.Semantic.DeepEqual(stored.(*appsv1.Deployment).Spec, d.Spec) {
+			d.Generation = stored.(*appsv1.Deployment).Generation + 1
+		}
+		return false, nil, nil // the default reactor stores d
 	})
 }
 
@@ -413,5 +426,48 @@ func TestRunDrivesARolloutAndLinesFailuresUpWithPodEvents(t *testing.T) {
 	}
 	if progress.Load() == 0 {
 		t.Errorf("progress callback never called")
+	}
+}
+
+func TestRunFailsTheVerdictWhenTheRolloutDoesNotCompleteInTime(t *testing.T) {
+	// Setup: nobody plays the Deployment controller, so the restart is never
+	// observed; the load is bounded to 600 ms.
+	// Expectation: the run ends by itself at the load bound, no request
+	// failed, yet the verdict fails because the rollout did not complete.
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	c := fake.NewClientset(deployment(1, 1, 1, 1, 1, 1), pod("web-old", true))
+	bumpGenerationOnPatch(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Load:      Load{Target: Target{URL: srv.URL}, Rate: 100, Duration: 600 * time.Millisecond},
+		Kube:      c,
+		Namespace: ns,
+		Rollout:   &RolloutAction{Deployment: "web", Images: map[string]string{"app": "web:v2"}},
+		Warmup:    50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Failed != 0 || rep.Requests != 60 {
+		t.Fatalf("%d requests, %d failed; want 60, 0", rep.Requests, rep.Failed)
+	}
+	if rep.Rollout == nil || rep.Rollout.Complete || rep.Verdict.Pass || !strings.Contains(rep.Verdict.Reason, "rollout did not complete") {
+		t.Fatalf("rollout %+v verdict %+v", rep.Rollout, rep.Verdict)
+	}
+	if rep.Config.Rollout != "set-image deployment/web app=web:v2" {
+		t.Errorf("config rollout %q", rep.Config.Rollout)
+	}
+}
+
+func TestRunRejectsAMissingDeployment(t *testing.T) {
+	c := fake.NewClientset()
+	_, err := Run(context.Background(), Config{
+		Load: Load{Target: Target{URL: "http://127.0.0.1:1/"}, Rate: 1, Duration: time.Second},
+		Kube: c, Namespace: ns, Rollout: &RolloutAction{Deployment: "nope"},
+	})
+	if err == nil || !strings.Contains(err.Error(), "deployment shop/nope not found") {
+		t.Fatalf("error %v", err)
 	}
 }

@@ -186,12 +186,16 @@ func (a *attacker) open(ctx context.Context, start, end time.Time) {
 	}
 	tickets := make(chan ticket)
 	var wg sync.WaitGroup
+	var inflight atomic.Int64 // workers between taking a ticket and ending its request
 	workers := 0
 	spawn := func() {
 		workers++
 		wg.Go(func() {
 			for t := range tickets {
-				a.results <- a.hit(client, t.seq, t.due)
+				inflight.Add(1)
+				r := a.hit(client, t.seq, t.due)
+				inflight.Add(-1)
+				a.results <- r
 			}
 		})
 	}
@@ -229,7 +233,11 @@ pacing:
 			continue
 		default:
 		}
-		if workers < a.load.maxWorkers() {
+		// No worker took the ticket at once. Grow the pool only if every
+		// worker is inside a request: a worker that finished its request
+		// and merely waits for the CPU will be back in a moment, and a new
+		// worker would cost a new connection, making a busy machine busier.
+		if workers < a.load.maxWorkers() && inflight.Load() >= int64(workers) {
 			spawn()
 		}
 		select {

@@ -53,8 +53,8 @@ type Recorder struct {
 	lag       Histogram
 	ok        int64
 	failed    int64
-	firstDue  time.Time
-	lastDue   time.Time
+	firstSent time.Time
+	lastSent  time.Time
 	lastEnd   time.Time
 	samples   []Result
 	events    []Event
@@ -88,11 +88,11 @@ func (r *Recorder) Add(res Result) {
 	b.latency.Record(res.Latency)
 	r.latency.Record(res.Latency)
 	r.lag.Record(res.Lag())
-	if r.firstDue.IsZero() || res.Scheduled.Before(r.firstDue) {
-		r.firstDue = res.Scheduled
+	if r.firstSent.IsZero() || res.Sent.Before(r.firstSent) {
+		r.firstSent = res.Sent
 	}
-	if res.Scheduled.After(r.lastDue) {
-		r.lastDue = res.Scheduled
+	if res.Sent.After(r.lastSent) {
+		r.lastSent = res.Sent
 	}
 	if end := res.Scheduled.Add(res.Latency); end.After(r.lastEnd) {
 		r.lastEnd = end
@@ -197,7 +197,7 @@ func (r *Recorder) Report() *Report {
 	if rep.Requests > 0 {
 		rep.FailedPercent = float64(rep.Failed) * 100 / float64(rep.Requests)
 	}
-	if span := r.lastDue.Sub(r.firstDue); span > 0 && rep.Requests > 1 {
+	if span := r.lastSent.Sub(r.firstSent); span > 0 && rep.Requests > 1 {
 		rep.Rate = float64(rep.Requests-1) / span.Seconds()
 	}
 	if rep.Samples == nil {

@@ -31,7 +31,8 @@ type Report struct {
 	// FailedPercent is 100 * Failed / Requests.
 	FailedPercent float64 `json:"failed_percent"`
 	// Rate is the achieved request rate: requests per second between the
-	// first and the last scheduled request.
+	// first and the last request actually sent (not scheduled), so a load
+	// generator that falls behind shows here and in Lag.
 	Rate float64 `json:"rate"`
 	// Failures has one entry per failure class that occurred, in
 	// FailureClasses order.
@@ -197,7 +198,7 @@ func ParseThreshold(s string) (Threshold, error) {
 	s = strings.TrimSpace(s)
 	if p, ok := strings.CutSuffix(s, "%"); ok {
 		f, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
-		if err != nil || f < 0 || f > 100 {
+		if err != nil || !(f >= 0 && f <= 100) { // also rejects NaN
 			return Threshold{}, fmt.Errorf("max failures %q: want a count like 3 or a percentage between 0%% and 100%%", s)
 		}
 		return Threshold{Percent: f, IsPercent: true}, nil

@@ -128,7 +128,7 @@ func WriteText(w io.Writer, r *Report) error {
 		fmt.Fprintf(&b, "\nwhen requests failed (timeline in %g ms buckets), and what happened just before\n", r.Timeline.BucketMS)
 		for _, e := range r.Episodes {
 			fmt.Fprintf(&b, "  %s – %s: %d failed (%s)\n", fmtAt(e.FromMS), fmtAt(e.ToMS), e.Failed, classCounts(e.Failures))
-			if len(e.Preceding) == 0 {
+			if len(e.Preceding) == 0 && watched(r) {
 				b.WriteString("      no pod, endpoint or rollout event in the 30 s before\n")
 			}
 			for _, ev := range e.Preceding {
@@ -149,6 +149,12 @@ func WriteText(w io.Writer, r *Report) error {
 	fmt.Fprintf(&b, "\nverdict: %s: %s\n", verdict, r.Verdict.Reason)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// watched reports whether the run watched a cluster (so that the absence of
+// pod events means something).
+func watched(r *Report) bool {
+	return r.Rollout != nil || r.Config.Selector != "" || r.Config.Service != ""
 }
 
 func truncate(s string, n int) string {

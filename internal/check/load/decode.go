@@ -51,6 +51,13 @@ func decodeChunk(c chunk) (res *Result) {
 			res.Errors = append(res.Errors, inputErr(c.file, c.line, c.doc, "cannot parse document: internal error: %v", p))
 		}
 	}()
+	if !c.json {
+		if top, ok := parseSimple(c.data); ok {
+			d := &document{file: c.file, doc: c.doc, lineOffset: c.line - 1}
+			d.object(top, res, 0)
+			return res
+		}
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(c.data))
 	for sub := 0; ; sub++ {
 		var doc yaml.Node
@@ -107,6 +114,7 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 	}
 	if n.Kind != yaml.MappingNode {
 		res.Errors = append(res.Errors, d.errAt(n, "expected a Kubernetes object (a mapping with apiVersion and kind), found %s", nodeKindName(n)))
+		res.notObjects++
 		return
 	}
 	apiVersion, kind := scalarField(n, "apiVersion"), scalarField(n, "kind")
@@ -119,6 +127,9 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 			missing = append(missing, "kind")
 		}
 		res.Errors = append(res.Errors, d.errAt(n, "object has no %s", strings.Join(missing, " or ")))
+		if len(missing) == 2 && depth == 0 {
+			res.notObjects++
+		}
 		return
 	}
 	if items := field(n, "items"); strings.HasSuffix(kind, "List") && items != nil {
@@ -374,6 +385,9 @@ func decodeJSONValue(c chunk, raw json.RawMessage, res *Result, depth int) {
 	}
 	if head.APIVersion == "" || head.Kind == "" {
 		res.Errors = append(res.Errors, inputErr(c.file, c.line, c.doc, "object has no apiVersion or kind"))
+		if head.APIVersion == "" && head.Kind == "" && depth == 0 {
+			res.notObjects++
+		}
 		return
 	}
 	if strings.HasSuffix(head.Kind, "List") && head.Items != nil {

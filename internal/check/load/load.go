@@ -48,6 +48,13 @@ type Result struct {
 	// Skipped counts objects of kinds the check does not know, by
 	// "apiVersion/kind" (for example "cert-manager.io/v1/Certificate").
 	Skipped map[string]int
+	// Ignored lists files met in directory walks that hold no Kubernetes
+	// object at all (Helm values, CI configs, zerodrop's own JSON reports):
+	// not errors, since a directory holds more than manifests. A file named
+	// on the command line is never ignored.
+	Ignored []string
+
+	notObjects int // documents without apiVersion and kind, or not mappings
 }
 
 func (r *Result) skip(apiVersion, kind string) {
@@ -61,6 +68,8 @@ func (r *Result) merge(o *Result) {
 	r.Objects = append(r.Objects, o.Objects...)
 	r.Errors = append(r.Errors, o.Errors...)
 	r.Warnings = append(r.Warnings, o.Warnings...)
+	r.Ignored = append(r.Ignored, o.Ignored...)
+	r.notObjects += o.notObjects
 	for k, n := range o.Skipped {
 		if r.Skipped == nil {
 			r.Skipped = map[string]int{}
@@ -152,7 +161,7 @@ func Load(paths []string, opts Options) *Result {
 				res.Errors = append(res.Errors, check.InputError{Source: check.Source{File: path}, Err: cleanPathErr(err)})
 				return nil
 			}
-			files = append(files, input{name: path, data: data})
+			files = append(files, input{name: path, data: data, walked: true})
 			return nil
 		})
 		if err != nil {
@@ -163,7 +172,32 @@ func Load(paths []string, opts Options) *Result {
 	for _, dir := range append(kustomizeDirs, opts.Kustomize...) {
 		res.merge(Kustomize(dir))
 	}
+	res.Warnings = append(res.Warnings, duplicates(res.Objects)...)
 	return res
+}
+
+// duplicates warns about objects defined more than once (same kind,
+// namespace and name): applied together, the later replaces the earlier, and
+// the check would relate both copies to the same Services, Ingresses and
+// PDBs, mixing one copy's numbers into the other's findings. Typical causes:
+// two versions of a manifest in one directory, or two overlays built into
+// the same namespace. The API group is left out of the key because
+// extensions/v1beta1 and networking.k8s.io/v1 Ingresses are one object.
+func duplicates(objs []*check.Object) []check.InputError {
+	type key struct{ kind, ns, name string }
+	first := map[key]*check.Object{}
+	var out []check.InputError
+	for _, o := range objs {
+		k := key{o.Ref.Kind, o.Ref.Namespace, o.Ref.Name}
+		f, ok := first[k]
+		if !ok {
+			first[k] = o
+			continue
+		}
+		out = append(out, check.InputError{Source: o.Source,
+			Err: fmt.Sprintf("%s is defined again (first at %s): applied together, one replaces the other, and the check relates both to the same Services, Ingresses and PodDisruptionBudgets", o.Ref, f.Source)})
+	}
+	return out
 }
 
 // Bytes reads the manifests in data as if they came from a file called name.
@@ -173,8 +207,9 @@ func Bytes(name string, data []byte) *Result {
 
 // input is one file's content.
 type input struct {
-	name string
-	data []byte
+	name   string
+	data   []byte
+	walked bool // found in a directory walk, not named by the user
 }
 
 // chunk is one document of one file, with the line it starts on.
@@ -184,7 +219,9 @@ type chunk struct {
 	line int // 1-based line of the chunk's first byte in its file
 	data []byte
 	json bool
-	err  *check.InputError // a whole-file error found while splitting
+	// walked marks chunks of files found in directory walks.
+	walked bool
+	err    *check.InputError // a whole-file error found while splitting
 }
 
 // loadInputs splits every file into documents and decodes them in parallel
@@ -192,7 +229,11 @@ type chunk struct {
 func loadInputs(files []input) *Result {
 	var chunks []chunk
 	for _, f := range files {
-		chunks = append(chunks, split(f.name, f.data)...)
+		cs := split(f.name, f.data)
+		for i := range cs {
+			cs[i].walked = f.walked
+		}
+		chunks = append(chunks, cs...)
 	}
 	return decodeChunks(chunks)
 }
@@ -220,8 +261,20 @@ func decodeChunks(chunks []chunk) *Result {
 	close(next)
 	wg.Wait()
 	out := &Result{}
-	for _, r := range results {
-		out.merge(r)
+	for i := 0; i < len(chunks); {
+		// One file's documents: a walked file none of whose documents is
+		// a Kubernetes object is ignored rather than reported.
+		j := i
+		file := &Result{}
+		for ; j < len(chunks) && chunks[j].file == chunks[i].file; j++ {
+			file.merge(results[j])
+		}
+		if chunks[i].walked && len(file.Objects) == 0 && len(file.Skipped) == 0 && len(file.Warnings) == 0 &&
+			file.notObjects > 0 && file.notObjects == len(file.Errors) {
+			file = &Result{Ignored: []string{chunks[i].file}}
+		}
+		out.merge(file)
+		i = j
 	}
 	return out
 }

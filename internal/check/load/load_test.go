@@ -373,3 +373,62 @@ func TestLoad_EmptyAndCommentOnlyInputs(t *testing.T) {
 		t.Errorf("empty inputs gave objects %v errors %s", refs(res.Objects), errorsText(res.Errors))
 	}
 }
+
+func TestLoad_WalkIgnoresFilesWithoutKubernetesObjects(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"values.yaml":   "replicaCount: 2\nimage: {tag: x}\n",
+		"report.json":   "{\"schemaVersion\": \"zerodrop.dev/check/v1\", \"findings\": []}\n",
+		"playbook.yaml": "- hosts: all\n",
+		"svc.yaml":      "apiVersion: v1\nkind: Service\nmetadata: {name: s}\n",
+		"mixed.yaml":    "apiVersion: v1\nkind: Service\nmetadata: {name: m}\n---\nfoo: bar\n",
+	}
+	for n, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, n), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res := Load([]string{dir}, Options{})
+	if len(res.Ignored) != 3 {
+		t.Errorf("ignored = %v, want values.yaml, report.json and playbook.yaml", res.Ignored)
+	}
+	// A file with one object and one stray document is a manifest with a
+	// mistake: the stray document stays an error.
+	if len(res.Errors) != 1 || !strings.HasSuffix(res.Errors[0].Source.File, "mixed.yaml") {
+		t.Errorf("errors = %s, want only mixed.yaml's second document", errorsText(res.Errors))
+	}
+	if len(res.Objects) != 2 {
+		t.Errorf("objects = %v", refs(res.Objects))
+	}
+	// Named on the command line, the same file is an error.
+	named := Load([]string{filepath.Join(dir, "values.yaml")}, Options{})
+	if len(named.Errors) != 1 || len(named.Ignored) != 0 {
+		t.Errorf("named values.yaml: errors %s ignored %v, want one error", errorsText(named.Errors), named.Ignored)
+	}
+}
+
+func TestLoad_DuplicateObjectsAreWarnings(t *testing.T) {
+	dir := t.TempDir()
+	dep := func(ns, grace string) string {
+		return "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: " + ns +
+			"\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: " + grace + "\n"
+	}
+	// Two versions of one Deployment (old and new file), and a third in
+	// another namespace, which is a different object.
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.yaml", dep("prod", "30"))
+	write("b.yaml", "# the new version\n"+dep("prod", "60")+"---\n"+dep("staging", "60"))
+	res := Load([]string{dir}, Options{})
+	if len(res.Errors) != 0 || len(res.Objects) != 3 {
+		t.Fatalf("objects %v errors %s: want all three objects loaded", refs(res.Objects), errorsText(res.Errors))
+	}
+	w := errorsText(res.Warnings)
+	want := filepath.Join(dir, "b.yaml") + ":2: Deployment prod/web is defined again (first at " + filepath.Join(dir, "a.yaml") + ":1)"
+	if len(res.Warnings) != 1 || !strings.Contains(w, want) {
+		t.Errorf("want one warning %q, got:\n%s", want, w)
+	}
+}

@@ -14,14 +14,16 @@ const SchemaVersion = "zerodrop.dev/check/v1"
 
 // JSONReport is the document written by -o json.
 type JSONReport struct {
-	SchemaVersion string         `json:"schemaVersion"`
-	Tool          JSONTool       `json:"tool"`
-	Summary       JSONSummary    `json:"summary"`
-	Findings      []JSONFinding  `json:"findings"`
-	Errors        []JSONProblem  `json:"errors"`
-	Warnings      []JSONProblem  `json:"warnings"`
-	Skipped       []JSONSkipped  `json:"skipped"`
-	Explanations  map[string]any `json:"explanations,omitempty"`
+	SchemaVersion string        `json:"schemaVersion"`
+	Tool          JSONTool      `json:"tool"`
+	Summary       JSONSummary   `json:"summary"`
+	Findings      []JSONFinding `json:"findings"`
+	Errors        []JSONProblem `json:"errors"`
+	Warnings      []JSONProblem `json:"warnings"`
+	Skipped       []JSONSkipped `json:"skipped"`
+	Ignored       []string      `json:"ignoredFiles"`
+	// Explanations are present with --explain only.
+	Explanations *[]check.Explanation `json:"explanations,omitempty"`
 }
 
 // JSONTool names the program that wrote the report.
@@ -40,6 +42,7 @@ type JSONSummary struct {
 	Errors   int    `json:"inputErrors"`
 	Warnings int    `json:"inputWarnings"`
 	Skipped  int    `json:"skipped"`
+	Ignored  int    `json:"ignoredFiles"`
 	FailOn   string `json:"failOn"`
 	Failed   bool   `json:"failed"`
 }
@@ -79,6 +82,14 @@ func BuildJSON(in Input) JSONReport {
 		Errors:        problems(r.Errors),
 		Warnings:      problems(in.Warnings),
 		Skipped:       skippedKinds(r.Skipped),
+		Ignored:       append([]string{}, in.Ignored...),
+	}
+	if in.Explain {
+		ex := r.Explanations
+		if ex == nil {
+			ex = []check.Explanation{}
+		}
+		out.Explanations = &ex
 	}
 	if out.Skipped == nil {
 		out.Skipped = []JSONSkipped{}
@@ -96,7 +107,7 @@ func BuildJSON(in Input) JSONReport {
 	}
 	out.Summary = JSONSummary{
 		Objects: r.Objects, Findings: len(fs), Error: c.Error, Warning: c.Warning, Info: c.Info,
-		Errors: len(r.Errors), Warnings: len(in.Warnings), Skipped: skippedTotal,
+		Errors: len(r.Errors), Warnings: len(in.Warnings), Skipped: skippedTotal, Ignored: len(in.Ignored),
 		FailOn: in.FailOn.String(), Failed: Failed(fs, in.FailOn),
 	}
 	return out

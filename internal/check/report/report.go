@@ -21,10 +21,16 @@ type Input struct {
 	// Warnings are input problems that did not stop an object from being
 	// checked (unknown fields, duplicate keys).
 	Warnings []check.InputError
+	// Ignored are files met in directory walks that hold no Kubernetes
+	// object (load.Result.Ignored).
+	Ignored []string
 	// Rules are the rules the check ran (check.Rules()).
 	Rules []check.Rule
 	// FailOn is the least severity that fails the check (--fail-on).
 	FailOn check.Severity
+	// Explain includes the workloads' timelines (Report.Explanations) in
+	// JSON output (--explain).
+	Explain bool
 	// Version is zerodrop's version, for the tool fields of JSON and SARIF.
 	Version string
 }

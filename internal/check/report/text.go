@@ -112,8 +112,20 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		fmt.Fprintf(bw, "skipped %s of kinds zerodrop does not check: %s\n", plural(total, "object", "objects"), strings.Join(parts, ", "))
 	}
 
+	if n := len(in.Ignored); n > 0 {
+		if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 {
+			bw.WriteString("\n")
+		}
+		names := in.Ignored
+		more := ""
+		if n > 3 {
+			names, more = names[:3], fmt.Sprintf(" and %d more", n-3)
+		}
+		fmt.Fprintf(bw, "ignored %s without Kubernetes objects found in directories: %s%s\n", plural(n, "file", "files"), strings.Join(names, ", "), more)
+	}
+
 	c := CountFindings(fs)
-	if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 {
+	if len(fs) > 0 || len(r.Errors) > 0 || len(in.Warnings) > 0 || total > 0 || len(in.Ignored) > 0 {
 		bw.WriteString("\n")
 	}
 	summary := fmt.Sprintf("%s checked: %s, %s, %s", plural(r.Objects, "object", "objects"),
@@ -128,8 +140,14 @@ func WriteText(w io.Writer, in Input, color bool) error {
 	return bw.Flush()
 }
 
+// writeIndented writes text indented. Markdown code fences (rules write
+// fixes as Markdown for docs and SARIF) are dropped: the indentation already
+// sets the code apart on a terminal.
 func writeIndented(w *bufio.Writer, indent, text string) {
 	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "```") {
+			continue
+		}
 		if l == "" {
 			w.WriteString("\n")
 			continue

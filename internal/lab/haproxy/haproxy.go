@@ -634,3 +634,44 @@ func freePort() (int, error) {
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
+
+// StopDir stops an HAProxy that Start ran with Config.Dir = dir, from its
+// pid file, for `zerodrop lab down` after the process that started it died.
+// It signals only a process whose command line names dir's configuration
+// (pids are reused). A missing pid file or process is not an error.
+func StopDir(dir string) error {
+	cfgPath := filepath.Join(dir, "haproxy.cfg")
+	b, err := os.ReadFile(filepath.Join(dir, "haproxy.pid"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("haproxy: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("haproxy: pid file %s: %q is not a pid", filepath.Join(dir, "haproxy.pid"), strings.TrimSpace(string(b)))
+	}
+	ours := func() bool {
+		cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		return err == nil && bytes.Contains(cmdline, []byte(cfgPath))
+	}
+	if !ours() {
+		return nil
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for ours() {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+				return nil // exited; its parent (gone or not ours) reaps it
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+			return fmt.Errorf("haproxy master %d ignored SIGTERM for 10s; killed", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return nil
+}

@@ -207,3 +207,34 @@ func contains(list []string, s string) bool {
 func hapiOpts() hapi.ServerOptions {
 	return hapi.ServerOptions{Check: true, Inter: 100 * time.Millisecond, Rise: 1, Fall: 1}
 }
+
+// Scenario: the process that started haproxy is gone (crash, Ctrl-C) and
+// `lab down` cleans up from the directory alone.
+func TestStopDirStopsAnOrphanedHAProxy(t *testing.T) {
+	testenv.RequireBinary(t, "haproxy")
+	dir := t.TempDir()
+	in, err := Start(context.Background(), Config{Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Stop() })
+	master, worker := in.Pids()
+	if err := StopDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range []int{master, worker} {
+		deadline := time.Now().Add(10 * time.Second)
+		for in.Alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d still running after StopDir", pid)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if err := StopDir(dir); err != nil {
+		t.Fatalf("second StopDir: %v", err)
+	}
+	if err := StopDir(t.TempDir()); err != nil {
+		t.Fatalf("StopDir without a pid file: %v", err)
+	}
+}

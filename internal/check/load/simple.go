@@ -1,0 +1,515 @@
+package load
+
+import (
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	yaml "go.yaml.in/yaml/v3"
+)
+
+// parseSimple is a fast path for the YAML that manifests are made of: block
+// mappings and sequences, plain and one-line quoted scalars, one-line flow
+// collections, comments. It builds the same yaml.Node tree that yaml.v3
+// would (kinds, values, styles, lines), several times faster, because YAML
+// parsing dominates the cost of checking large inputs. Anything else
+// (anchors, aliases, tags, block scalars, multi-line scalars and flows,
+// complex keys, tabs) returns ok=false and the caller parses the document
+// with yaml.v3. FuzzSimpleMatchesYAMLv3 holds the two parsers to the same
+// result wherever the fast one answers.
+func parseSimple(data []byte) (top *yaml.Node, ok bool) {
+	p := simpleParser{}
+	if !p.lines(data) || len(p.ls) == 0 {
+		return nil, false
+	}
+	n, ok := p.block(p.ls[0].indent)
+	if !ok || p.i != len(p.ls) {
+		return nil, false
+	}
+	return n, true
+}
+
+type sline struct {
+	indent int
+	text   string // after the indentation
+	num    int    // 1-based
+}
+
+type simpleParser struct {
+	ls   []sline
+	i    int
+	slab []yaml.Node // nodes are allocated in blocks: fewer, larger allocations
+}
+
+// node copies n into the parser's slab and returns its address.
+func (p *simpleParser) node(n yaml.Node) *yaml.Node {
+	if len(p.slab) == cap(p.slab) {
+		size := 2*(len(p.ls)-p.i) + 16
+		p.slab = make([]yaml.Node, 0, size)
+	}
+	p.slab = append(p.slab, n)
+	return &p.slab[len(p.slab)-1]
+}
+
+// lines splits data into non-blank, non-comment lines.
+func (p *simpleParser) lines(data []byte) bool {
+	if !printable(data) {
+		return false
+	}
+	s := string(data)
+	num := 0
+	for len(s) > 0 {
+		num++
+		var l string
+		if j := strings.IndexByte(s, '\n'); j >= 0 {
+			l, s = s[:j], s[j+1:]
+		} else {
+			l, s = s, ""
+		}
+		l = strings.TrimSuffix(l, "\r")
+		if strings.IndexByte(l, '\r') >= 0 {
+			return false
+		}
+		ind := 0
+		for ind < len(l) && l[ind] == ' ' {
+			ind++
+		}
+		t := strings.TrimRight(l[ind:], " ")
+		if t == "" || t[0] == '#' {
+			continue
+		}
+		if ind == 0 && strings.HasPrefix(t, "---") {
+			if len(p.ls) == 0 && (t == "---" || strings.HasPrefix(t, "--- #")) {
+				continue // the document's start marker
+			}
+			return false
+		}
+		if ind == 0 && strings.HasPrefix(t, "...") {
+			return false
+		}
+		if t[0] == '%' {
+			return false // directives
+		}
+		p.ls = append(p.ls, sline{indent: ind, text: t, num: num})
+	}
+	return true
+}
+
+// printable reports whether data is UTF-8 made of characters YAML allows,
+// without tabs, byte order marks and the rarer characters yaml.v3 treats
+// specially (left to yaml.v3).
+func printable(data []byte) bool {
+	for i := 0; i < len(data); {
+		c := data[i]
+		if c < utf8.RuneSelf {
+			if (c < 0x20 && c != '\n' && c != '\r') || c == 0x7f {
+				return false
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError || r < 0xa0 || r == 0x2028 || r == 0x2029 || r == 0xfeff || r >= 0xfffe && r <= 0xffff {
+			return false
+		}
+		i += size
+	}
+	return true
+}
+
+func (p *simpleParser) block(indent int) (*yaml.Node, bool) {
+	if p.i >= len(p.ls) || p.ls[p.i].indent != indent {
+		return nil, false
+	}
+	if isSeqItem(p.ls[p.i].text) {
+		return p.sequence(indent)
+	}
+	return p.mapping(indent)
+}
+
+func isSeqItem(t string) bool { return t == "-" || strings.HasPrefix(t, "- ") }
+
+func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
+	m := p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: p.ls[p.i].num})
+	for p.i < len(p.ls) {
+		l := p.ls[p.i]
+		if l.indent < indent {
+			break
+		}
+		if l.indent > indent || isSeqItem(l.text) {
+			return nil, false
+		}
+		keyNode, rest, ok := splitKey(l.text)
+		if !ok {
+			return nil, false
+		}
+		keyNode.Line = l.num
+		key := p.node(keyNode)
+		p.i++
+		var val *yaml.Node
+		if rest == "" {
+			// The value is a nested block, a sequence at the key's own
+			// indentation, or empty (null).
+			switch {
+			case p.i < len(p.ls) && p.ls[p.i].indent > indent:
+				val, ok = p.block(p.ls[p.i].indent)
+			case p.i < len(p.ls) && p.ls[p.i].indent == indent && isSeqItem(p.ls[p.i].text):
+				val, ok = p.sequence(indent)
+			default:
+				val, ok = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num}), true
+			}
+		} else {
+			val, ok = p.inlineValue(rest, l.num)
+			if ok && p.i < len(p.ls) && p.ls[p.i].indent > indent {
+				ok = false // a multi-line scalar continues here
+			}
+		}
+		if !ok {
+			return nil, false
+		}
+		m.Content = append(m.Content, key, val)
+	}
+	return m, true
+}
+
+func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
+	s := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: p.ls[p.i].num})
+	for p.i < len(p.ls) {
+		l := p.ls[p.i]
+		if l.indent < indent || (l.indent == indent && !isSeqItem(l.text)) {
+			break
+		}
+		if l.indent > indent {
+			return nil, false
+		}
+		if l.text == "-" {
+			p.i++
+			var item *yaml.Node
+			ok := true
+			if p.i < len(p.ls) && p.ls[p.i].indent > indent {
+				item, ok = p.block(p.ls[p.i].indent)
+			} else {
+				item = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num})
+			}
+			if !ok {
+				return nil, false
+			}
+			s.Content = append(s.Content, item)
+			continue
+		}
+		body := l.text[2:]
+		off := 2
+		for len(body) > 0 && body[0] == ' ' {
+			body, off = body[1:], off+1
+		}
+		if body == "" || isSeqItem(body) {
+			return nil, false
+		}
+		if _, _, isKey := splitKey(body); isKey {
+			// "- key: value": a mapping whose keys line up with "key".
+			p.ls[p.i] = sline{indent: indent + off, text: body, num: l.num}
+			item, ok := p.mapping(indent + off)
+			if !ok {
+				return nil, false
+			}
+			s.Content = append(s.Content, item)
+			continue
+		}
+		item, ok := p.inlineValue(body, l.num)
+		p.i++
+		if !ok || (p.i < len(p.ls) && p.ls[p.i].indent > indent) {
+			return nil, false
+		}
+		s.Content = append(s.Content, item)
+	}
+	return s, true
+}
+
+// splitKey splits "key: rest" (or "key:"), returning the key node and the
+// rest after the separator. ok=false when the line is not a simple key.
+func splitKey(t string) (key yaml.Node, rest string, ok bool) {
+	if t == "" {
+		return key, "", false
+	}
+	switch t[0] {
+	case '"', '\'':
+		v, n, ok := quoted(t)
+		if !ok || n >= len(t) || t[n] != ':' || (n+1 < len(t) && t[n+1] != ' ') {
+			return key, "", false
+		}
+		key = yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0])}
+		return key, strings.TrimLeft(t[n+1:], " "), true
+	case '?', '-', '[', ']', '{', '}', ',', '&', '*', '!', '|', '>', '#', '@', '`', ':', '%':
+		return key, "", false
+	}
+	i := strings.Index(t, ": ")
+	if i < 0 {
+		if !strings.HasSuffix(t, ":") {
+			return key, "", false
+		}
+		i = len(t) - 1
+	}
+	k := t[:i]
+	if k == "" || strings.ContainsAny(k, "#\"'[]{},") || strings.HasSuffix(k, " ") || strings.Contains(k, ": ") {
+		return key, "", false
+	}
+	key = yaml.Node{Kind: yaml.ScalarNode, Value: k}
+	key.Tag = plainTag(&key)
+	if i+1 >= len(t) {
+		return key, "", true
+	}
+	return key, strings.TrimLeft(t[i+2:], " "), true
+}
+
+func quoteStyle(q byte) yaml.Style {
+	if q == '"' {
+		return yaml.DoubleQuotedStyle
+	}
+	return yaml.SingleQuotedStyle
+}
+
+// inlineValue parses a value that starts and ends on one line.
+func (p *simpleParser) inlineValue(t string, line int) (*yaml.Node, bool) {
+	switch t[0] {
+	case '"', '\'':
+		v, n, ok := quoted(t)
+		if !ok || !onlyComment(t[n:]) {
+			return nil, false
+		}
+		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0]), Line: line}), true
+	case '[', '{':
+		f := flowParser{p: p, s: t, line: line}
+		n, ok := f.value()
+		if !ok || !onlyComment(f.s[f.i:]) {
+			return nil, false
+		}
+		return n, true
+	case '&', '*', '!', '|', '>', '%', '@', '`', '#', ',', ']', '}', '?', ':', '-':
+		if t[0] == '-' && len(t) > 1 && t[1] != ' ' {
+			break // "-1", "-Xmx200m": a plain scalar
+		}
+		return nil, false
+	}
+	v := t
+	if j := strings.Index(v, " #"); j >= 0 {
+		v = strings.TrimRight(v[:j], " ")
+	}
+	if strings.Contains(v, ": ") || strings.HasSuffix(v, ":") {
+		return nil, false
+	}
+	n := p.node(yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: line})
+	n.Tag = plainTag(n)
+	return n, true
+}
+
+// plainTag resolves a plain scalar's tag. Most plain scalars in manifests
+// start with a letter, and yaml.v3 gives those a tag other than !!str only
+// for the words below; everything else goes through yaml.v3's resolver.
+func plainTag(n *yaml.Node) string {
+	v := n.Value
+	if v != "" && (v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z') {
+		switch v {
+		case "true", "True", "TRUE", "false", "False", "FALSE", "null", "Null", "NULL":
+		default:
+			return "!!str"
+		}
+	}
+	return n.ShortTag()
+}
+
+// onlyComment reports whether what follows a value is nothing or a comment
+// (which YAML requires to be separated by a space).
+func onlyComment(s string) bool {
+	t := strings.TrimLeft(s, " ")
+	return t == "" || (t[0] == '#' && len(t) < len(s))
+}
+
+// quoted reads a quoted scalar at the start of t, returning its value and
+// the index after the closing quote.
+func quoted(t string) (string, int, bool) {
+	q := t[0]
+	var b strings.Builder
+	for i := 1; i < len(t); i++ {
+		c := t[i]
+		if q == '\'' {
+			if c == '\'' {
+				if i+1 < len(t) && t[i+1] == '\'' {
+					b.WriteByte('\'')
+					i++
+					continue
+				}
+				return b.String(), i + 1, true
+			}
+			b.WriteByte(c)
+			continue
+		}
+		switch c {
+		case '"':
+			return b.String(), i + 1, true
+		case '\\':
+			if i+1 >= len(t) {
+				return "", 0, false
+			}
+			i++
+			switch t[i] {
+			case '"', '\\', '/':
+				b.WriteByte(t[i])
+			case 'n':
+				b.WriteByte('\n')
+			case 't':
+				b.WriteByte('\t')
+			case 'r':
+				b.WriteByte('\r')
+			case 'u':
+				if i+4 >= len(t) {
+					return "", 0, false
+				}
+				r, err := strconv.ParseUint(t[i+1:i+5], 16, 32)
+				if err != nil || (r >= 0xd800 && r < 0xe000) {
+					return "", 0, false
+				}
+				b.WriteRune(rune(r))
+				i += 4
+			default:
+				return "", 0, false // rarer escapes: leave them to yaml.v3
+			}
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "", 0, false
+}
+
+// flowParser reads a one-line flow collection: [a, "b"], {k: v, k2: [1]}.
+type flowParser struct {
+	p     *simpleParser
+	s     string
+	i     int
+	line  int
+	depth int
+}
+
+func (f *flowParser) space() {
+	for f.i < len(f.s) && f.s[f.i] == ' ' {
+		f.i++
+	}
+}
+
+func (f *flowParser) value() (*yaml.Node, bool) {
+	f.space()
+	if f.i >= len(f.s) {
+		return nil, false
+	}
+	switch c := f.s[f.i]; c {
+	case '[', '{':
+		f.depth++
+		if f.depth > 32 {
+			return nil, false
+		}
+		defer func() { f.depth-- }()
+		if c == '[' {
+			return f.seq()
+		}
+		return f.mapping()
+	case '"', '\'':
+		v, n, ok := quoted(f.s[f.i:])
+		if !ok {
+			return nil, false
+		}
+		f.i += n
+		return f.p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(c), Line: f.line}), true
+	}
+	start := f.i
+	for f.i < len(f.s) {
+		c := f.s[f.i]
+		if c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '#' || c == '"' || c == '\'' ||
+			(c == ':' && (f.i+1 == len(f.s) || strings.IndexByte(" ,]}", f.s[f.i+1]) >= 0)) {
+			break
+		}
+		f.i++
+	}
+	v := strings.TrimRight(f.s[start:f.i], " ")
+	if v == "" || strings.IndexByte("&*!|>%@`?-:", v[0]) >= 0 && !(v[0] == '-' && len(v) > 1 && v[1] != ' ') {
+		return nil, false
+	}
+	n := f.p.node(yaml.Node{Kind: yaml.ScalarNode, Value: v, Line: f.line})
+	n.Tag = plainTag(n)
+	return n, true
+}
+
+func (f *flowParser) seq() (*yaml.Node, bool) {
+	n := f.p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: f.line})
+	f.i++ // [
+	f.space()
+	if f.i < len(f.s) && f.s[f.i] == ']' {
+		f.i++
+		return n, true
+	}
+	for {
+		v, ok := f.value()
+		if !ok {
+			return nil, false
+		}
+		n.Content = append(n.Content, v)
+		f.space()
+		if f.i >= len(f.s) {
+			return nil, false
+		}
+		switch f.s[f.i] {
+		case ',':
+			f.i++
+			f.space()
+			if f.i < len(f.s) && f.s[f.i] == ']' {
+				return nil, false // trailing comma: leave it to yaml.v3
+			}
+		case ']':
+			f.i++
+			return n, true
+		default:
+			return nil, false
+		}
+	}
+}
+
+func (f *flowParser) mapping() (*yaml.Node, bool) {
+	n := f.p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Line: f.line})
+	f.i++ // {
+	f.space()
+	if f.i < len(f.s) && f.s[f.i] == '}' {
+		f.i++
+		return n, true
+	}
+	for {
+		k, ok := f.value()
+		if !ok || k.Kind != yaml.ScalarNode {
+			return nil, false
+		}
+		f.space()
+		if f.i >= len(f.s) || f.s[f.i] != ':' || f.i+1 >= len(f.s) || f.s[f.i+1] != ' ' {
+			return nil, false
+		}
+		f.i++
+		v, ok := f.value()
+		if !ok {
+			return nil, false
+		}
+		n.Content = append(n.Content, k, v)
+		f.space()
+		if f.i >= len(f.s) {
+			return nil, false
+		}
+		switch f.s[f.i] {
+		case ',':
+			f.i++
+			f.space()
+			if f.i < len(f.s) && f.s[f.i] == '}' {
+				return nil, false
+			}
+		case '}':
+			f.i++
+			return n, true
+		default:
+			return nil, false
+		}
+	}
+}
