@@ -25,6 +25,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -125,7 +126,9 @@ func Create(name string, cidr netip.Prefix) (*Network, error) {
 
 func checkBridgeName(name string) error {
 	if len(name) == 0 || len(name) > maxLinkName-4 || !validName.MatchString(name) {
-		// Four characters are kept for the per-pod suffix of veth names.
+		// Four characters are kept for the per-pod suffix of veth names
+		// (".<hex>"; the dot, which bridge names cannot hold, keeps the
+		// veths of bridge "ab" apart from those of bridge "ab1").
 		return fmt.Errorf("netns: bridge name %q: want 1 to %d characters [a-zA-Z0-9_-]", name, maxLinkName-4)
 	}
 	return nil
@@ -185,14 +188,14 @@ func (n *Network) AddPod(id string) (*PodNet, error) {
 	p := &PodNet{
 		ID:        id,
 		Namespace: fmt.Sprintf("%s-%d", n.Bridge, n.seq),
-		HostVeth:  fmt.Sprintf("%s%x", n.Bridge, n.seq),
+		HostVeth:  fmt.Sprintf("%s.%x", n.Bridge, n.seq),
 		Addr:      addr,
 		network:   n,
 	}
 	if len(p.HostVeth) > maxLinkName {
-		// Past 0xffff pods on one bridge: wrap the suffix; the old
+		// Past 0xfff pods on one bridge: wrap the suffix; the old
 		// holders of those names are long gone.
-		p.HostVeth = fmt.Sprintf("%s%x", n.Bridge, n.seq%0xffff)
+		p.HostVeth = fmt.Sprintf("%s.%x", n.Bridge, n.seq%0xfff)
 	}
 	n.pods[id] = p
 	n.created = append(n.created, p.Namespace)
@@ -286,6 +289,9 @@ func removeNamespace(ns, hostVeth string) error {
 		if err := ip("link", "del", hostVeth); err != nil && !isNotFound(err) {
 			errs = append(errs, fmt.Errorf("netns: delete veth %s: %w", hostVeth, err))
 		}
+	} else if err := ip("-n", ns, "link", "del", "eth0"); err != nil && !isNotFound(err) && !strings.Contains(err.Error(), "Cannot open network namespace") {
+		// Deleting the pod end deletes the host end with it, at once.
+		errs = append(errs, fmt.Errorf("netns: delete eth0 in %s: %w", ns, err))
 	}
 	if err := ip("netns", "del", ns); err != nil && !isNotFound(err) {
 		errs = append(errs, fmt.Errorf("netns: delete namespace %s: %w", ns, err))
@@ -337,11 +343,26 @@ func (n *Network) Destroy() error {
 
 // Cleanup removes what a crashed process recorded with Names: every namespace
 // listed that still exists (deleting a namespace deletes the veth inside it
-// and so its host end) and the bridge. Names already gone are skipped, so it
-// can run any number of times.
+// and so its host end), every namespace named after the bridge
+// (<bridge>-<n>, so pods created after the names were recorded go too), and
+// the bridge. Names already gone are skipped, so it can run any number of
+// times.
 func Cleanup(names Names) error {
 	var errs []error
-	for _, ns := range names.Namespaces {
+	all := append([]string(nil), names.Namespaces...)
+	if names.Bridge != "" && checkBridgeName(names.Bridge) == nil {
+		out, err := ipOutput("netns", "list")
+		if err != nil {
+			errs = append(errs, fmt.Errorf("netns: cleanup: list namespaces: %w", err))
+		}
+		own := regexp.MustCompile("^" + regexp.QuoteMeta(names.Bridge) + `-[0-9]+$`)
+		for _, line := range strings.Split(string(out), "\n") {
+			if f := strings.Fields(line); len(f) > 0 && own.MatchString(f[0]) && !slices.Contains(all, f[0]) {
+				all = append(all, f[0])
+			}
+		}
+	}
+	for _, ns := range all {
 		if !validName.MatchString(ns) {
 			errs = append(errs, fmt.Errorf("netns: cleanup: refusing odd namespace name %q", ns))
 			continue

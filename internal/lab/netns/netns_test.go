@@ -163,6 +163,24 @@ func TestCleanupRemovesWhatACrashedProcessRecorded(t *testing.T) {
 	assertGone(t, names, pods)
 }
 
+func TestCleanupFindsNamespacesCreatedAfterTheRecord(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	recorded := n.Names() // recorded at start, before any pod
+	var pods []*PodNet
+	for i := range 2 {
+		p, err := n.AddPod(fmt.Sprint("pod-", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods = append(pods, p)
+	}
+	if err := Cleanup(recorded); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, n.Names(), pods)
+}
+
 func TestAddressesAreNotReusedAtOnce(t *testing.T) {
 	requireNetns(t)
 	n := newTestNetwork(t)
@@ -239,7 +257,7 @@ func assertGone(t *testing.T, names Names, pods []*PodNet) {
 	links, _ := exec.Command("ip", "-o", "link").Output()
 	for _, l := range append([]string{names.Bridge}, vethsOf(pods)...) {
 		if strings.Contains(string(links), " "+l+":") || strings.Contains(string(links), " "+l+"@") {
-			t.Errorf("link %s still listed by `ip link`", l)
+			t.Errorf("link %s still listed by `ip link`:\n%s", l, links)
 		}
 	}
 }

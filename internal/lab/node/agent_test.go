@@ -247,6 +247,7 @@ func TestTerminationRunsPreStopThenSIGTERMThenDeletes(t *testing.T) {
 	l := requireLab(t)
 	rec := l.file(t, "records")
 	c := helperContainer("--record", rec)
+	c.ReadinessProbe = listening(8080)
 	c.Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Exec: &v1.ExecAction{
 		// Records, then takes a second, so SIGTERM arriving early would show.
 		Command: []string{"sh", "-c", fmt.Sprintf("%s record prestop %s && sleep 1", selfPath(t), rec)},
@@ -283,6 +284,7 @@ func TestSIGKILLAtTheGracePeriodCountedFromDeletion(t *testing.T) {
 	rec := l.file(t, "records")
 	const grace, preStop = 6, 3
 	c := helperContainer("--record", rec, "--ignore-term", "--heartbeat")
+	c.ReadinessProbe = listening(8080)
 	c.Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{Sleep: &v1.SleepAction{Seconds: preStop}}}
 	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName(t)},
 		Spec: v1.PodSpec{Containers: []v1.Container{c}, TerminationGracePeriodSeconds: int64p(30)}})
@@ -341,6 +343,7 @@ func TestPreStopHTTPGetRunsAgainstThePod(t *testing.T) {
 	l := requireLab(t)
 	rec := l.file(t, "records")
 	c := helperContainer("--record", rec)
+	c.ReadinessProbe = listening(8080)
 	c.Lifecycle = &v1.Lifecycle{PreStop: &v1.LifecycleHandler{HTTPGet: &v1.HTTPGetAction{Path: "/prestop", Port: intstr.FromInt32(8080)}}}
 	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName(t)},
 		Spec: v1.PodSpec{Containers: []v1.Container{c}, TerminationGracePeriodSeconds: int64p(10)}})
@@ -383,6 +386,12 @@ func waitRecords(t *testing.T, file string, cond func(map[string][]time.Time) bo
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// listening is a readiness probe that passes once the test program listens
+// (and so has its SIGTERM handler in place).
+func listening(port int32) *v1.Probe {
+	return &v1.Probe{ProbeHandler: v1.ProbeHandler{TCPSocket: &v1.TCPSocketAction{Port: intstr.FromInt32(port)}}, PeriodSeconds: 1}
 }
 
 func touch(t *testing.T, path string) {

@@ -126,13 +126,15 @@ func serve(args []string) int {
 	mux.HandleFunc("/prestop", func(w http.ResponseWriter, r *http.Request) {
 		note("prestop-http")
 	})
+	// The handler is in place before the port opens, so a pod that passed
+	// a tcp or http probe records its SIGTERM.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
 	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", *port))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM)
 	note("start")
 	go func() { _ = http.Serve(ln, mux) }()
 	if *heartbeat {

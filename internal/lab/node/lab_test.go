@@ -32,7 +32,6 @@ type lab struct {
 	client   kubernetes.Interface
 	nodeName string
 	network  *netns.Network
-	dir      string // files the test programs write
 }
 
 var (
@@ -98,18 +97,12 @@ func startLab() (*lab, func(), error) {
 		return nil, nil, err
 	}
 	stops = append(stops, func() { _ = network.Destroy() })
-	dir, err := os.MkdirTemp("", "zerodrop-node-test-")
-	if err != nil {
-		stop()
-		return nil, nil, err
-	}
-	stops = append(stops, func() { _ = os.RemoveAll(dir) })
 	self, err := os.Executable()
 	if err != nil {
 		stop()
 		return nil, nil, err
 	}
-	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, dir: dir}
+	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network}
 	agent := &Agent{
 		Client:   client,
 		NodeName: l.nodeName,
@@ -170,9 +163,9 @@ func waitFor(ctx context.Context, cond func() (bool, error)) error {
 	}
 }
 
-// file returns a fresh path in the lab's directory for one test.
+// file returns a fresh path for one test (unique across -count runs).
 func (l *lab) file(t *testing.T, name string) string {
-	return filepath.Join(l.dir, strings.NewReplacer("/", "_").Replace(t.Name())+"-"+name)
+	return filepath.Join(t.TempDir(), name)
 }
 
 // podName makes a DNS-safe unique pod name for a test.

@@ -27,11 +27,12 @@ import (
 // (start, wait, restart, kill), probe goroutines, and a status loop that
 // patches the pod's status whenever something changed.
 type podWorker struct {
-	agent *Agent
-	uid   types.UID
-	key   string // namespace/name, for logs
-	log   *slog.Logger
-	ctx   context.Context // ends when the agent stops: kill at once, no API calls
+	agent           *Agent
+	uid             types.UID
+	key             string // namespace/name, for logs
+	name, namespace string
+	log             *slog.Logger
+	ctx             context.Context // ends when the agent stops: kill at once, no API calls
 
 	dirty       chan struct{} // status needs a sync (buffered 1)
 	termStarted chan struct{} // closed when termination begins
@@ -78,6 +79,8 @@ func newPodWorker(a *Agent, pod *v1.Pod) *podWorker {
 		agent:       a,
 		uid:         pod.UID,
 		key:         pod.Namespace + "/" + pod.Name,
+		name:        pod.Name,
+		namespace:   pod.Namespace,
 		ctx:         a.ctx,
 		dirty:       make(chan struct{}, 1),
 		termStarted: make(chan struct{}),
@@ -105,7 +108,7 @@ func newPodWorker(a *Agent, pod *v1.Pod) *podWorker {
 func (w *podWorker) start() {
 	a := w.agent
 	pn, err := a.Network.AddPod(string(w.uid))
-	dir, derr := os.MkdirTemp(a.stateDir, "pod-"+w.pod.Name+"-")
+	dir, derr := os.MkdirTemp(a.stateDir, "pod-"+w.name+"-")
 	w.mu.Lock()
 	w.startTime = metav1.Now().Rfc3339Copy()
 	w.net, w.dir = pn, dir
@@ -113,7 +116,7 @@ func (w *podWorker) start() {
 	go w.statusLoop()
 	if err != nil || derr != nil {
 		w.log.Error("pod sandbox setup failed", "err", err, "dirErr", derr)
-		a.event(w.pod, nil, v1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", firstErr(err, derr))
+		a.event(w.podSnapshot(), nil, v1.EventTypeWarning, "FailedCreatePodSandBox", "Failed to create pod sandbox: %v", firstErr(err, derr))
 		// Nothing can run; wait for the deletion.
 		w.markDirty()
 		return
@@ -132,7 +135,7 @@ func (w *podWorker) start() {
 		w.initDone = true
 		for _, c := range w.containers {
 			if c.state.Waiting != nil {
-				c.state.Waiting.Reason = "ContainerCreating"
+				c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: "ContainerCreating"}}
 			}
 		}
 		w.mu.Unlock()
@@ -329,10 +332,10 @@ func (w *podWorker) waitBackoff(c *container, b *backoff) bool {
 		reason = "ImagePullBackOff"
 	}
 	c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: reason,
-		Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.pod.Name, w.pod.Namespace, w.uid)}}
+		Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.name, w.namespace, w.uid)}}
 	w.mu.Unlock()
 	w.markDirty()
-	w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.pod.Name)
+	w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.name)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -765,8 +768,8 @@ func (c *container) status() v1.ContainerStatus {
 		Name:                 c.spec.Name,
 		Image:                c.spec.Image,
 		ImageID:              "zerodrop-lab://" + c.spec.Image,
-		State:                c.state,
-		LastTerminationState: c.last,
+		State:                *c.state.DeepCopy(), // marshalled after the lock is released
+		LastTerminationState: *c.last.DeepCopy(),
 		RestartCount:         c.restarts,
 	}
 	running := c.state.Running != nil
