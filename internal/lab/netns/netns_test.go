@@ -246,19 +246,32 @@ func TestPrefixForPIDIsInsideTheTestRange(t *testing.T) {
 
 func assertGone(t *testing.T, names Names, pods []*PodNet) {
 	t.Helper()
-	nsList, _ := exec.Command("ip", "netns", "list").Output()
-	for _, ns := range names.Namespaces {
-		for _, line := range strings.Split(string(nsList), "\n") {
-			if f := strings.Fields(line); len(f) > 0 && f[0] == ns {
-				t.Errorf("namespace %s still listed by `ip netns list`", ns)
+	// The kernel finishes tearing a namespace's devices down in a workqueue,
+	// so a link can stay listed for a moment after its removal returned.
+	// Poll (bounded) before calling it left behind.
+	var left []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		left = left[:0]
+		nsList, _ := exec.Command("ip", "netns", "list").Output()
+		for _, ns := range names.Namespaces {
+			for _, line := range strings.Split(string(nsList), "\n") {
+				if f := strings.Fields(line); len(f) > 0 && f[0] == ns {
+					left = append(left, "namespace "+ns+" still listed by `ip netns list`")
+				}
 			}
 		}
-	}
-	links, _ := exec.Command("ip", "-o", "link").Output()
-	for _, l := range append([]string{names.Bridge}, vethsOf(pods)...) {
-		if strings.Contains(string(links), " "+l+":") || strings.Contains(string(links), " "+l+"@") {
-			t.Errorf("link %s still listed by `ip link`:\n%s", l, links)
+		links, _ := exec.Command("ip", "-o", "link").Output()
+		for _, l := range append([]string{names.Bridge}, vethsOf(pods)...) {
+			if strings.Contains(string(links), " "+l+":") || strings.Contains(string(links), " "+l+"@") {
+				left = append(left, "link "+l+" still listed by `ip link`:\n"+string(links))
+			}
 		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, msg := range left {
+		t.Error(msg)
 	}
 }
 
