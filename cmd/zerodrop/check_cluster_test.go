@@ -127,7 +127,7 @@ func TestCheckCluster(t *testing.T) {
 	}, metav1.CreateOptions{}))
 	must(cs.CoreV1().Services(ns).Create(ctx, &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
+		Spec:       corev1.ServiceSpec{Selector: labels, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromString("http")}}},
 	}, metav1.CreateOptions{}))
 	lb := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "zerodrop.dev/v1alpha1", "kind": "LoadBalancer", "metadata": map[string]any{"name": "edge"},
