@@ -41,7 +41,7 @@ type binding struct {
 func convertCRD(o *Object, u *unstructured.Unstructured, into any) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("%s: cannot read %s: %v", o.Source, o.Ref, p)
+			err = fmt.Errorf("cannot read %s: %v", o.Ref, p)
 		}
 	}()
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, into); err != nil {
@@ -53,7 +53,7 @@ func convertCRD(o *Object, u *unstructured.Unstructured, into any) (err error) {
 				why = strings.TrimPrefix(jerr.Error(), "json: ")
 			}
 		}
-		return fmt.Errorf("%s: cannot read %s: %s (see docs/controller.md for the fields)", o.Source, o.Ref, why)
+		return fmt.Errorf("cannot read %s: %s (see docs/controller.md for the fields)", o.Ref, why)
 	}
 	return nil
 }
