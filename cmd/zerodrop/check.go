@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"text/tabwriter"
@@ -34,7 +36,16 @@ type checkFlags struct {
 	config    string
 	color     string
 	opts      check.Options
+	// --cluster mode: read the objects from a live cluster (read-only).
+	cluster    bool
+	kubeconfig string
+	context    string
+	namespace  string
 }
+
+// clusterTransport wraps the --cluster client's transport; tests set it to
+// record the HTTP verbs used.
+var clusterTransport func(http.RoundTripper) http.RoundTripper
 
 func newCheckCmd() *cobra.Command {
 	f := &checkFlags{}
@@ -48,12 +59,14 @@ the fix.
 
 PATH is a file, a directory (read recursively: *.yaml, *.yml, *.json; a
 directory holding a kustomization is built with kustomize) or - for standard
-input. Exit status: 0 nothing at or above --fail-on, 1 findings at or above
+input. --cluster reads the objects from a live cluster instead, read-only
+(get and list only). Exit status: 0 nothing at or above --fail-on, 1 findings at or above
 it, 2 input or usage errors. See docs/check.md.`,
 		Example: `  zerodrop check deploy/
   helm template shop ./chart | zerodrop check -
   zerodrop check -k overlays/prod -o sarif > zerodrop.sarif
-  zerodrop check --explain --haproxy-config haproxy.cfg app.yaml`,
+  zerodrop check --explain --haproxy-config haproxy.cfg app.yaml
+  zerodrop check --cluster --context prod -n shop`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runCheck(cmd, args, f) },
 	}
 	fl := cmd.Flags()
@@ -64,6 +77,10 @@ it, 2 input or usage errors. See docs/check.md.`,
 	fl.BoolVar(&f.listRules, "list-rules", false, "list every rule (with -o json: as JSON) and exit")
 	fl.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultFile+" in the working directory, if present)")
 	fl.StringVar(&f.color, "color", "auto", "colour text output: auto (on a terminal), always or never")
+	fl.BoolVar(&f.cluster, "cluster", false, "check the objects of a live cluster (read-only: get and list) instead of files")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file for --cluster (default $KUBECONFIG or ~/.kube/config)")
+	fl.StringVar(&f.context, "context", "", "kubeconfig context for --cluster (default the current context)")
+	fl.StringVarP(&f.namespace, "namespace", "n", "", "with --cluster: only this namespace (default all namespaces)")
 	f.opts.RegisterFlags(fl)
 	return cmd
 }
@@ -115,14 +132,36 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 	if s, ok := cfg.FailOnLevel(); ok && !fl.Changed("fail-on") {
 		failOn = s
 	}
-	if len(args) == 0 && len(f.kustomize) == 0 {
-		return usageError(cmd, "nothing to check: give files, directories, - for standard input, or -k DIR")
+	if !f.cluster {
+		for _, name := range []string{"kubeconfig", "context", "namespace"} {
+			if fl.Changed(name) {
+				return usageError(cmd, "--%s applies only with --cluster", name)
+			}
+		}
 	}
-
-	// A check is short-lived and allocation-heavy (YAML trees): trading
-	// memory for fewer collections makes large inputs markedly faster.
-	debug.SetGCPercent(400)
-	loaded := load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
+	var loaded *load.Result
+	if f.cluster {
+		if len(args) > 0 || len(f.kustomize) > 0 {
+			return usageError(cmd, "--cluster reads the cluster: give no files or -k")
+		}
+		ctx := cmd.Context()
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		loaded, err = load.Cluster(ctx, load.ClusterOptions{Kubeconfig: f.kubeconfig, Context: f.context, Namespace: f.namespace, WrapTransport: clusterTransport})
+		if err != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "zerodrop check: %v\n", err)
+			return exitError{exitInput}
+		}
+	} else {
+		if len(args) == 0 && len(f.kustomize) == 0 {
+			return usageError(cmd, "nothing to check: give files, directories, - for standard input, -k DIR, or --cluster")
+		}
+		// A check is short-lived and allocation-heavy (YAML trees): trading
+		// memory for fewer collections makes large inputs markedly faster.
+		debug.SetGCPercent(400)
+		loaded = load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
+	}
 	rep := check.Analyze(loaded.Objects, f.opts)
 	rep.Errors = append(loaded.Errors, rep.Errors...)
 	for k, n := range loaded.Skipped {

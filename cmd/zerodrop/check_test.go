@@ -31,6 +31,9 @@ func TestCheckCLI_UsageErrorsExit2(t *testing.T) {
 		{"bad fail-on", []string{"--fail-on", "fatal", "x.yaml"}, `unknown severity "fatal"`},
 		{"bad color", []string{"--color", "sometimes", "x.yaml"}, `--color "sometimes"`},
 		{"missing config", []string{"--config", "no/such.yaml", "x.yaml"}, "no/such.yaml: cannot read configuration"},
+		{"namespace without --cluster", []string{"-n", "shop", "x.yaml"}, "--namespace applies only with --cluster"},
+		{"files with --cluster", []string{"--cluster", "x.yaml"}, "--cluster reads the cluster"},
+		{"unreadable kubeconfig", []string{"--cluster", "--kubeconfig", "no/such/kubeconfig"}, "kubeconfig"},
 	} {
 		out, errOut, code := runCheckCLI("", tc.args...)
 		if code != exitInput || !strings.Contains(errOut, tc.want) {

@@ -120,6 +120,7 @@ func Analyze(objs []*Object, opts Options) *Report {
 		}
 	}
 	ix := buildIndex(objs)
+	r.Errors = append(r.Errors, ix.errors...)
 	r.Objects = ix.known
 	if len(ix.skipped) > 0 {
 		r.Skipped = ix.skipped
@@ -150,6 +151,7 @@ func Analyze(objs []*Object, opts Options) *Report {
 	fs = append(fs, checkWebhooks(ix)...)
 	fs = append(fs, checkPDBs(ix)...)
 	fs = append(fs, checkHAProxy(&opts, usedBackends)...)
+	fs = append(fs, checkBindingRefs(ix)...)
 	r.Findings = finalize(fs, ix)
 	sort.SliceStable(r.Explanations, func(i, j int) bool {
 		a, b := r.Explanations[i], r.Explanations[j]
@@ -212,6 +214,9 @@ func finalize(fs []Finding, ix *index) []Finding {
 	}
 	for _, o := range ix.namespaceObjs {
 		silence(o, "", objectAnnotations(o))
+	}
+	for _, b := range ix.bindings {
+		silence(b.obj, "", b.tb.Annotations)
 	}
 	type key struct {
 		rule  string

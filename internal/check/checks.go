@@ -12,6 +12,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/timing"
 )
 
@@ -265,6 +266,9 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 			}
 		}
 		c.checkLBSettings(ix, fr, add)
+		if fr.binding != nil {
+			c.checkBinding(ix, fr, add)
+		}
 	}
 	for _, lf := range best {
 		add(lf.f)
@@ -329,6 +333,9 @@ func (c *wctx) gateFix(fr *front) string {
 	case timing.GCE:
 		return "Best: container-native load balancing, whose NEG readiness gate GKE injects:\n\n```yaml\nmetadata:\n  annotations:\n    cloud.google.com/neg: '{\"ingress\": true}'\n```\n\n"
 	case timing.HAProxy:
+		if fr.binding != nil {
+			return fmt.Sprintf("Best: let zerodrop's webhook inject the gate %s (see ZD307):\n\n```sh\nkubectl label namespace %s %s=%s\n```\n\n", fr.lb.GateCondition, c.w.ns(), v1alpha1.GatesNamespaceLabel, v1alpha1.GatesEnabled)
+		}
 		return "Best: a readiness gate set from HAProxy's own check result (zerodrop's controller, a TargetBinding for this Service).\n\n"
 	}
 	return ""

@@ -28,6 +28,7 @@ type workload struct {
 	minReady int32
 
 	services []*service // Services selecting its pods
+	bindings []*binding // TargetBindings of those Services
 	hpas     []*Object
 	pdbs     []*Object
 }
@@ -63,6 +64,9 @@ type index struct {
 	ingresses      []*Object
 	hpas           []*Object
 	pdbs           []*Object
+	loadBalancers  map[string]*loadBalancer // zerodrop LoadBalancers by name
+	bindings       []*binding
+	errors         []InputError // CRDs that cannot be read
 	skipped        map[string]int
 	known          int
 }
@@ -75,6 +79,7 @@ func buildIndex(objs []*Object) *index {
 		ingressClasses: map[string]string{},
 		backendConfigs: map[nsName]*Object{},
 		destRules:      map[string][]*Object{},
+		loadBalancers:  map[string]*loadBalancer{},
 		skipped:        map[string]int{},
 	}
 	for _, o := range objs {
@@ -140,6 +145,8 @@ func buildIndex(objs []*Object) *index {
 				ix.backendConfigs[nsName{t.GetNamespace(), t.GetName()}] = o
 			case gv.Group == "networking.istio.io" && gv.Kind == "DestinationRule":
 				ix.destRules[t.GetNamespace()] = append(ix.destRules[t.GetNamespace()], o)
+			case gv.Group == zerodropGroup:
+				known = ix.addCRD(o, t)
 			default:
 				known = false
 			}
@@ -259,6 +266,7 @@ func (ix *index) relate() {
 			w.pdbs = append(w.pdbs, o)
 		}
 	}
+	ix.relateBindings()
 	// Deterministic order for services and ingresses (map iteration above).
 	for _, w := range ix.workloads {
 		sortServices(w.services)

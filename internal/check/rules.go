@@ -36,8 +36,13 @@ const (
 	RuleGateNotInjected       = "ZD304"
 	RuleWebhookFail           = "ZD305"
 	RuleHAProxyNoCheck        = "ZD306"
-	RuleNoPDB                 = "ZD401"
-	RulePDBBlocks             = "ZD402"
+	// zerodrop's own gates (TargetBinding, LoadBalancer).
+	RuleZerodropGateNotInjected = "ZD307"
+	RuleGateTimeoutShort        = "ZD308"
+	RuleDrainOutlivesGrace      = "ZD309"
+	RuleBindingDangling         = "ZD310"
+	RuleNoPDB                   = "ZD401"
+	RulePDBBlocks               = "ZD402"
 )
 
 // rules is the catalogue, described as data: --list-rules and
@@ -154,6 +159,30 @@ var rules = []Rule{
 		Rationale: "A server line without `check` is never marked down: HAProxy keeps sending to a pod that exited until something edits its configuration, and marks a new one usable before it listens.",
 		Formula:   "server/default-server without check",
 		Fix:       "`default-server check inter 2s fall 2 rise 2` and `option httpchk GET /ready`.",
+	},
+	{
+		ID: RuleZerodropGateNotInjected, Title: "Namespace lacks zerodrop's gate injection label", Severity: SeverityWarning,
+		Rationale: "zerodrop's webhook adds a TargetBinding's readiness gate `target-health.zerodrop.dev/<binding>` only to pods created in namespaces labelled `zerodrop.dev/gates=enabled`. Without it the controller registers and drains the pods, but Ready does not wait for HAProxy's verdict: the startup gap of ZD103 stays open.",
+		Formula:   "TargetBinding binds the workload's Service and Namespace without zerodrop.dev/gates=enabled and no such readinessGate in the pod template",
+		Fix:       "```yaml\nmetadata:\n  labels:\n    zerodrop.dev/gates: enabled\n```\n(on the Namespace; then restart the pods: the gate is injected at creation).",
+	},
+	{
+		ID: RuleGateTimeoutShort, Title: "Gate timeout shorter than the LB's time to healthy", Severity: SeverityError,
+		Rationale: "The gate timeout counts from ContainersReady; HAProxy cannot report a new server healthy before it is registered (R) and passed rise checks interval apart. A shorter timeout always fires: with FailOpen every Ready is a guess (the startup gap stays open), with FailClosed no new pod ever turns Ready and every rollout stalls.",
+		Formula:   "gate.timeout < R + interval x rise  (interval, rise: binding healthCheck over LoadBalancer poolDefaults over HAProxy's 2s/2)",
+		Fix:       "`spec.gate.timeout` of a few times R + interval x rise (the default 5m is safe).",
+	},
+	{
+		ID: RuleDrainOutlivesGrace, Title: "Drain timeout outlives the grace period", Severity: SeverityError,
+		Rationale: "The drain gate holds a deleted pod (in the injected preStop httpGet hook, or in the app's own call to the drain endpoint) up to drain.timeout. terminationGracePeriodSeconds counts from the deletion and includes that wait: if drain.timeout plus the app's shutdown exceed it, a pod with long sessions is SIGKILLed mid-drain or mid-shutdown.",
+		Formula:   "drain.timeout + S > G  (drain enabled)",
+		Fix:       "`spec.drain.timeout` below G - S, or `terminationGracePeriodSeconds >= drain.timeout + S + buffer`.",
+	},
+	{
+		ID: RuleBindingDangling, Title: "TargetBinding refers to an object the input lacks", Severity: SeverityWarning,
+		Rationale: "A TargetBinding whose Service, Service port or LoadBalancer does not exist is never Ready: the controller registers no target, so the pool stays empty, and pods are neither gated nor drained. Reported only when the input holds Services (for a missing Service or port) or LoadBalancers (for a missing LoadBalancer), so a partial manifest set is not flagged.",
+		Formula:   "serviceRef.name not among the input's Services of the namespace; serviceRef.port not a port name or number of it; loadBalancerRef.name not among the input's LoadBalancers",
+		Fix:       "Point `spec.serviceRef` (port: the Service's port name or `port` number, not the targetPort) and `spec.loadBalancerRef` at existing objects.",
 	},
 	{
 		ID: RuleNoPDB, Title: "No PodDisruptionBudget for a served workload", Severity: SeverityInfo,

@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/timing"
 )
 
@@ -59,6 +60,7 @@ type wctx struct {
 	customGate    string
 	nsInject      bool // namespace labelled for AWS gate injection
 	nsKnown       bool // Namespace object present in the input
+	nsGates       bool // namespace labelled for zerodrop gate injection
 	fronts        []*front
 	bad           []Finding
 }
@@ -72,6 +74,9 @@ type front struct {
 	gate   string  // the gate condition in use, or that would be
 	hapSrc Source  // HAProxy backend location
 	hapBk  string
+	// binding is the TargetBinding whose pool this front is (zerodrop's
+	// controller), nil for other data paths.
+	binding *binding
 	// fields of settings on obj, for findings
 	deregField, targetTypeField string
 
@@ -165,6 +170,7 @@ func newWctx(w *workload, ix *index, opts *Options) *wctx {
 	if ns := ix.namespaceObjs[w.ns()]; ns != nil {
 		c.nsKnown = true
 		c.nsInject = ns.Typed.(*corev1.Namespace).Labels[awsGateInjectLabel] == "enabled"
+		c.nsGates = ns.Typed.(*corev1.Namespace).Labels[v1alpha1.GatesNamespaceLabel] == v1alpha1.GatesEnabled
 	}
 	for _, g := range w.tmpl.Spec.ReadinessGates {
 		ct := string(g.ConditionType)
@@ -406,6 +412,9 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 		}
 	}
 	c.add(c.haproxyFront(opts))
+	for _, b := range w.bindings {
+		c.add(c.bindingFront(b))
+	}
 	for _, f := range c.fronts {
 		if c.registration >= 0 {
 			f.lb.Registration = c.registration
@@ -466,6 +475,20 @@ func (c *wctx) gatedBy(f *front) bool {
 			f.gate = "cloud.google.com/load-balancer-neg-ready"
 		}
 	case timing.HAProxy:
+		if b := f.binding; b != nil {
+			cond, ok := c.bindingGate(b)
+			f.gate, lb.GateCondition = "", cond
+			if !ok {
+				return false
+			}
+			if _, _, short := gateTimeoutShort(b, *lb); short && b.tb.Spec.OnGateTimeout() == v1alpha1.FailOpen {
+				// The gate opens on its timeout, not on HAProxy's verdict
+				// (ZD308): Ready is not tied to the LB.
+				return false
+			}
+			f.gate = cond
+			return lb.GateWorks() && lb.HealthChecks
+		}
 		f.gate = c.customGate
 		if f.gate != "" && lb.TargetsPods {
 			lb.GateCondition = f.gate
