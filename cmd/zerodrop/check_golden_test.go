@@ -12,7 +12,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
 
-var update = flag.Bool("update", false, "rewrite examples/golden/ from the current output")
+var update = flag.Bool("update", false, "rewrite examples/golden/*.golden from the current output")
 
 // goldenCase is one example and the command line that checks it.
 type goldenCase struct {
@@ -131,8 +131,8 @@ func TestCheckExamples_Golden(t *testing.T) {
 			if err := schema.Validate(inst); err != nil {
 				t.Errorf("sarif output is not valid SARIF 2.1.0: %v", err)
 			}
-			compareGolden(t, filepath.Join("examples", "golden", c.name+".txt"), text)
-			compareGolden(t, filepath.Join("examples", "golden", c.name+".json"), js)
+			compareGolden(t, filepath.Join("examples", "golden", c.name+".txt.golden"), text)
+			compareGolden(t, filepath.Join("examples", "golden", c.name+".json.golden"), js)
 		})
 	}
 }
