@@ -318,55 +318,11 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		fmt.Fprintf(o.Progress, "[%s] %s\n", s.Name, fmt.Sprintf(format, args...))
 	}
 
-	if err := recreateNamespace(ctx, cs, o.Namespace); err != nil {
+	d, err := Deploy(ctx, t, s, o)
+	if err != nil {
 		return res, err
 	}
-	defer func() {
-		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-		defer cancel()
-		if derr := deleteNamespace(cctx, cs, o.Namespace); derr != nil {
-			o.Logger.Warn("delete scenario namespace", "namespace", o.Namespace, "err", derr)
-		}
-	}()
-
-	if s.Prepare != nil {
-		stop, err := s.Prepare(ctx, t, o.Namespace)
-		if err != nil {
-			return res, fmt.Errorf("lab: prepare scenario %s: %w", s.Name, err)
-		}
-		if stop != nil {
-			defer stop()
-		}
-	}
-	if !s.ExternalLB {
-		stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
-		if err != nil {
-			return res, err
-		}
-		defer stopSync()
-	}
-
-	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
-		return res, fmt.Errorf("lab: create service: %w", err)
-	}
-	dep := s.Deployment(o.Namespace, o.Replicas)
-	if s.Mutate != nil {
-		s.Mutate(dep)
-	}
-	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		return res, fmt.Errorf("lab: create deployment: %w", err)
-	}
-	step("deployed %d replicas; waiting until they serve through HAProxy", o.Replicas)
-	wctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
-	err = waitRolledOut(wctx, cs, o.Namespace, "web")
-	if err == nil {
-		err = waitServersUp(wctx, t.HAProxy, int(o.Replicas))
-	}
-	cancel()
-	if err != nil {
-		return res, fmt.Errorf("lab: initial deployment: %w", err)
-	}
+	defer d.Close()
 
 	// Load through every instance, the rate split evenly.
 	loadCtx, stopLoad := context.WithCancel(ctx)

@@ -1,0 +1,107 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Deployed is a scenario's app and Service deployed in a fresh namespace,
+// with what keeps HAProxy's backend filled (the baseline syncer, or the
+// scenario's own integration) running until Close.
+type Deployed struct {
+	// Namespace holds the Deployment "web" and the Service "web".
+	Namespace string
+	// Replicas is how many pods the Deployment runs.
+	Replicas int32
+
+	stops []func() // in start order; Close runs them in reverse
+}
+
+// Deploy creates the scenario's namespace (deleting one left over), runs the
+// scenario's Prepare, starts the baseline syncer unless the scenario brings
+// its own load-balancer integration, creates the Service and the
+// Deployment, and waits until the rollout is complete and every replica
+// passes HAProxy's health checks on every instance. Only RunOptions'
+// Replicas, RolloutTimeout, Namespace, Logger and Progress matter here. On
+// error, what was created is removed again.
+func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deployed, err error) {
+	o.defaults(s)
+	if len(t.HAProxy) == 0 {
+		return nil, errors.New("lab: deploy: no HAProxy instance to serve through")
+	}
+	cs := t.Client
+	if err := recreateNamespace(ctx, cs, o.Namespace); err != nil {
+		return nil, err
+	}
+	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas}
+	d.stops = append(d.stops, func() {
+		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		if derr := deleteNamespace(cctx, cs, o.Namespace); derr != nil {
+			o.Logger.Warn("delete scenario namespace", "namespace", o.Namespace, "err", derr)
+		}
+	})
+	defer func() {
+		if err != nil {
+			d.Close()
+			d = nil
+		}
+	}()
+
+	if s.Prepare != nil {
+		stop, err := s.Prepare(ctx, t, o.Namespace)
+		if err != nil {
+			return d, fmt.Errorf("lab: prepare scenario %s: %w", s.Name, err)
+		}
+		if stop != nil {
+			d.stops = append(d.stops, stop)
+		}
+	}
+	if !s.ExternalLB {
+		stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
+		if err != nil {
+			return d, err
+		}
+		d.stops = append(d.stops, stopSync)
+	}
+
+	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
+		return d, fmt.Errorf("lab: create service: %w", err)
+	}
+	dep := s.Deployment(o.Namespace, o.Replicas)
+	if s.Mutate != nil {
+		s.Mutate(dep)
+	}
+	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+		return d, fmt.Errorf("lab: create deployment: %w", err)
+	}
+	fmt.Fprintf(o.Progress, "[%s] deployed %d replicas; waiting until they serve through HAProxy\n", s.Name, o.Replicas)
+	wctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
+	defer cancel()
+	err = waitRolledOut(wctx, cs, o.Namespace, "web")
+	if err == nil {
+		err = waitServersUp(wctx, t.HAProxy, int(o.Replicas))
+	}
+	if err != nil {
+		return d, fmt.Errorf("lab: initial deployment: %w", err)
+	}
+	return d, nil
+}
+
+// Close stops the load-balancer integration and the scenario's helpers and
+// deletes the namespace (waiting until its pods are gone). It is safe to
+// call more than once.
+func (d *Deployed) Close() {
+	if d == nil {
+		return
+	}
+	for i := len(d.stops) - 1; i >= 0; i-- {
+		d.stops[i]()
+	}
+	d.stops = nil
+}
