@@ -26,6 +26,7 @@ import (
 	"text/template"
 	"time"
 
+	"zerodrop.dev/zerodrop/internal/lab/proc"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
 )
 
@@ -566,12 +567,8 @@ func (in *Instance) isOurProcess(pid int) bool {
 	if err != nil {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil {
-		// A zombie (state Z) is dead; its parent has not reaped it yet.
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return false
-		}
+	if proc.Zombie(pid) {
+		return false // dead; its parent has not reaped it yet
 	}
 	return bytes.Contains(cmdline, []byte(in.cfgPath))
 }
@@ -618,13 +615,7 @@ func (in *Instance) ConfigPath() string { return in.cfgPath }
 // LogPath returns the file receiving HAProxy's stdout and stderr.
 func (in *Instance) LogPath() string { return in.logPath }
 
-func (in *Instance) logTail() string {
-	b, _ := os.ReadFile(in.logPath)
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
-	}
-	return string(b)
-}
+func (in *Instance) logTail() string { return proc.TailFile(in.logPath, 2048) }
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -662,10 +653,8 @@ func StopDir(dir string) error {
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
 	for ours() {
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-				return nil // exited; its parent (gone or not ours) reaps it
-			}
+		if proc.Zombie(pid) {
+			return nil // exited; its parent (gone or not ours) reaps it
 		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

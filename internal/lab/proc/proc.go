@@ -161,8 +161,9 @@ func Alive(pid int, exe string) bool {
 	return got == want
 }
 
-// Zombie reports whether pid is a zombie (exited, not reaped).
-func zombie(pid int) bool {
+// Zombie reports whether pid is a zombie (exited, not reaped): it no longer
+// runs, though signals to it still succeed.
+func Zombie(pid int) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -189,7 +190,7 @@ func Kill(ctx context.Context, pid int, exe string, grace time.Duration) (bool, 
 	}
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if !Alive(pid, exe) || zombie(pid) {
+		if !Alive(pid, exe) || Zombie(pid) {
 			return true, nil
 		}
 		select {
