@@ -334,13 +334,19 @@ var errBind = errors.New("cannot bind")
 func (in *Instance) start(ctx context.Context) error {
 	cfg := in.cfg
 	cfg.Backends = append([]Backend(nil), in.want...)
+	var blank []int
 	for i := range cfg.Backends {
 		if cfg.Backends[i].Listen == "" {
-			port, err := freePort()
-			if err != nil {
-				return err
-			}
-			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			blank = append(blank, i)
+		}
+	}
+	if len(blank) > 0 {
+		ports, err := proc.FreePorts(len(blank))
+		if err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+		for j, i := range blank {
+			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[j]))
 		}
 	}
 	in.socket = filepath.Join(in.dir, "admin.sock")
@@ -616,15 +622,6 @@ func (in *Instance) ConfigPath() string { return in.cfgPath }
 func (in *Instance) LogPath() string { return in.logPath }
 
 func (in *Instance) logTail() string { return proc.TailFile(in.logPath, 2048) }
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("haproxy: pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
 
 // StopDir stops an HAProxy that Start ran with Config.Dir = dir, from its
 // pid file, for `zerodrop lab down` after the process that started it died.
