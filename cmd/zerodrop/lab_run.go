@@ -156,7 +156,7 @@ func labBackground(cmd *cobra.Command, f labFlags, verbose bool) error {
 		}
 		select {
 		case err := <-exited:
-			return fmt.Errorf("lab up: supervisor exited (%v); its log %s ends:\n%s", err, logPath, tail(logPath, 3000))
+			return fmt.Errorf("lab up: supervisor exited (%v); its log %s ends:\n%s", err, logPath, proc.TailFile(logPath, 3000))
 		case <-ctx.Done():
 			_ = child.Process.Signal(syscall.SIGTERM)
 			select {
@@ -168,14 +168,6 @@ func labBackground(cmd *cobra.Command, f labFlags, verbose bool) error {
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
-}
-
-func tail(path string, n int) string {
-	raw, _ := os.ReadFile(path)
-	if len(raw) > n {
-		raw = raw[len(raw)-n:]
-	}
-	return string(raw)
 }
 
 func printLab(w io.Writer, st lab.State) {

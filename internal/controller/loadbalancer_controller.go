@@ -142,8 +142,15 @@ func lbStatusEqual(a, b *zv1.LoadBalancerStatus) bool {
 			return false
 		}
 	}
-	for _, c := range b.Conditions {
-		o := meta.FindStatusCondition(a.Conditions, c.Type)
+	return conditionsCover(a.Conditions, b.Conditions)
+}
+
+// conditionsCover reports whether every condition of want stands in have
+// with the same status, reason, message and observed generation (the last
+// transition time is left out: it changes only with the status).
+func conditionsCover(have, want []metav1.Condition) bool {
+	for _, c := range want {
+		o := meta.FindStatusCondition(have, c.Type)
 		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
 			return false
 		}

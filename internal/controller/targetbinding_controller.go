@@ -577,13 +577,7 @@ func statusEqual(a, b *zv1.TargetBindingStatus) bool {
 	if a.ObservedGeneration != b.ObservedGeneration || a.Targets != b.Targets || len(a.Conditions) != len(b.Conditions) {
 		return false
 	}
-	for _, c := range b.Conditions {
-		o := meta.FindStatusCondition(a.Conditions, c.Type)
-		if o == nil || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
-			return false
-		}
-	}
-	return true
+	return conditionsCover(a.Conditions, b.Conditions)
 }
 
 func (r *TargetBindingReconciler) event(regarding, related client.Object, kind, reason, action, note string, args ...any) {

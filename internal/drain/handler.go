@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/graceful"
 	"zerodrop.dev/zerodrop/internal/binding"
 )
 
@@ -77,11 +77,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	ns := r.PathValue("namespace")
 	wait := time.Duration(0)
 	if v := r.URL.Query().Get("wait"); v != "" {
-		d, err := time.ParseDuration(v)
-		if secs, serr := strconv.ParseFloat(v, 64); err != nil && serr == nil {
-			d, err = time.Duration(secs*float64(time.Second)), nil // plain seconds, as docs/graceful.md allows
-		}
-		if err != nil || d < 0 {
+		// The same forms the graceful package reads from the environment:
+		// a Go duration or plain seconds (docs/graceful.md).
+		d, err := graceful.ParseDuration(v)
+		if err != nil {
 			http.Error(w, fmt.Sprintf("query parameter wait=%q: want a non-negative Go duration such as 30s", v), http.StatusBadRequest)
 			return
 		}

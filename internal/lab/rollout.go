@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -10,38 +9,26 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+
+	"zerodrop.dev/zerodrop/internal/verify"
 )
 
-// restartAnnotation is the annotation `kubectl rollout restart` sets on the
-// pod template; changing it starts a rollout without changing the image.
-const restartAnnotation = "kubectl.kubernetes.io/restartedAt"
-
-// restartDeployment starts a rollout the way `kubectl rollout restart` does.
-func restartDeployment(ctx context.Context, cs kubernetes.Interface, ns, name string, at time.Time) error {
-	patch, _ := json.Marshal(map[string]any{
-		"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
-			"annotations": map[string]string{restartAnnotation: at.Format(time.RFC3339Nano)},
-		}}},
-	})
-	if _, err := cs.AppsV1().Deployments(ns).Patch(ctx, name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return fmt.Errorf("restart deployment %s/%s: %w", ns, name, err)
-	}
-	return nil
-}
-
 // waitRolledOut waits until the Deployment's rollout is complete as
-// `kubectl rollout status` judges it (observed generation, updated,
-// available, no old replicas) and, further, every pod of the old
-// ReplicaSets is gone from the API: only then has the rollout finished
-// terminating what it replaced, which is where requests get dropped.
+// `kubectl rollout status` judges it (verify.RolloutStatus: observed
+// generation, updated, available, no old replicas) and, further, every pod
+// of the old ReplicaSets is gone from the API: only then has the rollout
+// finished terminating what it replaced, which is where requests get
+// dropped.
 func waitRolledOut(ctx context.Context, cs kubernetes.Interface, ns, name string) error {
 	var last string
 	for {
 		d, err := cs.AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
-			done, why := rolledOut(d)
+			done, why, err := verify.RolloutStatus(d, 0)
+			if err != nil {
+				why = err.Error() // stuck past its progress deadline: ctx bounds the wait
+			}
 			if done {
 				n, err := podsNotOfTemplate(ctx, cs, d)
 				if err == nil && n == 0 {
@@ -59,25 +46,6 @@ func waitRolledOut(ctx context.Context, cs kubernetes.Interface, ns, name string
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-func rolledOut(d *appsv1.Deployment) (bool, string) {
-	want := int32(1)
-	if d.Spec.Replicas != nil {
-		want = *d.Spec.Replicas
-	}
-	s := d.Status
-	switch {
-	case s.ObservedGeneration < d.Generation:
-		return false, "generation not observed yet"
-	case s.UpdatedReplicas < want:
-		return false, fmt.Sprintf("%d of %d replicas updated", s.UpdatedReplicas, want)
-	case s.Replicas > s.UpdatedReplicas:
-		return false, fmt.Sprintf("%d old replicas pending termination", s.Replicas-s.UpdatedReplicas)
-	case s.AvailableReplicas < s.UpdatedReplicas:
-		return false, fmt.Sprintf("%d of %d updated replicas available", s.AvailableReplicas, s.UpdatedReplicas)
-	}
-	return true, ""
 }
 
 // podsNotOfTemplate counts the Deployment's pods whose pod-template-hash is

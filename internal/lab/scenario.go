@@ -370,7 +370,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	for i := 0; runErr == nil && i < o.Rollouts; i++ {
 		start := time.Now()
 		marks = append(marks, start)
-		if err := restartDeployment(ctx, cs, o.Namespace, "web", start); err != nil {
+		if _, err := verify.RolloutRestart(ctx, cs, o.Namespace, "web"); err != nil {
 			runErr = err
 			break
 		}

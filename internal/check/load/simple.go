@@ -438,62 +438,52 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 }
 
 func (f *flowParser) seq() (*yaml.Node, bool) {
-	n := f.p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Style: yaml.FlowStyle, Line: f.line})
-	f.i++ // [
-	f.space()
-	if f.i < len(f.s) && f.s[f.i] == ']' {
-		f.i++
-		return n, true
-	}
-	for {
+	return f.collection(yaml.SequenceNode, "!!seq", ']', func(n *yaml.Node) bool {
 		v, ok := f.value()
 		if !ok {
-			return nil, false
+			return false
 		}
 		n.Content = append(n.Content, v)
-		f.space()
-		if f.i >= len(f.s) {
-			return nil, false
-		}
-		switch f.s[f.i] {
-		case ',':
-			f.i++
-			f.space()
-			if f.i < len(f.s) && f.s[f.i] == ']' {
-				return nil, false // trailing comma: leave it to yaml.v3
-			}
-		case ']':
-			f.i++
-			return n, true
-		default:
-			return nil, false
-		}
-	}
+		return true
+	})
 }
 
 func (f *flowParser) mapping() (*yaml.Node, bool) {
-	n := f.p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Style: yaml.FlowStyle, Line: f.line})
-	f.i++ // {
-	f.space()
-	if f.i < len(f.s) && f.s[f.i] == '}' {
-		f.i++
-		return n, true
-	}
-	for {
+	return f.collection(yaml.MappingNode, "!!map", '}', func(n *yaml.Node) bool {
 		k, ok := f.value()
 		if !ok || k.Kind != yaml.ScalarNode {
-			return nil, false
+			return false
 		}
 		f.space()
 		if f.i >= len(f.s) || f.s[f.i] != ':' || f.i+1 >= len(f.s) || f.s[f.i+1] != ' ' {
-			return nil, false
+			return false
 		}
 		f.i++
 		v, ok := f.value()
 		if !ok {
-			return nil, false
+			return false
 		}
 		n.Content = append(n.Content, k, v)
+		return true
+	})
+}
+
+// collection parses a flow sequence or mapping from its opening bracket to
+// closing: item parses one entry into n. It declines (false) anything but
+// entries separated by commas, such as a trailing comma, to leave it to
+// yaml.v3.
+func (f *flowParser) collection(kind yaml.Kind, tag string, closing byte, item func(n *yaml.Node) bool) (*yaml.Node, bool) {
+	n := f.p.node(yaml.Node{Kind: kind, Tag: tag, Style: yaml.FlowStyle, Line: f.line})
+	f.i++ // [ or {
+	f.space()
+	if f.i < len(f.s) && f.s[f.i] == closing {
+		f.i++
+		return n, true
+	}
+	for {
+		if !item(n) {
+			return nil, false
+		}
 		f.space()
 		if f.i >= len(f.s) {
 			return nil, false
@@ -502,10 +492,10 @@ func (f *flowParser) mapping() (*yaml.Node, bool) {
 		case ',':
 			f.i++
 			f.space()
-			if f.i < len(f.s) && f.s[f.i] == '}' {
-				return nil, false
+			if f.i < len(f.s) && f.s[f.i] == closing {
+				return nil, false // trailing comma: leave it to yaml.v3
 			}
-		case '}':
+		case closing:
 			f.i++
 			return n, true
 		default:

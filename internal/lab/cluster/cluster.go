@@ -157,7 +157,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return c, fmt.Errorf("cluster: %w", err)
 	}
 	c.CACert = pk.CACert
-	ports, err := freePorts(5)
+	ports, err := proc.FreePorts(5)
 	if err != nil {
 		return c, fmt.Errorf("cluster: %w", err)
 	}
@@ -379,28 +379,6 @@ func writeKubeconfig(path, server string, pk *pki) error {
 		return fmt.Errorf("cluster: write kubeconfig %s: %w", path, err)
 	}
 	return nil
-}
-
-// freePorts returns n distinct free TCP ports on 127.0.0.1. They are held
-// open together so the kernel does not hand out one twice, then released;
-// the window until the processes bind them is short.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // firstServiceIP is the kubernetes Service's ClusterIP: the first address of

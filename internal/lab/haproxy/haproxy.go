@@ -26,6 +26,7 @@ import (
 	"text/template"
 	"time"
 
+	"zerodrop.dev/zerodrop/internal/lab/proc"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
 )
 
@@ -333,13 +334,19 @@ var errBind = errors.New("cannot bind")
 func (in *Instance) start(ctx context.Context) error {
 	cfg := in.cfg
 	cfg.Backends = append([]Backend(nil), in.want...)
+	var blank []int
 	for i := range cfg.Backends {
 		if cfg.Backends[i].Listen == "" {
-			port, err := freePort()
-			if err != nil {
-				return err
-			}
-			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+			blank = append(blank, i)
+		}
+	}
+	if len(blank) > 0 {
+		ports, err := proc.FreePorts(len(blank))
+		if err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+		for j, i := range blank {
+			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[j]))
 		}
 	}
 	in.socket = filepath.Join(in.dir, "admin.sock")
@@ -566,12 +573,8 @@ func (in *Instance) isOurProcess(pid int) bool {
 	if err != nil {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err == nil {
-		// A zombie (state Z) is dead; its parent has not reaped it yet.
-		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			return false
-		}
+	if proc.Zombie(pid) {
+		return false // dead; its parent has not reaped it yet
 	}
 	return bytes.Contains(cmdline, []byte(in.cfgPath))
 }
@@ -618,22 +621,7 @@ func (in *Instance) ConfigPath() string { return in.cfgPath }
 // LogPath returns the file receiving HAProxy's stdout and stderr.
 func (in *Instance) LogPath() string { return in.logPath }
 
-func (in *Instance) logTail() string {
-	b, _ := os.ReadFile(in.logPath)
-	if len(b) > 2048 {
-		b = b[len(b)-2048:]
-	}
-	return string(b)
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("haproxy: pick a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+func (in *Instance) logTail() string { return proc.TailFile(in.logPath, 2048) }
 
 // StopDir stops an HAProxy that Start ran with Config.Dir = dir, from its
 // pid file, for `zerodrop lab down` after the process that started it died.
@@ -662,10 +650,8 @@ func StopDir(dir string) error {
 	_ = syscall.Kill(pid, syscall.SIGTERM)
 	deadline := time.Now().Add(10 * time.Second)
 	for ours() {
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
-			if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-				return nil // exited; its parent (gone or not ours) reaps it
-			}
+		if proc.Zombie(pid) {
+			return nil // exited; its parent (gone or not ours) reaps it
 		}
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -38,28 +38,36 @@ func containersReadyCondition(spec *v1.PodSpec, statuses []v1.ContainerStatus, p
 	case v1.PodFailed:
 		return v1.PodCondition{Type: v1.ContainersReady, Status: v1.ConditionFalse, Reason: reasonPodFailed}
 	}
-	var unknown, unready []string
-	for _, c := range spec.Containers {
+	if msg := notReadyMessage(spec.Containers, statuses, "unready"); msg != "" {
+		return v1.PodCondition{Type: v1.ContainersReady, Status: v1.ConditionFalse,
+			Reason: reasonContainersNotReady, Message: msg}
+	}
+	return v1.PodCondition{Type: v1.ContainersReady, Status: v1.ConditionTrue}
+}
+
+// notReadyMessage names, in the kubelet's words, the containers of cs that
+// have no status in statuses and those whose status is not ready (said as
+// state: "unready" for containers, "incomplete" for init containers). It is
+// empty when every container is ready.
+func notReadyMessage(cs []v1.Container, statuses []v1.ContainerStatus, state string) string {
+	var unknown, notReady []string
+	for _, c := range cs {
 		s, ok := findStatus(statuses, c.Name)
 		switch {
 		case !ok:
 			unknown = append(unknown, c.Name)
 		case !s.Ready:
-			unready = append(unready, c.Name)
+			notReady = append(notReady, c.Name)
 		}
 	}
 	var msgs []string
 	if len(unknown) > 0 {
 		msgs = append(msgs, fmt.Sprintf("containers with unknown status: %v", unknown))
 	}
-	if len(unready) > 0 {
-		msgs = append(msgs, fmt.Sprintf("containers with unready status: %v", unready))
+	if len(notReady) > 0 {
+		msgs = append(msgs, fmt.Sprintf("containers with %s status: %v", state, notReady))
 	}
-	if len(msgs) > 0 {
-		return v1.PodCondition{Type: v1.ContainersReady, Status: v1.ConditionFalse,
-			Reason: reasonContainersNotReady, Message: strings.Join(msgs, ", ")}
-	}
-	return v1.PodCondition{Type: v1.ContainersReady, Status: v1.ConditionTrue}
+	return strings.Join(msgs, ", ")
 }
 
 // readyCondition computes the pod's Ready condition as the kubelet does:
@@ -98,26 +106,9 @@ func initializedCondition(spec *v1.PodSpec, initStatuses, statuses []v1.Containe
 			return v1.PodCondition{Type: v1.PodInitialized, Status: v1.ConditionTrue}
 		}
 	}
-	var unknown, incomplete []string
-	for _, c := range spec.InitContainers {
-		s, ok := findStatus(initStatuses, c.Name)
-		switch {
-		case !ok:
-			unknown = append(unknown, c.Name)
-		case !s.Ready:
-			incomplete = append(incomplete, c.Name)
-		}
-	}
-	var msgs []string
-	if len(unknown) > 0 {
-		msgs = append(msgs, fmt.Sprintf("containers with unknown status: %v", unknown))
-	}
-	if len(incomplete) > 0 {
-		msgs = append(msgs, fmt.Sprintf("containers with incomplete status: %v", incomplete))
-	}
-	if len(msgs) > 0 {
+	if msg := notReadyMessage(spec.InitContainers, initStatuses, "incomplete"); msg != "" {
 		return v1.PodCondition{Type: v1.PodInitialized, Status: v1.ConditionFalse,
-			Reason: reasonContainersNotInitialized, Message: strings.Join(msgs, ", ")}
+			Reason: reasonContainersNotInitialized, Message: msg}
 	}
 	return v1.PodCondition{Type: v1.PodInitialized, Status: v1.ConditionTrue}
 }

@@ -4,13 +4,14 @@
 // by its pid, SIGTERM first and SIGKILL after a grace period. A process
 // recorded in a state file can be stopped by a later `zerodrop lab down`
 // after a crash; the recorded executable is checked first so a reused pid is
-// never signalled.
+// never signalled. FreePorts picks the loopback ports they listen on.
 package proc
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,8 +162,9 @@ func Alive(pid int, exe string) bool {
 	return got == want
 }
 
-// Zombie reports whether pid is a zombie (exited, not reaped).
-func zombie(pid int) bool {
+// Zombie reports whether pid is a zombie (exited, not reaped): it no longer
+// runs, though signals to it still succeed.
+func Zombie(pid int) bool {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -189,7 +191,7 @@ func Kill(ctx context.Context, pid int, exe string, grace time.Duration) (bool, 
 	}
 	deadline := time.Now().Add(grace)
 	for time.Now().Before(deadline) {
-		if !Alive(pid, exe) || zombie(pid) {
+		if !Alive(pid, exe) || Zombie(pid) {
 			return true, nil
 		}
 		select {
@@ -202,4 +204,27 @@ func Kill(ctx context.Context, pid int, exe string, grace time.Duration) (bool, 
 		return true, fmt.Errorf("SIGKILL pid %d (%s): %w", pid, exe, err)
 	}
 	return true, nil
+}
+
+// FreePorts returns n distinct free TCP ports on 127.0.0.1. They are held
+// open together so the kernel does not hand out one twice, then released;
+// the window until the processes bind them is short. Ask for all the ports
+// a process set needs in one call.
+func FreePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
 }
