@@ -24,8 +24,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"zerodrop.dev/zerodrop/internal/lab/cluster"
-	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
-	"zerodrop.dev/zerodrop/internal/testenv"
+	"zerodrop.dev/zerodrop/internal/lab/labtest"
 )
 
 // verbRecorder records the HTTP methods the --cluster client sends.
@@ -80,10 +79,7 @@ func installCRDs(t *testing.T, ctx context.Context, dyn dynamic.Interface, dc di
 // objects whose source is cluster:lab, lists only with GET, and with an
 // identity that may list nothing it reports warnings instead of failing.
 func TestCheckCluster(t *testing.T) {
-	bins, ok := k8sbin.Present()
-	if !ok {
-		testenv.Unavailable(t, "kubernetes binaries not built in %s (run `zerodrop lab binaries`)", k8sbin.EnvtestAssets())
-	}
+	bins := labtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	c, err := cluster.Start(ctx, cluster.Options{Binaries: bins})

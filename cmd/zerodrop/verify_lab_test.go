@@ -6,41 +6,23 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"zerodrop.dev/zerodrop/internal/lab"
-	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/lab/labtest"
 	"zerodrop.dev/zerodrop/internal/lab/netns"
-	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/verify"
 )
 
-// requireVerifyLab skips (fails in CI) unless everything a lab needs is
-// here, as internal/lab's tests require it: root, ip, haproxy, the
-// Kubernetes binaries; the app program is built from this module. Names
-// (bridge, pod range) carry the pid so parallel test packages do not meet.
+// requireVerifyLab returns the options of a lab for this test process, as
+// internal/lab's tests do, with a bridge prefix of its own; it skips (fails
+// in CI) unless everything a lab needs is here (package labtest).
 func requireVerifyLab(t *testing.T) lab.Options {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireBinary(t, "ip")
-	testenv.RequireBinary(t, "haproxy")
-	bins, ok := k8sbin.Present()
-	if !ok {
-		testenv.Unavailable(t, "kubernetes binaries not built in %s (run `zerodrop lab binaries`)", k8sbin.EnvtestAssets())
-	}
-	app := os.Getenv("ZERODROP_APP")
-	if app == "" {
-		dir := t.TempDir()
-		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, "zerodrop-app"), "zerodrop.dev/zerodrop/cmd/zerodrop-app").CombinedOutput()
-		if err != nil {
-			t.Fatalf("build zerodrop-app: %v\n%s", err, out)
-		}
-		app = filepath.Join(dir, "zerodrop-app")
-	}
+	bins, app := labtest.Require(t)
 	pid := os.Getpid()
 	return lab.Options{
 		Dir:       filepath.Join(t.TempDir(), "lab"),

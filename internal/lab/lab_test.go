@@ -15,32 +15,16 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/lab/labtest"
 	"zerodrop.dev/zerodrop/internal/lab/netns"
-	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
-// requireLab skips (fails in CI) unless everything a lab needs is here:
-// root, ip, haproxy, the Kubernetes binaries and the app program. The app
-// is built into a temporary directory from this module's source.
+// requireLab returns the options of a lab for this test process (names and
+// pod range carry the pid so parallel test packages do not meet); it skips
+// (fails in CI) unless everything a lab needs is here (package labtest).
 func requireLab(t *testing.T) Options {
 	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireBinary(t, "ip")
-	testenv.RequireBinary(t, "haproxy")
-	bins, ok := k8sbin.Present()
-	if !ok {
-		testenv.Unavailable(t, "kubernetes binaries not built in %s (run `zerodrop lab binaries`)", k8sbin.EnvtestAssets())
-	}
-	app := os.Getenv("ZERODROP_APP")
-	if app == "" {
-		dir := t.TempDir()
-		out, err := exec.Command("go", "build", "-o", dir+"/zerodrop-app", "zerodrop.dev/zerodrop/cmd/zerodrop-app").CombinedOutput()
-		if err != nil {
-			t.Fatalf("build zerodrop-app: %v\n%s", err, out)
-		}
-		app = dir + "/zerodrop-app"
-	}
+	bins, app := labtest.Require(t)
 	pid := os.Getpid()
 	return Options{
 		Dir:       fmt.Sprintf("%s/lab", t.TempDir()),

@@ -17,19 +17,8 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
-	"zerodrop.dev/zerodrop/internal/testenv"
+	"zerodrop.dev/zerodrop/internal/lab/labtest"
 )
-
-// requireBinaries returns the cached control-plane binaries or skips (fails
-// in CI, where `make deps` builds them first).
-func requireBinaries(t *testing.T) k8sbin.Binaries {
-	t.Helper()
-	b, ok := k8sbin.Present()
-	if !ok {
-		testenv.Unavailable(t, "kubernetes binaries not built in %s (run `zerodrop lab binaries`)", k8sbin.EnvtestAssets())
-	}
-	return b
-}
 
 // Scenario: a lab cluster behaves like a cluster without kubelets. A
 // Deployment gets a ReplicaSet and a Pod from the real controllers; the Pod
@@ -37,7 +26,7 @@ func requireBinaries(t *testing.T) k8sbin.Binaries {
 // node); a Service gets a ClusterIP from the lab's range. Stop leaves no
 // process and no work directory behind.
 func TestClusterRunsControllersAndStopsEverything(t *testing.T) {
-	bins := requireBinaries(t)
+	bins := labtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 
@@ -137,7 +126,7 @@ func TestClusterRunsControllersAndStopsEverything(t *testing.T) {
 // Scenario: a control-plane process that cannot start makes Start fail with
 // its log, and stops everything already started.
 func TestStartFailureStopsWhatStarted(t *testing.T) {
-	bins := requireBinaries(t)
+	bins := labtest.Binaries(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
