@@ -44,9 +44,9 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().IntVar(&f.nodes, "nodes", 2, "node agents (Nodes lab-node-0...)")
 	cmd.Flags().IntVar(&f.haproxys, "haproxy", 1, "HAProxy instances in front of the pods")
 	cmd.Flags().StringVar(&f.app, "app", "", "zerodrop-app program (default: next to this executable, or on PATH)")
-	cmd.Flags().DurationVar(&f.inter, "check-interval", time.Second, "HAProxy health-check interval")
-	cmd.Flags().IntVar(&f.rise, "check-rise", 3, "HAProxy health checks passed before a server is UP")
-	cmd.Flags().IntVar(&f.fall, "check-fall", 2, "HAProxy health checks failed before a server is DOWN")
+	cmd.Flags().DurationVar(&f.inter, "check-interval", haproxy.DefaultCheckInterval, "HAProxy health-check interval")
+	cmd.Flags().IntVar(&f.rise, "check-rise", haproxy.DefaultCheckRise, "HAProxy health checks passed before a server is UP")
+	cmd.Flags().IntVar(&f.fall, "check-fall", haproxy.DefaultCheckFall, "HAProxy health checks failed before a server is DOWN")
 }
 
 func (f *labFlags) options(logger *slog.Logger) lab.Options {

@@ -154,13 +154,13 @@ func (o *Options) defaults() error {
 		o.Check.HTTPPath = appHealthPath
 	}
 	if o.Check.Interval <= 0 {
-		o.Check.Interval = time.Second
+		o.Check.Interval = haproxy.DefaultCheckInterval
 	}
 	if o.Check.Rise <= 0 {
-		o.Check.Rise = 3
+		o.Check.Rise = haproxy.DefaultCheckRise
 	}
 	if o.Check.Fall <= 0 {
-		o.Check.Fall = 2
+		o.Check.Fall = haproxy.DefaultCheckFall
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()

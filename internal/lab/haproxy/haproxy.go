@@ -98,6 +98,14 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// The lab's health-check defaults: ALB's 30 s x 5 / 2 scaled down so a run
+// takes minutes. The baseline syncer adds servers with the same settings.
+const (
+	DefaultCheckInterval = time.Second
+	DefaultCheckRise     = 3
+	DefaultCheckFall     = 2
+)
+
 func (c *Config) defaults() {
 	if c.Binary == "" {
 		c.Binary = "haproxy"
@@ -138,13 +146,13 @@ func (c *Config) defaults() {
 			b.Balance = "roundrobin"
 		}
 		if b.Check.Interval == 0 {
-			b.Check.Interval = time.Second
+			b.Check.Interval = DefaultCheckInterval
 		}
 		if b.Check.Rise == 0 {
-			b.Check.Rise = 3
+			b.Check.Rise = DefaultCheckRise
 		}
 		if b.Check.Fall == 0 {
-			b.Check.Fall = 2
+			b.Check.Fall = DefaultCheckFall
 		}
 		if b.Check.Timeout == 0 {
 			b.Check.Timeout = b.Check.Interval

@@ -30,6 +30,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	labhaproxy "zerodrop.dev/zerodrop/internal/lab/haproxy"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
 )
 
@@ -105,13 +106,13 @@ func New(cfg Config) (*Syncer, error) {
 	}
 	cfg.Check.Check = true
 	if cfg.Check.Inter == 0 {
-		cfg.Check.Inter = time.Second
+		cfg.Check.Inter = labhaproxy.DefaultCheckInterval
 	}
 	if cfg.Check.Rise == 0 {
-		cfg.Check.Rise = 3
+		cfg.Check.Rise = labhaproxy.DefaultCheckRise
 	}
 	if cfg.Check.Fall == 0 {
-		cfg.Check.Fall = 2
+		cfg.Check.Fall = labhaproxy.DefaultCheckFall
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
