@@ -49,6 +49,7 @@ const probeInterval = 10 * time.Millisecond
 
 type podTimes struct {
 	ip                              string
+	notReadySeen                    bool // observed before it was Ready (a new pod)
 	containersReady, ready, deleted time.Time
 	up                              map[string]time.Time // instance -> first seen UP
 	lastPick                        map[string]time.Time // instance -> last lbtot increase
@@ -125,6 +126,15 @@ func (p *latencyProbe) observePod(pod *corev1.Pod, now time.Time) {
 		t.ip = pod.Status.PodIP
 		p.byIP[t.ip] = t
 	}
+	ready := false
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			ready = true
+		}
+	}
+	if !ready && t.ready.IsZero() {
+		t.notReadySeen = true
+	}
 	for _, c := range pod.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
@@ -192,7 +202,9 @@ func (p *latencyProbe) result(instances []string, minWait time.Duration) *GateTi
 	defer p.mu.Unlock()
 	var gate, wait, extra, drain []time.Duration
 	for _, t := range p.pods {
-		if !t.ready.IsZero() && !t.containersReady.IsZero() {
+		// Only pods seen before they were Ready: the ones already Ready when
+		// the probe started were deployed before it.
+		if t.notReadySeen && !t.ready.IsZero() && !t.containersReady.IsZero() {
 			var lastUp time.Time
 			all := true
 			for _, in := range instances {
@@ -205,9 +217,7 @@ func (p *latencyProbe) result(instances []string, minWait time.Duration) *GateTi
 					lastUp = u
 				}
 			}
-			// Pods Ready before the probe saw them UP were deployed before
-			// it started.
-			if all && !t.ready.Before(lastUp.Add(-probeInterval)) {
+			if all {
 				gate = append(gate, max(0, t.ready.Sub(lastUp)))
 				w := t.ready.Sub(t.containersReady)
 				wait = append(wait, w)
