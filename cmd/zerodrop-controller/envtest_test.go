@@ -284,9 +284,15 @@ func waitForWebhook(ctx context.Context) error {
 // with an IP, ContainersReady True, and appears in the Service's slice.
 func startPod(t *testing.T, ns, name, app, ip string) *corev1.Pod {
 	t.Helper()
+	return startPodIn(t, suite.c, ns, name, app, ip)
+}
+
+// startPodIn is startPod against the API server behind c.
+func startPodIn(t *testing.T, c client.Client, ns, name, app, ip string) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	p := newPod(ns, name, map[string]string{"app": app})
-	if err := suite.c.Create(ctx, p); err != nil {
+	if err := c.Create(ctx, p); err != nil {
 		t.Fatal(err)
 	}
 	// A strategic merge patch, like the kubelet's: the controller may have
@@ -295,14 +301,19 @@ func startPod(t *testing.T, ns, name, app, ip string) *corev1.Pod {
 		"phase": corev1.PodRunning, "podIP": ip, "podIPs": []corev1.PodIP{{IP: ip}},
 		"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}},
 	}})
-	if err := suite.c.Status().Patch(ctx, p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+	if err := c.Status().Patch(ctx, p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
-	writeSlice(t, ns, app, p, false)
+	writeSliceIn(t, c, ns, app, p, false)
 	return p
 }
 
 func writeSlice(t *testing.T, ns, app string, p *corev1.Pod, terminating bool) {
+	t.Helper()
+	writeSliceIn(t, suite.c, ns, app, p, terminating)
+}
+
+func writeSliceIn(t *testing.T, c client.Client, ns, app string, p *corev1.Pod, terminating bool) {
 	t.Helper()
 	ctx := context.Background()
 	s := &discoveryv1.EndpointSlice{
@@ -317,13 +328,13 @@ func writeSlice(t *testing.T, ns, app string, p *corev1.Pod, terminating bool) {
 		Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To(int32(8080)), Protocol: ptr.To(corev1.ProtocolTCP)}},
 	}
 	var old discoveryv1.EndpointSlice
-	err := suite.c.Get(ctx, client.ObjectKeyFromObject(s), &old)
+	err := c.Get(ctx, client.ObjectKeyFromObject(s), &old)
 	switch {
 	case apierrors.IsNotFound(err):
-		err = suite.c.Create(ctx, s)
+		err = c.Create(ctx, s)
 	case err == nil:
 		s.ResourceVersion = old.ResourceVersion
-		err = suite.c.Update(ctx, s)
+		err = c.Update(ctx, s)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"zerodrop.dev/zerodrop/internal/provider"
@@ -17,6 +18,8 @@ type fakeLB struct {
 	instances []string
 	pools     map[string]map[provider.TargetID]*fakeTarget
 	calls     []string
+	// reads counts Status calls: one per binding cycle.
+	reads int
 }
 
 type fakeTarget struct {
@@ -86,6 +89,7 @@ func (f *fakeLB) Deregister(_ context.Context, pool string, t provider.Target) e
 func (f *fakeLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.reads++
 	s := provider.PoolStatus{Pool: pool}
 	for _, in := range f.instances {
 		is := provider.InstanceStatus{Instance: in, Epoch: "1", Targets: map[provider.TargetID]provider.TargetStatus{}}
@@ -176,4 +180,25 @@ func (f *fakeLB) registrations(pool string, id provider.TargetID) int {
 		}
 	}
 	return n
+}
+
+// statusReads returns how many pool status reads (reconcile cycles) the
+// fake has answered.
+func (f *fakeLB) statusReads() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reads
+}
+
+// callsOf returns the recorded calls of one operation ("register", ...).
+func (f *fakeLB) callsOf(op string) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, c := range f.calls {
+		if strings.HasPrefix(c, op+" ") {
+			out = append(out, c)
+		}
+	}
+	return out
 }

@@ -1,6 +1,11 @@
 // Command zerodrop-controller runs zerodrop's readiness gates and drain
 // gates: the TargetBinding reconciler, the pod webhook that injects the
 // gates, and the drain endpoint preStop hooks wait on. See docs/controller.md.
+//
+// --role splits the process: `reconcile` runs the leader-elected
+// reconcilers, `serve` the data path that must stay up while the reconciler
+// is down or replaced (webhook and drain endpoint, every replica serving),
+// `all` (the default) everything in one process.
 package main
 
 import (
@@ -13,13 +18,17 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -36,11 +45,33 @@ import (
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
+// Roles of a zerodrop-controller process (--role).
+const (
+	// RoleAll runs everything in one process: the reconcilers, the webhook
+	// and the drain endpoint (answered from the leader's own verdicts).
+	RoleAll = "all"
+	// RoleReconcile runs the leader-elected reconcilers (TargetBinding and
+	// LoadBalancer) and the self-managed certificate rotation: no webhook, no
+	// drain endpoint.
+	RoleReconcile = "reconcile"
+	// RoleServe runs the webhook and the drain endpoint on every replica (no
+	// leader election); its drain endpoint answers from a DrainOnly
+	// TargetBinding reconciler of its own.
+	RoleServe = "serve"
+)
+
 // options are the command-line flags.
 type options struct {
+	role                              string
+	kubeconfig                        string
 	metricsAddr, probeAddr, drainAddr string
 	leaderElect                       bool
 	leaderElectionNamespace           string
+	leaseDuration, renewDeadline      time.Duration
+	retryPeriod                       time.Duration
+	webhookBindHost                   string
+	drainShutdownDelay                time.Duration
+	drainShutdownTimeout              time.Duration
 	namespace                         string
 	webhookPort                       int
 	webhookCertDir, webhookCertMode   string
@@ -52,7 +83,17 @@ type options struct {
 	providerTimeout                   time.Duration
 	workers                           int
 	logLevel                          string
+
+	// metricsRegistry, when set, replaces controller-runtime's registry
+	// (tests run several managers in one process). Not a flag.
+	metricsRegistry prometheus.Registerer
 }
+
+// reconciles reports whether the role runs the reconcilers.
+func (o options) reconciles() bool { return o.role == RoleAll || o.role == RoleReconcile }
+
+// serves reports whether the role runs the webhook and the drain endpoint.
+func (o options) serves() bool { return o.role == RoleAll || o.role == RoleServe }
 
 func main() {
 	if err := run(context.Background(), os.Args[1:]); err != nil {
@@ -64,13 +105,21 @@ func main() {
 func parse(args []string) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("zerodrop-controller", flag.ContinueOnError)
+	fs.StringVar(&o.role, "role", RoleAll, "all (reconcilers, webhook and drain endpoint in one process), reconcile (leader-elected reconcilers only) or serve (webhook and drain endpoint on every replica, not leader-elected)")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, then in-cluster, then ~/.kube/config")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.drainAddr, "drain-bind-address", ":8082", "address of the drain endpoint (/drain/v1/...)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles (set in the Deployment)")
 	fs.StringVar(&o.leaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader election Lease (default: the controller's namespace)")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long non-leaders wait after the last renewal before taking over the Lease")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up leadership (and exits)")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "interval between leader election attempts")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "the controller's own namespace (never injected); default $POD_NAMESPACE")
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server")
+	fs.StringVar(&o.webhookBindHost, "webhook-bind-host", "", "address the webhook server binds (default: every interface)")
+	fs.DurationVar(&o.drainShutdownDelay, "drain-shutdown-delay", 5*time.Second, "serve role: after SIGTERM, keep accepting drain requests this long (while the Service stops routing to this replica)")
+	fs.DurationVar(&o.drainShutdownTimeout, "drain-shutdown-timeout", 60*time.Second, "serve role: after the delay, wait this long for held drain requests to be answered before stopping")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key")
 	fs.StringVar(&o.webhookCertMode, "webhook-cert-mode", "self-managed", "self-managed (the controller issues and rotates its certificate) or external (cert-manager or another tool fills --webhook-cert-dir and the caBundle)")
 	fs.StringVar(&o.webhookService, "webhook-service", "zerodrop-webhook", "Service in front of the webhook (self-managed certificate names)")
@@ -87,6 +136,14 @@ func parse(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q (flags only)", fs.Arg(0))
+	}
+	switch o.role {
+	case RoleAll, RoleReconcile, RoleServe:
+	default:
+		return o, fmt.Errorf("--role=%q: want %s, %s or %s", o.role, RoleAll, RoleReconcile, RoleServe)
+	}
 	if o.namespace == "" {
 		o.namespace = "zerodrop-system"
 	}
@@ -95,6 +152,15 @@ func parse(args []string) (options, error) {
 	}
 	if o.pollInterval <= 0 || o.resyncInterval <= 0 {
 		return o, errors.New("--provider-poll-interval and --resync-interval must be positive")
+	}
+	if o.retryPeriod <= 0 || o.renewDeadline <= o.retryPeriod*6/5 || o.leaseDuration <= o.renewDeadline {
+		// client-go's leader election refuses these too (with its jitter
+		// factor 1.2), but only once the manager starts; say which flags now.
+		return o, fmt.Errorf("leader election: want --leader-elect-lease-duration (%s) > --leader-elect-renew-deadline (%s) > 1.2 × --leader-elect-retry-period (%s) > 0",
+			o.leaseDuration, o.renewDeadline, o.retryPeriod)
+	}
+	if o.drainShutdownDelay < 0 || o.drainShutdownTimeout < 0 {
+		return o, errors.New("--drain-shutdown-delay and --drain-shutdown-timeout must not be negative")
 	}
 	return o, nil
 }
@@ -132,7 +198,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("--log-level=%q: %w", o.logLevel, err)
 	}
 	handler := slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level})
-	log := slog.New(handler)
+	log := slog.New(handler).With("role", o.role)
 	slog.SetDefault(log)
 	ctrl.SetLogger(logr.FromSlogHandler(handler))
 
@@ -143,49 +209,117 @@ func run(ctx context.Context, args []string) error {
 	if err := zv1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	cfg, err := ctrl.GetConfig()
+	cfg, err := restConfig(o.kubeconfig)
 	if err != nil {
-		return fmt.Errorf("kubeconfig: %w", err)
+		return err
 	}
 
 	if o.webhookCertMode == "self-managed" {
+		// The webhook server reads its files at start: they must exist
+		// before the manager starts (serve) or be issued (reconcile, all).
 		direct, err := client.New(cfg, client.Options{Scheme: scheme})
 		if err != nil {
 			return err
 		}
-		rot := certRotator(o, direct, log)
-		ictx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		err = rot.Ensure(ictx)
-		cancel()
-		if err != nil {
+		if err := ensureCerts(ctx, certRotator(o, direct, log), log); err != nil {
 			return fmt.Errorf("webhook certificate: %w", err)
 		}
 	}
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	leaderElect := o.leaderElect && o.reconciles()
+	if o.leaderElect && !leaderElect {
+		log.Info("--leader-elect ignored: every serve replica serves")
+	}
+	mopts := ctrl.Options{
 		Scheme:                        scheme,
 		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:        o.probeAddr,
-		LeaderElection:                o.leaderElect,
+		LeaderElection:                leaderElect,
 		LeaderElectionID:              "zerodrop-controller.zerodrop.dev",
 		LeaderElectionNamespace:       firstNonEmpty(o.leaderElectionNamespace, o.namespace),
 		LeaderElectionReleaseOnCancel: true,
-		WebhookServer:                 ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.webhookCertDir}),
-	})
+		LeaseDuration:                 &o.leaseDuration,
+		RenewDeadline:                 &o.renewDeadline,
+		RetryPeriod:                   &o.retryPeriod,
+		// Only the serve and all roles register a handler, which is what
+		// starts this server (reconcile opens no webhook port).
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookBindHost, Port: o.webhookPort, CertDir: o.webhookCertDir}),
+	}
+	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if _, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout)); err != nil {
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout))
+	if err != nil {
 		return err
 	}
-	log.Info("starting zerodrop-controller", "namespace", o.namespace, "leaderElect", o.leaderElect,
+	log.Info("starting zerodrop-controller", "namespace", o.namespace, "leaderElect", leaderElect,
 		"pollInterval", o.pollInterval, "drainAddr", o.drainAddr)
-	return mgr.Start(ctrl.SetupSignalHandler())
+	signals := ctrl.SetupSignalHandler()
+	if o.role != RoleServe {
+		return mgr.Start(signals)
+	}
+	// A serve replica stops gently: the preStop hooks it holds are answered
+	// before its drain-only reconciler stops (manager.Start would stop both
+	// at once and fail every held hook).
+	mctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() {
+		<-signals.Done()
+		w.Drain.quiesce(o.drainShutdownDelay, o.drainShutdownTimeout)
+		stop()
+	}()
+	return mgr.Start(mctx)
 }
 
+// restConfig loads the API server's address and credentials: --kubeconfig
+// when set, otherwise controller-runtime's order ($KUBECONFIG, in-cluster,
+// ~/.kube/config).
+func restConfig(path string) (*rest.Config, error) {
+	if path == "" {
+		cfg, err := ctrl.GetConfig()
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	if err != nil {
+		return nil, fmt.Errorf("--kubeconfig=%s: %w", path, err)
+	}
+	// The rates ctrl.GetConfig sets, for the same behaviour either way.
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = 20, 30
+	}
+	return cfg, nil
+}
+
+// ensureCerts runs the rotator once before the manager starts. A serve
+// replica's reader retries while the Secret is missing or not yet valid:
+// at install the reconcile role issues it moments later.
+func ensureCerts(ctx context.Context, rot *webhook.CertRotator, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		err := rot.Ensure(ctx)
+		if err == nil || !rot.ReadOnly {
+			return err
+		}
+		log.Info("waiting for the webhook certificate Secret", "secret", rot.Secret.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (is a --role=reconcile or --role=all controller running with the same --namespace and --webhook-service?)", err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// certRotator builds the self-managed certificate rotator of the role: the
+// reconcile role issues and renews (and writes no files: it serves no
+// webhook), the serve role only reads, all does both.
 func certRotator(o options, c client.Client, log *slog.Logger) *webhook.CertRotator {
 	svc := o.webhookService + "." + o.namespace + ".svc"
-	return &webhook.CertRotator{
+	r := &webhook.CertRotator{
 		Client:               c,
 		Secret:               types.NamespacedName{Namespace: o.namespace, Name: o.webhookSecret},
 		WebhookConfiguration: o.webhookConfig,
@@ -193,46 +327,79 @@ func certRotator(o options, c client.Client, log *slog.Logger) *webhook.CertRota
 		DNSNames:             []string{svc, svc + ".cluster.local"},
 		Log:                  log,
 	}
+	switch o.role {
+	case RoleReconcile:
+		r.CertDir = ""
+	case RoleServe:
+		r.ReadOnly = true
+		// A reader picks up a renewal within minutes; renewal happens with a
+		// third of the certificate's life left, so this is plenty.
+		r.CheckInterval = time.Minute
+	}
+	return r
 }
 
-// Wire adds the reconciler, the webhook, the drain endpoint and the checks
-// to a manager.
-func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, factories map[zv1.ProviderType]controller.ProviderFactory) (*controller.TargetBindingReconciler, error) {
-	metrics, err := controller.NewMetrics(nil)
+// wired is what Wire added to the manager.
+type wired struct {
+	// Reconciler is the role's TargetBinding reconciler: the full one
+	// (all, reconcile) or the drain-only one (serve).
+	Reconciler *controller.TargetBindingReconciler
+	// Drain is the drain endpoint's server; nil in the reconcile role.
+	Drain *drainServer
+}
+
+// Wire adds the role's parts to a manager: the reconcilers (all,
+// reconcile), the webhook and the drain endpoint (all, serve), certificate
+// rotation (self-managed mode) and the checks.
+func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, factories map[zv1.ProviderType]controller.ProviderFactory) (wired, error) {
+	var w wired
+	metrics, err := controller.NewMetrics(o.metricsRegistry)
 	if err != nil {
-		return nil, fmt.Errorf("metrics: %w", err)
+		return w, fmt.Errorf("metrics: %w", err)
 	}
 	drains := drain.NewRegistry()
-	instances := &controller.InstanceTracker{}
 	nudges := make(chan event.GenericEvent, 1024)
 	r := &controller.TargetBindingReconciler{
 		Client:          mgr.GetClient(),
-		Recorder:        mgr.GetEventRecorder("zerodrop-controller"),
 		Providers:       &controller.Providers{Factories: factories},
 		Drains:          drains,
 		Metrics:         metrics,
-		Instances:       instances,
 		Log:             log.With("controller", "targetbinding"),
 		PendingInterval: o.pollInterval,
 		SteadyInterval:  o.resyncInterval,
+		DrainOnly:       o.role == RoleServe,
+	}
+	if r.DrainOnly {
+		r.Log = log.With("controller", "targetbinding-drain")
+	} else {
+		r.Recorder = mgr.GetEventRecorder("zerodrop-controller")
+		r.Instances = &controller.InstanceTracker{}
 	}
 	if err := r.SetupWithManager(mgr, nudges, o.workers); err != nil {
-		return nil, fmt.Errorf("targetbinding controller: %w", err)
+		return w, fmt.Errorf("targetbinding controller: %w", err)
 	}
-
-	if err := (&controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: instances, Interval: o.resyncInterval}).SetupWithManager(mgr); err != nil {
-		return nil, fmt.Errorf("loadbalancer controller: %w", err)
+	w.Reconciler = r
+	if o.reconciles() {
+		if err := (&controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval}).SetupWithManager(mgr); err != nil {
+			return w, fmt.Errorf("loadbalancer controller: %w", err)
+		}
 	}
-
 	if o.webhookCertMode == "self-managed" {
 		direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
 		if err != nil {
-			return nil, err
+			return w, err
 		}
 		if err := mgr.Add(certRotator(o, direct, log)); err != nil {
-			return nil, err
+			return w, err
 		}
 	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return w, err
+	}
+	if !o.serves() {
+		return w, mgr.AddReadyzCheck("ping", healthz.Ping)
+	}
+
 	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: func(ctx context.Context) (string, error) {
 		if o.drainHookHost != "" {
 			return o.drainHookHost, nil
@@ -254,31 +421,39 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		Log:                 log.With("component", "webhook"),
 	}})
 
-	// The drain endpoint answers from the leader's verdicts, so it runs
-	// with the reconciler, on the leader only. Readiness does not depend on
-	// leadership (a new replica could never become Ready during the
-	// controller's own rolling update): run one replica; leader election
-	// keeps two from acting at once while it is replaced.
+	// In the all role the drain endpoint answers from the leader's
+	// verdicts, so it runs with the reconciler, on the leader only
+	// (readiness does not wait for leadership, or a new replica could never
+	// become Ready during the controller's own rolling update). In the
+	// serve role it answers from this replica's drain-only reconciler and
+	// runs on every replica.
 	mux := http.NewServeMux()
 	(&drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, Log: log.With("component", "drain")}).Register(mux)
-	if err := mgr.Add(&drainServer{addr: o.drainAddr, handler: mux, log: log}); err != nil {
-		return nil, err
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return nil, err
+	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll}
+	if err := mgr.Add(w.Drain); err != nil {
+		return w, err
 	}
 	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return nil, err
+		return w, err
 	}
-	return r, nil
+	if o.role == RoleServe {
+		if err := mgr.AddReadyzCheck("drain", w.Drain.listening); err != nil {
+			return w, err
+		}
+	}
+	return w, nil
 }
 
-// drainServer serves the drain endpoint while the manager runs (leader
-// only).
+// drainServer serves the drain endpoint while the manager runs: on the
+// leader only in the all role, on every replica in the serve role.
 type drainServer struct {
-	addr    string
-	handler http.Handler
-	log     *slog.Logger
+	addr       string
+	handler    http.Handler
+	log        *slog.Logger
+	leaderOnly bool
+
+	mu  sync.Mutex
+	srv *http.Server
 }
 
 func (d *drainServer) Start(ctx context.Context) error {
@@ -287,6 +462,9 @@ func (d *drainServer) Start(ctx context.Context) error {
 		return fmt.Errorf("drain endpoint listen %s: %w", d.addr, err)
 	}
 	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 5 * time.Second}
+	d.mu.Lock()
+	d.srv = srv
+	d.mu.Unlock()
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -300,7 +478,39 @@ func (d *drainServer) Start(ctx context.Context) error {
 	return nil
 }
 
-func (d *drainServer) NeedLeaderElection() bool { return true }
+// NeedLeaderElection implements manager.LeaderElectionRunnable.
+func (d *drainServer) NeedLeaderElection() bool { return d.leaderOnly }
+
+// listening is a readyz check: the drain endpoint accepts requests.
+func (d *drainServer) listening(*http.Request) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.srv == nil {
+		return errors.New("drain endpoint not started")
+	}
+	return nil
+}
+
+// quiesce ends the drain endpoint gently: it keeps accepting requests for
+// delay (the Service takes a moment to stop routing new preStop requests
+// here), then stops accepting and waits up to timeout for the held
+// requests to be answered. The drain-only reconciler keeps running
+// meanwhile, so those answers are real verdicts.
+func (d *drainServer) quiesce(delay, timeout time.Duration) {
+	d.mu.Lock()
+	srv := d.srv
+	d.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	d.log.Info("drain endpoint stopping: answering held requests first", "delay", delay, "timeout", timeout)
+	time.Sleep(delay)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		d.log.Warn("drain endpoint stopped with requests still held", "err", err)
+	}
+}
 
 func firstNonEmpty(s ...string) string {
 	for _, v := range s {

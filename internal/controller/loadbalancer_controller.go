@@ -132,8 +132,13 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	return reconcile.Result{RequeueAfter: every}, nil
 }
 
+// lbStatusEqual reports whether status a already says what b says, so that
+// the status patch can be skipped. The condition count matters too: a
+// condition that only a has (one written by an older controller) is dropped
+// only by a patch.
 func lbStatusEqual(a, b *zv1.LoadBalancerStatus) bool {
-	if a.ObservedGeneration != b.ObservedGeneration || a.ReachableInstances != b.ReachableInstances || len(a.Instances) != len(b.Instances) {
+	if a.ObservedGeneration != b.ObservedGeneration || a.ReachableInstances != b.ReachableInstances ||
+		len(a.Instances) != len(b.Instances) || len(a.Conditions) != len(b.Conditions) {
 		return false
 	}
 	for i := range a.Instances {

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -25,12 +26,21 @@ import (
 // maps back to the bindings concerned, so a pod turning ContainersReady, an
 // endpoint turning terminating or a drain request from the drain endpoint
 // (nudges) starts a cycle at once instead of at the next requeue.
+//
+// A DrainOnly reconciler is named targetbinding-drain and is not
+// leader-elected: every serve replica runs one, whoever leads.
 func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-chan event.GenericEvent, workers int) error {
 	if workers <= 0 {
 		workers = 4
 	}
+	name := "targetbinding"
+	opts := controller.Options{MaxConcurrentReconciles: workers}
+	if r.DrainOnly {
+		name = "targetbinding-drain"
+		opts.NeedLeaderElection = ptr.To(false)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		Named("targetbinding").
+		Named(name).
 		For(&zv1.TargetBinding{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfPod),
 			builder.WithPredicates(podChanged())).
@@ -39,7 +49,7 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 		Watches(&zv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfLoadBalancer),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(nudges, &handler.EnqueueRequestForObject{})).
-		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		WithOptions(opts).
 		Complete(r)
 }
 

@@ -78,6 +78,18 @@ type TargetBindingReconciler struct {
 	SteadyInterval time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// DrainOnly makes the reconciler the drain observer of a serve replica
+	// (zerodrop-controller --role=serve): it reads the same objects and the
+	// same pool status every cycle and plans exactly as the leader does, but
+	// of each plan it carries out only SetDraining (idempotent: harmless
+	// when the leader did it already) and the drain verdict for its own
+	// Drains registry. It never registers or deregisters a target, never
+	// patches a gate condition, never writes the binding's status or
+	// finalizer, emits no Event and records no gate or drain metric: the
+	// leader does all that. So the drain endpoint of every serve replica
+	// answers from its own look at the load balancer, and keeps answering
+	// while the leader is down or being replaced.
+	DrainOnly bool
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
@@ -122,9 +134,15 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		return reconcile.Result{}, err
 	}
 	if !b.DeletionTimestamp.IsZero() {
+		if r.DrainOnly {
+			// Only the leader finalizes; the pods waiting on this replica's
+			// drain endpoint are released here as there.
+			return reconcile.Result{}, r.releaseGates(ctx, &b, ReasonBindingDeleted,
+				fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name))
+		}
 		return r.finalize(ctx, log, &b)
 	}
-	if controllerutil.AddFinalizer(&b, Finalizer) {
+	if !r.DrainOnly && controllerutil.AddFinalizer(&b, Finalizer) {
 		if err := r.Client.Update(ctx, &b); err != nil {
 			return reconcile.Result{}, fmt.Errorf("add finalizer to %s: %w", req, err)
 		}
@@ -162,7 +180,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			log.Info("load balancer instance restarted: re-registering its targets", "loadbalancer", lb.Name, "instance", in.Instance)
 			r.event(&b, nil, corev1.EventTypeWarning, "InstanceRestarted", "Resync",
 				"LoadBalancer %s instance %s lost its runtime state (reload or restart): targets re-registered", lb.Name, in.Instance)
-			if r.Metrics != nil {
+			if r.Metrics != nil && !r.DrainOnly {
 				r.Metrics.InstanceRestarts.WithLabelValues(lb.Name, in.Instance).Inc()
 			}
 		}
@@ -210,7 +228,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			stuck++
 		}
 	}
-	if r.Metrics != nil {
+	if r.Metrics != nil && !r.DrainOnly {
 		r.Metrics.GatesPending.WithLabelValues(b.Namespace, b.Name).Set(float64(waiting))
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
@@ -351,7 +369,8 @@ func (r *TargetBindingReconciler) observeCall(lb, op string, start time.Time, er
 }
 
 // apply carries out one target's plan: the provider call, the pod's gate
-// condition, the drain verdict, events and metrics.
+// condition, the drain verdict, events and metrics. In DrainOnly mode it
+// carries out only the drain call and the drain verdict.
 func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, tp *targetPlan, targets []observedTarget) error {
 	var pod *corev1.Pod
 	for i := range targets {
@@ -359,10 +378,14 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 			pod = targets[i].Pod
 		}
 	}
+	act := tp.Action
+	if r.DrainOnly && act != actDrain {
+		act = actNone
+	}
 	var callErr error
-	if tp.Action != actNone {
+	if act != actNone {
 		start := time.Now()
-		switch tp.Action {
+		switch act {
 		case actRegister:
 			callErr = p.Register(ctx, b.Spec.Pool, tp.Target)
 		case actDrain:
@@ -377,12 +400,12 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 			}
 		}
 		if !start.IsZero() {
-			r.observeCall(lb, tp.Action.String(), start, callErr)
+			r.observeCall(lb, act.String(), start, callErr)
 		}
 		if callErr != nil {
-			callErr = fmt.Errorf("%s %s in pool %s: %w", tp.Action, tp.Target.ID, b.Spec.Pool, callErr)
+			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
 		} else {
-			log.Info("target "+tp.Action.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool)
+			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
 		}
 	}
 	if tp.Drain != nil {
@@ -395,7 +418,7 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 			}
 			r.event(pod, b, kind, tp.Drain.Reason, "Drain", "%s (binding %s, pool %s)", tp.Drain.Message, b.Name, b.Spec.Pool)
 		}
-		if tp.DrainLatency > 0 && r.Metrics != nil {
+		if tp.DrainLatency > 0 && r.Metrics != nil && !r.DrainOnly {
 			result := "drained"
 			if tp.Drain.Reason == ReasonDrainTimeout {
 				result = "timeout"
@@ -403,7 +426,7 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 			r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
 		}
 	}
-	if tp.Gate != nil && pod != nil {
+	if tp.Gate != nil && pod != nil && !r.DrainOnly {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
 		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
 		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
@@ -465,7 +488,8 @@ func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, 
 
 // releaseGates sets every gate of the binding True (reason says why) and
 // every drain verdict drained: with the binding or its LoadBalancer gone,
-// nothing may hold a rollout or a container.
+// nothing may hold a rollout or a container. In DrainOnly mode only the
+// drain verdicts are reported.
 func (r *TargetBindingReconciler) releaseGates(ctx context.Context, b *zv1.TargetBinding, reason, msg string) error {
 	var pods corev1.PodList
 	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
@@ -478,7 +502,7 @@ func (r *TargetBindingReconciler) releaseGates(ctx context.Context, b *zv1.Targe
 		if _, ok := r.Drains.Lookup(key, b.Name); ok || !pod.DeletionTimestamp.IsZero() {
 			r.Drains.Report(key, b.Name, drain.State{Drained: true, Reason: reason, Message: msg, Since: r.now()})
 		}
-		if !binding.HasGate(pod, b.Name) || !pod.DeletionTimestamp.IsZero() {
+		if r.DrainOnly || !binding.HasGate(pod, b.Name) || !pod.DeletionTimestamp.IsZero() {
 			continue
 		}
 		changed, err := r.setGate(ctx, pod, b.Name, &gateCondition{corev1.ConditionTrue, reason, msg})
@@ -549,9 +573,12 @@ func (r *TargetBindingReconciler) forgetGone(b *zv1.TargetBinding, plans []targe
 	}
 }
 
-// finishStatus writes the binding's status unless it is unchanged, and
-// returns the requeue.
+// finishStatus writes the binding's status unless it is unchanged (or the
+// reconciler is DrainOnly: the leader writes it), and returns the requeue.
 func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.TargetBinding, counts zv1.TargetCounts, status metav1.ConditionStatus, reason, msg string, requeue time.Duration) (reconcile.Result, error) {
+	if r.DrainOnly {
+		return reconcile.Result{RequeueAfter: requeue}, nil
+	}
 	next := b.Status.DeepCopy()
 	next.ObservedGeneration = b.Generation
 	next.Targets = counts
@@ -581,7 +608,7 @@ func statusEqual(a, b *zv1.TargetBindingStatus) bool {
 }
 
 func (r *TargetBindingReconciler) event(regarding, related client.Object, kind, reason, action, note string, args ...any) {
-	if r.Recorder == nil {
+	if r.Recorder == nil || r.DrainOnly {
 		return
 	}
 	if related == nil {

@@ -45,7 +45,9 @@ type CertRotator struct {
 	Secret types.NamespacedName
 	// WebhookConfiguration is the MutatingWebhookConfiguration to patch.
 	WebhookConfiguration string
-	// CertDir is the webhook server's certificate directory.
+	// CertDir is the webhook server's certificate directory; empty writes no
+	// files (a process that issues certificates but serves no webhook, such
+	// as zerodrop-controller --role=reconcile).
 	CertDir string
 	// DNSNames are the serving certificate's names, e.g.
 	// zerodrop-webhook.zerodrop-system.svc.
@@ -58,6 +60,13 @@ type CertRotator struct {
 	Log *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// ReadOnly makes the rotator a reader (zerodrop-controller
+	// --role=serve): it copies the Secret's serving certificate to CertDir
+	// and never creates or renews the Secret nor patches the caBundle, so a
+	// serve replica needs only get on the one Secret. Ensure fails while the
+	// Secret lacks a valid certificate for DNSNames (the reconcile role has
+	// not issued it yet); callers retry.
+	ReadOnly bool
 }
 
 func (c *CertRotator) now() time.Time {
@@ -92,7 +101,19 @@ func (c *CertRotator) Start(ctx context.Context) error {
 func (c *CertRotator) NeedLeaderElection() bool { return false }
 
 // Ensure makes the Secret, the files and the caBundle valid and consistent.
+//
+// Several processes may Ensure at once (every replica runs a rotator): the
+// Secret is written with the resourceVersion that was read, so of two
+// concurrent renewals one update wins and the other gets a conflict (or an
+// already-exists on creation), re-reads and uses the winner's certificate.
 func (c *CertRotator) Ensure(ctx context.Context) error {
+	if c.ReadOnly {
+		bundle, err := c.readSecret(ctx)
+		if err != nil {
+			return err
+		}
+		return c.writeFiles(bundle)
+	}
 	for attempt := 0; attempt < 5; attempt++ {
 		bundle, err := c.ensureSecret(ctx)
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
@@ -172,7 +193,32 @@ func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
 	return b, nil
 }
 
+// readSecret returns the Secret's certificate if it is usable now: it
+// parses, is not expired, covers DNSNames and is signed by the Secret's CA.
+func (c *CertRotator) readSecret(ctx context.Context) (certBundle, error) {
+	var s corev1.Secret
+	if err := c.Client.Get(ctx, c.Secret, &s); err != nil {
+		return certBundle{}, fmt.Errorf("read webhook certificate secret %s: %w", c.Secret, err)
+	}
+	b := certBundle{caCert: s.Data["ca.crt"], cert: s.Data["tls.crt"], key: s.Data["tls.key"]}
+	leaf, _, err := parsePair(b.cert, b.key)
+	if err != nil {
+		return certBundle{}, fmt.Errorf("secret %s: tls.crt/tls.key: %v", c.Secret, err)
+	}
+	now := c.now()
+	if now.After(leaf.NotAfter) || now.Before(leaf.NotBefore) {
+		return certBundle{}, fmt.Errorf("secret %s: serving certificate valid %s to %s, not now", c.Secret, leaf.NotBefore, leaf.NotAfter)
+	}
+	if !coversNames(leaf, c.DNSNames) {
+		return certBundle{}, fmt.Errorf("secret %s: serving certificate does not cover %v (the issuing controller's --webhook-service or --namespace differ?)", c.Secret, c.DNSNames)
+	}
+	return b, nil
+}
+
 func (c *CertRotator) writeFiles(b certBundle) error {
+	if c.CertDir == "" {
+		return nil
+	}
 	if err := os.MkdirAll(c.CertDir, 0o700); err != nil {
 		return fmt.Errorf("create cert dir %s: %w", c.CertDir, err)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +95,73 @@ func TestCertRotator(t *testing.T) {
 	var s corev1.Secret
 	if err := c.Get(ctx, r.Secret, &s); err != nil || len(s.Data["ca.key"]) == 0 {
 		t.Fatalf("secret: %v", err)
+	}
+}
+
+// TestCertRotatorReadOnly: a serve replica's reader waits for the Secret the
+// reconcile role issues, then serves exactly that certificate; it never
+// creates the Secret nor touches the caBundle.
+func TestCertRotatorReadOnly(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zerodrop-controller"},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "pods.zerodrop.dev"}},
+	}
+	c := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(cfg).Build()
+	ctx := context.Background()
+	secret := types.NamespacedName{Namespace: "zerodrop-system", Name: "zerodrop-webhook-certs"}
+	names := []string{"zerodrop-webhook.zerodrop-system.svc"}
+	readerDir := t.TempDir()
+	reader := &CertRotator{Client: c, Secret: secret, WebhookConfiguration: "zerodrop-controller", CertDir: readerDir,
+		DNSNames: names, Now: func() time.Time { return now }, ReadOnly: true}
+
+	if err := reader.Ensure(ctx); err == nil {
+		t.Fatalf("reader Ensure without a Secret succeeded; want an error until the issuer wrote it")
+	}
+	var s corev1.Secret
+	if err := c.Get(ctx, secret, &s); err == nil {
+		t.Fatalf("reader created the Secret")
+	}
+
+	issuer := &CertRotator{Client: c, Secret: secret, WebhookConfiguration: "zerodrop-controller",
+		DNSNames: names, Now: func() time.Time { return now }} // no CertDir: issues, writes no files
+	if err := issuer.Ensure(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var before admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: "zerodrop-controller"}, &before); err != nil {
+		t.Fatal(err)
+	}
+	// The issuer's patch is there; blank it to see whether the reader patches.
+	before.Webhooks[0].ClientConfig.CABundle = nil
+	if err := c.Update(ctx, &before); err != nil {
+		t.Fatal(err)
+	}
+	if err := reader.Ensure(ctx); err != nil {
+		t.Fatalf("reader Ensure after issuing: %v", err)
+	}
+	if err := c.Get(ctx, secret, &s); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(readerDir, "tls.crt"))
+	if err != nil || !bytes.Equal(got, s.Data["tls.crt"]) {
+		t.Fatalf("reader's tls.crt differs from the Secret's (%v)", err)
+	}
+	var after admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Get(ctx, types.NamespacedName{Name: "zerodrop-controller"}, &after); err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Webhooks[0].ClientConfig.CABundle) != 0 {
+		t.Fatalf("reader patched the caBundle")
+	}
+
+	wrong := *reader
+	wrong.DNSNames = []string{"other.zerodrop-system.svc"}
+	if err := wrong.Ensure(ctx); err == nil || !strings.Contains(err.Error(), "does not cover") {
+		t.Fatalf("reader with other DNS names: %v, want a 'does not cover' error", err)
+	}
+	now = now.Add(100 * 24 * time.Hour)
+	if err := reader.Ensure(ctx); err == nil {
+		t.Fatalf("reader accepted an expired certificate")
 	}
 }

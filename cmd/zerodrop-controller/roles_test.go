@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/controller"
+	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/internal/webhook"
+)
+
+func TestParseRole(t *testing.T) {
+	cases := []struct {
+		name    string
+		args    []string
+		role    string
+		wantErr string
+	}{
+		{"no flag: all, today's single process", nil, RoleAll, ""},
+		{"reconcile", []string{"--role=reconcile"}, RoleReconcile, ""},
+		{"serve", []string{"--role", "serve"}, RoleServe, ""},
+		{"unknown role: error naming the flag and the choices", []string{"--role=drain"}, "", `--role="drain": want all, reconcile or serve`},
+		{"empty role: error", []string{"--role="}, "", `--role="": want all, reconcile or serve`},
+		{"stray argument: error", []string{"serve"}, "", `unexpected argument "serve"`},
+		{"lease shorter than the renew deadline: error", []string{"--leader-elect-lease-duration=5s", "--leader-elect-renew-deadline=10s"}, "",
+			"--leader-elect-lease-duration (5s) > --leader-elect-renew-deadline (10s)"},
+		{"short leases for the lab", []string{"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}, RoleAll, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			o, err := parse(c.args)
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("parse(%q) error %v, want one containing %q", c.args, err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parse(%q): %v", c.args, err)
+			}
+			if o.role != c.role {
+				t.Fatalf("parse(%q) role %q, want %q", c.args, o.role, c.role)
+			}
+		})
+	}
+}
+
+// TestRestConfigKubeconfig: --kubeconfig names the file the lab writes; a
+// missing file is an error naming the flag.
+func TestRestConfigKubeconfig(t *testing.T) {
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: lab, cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}}]
+users: [{name: lab, user: {token: t}}]
+contexts: [{name: lab, context: {cluster: lab, user: lab}}]
+current-context: lab
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := restConfig(kc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "https://127.0.0.1:6443" || cfg.QPS != 20 {
+		t.Fatalf("restConfig(%s): host %q qps %v, want https://127.0.0.1:6443 and 20", kc, cfg.Host, cfg.QPS)
+	}
+	t.Setenv("KUBECONFIG", kc)
+	if cfg, err := restConfig(""); err != nil || cfg.Host != "https://127.0.0.1:6443" {
+		t.Fatalf("restConfig with $KUBECONFIG: %v %v", cfg, err)
+	}
+	if _, err := restConfig(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "--kubeconfig=") {
+		t.Fatalf("missing kubeconfig: %v, want an error naming --kubeconfig", err)
+	}
+}
+
+// roleEnv is a control plane of its own, so that no reconciler of the
+// shared suite (a leader) acts on it.
+type roleEnv struct {
+	cfg *rest.Config
+	c   client.Client
+	wo  *envtest.WebhookInstallOptions
+}
+
+func startRoleEnv(t *testing.T) *roleEnv {
+	t.Helper()
+	requireSuite(t)
+	root, _ := filepath.Abs("../..")
+	env := &envtest.Environment{
+		BinaryAssetsDirectory: suite.assets,
+		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}},
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatalf("start a second envtest control plane: %v", err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	c, err := client.New(cfg, client.Options{Scheme: testScheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &roleEnv{cfg: cfg, c: c, wo: &env.WebhookInstallOptions}
+}
+
+func testScheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = zv1.AddToScheme(s)
+	return s
+}
+
+// startRole runs one zerodrop-controller role as main wires it, with lb as
+// every LoadBalancer's provider, until the test ends.
+func (e *roleEnv) startRole(t *testing.T, lb *fakeLB, webhookPort int, args ...string) wired {
+	t.Helper()
+	o, err := parse(append([]string{"--namespace=" + controllerNS, "--webhook-cert-mode=external",
+		"--drain-hook-host=" + drainHost, "--provider-poll-interval=50ms", "--resync-interval=1s"}, args...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.metricsRegistry = prometheus.NewRegistry()
+	mgr, err := ctrl.NewManager(e.cfg, ctrl.Options{
+		Scheme:                 testScheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
+			Host: e.wo.LocalServingHost, Port: webhookPort, CertDir: e.wo.LocalServingCertDir}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("ZERODROP_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("role", o.role)
+	}
+	factories := map[zv1.ProviderType]controller.ProviderFactory{
+		zv1.ProviderHAProxy: func(*zv1.LoadBalancer) (provider.Provider, error) { return lb, nil },
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w, err := Wire(ctx, mgr, o, log, factories)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("%s manager: %v", o.role, err)
+		}
+	})
+	return w
+}
+
+// cyclesPass waits until the fake LB has answered n more pool reads: n
+// more reconcile cycles ran, so whatever they would do is done.
+func cyclesPass(t *testing.T, lb *fakeLB, n int) {
+	t.Helper()
+	start := lb.statusReads()
+	eventually(t, fmt.Sprintf("%d more reconcile cycles", n), func() (bool, string) {
+		got := lb.statusReads() - start
+		return got >= n, fmt.Sprintf("%d cycles", got)
+	})
+}
+
+func getDrain(base, path string) (int, drain.Answer, error) {
+	resp, err := http.Get(base + path)
+	if err != nil {
+		return 0, drain.Answer{}, err
+	}
+	defer resp.Body.Close()
+	var a drain.Answer
+	err = json.NewDecoder(resp.Body).Decode(&a)
+	return resp.StatusCode, a, err
+}
+
+// TestServeRoleDrainsWithoutLeader: a serve replica alone (no reconcile
+// role, no leader) injects gates and hooks, sets a deleted pod's target to
+// drain and answers its preStop hook from its own look at the load balancer
+// — 503 while sessions remain, 200 when none — and never does the leader's
+// work: no registration, no deregistration, no gate condition, no binding
+// status or finalizer, no Event. When a reconcile role starts, it finishes
+// that work.
+func TestServeRoleDrainsWithoutLeader(t *testing.T) {
+	e := startRoleEnv(t)
+	ctx := context.Background()
+	lb := newFakeLB("lb-a", "lb-b")
+	drainAddr := freeAddr()
+	e.startRole(t, lb, e.wo.LocalServingPort, "--role=serve", "--drain-bind-address="+drainAddr)
+	drainURL := "http://" + drainAddr
+
+	ns := "shop"
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNS}},
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns, Labels: map[string]string{zv1.GatesNamespaceLabel: zv1.GatesEnabled}}},
+		&zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: zv1.LoadBalancerSpec{
+			Provider:  zv1.ProviderHAProxy,
+			Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}, {Name: "lb-b", Address: "10.0.0.2:9999"}}}},
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}, Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080)}}}},
+		&zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-edge"}, Spec: zv1.TargetBindingSpec{
+			ServiceRef: zv1.ServiceReference{Name: "web", Port: intstr.FromString("http")}, LoadBalancerRef: zv1.LoadBalancerReference{Name: "edge"},
+			Pool: pool, Drain: zv1.DrainSpec{PreStop: zv1.PreStopHTTPGet}}},
+	} {
+		if err := e.c.Create(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, "the serve role's webhook injects the gate", func() (bool, string) {
+		p := newPod(ns, "probe", map[string]string{"app": "web"})
+		if err := e.c.Create(ctx, p, client.DryRunAll); err != nil {
+			return false, err.Error()
+		}
+		return len(p.Spec.ReadinessGates) > 0, fmt.Sprint(p.Spec.ReadinessGates)
+	})
+
+	// web-1 was registered by a leader that is gone now; web-2 is new.
+	p1 := startPodIn(t, e.c, ns, "web-1", "web", "10.1.0.71")
+	id1 := controller.TargetID(ns, "web-edge", "web-1")
+	id2 := controller.TargetID(ns, "web-edge", "web-2")
+	if err := lb.Register(ctx, pool, provider.Target{ID: id1, IP: "10.1.0.71", Port: 8080}); err != nil {
+		t.Fatal(err)
+	}
+	lb.setHealth(pool, id1, "", provider.HealthHealthy)
+	lb.setSessions(pool, id1, 2)
+	startPodIn(t, e.c, ns, "web-2", "web", "10.1.0.72")
+
+	hook := p1.Spec.Containers[0].Lifecycle.PreStop.HTTPGet
+	token := p1.Annotations[webhook.DrainTokenAnnotation]
+	if hook == nil || hook.Host != drainHost || hook.Path != webhook.TokenPath(ns, token, 30*time.Second) {
+		t.Fatalf("serve role injected preStop hook %+v (token %q)", hook, token)
+	}
+	cyclesPass(t, lb, 5)
+	if code, a, err := getDrain(drainURL, "/drain/v1/namespaces/"+ns+"/pods/web-1?wait=0s"); err != nil || code != http.StatusServiceUnavailable {
+		t.Fatalf("live pod: drain endpoint answered %d %+v %v, want 503", code, a, err)
+	}
+
+	if err := e.c.Delete(ctx, p1); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "SetDraining by the serve role", func() (bool, string) { return lb.called("drain", pool, id1), fmt.Sprint(lb.callsOf("drain")) })
+	type result struct {
+		code int
+		a    drain.Answer
+		err  error
+	}
+	answered := make(chan result, 1)
+	go func() {
+		code, a, err := getDrain(drainURL, hook.Path[:strings.Index(hook.Path, "?")]+"?wait=20s")
+		answered <- result{code, a, err}
+	}()
+	cyclesPass(t, lb, 3)
+	select {
+	case r := <-answered:
+		t.Fatalf("drain endpoint answered %d %+v while 2 sessions were open", r.code, r.a)
+	default:
+	}
+	lb.setSessions(pool, id1, 0)
+	select {
+	case r := <-answered:
+		if r.err != nil || r.code != http.StatusOK || !r.a.Drained || r.a.Bindings[0].Reason != controller.ReasonDrained {
+			t.Fatalf("drained pod: answer %d %+v %v, want 200 Drained", r.code, r.a, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("drain endpoint did not answer after the sessions ended")
+	}
+
+	// Some more cycles: a leader would have deregistered web-1 (no
+	// deregistration delay), registered web-2 and set its gate by now.
+	cyclesPass(t, lb, 5)
+	if got := lb.callsOf("register"); len(got) != 1 || got[0] != "register "+pool+"/"+string(id1) {
+		t.Errorf("provider register calls %v, want only the test's own registration of web-1", got)
+	}
+	if got := lb.callsOf("deregister"); len(got) != 0 {
+		t.Errorf("serve role deregistered: %v", got)
+	}
+	if lb.has(pool, id2) {
+		t.Errorf("serve role registered web-2")
+	}
+	for _, name := range []string{"web-1", "web-2"} {
+		var p corev1.Pod
+		if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range p.Status.Conditions {
+			if strings.HasPrefix(string(c.Type), zv1.GateConditionPrefix) {
+				t.Errorf("serve role set %s on %s: %s %s", c.Type, name, c.Status, c.Reason)
+			}
+		}
+	}
+	var b zv1.TargetBinding
+	if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-edge"}, &b); err != nil {
+		t.Fatal(err)
+	}
+	if len(b.Finalizers) != 0 || b.Status.ObservedGeneration != 0 || len(b.Status.Conditions) != 0 {
+		t.Errorf("serve role wrote the binding: finalizers %v, status %+v", b.Finalizers, b.Status)
+	}
+	var evs eventsv1.EventList
+	if err := e.c.List(ctx, &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs.Items {
+		// The API server reports its own repairs here too; ours name the
+		// controller as reporter.
+		if strings.Contains(ev.ReportingController, "zerodrop") || strings.Contains(ev.DeprecatedSource.Component, "zerodrop") ||
+			ev.Regarding.Kind == "Pod" || ev.Regarding.Kind == "TargetBinding" {
+			t.Errorf("serve role emitted an Event: %s %s on %s %s", ev.Reason, ev.Note, ev.Regarding.Kind, ev.Regarding.Name)
+		}
+	}
+
+	// The reconcile role comes up: it finishes the leader's work, and opens
+	// neither a webhook port nor a drain endpoint.
+	reconcileDrain, reconcileWebhook := freeAddr(), freeAddr()
+	_, port, _ := net.SplitHostPort(reconcileWebhook)
+	var webhookPort int
+	fmt.Sscanf(port, "%d", &webhookPort)
+	w := e.startRole(t, lb, webhookPort, "--role=reconcile", "--drain-bind-address="+reconcileDrain)
+	if w.Drain != nil || w.Reconciler.DrainOnly {
+		t.Fatalf("reconcile role wired a drain endpoint (%v) or a drain-only reconciler", w.Drain != nil)
+	}
+	eventually(t, "the reconcile role deregisters web-1 and registers web-2", func() (bool, string) {
+		return !lb.has(pool, id1) && lb.has(pool, id2), fmt.Sprint(lb.callsOf("register"), lb.callsOf("deregister"))
+	})
+	eventually(t, "the reconcile role writes the binding's status", func() (bool, string) {
+		var b zv1.TargetBinding
+		if err := e.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: "web-edge"}, &b); err != nil {
+			return false, err.Error()
+		}
+		return b.Status.ObservedGeneration == b.Generation && len(b.Finalizers) == 1, fmt.Sprintf("%+v %v", b.Status, b.Finalizers)
+	})
+	for _, addr := range []string{reconcileDrain, reconcileWebhook} {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("reconcile role listens on %s", addr)
+		}
+	}
+}
