@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -34,6 +35,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/yaml"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
@@ -92,6 +94,8 @@ type Controller struct {
 	restarts                 int
 }
 
+var setCtrlLogger sync.Once
+
 // labScheme knows the types the lab writes.
 func labScheme() (*runtime.Scheme, error) {
 	s := runtime.NewScheme()
@@ -118,6 +122,9 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 	if log == nil {
 		log = slog.Default()
 	}
+	// controller-runtime's client logs through its own logger, which
+	// complains (with a stack trace) until one is set.
+	setCtrlLogger.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())) })
 	scheme, err := labScheme()
 	if err != nil {
 		return nil, err
