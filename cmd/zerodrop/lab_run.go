@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -253,7 +254,7 @@ func newLabStatusCmd() *cobra.Command {
 func newLabRunCmd() *cobra.Command {
 	var f labFlags
 	var scenario, jsonPath string
-	var rollouts, faultRollouts, replicas int
+	var rollouts, replicas int
 	var rate float64
 	var verbose bool
 	cmd := &cobra.Command{
@@ -272,9 +273,7 @@ Scenarios:
 			if err != nil {
 				return err
 			}
-			if faultRollouts < 1 || faultRollouts > 100 {
-				return fmt.Errorf("--fault-rollouts %d: want 1..100", faultRollouts)
-			}
+
 			if rollouts < 1 || rollouts > 100 {
 				return fmt.Errorf("--rollouts %d: want 1..100", rollouts)
 			}
@@ -282,7 +281,15 @@ Scenarios:
 				return fmt.Errorf("--rate %v: want a rate in (0, 20000] requests/s", rate)
 			}
 			// Bounded: generous per rollout, plus the lab's start.
-			ctx, cancel := signalContext(cmd.Context(), time.Duration(len(runs))*(time.Duration(rollouts)*3*time.Minute+5*time.Minute)+f.timeout)
+			budget := f.timeout
+			for _, r := range runs {
+				k := rollouts
+				if r.rollouts > 0 {
+					k = r.rollouts
+				}
+				budget += time.Duration(k)*3*time.Minute + 5*time.Minute
+			}
+			ctx, cancel := signalContext(cmd.Context(), budget)
 			defer cancel()
 			// Warnings only: the progress lines and the table are the output.
 			logger := labLogger(cmd.ErrOrStderr(), slog.LevelWarn, verbose)
@@ -319,8 +326,8 @@ Scenarios:
 			var runErr error
 			for _, r := range runs {
 				k := rollouts
-				if r.fault != lab.FaultNone {
-					k = faultRollouts
+				if r.rollouts > 0 {
+					k = r.rollouts
 				}
 				res, err := lab.Run(ctx, target, r.scenario, lab.RunOptions{
 					Rollouts: k, Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
@@ -342,9 +349,8 @@ Scenarios:
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario name, comma-separated names (NAME+FAULT adds a fault: zerodrop+reload, zerodrop+kill), or all")
+	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario, or comma-separated runs NAME[+FAULT][:K] (zerodrop+kill, zerodrop:10), or all")
 	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
-	cmd.Flags().IntVar(&faultRollouts, "fault-rollouts", 3, "rollouts of a scenario run with a fault (one fault per rollout)")
 	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through HAProxy (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
@@ -358,7 +364,8 @@ func scenarioHelp() string {
 	for _, s := range lab.AllScenarios() {
 		fmt.Fprintf(&b, "  %-10s %s\n", s.Name, s.Summary)
 	}
-	b.WriteString("\nFaults (NAME+FAULT), one in the middle of every rollout, when its first old pod is deleted:\n")
+	b.WriteString("\nRuns are NAME[+FAULT][:K]: K overrides --rollouts for that run.\n")
+	b.WriteString("Faults (NAME+FAULT), one in the middle of every rollout, when its first old pod is deleted:\n")
 	b.WriteString("  reload     every HAProxy instance is reloaded (state saved to the server-state file first)\n")
 	b.WriteString("  kill       the controller's reconciler is killed with SIGKILL and restarted 1 s later\n")
 	b.WriteString("\nall = " + allRuns + "\n")
@@ -367,12 +374,15 @@ func scenarioHelp() string {
 
 // allRuns is what --scenario all runs: the four baselines, zerodrop, and
 // zerodrop under each fault.
-const allRuns = "naive,readiness,prestop,drain,zerodrop,zerodrop+reload,zerodrop+kill"
+// zerodrop's own run is at least 10 rollouts, the bar it has to clear.
+const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+kill"
 
-// labRun is one scenario with an optional fault.
+// labRun is one scenario with an optional fault and rollout count (0:
+// --rollouts).
 type labRun struct {
 	scenario lab.Scenario
 	fault    lab.Fault
+	rollouts int
 }
 
 // parseRuns reads --scenario.
@@ -382,7 +392,17 @@ func parseRuns(spec string) ([]labRun, error) {
 	}
 	var runs []labRun
 	for _, item := range strings.Split(spec, ",") {
-		name, fault, _ := strings.Cut(strings.TrimSpace(item), "+")
+		item = strings.TrimSpace(item)
+		spec, count, hasCount := strings.Cut(item, ":")
+		k := 0
+		if hasCount {
+			n, err := strconv.Atoi(count)
+			if err != nil || n < 1 || n > 100 {
+				return nil, fmt.Errorf("--scenario %s: rollouts %q: want 1..100", item, count)
+			}
+			k = n
+		}
+		name, fault, _ := strings.Cut(spec, "+")
 		s, err := lab.ScenarioByName(name)
 		if err != nil {
 			return nil, fmt.Errorf("--scenario %s: %w", item, err)
@@ -391,7 +411,7 @@ func parseRuns(spec string) ([]labRun, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--scenario %s: %w", item, err)
 		}
-		runs = append(runs, labRun{scenario: s, fault: f})
+		runs = append(runs, labRun{scenario: s, fault: f, rollouts: k})
 	}
 	return runs, nil
 }
