@@ -171,6 +171,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		return reconcile.Result{}, err
 	}
 
+	knowAddresses(p, &b, targets) // slots carry no pod name: map them back by address
 	pool, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, r.now())

@@ -266,3 +266,17 @@ type Provider interface {
 	// InstanceStatus.Err); the status of the other instances is valid.
 	Status(ctx context.Context, pool string) (PoolStatus, error)
 }
+
+// AddressBook is implemented by providers whose LB does not keep the
+// target's ID, only its address: HAProxy's server-template slots are named
+// by the configuration (zd-slot1, zd-slot2, ...), not by the pod. The
+// provider learns address -> ID from Register, SetDraining and Deregister;
+// after a controller restart it has forgotten, so the controller calls Know
+// every cycle, before Status, with the targets it observes in the pool (ID,
+// IP and port; a target without an address is skipped). Status then
+// reports each slot under its target's ID, and a slot whose address no
+// known target has under a synthetic ID that SetDraining and Deregister
+// accept (HAProxy: "slot:<server>"), so that orphans can be freed.
+type AddressBook interface {
+	Know(pool string, targets []Target)
+}

@@ -66,6 +66,29 @@ type Backend struct {
 	Check   Check
 	// Servers from the configuration; dynamic ones are added at runtime.
 	Servers []Server
+	// Slots, when > 0, adds that many server-template slots (SlotPrefix1
+	// .. SlotPrefixN) that the provider fills instead of adding dynamic
+	// servers; with the server-state file they survive a reload.
+	Slots int
+}
+
+// SlotPrefix is the server-template prefix of Backend.Slots, the one the
+// HAProxy provider detects.
+const SlotPrefix = hapi.SlotPrefix
+
+// SlotTemplate is the server-template line for n slots. Each word matters on
+// HAProxy 2.6 (docs/haproxy.md): a host name, because `init-addr last` (take
+// the address from the server-state file) applies only to servers with one
+// (an IP address in the template is what a reload restores: the slot's
+// port and state come back, its IP does not); a non-zero port, because port
+// 0 means "the client's port" and that mapping flag survives the reload
+// while the port does not; `init-addr last,0.0.0.0` so a slot without a
+// saved address has an IPv4 family that `set server addr` can change (none
+// leaves it unset and the CLI refuses); `disabled` so new slots start in
+// maintenance; `check` for the health checks (inter/rise/fall from
+// default-server).
+func SlotTemplate(n int) string {
+	return fmt.Sprintf("server-template %s 1-%d %s.invalid:1 check disabled init-addr last,0.0.0.0", SlotPrefix, n, SlotPrefix)
 }
 
 // Config describes the HAProxy to run. Zero fields take the defaults noted.
@@ -189,6 +212,9 @@ func (c *Config) validate() error {
 				return fmt.Errorf("haproxy config: backend %q: server %q: address %q: %w", b.Name, s.Name, s.Addr, err)
 			}
 		}
+		if b.Slots < 0 || b.Slots > 10000 {
+			return fmt.Errorf("haproxy config: backend %q: slots %d out of range 0..10000", b.Name, b.Slots)
+		}
 		if b.Listen != "" {
 			if _, _, err := net.SplitHostPort(b.Listen); err != nil {
 				return fmt.Errorf("haproxy config: backend %q: listen %q: %w", b.Name, b.Listen, err)
@@ -211,6 +237,7 @@ func validName(s string) bool {
 }
 
 var cfgTemplate = template.Must(template.New("haproxy.cfg").Funcs(template.FuncMap{
+	"slots": SlotTemplate,
 	"ms": func(d time.Duration) int64 {
 		if d < time.Millisecond {
 			return 1
@@ -225,6 +252,11 @@ global
     stats timeout 30s
     maxconn {{.MaxConn}}
     hard-stop-after {{ms .HardStopAfter}}ms
+{{- if .StateFile}}
+    # Reload writes "show servers state" here first; the new worker loads
+    # it: slots keep address, maint/drain/ready and UP/DOWN.
+    server-state-file {{.StateFile}}
+{{- end}}
 
 defaults
     mode http
@@ -232,6 +264,9 @@ defaults
     timeout client {{ms .TimeoutClient}}ms
     timeout server {{ms .TimeoutServer}}ms
     retries {{.Retries}}
+{{- if .StateFile}}
+    load-server-state-from-file global
+{{- end}}
 {{- if .Redispatch}}
     option redispatch
 {{- end}}
@@ -252,16 +287,22 @@ backend {{.Name}}
 {{- range .Servers}}
     server {{.Name}} {{.Addr}}{{if not .NoCheck}} check{{end}}
 {{- end}}
+{{- if gt .Slots 0}}
+    {{slots .Slots}}
+{{- end}}
 {{end}}`))
 
 type cfgData struct {
 	Config
-	Socket string
+	Socket    string
+	StateFile string
 }
 
 // Render returns the configuration file Start would write, for a Config
-// whose frontends all have a Listen address.
-func Render(cfg Config, socket string) ([]byte, error) {
+// whose frontends all have a Listen address, without a server-state file.
+func Render(cfg Config, socket string) ([]byte, error) { return render(cfg, socket, "") }
+
+func render(cfg Config, socket, stateFile string) ([]byte, error) {
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -272,7 +313,7 @@ func Render(cfg Config, socket string) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := cfgTemplate.Execute(&buf, cfgData{Config: cfg, Socket: socket}); err != nil {
+	if err := cfgTemplate.Execute(&buf, cfgData{Config: cfg, Socket: socket, StateFile: stateFile}); err != nil {
 		return nil, fmt.Errorf("haproxy config: %w", err)
 	}
 	return buf.Bytes(), nil
@@ -287,6 +328,7 @@ type Instance struct {
 	cfgPath string
 	logPath string
 	socket  string
+	state   string // server-state file
 	client  *hapi.Client
 	cmd     *exec.Cmd
 	exited  chan struct{} // closed when the master exits
@@ -360,9 +402,16 @@ func (in *Instance) start(ctx context.Context) error {
 	in.socket = filepath.Join(in.dir, "admin.sock")
 	in.cfgPath = filepath.Join(in.dir, "haproxy.cfg")
 	in.logPath = filepath.Join(in.dir, "haproxy.log")
-	text, err := Render(cfg, in.socket)
+	in.state = filepath.Join(in.dir, "server-state")
+	text, err := render(cfg, in.socket, in.state)
 	if err != nil {
 		return err
+	}
+	// A state file with only its version line: HAProxy warns about a
+	// missing or empty one; a stale one from an earlier run in the same
+	// directory must not bring back its servers.
+	if err := os.WriteFile(in.state, []byte("1\n"), 0o644); err != nil {
+		return fmt.Errorf("haproxy: %w", err)
 	}
 	if err := os.WriteFile(in.cfgPath, text, 0o644); err != nil {
 		return fmt.Errorf("haproxy: %w", err)
@@ -486,10 +535,13 @@ func signalMasks(pid int) (caught, blocked uint64, err error) {
 	return caught, blocked, nil
 }
 
-// Reload makes the master re-read the configuration and start a new worker
-// (SIGUSR2, what `systemctl reload haproxy` does in master-worker mode), and
-// waits until the new worker answers on the Runtime API. Every server added
-// at runtime is gone afterwards.
+// Reload does what a reload script should: it saves `show servers state`
+// (every backend) to the server-state file, then makes the master re-read
+// the configuration and start a new worker (SIGUSR2, what `systemctl reload
+// haproxy` does in master-worker mode), and waits until the new worker
+// answers on the Runtime API. The new worker loads the state file:
+// server-template slots keep their address and state; every server added
+// at runtime (`add server`) is gone.
 func (in *Instance) Reload(ctx context.Context) error {
 	in.mu.Lock()
 	old := in.info.Pid
@@ -497,6 +549,9 @@ func (in *Instance) Reload(ctx context.Context) error {
 	in.mu.Unlock()
 	if stopped {
 		return errors.New("haproxy: reload after stop")
+	}
+	if err := SaveServerState(ctx, in.client, in.state); err != nil {
+		return fmt.Errorf("haproxy: reload: %w", err)
 	}
 	if err := in.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
 		return fmt.Errorf("haproxy: reload: signal master %d: %w", in.cmd.Process.Pid, err)
@@ -515,6 +570,87 @@ func (in *Instance) Reload(ctx context.Context) error {
 	in.cfg.Logger.Info("haproxy: reloaded", "master", in.cmd.Process.Pid, "old_worker", old, "worker", info.Pid)
 	return nil
 }
+
+// SaveServerState writes `show servers state` (every backend) to path,
+// through a temporary file and a rename so HAProxy never reads half a file:
+// the line a reload script runs right before the reload
+// (`echo "show servers state" | socat stdio SOCKET > FILE`).
+func SaveServerState(ctx context.Context, c *hapi.Client, path string) error {
+	answer, err := c.Raw(ctx, "show servers state")
+	if err != nil {
+		return fmt.Errorf("save server state: %w", err)
+	}
+	if !strings.HasPrefix(answer, "1\n") {
+		return fmt.Errorf("save server state from %s: answer does not start with format version 1: %.80q", c, answer)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(answer), 0o644); err != nil {
+		return fmt.Errorf("save server state: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("save server state: %w", err)
+	}
+	return nil
+}
+
+// ReloadMaster reloads an HAProxy that another process started (the lab's
+// recorded master pid, executable, Runtime API socket and state file): it
+// saves the server state to stateFile, sends SIGUSR2 to masterPID after
+// checking that the pid still runs exe (pids are reused; proc.Alive) and
+// that the master handles SIGUSR2, then waits until a new worker answers on
+// socket (bounded by ctx, and 15 s when ctx has no deadline).
+func ReloadMaster(ctx context.Context, masterPID int, exe, socket, stateFile string) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+	}
+	if !proc.Alive(masterPID, exe) {
+		return fmt.Errorf("haproxy reload: pid %d does not run %s", masterPID, exe)
+	}
+	c, err := hapi.NewClient(socket)
+	if err != nil {
+		return fmt.Errorf("haproxy reload: %w", err)
+	}
+	c.Timeout = 2 * time.Second
+	before, err := c.ShowInfo(ctx)
+	if err != nil {
+		return fmt.Errorf("haproxy reload: %w", err)
+	}
+	const usr2 = uint64(1) << (uint(syscall.SIGUSR2) - 1)
+	if caught, blocked, err := signalMasks(masterPID); err != nil || caught&usr2 == 0 || blocked&usr2 != 0 {
+		return fmt.Errorf("haproxy reload: master %d does not handle SIGUSR2 now (masks %x/%x, %v)", masterPID, caught, blocked, err)
+	}
+	if stateFile != "" {
+		if err := SaveServerState(ctx, c, stateFile); err != nil {
+			return fmt.Errorf("haproxy reload: %w", err)
+		}
+	}
+	if err := syscall.Kill(masterPID, syscall.SIGUSR2); err != nil {
+		return fmt.Errorf("haproxy reload: signal master %d: %w", masterPID, err)
+	}
+	for {
+		info, err := c.ShowInfo(ctx)
+		if err == nil && info.Pid != before.Pid {
+			return nil
+		}
+		if !proc.Alive(masterPID, exe) {
+			return fmt.Errorf("haproxy reload: master %d exited", masterPID)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("haproxy reload: no new worker on %s after SIGUSR2 to %d (old worker %d): %w", socket, masterPID, before.Pid, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// StateFile returns the server-state file Reload writes and HAProxy loads.
+func (in *Instance) StateFile() string { return in.state }
+
+// Binary returns the haproxy executable's resolved path.
+func (in *Instance) Binary() string { return in.cfg.Binary }
 
 // Stop terminates the master, which stops its workers, waits for all of them
 // and removes the directory if Start created it. It is safe to call twice.

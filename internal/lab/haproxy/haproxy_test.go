@@ -238,3 +238,90 @@ func TestStopDirStopsAnOrphanedHAProxy(t *testing.T) {
 		t.Fatalf("StopDir without a pid file: %v", err)
 	}
 }
+
+// Scenario: a backend with two slots, one filled at runtime (address set,
+// in rotation); HAProxy is reloaded from "another process" with
+// ReloadMaster given only the recorded master pid, executable, socket and
+// state file. Expectation: the rendered config has the slot template and
+// the state-file lines; a new worker answers; the filled slot kept its
+// address and serves at once, the empty one is still free; ReloadMaster
+// refuses a pid that does not run haproxy.
+func TestReloadMasterKeepsSlots(t *testing.T) {
+	testenv.RequireBinary(t, "haproxy")
+	app := startCountingServer(t, "pod-a")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in, err := Start(ctx, Config{Backends: []Backend{{Name: "app", Slots: 2, Check: Check{HTTPPath: "/ready", Interval: 100 * time.Millisecond}}}, Retries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Stop() })
+	cfg, err := os.ReadFile(in.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{SlotTemplate(2), "server-state-file " + in.StateFile(), "load-server-state-from-file global"} {
+		if !strings.Contains(string(cfg), want) {
+			t.Fatalf("config lacks %q:\n%s", want, cfg)
+		}
+	}
+	c := in.Client()
+	host, port, _ := net.SplitHostPort(app.addr)
+	var p int
+	fmt.Sscan(port, &p)
+	slot := SlotPrefix + "1"
+	if err := c.SetServerAddr(ctx, "app", slot, host, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetServerState(ctx, "app", slot, hapi.StateReady); err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for app.serving.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the filled slot never served")
+		}
+		if resp, err := hc.Get("http://" + in.Addr() + "/"); err == nil {
+			resp.Body.Close()
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	master, oldWorker := in.Pids()
+	if err := ReloadMaster(ctx, os.Getpid(), in.Binary(), in.Socket(), in.StateFile()); err == nil {
+		t.Fatal("ReloadMaster signalled a pid that does not run haproxy")
+	}
+	if err := ReloadMaster(ctx, master, in.Binary(), in.Socket(), in.StateFile()); err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.ShowInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Pid == oldWorker {
+		t.Fatalf("worker %d still answers after ReloadMaster", info.Pid)
+	}
+	in.mu.Lock()
+	in.workers[info.Pid] = true // for Stop's wait
+	in.mu.Unlock()
+	states, err := c.ShowServersState(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range states {
+		switch s.Name {
+		case slot:
+			if got := net.JoinHostPort(s.Addr, fmt.Sprint(s.Port)); got != app.addr || !s.Up() || s.Admin.Maint() {
+				t.Fatalf("slot %s after reload: %s oper %d admin %#x, want %s UP", slot, got, s.Oper, s.Admin, app.addr)
+			}
+		case SlotPrefix + "2":
+			if !hapi.SlotFree(s) {
+				t.Fatalf("empty slot after reload: %+v, want free", s)
+			}
+		}
+	}
+	if got := get(t, hc, in.Addr()); got != "pod-a" {
+		t.Fatalf("after reload the frontend answered %q, want pod-a", got)
+	}
+}

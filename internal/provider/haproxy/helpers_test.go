@@ -49,7 +49,10 @@ type probe struct {
 	hangReady   atomic.Bool
 	slow        chan struct{} // GET /slow blocks until closed
 	slowActive  atomic.Int64
-	closed      chan struct{}
+	// conns counts the connections open to the probe now (HAProxy's
+	// checks and pooled server connections).
+	conns  atomic.Int64
+	closed chan struct{}
 }
 
 func startProbe(t *testing.T, name string) *probe {
@@ -61,7 +64,14 @@ func startProbe(t *testing.T, name string) *probe {
 	a := l.Addr().(*net.TCPAddr)
 	p := &probe{name: name, addr: a.String(), ip: a.IP.String(), port: a.Port, slow: make(chan struct{}), closed: make(chan struct{})}
 	p.readyStatus.Store(200)
-	srv := &http.Server{Handler: http.HandlerFunc(p.serve)}
+	srv := &http.Server{Handler: http.HandlerFunc(p.serve), ConnState: func(_ net.Conn, s http.ConnState) {
+		switch s {
+		case http.StateNew:
+			p.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			p.conns.Add(-1)
+		}
+	}}
 	go srv.Serve(l)
 	t.Cleanup(func() {
 		close(p.closed)

@@ -234,9 +234,14 @@ const (
 	AdminHostnameMaint  AdminFlags = 0x40 // FQDN set from the CLI
 )
 
-// Maint reports whether any maintenance flag is set.
+// Maint reports whether the server is in maintenance: forced, inherited or
+// for a failed address resolution (HAProxy's SRV_ADMF_MAINT mask, 0x23).
+// AdminConfigMaint alone is not maintenance: it records that the
+// configuration said `disabled`, and HAProxy 2.6 keeps the bit after `set
+// server state ready` while the server is UP and balanced (`disabled`
+// itself sets AdminForcedMaint too).
 func (f AdminFlags) Maint() bool {
-	return f&(AdminForcedMaint|AdminInheritedMaint|AdminConfigMaint|AdminResolveMaint|AdminHostnameMaint) != 0
+	return f&(AdminForcedMaint|AdminInheritedMaint|AdminResolveMaint) != 0
 }
 
 // Drain reports whether a drain flag is set.
@@ -283,6 +288,11 @@ type ServerState struct {
 	CheckResult CheckResult
 	CheckHealth int
 	CheckState  int // mask: 0x01 running, 0x02 configured, 0x04 enabled, 0x08 paused
+	// FQDN is the host name the configuration gave the server ("" when it
+	// gave an IP address, which HAProxy dumps as "-"). Only servers with
+	// one get their runtime address back from a server-state file (through
+	// `init-addr last`). Empty when the column is missing.
+	FQDN string
 }
 
 // Up reports whether the server is operationally up (running or starting).
@@ -354,6 +364,9 @@ func ParseServersState(b []byte) ([]ServerState, error) {
 			CheckHealth: num("srv_check_health"),
 			CheckState:  num("srv_check_state"),
 			Port:        num("srv_port"),
+		}
+		if i, ok := col["srv_fqdn"]; ok && i < len(f) && f[i] != "-" {
+			s.FQDN = f[i]
 		}
 		if perr != nil {
 			return nil, perr

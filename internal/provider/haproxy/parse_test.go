@@ -303,3 +303,36 @@ func BenchmarkParseStat(b *testing.B) {
 		}
 	})
 }
+
+// Scenario: names and states of server-template slots as HAProxy 2.6 dumps
+// them. Expectation: only SlotPrefix+digits is a slot; a slot the config
+// marks `disabled` but that was set ready (admin 0x04 only, UP) is not in
+// maintenance; a fresh slot (0x05, 0.0.0.0) is free; a slot in maintenance
+// with a pod's address is not free; srv_fqdn is read, "-" as empty.
+func TestSlotNamesAndStates(t *testing.T) {
+	for name, want := range map[string]bool{"zd-slot1": true, "zd-slot064": true, "zd-slot": false, "zd-slotx": false, "zd-slot1a": false, "zd_ns_b_pod": false, "anchor": false} {
+		if IsSlot(name) != want {
+			t.Errorf("IsSlot(%q) = %v, want %v", name, !want, want)
+		}
+	}
+	in := "1\n# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state srv_uweight srv_iweight srv_time_since_last_change srv_check_status srv_check_result srv_check_health srv_check_state srv_agent_state bk_f_forced_id srv_f_forced_id srv_fqdn srv_port srvrecord srv_use_ssl srv_check_port srv_check_addr srv_agent_addr srv_agent_port\n" +
+		"3 app 1 zd-slot1 127.0.0.1 2 4 1 1 4 15 3 4 6 0 0 0 zd-slot.invalid 19001 - 0 0 - - 0\n" +
+		"3 app 2 zd-slot2 0.0.0.0 0 5 1 1 6 1 0 0 14 0 0 0 zd-slot.invalid 1 - 0 0 - - 0\n" +
+		"3 app 3 zd-slot3 10.0.0.7 0 5 1 1 6 1 0 0 14 0 0 0 - 8080 - 0 0 - - 0\n"
+	states, err := ParseServersState([]byte(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !HasSlots(states) {
+		t.Fatal("HasSlots: false")
+	}
+	if s := states[0]; s.Admin.Maint() || !s.Up() || SlotFree(s) || s.FQDN != "zd-slot.invalid" {
+		t.Errorf("ready slot: %+v: want not maint, UP, not free, FQDN zd-slot.invalid", s)
+	}
+	if s := states[1]; !s.Admin.Maint() || !SlotFree(s) {
+		t.Errorf("fresh slot: %+v: want maint and free", s)
+	}
+	if s := states[2]; !s.Admin.Maint() || SlotFree(s) || s.FQDN != "" {
+		t.Errorf("slot in maint with an address: %+v: want maint, not free, no FQDN", s)
+	}
+}

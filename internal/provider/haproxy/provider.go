@@ -49,6 +49,12 @@ type Provider struct {
 
 	mu     sync.Mutex
 	epochs map[string]string // instance name -> epoch seen by the last Status
+	// book maps pool -> target address -> target ID, for slots, which
+	// carry no target name (see AddressBook).
+	book   map[string]map[string]provider.TargetID
+	warned map[string]bool // "instance/pool" warned about an IP template
+
+	claimMu sync.Mutex // one slot claim at a time
 }
 
 var _ provider.Provider = (*Provider)(nil)
@@ -59,7 +65,8 @@ func New(cfg Config) (*Provider, error) {
 	if len(cfg.Instances) == 0 {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
-	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}}
+	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{},
+		book: map[string]map[string]provider.TargetID{}, warned: map[string]bool{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -131,14 +138,26 @@ func (p *Provider) serverOptions(t provider.Target) ServerOptions {
 }
 
 // Register adds the target on every instance in the safe order (see
-// RegisterSafely).
+// RegisterSafely). On an instance whose backend has server-template slots
+// (SlotPrefix) the target takes a slot instead of a dynamic server; a full
+// backend is an error wrapping ErrNoFreeSlot.
 func (p *Provider) Register(ctx context.Context, pool string, t provider.Target) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
+	p.learn(pool, t)
 	opts := p.serverOptions(t)
 	return p.each(func(in Instance, c *Client) error {
-		did, err := RegisterSafely(ctx, c, pool, string(t.ID), t.Addr(), opts)
+		states, err := c.ShowServersState(ctx, pool)
+		if err != nil {
+			return err
+		}
+		var did bool
+		if HasSlots(states) {
+			did, err = p.registerSlot(ctx, c, pool, t)
+		} else {
+			did, err = RegisterSafely(ctx, c, pool, string(t.ID), t.Addr(), opts)
+		}
 		if err == nil && did {
 			p.log.Info("haproxy: registered target", "instance", in.Name, "pool", pool, "target", t.ID, "addr", t.Addr())
 		}
@@ -242,9 +261,13 @@ func findServer(ctx context.Context, c *Client, backend, server string) (ServerS
 }
 
 // SetDraining sets the target to drain on every instance where it exists
-// and is not in maintenance already.
+// (its slot, found by address, in slot mode).
 func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Target) error {
+	p.learn(pool, t)
 	return p.each(func(in Instance, c *Client) error {
+		if slots, err := p.drainSlot(ctx, c, pool, t); slots || err != nil {
+			return err
+		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateDrain)
 		if errors.Is(err, ErrNoSuchServer) {
 			return nil
@@ -255,9 +278,14 @@ func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Targ
 
 // Deregister puts the target in maintenance and deletes it on every
 // instance. HAProxy refuses to delete a server with connections; the error
-// then wraps provider.ErrTargetBusy.
+// then wraps provider.ErrTargetBusy. In slot mode the slot stays in
+// maintenance and, once it has no session, its address is unset: free.
 func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Target) error {
-	return p.each(func(in Instance, c *Client) error {
+	addr := p.addrOf(pool, t)
+	err := p.each(func(in Instance, c *Client) error {
+		if slots, err := p.freeSlot(ctx, c, pool, t); slots || err != nil {
+			return err
+		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateMaint)
 		if errors.Is(err, ErrNoSuchServer) {
 			return nil
@@ -277,6 +305,10 @@ func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Targe
 		}
 		return err
 	})
+	if err == nil && addr != "" {
+		p.forget(pool, addr, t.ID)
+	}
+	return err
 }
 
 // Status reads the pool on every instance with one Runtime API call each.
@@ -295,11 +327,14 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 		p.mu.Lock()
 		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {
 			is.Restarted = true
-			p.log.Warn("haproxy: instance restarted or reloaded; runtime servers lost", "instance", in.Name, "before", prev, "now", is.Epoch)
+			p.log.Warn("haproxy: instance restarted or reloaded; servers added at runtime are lost (slots come back only from a saved server-state file)", "instance", in.Name, "before", prev, "now", is.Epoch)
 		}
 		p.epochs[in.Name] = is.Epoch
 		p.mu.Unlock()
 		is.Targets = TargetStatuses(snap)
+		if HasSlots(snap.Servers) {
+			p.slotTargets(in.Name, pool, snap, is.Targets)
+		}
 		st.Instances[i] = is
 		return nil
 	})

@@ -467,6 +467,51 @@ func (c *Client) SetServerHealth(ctx context.Context, backend, server string, h 
 	return c.expect(ctx, "set server "+ref+" health "+string(h), "")
 }
 
+// SetServerAddr runs `set server BACKEND/SERVER addr IP port PORT`: the
+// server's address changes at once (open connections stay where they are).
+// HAProxy 2.6 answers at severity 4 (warning) even on success, "IP changed
+// from 'A' to 'B', port changed from 'P' to 'Q' by 'stats socket command'",
+// and wraps a port above 65535 silently, so the port is checked here.
+func (c *Client) SetServerAddr(ctx context.Context, backend, server, ip string, port int) error {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return err
+	}
+	if net.ParseIP(ip) == nil {
+		return fmt.Errorf("set server %s addr: %q is not an IP address", ref, ip)
+	}
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("set server %s addr: port %d out of range", ref, port)
+	}
+	cmd := fmt.Sprintf("set server %s addr %s port %d", ref, ip, port)
+	if err := validCommand(cmd); err != nil {
+		return err
+	}
+	raw, err := c.exchange(ctx, severityPrefix+cmd, cmd)
+	if err != nil {
+		return err
+	}
+	answer, sev := splitSeverity(strings.TrimPrefix(raw, "\n"))
+	a := strings.TrimSpace(answer)
+	if sev >= 0 && sev <= 3 || !(strings.Contains(a, "changed") || strings.Contains(a, "no need to change")) {
+		return &CommandError{Endpoint: c.String(), Command: cmd, Answer: answer, Severity: sev, kind: classify(answer)}
+	}
+	return nil
+}
+
+// SetServerCheckPort runs `set server BACKEND/SERVER check-port PORT`: health
+// checks go to that port instead of the server's.
+func (c *Client) SetServerCheckPort(ctx context.Context, backend, server string, port int) error {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return err
+	}
+	if port < 1 || port > 65535 {
+		return fmt.Errorf("set server %s check-port: port %d out of range", ref, port)
+	}
+	return c.expect(ctx, fmt.Sprintf("set server %s check-port %d", ref, port), "", "health check port updated.")
+}
+
 // DelServer runs `del server BACKEND/SERVER`. HAProxy refuses unless the
 // server is in maintenance (ErrNotInMaintenance) and has no connection left,
 // active or idle, and no queue (ErrServerBusy): retry later.

@@ -1,0 +1,307 @@
+package haproxy
+
+// Slot mode: servers defined in the configuration by a server-template,
+//
+//	server-template zd-slot 1-64 zd-slot.invalid:1 check disabled init-addr last,0.0.0.0
+//
+// survive a reload when HAProxy loads a server-state file (`show servers
+// state` dumped right before the reload): address, admin state (maint /
+// drain / ready) and operational state (UP / DOWN) come back in the new
+// worker, so it serves from its first request. Dynamic servers (`add
+// server`) are not in the configuration and are lost. docs/haproxy.md has
+// the configuration lines and why each word is needed on 2.6.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"zerodrop.dev/zerodrop/internal/provider"
+)
+
+// SlotPrefix is the server-template prefix that puts a backend in slot
+// mode: servers named SlotPrefix followed by digits (zd-slot1, zd-slot2,
+// ...) are slots the provider fills with targets instead of `add server`.
+const SlotPrefix = "zd-slot"
+
+// OrphanPrefix names, in Status, a slot whose address no known target has
+// ("slot:zd-slot3"): a pod deleted while the controller was down, or a slot
+// filled by hand. SetDraining and Deregister accept the ID to free it.
+const OrphanPrefix = "slot:"
+
+// ErrNoFreeSlot is returned (wrapped) by Register in slot mode when every
+// slot of the backend holds a target: add slots to the template and reload.
+var ErrNoFreeSlot = errors.New("no free server-template slot")
+
+// IsSlot reports whether a server name is a slot: SlotPrefix and digits.
+func IsSlot(name string) bool {
+	rest, ok := strings.CutPrefix(name, SlotPrefix)
+	if !ok || rest == "" {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		if rest[i] < '0' || rest[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// HasSlots reports whether a backend's servers include slots (slot mode).
+func HasSlots(states []ServerState) bool {
+	for _, s := range states {
+		if IsSlot(s.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// SlotFree reports whether a slot holds no target: in maintenance with its
+// IP unset (0.0.0.0, "::" or none), as the template starts it and as
+// Deregister leaves it.
+func SlotFree(s ServerState) bool { return s.Admin.Maint() && unsetIP(s.Addr) }
+
+func unsetIP(ip string) bool {
+	switch ip {
+	case "", "-", "0.0.0.0", "::":
+		return true
+	}
+	return false
+}
+
+func slotAddr(s ServerState) string { return net.JoinHostPort(s.Addr, strconv.Itoa(s.Port)) }
+
+// Know records the address of each target (provider.AddressBook): after a
+// controller restart, Status maps slots back to target IDs by address.
+func (p *Provider) Know(pool string, targets []provider.Target) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range targets {
+		if t.Validate() == nil {
+			p.learnLocked(pool, t)
+		}
+	}
+}
+
+var _ provider.AddressBook = (*Provider)(nil)
+
+func (p *Provider) learn(pool string, t provider.Target) {
+	if t.IP == "" || t.Port == 0 || t.ID == "" || strings.HasPrefix(string(t.ID), OrphanPrefix) {
+		return
+	}
+	p.mu.Lock()
+	p.learnLocked(pool, t)
+	p.mu.Unlock()
+}
+
+func (p *Provider) learnLocked(pool string, t provider.Target) {
+	b := p.book[pool]
+	if b == nil {
+		b = map[string]provider.TargetID{}
+		p.book[pool] = b
+	}
+	b[t.Addr()] = t.ID
+}
+
+// forget drops addr from the pool's book if it still names id.
+func (p *Provider) forget(pool, addr string, id provider.TargetID) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.book[pool][addr] == id {
+		delete(p.book[pool], addr)
+	}
+}
+
+// addrOf returns the address a target is known by: its own, else the one
+// the book has for its ID.
+func (p *Provider) addrOf(pool string, t provider.Target) string {
+	if t.IP != "" && t.Port > 0 {
+		return t.Addr()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for addr, id := range p.book[pool] {
+		if id == t.ID {
+			return addr
+		}
+	}
+	return ""
+}
+
+// findSlot returns the slot holding the target: by name for an orphan ID,
+// else the in-use slot with the target's address.
+func (p *Provider) findSlot(states []ServerState, pool string, t provider.Target) (ServerState, bool) {
+	if name, ok := strings.CutPrefix(string(t.ID), OrphanPrefix); ok {
+		for _, s := range states {
+			if s.Name == name && IsSlot(s.Name) {
+				return s, true
+			}
+		}
+		return ServerState{}, false
+	}
+	addr := p.addrOf(pool, t)
+	if addr == "" {
+		return ServerState{}, false
+	}
+	for _, s := range states {
+		if IsSlot(s.Name) && !unsetIP(s.Addr) && slotAddr(s) == addr {
+			return s, true
+		}
+	}
+	return ServerState{}, false
+}
+
+// registerSlot puts the target in a slot of backend pool: the slot that
+// has its address already (a repeated call, or a registration cut short),
+// else the first free one. Then the same sequence as RegisterSafely from
+// step 2 (enable health, drain, health down, ready), so the slot gets no
+// balanced request before `rise` passed checks. Slots take their check
+// interval, rise and fall from the configuration (HAProxy cannot change
+// them at runtime); the target's check port is set.
+func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t provider.Target) (changed bool, err error) {
+	// One claim at a time: two targets must not pick the same free slot.
+	p.claimMu.Lock()
+	defer p.claimMu.Unlock()
+	states, err := c.ShowServersState(ctx, pool)
+	if err != nil {
+		return false, err
+	}
+	s, found := p.findSlot(states, pool, t)
+	if !found {
+		n := 0
+		for _, st := range states {
+			if !IsSlot(st.Name) {
+				continue
+			}
+			n++
+			if !found && SlotFree(st) {
+				s, found = st, true
+			}
+		}
+		if !found {
+			return false, fmt.Errorf("register %s (%s) in backend %s: all %d slots (%s1..%s%d) hold targets: %w",
+				t.ID, t.Addr(), pool, n, SlotPrefix, SlotPrefix, n, ErrNoFreeSlot)
+		}
+		if s.CheckState&0x02 == 0 {
+			// Without `check` a slot would be UP the moment it leaves
+			// maintenance: no safe registration possible.
+			return false, fmt.Errorf("backend %s: slot %s has no health check configured (add `check` to the server-template line)", pool, s.Name)
+		}
+		if err := c.SetServerAddr(ctx, pool, s.Name, t.IP, t.Port); err != nil {
+			return true, err
+		}
+		chk := withDefaults(t.Check, p.check)
+		port := chk.Port
+		if port == 0 {
+			port = t.Port // a reused slot may carry its last target's check port
+		}
+		if err := c.SetServerCheckPort(ctx, pool, s.Name, port); err != nil {
+			return true, err
+		}
+		p.log.Info("haproxy: target takes slot", "pool", pool, "slot", s.Name, "target", t.ID, "addr", t.Addr())
+		s.Admin |= AdminForcedMaint // claimed from maintenance: finish from step 2
+	}
+	switch {
+	case s.Admin.Maint():
+		if s.CheckState&CheckStateEnabled == 0 {
+			if err := c.EnableHealth(ctx, pool, s.Name); err != nil {
+				return true, err
+			}
+		}
+		if err := c.SetServerState(ctx, pool, s.Name, StateDrain); err != nil {
+			return true, err
+		}
+	case s.Admin.Drain():
+		// Drained, or cut short between steps 3 and 4: the counter may be
+		// an unearned `rise`, so redo 4-5.
+	default:
+		return false, nil // in rotation or checked towards it
+	}
+	if err := c.SetServerHealth(ctx, pool, s.Name, HealthDown); err != nil {
+		return true, err
+	}
+	return true, c.SetServerState(ctx, pool, s.Name, StateReady)
+}
+
+// drainSlot sets the target's slot to drain; false when the backend has no
+// slots (dynamic mode).
+func (p *Provider) drainSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+	states, err := c.ShowServersState(ctx, pool)
+	if err != nil || !HasSlots(states) {
+		return false, err
+	}
+	s, found := p.findSlot(states, pool, t)
+	if !found || s.Admin.Maint() || s.Admin.Drain() {
+		return true, nil
+	}
+	return true, c.SetServerState(ctx, pool, s.Name, StateDrain)
+}
+
+// freeSlot puts the target's slot in maintenance and, once HAProxy has no
+// session on it, unsets its address so the slot is free for the next
+// target; false when the backend has no slots (dynamic mode).
+func (p *Provider) freeSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+	states, err := c.ShowServersState(ctx, pool)
+	if err != nil || !HasSlots(states) {
+		return false, err
+	}
+	s, found := p.findSlot(states, pool, t)
+	if !found {
+		return true, nil
+	}
+	if !s.Admin.Maint() {
+		if err := c.SetServerState(ctx, pool, s.Name, StateMaint); err != nil {
+			return true, err
+		}
+	}
+	stats, err := c.ShowStat(ctx, pool)
+	if err != nil {
+		return true, err
+	}
+	for _, st := range stats {
+		if st.Type == TypeServer && st.Name == s.Name && st.Sessions+st.QueueCurrent > 0 {
+			return true, fmt.Errorf("backend %s slot %s (%s): %d session(s), %d queued: %w",
+				pool, s.Name, slotAddr(s), st.Sessions, st.QueueCurrent, provider.ErrTargetBusy)
+		}
+	}
+	if err := c.SetServerAddr(ctx, pool, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
+		return true, err
+	}
+	p.log.Info("haproxy: slot freed", "pool", pool, "slot", s.Name, "target", t.ID, "addr", slotAddr(s))
+	return true, nil
+}
+
+// slotTargets renames the slots of a Status snapshot to target IDs: a free
+// slot is left out, a slot with a known address is reported under its
+// target's ID, any other under OrphanPrefix + its name.
+func (p *Provider) slotTargets(instance, pool string, snap Snapshot, targets map[provider.TargetID]provider.TargetStatus) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	book := p.book[pool]
+	for _, s := range snap.Servers {
+		if !IsSlot(s.Name) {
+			continue
+		}
+		ts, ok := targets[provider.TargetID(s.Name)]
+		delete(targets, provider.TargetID(s.Name))
+		if !ok || SlotFree(s) {
+			continue
+		}
+		if s.FQDN == "" && !p.warned[instance+"/"+pool] {
+			p.warned[instance+"/"+pool] = true
+			p.log.Warn("haproxy: slot has an IP address in the configuration: a reload loses the address set at runtime (the template needs a host name and `init-addr last,0.0.0.0`)",
+				"instance", instance, "pool", pool, "slot", s.Name)
+		}
+		addr := slotAddr(s)
+		ts.Addr = addr
+		id, known := book[addr]
+		if _, taken := targets[id]; !known || taken {
+			id = provider.TargetID(OrphanPrefix + s.Name)
+		}
+		targets[id] = ts
+	}
+}
