@@ -80,7 +80,7 @@ type options struct {
 	drainHookHost, drainService       string
 	drainHookPort                     int
 	pollInterval, resyncInterval      time.Duration
-	providerTimeout                   time.Duration
+	providerTimeout, oldWorkerGrace   time.Duration
 	workers                           int
 	logLevel                          string
 
@@ -131,6 +131,7 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.pollInterval, "provider-poll-interval", 250*time.Millisecond, "cycle while a target registers or drains: one pool status read per instance per cycle")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads")
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
+	fs.DurationVar(&o.oldWorkerGrace, "haproxy-old-worker-grace", 30*time.Second, "after an HAProxy reload, how long its old worker may still serve connections (set to hard-stop-after): drains are not reported complete on that instance meanwhile")
 	fs.IntVar(&o.workers, "workers", 4, "bindings reconciled in parallel")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -167,10 +168,10 @@ func parse(args []string) (options, error) {
 
 // Providers is the explicit map of provider constructors: adding a load
 // balancer means adding a line here, not an init function.
-func Providers(log *slog.Logger, timeout time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
+func Providers(log *slog.Logger, timeout, oldWorkerGrace time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
 	return map[zv1.ProviderType]controller.ProviderFactory{
 		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
-			cfg := haproxy.Config{Timeout: timeout, Logger: log.With("loadbalancer", lb.Name)}
+			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, Logger: log.With("loadbalancer", lb.Name)}
 			for _, in := range lb.Spec.Instances {
 				if in.TLS != nil {
 					return nil, fmt.Errorf("instance %s: TLS to the Runtime API is not supported by the haproxy provider yet", in.Name)
@@ -249,7 +250,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout))
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace))
 	if err != nil {
 		return err
 	}

@@ -164,6 +164,7 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--namespace=" + ControllerNamespace,
 		"--webhook-cert-mode=external",
 		"--webhook-cert-dir=" + filepath.Join(dir, "certs"),
+		"--haproxy-old-worker-grace=" + HardStopAfter.String(),
 		"--log-level=info",
 	}
 	c.serveArgs = append([]string{
@@ -507,10 +508,10 @@ func pollUntil(ctx context.Context, every time.Duration, ok func() bool) error {
 	return nil
 }
 
-// clearBackend removes every runtime server left in the backend on every
+// clearBackend removes every server a scenario left in the backend on every
 // instance (a scenario that ends mid-way must not leave targets for the
-// next one): maintenance first, then delete; servers from the configuration
-// file are set to maintenance only.
+// next one): maintenance first, then runtime servers are deleted and slots
+// freed.
 func clearBackend(ctx context.Context, hs []HAProxyState) error {
 	var errs []error
 	for _, h := range hs {
@@ -525,14 +526,26 @@ func clearBackend(ctx context.Context, hs []HAProxyState) error {
 			continue
 		}
 		for _, s := range states {
+			slot := hapi.IsSlot(s.Name)
+			if slot && hapi.SlotFree(s) {
+				continue
+			}
 			if !s.Admin.Maint() {
 				if err := c.SetServerState(ctx, h.Backend, s.Name, hapi.StateMaint); err != nil {
 					errs = append(errs, err)
 					continue
 				}
 			}
+			if slot {
+				// Free the slot for the next run (the provider's own way).
+				if err := c.SetServerAddr(ctx, h.Backend, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
 			if err := c.DelServer(ctx, h.Backend, s.Name); err != nil && !errors.Is(err, hapi.ErrNoSuchServer) {
-				// Configuration-file servers cannot be deleted; maintenance is enough.
+				// Other configuration-file servers cannot be deleted;
+				// maintenance is enough.
 				continue
 			}
 		}

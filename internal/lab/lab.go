@@ -51,6 +51,14 @@ const AppEntrypoint = "/zerodrop-app"
 // scenario's Service.
 const BackendName = "app"
 
+// BackendSlots is how many server-template slots the lab's backend has
+// (zerodrop-controller's slot mode: reloads keep them).
+const BackendSlots = 16
+
+// HardStopAfter is the lab HAProxy's hard-stop-after: how long an old
+// worker serves its connections after a reload.
+const HardStopAfter = 10 * time.Second
+
 // DefaultBridge is the lab's bridge; its pod namespaces are DefaultBridge-N.
 const DefaultBridge = "zdlab0"
 
@@ -281,18 +289,27 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	for i := range opts.HAProxyInstances {
 		name := fmt.Sprintf("haproxy-%d", i)
 		in, err := haproxy.Start(startCtx, haproxy.Config{
-			Dir:      filepath.Join(dir, name),
-			Backends: []haproxy.Backend{{Name: BackendName, Check: opts.Check}},
+			Dir: filepath.Join(dir, name),
+			// Slots: servers from the configuration file, which a reload
+			// keeps (with the server-state file); zerodrop-controller
+			// fills them. The baseline syncer adds runtime servers.
+			Backends: []haproxy.Backend{{Name: BackendName, Check: opts.Check, Slots: BackendSlots}},
+			// Longer than the scenarios' slow requests (6 s): a reload
+			// does not cut them.
+			HardStopAfter: HardStopAfter,
 			Logger:   l.log,
 		})
 		if err != nil {
 			return l, fmt.Errorf("lab: %s: %w", name, err)
 		}
 		l.HAProxy = append(l.HAProxy, in)
+		master, _ := in.Pids()
+		exe, _ := exec.LookPath(in.Binary())
 		l.updateState(func(s *State) {
 			s.HAProxy = append(s.HAProxy, HAProxyState{
 				Name: name, Socket: in.Socket(), Frontend: in.Addr(), Backend: BackendName,
 				Config: in.ConfigPath(), Log: in.LogPath(),
+				Master: master, Exe: exe, StateFile: in.StateFile(),
 			})
 		})
 		l.recordHAProxyPids()

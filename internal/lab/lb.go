@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/syncer"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
 )
@@ -53,16 +54,21 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 			states, err := c.ShowServersState(ctx, h.Backend)
 			up := 0
 			if err == nil {
+				servers := 0
 				for _, s := range states {
+					if hapi.IsSlot(s.Name) && hapi.SlotFree(s) {
+						continue // an empty slot is not a server
+					}
+					servers++
 					if s.Up() && !s.Admin.Maint() && s.CheckResult == hapi.CheckPassed {
 						up++
 					}
 				}
-				last = fmt.Sprintf("%d of %d servers up", up, len(states))
+				last = fmt.Sprintf("%d of %d servers up", up, servers)
 			} else {
 				last = err.Error()
 			}
-			if err == nil && up == n && len(states) == n {
+			if err == nil && last == fmt.Sprintf("%d of %d servers up", n, n) {
 				break
 			}
 			select {
@@ -75,7 +81,15 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 	return nil
 }
 
-// reloadHAProxy reloads one lab instance from any process.
+// reloadHAProxy reloads one lab instance from any process: the servers'
+// state is saved to the server-state file, then the master gets SIGUSR2
+// (what `systemctl reload` does with HAProxy's seamless-reload practice).
 func reloadHAProxy(ctx context.Context, h HAProxyState) error {
-	return fmt.Errorf("lab: reload %s: not wired yet", h.Name)
+	if h.Master == 0 || h.StateFile == "" {
+		return fmt.Errorf("lab: reload %s: the lab's state records no master pid or state file (a lab from an older zerodrop: restart it)", h.Name)
+	}
+	if err := haproxy.ReloadMaster(ctx, h.Master, h.Exe, h.Socket, h.StateFile); err != nil {
+		return fmt.Errorf("lab: reload %s: %w", h.Name, err)
+	}
+	return nil
 }

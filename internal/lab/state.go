@@ -77,6 +77,11 @@ type HAProxyState struct {
 	Config string `json:"config"`
 	// Log is the process log.
 	Log string `json:"log"`
+	// Master is the master process (reloads: SIGUSR2), running Exe;
+	// StateFile is the server-state file a reload saves first.
+	Master    int    `json:"master,omitempty"`
+	Exe       string `json:"exe,omitempty"`
+	StateFile string `json:"stateFile,omitempty"`
 }
 
 // ReadState reads a run directory's state file.

@@ -118,6 +118,11 @@ type InstanceStatus struct {
 	// Restarted is true when Epoch differs from the previous Status call:
 	// the instance lost what was registered at runtime.
 	Restarted bool
+	// OldWorkers is true while a previous process of the instance may
+	// still serve connections it accepted before a reload (HAProxy's old
+	// worker, until hard-stop-after): their sessions are invisible here,
+	// so no target counts as drained from this instance meanwhile.
+	OldWorkers bool
 	// Targets holds every target of the pool on this instance, including
 	// ones configured statically in the LB.
 	Targets map[TargetID]TargetStatus
@@ -156,12 +161,17 @@ func (s PoolStatus) Healthy(id TargetID) (ok bool, reason, message string) {
 }
 
 // Drained reports whether every instance was read and sends the target no
-// traffic: absent, Drained, or, for an instance that was restarted, absent.
+// traffic: absent, Drained, or, for an instance that was restarted, absent;
+// and no instance has an old worker that may still (OldWorkers).
 // Sessions is the total of sessions still open on instances not drained.
 func (s PoolStatus) Drained(id TargetID) (ok bool, sessions int64) {
 	ok = len(s.Instances) > 0
 	for _, in := range s.Instances {
 		if in.Err != nil {
+			ok = false
+			continue
+		}
+		if in.OldWorkers {
 			ok = false
 			continue
 		}

@@ -55,6 +55,7 @@ func TestDrainedCountsAbsentAndDrainedOnly(t *testing.T) {
 		{"still healthy (drain not applied)", pool(inst("a", map[TargetID]TargetStatus{"t": {Health: HealthHealthy}})), false, 0},
 		{"unreachable instance cannot vouch", pool(inst("a", nil), InstanceStatus{Instance: "b", Err: errors.New("x")}), false, 0},
 		{"no instance", pool(), false, 0},
+		{"old worker after a reload may still send", pool(inst("a", map[TargetID]TargetStatus{"t": drained}), InstanceStatus{Instance: "b", OldWorkers: true}), false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

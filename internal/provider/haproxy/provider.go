@@ -31,6 +31,14 @@ type Config struct {
 	Check provider.HealthCheck
 	// Timeout bounds each Runtime API command; DefaultTimeout when zero.
 	Timeout time.Duration
+	// OldWorkerGrace is how long after a reload the previous worker may
+	// still serve the connections it had (HAProxy's hard-stop-after; without
+	// it, until they end). The Runtime API reaches only the new worker, so
+	// for this long after a reload is seen the instance reports
+	// OldWorkers and no target counts as drained from it: a pod told it
+	// is drained could otherwise cut requests the old worker still sends
+	// it. Zero trusts the new worker at once.
+	OldWorkerGrace time.Duration
 	// Logger receives one line per change; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -49,6 +57,9 @@ type Provider struct {
 
 	mu     sync.Mutex
 	epochs map[string]string // instance name -> epoch seen by the last Status
+	// reloaded maps instance name -> when a new epoch was first seen.
+	reloaded map[string]time.Time
+	grace    time.Duration
 	// book maps pool -> target address -> target ID, for slots, which
 	// carry no target name (see AddressBook).
 	book   map[string]map[string]provider.TargetID
@@ -65,7 +76,7 @@ func New(cfg Config) (*Provider, error) {
 	if len(cfg.Instances) == 0 {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
-	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{},
+	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}, reloaded: map[string]time.Time{}, grace: cfg.OldWorkerGrace,
 		book: map[string]map[string]provider.TargetID{}, warned: map[string]bool{}}
 	if p.log == nil {
 		p.log = slog.Default()
