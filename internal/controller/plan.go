@@ -307,6 +307,13 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	if m.drainStart.IsZero() {
 		m.drainStart = in.Now
 	}
+	if !onLB && m.drainedAt.IsZero() && in.Pool.OldWorkers() && in.Now.Sub(m.drainStart) < b.Spec.DrainTimeout() {
+		// Gone from the new worker after a reload, but the old worker may
+		// still send it requests it accepted before: not drained yet.
+		p.Pending = true
+		p.Drain = &drainVerdict{false, ReasonDraining, "an instance reloaded: its old worker may still have sessions on the target"}
+		return
+	}
 	if !onLB {
 		p.State = stDone
 		reason := ReasonNotRegistered

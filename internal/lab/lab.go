@@ -297,7 +297,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			// Longer than the scenarios' slow requests (6 s): a reload
 			// does not cut them.
 			HardStopAfter: HardStopAfter,
-			Logger:   l.log,
+			Logger:        l.log,
 		})
 		if err != nil {
 			return l, fmt.Errorf("lab: %s: %w", name, err)

@@ -185,6 +185,17 @@ func (s PoolStatus) Drained(id TargetID) (ok bool, sessions int64) {
 	return ok, sessions
 }
 
+// OldWorkers reports whether some instance has an old worker that may
+// still send requests (see InstanceStatus.OldWorkers).
+func (s PoolStatus) OldWorkers() bool {
+	for _, in := range s.Instances {
+		if in.OldWorkers {
+			return true
+		}
+	}
+	return false
+}
+
 // Err joins the errors of the instances that could not be read.
 func (s PoolStatus) Err() error {
 	var errs []error

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"syscall"
 	"time"
+
+	"zerodrop.dev/zerodrop/internal/lab/proc"
 )
 
 // process is one run of a container: a local process in the pod's network
@@ -37,7 +39,7 @@ func startProcess(cmd *exec.Cmd, logPath string) (*process, error) {
 		// If the agent dies without cleaning up, its pods die with it.
 		Pdeathsig: syscall.SIGKILL,
 	}
-	if err := cmd.Start(); err != nil {
+	if err := proc.StartCmd(cmd); err != nil {
 		_ = log.Close()
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -67,7 +68,7 @@ func Start(s Spec) (*Process, error) {
 	cmd.Stdout = lf
 	cmd.Stderr = lf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := StartCmd(cmd); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("start %s (%s): %w", s.Name, s.Path, err)
 	}
@@ -81,6 +82,37 @@ func Start(s Spec) (*Process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// The kernel ties Pdeathsig to the thread that forked the child, not to the
+// process: when that OS thread exits, the child gets the signal although the
+// parent runs on. Go ends threads — a goroutine that locked its thread to
+// enter a network namespace and returns still locked takes its thread down —
+// so a child started from an arbitrary goroutine dies at a random moment
+// (seen: both zerodrop-controller processes SIGKILLed in the middle of a lab
+// run). Children are therefore forked from one goroutine locked to its
+// thread for the life of the process.
+var (
+	spawnOnce sync.Once
+	spawnReq  chan func()
+)
+
+// StartCmd starts cmd from the spawn thread, which never exits, so that a
+// Pdeathsig in cmd.SysProcAttr fires only when this process dies. Every
+// child with Pdeathsig must be started through it.
+func StartCmd(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		spawnReq = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread lives as long as the process
+			for f := range spawnReq {
+				f()
+			}
+		}()
+	})
+	done := make(chan error, 1)
+	spawnReq <- func() { done <- cmd.Start() }
+	return <-done
 }
 
 // PID returns the process id.

@@ -338,9 +338,13 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 		p.mu.Lock()
 		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {
 			is.Restarted = true
+			p.reloaded[in.Name] = time.Now()
 			p.log.Warn("haproxy: instance restarted or reloaded; servers added at runtime are lost (slots come back only from a saved server-state file)", "instance", in.Name, "before", prev, "now", is.Epoch)
 		}
 		p.epochs[in.Name] = is.Epoch
+		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace {
+			is.OldWorkers = true
+		}
 		p.mu.Unlock()
 		is.Targets = TargetStatuses(snap)
 		if HasSlots(snap.Servers) {
