@@ -369,3 +369,46 @@ func TestServeRoleDrainsWithoutLeader(t *testing.T) {
 		}
 	}
 }
+
+// TestCertRotatorConcurrentEnsure: several replicas Ensure the self-managed
+// certificate at once against a real API server (every replica runs a
+// rotator): all succeed and all serve the one certificate the Secret holds;
+// a serve replica's reader then serves it too.
+func TestCertRotatorConcurrentEnsure(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	secret := types.NamespacedName{Namespace: controllerNS, Name: fmt.Sprintf("certs-%d", os.Getpid())}
+	t.Cleanup(func() {
+		_ = suite.c.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secret.Namespace, Name: secret.Name}})
+	})
+	names := []string{"zerodrop-webhook.zerodrop-system.svc"}
+	const replicas = 4
+	dirs := make([]string, replicas+1)
+	errs := make(chan error, replicas)
+	for i := 0; i < replicas; i++ {
+		dirs[i] = t.TempDir()
+		// No WebhookConfiguration: the suite's own must keep its caBundle.
+		r := &webhook.CertRotator{Client: suite.c, Secret: secret, CertDir: dirs[i], DNSNames: names}
+		go func() { errs <- r.Ensure(ctx) }()
+	}
+	for i := 0; i < replicas; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Ensure: %v", err)
+		}
+	}
+	dirs[replicas] = t.TempDir()
+	reader := &webhook.CertRotator{Client: suite.c, Secret: secret, CertDir: dirs[replicas], DNSNames: names, ReadOnly: true}
+	if err := reader.Ensure(ctx); err != nil {
+		t.Fatalf("reader Ensure: %v", err)
+	}
+	var s corev1.Secret
+	if err := suite.c.Get(ctx, secret, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		got, err := os.ReadFile(filepath.Join(d, "tls.crt"))
+		if err != nil || string(got) != string(s.Data["tls.crt"]) {
+			t.Fatalf("%s/tls.crt differs from the Secret's certificate (%v): replicas would serve different certificates", d, err)
+		}
+	}
+}
