@@ -253,7 +253,7 @@ func newLabStatusCmd() *cobra.Command {
 func newLabRunCmd() *cobra.Command {
 	var f labFlags
 	var scenario, jsonPath string
-	var rollouts, replicas int
+	var rollouts, faultRollouts, replicas int
 	var rate float64
 	var verbose bool
 	cmd := &cobra.Command{
@@ -268,17 +268,12 @@ Scenarios:
 ` + scenarioHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var scenarios []lab.Scenario
-			if scenario == "all" {
-				scenarios = lab.Scenarios
-			} else {
-				for _, name := range strings.Split(scenario, ",") {
-					s, err := lab.ScenarioByName(strings.TrimSpace(name))
-					if err != nil {
-						return err
-					}
-					scenarios = append(scenarios, s)
-				}
+			runs, err := parseRuns(scenario)
+			if err != nil {
+				return err
+			}
+			if faultRollouts < 1 || faultRollouts > 100 {
+				return fmt.Errorf("--fault-rollouts %d: want 1..100", faultRollouts)
 			}
 			if rollouts < 1 || rollouts > 100 {
 				return fmt.Errorf("--rollouts %d: want 1..100", rollouts)
@@ -287,7 +282,7 @@ Scenarios:
 				return fmt.Errorf("--rate %v: want a rate in (0, 20000] requests/s", rate)
 			}
 			// Bounded: generous per rollout, plus the lab's start.
-			ctx, cancel := signalContext(cmd.Context(), time.Duration(len(scenarios))*(time.Duration(rollouts)*3*time.Minute+5*time.Minute)+f.timeout)
+			ctx, cancel := signalContext(cmd.Context(), time.Duration(len(runs))*(time.Duration(rollouts)*3*time.Minute+5*time.Minute)+f.timeout)
 			defer cancel()
 			// Warnings only: the progress lines and the table are the output.
 			logger := labLogger(cmd.ErrOrStderr(), slog.LevelWarn, verbose)
@@ -322,12 +317,16 @@ Scenarios:
 			}
 			var results []lab.Result
 			var runErr error
-			for _, s := range scenarios {
-				res, err := lab.Run(ctx, target, s, lab.RunOptions{
-					Rollouts: rollouts, Rate: rate, Replicas: int32(replicas), Logger: logger, Progress: cmd.ErrOrStderr(),
+			for _, r := range runs {
+				k := rollouts
+				if r.fault != lab.FaultNone {
+					k = faultRollouts
+				}
+				res, err := lab.Run(ctx, target, r.scenario, lab.RunOptions{
+					Rollouts: k, Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
 				})
 				if err != nil {
-					runErr = fmt.Errorf("scenario %s: %w", s.Name, err)
+					runErr = fmt.Errorf("scenario %s: %w", res.Name(), err)
 					break
 				}
 				results = append(results, res)
@@ -343,8 +342,9 @@ Scenarios:
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario name, comma-separated names, or all")
+	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario name, comma-separated names (NAME+FAULT adds a fault: zerodrop+reload, zerodrop+kill), or all")
 	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
+	cmd.Flags().IntVar(&faultRollouts, "fault-rollouts", 3, "rollouts of a scenario run with a fault (one fault per rollout)")
 	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through HAProxy (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
@@ -355,8 +355,43 @@ Scenarios:
 
 func scenarioHelp() string {
 	var b strings.Builder
-	for _, s := range lab.Scenarios {
+	for _, s := range lab.AllScenarios() {
 		fmt.Fprintf(&b, "  %-10s %s\n", s.Name, s.Summary)
 	}
+	b.WriteString("\nFaults (NAME+FAULT), one in the middle of every rollout, when its first old pod is deleted:\n")
+	b.WriteString("  reload     every HAProxy instance is reloaded (state saved to the server-state file first)\n")
+	b.WriteString("  kill       the controller's reconciler is killed with SIGKILL and restarted 1 s later\n")
+	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
+}
+
+// allRuns is what --scenario all runs: the four baselines, zerodrop, and
+// zerodrop under each fault.
+const allRuns = "naive,readiness,prestop,drain,zerodrop,zerodrop+reload,zerodrop+kill"
+
+// labRun is one scenario with an optional fault.
+type labRun struct {
+	scenario lab.Scenario
+	fault    lab.Fault
+}
+
+// parseRuns reads --scenario.
+func parseRuns(spec string) ([]labRun, error) {
+	if spec == "all" {
+		spec = allRuns
+	}
+	var runs []labRun
+	for _, item := range strings.Split(spec, ",") {
+		name, fault, _ := strings.Cut(strings.TrimSpace(item), "+")
+		s, err := lab.ScenarioByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("--scenario %s: %w", item, err)
+		}
+		f, err := lab.ParseFault(fault)
+		if err != nil {
+			return nil, fmt.Errorf("--scenario %s: %w", item, err)
+		}
+		runs = append(runs, labRun{scenario: s, fault: f})
+	}
+	return runs, nil
 }

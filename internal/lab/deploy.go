@@ -17,6 +17,8 @@ type Deployed struct {
 	Namespace string
 	// Replicas is how many pods the Deployment runs.
 	Replicas int32
+	// Integration is what the scenario's Prepare started, if anything.
+	Integration Integration
 
 	stops []func() // in start order; Close runs them in reverse
 }
@@ -53,13 +55,19 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 		}
 	}()
 
+	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
+		return d, fmt.Errorf("lab: create service: %w", err)
+	}
 	if s.Prepare != nil {
-		stop, err := s.Prepare(ctx, t, o.Namespace)
+		in, err := s.Prepare(ctx, t, o.Namespace)
 		if err != nil {
 			return d, fmt.Errorf("lab: prepare scenario %s: %w", s.Name, err)
 		}
-		if stop != nil {
-			d.stops = append(d.stops, stop)
+		if in != nil {
+			d.Integration = *in
+			if in.Stop != nil {
+				d.stops = append(d.stops, in.Stop)
+			}
 		}
 	}
 	if !s.ExternalLB {
@@ -70,9 +78,6 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 		d.stops = append(d.stops, stopSync)
 	}
 
-	if _, err := cs.CoreV1().Services(o.Namespace).Create(ctx, s.Service(o.Namespace), metav1.CreateOptions{}); err != nil {
-		return d, fmt.Errorf("lab: create service: %w", err)
-	}
 	dep := s.Deployment(o.Namespace, o.Replicas)
 	if s.Mutate != nil {
 		s.Mutate(dep)

@@ -306,7 +306,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 // Target returns what scenarios run against: this lab's API and HAProxy
 // instances.
 func (l *Lab) Target() Target {
-	return Target{Config: l.Cluster.Config, Client: l.Client, HAProxy: l.State().HAProxy, Check: l.Check}
+	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: l.State().HAProxy, Check: l.Check}
 }
 
 // TargetFromState connects to a lab recorded in a state file (one started
@@ -324,7 +324,7 @@ func TargetFromState(st *State) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("lab: client for %s: %w", st.Server, err)
 	}
-	return Target{Config: cfg, Client: cs, HAProxy: st.HAProxy, Check: st.Check}, nil
+	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, Check: st.Check}, nil
 }
 
 // Frontends returns the address of each HAProxy's app frontend.

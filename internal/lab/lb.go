@@ -74,3 +74,8 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 	}
 	return nil
 }
+
+// reloadHAProxy reloads one lab instance from any process.
+func reloadHAProxy(ctx context.Context, h HAProxyState) error {
+	return fmt.Errorf("lab: reload %s: not wired yet", h.Name)
+}

@@ -69,13 +69,25 @@ type Scenario struct {
 	// ExternalLB skips the baseline syncer: something the scenario starts
 	// in Prepare keeps HAProxy's backend filled.
 	ExternalLB bool
-	// Prepare runs after the namespace is created and before the Service
-	// and Deployment are (label the namespace, create bindings, start a
-	// controller). The returned stop function runs when the scenario ends,
-	// also on failure.
-	Prepare func(ctx context.Context, t Target, namespace string) (stop func(), err error)
+	// Prepare runs after the namespace and the Service are created and
+	// before the Deployment is (label the namespace, create bindings, start
+	// a controller). The returned Integration's Stop runs when the scenario
+	// ends, also on failure.
+	Prepare func(ctx context.Context, t Target, namespace string) (*Integration, error)
 	// Mutate changes the Deployment before it is created.
 	Mutate func(*appsv1.Deployment)
+}
+
+// Integration is what a scenario's Prepare started: how to stop it, and the
+// faults it can suffer (nil when it has no such part).
+type Integration struct {
+	// Stop removes what Prepare created; it runs before the namespace is
+	// deleted.
+	Stop func()
+	// KillController kills the scenario's controller (SIGKILL);
+	// RestartController starts it again.
+	KillController    func() error
+	RestartController func(ctx context.Context) error
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -113,15 +125,20 @@ var Scenarios = []Scenario{
 	},
 }
 
-// ScenarioByName returns a scenario of Scenarios.
+// AllScenarios are the four baselines and the zerodrop scenario, in order.
+func AllScenarios() []Scenario {
+	return append(slices.Clone(Scenarios), ZerodropScenario)
+}
+
+// ScenarioByName returns a scenario of AllScenarios.
 func ScenarioByName(name string) (Scenario, error) {
-	for _, s := range Scenarios {
+	for _, s := range AllScenarios() {
 		if s.Name == name {
 			return s, nil
 		}
 	}
 	var names []string
-	for _, s := range Scenarios {
+	for _, s := range AllScenarios() {
 		names = append(names, s.Name)
 	}
 	return Scenario{}, fmt.Errorf("lab: unknown scenario %q (known: %s, all)", name, strings.Join(names, ", "))
@@ -215,6 +232,13 @@ type RunOptions struct {
 	// Namespace for the scenario; default "zd-<scenario>". It is created
 	// and deleted.
 	Namespace string
+	// Fault, when set, strikes in the middle of every rollout: at the
+	// moment its first old pod is deleted (drain hooks waiting, new pods
+	// registering).
+	Fault Fault
+	// RestartDelay is how long a killed controller stays down before it is
+	// started again (FaultKillController); default 1 s.
+	RestartDelay time.Duration
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Progress, when set, receives one line per step.
@@ -225,10 +249,12 @@ type RunOptions struct {
 // instances (a lab in this process, or one started by `zerodrop lab up`).
 type Target struct {
 	// Config is the admin client configuration (for controllers a
-	// scenario starts); Client is built from it.
-	Config  *rest.Config
-	Client  kubernetes.Interface
-	HAProxy []HAProxyState
+	// scenario starts); Client is built from it. Kubeconfig is the same
+	// as a file, for controller processes.
+	Config     *rest.Config
+	Kubeconfig string
+	Client     kubernetes.Interface
+	HAProxy    []HAProxyState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
 }
@@ -257,6 +283,21 @@ type Result struct {
 	LatencyP99ms float64   `json:"latencyP99ms"`
 	Started      time.Time `json:"started"`
 	Ended        time.Time `json:"ended"`
+	// Fault is the fault injected in every rollout ("" for none), and
+	// Faults what happened each time.
+	Fault  Fault        `json:"fault,omitempty"`
+	Faults []FaultEvent `json:"faults,omitempty"`
+	// Gates are the measured gate and drain latencies (scenarios with their
+	// own load-balancer integration).
+	Gates *GateTimings `json:"gates,omitempty"`
+}
+
+// Name is the scenario's name with its fault, as the table shows it.
+func (r Result) Name() string {
+	if r.Fault != "" {
+		return r.Scenario + "+" + string(r.Fault)
+	}
+	return r.Scenario
 }
 
 // RolloutDuration is the total time spent rolling.
@@ -293,6 +334,9 @@ func (o *RunOptions) defaults(s Scenario) {
 	if o.Namespace == "" {
 		o.Namespace = "zd-" + s.Name
 	}
+	if o.RestartDelay <= 0 {
+		o.RestartDelay = time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -313,7 +357,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		return res, errors.New("lab: run: no HAProxy instance to send load through")
 	}
 	cs := t.Client
-	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}}
+	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}, Fault: o.Fault}
 	step := func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "[%s] %s\n", s.Name, fmt.Sprintf(format, args...))
 	}
@@ -324,9 +368,17 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	}
 	defer d.Close()
 
+	if err := o.Fault.check(d.Integration); err != nil {
+		return res, fmt.Errorf("lab: scenario %s: %w", s.Name, err)
+	}
+
 	// Load through every instance, the rate split evenly.
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
+	var probe *latencyProbe
+	if s.ExternalLB {
+		probe = startProbe(loadCtx, cs, o.Namespace, t.HAProxy)
+	}
 	var rec recorder
 	var wg sync.WaitGroup
 	res.Started = time.Now()
@@ -375,7 +427,20 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			break
 		}
 		rctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
+		var fault chan FaultEvent
+		if o.Fault != "" {
+			fault = make(chan FaultEvent, 1)
+			go func(i int) { fault <- injectFault(rctx, t, d, o, i, start) }(i + 1)
+		}
 		err := waitRolledOut(rctx, cs, o.Namespace, "web")
+		if fault != nil {
+			ev := <-fault
+			res.Faults = append(res.Faults, ev)
+			if ev.Err != "" && err == nil {
+				err = fmt.Errorf("fault %s: %s", ev.Kind, ev.Err)
+			}
+			step("rollout %d: %s at +%s (took %s)", i+1, ev.Kind, ev.At.Round(10*time.Millisecond), ev.Took.Round(10*time.Millisecond))
+		}
 		cancel()
 		if err != nil {
 			runErr = fmt.Errorf("lab: rollout %d: %w", i+1, err)
@@ -401,6 +466,13 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	wg.Wait()
 	res.Ended = time.Now()
 	rec.fill(&res, marks)
+	if probe != nil {
+		var names []string
+		for _, h := range t.HAProxy {
+			names = append(names, h.Name)
+		}
+		res.Gates = probe.result(names, time.Duration(t.Check.Rise)*t.Check.Interval)
+	}
 	return res, runErr
 }
 
@@ -525,10 +597,21 @@ func PrintTable(w io.Writer, results []Result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "scenario\trollouts\trequests\tfailed\tfailed/rollout\tfailures by class\trollout time\t")
 	for _, r := range results {
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Scenario, r.Rollouts, r.Requests, r.Failed,
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\t%s\t\n", r.Name(), r.Rollouts, r.Requests, r.Failed,
 			joinUints(r.FailedPerRollout), classes(r.FailuresByClass), r.RolloutDuration().Round(100*time.Millisecond))
 	}
 	tw.Flush()
+	for _, r := range results {
+		g := r.Gates
+		if g == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: gate latency (every instance UP -> pod Ready) p50 %.0f ms, p99 %.0f ms over %d pods;"+
+			" time behind the gate (ContainersReady -> Ready) p50 %.0f ms against the LB's own minimum (rise x interval) %.0f ms: extra p50 %.0f ms, p99 %.0f ms;"+
+			" drain latency (deletion -> last new request) p50 %.0f ms, p99 %.0f ms over %d pods (probe every %.0f ms)\n",
+			r.Name(), g.GateLatencyP50ms, g.GateLatencyP99ms, g.GateSamples, g.GateWaitP50ms, g.MinWaitMs, g.ExtraP50ms, g.ExtraP99ms,
+			g.DrainLatencyP50ms, g.DrainLatencyP99ms, g.DrainSamples, g.ProbeIntervalMs)
+	}
 }
 
 func joinUints(xs []uint64) string {

@@ -40,6 +40,23 @@ func App(t testing.TB) string {
 	return app
 }
 
+// Controller returns the zerodrop-controller program: $ZERODROP_CONTROLLER,
+// or a build of cmd/zerodrop-controller into a temporary directory. It also
+// sets $ZERODROP_CONTROLLER for the test, so that the lab finds it.
+func Controller(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("ZERODROP_CONTROLLER"); p != "" {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "zerodrop-controller")
+	out, err := exec.Command("go", "build", "-o", p, "zerodrop.dev/zerodrop/cmd/zerodrop-controller").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build zerodrop-controller: %v\n%s", err, out)
+	}
+	t.Setenv("ZERODROP_CONTROLLER", p)
+	return p
+}
+
 // Require checks everything a whole lab needs (root, ip, haproxy, the
 // Kubernetes binaries) and returns the binaries and the app's program.
 func Require(t testing.TB) (k8sbin.Binaries, string) {

@@ -1,0 +1,534 @@
+package lab
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	apiextv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/config"
+	"zerodrop.dev/zerodrop/internal/lab/proc"
+	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+)
+
+// ControllerNamespace is where the lab's zerodrop-controller "runs" (its
+// leader-election Lease, and the namespace it never injects).
+const ControllerNamespace = "zerodrop-system"
+
+// LoadBalancerName is the LoadBalancer object that stands for the lab's
+// HAProxy instances.
+const LoadBalancerName = "lab"
+
+// BindingName is the TargetBinding of the zerodrop scenario's Service.
+const BindingName = "web"
+
+// FindController locates the zerodrop-controller program: $ZERODROP_CONTROLLER,
+// else next to the running executable (make build puts it in bin/), else on
+// PATH.
+func FindController() (string, error) {
+	if p := os.Getenv("ZERODROP_CONTROLLER"); p != "" {
+		return filepath.Abs(p)
+	}
+	if exe, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(exe), "zerodrop-controller")
+		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath("zerodrop-controller"); err == nil {
+		return filepath.Abs(p)
+	}
+	return "", errors.New("lab: zerodrop-controller program not found next to this executable, on PATH or in $ZERODROP_CONTROLLER (run `make build`)")
+}
+
+// Controller is zerodrop-controller running against the lab as two
+// processes, as config/ deploys it: the data path (role serve: the pod
+// webhook and the drain endpoint the injected preStop hooks call) and the
+// reconciler (role reconcile: registration, gates, drain, leader-elected).
+// Both listen on 127.0.0.1 only; the API server calls the webhook by URL
+// with a certificate for 127.0.0.1 the lab issues, and the node agents call
+// the drain endpoint at 127.0.0.1 (the kubelet, not the pod, sends preStop
+// httpGet requests).
+type Controller struct {
+	bin, dir, kubeconfig string
+	log                  *slog.Logger
+	c                    client.Client
+	webhookConfig        string
+
+	serveArgs, reconcileArgs []string
+	mu                       sync.Mutex
+	serve, reconcile         *proc.Process
+	restarts                 int
+}
+
+// labScheme knows the types the lab writes.
+func labScheme() (*runtime.Scheme, error) {
+	s := runtime.NewScheme()
+	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, apiextv1.AddToScheme, zv1.AddToScheme} {
+		if err := add(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// StartController installs the CRDs, starts both controller processes,
+// installs the webhook configuration and the LoadBalancer for the lab's
+// HAProxy instances, and returns when the webhook serves. Stop removes all
+// of it again.
+func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Controller, err error) {
+	if t.Kubeconfig == "" {
+		return nil, errors.New("lab: controller: the target has no kubeconfig file")
+	}
+	bin, err := FindController()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	scheme, err := labScheme()
+	if err != nil {
+		return nil, err
+	}
+	kc, err := client.New(t.Config, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("lab: controller: client: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "zerodrop-controller-")
+	if err != nil {
+		return nil, fmt.Errorf("lab: controller: %w", err)
+	}
+	c = &Controller{bin: bin, dir: dir, kubeconfig: t.Kubeconfig, log: log, c: kc, webhookConfig: "zerodrop-lab"}
+	defer func() {
+		if err != nil {
+			c.Stop()
+			c = nil
+		}
+	}()
+	if err := installCRDs(ctx, kc); err != nil {
+		return c, err
+	}
+	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ControllerNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return c, fmt.Errorf("lab: controller namespace: %w", err)
+	}
+	caPEM, err := issueLoopbackCert(filepath.Join(dir, "certs"))
+	if err != nil {
+		return c, err
+	}
+	ports, err := proc.FreePorts(6)
+	if err != nil {
+		return c, err
+	}
+	webhookPort, drainPort := ports[0], ports[1]
+	loop := func(p int) string { return "127.0.0.1:" + strconv.Itoa(p) }
+	common := []string{
+		"--namespace=" + ControllerNamespace,
+		"--webhook-cert-mode=external",
+		"--webhook-cert-dir=" + filepath.Join(dir, "certs"),
+		"--log-level=info",
+	}
+	c.serveArgs = append([]string{
+		"--role=serve",
+		"--webhook-bind-host=127.0.0.1",
+		"--webhook-port=" + strconv.Itoa(webhookPort),
+		"--drain-bind-address=" + loop(drainPort),
+		"--drain-hook-host=127.0.0.1",
+		"--drain-hook-port=" + strconv.Itoa(drainPort),
+		"--metrics-bind-address=" + loop(ports[2]),
+		"--health-probe-bind-address=" + loop(ports[3]),
+	}, common...)
+	c.reconcileArgs = append([]string{
+		"--role=reconcile",
+		"--leader-elect",
+		// Short leases so that a killed leader's successor takes over in
+		// seconds, not the default 15 s.
+		"--leader-elect-lease-duration=4s",
+		"--leader-elect-renew-deadline=3s",
+		"--leader-elect-retry-period=500ms",
+		"--metrics-bind-address=" + loop(ports[4]),
+		"--health-probe-bind-address=" + loop(ports[5]),
+	}, common...)
+
+	if c.serve, err = c.start("serve", c.serveArgs); err != nil {
+		return c, err
+	}
+	if err := waitHTTP(ctx, "http://"+loop(ports[3])+"/readyz", c.serve); err != nil {
+		return c, fmt.Errorf("lab: controller (serve) not ready: %w", err)
+	}
+	if err := c.StartReconciler(ctx); err != nil {
+		return c, err
+	}
+	if err := installWebhook(ctx, kc, c.webhookConfig, "https://"+loop(webhookPort), caPEM); err != nil {
+		return c, err
+	}
+	if err := kc.Create(ctx, labLoadBalancer(t)); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
+		}
+		var cur zv1.LoadBalancer
+		if err := kc.Get(ctx, types.NamespacedName{Name: LoadBalancerName}, &cur); err != nil {
+			return c, err
+		}
+		cur.Spec = labLoadBalancer(t).Spec
+		if err := kc.Update(ctx, &cur); err != nil {
+			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
+		}
+	}
+	log.Info("zerodrop-controller started", "serve", c.serve.PID(), "reconcile", c.reconcile.PID(), "dir", dir)
+	return c, nil
+}
+
+func (c *Controller) start(role string, args []string) (*proc.Process, error) {
+	c.mu.Lock()
+	n := c.restarts
+	c.mu.Unlock()
+	return proc.Start(proc.Spec{
+		Name: "zerodrop-controller-" + role,
+		Path: c.bin,
+		Args: args,
+		Env:  []string{"KUBECONFIG=" + c.kubeconfig},
+		Log:  filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", role, n)),
+	})
+}
+
+// StartReconciler starts the reconcile process (again, after KillReconciler)
+// and waits until it answers its health probe.
+func (c *Controller) StartReconciler(ctx context.Context) error {
+	p, err := c.start("reconcile", c.reconcileArgs)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.reconcile = p
+	c.mu.Unlock()
+	probe := ""
+	for _, a := range c.reconcileArgs {
+		if v, ok := cutPrefix(a, "--health-probe-bind-address="); ok {
+			probe = v
+		}
+	}
+	if err := waitHTTP(ctx, "http://"+probe+"/healthz", p); err != nil {
+		return fmt.Errorf("lab: controller (reconcile) not healthy: %w", err)
+	}
+	return nil
+}
+
+// KillReconciler kills the reconcile process with SIGKILL, as an OOM kill or
+// a node failure would, and waits until it is gone.
+func (c *Controller) KillReconciler() error {
+	c.mu.Lock()
+	p := c.reconcile
+	c.restarts++
+	c.mu.Unlock()
+	if p == nil {
+		return errors.New("lab: controller: no reconciler running")
+	}
+	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
+		return fmt.Errorf("lab: kill reconciler %d: %w", p.PID(), err)
+	}
+	<-p.Done()
+	c.log.Info("zerodrop-controller reconciler killed", "pid", p.PID())
+	return nil
+}
+
+// Stop removes the webhook configuration and the LoadBalancer, stops both
+// processes and removes the run directory (logs included). The CRDs stay.
+func (c *Controller) Stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if c.c != nil {
+		_ = client.IgnoreNotFound(c.c.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.webhookConfig}}))
+		_ = client.IgnoreNotFound(c.c.Delete(ctx, &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}))
+	}
+	c.mu.Lock()
+	procs := []*proc.Process{c.reconcile, c.serve}
+	c.mu.Unlock()
+	for _, p := range procs {
+		if p != nil {
+			p.Stop(10 * time.Second)
+		}
+	}
+	if os.Getenv("ZERODROP_KEEP_LOGS") == "" {
+		_ = os.RemoveAll(c.dir)
+	}
+}
+
+// Logs returns the tails of the controller's logs, for error messages.
+func (c *Controller) Logs() string {
+	var out string
+	entries, _ := os.ReadDir(c.dir)
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) == ".log" {
+			out += "--- " + e.Name() + "\n" + proc.TailFile(filepath.Join(c.dir, e.Name()), 3000) + "\n"
+		}
+	}
+	return out
+}
+
+func cutPrefix(s, p string) (string, bool) {
+	if len(s) >= len(p) && s[:len(p)] == p {
+		return s[len(p):], true
+	}
+	return "", false
+}
+
+// waitHTTP polls url until it answers 200, the process exits, or ctx ends
+// (bounded to one minute).
+func waitHTTP(ctx context.Context, url string, p *proc.Process) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-p.Done():
+			return fmt.Errorf("%s exited: %s", p.Name, p.Tail(2000))
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w; log: %s", url, ctx.Err(), p.Tail(2000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// installCRDs creates or updates the CRDs embedded from config/crd/bases and
+// waits until they are established.
+func installCRDs(ctx context.Context, kc client.Client) error {
+	files, err := fs.Glob(config.FS, "crd/bases/*.yaml")
+	if err != nil || len(files) == 0 {
+		return fmt.Errorf("lab: no CRDs embedded: %v", err)
+	}
+	for _, f := range files {
+		raw, err := config.FS.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var crd apiextv1.CustomResourceDefinition
+		if err := yaml.UnmarshalStrict(raw, &crd); err != nil {
+			return fmt.Errorf("lab: config/%s: %w", f, err)
+		}
+		var cur apiextv1.CustomResourceDefinition
+		switch err := kc.Get(ctx, types.NamespacedName{Name: crd.Name}, &cur); {
+		case apierrors.IsNotFound(err):
+			if err := kc.Create(ctx, &crd); err != nil {
+				return fmt.Errorf("lab: create CRD %s: %w", crd.Name, err)
+			}
+		case err != nil:
+			return fmt.Errorf("lab: get CRD %s: %w", crd.Name, err)
+		default:
+			crd.ResourceVersion = cur.ResourceVersion
+			if err := kc.Update(ctx, &crd); err != nil {
+				return fmt.Errorf("lab: update CRD %s: %w", crd.Name, err)
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		err = pollUntil(wctx, 100*time.Millisecond, func() bool {
+			if kc.Get(wctx, types.NamespacedName{Name: crd.Name}, &cur) != nil {
+				return false
+			}
+			for _, cond := range cur.Status.Conditions {
+				if cond.Type == apiextv1.Established && cond.Status == apiextv1.ConditionTrue {
+					return true
+				}
+			}
+			return false
+		})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("lab: CRD %s not established: %w", crd.Name, err)
+		}
+	}
+	return nil
+}
+
+// installWebhook creates the webhook configuration embedded from
+// config/webhook, pointed at url with the lab's CA instead of the Service.
+func installWebhook(ctx context.Context, kc client.Client, name, url string, caPEM []byte) error {
+	raw, err := config.FS.ReadFile("webhook/manifests.yaml")
+	if err != nil {
+		return err
+	}
+	var wh admissionv1.MutatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(raw, &wh); err != nil {
+		return fmt.Errorf("lab: config/webhook/manifests.yaml: %w", err)
+	}
+	wh.Name = name
+	for i := range wh.Webhooks {
+		cc := &wh.Webhooks[i].ClientConfig
+		path := "/"
+		if cc.Service != nil && cc.Service.Path != nil {
+			path = *cc.Service.Path
+		}
+		cc.Service = nil
+		cc.URL = ptr.To(url + path)
+		cc.CABundle = caPEM
+	}
+	_ = client.IgnoreNotFound(kc.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}))
+	if err := kc.Create(ctx, &wh); err != nil {
+		return fmt.Errorf("lab: webhook configuration %s: %w", name, err)
+	}
+	return nil
+}
+
+// labLoadBalancer is the LoadBalancer for the lab's HAProxy instances, with
+// the lab's health check.
+func labLoadBalancer(t Target) *zv1.LoadBalancer {
+	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}
+	lb.Spec.Provider = zv1.ProviderHAProxy
+	for _, h := range t.HAProxy {
+		lb.Spec.Instances = append(lb.Spec.Instances, zv1.LoadBalancerInstance{Name: h.Name, Socket: h.Socket})
+	}
+	lb.Spec.PoolDefaults.HealthCheck = zv1.HealthCheck{
+		Interval: &metav1.Duration{Duration: t.Check.Interval},
+		Rise:     ptr.To(int32(t.Check.Rise)),
+		Fall:     ptr.To(int32(t.Check.Fall)),
+	}
+	return lb
+}
+
+// labBinding binds the scenario's Service "web" (port "http") to the lab's
+// HAProxy backend, with the drain gate as an injected preStop httpGet hook.
+func labBinding(ns string) *zv1.TargetBinding {
+	return &zv1.TargetBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: BindingName, Namespace: ns},
+		Spec: zv1.TargetBindingSpec{
+			ServiceRef:      zv1.ServiceReference{Name: "web", Port: intstr.FromString("http")},
+			LoadBalancerRef: zv1.LoadBalancerReference{Name: LoadBalancerName},
+			Pool:            BackendName,
+			Drain:           zv1.DrainSpec{PreStop: zv1.PreStopHTTPGet},
+		},
+	}
+}
+
+// issueLoopbackCert writes a CA-signed serving certificate for 127.0.0.1
+// (tls.crt, tls.key) into dir and returns the CA in PEM, for the webhook's
+// caBundle.
+func issueLoopbackCert(dir string) ([]byte, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "zerodrop lab CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	caCert, err := x509.ParseCertificate(caDER)
+	if err != nil {
+		return nil, err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+}
+
+func pollUntil(ctx context.Context, every time.Duration, ok func() bool) error {
+	for !ok() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(every):
+		}
+	}
+	return nil
+}
+
+// clearBackend removes every runtime server left in the backend on every
+// instance (a scenario that ends mid-way must not leave targets for the
+// next one): maintenance first, then delete; servers from the configuration
+// file are set to maintenance only.
+func clearBackend(ctx context.Context, hs []HAProxyState) error {
+	var errs []error
+	for _, h := range hs {
+		c, err := hapi.NewClient(h.Socket)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		states, err := c.ShowServersState(ctx, h.Backend)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, s := range states {
+			if !s.Admin.Maint() {
+				if err := c.SetServerState(ctx, h.Backend, s.Name, hapi.StateMaint); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			if err := c.DelServer(ctx, h.Backend, s.Name); err != nil && !errors.Is(err, hapi.ErrNoSuchServer) {
+				// Configuration-file servers cannot be deleted; maintenance is enough.
+				continue
+			}
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,104 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Fault is something that goes wrong in the middle of a rollout.
+type Fault string
+
+const (
+	// FaultNone: nothing goes wrong.
+	FaultNone Fault = ""
+	// FaultReload reloads every HAProxy instance (SIGUSR2 to the master
+	// after saving the servers' state, as `systemctl reload` does with
+	// the server-state-file practice).
+	FaultReload Fault = "reload"
+	// FaultKillController kills the scenario's controller with SIGKILL and
+	// starts it again after RunOptions.RestartDelay.
+	FaultKillController Fault = "kill"
+)
+
+// Faults lists the faults `--fault` accepts.
+var Faults = []Fault{FaultReload, FaultKillController}
+
+// ParseFault reads a --fault value.
+func ParseFault(s string) (Fault, error) {
+	if s == "" || s == "none" {
+		return FaultNone, nil
+	}
+	for _, f := range Faults {
+		if string(f) == s {
+			return f, nil
+		}
+	}
+	return "", fmt.Errorf("unknown fault %q (known: none, reload, kill)", s)
+}
+
+// check reports whether the scenario can suffer the fault.
+func (f Fault) check(in Integration) error {
+	if f == FaultKillController && (in.KillController == nil || in.RestartController == nil) {
+		return errors.New("fault kill: the scenario runs no controller")
+	}
+	return nil
+}
+
+// FaultEvent is one injected fault.
+type FaultEvent struct {
+	Rollout int   `json:"rollout"`
+	Kind    Fault `json:"kind"`
+	// At is when it struck, from the rollout's start; Took is how long
+	// the part was down (kill) or the reload took.
+	At   time.Duration `json:"at"`
+	Took time.Duration `json:"took"`
+	Err  string        `json:"error,omitempty"`
+}
+
+// injectFault waits until the rollout deletes its first old pod, then
+// strikes.
+func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollout int, start time.Time) FaultEvent {
+	ev := FaultEvent{Rollout: rollout, Kind: o.Fault}
+	err := pollUntil(ctx, 20*time.Millisecond, func() bool {
+		pods, err := t.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return false
+		}
+		for _, p := range pods.Items {
+			if p.DeletionTimestamp != nil {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		ev.Err = fmt.Sprintf("no pod deleted: %v", err)
+		return ev
+	}
+	struck := time.Now()
+	ev.At = struck.Sub(start)
+	switch o.Fault {
+	case FaultKillController:
+		if err := d.Integration.KillController(); err != nil {
+			ev.Err = err.Error()
+			return ev
+		}
+		sleepCtx(ctx, o.RestartDelay)
+		if err := d.Integration.RestartController(ctx); err != nil {
+			ev.Err = err.Error()
+		}
+	case FaultReload:
+		for _, h := range t.HAProxy {
+			if err := reloadHAProxy(ctx, h); err != nil {
+				ev.Err = err.Error()
+				break
+			}
+		}
+	}
+	ev.Took = time.Since(struck)
+	return ev
+}

@@ -1,0 +1,121 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+)
+
+// ZerodropScenario is the fifth scenario: the naive app (it exits at once on
+// SIGTERM, no preStop sleep) with a readinessProbe, behind zerodrop-controller's
+// readiness gate (Ready only once every HAProxy instance reports the pod
+// healthy) and drain gate (an injected preStop httpGet that holds SIGTERM
+// until no instance sends the pod traffic and no session is left).
+var ZerodropScenario = Scenario{
+	Name:           "zerodrop",
+	Summary:        "readinessProbe + zerodrop readiness gate and drain gate; no preStop sleep, the app exits at once",
+	App:            baseApp,
+	ReadinessProbe: true,
+	ExternalLB:     true,
+	Prepare:        prepareZerodrop,
+}
+
+// prepareZerodrop starts zerodrop-controller against the lab, binds the
+// scenario's Service to the HAProxy backend and opts the namespace in, then
+// waits until the webhook gives a new pod of the Service its gate.
+func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration, err error) {
+	ctl, err := StartController(ctx, t, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc := ctl.c
+	in = &Integration{
+		KillController:    ctl.KillReconciler,
+		RestartController: ctl.StartReconciler,
+	}
+	in.Stop = func() {
+		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		defer cancel()
+		// The pods go first, while the controller runs: they drain through
+		// it, and their targets are removed. Then the binding, whose
+		// finalizer only the controller removes.
+		var errs []error
+		bg := metav1.DeletePropagationBackground
+		if err := t.Client.AppsV1().Deployments(ns).Delete(cctx, "web", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+			errs = append(errs, err)
+		}
+		errs = append(errs, waitPodsGone(cctx, t.Client, ns, labels.SelectorFromSet(labels.Set{"app": "web"})))
+		if err := kc.Delete(cctx, &zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Name: BindingName, Namespace: ns}}); client.IgnoreNotFound(err) != nil {
+			errs = append(errs, err)
+		}
+		errs = append(errs, pollUntil(cctx, 100*time.Millisecond, func() bool {
+			err := kc.Get(cctx, types.NamespacedName{Namespace: ns, Name: BindingName}, &zv1.TargetBinding{})
+			return apierrors.IsNotFound(err)
+		}))
+		ctl.Stop()
+		errs = append(errs, clearBackend(cctx, t.HAProxy))
+		if err := errors.Join(errs...); err != nil {
+			ctl.log.Warn("zerodrop scenario cleanup", "err", err)
+		}
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%w\n%s", err, ctl.Logs())
+			in.Stop()
+			in = nil
+		}
+	}()
+	if err := kc.Create(ctx, labBinding(ns)); err != nil {
+		return in, fmt.Errorf("lab: TargetBinding %s/%s: %w", ns, BindingName, err)
+	}
+	patch := []byte(fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, zv1.GatesNamespaceLabel, zv1.GatesEnabled))
+	if _, err := t.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return in, fmt.Errorf("lab: label namespace %s: %w", ns, err)
+	}
+	// The webhook reads bindings and Services from its cache: a pod created
+	// before the cache has them would get no gate. A dry-run create runs
+	// the webhook without creating anything.
+	probe := Scenario{App: baseApp, ReadinessProbe: true}.Deployment(ns, 1).Spec.Template
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-probe-", Namespace: ns, Labels: probe.Labels}, Spec: probe.Spec}
+	gate := corev1.PodConditionType(zv1.GateConditionType(BindingName))
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var last string
+	if err := pollUntil(wctx, 200*time.Millisecond, func() bool {
+		got, err := t.Client.CoreV1().Pods(ns).Create(wctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		for _, g := range got.Spec.ReadinessGates {
+			if g.ConditionType == gate {
+				return hasDrainHook(got)
+			}
+		}
+		last = "no readiness gate injected yet"
+		return false
+	}); err != nil {
+		return in, fmt.Errorf("lab: webhook does not inject gate %s: %s: %w", gate, last, err)
+	}
+	return in, nil
+}
+
+func hasDrainHook(p *corev1.Pod) bool {
+	for _, c := range p.Spec.Containers {
+		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.HTTPGet == nil {
+			return false
+		}
+	}
+	return len(p.Spec.Containers) > 0
+}
