@@ -9,12 +9,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -107,6 +110,7 @@ current-context: lab
 // roleEnv is a control plane of its own, so that no reconciler of the
 // shared suite (a leader) acts on it.
 type roleEnv struct {
+	env *envtest.Environment
 	cfg *rest.Config
 	c   client.Client
 	wo  *envtest.WebhookInstallOptions
@@ -131,7 +135,7 @@ func startRoleEnv(t *testing.T) *roleEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &roleEnv{cfg: cfg, c: c, wo: &env.WebhookInstallOptions}
+	return &roleEnv{env: env, cfg: cfg, c: c, wo: &env.WebhookInstallOptions}
 }
 
 func testScheme() *runtime.Scheme {
@@ -368,4 +372,211 @@ func TestServeRoleDrainsWithoutLeader(t *testing.T) {
 			t.Errorf("reconcile role listens on %s", addr)
 		}
 	}
+}
+
+// TestCertRotatorConcurrentEnsure: several replicas Ensure the self-managed
+// certificate at once against a real API server (every replica runs a
+// rotator): all succeed and all serve the one certificate the Secret holds;
+// a serve replica's reader then serves it too.
+func TestCertRotatorConcurrentEnsure(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	secret := types.NamespacedName{Namespace: controllerNS, Name: fmt.Sprintf("certs-%d", os.Getpid())}
+	t.Cleanup(func() {
+		_ = suite.c.Delete(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: secret.Namespace, Name: secret.Name}})
+	})
+	names := []string{"zerodrop-webhook.zerodrop-system.svc"}
+	const replicas = 4
+	dirs := make([]string, replicas+1)
+	errs := make(chan error, replicas)
+	for i := 0; i < replicas; i++ {
+		dirs[i] = t.TempDir()
+		// No WebhookConfiguration: the suite's own must keep its caBundle.
+		r := &webhook.CertRotator{Client: suite.c, Secret: secret, CertDir: dirs[i], DNSNames: names}
+		go func() { errs <- r.Ensure(ctx) }()
+	}
+	for i := 0; i < replicas; i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent Ensure: %v", err)
+		}
+	}
+	dirs[replicas] = t.TempDir()
+	reader := &webhook.CertRotator{Client: suite.c, Secret: secret, CertDir: dirs[replicas], DNSNames: names, ReadOnly: true}
+	if err := reader.Ensure(ctx); err != nil {
+		t.Fatalf("reader Ensure: %v", err)
+	}
+	var s corev1.Secret
+	if err := suite.c.Get(ctx, secret, &s); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range dirs {
+		got, err := os.ReadFile(filepath.Join(d, "tls.crt"))
+		if err != nil || string(got) != string(s.Data["tls.crt"]) {
+			t.Fatalf("%s/tls.crt differs from the Secret's certificate (%v): replicas would serve different certificates", d, err)
+		}
+	}
+}
+
+// TestDrainServerQuiesce: a serve replica that is told to stop answers the
+// preStop requests it holds (they end with their verdict, not with a reset
+// connection) and only then returns; new connections are refused once the
+// delay is over.
+func TestDrainServerQuiesce(t *testing.T) {
+	release := make(chan struct{})
+	held := make(chan struct{}, 1)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/held", func(w http.ResponseWriter, r *http.Request) {
+		held <- struct{}{}
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	addr := freeAddr()
+	d := &drainServer{addr: addr, handler: mux, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = d.Start(ctx) }()
+	eventually(t, "drain server listening", func() (bool, string) { return d.listening(nil) == nil, "" })
+
+	answer := make(chan int, 1)
+	go func() {
+		resp, err := http.Get("http://" + addr + "/held")
+		if err != nil {
+			answer <- -1
+			return
+		}
+		resp.Body.Close()
+		answer <- resp.StatusCode
+	}()
+	<-held
+	stopped := make(chan struct{})
+	go func() { d.quiesce(0, 20*time.Second); close(stopped) }()
+	eventually(t, "new connections refused", func() (bool, string) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err != nil, "still accepting"
+	})
+	select {
+	case <-stopped:
+		t.Fatalf("quiesce returned while a request was held")
+	case code := <-answer:
+		t.Fatalf("held request ended (%d) before its verdict", code)
+	default:
+	}
+	close(release)
+	if code := <-answer; code != http.StatusOK {
+		t.Fatalf("held request got %d, want its 200", code)
+	}
+	<-stopped
+}
+
+// TestRoleProcesses runs zerodrop-controller itself, one process per role,
+// as the lab does: KUBECONFIG in the environment, every port on 127.0.0.1,
+// external certificates, short leases. The reconcile process takes the
+// Lease; the serve process serves /readyz and the drain endpoint; both stop
+// cleanly on SIGTERM.
+func TestRoleProcesses(t *testing.T) {
+	e := startRoleEnv(t)
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "zerodrop-controller")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	user, err := e.env.AddUser(envtest.User{Name: "lab", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kcFile := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kcFile, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNS}}); err != nil {
+		t.Fatal(err)
+	}
+	start := func(name string, args ...string) *exec.Cmd {
+		cmd := exec.Command(bin, args...)
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+kcFile)
+		logFile, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if cmd.ProcessState == nil {
+				_ = cmd.Process.Kill()
+				_ = cmd.Wait()
+			}
+			if t.Failed() {
+				out, _ := os.ReadFile(logFile.Name())
+				t.Logf("%s log:\n%s", name, out)
+			}
+		})
+		return cmd
+	}
+	ready := func(what, addr string) {
+		eventually(t, what+" /readyz", func() (bool, string) {
+			resp, err := http.Get("http://" + addr + "/readyz")
+			if err != nil {
+				return false, err.Error()
+			}
+			resp.Body.Close()
+			return resp.StatusCode == http.StatusOK, resp.Status
+		})
+	}
+	stop := func(what string, cmd *exec.Cmd) {
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s after SIGTERM: %v", what, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%s did not stop on SIGTERM", what)
+		}
+	}
+
+	probes := []string{freeAddr(), freeAddr()}
+	reconcile := start("reconcile", "--role=reconcile", "--namespace="+controllerNS, "--webhook-cert-mode=external",
+		"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms",
+		"--metrics-bind-address="+freeAddr(), "--health-probe-bind-address="+probes[0])
+	drainAddr := freeAddr()
+	_, drainPort, _ := net.SplitHostPort(drainAddr)
+	_, webhookPort, _ := net.SplitHostPort(freeAddr())
+	serve := start("serve", "--role=serve", "--namespace="+controllerNS, "--webhook-cert-mode=external",
+		"--webhook-cert-dir="+e.wo.LocalServingCertDir, "--webhook-bind-host=127.0.0.1", "--webhook-port="+webhookPort,
+		"--drain-hook-host=127.0.0.1", "--drain-hook-port="+drainPort, "--drain-bind-address="+drainAddr,
+		"--drain-shutdown-delay=0s", "--leader-elect",
+		"--metrics-bind-address="+freeAddr(), "--health-probe-bind-address="+probes[1])
+	ready("reconcile", probes[0])
+	ready("serve", probes[1])
+	eventually(t, "the reconcile process holds the Lease", func() (bool, string) {
+		var l coordinationv1.Lease
+		err := e.c.Get(ctx, types.NamespacedName{Namespace: controllerNS, Name: "zerodrop-controller.zerodrop.dev"}, &l)
+		if err != nil {
+			return false, err.Error()
+		}
+		return l.Spec.HolderIdentity != nil && *l.Spec.HolderIdentity != "", fmt.Sprint(l.Spec.HolderIdentity)
+	})
+	if code, _, err := getDrain("http://"+drainAddr, "/drain/v1/namespaces/shop/pods/nobody?wait=0s"); err != nil || code != http.StatusNotFound {
+		t.Fatalf("serve process drain endpoint: %d %v, want 404 for an unbound pod", code, err)
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:"+webhookPort, time.Second); err != nil {
+		t.Fatalf("serve process webhook port: %v", err)
+	} else {
+		c.Close()
+	}
+	stop("serve", serve)
+	stop("reconcile", reconcile)
 }
