@@ -28,10 +28,12 @@ check-examples: build
 	$(BIN)/zerodrop check examples/ || [ $$? -eq 1 ]
 
 # demo: check the examples (exit 1 is expected: they include wrong
-# configurations), then the lab's four scenarios under load.
+# configurations), then the lab's four baseline scenarios and zerodrop
+# (10 rollouts, then under an HAProxy reload and a controller kill in the
+# middle of every rollout), at 1,000 requests/s through two HAProxy instances.
 demo: deps build
 	$(BIN)/zerodrop check examples/ || [ $$? -eq 1 ]
-	$(BIN)/zerodrop lab run --scenario all --rollouts 3 --rate 200 --json $(BIN)/demo.json
+	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json
 
 bench: deps build
 	bash bench/run.sh
