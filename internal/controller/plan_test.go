@@ -252,3 +252,33 @@ func TestTargetIDRoundTrip(t *testing.T) {
 		t.Fatalf("binding web claimed a target of binding web-2")
 	}
 }
+
+// Scenario: an instance reloads while a pod drains. The new worker shows the
+// target drained (or gone), but the old worker still serves the connections
+// it had, unseen by the Runtime API: the pod is not reported drained while the
+// instance says OldWorkers, and is once the old worker's grace is over.
+func TestPlanDrainWaitsForOldWorkers(t *testing.T) {
+	memo := map[provider.TargetID]*memo{}
+	pod := gatedPod("web-1", true, nil)
+	targets := []observedTarget{endpoint(pod, true)}
+	for _, tc := range []struct {
+		name string
+		st   provider.PoolStatus
+	}{
+		{"drained on the new worker", pool(id, provider.HealthDrained, provider.HealthDrained, 0)},
+		{"gone from the new worker", pool(id, provider.HealthDrained, "", 0)},
+	} {
+		reloading := tc.st
+		reloading.Instances = append([]provider.InstanceStatus(nil), tc.st.Instances...)
+		reloading.Instances[1].OldWorkers = true
+		p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: memo, Pool: reloading, Targets: targets})
+		if p.Drain == nil || p.Drain.Drained {
+			t.Fatalf("%s, old worker alive: want not drained, got %+v", tc.name, p.Drain)
+		}
+		p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(time.Second), Memo: memo, Pool: tc.st, Targets: targets})
+		if p.Drain == nil || !p.Drain.Drained {
+			t.Fatalf("%s, old worker gone: want drained, got %+v", tc.name, p.Drain)
+		}
+		delete(memo, id)
+	}
+}
