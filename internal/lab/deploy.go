@@ -39,6 +39,11 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 	if err := recreateNamespace(ctx, cs, o.Namespace); err != nil {
 		return nil, err
 	}
+	// A clean backend: what an earlier scenario left (the baseline syncer
+	// stops before its namespace is deleted) would count as servers here.
+	if err := clearBackend(ctx, t.HAProxy); err != nil {
+		return nil, fmt.Errorf("lab: clear the HAProxy backend: %w", err)
+	}
 	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas}
 	d.stops = append(d.stops, func() {
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).

@@ -65,7 +65,8 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 					}
 				}
 				last = fmt.Sprintf("%d of %d servers up", up, servers)
-			} else {
+			} else if last == "" || ctx.Err() == nil {
+				// Keep the last state seen when the deadline cuts a call.
 				last = err.Error()
 			}
 			if err == nil && last == fmt.Sprintf("%d of %d servers up", n, n) {
