@@ -611,23 +611,21 @@ func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.L
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
 	decide, why := false, "drain-only replica"
 	if !r.DrainOnly {
-		why = "--orphan-grace is 0"
-		if r.OrphanGrace > 0 {
-			var list zv1.TargetBindingList
-			if err := r.Client.List(ctx, &list); err != nil {
-				why = fmt.Sprintf("list TargetBindings: %v", err)
-			} else {
-				decide, why = orphanDuty(key, r.poolMembers(list.Items, ab, lb, b.Spec.Pool), r.now(), r.knowWindow())
-			}
+		var list zv1.TargetBindingList
+		if err := r.Client.List(ctx, &list); err != nil {
+			why = fmt.Sprintf("list TargetBindings: %v", err)
+		} else {
+			decide, why = orphanDuty(key, r.poolMembers(list.Items, ab, lb, b.Spec.Pool), r.now(), r.knowWindow())
 		}
 	}
 	plans := planOrphans(orphanInput{Now: r.now(), Grace: r.OrphanGrace, Decide: decide, Pool: pool, Memo: r.orphanMemoFor(key)})
+	n := countOrphans(pool)
 	if r.Metrics != nil && decide {
-		r.Metrics.Orphans.WithLabelValues(lb, b.Spec.Pool).Set(float64(len(plans)))
+		r.Metrics.Orphans.WithLabelValues(lb, b.Spec.Pool).Set(float64(n))
 	}
-	if !decide {
-		if n := countOrphans(pool); n > 0 {
-			log.Debug("orphans not judged by this binding", "pool", b.Spec.Pool, "orphans", n, "why", why)
+	if !decide || r.OrphanGrace <= 0 {
+		if n > 0 {
+			log.Debug("orphans not freed by this binding", "pool", b.Spec.Pool, "orphans", n, "why", why, "orphanGrace", r.OrphanGrace)
 		}
 		return nil
 	}
