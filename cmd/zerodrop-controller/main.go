@@ -81,6 +81,7 @@ type options struct {
 	drainHookPort                     int
 	pollInterval, resyncInterval      time.Duration
 	providerTimeout, oldWorkerGrace   time.Duration
+	orphanGrace                       time.Duration
 	workers                           int
 	logLevel                          string
 
@@ -132,6 +133,7 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads")
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
 	fs.DurationVar(&o.oldWorkerGrace, "haproxy-old-worker-grace", 30*time.Second, "after an HAProxy reload, how long its old worker may still serve connections (set to hard-stop-after): drains are not reported complete on that instance meanwhile")
+	fs.DurationVar(&o.orphanGrace, "orphan-grace", 30*time.Second, "how long an orphan (a load balancer slot whose address no binding of its pool knows) must be seen before the leader drains and frees it; 0 never frees")
 	fs.IntVar(&o.workers, "workers", 4, "bindings reconciled in parallel")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -159,6 +161,9 @@ func parse(args []string) (options, error) {
 		// factor 1.2), but only once the manager starts; say which flags now.
 		return o, fmt.Errorf("leader election: want --leader-elect-lease-duration (%s) > --leader-elect-renew-deadline (%s) > 1.2 × --leader-elect-retry-period (%s) > 0",
 			o.leaseDuration, o.renewDeadline, o.retryPeriod)
+	}
+	if o.orphanGrace < 0 {
+		return o, fmt.Errorf("--orphan-grace=%s must not be negative (0 never frees orphans)", o.orphanGrace)
 	}
 	if o.drainShutdownDelay < 0 || o.drainShutdownTimeout < 0 {
 		return o, errors.New("--drain-shutdown-delay and --drain-shutdown-timeout must not be negative")
@@ -369,6 +374,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		PendingInterval: o.pollInterval,
 		SteadyInterval:  o.resyncInterval,
 		DrainOnly:       o.role == RoleServe,
+		OrphanGrace:     o.orphanGrace,
 	}
 	if r.DrainOnly {
 		r.Log = log.With("controller", "targetbinding-drain")

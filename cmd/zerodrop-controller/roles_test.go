@@ -56,6 +56,8 @@ func TestParseRole(t *testing.T) {
 		{"stray argument: error", []string{"serve"}, "", `unexpected argument "serve"`},
 		{"lease shorter than the renew deadline: error", []string{"--leader-elect-lease-duration=5s", "--leader-elect-renew-deadline=10s"}, "",
 			"--leader-elect-lease-duration (5s) > --leader-elect-renew-deadline (10s)"},
+		{"negative orphan grace: error naming the flag", []string{"--orphan-grace=-1s"}, "", "--orphan-grace=-1s must not be negative"},
+		{"orphan grace 0: never frees, accepted", []string{"--orphan-grace=0"}, RoleAll, ""},
 		{"short leases for the lab", []string{"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}, RoleAll, ""},
 	}
 	for _, c := range cases {

@@ -15,6 +15,8 @@ type Metrics struct {
 	ProviderErrors   *prometheus.CounterVec
 	ProviderLatency  *prometheus.HistogramVec
 	InstanceRestarts *prometheus.CounterVec
+	Orphans          *prometheus.GaugeVec
+	OrphansFreed     *prometheus.CounterVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -57,9 +59,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_instance_restarts_total",
 			Help: "Load balancer instances seen reloaded or restarted (runtime state lost, targets re-registered).",
 		}, []string{"loadbalancer", "instance"}),
+		Orphans: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_orphans",
+			Help: "Entries of a pool whose address no binding of the pool knows (HAProxy slots reported as slot:<name>), as last seen by the binding that judges the pool's orphans.",
+		}, []string{"loadbalancer", "pool"}),
+		OrphansFreed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_orphans_freed_total",
+			Help: "Orphans drained and freed after --orphan-grace.",
+		}, []string{"loadbalancer", "pool"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -77,6 +77,10 @@ type memo struct {
 	drainStart          time.Time
 	drainedAt           time.Time
 	drainReason         string
+	// target is the target with the address it had last cycle: the
+	// binding keeps telling the provider's address book about it while it
+	// is on the load balancer, also after its pod and endpoint are gone.
+	target provider.Target
 }
 
 // gateCondition is the desired readiness-gate condition of a pod.
@@ -181,7 +185,11 @@ func plan(in planInput) []targetPlan {
 
 	out := make([]targetPlan, 0, len(keys))
 	for _, k := range keys {
-		out = append(out, planTarget(in, byKey[k]))
+		p := planTarget(in, byKey[k])
+		if p.Target.IP != "" && p.Target.Port > 0 {
+			in.Memo[p.Target.ID].target = p.Target
+		}
+		out = append(out, p)
 	}
 	return out
 }
@@ -205,7 +213,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	}
 	// A pod alive again after a drain (an endpoint flapping terminating)
 	// starts over.
-	*m = memo{containersReadySeen: m.containersReadySeen}
+	*m = memo{containersReadySeen: m.containersReadySeen, target: m.target}
 
 	gated := binding.HasGate(t.Pod, b.Name)
 	cr := podCondition(t.Pod, corev1.ContainersReady)
@@ -445,4 +453,122 @@ func splitAddr(addr string) (string, int) {
 	port := 0
 	fmt.Sscanf(addr[i+1:], "%d", &port)
 	return strings.Trim(addr[:i], "[]"), port
+}
+
+// orphanPlan is the decision for one orphan of the pool (an entry the
+// provider reports under provider.OrphanPrefix: its address belongs to no
+// target any binding of the pool knows) in one cycle.
+type orphanPlan struct {
+	ID   provider.TargetID
+	Addr string
+	// Action is actNone (younger than the grace, or sessions still open),
+	// actDrain (old enough and still in rotation somewhere) or
+	// actDeregister (old enough and drained on every instance: free it).
+	Action action
+	// Age is how long the orphan has been seen continuously.
+	Age      time.Duration
+	Sessions int64
+}
+
+// orphanInput is everything one cycle decides orphans from.
+type orphanInput struct {
+	Now time.Time
+	// Grace is how long an entry must be seen as an orphan, continuously,
+	// before it is drained and freed; zero or less never frees.
+	Grace time.Duration
+	// Decide is false when this cycle may not judge orphans (see
+	// orphanDuty): the memo is then cleared, so the grace starts again.
+	Decide bool
+	Pool   provider.PoolStatus
+	// Memo maps an orphan ID to when it was first seen; updated in place.
+	Memo map[provider.TargetID]time.Time
+}
+
+// planOrphans decides what to do with the orphans of a pool. An orphan is
+// freed only after it has been seen continuously for the grace: a
+// controller that just started maps slots to targets only once every
+// binding of the pool has told the provider its addresses, and a pod that
+// takes the address of an orphan (a new pod with a reused IP) makes the
+// provider report the slot under the pod's ID again, which ends the orphan
+// here and restarts its grace if it ever comes back. An orphan is first
+// drained and freed (Deregister) only once no instance has a session on it
+// and no reloaded instance's old worker may still send it requests.
+func planOrphans(in orphanInput) []orphanPlan {
+	present := map[provider.TargetID]bool{}
+	for _, id := range in.Pool.Targets() {
+		if provider.IsOrphan(id) {
+			present[id] = true
+		}
+	}
+	for id := range in.Memo {
+		if !present[id] || !in.Decide {
+			delete(in.Memo, id)
+		}
+	}
+	if !in.Decide || in.Grace <= 0 {
+		return nil
+	}
+	var out []orphanPlan
+	for _, id := range in.Pool.Targets() {
+		if !present[id] {
+			continue
+		}
+		since, ok := in.Memo[id]
+		if !ok {
+			since = in.Now
+			in.Memo[id] = since
+		}
+		op := orphanPlan{ID: id, Age: in.Now.Sub(since)}
+		for _, is := range in.Pool.Instances {
+			if ts, ok := is.Targets[id]; ok && ts.Addr != "" {
+				op.Addr = ts.Addr
+				break
+			}
+		}
+		drained, sessions := in.Pool.Drained(id)
+		op.Sessions = sessions
+		if op.Age >= in.Grace {
+			switch {
+			case drained:
+				op.Action = actDeregister
+			case needsDrainCall(in.Pool, id):
+				op.Action = actDrain
+			}
+		}
+		out = append(out, op)
+	}
+	return out
+}
+
+// poolMember is a TargetBinding that uses a pool, and when it last told
+// the pool's provider its targets' addresses in this process (zero: never).
+type poolMember struct {
+	Key types.NamespacedName
+	// Known is when the binding last called AddressBook.Know on the
+	// provider now serving the pool, for this pool.
+	Known time.Time
+}
+
+// orphanDuty reports whether the binding self may judge the orphans of its
+// pool this cycle, and if not why. Every binding of a pool sees the same
+// orphans, so one judges: the first by namespace/name of the pool's
+// bindings that are not being deleted. And only when every one of them has
+// told the provider its addresses within window: otherwise a target of a
+// binding that has not run since the controller started (or whose cycles
+// fail before they reach the provider) would look like an orphan.
+func orphanDuty(self types.NamespacedName, members []poolMember, now time.Time, window time.Duration) (bool, string) {
+	if len(members) == 0 {
+		return false, "no binding uses the pool"
+	}
+	sorted := append([]poolMember(nil), members...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Key.String() < sorted[j].Key.String() })
+	if sorted[0].Key != self {
+		return false, fmt.Sprintf("binding %s judges the pool's orphans", sorted[0].Key)
+	}
+	for _, m := range sorted {
+		if m.Known.IsZero() || now.Sub(m.Known) > window {
+			return false, fmt.Sprintf("binding %s has not told the provider its addresses within %s", m.Key, window)
+		}
+	}
+	return true, ""
 }

@@ -90,9 +90,19 @@ type TargetBindingReconciler struct {
 	// answers from its own look at the load balancer, and keeps answering
 	// while the leader is down or being replaced.
 	DrainOnly bool
+	// OrphanGrace is how long an orphan of a pool (an entry whose address
+	// no binding of the pool knows, see provider.AddressBook) must be seen
+	// continuously before it is drained and freed; zero never frees.
+	// Only the leader frees (never a DrainOnly reconciler).
+	OrphanGrace time.Duration
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
+	// orphans maps a binding to when each orphan of its pool was first
+	// seen (see planOrphans).
+	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
+	// known is what each binding last told a provider's address book.
+	known map[types.NamespacedName]knowRecord
 }
 
 func (r *TargetBindingReconciler) now() time.Time {
@@ -116,10 +126,26 @@ func (r *TargetBindingReconciler) memoFor(key types.NamespacedName) map[provider
 	return m
 }
 
-func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
+func (r *TargetBindingReconciler) orphanMemoFor(key types.NamespacedName) map[provider.TargetID]time.Time {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.orphans == nil {
+		r.orphans = map[types.NamespacedName]map[provider.TargetID]time.Time{}
+	}
+	m := r.orphans[key]
+	if m == nil {
+		m = map[provider.TargetID]time.Time{}
+		r.orphans[key] = m
+	}
+	return m
+}
+
+func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
+	r.mu.Lock()
 	delete(r.memos, key)
+	delete(r.orphans, key)
+	r.mu.Unlock()
+	r.forgetAddresses(key)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -128,7 +154,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var b zv1.TargetBinding
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forgetMemo(req.NamespacedName)
+			r.forgetMemo(req.NamespacedName) // and its addresses
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -171,7 +197,8 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		return reconcile.Result{}, err
 	}
 
-	knowAddresses(p, &b, targets) // slots carry no pod name: map them back by address
+	memo := r.memoFor(req.NamespacedName)
+	r.knowAddresses(p, lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
 	pool, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, r.now())
@@ -200,7 +227,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		Now:     r.now(),
 		Targets: targets,
 		Pool:    pool,
-		Memo:    r.memoFor(req.NamespacedName),
+		Memo:    memo,
 	})
 
 	counts := zv1.TargetCounts{}
@@ -234,6 +261,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
 	r.forgetGone(&b, plans)
+	if err := r.handleOrphans(ctx, log, &b, p, lb.Name, pool); err != nil {
+		errs = append(errs, err)
+	}
 
 	requeue := r.steady()
 	if pending || statusErr != nil || len(errs) > 0 {
@@ -533,6 +563,12 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 	var lb zv1.LoadBalancer
 	if err := r.Client.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err == nil {
 		if p, err := r.Providers.For(&lb); err == nil {
+			// After a controller restart the provider knows no slot's
+			// target: tell it this binding's, so they are found and
+			// removed rather than left as orphans.
+			if targets, _, err := r.observe(ctx, b); err == nil {
+				r.knowAddresses(p, lb.Name, b, targets, r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name}))
+			}
 			if pool, err := p.Status(ctx, b.Spec.Pool); err == nil || len(pool.Instances) > 0 {
 				for _, id := range pool.Targets() {
 					if _, ok := podOfTarget(id, b.Namespace, b.Name); ok {
@@ -548,8 +584,96 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
 		return reconcile.Result{}, fmt.Errorf("remove finalizer from %s/%s: %w", b.Namespace, b.Name, err)
 	}
+	// forgetMemo also forgets the binding's addresses: a target whose
+	// Deregister failed above turns into an orphan, freed later by the
+	// pool's other bindings.
 	r.forgetMemo(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
 	return reconcile.Result{}, nil
+}
+
+// knowWindow is how recently every binding of a pool must have told the
+// provider its addresses for orphans to be judged: a binding cycles at
+// least every SteadyInterval, so three of them, and never less than the
+// grace.
+func (r *TargetBindingReconciler) knowWindow() time.Duration {
+	return max(r.OrphanGrace, 3*r.steady())
+}
+
+// handleOrphans judges the orphans of the binding's pool (planOrphans):
+// only the leader, and of the pool's bindings only the one orphanDuty
+// elects, drains and frees them. Each freed orphan is logged, counted and
+// reported with an OrphanFreed Event on the binding.
+func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pool provider.PoolStatus) error {
+	ab, ok := p.(provider.AddressBook)
+	if !ok {
+		return nil // the provider keeps target IDs: no orphans
+	}
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+	decide, why := false, "drain-only replica"
+	if !r.DrainOnly {
+		var list zv1.TargetBindingList
+		if err := r.Client.List(ctx, &list); err != nil {
+			why = fmt.Sprintf("list TargetBindings: %v", err)
+		} else {
+			decide, why = orphanDuty(key, r.poolMembers(list.Items, ab, lb, b.Spec.Pool), r.now(), r.knowWindow())
+		}
+	}
+	plans := planOrphans(orphanInput{Now: r.now(), Grace: r.OrphanGrace, Decide: decide, Pool: pool, Memo: r.orphanMemoFor(key)})
+	n := countOrphans(pool)
+	if r.Metrics != nil && decide {
+		r.Metrics.Orphans.WithLabelValues(lb, b.Spec.Pool).Set(float64(n))
+	}
+	if !decide || r.OrphanGrace <= 0 {
+		if n > 0 {
+			log.Debug("orphans not freed by this binding", "pool", b.Spec.Pool, "orphans", n, "why", why, "orphanGrace", r.OrphanGrace)
+		}
+		return nil
+	}
+	var errs []error
+	for _, op := range plans {
+		t := provider.Target{ID: op.ID}
+		start := time.Now()
+		var err error
+		switch op.Action {
+		case actNone:
+			continue
+		case actDrain:
+			err = p.SetDraining(ctx, b.Spec.Pool, t)
+		case actDeregister:
+			err = p.Deregister(ctx, b.Spec.Pool, t)
+			if errors.Is(err, provider.ErrTargetBusy) {
+				continue // a session opened meanwhile: drained again next cycle
+			}
+		}
+		r.observeCall(lb, op.Action.String(), start, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s orphan %s (%s) in pool %s: %w", op.Action, op.ID, op.Addr, b.Spec.Pool, err))
+			continue
+		}
+		if op.Action == actDrain {
+			log.Info("orphan drained", "loadbalancer", lb, "pool", b.Spec.Pool, "orphan", op.ID, "addr", op.Addr, "age", op.Age, "sessions", op.Sessions)
+			r.event(b, nil, corev1.EventTypeNormal, "OrphanDraining", "DrainOrphan",
+				"LoadBalancer %s pool %s: %s (%s) is known to no binding of the pool for %s: draining it", lb, b.Spec.Pool, op.ID, op.Addr, op.Age.Round(time.Second))
+			continue
+		}
+		log.Info("orphan freed", "loadbalancer", lb, "pool", b.Spec.Pool, "orphan", op.ID, "addr", op.Addr, "age", op.Age)
+		r.event(b, nil, corev1.EventTypeNormal, "OrphanFreed", "FreeOrphan",
+			"LoadBalancer %s pool %s: %s (%s), known to no binding of the pool for %s, drained and freed", lb, b.Spec.Pool, op.ID, op.Addr, op.Age.Round(time.Second))
+		if r.Metrics != nil {
+			r.Metrics.OrphansFreed.WithLabelValues(lb, b.Spec.Pool).Inc()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func countOrphans(s provider.PoolStatus) int {
+	n := 0
+	for _, id := range s.Targets() {
+		if provider.IsOrphan(id) {
+			n++
+		}
+	}
+	return n
 }
 
 // forgetGone drops memos and drain verdicts of targets that are done and

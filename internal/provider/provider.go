@@ -288,16 +288,38 @@ type Provider interface {
 	Status(ctx context.Context, pool string) (PoolStatus, error)
 }
 
+// OrphanPrefix starts the synthetic ID under which a provider's Status
+// reports an entry of the pool that holds an address no known target has
+// (HAProxy: a server-template slot, "slot:zd-slot3"): a pod deleted while
+// the controller was down, a binding deleted while the controller was down,
+// or a slot filled by hand. SetDraining and Deregister accept the ID, so
+// that orphans can be freed; they act only while the entry is still an
+// orphan (an address that became known again is left alone).
+const OrphanPrefix = "slot:"
+
+// IsOrphan reports whether id is an orphan's synthetic ID (OrphanPrefix).
+func IsOrphan(id TargetID) bool { return strings.HasPrefix(string(id), OrphanPrefix) }
+
 // AddressBook is implemented by providers whose LB does not keep the
 // target's ID, only its address: HAProxy's server-template slots are named
-// by the configuration (zd-slot1, zd-slot2, ...), not by the pod. The
-// provider learns address -> ID from Register, SetDraining and Deregister;
-// after a controller restart it has forgotten, so the controller calls Know
-// every cycle, before Status, with the targets it observes in the pool (ID,
-// IP and port; a target without an address is skipped). Status then
-// reports each slot under its target's ID, and a slot whose address no
-// known target has under a synthetic ID that SetDraining and Deregister
-// accept (HAProxy: "slot:<server>"), so that orphans can be freed.
+// by the configuration (zd-slot1, zd-slot2, ...), not by the pod.
+//
+// Several owners (the controller's TargetBindings, named "namespace/name")
+// may share one pool, and each knows only its own targets, so the book of a
+// pool is the union over its owners. The provider also learns address -> ID
+// from Register, SetDraining and Deregister (until Deregister removed the
+// target); after a controller restart it has forgotten everything, so each
+// owner calls Know every cycle, before Status, with the targets it observes
+// or still handles in the pool (ID, IP and port; a target without an
+// address is skipped). Know replaces what that owner knew before. Status
+// then reports each slot under its target's ID, and a slot whose address no
+// owner knows under an orphan ID (OrphanPrefix).
+//
+// Forget drops an owner's part of a pool's book (and what the provider
+// learned about those targets): the controller calls it when a binding is
+// finalized, gone, or moved to another pool or load balancer, so that
+// addresses nobody claims any more turn into orphans that can be freed.
 type AddressBook interface {
-	Know(pool string, targets []Target)
+	Know(pool, owner string, targets []Target)
+	Forget(pool, owner string)
 }

@@ -60,9 +60,9 @@ type Provider struct {
 	// reloaded maps instance name -> when a new epoch was first seen.
 	reloaded map[string]time.Time
 	grace    time.Duration
-	// book maps pool -> target address -> target ID, for slots, which
-	// carry no target name (see AddressBook).
-	book   map[string]map[string]provider.TargetID
+	// book maps pool -> what is known of its targets' addresses, for
+	// slots, which carry no target name (see provider.AddressBook).
+	book   map[string]*poolBook
 	warned map[string]bool // "instance/pool" warned about an IP template
 
 	claimMu sync.Mutex // one slot claim at a time
@@ -77,7 +77,7 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
 	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}, reloaded: map[string]time.Time{}, grace: cfg.OldWorkerGrace,
-		book: map[string]map[string]provider.TargetID{}, warned: map[string]bool{}}
+		book: map[string]*poolBook{}, warned: map[string]bool{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}

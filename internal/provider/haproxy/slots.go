@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -29,8 +30,9 @@ const SlotPrefix = "zd-slot"
 
 // OrphanPrefix names, in Status, a slot whose address no known target has
 // ("slot:zd-slot3"): a pod deleted while the controller was down, or a slot
-// filled by hand. SetDraining and Deregister accept the ID to free it.
-const OrphanPrefix = "slot:"
+// filled by hand. SetDraining and Deregister accept the ID to free it, while
+// the slot is still an orphan. It is provider.OrphanPrefix.
+const OrphanPrefix = provider.OrphanPrefix
 
 // ErrNoFreeSlot is returned (wrapped) by Register in slot mode when every
 // slot of the backend holds a target: add slots to the template and reload.
@@ -75,44 +77,99 @@ func unsetIP(ip string) bool {
 
 func slotAddr(s ServerState) string { return net.JoinHostPort(s.Addr, strconv.Itoa(s.Port)) }
 
-// Know records the address of each target (provider.AddressBook): after a
-// controller restart, Status maps slots back to target IDs by address.
-func (p *Provider) Know(pool string, targets []provider.Target) {
+// poolBook is what the provider knows about the addresses of one pool's
+// targets: each owner's part, replaced by every Know, and what Register,
+// SetDraining and Deregister taught it (until Deregister removed the
+// target).
+type poolBook struct {
+	owners  map[string]map[string]provider.TargetID // owner -> addr -> ID
+	learned map[string]provider.TargetID            // addr -> ID
+}
+
+// lookup returns the ID an address is known by: the first owner's in name
+// order (deterministic when two owners claim one address), else learned.
+func (b *poolBook) lookup(addr string) (provider.TargetID, bool) {
+	if b == nil {
+		return "", false
+	}
+	names := make([]string, 0, len(b.owners))
+	for o := range b.owners {
+		names = append(names, o)
+	}
+	sort.Strings(names)
+	for _, o := range names {
+		if id, ok := b.owners[o][addr]; ok {
+			return id, true
+		}
+	}
+	id, ok := b.learned[addr]
+	return id, ok
+}
+
+// Know replaces what owner knows about the addresses of pool's targets
+// (provider.AddressBook): Status maps slots back to target IDs by address,
+// over the union of every owner's targets.
+func (p *Provider) Know(pool, owner string, targets []provider.Target) {
+	m := make(map[string]provider.TargetID, len(targets))
+	for _, t := range targets {
+		if t.Validate() == nil && !provider.IsOrphan(t.ID) {
+			m[t.Addr()] = t.ID
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, t := range targets {
-		if t.Validate() == nil {
-			p.learnLocked(pool, t)
+	p.bookLocked(pool).owners[owner] = m
+}
+
+// Forget drops owner's part of pool's book and what Register, SetDraining
+// and Deregister taught the provider about those targets
+// (provider.AddressBook): slots with those addresses turn orphans unless
+// another owner knows them.
+func (p *Provider) Forget(pool, owner string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	b := p.book[pool]
+	if b == nil {
+		return
+	}
+	for addr, id := range b.owners[owner] {
+		if b.learned[addr] == id {
+			delete(b.learned, addr)
 		}
+	}
+	delete(b.owners, owner)
+	if len(b.owners) == 0 && len(b.learned) == 0 {
+		delete(p.book, pool)
 	}
 }
 
 var _ provider.AddressBook = (*Provider)(nil)
 
+func (p *Provider) bookLocked(pool string) *poolBook {
+	b := p.book[pool]
+	if b == nil {
+		b = &poolBook{owners: map[string]map[string]provider.TargetID{}, learned: map[string]provider.TargetID{}}
+		p.book[pool] = b
+	}
+	return b
+}
+
 func (p *Provider) learn(pool string, t provider.Target) {
-	if t.IP == "" || t.Port == 0 || t.ID == "" || strings.HasPrefix(string(t.ID), OrphanPrefix) {
+	if t.IP == "" || t.Port == 0 || t.ID == "" || provider.IsOrphan(t.ID) {
 		return
 	}
 	p.mu.Lock()
-	p.learnLocked(pool, t)
+	p.bookLocked(pool).learned[t.Addr()] = t.ID
 	p.mu.Unlock()
 }
 
-func (p *Provider) learnLocked(pool string, t provider.Target) {
-	b := p.book[pool]
-	if b == nil {
-		b = map[string]provider.TargetID{}
-		p.book[pool] = b
-	}
-	b[t.Addr()] = t.ID
-}
-
-// forget drops addr from the pool's book if it still names id.
+// forget drops addr from what the provider learned about pool if it still
+// names id.
 func (p *Provider) forget(pool, addr string, id provider.TargetID) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.book[pool][addr] == id {
-		delete(p.book[pool], addr)
+	if b := p.book[pool]; b != nil && b.learned[addr] == id {
+		delete(b.learned, addr)
 	}
 }
 
@@ -124,7 +181,18 @@ func (p *Provider) addrOf(pool string, t provider.Target) string {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for addr, id := range p.book[pool] {
+	b := p.book[pool]
+	if b == nil {
+		return ""
+	}
+	for _, m := range b.owners {
+		for addr, id := range m {
+			if id == t.ID {
+				return addr
+			}
+		}
+	}
+	for addr, id := range b.learned {
 		if id == t.ID {
 			return addr
 		}
@@ -132,12 +200,43 @@ func (p *Provider) addrOf(pool string, t provider.Target) string {
 	return ""
 }
 
-// findSlot returns the slot holding the target: by name for an orphan ID,
-// else the in-use slot with the target's address.
+// slotIDsLocked returns the ID each in-use slot of a backend is reported
+// under: its target's, found by address in the book, for the first slot
+// with that address; OrphanPrefix + its name for any other (no owner knows
+// the address, or a second slot holds the same address). Free slots are
+// left out.
+func (p *Provider) slotIDsLocked(pool string, states []ServerState) map[string]provider.TargetID {
+	b := p.book[pool]
+	out := map[string]provider.TargetID{}
+	claimed := map[provider.TargetID]bool{}
+	for _, s := range states {
+		if !IsSlot(s.Name) || SlotFree(s) {
+			continue
+		}
+		id, known := b.lookup(slotAddr(s))
+		if !known || claimed[id] {
+			id = provider.TargetID(OrphanPrefix + s.Name)
+		}
+		claimed[id] = true
+		out[s.Name] = id
+	}
+	return out
+}
+
+// findSlot returns the slot holding the target: for an orphan ID the slot
+// of that name while it is still an orphan (not free, address still
+// unknown: a slot adopted meanwhile by a target with its address is left
+// alone), else the in-use slot with the target's address.
 func (p *Provider) findSlot(states []ServerState, pool string, t provider.Target) (ServerState, bool) {
 	if name, ok := strings.CutPrefix(string(t.ID), OrphanPrefix); ok {
+		p.mu.Lock()
+		ids := p.slotIDsLocked(pool, states)
+		p.mu.Unlock()
+		if ids[name] != t.ID {
+			return ServerState{}, false
+		}
 		for _, s := range states {
-			if s.Name == name && IsSlot(s.Name) {
+			if s.Name == name {
 				return s, true
 			}
 		}
@@ -230,6 +329,11 @@ func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t p
 // drainSlot sets the target's slot to drain; false when the backend has no
 // slots (dynamic mode).
 func (p *Provider) drainSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+	if provider.IsOrphan(t.ID) {
+		// Not while a Register may be adopting the slot by its address.
+		p.claimMu.Lock()
+		defer p.claimMu.Unlock()
+	}
 	states, err := c.ShowServersState(ctx, pool)
 	if err != nil || !HasSlots(states) {
 		return false, err
@@ -245,6 +349,11 @@ func (p *Provider) drainSlot(ctx context.Context, c *Client, pool string, t prov
 // session on it, unsets its address so the slot is free for the next
 // target; false when the backend has no slots (dynamic mode).
 func (p *Provider) freeSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+	if provider.IsOrphan(t.ID) {
+		// Not while a Register may be adopting the slot by its address.
+		p.claimMu.Lock()
+		defer p.claimMu.Unlock()
+	}
 	states, err := c.ShowServersState(ctx, pool)
 	if err != nil || !HasSlots(states) {
 		return false, err
@@ -277,18 +386,19 @@ func (p *Provider) freeSlot(ctx context.Context, c *Client, pool string, t provi
 
 // slotTargets renames the slots of a Status snapshot to target IDs: a free
 // slot is left out, a slot with a known address is reported under its
-// target's ID, any other under OrphanPrefix + its name.
+// target's ID, any other under OrphanPrefix + its name (slotIDsLocked).
 func (p *Provider) slotTargets(instance, pool string, snap Snapshot, targets map[provider.TargetID]provider.TargetStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	book := p.book[pool]
+	ids := p.slotIDsLocked(pool, snap.Servers)
 	for _, s := range snap.Servers {
 		if !IsSlot(s.Name) {
 			continue
 		}
 		ts, ok := targets[provider.TargetID(s.Name)]
 		delete(targets, provider.TargetID(s.Name))
-		if !ok || SlotFree(s) {
+		id, inUse := ids[s.Name]
+		if !ok || !inUse {
 			continue
 		}
 		if s.FQDN == "" && !p.warned[instance+"/"+pool] {
@@ -296,10 +406,9 @@ func (p *Provider) slotTargets(instance, pool string, snap Snapshot, targets map
 			p.log.Warn("haproxy: slot has an IP address in the configuration: a reload loses the address set at runtime (the template needs a host name and `init-addr last,0.0.0.0`)",
 				"instance", instance, "pool", pool, "slot", s.Name)
 		}
-		addr := slotAddr(s)
-		ts.Addr = addr
-		id, known := book[addr]
-		if _, taken := targets[id]; !known || taken {
+		ts.Addr = slotAddr(s)
+		if _, taken := targets[id]; taken {
+			// A server configured under the target's name: not this slot.
 			id = provider.TargetID(OrphanPrefix + s.Name)
 		}
 		targets[id] = ts

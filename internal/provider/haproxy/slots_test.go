@@ -338,7 +338,7 @@ func TestSlotDrainFreeReuseAndRestart(t *testing.T) {
 	if _, ok := st.Instances[0].Targets[orphan]; !ok {
 		t.Fatalf("restarted provider: want the slot reported as %s, got %s", orphan, st)
 	}
-	p2.Know("app", []provider.Target{ta})
+	p2.Know("app", "ns/one", []provider.Target{ta})
 	st, err = p2.Status(ctx, "app")
 	if err != nil {
 		t.Fatal(err)
@@ -391,6 +391,104 @@ func TestSlotDrainFreeReuseAndRestart(t *testing.T) {
 	if _, ok := slotOf(t, in, bp.addr); ok {
 		t.Fatalf("orphan slot still holds pod-b after Deregister")
 	}
+	if n := ld.failed.Load(); n != 0 {
+		t.Fatalf("%d requests failed through haproxy (last: %v)", n, ld.lastErr.Load())
+	}
+}
+
+// Scenario: two TargetBindings (owners "ns/one" and "ns/two") share the
+// pool app, a backend of two slots, under load; the controller restarts (a
+// new Provider) and each owner tells it only its own target. Then owner two
+// is forgotten (its binding deleted while the controller was down), so its
+// pod's slot turns orphan, is known again for a while, forgotten again,
+// drained and freed by its slot ID, and a new target takes the freed slot.
+// Expectation: each owner's Know leaves the other's target mapped; the
+// forgotten owner's slot is reported as slot:<name>; Deregister of the
+// orphan ID does nothing while the address is known again; the orphan is
+// drained and freed with no failed request; the freed slot is reused and
+// its new target gets no balanced request before rise passed checks.
+func TestSlotOwnersSharePoolAndOrphanIsFreed(t *testing.T) {
+	in := startSlotHAProxy(t, 2, true)
+	ctx := context.Background()
+	a, b := startProbe(t, "pod-a"), startProbe(t, "pod-b")
+	ta, tb := a.target(), b.target()
+	p := newProvider(t, in)
+	for _, tg := range []provider.Target{ta, tb} {
+		if err := p.Register(ctx, "app", tg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 30*time.Second, healthyOn(p, "pod-a", "pod-b"))
+	ld := startLoad(t, in.Addr())
+
+	// Controller restart: each owner knows only its own target.
+	p2 := newProvider(t, in)
+	p2.Know("app", "ns/one", []provider.Target{ta})
+	p2.Know("app", "ns/two", []provider.Target{tb})
+	p2.Know("app", "ns/one", []provider.Target{ta}) // a later cycle of one
+	eventually(t, 30*time.Second, healthyOn(p2, "pod-a", "pod-b"))
+
+	sb, ok := slotOf(t, in, b.addr)
+	if !ok {
+		t.Fatalf("pod-b %s holds no slot", b.addr)
+	}
+	orphan := provider.TargetID(hapi.OrphanPrefix + sb.Name)
+	p2.Forget("app", "ns/two")
+	st, err := p2.Status(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ts, ok := st.Instances[0].Targets[orphan]; !ok || ts.Addr != b.addr {
+		t.Fatalf("after Forget(ns/two): want %s at %s, got %s", orphan, b.addr, st)
+	}
+	if _, ok := st.Instances[0].Targets["pod-a"]; !ok {
+		t.Fatalf("Forget(ns/two) unmapped owner one's pod-a: %s", st)
+	}
+
+	// Known again (a new target with the address): the orphan ID is stale
+	// and frees nothing.
+	p2.Know("app", "ns/two", []provider.Target{tb})
+	if err := p2.Deregister(ctx, "app", provider.Target{ID: orphan}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := slotOf(t, in, b.addr); !ok || s.Admin.Maint() || s.Admin.Drain() {
+		t.Fatalf("Deregister(%s) after the address became known again changed the slot: %+v (found %v)", orphan, s, ok)
+	}
+
+	p2.Forget("app", "ns/two")
+	if err := p2.SetDraining(ctx, "app", provider.Target{ID: orphan}); err != nil {
+		t.Fatal(err)
+	}
+	ld.waitEveryWorker(t, 1)
+	eventually(t, 30*time.Second, func() (bool, string) {
+		err := p2.Deregister(ctx, "app", provider.Target{ID: orphan})
+		return err == nil, fmt.Sprint(err)
+	})
+	if s, ok := slotOf(t, in, "0.0.0.0:"+fmt.Sprint(b.port)); !ok || !hapi.SlotFree(s) || s.Name != sb.Name {
+		t.Fatalf("orphan slot %s after Deregister: %+v (found %v), want free", sb.Name, s, ok)
+	}
+	st, _ = p2.Status(ctx, "app")
+	if _, ok := st.Instances[0].Targets[orphan]; ok {
+		t.Fatalf("freed orphan still reported: %s", st)
+	}
+	if ok, _, msg := st.Healthy("pod-a"); !ok {
+		t.Fatalf("pod-a after freeing the orphan: %s", msg)
+	}
+
+	// The freed slot is the only free one: a new target takes it safely.
+	c := startProbe(t, "pod-c")
+	p2.Know("app", "ns/two", []provider.Target{c.target()})
+	if err := p2.Register(ctx, "app", c.target()); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := slotOf(t, in, c.addr); !ok || s.Name != sb.Name {
+		t.Fatalf("pod-c not in the freed slot %s: %+v %v", sb.Name, s, ok)
+	}
+	eventually(t, 30*time.Second, healthyOn(p2, "pod-a", "pod-c"))
+	if run, _ := passesBeforeFirstBalanced(c.snapshot()); run < testRise {
+		t.Fatalf("reused slot: first balanced request after %d passed checks, want >= %d", run, testRise)
+	}
+	ld.waitEveryWorker(t, 1)
 	if n := ld.failed.Load(); n != 0 {
 		t.Fatalf("%d requests failed through haproxy (last: %v)", n, ld.lastErr.Load())
 	}
