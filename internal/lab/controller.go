@@ -2,18 +2,10 @@ package lab
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -42,6 +34,7 @@ import (
 	"zerodrop.dev/zerodrop/config"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
 // ControllerNamespace is where the lab's zerodrop-controller "runs" (its
@@ -89,6 +82,7 @@ type Controller struct {
 	webhookConfig        string
 
 	serveArgs, reconcileArgs []string
+	reconcileProbe           string // health-probe address of the reconcile process
 	mu                       sync.Mutex
 	serve, reconcile         *proc.Process
 	restarts                 int
@@ -177,6 +171,7 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--metrics-bind-address=" + loop(ports[2]),
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
+	c.reconcileProbe = loop(ports[5])
 	c.reconcileArgs = append([]string{
 		"--role=reconcile",
 		"--leader-elect",
@@ -186,7 +181,7 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--leader-elect-renew-deadline=3s",
 		"--leader-elect-retry-period=500ms",
 		"--metrics-bind-address=" + loop(ports[4]),
-		"--health-probe-bind-address=" + loop(ports[5]),
+		"--health-probe-bind-address=" + c.reconcileProbe,
 	}, common...)
 
 	if c.serve, err = c.start("serve", c.serveArgs); err != nil {
@@ -241,13 +236,7 @@ func (c *Controller) StartReconciler(ctx context.Context) error {
 	c.mu.Lock()
 	c.reconcile = p
 	c.mu.Unlock()
-	probe := ""
-	for _, a := range c.reconcileArgs {
-		if v, ok := cutPrefix(a, "--health-probe-bind-address="); ok {
-			probe = v
-		}
-	}
-	if err := waitHTTP(ctx, "http://"+probe+"/healthz", p); err != nil {
+	if err := waitHTTP(ctx, "http://"+c.reconcileProbe+"/healthz", p); err != nil {
 		return fmt.Errorf("lab: controller (reconcile) not healthy: %w", err)
 	}
 	return nil
@@ -303,13 +292,6 @@ func (c *Controller) Logs() string {
 		}
 	}
 	return out
-}
-
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
-	}
-	return "", false
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or ctx ends
@@ -452,49 +434,17 @@ func issueLoopbackCert(dir string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caPEM, certPEM, keyPEM, err := webhook.IssueServingCertificate(time.Now(), 7*24*time.Hour, []string{"127.0.0.1"})
 	if err != nil {
+		return nil, fmt.Errorf("lab: webhook certificate: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), certPEM, 0o600); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	ca := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "zerodrop lab CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "tls.key"), keyPEM, 0o600); err != nil {
 		return nil, err
 	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		return nil, err
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(7 * 24 * time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "tls.key"), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), nil
+	return caPEM, nil
 }
 
 func pollUntil(ctx context.Context, every time.Duration, ok func() bool) error {

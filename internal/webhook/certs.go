@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"time"
@@ -332,13 +333,38 @@ func newServingCert(now time.Time, validity time.Duration, ca *x509.Certificate,
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{CommonName: cn},
-		DNSNames:     names,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
+	// A name that is an IP address goes where clients look for it (a
+	// webhook called by URL at an address).
+	for _, n := range names {
+		if ip := net.ParseIP(n); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, n)
+		}
+	}
 	return sign(tmpl, ca, key, caKey)
+}
+
+// IssueServingCertificate returns a new CA and a serving certificate signed
+// by it for names (DNS names or IP addresses), all PEM-encoded: for a webhook
+// whose certificates something else installs (the lab, which calls the
+// webhook at 127.0.0.1 with --webhook-cert-mode=external).
+func IssueServingCertificate(now time.Time, validity time.Duration, names []string) (caPEM, certPEM, keyPEM []byte, err error) {
+	caPEM, caKeyPEM, err := newCA(now, validity)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ca, caKey, err := parsePair(caPEM, caKeyPEM)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	certPEM, keyPEM, err = newServingCert(now, validity, ca, caKey, names)
+	return caPEM, certPEM, keyPEM, err
 }
 
 func sign(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) ([]byte, []byte, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,33 @@ func TestCertRotatorReadOnly(t *testing.T) {
 	now = now.Add(100 * 24 * time.Hour)
 	if err := reader.Ensure(ctx); err == nil {
 		t.Fatalf("reader accepted an expired certificate")
+	}
+}
+
+// Scenario: a certificate for a webhook called by URL at an address (the
+// lab's 127.0.0.1) carries the address as an IP SAN, so a client that checks
+// it against the returned CA accepts it for that address and no other.
+func TestIssueServingCertificateForAnAddress(t *testing.T) {
+	caPEM, certPEM, keyPEM, err := IssueServingCertificate(time.Now(), time.Hour, []string{"127.0.0.1", "hook.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		t.Fatalf("key pair: %v", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		t.Fatal("CA does not parse")
+	}
+	block, _ := pem.Decode(certPEM)
+	leaf, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, ok := range map[string]bool{"127.0.0.1": true, "hook.example": true, "127.0.0.2": false} {
+		_, err := leaf.Verify(x509.VerifyOptions{DNSName: name, Roots: pool})
+		if (err == nil) != ok {
+			t.Errorf("verify for %s: %v, want ok=%v", name, err, ok)
+		}
 	}
 }
