@@ -469,14 +469,7 @@ func drainGet(t *testing.T, path string) (int, drain.Answer) {
 }
 
 func drainRequest(path string) (int, drain.Answer, error) {
-	resp, err := http.Get(suite.drainURL + path)
-	if err != nil {
-		return 0, drain.Answer{}, err
-	}
-	defer resp.Body.Close()
-	var a drain.Answer
-	err = json.NewDecoder(resp.Body).Decode(&a)
-	return resp.StatusCode, a, err
+	return getDrain(suite.drainURL, path)
 }
 
 func TestDrain(t *testing.T) {

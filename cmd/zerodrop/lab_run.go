@@ -283,11 +283,7 @@ Scenarios:
 			// Bounded: generous per rollout, plus the lab's start.
 			budget := f.timeout
 			for _, r := range runs {
-				k := rollouts
-				if r.rollouts > 0 {
-					k = r.rollouts
-				}
-				budget += time.Duration(k)*3*time.Minute + 5*time.Minute
+				budget += time.Duration(r.count(rollouts))*3*time.Minute + 5*time.Minute
 			}
 			ctx, cancel := signalContext(cmd.Context(), budget)
 			defer cancel()
@@ -325,12 +321,8 @@ Scenarios:
 			var results []lab.Result
 			var runErr error
 			for _, r := range runs {
-				k := rollouts
-				if r.rollouts > 0 {
-					k = r.rollouts
-				}
 				res, err := lab.Run(ctx, target, r.scenario, lab.RunOptions{
-					Rollouts: k, Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
+					Rollouts: r.count(rollouts), Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
 				})
 				if err != nil {
 					runErr = fmt.Errorf("scenario %s: %w", res.Name(), err)
@@ -383,6 +375,14 @@ type labRun struct {
 	scenario lab.Scenario
 	fault    lab.Fault
 	rollouts int
+}
+
+// count is the run's rollouts: its own K, else def (--rollouts).
+func (r labRun) count(def int) int {
+	if r.rollouts > 0 {
+		return r.rollouts
+	}
+	return def
 }
 
 // parseRuns reads --scenario.

@@ -33,7 +33,6 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/config"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
@@ -456,49 +455,4 @@ func pollUntil(ctx context.Context, every time.Duration, ok func() bool) error {
 		}
 	}
 	return nil
-}
-
-// clearBackend removes every server a scenario left in the backend on every
-// instance (a scenario that ends mid-way must not leave targets for the
-// next one): maintenance first, then runtime servers are deleted and slots
-// freed.
-func clearBackend(ctx context.Context, hs []HAProxyState) error {
-	var errs []error
-	for _, h := range hs {
-		c, err := hapi.NewClient(h.Socket)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		states, err := c.ShowServersState(ctx, h.Backend)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, s := range states {
-			slot := hapi.IsSlot(s.Name)
-			if slot && hapi.SlotFree(s) {
-				continue
-			}
-			if !s.Admin.Maint() {
-				if err := c.SetServerState(ctx, h.Backend, s.Name, hapi.StateMaint); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-			}
-			if slot {
-				// Free the slot for the next run (the provider's own way).
-				if err := c.SetServerAddr(ctx, h.Backend, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
-					errs = append(errs, err)
-				}
-				continue
-			}
-			if err := c.DelServer(ctx, h.Backend, s.Name); err != nil && !errors.Is(err, hapi.ErrNoSuchServer) {
-				// Other configuration-file servers cannot be deleted;
-				// maintenance is enough.
-				continue
-			}
-		}
-	}
-	return errors.Join(errs...)
 }

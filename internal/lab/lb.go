@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -52,9 +53,8 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 		var last string
 		for {
 			states, err := c.ShowServersState(ctx, h.Backend)
-			up := 0
 			if err == nil {
-				servers := 0
+				up, servers := 0, 0
 				for _, s := range states {
 					if hapi.IsSlot(s.Name) && hapi.SlotFree(s) {
 						continue // an empty slot is not a server
@@ -64,13 +64,13 @@ func waitServersUp(ctx context.Context, hs []HAProxyState, n int) error {
 						up++
 					}
 				}
+				if up == n && servers == n {
+					break
+				}
 				last = fmt.Sprintf("%d of %d servers up", up, servers)
 			} else if last == "" || ctx.Err() == nil {
 				// Keep the last state seen when the deadline cuts a call.
 				last = err.Error()
-			}
-			if err == nil && last == fmt.Sprintf("%d of %d servers up", n, n) {
-				break
 			}
 			select {
 			case <-ctx.Done():
@@ -93,4 +93,49 @@ func reloadHAProxy(ctx context.Context, h HAProxyState) error {
 		return fmt.Errorf("lab: reload %s: %w", h.Name, err)
 	}
 	return nil
+}
+
+// clearBackend removes every server a scenario left in the backend on every
+// instance (a scenario that ends mid-way must not leave targets for the
+// next one): maintenance first, then runtime servers are deleted and slots
+// freed.
+func clearBackend(ctx context.Context, hs []HAProxyState) error {
+	var errs []error
+	for _, h := range hs {
+		c, err := hapi.NewClient(h.Socket)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		states, err := c.ShowServersState(ctx, h.Backend)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, s := range states {
+			slot := hapi.IsSlot(s.Name)
+			if slot && hapi.SlotFree(s) {
+				continue
+			}
+			if !s.Admin.Maint() {
+				if err := c.SetServerState(ctx, h.Backend, s.Name, hapi.StateMaint); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			if slot {
+				// Free the slot for the next run (the provider's own way).
+				if err := c.SetServerAddr(ctx, h.Backend, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			if err := c.DelServer(ctx, h.Backend, s.Name); err != nil && !errors.Is(err, hapi.ErrNoSuchServer) {
+				// Other configuration-file servers cannot be deleted;
+				// maintenance is enough.
+				continue
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
