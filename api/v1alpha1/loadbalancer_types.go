@@ -33,6 +33,68 @@ type LoadBalancerSpec struct {
 	// balancer unless a TargetBinding overrides them.
 	// +optional
 	PoolDefaults PoolDefaults `json:"poolDefaults,omitempty"`
+
+	// Pools grants this load balancer's pools to namespaces: a TargetBinding
+	// may use a pool only if the pool's grant allows the binding's
+	// namespace. Once any pool is listed the list is complete, and a pool
+	// not listed is granted to no namespace. When empty, every pool behaves
+	// as if listed with `from: Same`: the namespace of the pool's oldest
+	// binding holds it and bindings from other namespaces are refused.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=256
+	// +optional
+	Pools []PoolGrant `json:"pools,omitempty"`
+}
+
+// PoolGrant says which namespaces' TargetBindings may put targets into one
+// pool, in the manner of a Gateway API listener's allowedRoutes.
+type PoolGrant struct {
+	// Name is the pool (HAProxy: the backend name), as in a TargetBinding's
+	// spec.pool.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_.:-]+$`
+	// +kubebuilder:validation:MaxLength=128
+	Name string `json:"name"`
+
+	// AllowedNamespaces selects the namespaces whose TargetBindings may use
+	// the pool.
+	// +kubebuilder:default={from: Same}
+	// +optional
+	AllowedNamespaces AllowedNamespaces `json:"allowedNamespaces,omitempty"`
+}
+
+// FromNamespaces says which namespaces a pool is granted to.
+// +kubebuilder:validation:Enum=Same;All;Selector
+type FromNamespaces string
+
+const (
+	// NamespacesFromSame grants the pool to one namespace at a time: the
+	// namespace of the pool's oldest TargetBinding (by creation time, then
+	// namespace/name) that is not being deleted. A LoadBalancer is
+	// cluster-scoped and has no namespace of its own, so "the same
+	// namespace" is the one that bound the pool first (as the AWS Load
+	// Balancer Controller refuses a target group already bound).
+	NamespacesFromSame FromNamespaces = "Same"
+	// NamespacesFromAll grants the pool to every namespace.
+	NamespacesFromAll FromNamespaces = "All"
+	// NamespacesFromSelector grants the pool to the namespaces whose labels
+	// match the selector (for one namespace:
+	// `kubernetes.io/metadata.name: <namespace>`).
+	NamespacesFromSelector FromNamespaces = "Selector"
+)
+
+// AllowedNamespaces selects namespaces.
+// +kubebuilder:validation:XValidation:rule="(has(self.from) && self.from == 'Selector') == has(self.selector)",message="selector is required with from: Selector and allowed only with it"
+type AllowedNamespaces struct {
+	// From is Same (one namespace: the one that bound the pool first), All
+	// or Selector.
+	// +kubebuilder:default=Same
+	// +optional
+	From FromNamespaces `json:"from,omitempty"`
+
+	// Selector selects namespaces by label when From is Selector.
+	// +optional
+	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 }
 
 // LoadBalancerInstance is one instance of a load balancer and the address of
