@@ -7,6 +7,9 @@
 //
 // Gates can only be added at creation (spec.readinessGates is immutable), so
 // a binding created after its pods gates only their replacements.
+//
+// The same server validates TargetBindings (PoolGrantValidator): a binding
+// is admitted only if its LoadBalancer grants the pool to its namespace.
 package webhook
 
 import (
