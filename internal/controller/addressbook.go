@@ -74,16 +74,17 @@ func (r *TargetBindingReconciler) forgetAddresses(key types.NamespacedName) {
 	}
 }
 
-// poolMembers returns the bindings among list that use the pool of lb and
-// are not being deleted, each with when it last told ab its addresses for
-// that pool.
+// poolMembers returns the bindings among list that use the pool of lb, are
+// not being deleted and were not refused the pool (an ungranted binding
+// must not be elected to judge, and so hold up, the pool's orphans), each
+// with when it last told ab its addresses for that pool.
 func (r *TargetBindingReconciler) poolMembers(list []zv1.TargetBinding, ab provider.AddressBook, lb, pool string) []poolMember {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var out []poolMember
 	for i := range list {
 		b := &list[i]
-		if b.Spec.LoadBalancerRef.Name != lb || b.Spec.Pool != pool || !b.DeletionTimestamp.IsZero() {
+		if b.Spec.LoadBalancerRef.Name != lb || b.Spec.Pool != pool || !b.DeletionTimestamp.IsZero() || refused(b) {
 			continue
 		}
 		key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}

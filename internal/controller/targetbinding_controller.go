@@ -187,6 +187,16 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, r.steady())
 	}
+	// The grant is checked every cycle (admission can be bypassed, and
+	// grants change): an ungranted binding registers nothing, but targets
+	// already in the pool are still drained and removed safely.
+	grant, err := binding.CheckGrant(ctx, r.Client, &lb, &b)
+	if err != nil {
+		return reconcile.Result{}, fmt.Errorf("pool grant of %s: %w", req, err)
+	}
+	if !grant.Allowed {
+		r.refuse(log, &b, grant.Message)
+	}
 	p, err := r.Providers.For(&lb)
 	if err != nil {
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "ProviderError", err.Error(), r.steady())
@@ -229,6 +239,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		Pool:    pool,
 		Memo:    memo,
 	})
+	if !grant.Allowed {
+		refuseRegistrations(plans, grant.Message)
+	}
 
 	counts := zv1.TargetCounts{}
 	pending := false
@@ -261,8 +274,11 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
 	r.forgetGone(&b, plans)
-	if err := r.handleOrphans(ctx, log, &b, p, lb.Name, pool); err != nil {
-		errs = append(errs, err)
+	if grant.Allowed {
+		// An ungranted binding never judges the pool's orphans.
+		if err := r.handleOrphans(ctx, log, &b, p, lb.Name, pool); err != nil {
+			errs = append(errs, err)
+		}
 	}
 
 	requeue := r.steady()
@@ -274,6 +290,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		status, reason, msg = metav1.ConditionFalse, "InstanceUnreachable", statusErr.Error()
 	} else if len(errs) > 0 {
 		status, reason, msg = metav1.ConditionFalse, "ProviderError", errors.Join(errs...).Error()
+	}
+	if !grant.Allowed {
+		status, reason, msg = metav1.ConditionFalse, binding.ReasonPoolNotGranted, grant.Message
 	}
 	if len(errs) > 0 {
 		log.Warn("provider calls failed; retrying on the pending cycle", "err", errors.Join(errs...))
