@@ -29,12 +29,14 @@ import (
 // +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=get;update,resourceNames=zerodrop-webhook-certs
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=zerodrop-controller
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=zerodrop-controller
 
 // CertRotator keeps the webhook's serving certificate valid without
 // cert-manager: a CA and a serving certificate live in one Secret (shared by
 // every replica, so they agree), are written to the webhook server's
 // certificate directory (controller-runtime reloads changed files), and the
-// CA is patched into the MutatingWebhookConfiguration's caBundle. The
+// CA is patched into the caBundle of the MutatingWebhookConfiguration and
+// of the ValidatingWebhookConfiguration of the same name. The
 // serving certificate is renewed when a third of its validity is left; the
 // CA likewise, with old and new CA both in the caBundle until the old one
 // expires.
@@ -44,7 +46,8 @@ type CertRotator struct {
 	Client client.Client
 	// Secret holds ca.crt, ca.key, tls.crt, tls.key.
 	Secret types.NamespacedName
-	// WebhookConfiguration is the MutatingWebhookConfiguration to patch.
+	// WebhookConfiguration names the MutatingWebhookConfiguration (and the
+	// ValidatingWebhookConfiguration, when there is one) to patch.
 	WebhookConfiguration string
 	// CertDir is the webhook server's certificate directory; empty writes no
 	// files (a process that issues certificates but serves no webhook, such
@@ -126,7 +129,10 @@ func (c *CertRotator) Ensure(ctx context.Context) error {
 		if err := c.writeFiles(bundle); err != nil {
 			return err
 		}
-		return c.patchCABundle(ctx, bundle.caBundle)
+		if err := c.patchCABundle(ctx, bundle.caBundle); err != nil {
+			return err
+		}
+		return c.patchValidatingCABundle(ctx, bundle.caBundle)
 	}
 	return fmt.Errorf("secret %s: conflicting updates, giving up for now", c.Secret)
 }
@@ -260,6 +266,37 @@ func (c *CertRotator) patchCABundle(ctx context.Context, bundle []byte) error {
 	}
 	if err := c.Client.Patch(ctx, &cfg, patch); err != nil {
 		return fmt.Errorf("patch caBundle of MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	return nil
+}
+
+// patchValidatingCABundle gives the ValidatingWebhookConfiguration of the
+// same name (the TargetBinding validator, served with the same certificate)
+// the caBundle. An install without it is left alone.
+func (c *CertRotator) patchValidatingCABundle(ctx context.Context, bundle []byte) error {
+	if c.WebhookConfiguration == "" {
+		return nil
+	}
+	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, &cfg); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return fmt.Errorf("get ValidatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	patch := client.MergeFrom(cfg.DeepCopy())
+	changed := false
+	for i := range cfg.Webhooks {
+		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
+			cfg.Webhooks[i].ClientConfig.CABundle = bundle
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := c.Client.Patch(ctx, &cfg, patch); err != nil {
+		return fmt.Errorf("patch caBundle of ValidatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
 	}
 	return nil
 }

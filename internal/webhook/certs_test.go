@@ -194,3 +194,45 @@ func TestIssueServingCertificateForAnAddress(t *testing.T) {
 		}
 	}
 }
+
+// TestCertRotatorPatchesValidatingConfiguration: the TargetBinding
+// validator is served with the same certificate, so the
+// ValidatingWebhookConfiguration of the same name gets the same caBundle;
+// an install without it is not an error.
+func TestCertRotatorPatchesValidatingConfiguration(t *testing.T) {
+	mwc := &admissionregistrationv1.MutatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zerodrop-controller"},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{{Name: "pods.zerodrop.dev"}},
+	}
+	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		ObjectMeta: metav1.ObjectMeta{Name: "zerodrop-controller"},
+		Webhooks:   []admissionregistrationv1.ValidatingWebhook{{Name: "targetbindings.zerodrop.dev"}},
+	}
+	ctx := context.Background()
+	for _, withVWC := range []bool{true, false} {
+		b := fake.NewClientBuilder().WithScheme(testScheme(t)).WithObjects(mwc.DeepCopy())
+		if withVWC {
+			b = b.WithObjects(vwc.DeepCopy())
+		}
+		c := b.Build()
+		r := &CertRotator{Client: c, Secret: types.NamespacedName{Namespace: "zerodrop-system", Name: "zerodrop-webhook-certs"},
+			WebhookConfiguration: "zerodrop-controller", CertDir: t.TempDir(), DNSNames: []string{"zerodrop-webhook.zerodrop-system.svc"}}
+		if err := r.Ensure(ctx); err != nil {
+			t.Fatalf("with ValidatingWebhookConfiguration %v: %v", withVWC, err)
+		}
+		if !withVWC {
+			continue
+		}
+		var m admissionregistrationv1.MutatingWebhookConfiguration
+		var v admissionregistrationv1.ValidatingWebhookConfiguration
+		if err := c.Get(ctx, types.NamespacedName{Name: "zerodrop-controller"}, &m); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Get(ctx, types.NamespacedName{Name: "zerodrop-controller"}, &v); err != nil {
+			t.Fatal(err)
+		}
+		if len(v.Webhooks[0].ClientConfig.CABundle) == 0 || string(v.Webhooks[0].ClientConfig.CABundle) != string(m.Webhooks[0].ClientConfig.CABundle) {
+			t.Fatalf("validating caBundle %q, want the mutating one", v.Webhooks[0].ClientConfig.CABundle)
+		}
+	}
+}
