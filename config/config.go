@@ -1,12 +1,13 @@
 // Package config embeds zerodrop-controller's Kubernetes manifests (the
-// CRDs and the webhook configuration), so that programs which install the
+// CRDs and the webhook configurations), so that programs which install the
 // controller themselves — the lab — use the very files `kubectl apply -k
 // config/default` applies, not a copy.
 package config
 
 import "embed"
 
-// FS holds crd/bases/*.yaml and webhook/manifests.yaml.
+// FS holds crd/bases/*.yaml, webhook/manifests.yaml (the pod mutator) and
+// webhook/validating.yaml (the TargetBinding validator).
 //
-//go:embed crd/bases/*.yaml webhook/manifests.yaml
+//go:embed crd/bases/*.yaml webhook/manifests.yaml webhook/validating.yaml
 var FS embed.FS

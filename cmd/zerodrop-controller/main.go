@@ -1,6 +1,7 @@
 // Command zerodrop-controller runs zerodrop's readiness gates and drain
 // gates: the TargetBinding reconciler, the pod webhook that injects the
-// gates, and the drain endpoint preStop hooks wait on. See docs/controller.md.
+// gates (and the TargetBinding webhook that checks pool grants), and the
+// drain endpoint preStop hooks wait on. See docs/controller.md.
 //
 // --role splits the process: `reconcile` runs the leader-elected
 // reconcilers, `serve` the data path that must stay up while the reconciler
@@ -426,6 +427,11 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		ControllerNamespace: o.namespace,
 		DrainHook:           hookTarget,
 		Log:                 log.With("component", "webhook"),
+	}})
+	mgr.GetWebhookServer().Register(webhook.BindingPath, &ctrlwebhook.Admission{Handler: &webhook.PoolGrantValidator{
+		Reader:  mgr.GetClient(),
+		Decoder: admission.NewDecoder(mgr.GetScheme()),
+		Log:     log.With("component", "webhook"),
 	}})
 
 	// In the all role the drain endpoint answers from the leader's

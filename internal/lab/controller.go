@@ -259,13 +259,14 @@ func (c *Controller) KillReconciler() error {
 	return nil
 }
 
-// Stop removes the webhook configuration and the LoadBalancer, stops both
+// Stop removes the webhook configurations and the LoadBalancer, stops both
 // processes and removes the run directory (logs included). The CRDs stay.
 func (c *Controller) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if c.c != nil {
 		_ = client.IgnoreNotFound(c.c.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.webhookConfig}}))
+		_ = client.IgnoreNotFound(c.c.Delete(ctx, &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.webhookConfig}}))
 		_ = client.IgnoreNotFound(c.c.Delete(ctx, &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}))
 	}
 	c.mu.Lock()
@@ -367,20 +368,11 @@ func installCRDs(ctx context.Context, kc client.Client) error {
 	return nil
 }
 
-// installWebhook creates the webhook configuration embedded from
-// config/webhook, pointed at url with the lab's CA instead of the Service.
+// installWebhook creates the webhook configurations embedded from
+// config/webhook (the pod mutator and the TargetBinding validator), pointed
+// at url with the lab's CA instead of the Service.
 func installWebhook(ctx context.Context, kc client.Client, name, url string, caPEM []byte) error {
-	raw, err := config.FS.ReadFile("webhook/manifests.yaml")
-	if err != nil {
-		return err
-	}
-	var wh admissionv1.MutatingWebhookConfiguration
-	if err := yaml.UnmarshalStrict(raw, &wh); err != nil {
-		return fmt.Errorf("lab: config/webhook/manifests.yaml: %w", err)
-	}
-	wh.Name = name
-	for i := range wh.Webhooks {
-		cc := &wh.Webhooks[i].ClientConfig
+	toURL := func(cc *admissionv1.WebhookClientConfig) {
 		path := "/"
 		if cc.Service != nil && cc.Service.Path != nil {
 			path = *cc.Service.Path
@@ -389,18 +381,52 @@ func installWebhook(ctx context.Context, kc client.Client, name, url string, caP
 		cc.URL = ptr.To(url + path)
 		cc.CABundle = caPEM
 	}
-	_ = client.IgnoreNotFound(kc.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: name}}))
-	if err := kc.Create(ctx, &wh); err != nil {
-		return fmt.Errorf("lab: webhook configuration %s: %w", name, err)
+	var mwc admissionv1.MutatingWebhookConfiguration
+	if err := readConfig("webhook/manifests.yaml", &mwc); err != nil {
+		return err
+	}
+	mwc.Name = name
+	for i := range mwc.Webhooks {
+		toURL(&mwc.Webhooks[i].ClientConfig)
+	}
+	var vwc admissionv1.ValidatingWebhookConfiguration
+	if err := readConfig("webhook/validating.yaml", &vwc); err != nil {
+		return err
+	}
+	vwc.Name = name
+	for i := range vwc.Webhooks {
+		toURL(&vwc.Webhooks[i].ClientConfig)
+	}
+	for _, wh := range []client.Object{&mwc, &vwc} {
+		old := wh.DeepCopyObject().(client.Object)
+		_ = client.IgnoreNotFound(kc.Delete(ctx, old))
+		if err := kc.Create(ctx, wh); err != nil {
+			return fmt.Errorf("lab: webhook configuration %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// readConfig decodes one embedded file of config/ into obj.
+func readConfig(path string, obj any) error {
+	raw, err := config.FS.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		return fmt.Errorf("lab: config/%s: %w", path, err)
 	}
 	return nil
 }
 
 // labLoadBalancer is the LoadBalancer for the lab's HAProxy instances, with
-// the lab's health check.
+// the lab's health check. It grants the lab's backend to every namespace
+// explicitly: each run binds it from a namespace of its own, and the lab's
+// cluster has one tenant.
 func labLoadBalancer(t Target) *zv1.LoadBalancer {
 	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}
 	lb.Spec.Provider = zv1.ProviderHAProxy
+	lb.Spec.Pools = []zv1.PoolGrant{{Name: BackendName, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}
 	for _, h := range t.HAProxy {
 		lb.Spec.Instances = append(lb.Spec.Instances, zv1.LoadBalancerInstance{Name: h.Name, Socket: h.Socket})
 	}
