@@ -62,9 +62,11 @@ var suite struct {
 	lb       *fakeLB
 	drainURL string
 	webhook  *admissionv1.MutatingWebhookConfiguration
-	env      *envtest.Environment
-	assets   string
-	nsSeq    atomic.Int64
+	// validating is the TargetBinding validator's configuration.
+	validating *admissionv1.ValidatingWebhookConfiguration
+	env        *envtest.Environment
+	assets     string
+	nsSeq      atomic.Int64
 }
 
 // assetsDir finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else the
@@ -99,7 +101,10 @@ func runSuite(m *testing.M) int {
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{filepath.Join(root, "config", "webhook", "manifests.yaml")}},
+		WebhookInstallOptions: envtest.WebhookInstallOptions{Paths: []string{
+			filepath.Join(root, "config", "webhook", "manifests.yaml"),
+			filepath.Join(root, "config", "webhook", "validating.yaml"),
+		}},
 	}
 	cfg, err := env.Start()
 	if err != nil {
@@ -158,12 +163,17 @@ func runSuite(m *testing.M) int {
 	}
 	suite.drainURL = "http://" + drainAddr
 	suite.webhook = wo.MutatingWebhooks[0]
+	suite.validating = wo.ValidatingWebhooks[0]
 	bg := context.Background()
 	for _, obj := range []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNS, Labels: map[string]string{zv1.GatesNamespaceLabel: zv1.GatesEnabled}}},
+		// Every test binds be_web from a namespace of its own: granted to
+		// all explicitly (without spec.pools only the first namespace
+		// would hold it).
 		&zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: zv1.LoadBalancerSpec{
 			Provider:  zv1.ProviderHAProxy,
-			Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}, {Name: "lb-b", Address: "10.0.0.2:9999"}}}},
+			Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}, {Name: "lb-b", Address: "10.0.0.2:9999"}},
+			Pools:     []zv1.PoolGrant{{Name: pool, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}}},
 	} {
 		if err := suite.c.Create(bg, obj); err != nil {
 			suite.err = err
