@@ -21,7 +21,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/provider"
 )
 
-// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/status,verbs=patch
 
 // InstanceTracker remembers what the last pool status reads said about each
 // load balancer instance, for the LoadBalancer's status. The binding

@@ -42,8 +42,8 @@ const Finalizer = "zerodrop.dev/targets"
 // ConditionReady is the TargetBinding and LoadBalancer status condition.
 const ConditionReady = "Ready"
 
-// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings,verbs=get;list;watch;update
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/status,verbs=patch
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/finalizers,verbs=update
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
@@ -51,7 +51,7 @@ const ConditionReady = "Ready"
 // +kubebuilder:rbac:groups="",resources=services;namespaces,verbs=get;list;watch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
-// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=zerodrop-system,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=zerodrop-system,resources=leases,verbs=get;create;update
 
 // TargetBindingReconciler reconciles TargetBindings.
 type TargetBindingReconciler struct {

@@ -28,7 +28,7 @@ import (
 
 // +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=create
 // +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=secrets,verbs=get;update,resourceNames=zerodrop-webhook-certs
-// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;update;patch,resourceNames=zerodrop-controller
+// +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;patch,resourceNames=zerodrop-controller
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=zerodrop-controller
 
 // CertRotator keeps the webhook's serving certificate valid without
