@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates what controller-gen derives from the Go sources: deepcopy
 # methods (api/v1alpha1/zz_generated.deepcopy.go), the CRDs
-# (config/crd/bases) and the controller's ClusterRole (config/rbac/role.yaml).
+# (config/crd/bases) and the controller's roles (config/rbac/role.yaml,
+# config/rbac/certs/role.yaml).
 # Never edit those files by hand; change the types or the +kubebuilder markers
 # and run this script.
 set -euo pipefail
@@ -14,4 +15,9 @@ else
 fi
 "${gen[@]}" object paths=./api/...
 "${gen[@]}" crd paths=./api/... output:crd:artifacts:config=config/crd/bases
-"${gen[@]}" rbac:roleName=zerodrop-controller paths=./internal/controller/... paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac
+# Two roles: the reconciler's (config/rbac/role.yaml) and the self-managed
+# webhook certificate's (config/rbac/certs/role.yaml: the Secret and the
+# webhook configurations' caBundle), which the external-certs component
+# removes.
+"${gen[@]}" rbac:roleName=zerodrop-controller paths=./internal/controller/... output:rbac:artifacts:config=config/rbac
+"${gen[@]}" rbac:roleName=zerodrop-certs paths=./internal/webhook/... output:rbac:artifacts:config=config/rbac/certs
