@@ -20,25 +20,7 @@ func TestConfigAcceptedByAPIServer(t *testing.T) {
 	rendered := renderConfig(t)
 	kc := suite.env.ControlPlane.KubeCtl()
 	kc.Path = filepath.Join(suite.assets, "kubectl")
-	// The suite runs its own copy of the webhook configuration under the
-	// same name (envtest points it at a URL); dry-run ours under another
-	// name so that apply does not merge the two.
-	docs := strings.Split(string(rendered), "\n---\n")
-	for i, d := range docs {
-		if strings.Contains(d, "kind: MutatingWebhookConfiguration") {
-			docs[i] = strings.Replace(d, "  name: zerodrop-controller\n", "  name: zerodrop-controller-dryrun\n", 1)
-		}
-	}
-	file := filepath.Join(t.TempDir(), "default.yaml")
-	if err := os.WriteFile(file, []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stdout, stderr, err := kc.Run("apply", "--dry-run=server", "-f", file)
-	out, _ := io.ReadAll(stdout)
-	errOut, _ := io.ReadAll(stderr)
-	if err != nil {
-		t.Fatalf("kubectl apply --dry-run=server (config/default): %v\n%s\n%s", err, out, errOut)
-	}
+	out := dryRunApply(t, kc, rendered, "config/default")
 	for _, want := range []string{
 		"customresourcedefinition.apiextensions.k8s.io/loadbalancers.zerodrop.dev",
 		"clusterrole.rbac.authorization.k8s.io/zerodrop-controller",
@@ -48,6 +30,9 @@ func TestConfigAcceptedByAPIServer(t *testing.T) {
 		"poddisruptionbudget.policy/zerodrop-serve",
 		"service/zerodrop-drain",
 		"mutatingwebhookconfiguration.admissionregistration.k8s.io/zerodrop-controller-dryrun",
+		"validatingwebhookconfiguration.admissionregistration.k8s.io/zerodrop-controller-dryrun",
+		"priorityclass.scheduling.k8s.io/zerodrop-data-path",
+		"clusterrole.rbac.authorization.k8s.io/zerodrop-certs",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("dry run output lacks %s:\n%s", want, out)
@@ -55,8 +40,50 @@ func TestConfigAcceptedByAPIServer(t *testing.T) {
 	}
 }
 
+// dryRunApply runs `kubectl apply --dry-run=server` on rendered manifests
+// and returns its output. The suite runs its own copies of the webhook
+// configurations under the same name (envtest points them at a URL);
+// ours are dry-run under another name so that apply does not merge them.
+// Objects of kinds in skip (CRDs the API server lacks) are left out.
+func dryRunApply(t *testing.T, kc interface {
+	Run(args ...string) (io.Reader, io.Reader, error)
+}, rendered []byte, what string, skip ...string) []byte {
+	t.Helper()
+	var docs []string
+	for _, d := range strings.Split(string(rendered), "\n---\n") {
+		skipped := false
+		for _, k := range skip {
+			skipped = skipped || strings.Contains(d, "\nkind: "+k+"\n")
+		}
+		if skipped {
+			continue
+		}
+		if strings.Contains(d, "kind: MutatingWebhookConfiguration") || strings.Contains(d, "kind: ValidatingWebhookConfiguration") {
+			d = strings.Replace(d, "  name: zerodrop-controller\n", "  name: zerodrop-controller-dryrun\n", 1)
+		}
+		docs = append(docs, d)
+	}
+	file := filepath.Join(t.TempDir(), "rendered.yaml")
+	if err := os.WriteFile(file, []byte(strings.Join(docs, "\n---\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stdout, stderr, err := kc.Run("apply", "--dry-run=server", "-f", file)
+	out, _ := io.ReadAll(stdout)
+	errOut, _ := io.ReadAll(stderr)
+	if err != nil {
+		t.Fatalf("kubectl apply --dry-run=server (%s): %v\n%s\n%s", what, err, out, errOut)
+	}
+	return out
+}
+
 // renderConfig returns `kubectl kustomize config/default`.
 func renderConfig(t *testing.T) []byte {
+	t.Helper()
+	return renderConfigDir(t, "default")
+}
+
+// renderConfigDir returns `kubectl kustomize config/<dir>`.
+func renderConfigDir(t *testing.T, dir string) []byte {
 	t.Helper()
 	requireSuite(t)
 	kubectl := filepath.Join(suite.assets, "kubectl")
@@ -66,21 +93,20 @@ func renderConfig(t *testing.T) []byte {
 	kc := suite.env.ControlPlane.KubeCtl()
 	kc.Path = kubectl
 	root, _ := filepath.Abs("../..")
-	stdout, stderr, err := kc.Run("kustomize", filepath.Join(root, "config", "default"))
+	stdout, stderr, err := kc.Run("kustomize", filepath.Join(root, "config", dir))
 	rendered, _ := io.ReadAll(stdout)
 	if err != nil {
 		msg, _ := io.ReadAll(stderr)
-		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, msg)
+		t.Fatalf("kubectl kustomize config/%s: %v\n%s", dir, err, msg)
 	}
 	return rendered
 }
 
-// TestConfigRoles: config/default runs the reconcile role and the serve
-// role as separate Deployments; the webhook and drain Services reach only
-// the serve pods; the serve role's RBAC only reads.
-func TestConfigRoles(t *testing.T) {
+// objectsOf indexes rendered manifests by "Kind/name".
+func objectsOf(t *testing.T, rendered []byte) map[string]map[string]any {
+	t.Helper()
 	objs := map[string]map[string]any{}
-	for _, d := range strings.Split(string(renderConfig(t)), "\n---\n") {
+	for _, d := range strings.Split(string(rendered), "\n---\n") {
 		var o map[string]any
 		if err := yaml.Unmarshal([]byte(d), &o); err != nil {
 			t.Fatalf("rendered config: %v\n%s", err, d)
@@ -91,18 +117,28 @@ func TestConfigRoles(t *testing.T) {
 		md, _ := o["metadata"].(map[string]any)
 		objs[fmt.Sprint(o["kind"], "/", md["name"])] = o
 	}
+	return objs
+}
+
+// dig walks nested maps.
+func dig(o any, path ...string) any {
+	for _, p := range path {
+		m, _ := o.(map[string]any)
+		o = m[p]
+	}
+	return o
+}
+
+// TestConfigRoles: config/default runs the reconcile role and the serve
+// role as separate Deployments; the webhook and drain Services reach only
+// the serve pods; the serve role's RBAC only reads.
+func TestConfigRoles(t *testing.T) {
+	objs := objectsOf(t, renderConfig(t))
 	get := func(kind, name string) map[string]any {
 		t.Helper()
 		o, ok := objs[kind+"/"+name]
 		if !ok {
 			t.Fatalf("config/default has no %s %s", kind, name)
-		}
-		return o
-	}
-	dig := func(o any, path ...string) any {
-		for _, p := range path {
-			m, _ := o.(map[string]any)
-			o = m[p]
 		}
 		return o
 	}
@@ -223,4 +259,72 @@ func TestReconcileRoleLeastPrivilege(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestConfigHardening (L8): the namespace enforces Pod Security
+// "restricted"; the serve replicas (the data path) have a priority class
+// that exists and is allowed outside kube-system, and are spread over nodes
+// by a hard constraint.
+func TestConfigHardening(t *testing.T) {
+	objs := objectsOf(t, renderConfig(t))
+	ns := objs["Namespace/zerodrop-system"]
+	if v := dig(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce"); v != "restricted" {
+		t.Errorf("namespace zerodrop-system enforces Pod Security %v, want restricted", v)
+	}
+	serve := dig(objs["Deployment/zerodrop-serve"], "spec", "template", "spec")
+	pc, _ := dig(serve, "priorityClassName").(string)
+	if pc == "" || strings.HasPrefix(pc, "system-") {
+		t.Errorf("zerodrop-serve priorityClassName %q: want zerodrop's own class (system-* classes are for kube-system)", pc)
+	} else if v, ok := dig(objs["PriorityClass/"+pc], "value").(float64); !ok || v <= 0 || v > 1e9 {
+		t.Errorf("PriorityClass %s value %v: want one config/default defines, in 1..1000000000", pc, dig(objs["PriorityClass/"+pc], "value"))
+	}
+	spread := false
+	tscs, _ := dig(serve, "topologySpreadConstraints").([]any)
+	for _, c := range tscs {
+		spread = spread || dig(c, "topologyKey") == "kubernetes.io/hostname" && dig(c, "whenUnsatisfiable") == "DoNotSchedule"
+	}
+	if dig(serve, "affinity", "podAntiAffinity", "requiredDuringSchedulingIgnoredDuringExecution") != nil {
+		spread = true
+	}
+	if !spread {
+		t.Errorf("zerodrop-serve replicas may share a node: want a DoNotSchedule spread over kubernetes.io/hostname")
+	}
+}
+
+// TestConfigExternalCerts (M7): config/external-certs (config/default with
+// the external-certs component) leaves the controller no right on Secrets
+// or webhook configurations, runs both roles with
+// --webhook-cert-mode=external, and is accepted by the API server (the
+// cert-manager objects aside: envtest has no cert-manager CRDs).
+func TestConfigExternalCerts(t *testing.T) {
+	rendered := renderConfigDir(t, "external-certs")
+	objs := objectsOf(t, rendered)
+	for key, o := range objs {
+		kind := fmt.Sprint(o["kind"])
+		if kind != "ClusterRole" && kind != "Role" {
+			continue
+		}
+		rules, _ := dig(o, "rules").([]any)
+		for _, r := range rules {
+			for _, res := range dig(r, "resources").([]any) {
+				if res == "secrets" || strings.HasSuffix(fmt.Sprint(res), "webhookconfigurations") {
+					t.Errorf("%s grants %v on %v in external certificate mode", key, dig(r, "verbs"), res)
+				}
+			}
+		}
+	}
+	for _, dep := range []string{"zerodrop-controller", "zerodrop-serve"} {
+		cs, _ := dig(objs["Deployment/"+dep], "spec", "template", "spec", "containers").([]any)
+		if a := fmt.Sprint(dig(cs[0], "args")); !strings.Contains(a, "--webhook-cert-mode=external") {
+			t.Errorf("%s args %s: want --webhook-cert-mode=external", dep, a)
+		}
+	}
+	for _, k := range []string{"MutatingWebhookConfiguration/zerodrop-controller", "ValidatingWebhookConfiguration/zerodrop-controller"} {
+		if dig(objs[k], "metadata", "annotations", "cert-manager.io/inject-ca-from") == nil {
+			t.Errorf("%s has no cert-manager.io/inject-ca-from annotation", k)
+		}
+	}
+	kc := suite.env.ControlPlane.KubeCtl()
+	kc.Path = filepath.Join(suite.assets, "kubectl")
+	dryRunApply(t, kc, rendered, "config/external-certs", "Certificate", "Issuer")
 }
