@@ -43,6 +43,26 @@ func TestCRDValidation(t *testing.T) {
 			l.Spec.PoolDefaults.ServerOptions = "maxconn 10; del server be/x"
 			return l
 		}(), "serverOptions"},
+		{"pool grant from Selector without a selector", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web", AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromSelector}}}
+			return l
+		}(), "selector is required"},
+		{"pool grant with a selector but from All", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web", AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll, Selector: &metav1.LabelSelector{}}}}
+			return l
+		}(), "selector is required"},
+		{"pool grant from an unknown value", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web", AllowedNamespaces: zv1.AllowedNamespaces{From: "Everyone"}}}
+			return l
+		}(), "from"},
+		{"pool grant listed twice", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web"}, {Name: "be_web"}}
+			return l
+		}(), "Duplicate"},
 		{"binding name longer than a condition name", binding(strings.Repeat("a", 64), nil), "at most 63 characters"},
 		{"service port 0", binding("port0", func(b *zv1.TargetBinding) { b.Spec.ServiceRef.Port = intstr.FromInt32(0) }), "port must be"},
 		{"gate timeout below 1s", binding("short", func(b *zv1.TargetBinding) { b.Spec.Gate.Timeout = &metav1.Duration{Duration: 1} }), "timeout must be between"},
@@ -56,6 +76,18 @@ func TestCRDValidation(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a listed pool's grant defaults to from: Same", func(t *testing.T) {
+		l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+		l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web"}}
+		if err := suite.c.Create(ctx, l); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = suite.c.Delete(context.Background(), l) })
+		if got := l.Spec.Pools[0].AllowedNamespaces.From; got != zv1.NamespacesFromSame {
+			t.Fatalf("allowedNamespaces.from defaulted to %q, want Same", got)
+		}
+	})
 
 	t.Run("defaults applied and pool immutable", func(t *testing.T) {
 		b := binding("immutable", nil)
