@@ -15,7 +15,7 @@ import (
 func ungranted(t *testing.T, in planInput) targetPlan {
 	t.Helper()
 	ps := plan(in)
-	refuseRegistrations(ps, "pool not granted")
+	refuseRegistrations(ps, in.Targets, in.Binding.Name, "pool not granted")
 	if len(ps) != 1 {
 		t.Fatalf("want one target plan, got %+v", ps)
 	}
@@ -56,6 +56,14 @@ func TestRefuseRegistrations(t *testing.T) {
 			Pool:    pool(id, provider.HealthHealthy, "", 0)})
 		if p.Action != actNone {
 			t.Fatalf("plan %+v: want no registration", p)
+		}
+	})
+	t.Run("a pod not Ready yet is not made Ready by a target healthy in the pool", func(t *testing.T) {
+		p := ungranted(t, planInput{Binding: b, Check: check, Now: t0, Memo: memos(),
+			Targets: []observedTarget{endpoint(gatedPod("web-1", true, nil), false)},
+			Pool:    pool(id, provider.HealthHealthy, provider.HealthHealthy, 0)})
+		if p.Action != actNone || p.Gate == nil || p.Gate.Status != corev1.ConditionFalse || p.Gate.Reason != binding.ReasonPoolNotGranted {
+			t.Fatalf("plan %+v gate %+v: want gate False PoolNotGranted", p, p.Gate)
 		}
 	})
 	t.Run("a Ready pod whose target is healthy in the pool stays Ready", func(t *testing.T) {

@@ -240,7 +240,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		Memo:    memo,
 	})
 	if !grant.Allowed {
-		refuseRegistrations(plans, grant.Message)
+		refuseRegistrations(plans, targets, b.Name, grant.Message)
 	}
 
 	counts := zv1.TargetCounts{}
