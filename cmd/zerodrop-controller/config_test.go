@@ -33,6 +33,8 @@ func TestConfigAcceptedByAPIServer(t *testing.T) {
 		"validatingwebhookconfiguration.admissionregistration.k8s.io/zerodrop-controller-dryrun",
 		"priorityclass.scheduling.k8s.io/zerodrop-data-path",
 		"clusterrole.rbac.authorization.k8s.io/zerodrop-certs",
+		"validatingadmissionpolicy.admissionregistration.k8s.io/zerodrop-webhook-cabundle-only",
+		"validatingadmissionpolicybinding.admissionregistration.k8s.io/zerodrop-webhook-cabundle-only",
 	} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("dry run output lacks %s:\n%s", want, out)
