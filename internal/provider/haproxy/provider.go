@@ -34,10 +34,13 @@ type Config struct {
 	// OldWorkerGrace is how long after a reload the previous worker may
 	// still serve the connections it had (HAProxy's hard-stop-after; without
 	// it, until they end). The Runtime API reaches only the new worker, so
-	// for this long after a reload is seen the instance reports
+	// while the worker's own uptime (`show info` Uptime_sec) is below this,
+	// or for this long after a reload is seen, the instance reports
 	// OldWorkers and no target counts as drained from it: a pod told it
 	// is drained could otherwise cut requests the old worker still sends
-	// it. Zero trusts the new worker at once.
+	// it. The uptime makes this hold across a controller restart; a fresh
+	// start of HAProxy is treated as a reload too (no old worker can be
+	// told apart). Zero trusts the new worker at once.
 	OldWorkerGrace time.Duration
 	// Logger receives one line per change; slog.Default when nil.
 	Logger *slog.Logger
@@ -342,7 +345,10 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 			p.log.Warn("haproxy: instance restarted or reloaded; servers added at runtime are lost (slots come back only from a saved server-state file)", "instance", in.Name, "before", prev, "now", is.Epoch)
 		}
 		p.epochs[in.Name] = is.Epoch
-		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace {
+		// HAProxy's own uptime says whether this worker started within the
+		// grace, which holds across a restart of this process (M6); the
+		// epoch change seen here covers an instance without Uptime_sec.
+		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace || snap.Info.HasUptime() && snap.Info.Uptime < p.grace {
 			is.OldWorkers = true
 		}
 		p.mu.Unlock()
