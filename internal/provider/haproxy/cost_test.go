@@ -160,3 +160,34 @@ func TestRolloutActionCostDoesNotGrowWithThePool(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkRolloutRuntimeAPICost prints what a rollout of 100 targets
+// costs HAProxy's Runtime API (commands, bytes answered) with every action
+// reading the backend afresh (reuse=off, the cost before the cycle's
+// snapshot was reused) and with the reuse, and their ratio. Run:
+//
+//	go test -run XXX -bench RolloutRuntimeAPICost -benchtime 1x ./internal/provider/haproxy/
+func BenchmarkRolloutRuntimeAPICost(b *testing.B) {
+	const n = 100
+	for _, mode := range []struct {
+		name  string
+		slots int
+	}{{"dynamic", 0}, {"slots", 2 * n}} {
+		b.Run(mode.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				off := rollout(b, mode.slots, n, func(p *hapi.Provider) { hapi.SetSnapshotReuse(p, 0) })
+				on := rollout(b, mode.slots, n, nil)
+				total := func(c rolloutCost) (int64, int64) {
+					return c.actionConns + c.statusConns, c.actionBytes + c.statusBytes
+				}
+				offC, offB := total(off)
+				onC, onB := total(on)
+				b.Logf("%s, rollout of %d, reuse off: %s", mode.name, n, off)
+				b.Logf("%s, rollout of %d, reuse on:  %s", mode.name, n, on)
+				b.Logf("%s, rollout of %d: commands %d -> %d (%.1fx), bytes %d -> %d (%.1fx)", mode.name, n, offC, onC, float64(offC)/float64(onC), offB, onB, float64(offB)/float64(onB))
+				b.ReportMetric(float64(offB)/float64(onB), "bytes-old/new")
+				b.ReportMetric(float64(offC)/float64(onC), "commands-old/new")
+			}
+		})
+	}
+}

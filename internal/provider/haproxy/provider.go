@@ -67,6 +67,14 @@ type Provider struct {
 	// slots, which carry no target name (see provider.AddressBook).
 	book   map[string]*poolBook
 	warned map[string]bool // "instance/pool" warned about an IP template
+	// holders maps each slot to the target this process gave it (M11).
+	holders map[slotKey]slotHolder
+	// servers keeps each instance's last `show servers state` of a pool
+	// for the actions of the same cycle (snapshot.go); serversGen counts
+	// the provider's own changes to it.
+	servers    map[string]cachedServers
+	serversGen map[string]uint64
+	reuse      time.Duration
 
 	claimMu sync.Mutex // one slot claim at a time
 }
@@ -80,7 +88,8 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
 	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}, reloaded: map[string]time.Time{}, grace: cfg.OldWorkerGrace,
-		book: map[string]*poolBook{}, warned: map[string]bool{}}
+		book: map[string]*poolBook{}, warned: map[string]bool{}, holders: map[slotKey]slotHolder{},
+		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -162,13 +171,13 @@ func (p *Provider) Register(ctx context.Context, pool string, t provider.Target)
 	p.learn(pool, t)
 	opts := p.serverOptions(t)
 	return p.each(func(in Instance, c *Client) error {
-		states, err := c.ShowServersState(ctx, pool)
+		states, err := p.serversOf(ctx, in, c, pool, false)
 		if err != nil {
 			return err
 		}
 		var did bool
 		if HasSlots(states) {
-			did, err = p.registerSlot(ctx, c, pool, t)
+			did, err = p.registerSlot(ctx, in, c, pool, t)
 		} else {
 			did, err = RegisterSafely(ctx, c, pool, string(t.ID), t.Addr(), opts)
 		}
@@ -279,7 +288,7 @@ func findServer(ctx context.Context, c *Client, backend, server string) (ServerS
 func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Target) error {
 	p.learn(pool, t)
 	return p.each(func(in Instance, c *Client) error {
-		if slots, err := p.drainSlot(ctx, c, pool, t); slots || err != nil {
+		if slots, err := p.drainSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
 		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateDrain)
@@ -297,7 +306,7 @@ func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Targ
 func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Target) error {
 	addr := p.addrOf(pool, t)
 	err := p.each(func(in Instance, c *Client) error {
-		if slots, err := p.freeSlot(ctx, c, pool, t); slots || err != nil {
+		if slots, err := p.freeSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
 		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateMaint)
@@ -331,12 +340,14 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 	err := p.each(func(in Instance, c *Client) error {
 		i := indexOf(p.instances, in.Name)
 		is := provider.InstanceStatus{Instance: in.Name}
+		gen := p.serversGenOf(in, pool)
 		snap, err := c.Snapshot(ctx, pool)
 		if err != nil {
 			is.Err = err
 			st.Instances[i] = is
 			return err
 		}
+		p.keepServers(in, pool, snap.Servers, gen) // for this cycle's actions
 		is.Epoch = snap.Info.Epoch()
 		p.mu.Lock()
 		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {

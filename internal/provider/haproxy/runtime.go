@@ -546,6 +546,33 @@ func (c *Client) ShowStat(ctx context.Context, backend string) ([]Stat, error) {
 	return rows, nil
 }
 
+// ShowServerStat runs `show stat BACKEND 4 ID`: the `show stat` row of the
+// one server with that numeric id (srv_id), a constant size whatever the
+// size of the backend. found is false when the backend has no such server.
+func (c *Client) ShowServerStat(ctx context.Context, backend string, id int) (st Stat, found bool, err error) {
+	if id <= 0 {
+		return Stat{}, false, fmt.Errorf("show stat %s: server id %d is not positive", backend, id)
+	}
+	if err := validName("backend", backend); err != nil {
+		return Stat{}, false, err
+	}
+	cmd := fmt.Sprintf("show stat %s 4 %d", backend, id)
+	answer, err := c.Raw(ctx, cmd)
+	if err != nil {
+		return Stat{}, false, err
+	}
+	rows, err := ParseStat([]byte(answer))
+	if err != nil {
+		return Stat{}, false, &CommandError{Endpoint: c.String(), Command: cmd, Answer: truncate(answer), Severity: -1, kind: fmt.Errorf("%w: %w", ErrUnexpectedAnswer, err)}
+	}
+	for _, r := range rows {
+		if r.Type == TypeServer && r.ServerID == id {
+			return r, true, nil
+		}
+	}
+	return Stat{}, false, nil
+}
+
 // ShowServersState runs `show servers state [BACKEND]`.
 func (c *Client) ShowServersState(ctx context.Context, backend string) ([]ServerState, error) {
 	cmd := "show servers state"
