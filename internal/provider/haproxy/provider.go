@@ -31,6 +31,12 @@ type Config struct {
 	Check provider.HealthCheck
 	// Timeout bounds each Runtime API command; DefaultTimeout when zero.
 	Timeout time.Duration
+	// BreakerBackoff is how long an instance is skipped after a command
+	// to it timed out: calls report its error at once instead of waiting
+	// for the timeout again (see ErrInstanceSkipped). It doubles with
+	// every failed probe, up to a minute. DefaultBreakerBackoff when zero;
+	// negative never skips.
+	BreakerBackoff time.Duration
 	// OldWorkerGrace is how long after a reload the previous worker may
 	// still serve the connections it had (HAProxy's hard-stop-after; without
 	// it, until they end). The Runtime API reaches only the new worker, so
@@ -107,6 +113,7 @@ func New(cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("haproxy provider: instance %q: %w", in.Name, err)
 		}
 		c.Timeout = cfg.Timeout
+		c.breaker = newBreaker(cfg.BreakerBackoff)
 		p.instances = append(p.instances, in)
 		p.clients = append(p.clients, c)
 	}

@@ -41,6 +41,8 @@ type Client struct {
 	address string
 	// Timeout bounds each command; DefaultTimeout when zero.
 	Timeout time.Duration
+	// breaker skips the instance after a timeout (breaker.go); nil: never.
+	breaker *breaker
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -212,7 +214,7 @@ func (c *Client) Raw(ctx context.Context, cmd string) (string, error) {
 	if err := validCommand(cmd); err != nil {
 		return "", err
 	}
-	raw, err := c.exchange(ctx, severityPrefix+cmd, cmd)
+	raw, err := c.call(ctx, severityPrefix+cmd, cmd)
 	if err != nil {
 		return "", err
 	}
@@ -247,7 +249,7 @@ func (c *Client) Dump(ctx context.Context, cmds ...string) ([]string, error) {
 		}
 	}
 	what := strings.Join(cmds, "; ")
-	raw, err := c.exchange(ctx, severityPrefix+what, what)
+	raw, err := c.call(ctx, severityPrefix+what, what)
 	if err != nil {
 		return nil, err
 	}
@@ -487,7 +489,7 @@ func (c *Client) SetServerAddr(ctx context.Context, backend, server, ip string, 
 	if err := validCommand(cmd); err != nil {
 		return err
 	}
-	raw, err := c.exchange(ctx, severityPrefix+cmd, cmd)
+	raw, err := c.call(ctx, severityPrefix+cmd, cmd)
 	if err != nil {
 		return err
 	}
