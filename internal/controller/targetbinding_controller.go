@@ -76,6 +76,14 @@ type TargetBindingReconciler struct {
 	// SteadyInterval is the cycle when nothing is pending: it re-checks
 	// healthy targets and notices LB reloads.
 	SteadyInterval time.Duration
+	// CycleTimeout bounds the load balancer's part of one cycle: the pool
+	// status read and every provider call of the cycle share this deadline,
+	// so a slow or black-holed instance cannot hold a worker (which every
+	// binding of every load balancer shares) for calls × timeout. Calls
+	// cut by it fail and are retried on the pending cycle; Kubernetes
+	// writes (gates, status) keep the reconcile's own context. Zero: no
+	// deadline.
+	CycleTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// DrainOnly makes the reconciler the drain observer of a serve replica
