@@ -391,18 +391,30 @@ func (p *Provider) checkSlot(ctx context.Context, c *Client, pool string, s Serv
 	if !found || st.Name != s.Name {
 		return Stat{}, staleError{fmt.Errorf("backend %s: slot %s (id %d) not found", pool, s.Name, s.ID)}
 	}
-	host, port, err := net.SplitHostPort(st.Addr)
+	host, port := splitStatAddr(st.Addr)
 	ip := net.ParseIP(host)
 	if SlotFree(s) {
-		if err == nil && (unsetIP(host) || ip != nil && ip.IsUnspecified()) && st.Maint() {
+		if (unsetIP(host) || ip != nil && ip.IsUnspecified()) && st.Maint() {
 			return st, nil
 		}
 		return Stat{}, staleError{fmt.Errorf("backend %s: slot %s is no longer free (%s, %s)", pool, s.Name, st.Addr, st.Status)}
 	}
-	if err == nil && ip != nil && ip.Equal(net.ParseIP(s.Addr)) && port == strconv.Itoa(s.Port) {
+	if ip != nil && ip.Equal(net.ParseIP(s.Addr)) && port == strconv.Itoa(s.Port) {
 		return st, nil
 	}
 	return Stat{}, staleError{fmt.Errorf("backend %s: slot %s has address %s, not %s", pool, s.Name, st.Addr, slotAddr(s))}
+}
+
+// splitStatAddr splits `show stat`'s addr column: "ip:port", an IPv6
+// address with or without brackets ("[::1]:80", "::1:80"), a port mapped
+// with '+', or nothing.
+func splitStatAddr(addr string) (host, port string) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr, ""
+	}
+	host, port = addr[:i], strings.TrimPrefix(addr[i+1:], "+")
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
 }
 
 // registerSlot puts the target in a slot of backend pool: the slot that
