@@ -3,19 +3,23 @@ package webhook
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	"sigs.k8s.io/yaml"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/config"
 	"zerodrop.dev/zerodrop/internal/binding"
 )
 
@@ -133,5 +137,37 @@ func TestPoolGrantValidatorReadError(t *testing.T) {
 	resp := v.Handle(context.Background(), admissionOf(t, admissionv1.Create, bindingTo("shop", "web", "edge", "be_web"), nil))
 	if resp.Allowed {
 		t.Fatalf("admitted although the namespace could not be read: %+v", resp.Result)
+	}
+}
+
+// TestValidatingManifest: config/webhook/validating.yaml sends TargetBinding
+// creates and updates to BindingPath with failurePolicy Fail, and its
+// matchConditions let updates that keep the pool (the controller's
+// finalizer) bypass the webhook.
+func TestValidatingManifest(t *testing.T) {
+	raw, err := config.FS.ReadFile("webhook/validating.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := yaml.UnmarshalStrict(raw, &vwc); err != nil {
+		t.Fatal(err)
+	}
+	if len(vwc.Webhooks) != 1 {
+		t.Fatalf("%d webhooks, want 1", len(vwc.Webhooks))
+	}
+	w := vwc.Webhooks[0]
+	if w.ClientConfig.Service == nil || w.ClientConfig.Service.Path == nil || *w.ClientConfig.Service.Path != BindingPath {
+		t.Errorf("clientConfig %+v: want the Service path %s", w.ClientConfig, BindingPath)
+	}
+	if w.FailurePolicy == nil || *w.FailurePolicy != admissionregistrationv1.Fail {
+		t.Errorf("failurePolicy %v, want Fail", w.FailurePolicy)
+	}
+	ops := fmt.Sprint(w.Rules[0].Operations)
+	if len(w.Rules) != 1 || w.Rules[0].Resources[0] != "targetbindings" || !strings.Contains(ops, "CREATE") || !strings.Contains(ops, "UPDATE") {
+		t.Errorf("rules %+v: want CREATE and UPDATE of targetbindings", w.Rules)
+	}
+	if len(w.MatchConditions) == 0 || !strings.Contains(w.MatchConditions[0].Expression, "oldObject.spec.pool") {
+		t.Errorf("matchConditions %+v: want updates that keep the pool skipped", w.MatchConditions)
 	}
 }
