@@ -98,8 +98,9 @@ func TestWebhookGuard(t *testing.T) {
 		t.Fatalf("caBundles not patched: mutating %d bytes, validating %d bytes", len(m.Webhooks[0].ClientConfig.CABundle), len(v.Webhooks[0].ClientConfig.CABundle))
 	}
 
-	// Anything but the caBundle is refused (the policy needs a moment to
-	// become active: retry until it is).
+	// Anything but the caBundle is refused. The policy needs a moment to
+	// become active: probe with a label of a new value each time (never a
+	// no-op) until it is refused, then try each change once.
 	evil := func(mut func(*admissionv1.MutatingWebhookConfiguration)) error {
 		var cur admissionv1.MutatingWebhookConfiguration
 		if err := sa.Get(ctx, types.NamespacedName{Name: "zerodrop-controller"}, &cur); err != nil {
@@ -109,6 +110,14 @@ func TestWebhookGuard(t *testing.T) {
 		mut(&cur)
 		return sa.Patch(ctx, &cur, patch)
 	}
+	probe := 0
+	eventually(t, "the policy is active", func() (bool, string) {
+		probe++
+		err := evil(func(c *admissionv1.MutatingWebhookConfiguration) {
+			c.Labels = map[string]string{"zerodrop-test/probe": fmt.Sprint(probe)}
+		})
+		return err != nil && strings.Contains(err.Error(), "zerodrop controller may"), fmt.Sprint(err)
+	})
 	for name, mut := range map[string]func(*admissionv1.MutatingWebhookConfiguration){
 		"clientConfig.url to another server": func(c *admissionv1.MutatingWebhookConfiguration) {
 			c.Webhooks[0].ClientConfig.Service = nil
@@ -117,14 +126,16 @@ func TestWebhookGuard(t *testing.T) {
 		"namespaceSelector widened to every namespace": func(c *admissionv1.MutatingWebhookConfiguration) {
 			c.Webhooks[0].NamespaceSelector = &metav1.LabelSelector{}
 		},
-		"a label": func(c *admissionv1.MutatingWebhookConfiguration) {
-			c.Labels = map[string]string{"x": "y"}
+		"rules widened to every resource": func(c *admissionv1.MutatingWebhookConfiguration) {
+			c.Webhooks[0].Rules[0].Resources = []string{"*"}
+		},
+		"an annotation": func(c *admissionv1.MutatingWebhookConfiguration) {
+			c.Annotations = map[string]string{"x": "y"}
 		},
 	} {
-		eventually(t, "the policy refuses changing "+name, func() (bool, string) {
-			err := evil(mut)
-			return err != nil && strings.Contains(err.Error(), "zerodrop controller may"), fmt.Sprint(err)
-		})
+		if err := evil(mut); err == nil || !strings.Contains(err.Error(), "zerodrop controller may") {
+			t.Errorf("changing %s as the controller: %v, want refused by the policy", name, err)
+		}
 	}
 	// The caBundle alone still changes (a CA rotation).
 	if err := evil(func(c *admissionv1.MutatingWebhookConfiguration) {
