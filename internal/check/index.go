@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // workload is a Deployment, StatefulSet or DaemonSet, reduced to what the
@@ -25,7 +26,11 @@ type workload struct {
 	meta     *metav1.ObjectMeta
 	tmpl     *corev1.PodTemplateSpec
 	replicas int32 // 1 when unset; DaemonSets: 0 (one per node)
-	minReady int32
+	// replicasSet is false when spec.replicas is unset: an HPA then owns
+	// the count, and replicas is its minReplicas (replicasFrom says so).
+	replicasSet  bool
+	replicasFrom string
+	minReady     int32
 
 	services []*service // Services selecting its pods
 	bindings []*binding // TargetBindings of those Services
@@ -58,17 +63,21 @@ type index struct {
 	services       map[nsName]*service
 	namespaceObjs  map[string]*Object // Namespace objects by name
 	ingressClasses map[string]string  // IngressClass name -> spec.controller
-	backendConfigs map[nsName]*Object
-	destRules      map[string][]*Object // by namespace
-	webhooks       []*Object
-	ingresses      []*Object
-	hpas           []*Object
-	pdbs           []*Object
-	loadBalancers  map[string]*loadBalancer // zerodrop LoadBalancers by name
-	bindings       []*binding
-	errors         []InputError // CRDs that cannot be read
-	skipped        map[string]int
-	known          int
+	// defaultIngressClass is the IngressClass marked as the cluster's
+	// default: it serves Ingresses that name no class.
+	defaultIngressClass string
+	backendConfigs      map[nsName]*Object
+	destRules           map[string][]*Object // by namespace
+	webhooks            []*Object
+	ingresses           []*Object
+	hpas                []*Object
+	hpasV1              []*Object // autoscaling/v1: only their minReplicas is read
+	pdbs                []*Object
+	loadBalancers       map[string]*loadBalancer // zerodrop LoadBalancers by name
+	bindings            []*binding
+	errors              []InputError // CRDs that cannot be read
+	skipped             map[string]int
+	known               int
 }
 
 func buildIndex(objs []*Object) *index {
@@ -93,13 +102,13 @@ func buildIndex(objs []*Object) *index {
 			if t.Spec.Replicas != nil {
 				r = *t.Spec.Replicas
 			}
-			ix.addWorkload(&workload{obj: o, kind: "Deployment", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, minReady: t.Spec.MinReadySeconds})
+			ix.addWorkload(&workload{obj: o, kind: "Deployment", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, replicasSet: t.Spec.Replicas != nil, minReady: t.Spec.MinReadySeconds})
 		case *appsv1.StatefulSet:
 			r := int32(1)
 			if t.Spec.Replicas != nil {
 				r = *t.Spec.Replicas
 			}
-			ix.addWorkload(&workload{obj: o, kind: "StatefulSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, minReady: t.Spec.MinReadySeconds})
+			ix.addWorkload(&workload{obj: o, kind: "StatefulSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, replicasSet: t.Spec.Replicas != nil, minReady: t.Spec.MinReadySeconds})
 		case *appsv1.DaemonSet:
 			ix.addWorkload(&workload{obj: o, kind: "DaemonSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, minReady: t.Spec.MinReadySeconds})
 		case *corev1.Service:
@@ -127,9 +136,14 @@ func buildIndex(objs []*Object) *index {
 			}
 			ix.ingresses = append(ix.ingresses, betaIngress(o, &t.ObjectMeta, t.Spec.IngressClassName, beta(def), betaRules(rules)))
 		case *autoscalingv1.HorizontalPodAutoscaler:
-			// Known, but autoscaling/v1 has no scaling behavior to check.
+			// autoscaling/v1 has no scaling behavior to check; its
+			// minReplicas still sets the replica count.
+			ix.hpasV1 = append(ix.hpasV1, o)
 		case *networkingv1.IngressClass:
 			ix.ingressClasses[t.Name] = t.Spec.Controller
+			if t.Annotations[networkingv1.AnnotationIsDefaultIngressClass] == "true" {
+				ix.defaultIngressClass = t.Name
+			}
 		case *corev1.Namespace:
 			ix.namespaceObjs[t.Name] = o
 		case *autoscalingv2.HorizontalPodAutoscaler:
@@ -232,11 +246,8 @@ func (ix *index) selectLabelSelector(ns string, ls *metav1.LabelSelector) []*wor
 }
 
 func (ix *index) relate() {
-	for _, s := range ix.services {
-		for _, w := range ix.selectMap(s.svc.Namespace, s.svc.Spec.Selector) {
-			w.services = append(w.services, s)
-		}
-	}
+	// Ingresses first: a Service an Ingress routes to carries traffic even
+	// when it would not otherwise count as a traffic path (headless).
 	for _, o := range ix.ingresses {
 		ing := o.Typed.(*networkingv1.Ingress)
 		seen := map[string]bool{}
@@ -250,6 +261,14 @@ func (ix *index) relate() {
 			}
 		}
 	}
+	for _, s := range ix.services {
+		if !s.carriesTraffic() {
+			continue
+		}
+		for _, w := range ix.selectMap(s.svc.Namespace, s.svc.Spec.Selector) {
+			w.services = append(w.services, s)
+		}
+	}
 	byName := map[string]*workload{}
 	for _, w := range ix.workloads {
 		byName[w.ns()+"/"+w.kind+"/"+w.meta.Name] = w
@@ -258,6 +277,17 @@ func (ix *index) relate() {
 		h := o.Typed.(*autoscalingv2.HorizontalPodAutoscaler)
 		if w := byName[h.Namespace+"/"+h.Spec.ScaleTargetRef.Kind+"/"+h.Spec.ScaleTargetRef.Name]; w != nil {
 			w.hpas = append(w.hpas, o)
+		}
+	}
+	for _, o := range ix.hpasV1 {
+		h := o.Typed.(*autoscalingv1.HorizontalPodAutoscaler)
+		if w := byName[h.Namespace+"/"+h.Spec.ScaleTargetRef.Kind+"/"+h.Spec.ScaleTargetRef.Name]; w != nil {
+			w.hpaMinReplicas(o.Ref.String(), h.Spec.MinReplicas)
+		}
+	}
+	for _, w := range ix.workloads {
+		for _, o := range w.hpas {
+			w.hpaMinReplicas(o.Ref.String(), o.Typed.(*autoscalingv2.HorizontalPodAutoscaler).Spec.MinReplicas)
 		}
 	}
 	for _, o := range ix.pdbs {
@@ -274,6 +304,68 @@ func (ix *index) relate() {
 	for _, s := range ix.services {
 		sortObjects(s.ingresses)
 	}
+}
+
+// hpaMinReplicas makes an HPA's minReplicas (default 1) the replica count
+// of a workload whose spec.replicas is unset: the HPA owns the count, and
+// a rollout starts from at least that many pods.
+func (w *workload) hpaMinReplicas(hpa string, min *int32) {
+	if w.replicasSet {
+		return
+	}
+	m := int32(1)
+	if min != nil {
+		m = *min
+	}
+	if w.replicasFrom == "" || m > w.replicas {
+		w.replicas = m
+		w.replicasFrom = "minReplicas of " + hpa
+	}
+}
+
+// carriesTraffic says whether a Service is a data path clients send
+// requests through. A headless Service (clusterIP: None) has no virtual IP
+// and no kube-proxy rules: its DNS names stable identities (StatefulSet
+// peers) or scrape targets, so it is a path only when an Ingress routes
+// to it. A Service whose every port is a metrics port exists for
+// Prometheus, not for clients.
+func (s *service) carriesTraffic() bool {
+	if len(s.ingresses) > 0 || s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer || s.svc.Spec.Type == corev1.ServiceTypeNodePort {
+		return true
+	}
+	if s.svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return false
+	}
+	return !scrapeOnly(s.svc)
+}
+
+// scrapeOnly reports whether every port of a Service is named (or points
+// at a container port named) for metrics: "metrics", "http-metrics",
+// "prometheus", ...
+func scrapeOnly(svc *corev1.Service) bool {
+	if len(svc.Spec.Ports) == 0 {
+		return false
+	}
+	for _, p := range svc.Spec.Ports {
+		if !metricsName(p.Name) && !(p.TargetPort.Type == intstr.String && metricsName(p.TargetPort.StrVal)) {
+			return false
+		}
+	}
+	return true
+}
+
+func metricsName(n string) bool {
+	n = strings.ToLower(n)
+	return strings.Contains(n, "metrics") || n == "prometheus" || n == "prom" || n == "monitoring" || n == "telemetry"
+}
+
+// qualified is "namespace/name", or just the name when the manifest leaves
+// the namespace to kubectl, kustomize or Helm.
+func qualified(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
 }
 
 // ingressServices lists the Service names an Ingress routes to.
@@ -318,6 +410,9 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 	if ing.Spec.IngressClassName != nil {
 		class = *ing.Spec.IngressClassName
 	}
+	if class == "" {
+		class = ix.defaultIngressClass
+	}
 	ctrl := ix.ingressClasses[class]
 	switch {
 	case ctrl == "ingress.k8s.aws/alb" || class == "alb":
@@ -328,7 +423,7 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 		return "traefik"
 	case strings.Contains(ctrl, "haproxy") || class == "haproxy":
 		return "haproxy"
-	case class == "gce" || class == "gce-internal":
+	case class == "gce" || class == "gce-internal" || strings.HasPrefix(ctrl, "k8s.io/gce") || strings.HasPrefix(ctrl, "networking.gke.io/"):
 		return "gce"
 	}
 	for k := range ing.Annotations {
@@ -344,6 +439,21 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 		case strings.HasPrefix(k, "kubernetes.io/ingress.global-static-ip-name"), strings.HasPrefix(k, "networking.gke.io/"),
 			strings.HasPrefix(k, "ingress.gcp.kubernetes.io/"):
 			return "gce"
+		}
+	}
+	if class != "" {
+		return "" // a class zerodrop does not know
+	}
+	// No class at all: on GKE the default controller is GCE, and a backend
+	// Service annotated for GKE's LB (NEG, BackendConfig) says the cluster
+	// is GKE.
+	for _, name := range ingressServices(ing) {
+		if s := ix.services[nsName{ing.Namespace, name}]; s != nil {
+			for _, k := range []string{"cloud.google.com/neg", "cloud.google.com/backend-config", "beta.cloud.google.com/backend-config"} {
+				if _, ok := s.svc.Annotations[k]; ok {
+					return "gce"
+				}
+			}
 		}
 	}
 	return ""

@@ -18,6 +18,7 @@ type Rule struct {
 // annotations and config files refer to them.
 const (
 	RuleBadAnnotation         = "ZD001"
+	RuleNotModelled           = "ZD002"
 	RuleNoReadinessProbe      = "ZD101"
 	RuleSameProbes            = "ZD102"
 	RuleStartupGap            = "ZD103"
@@ -52,6 +53,12 @@ var rules = []Rule{
 		ID: RuleBadAnnotation, Title: "Invalid annotation value", Severity: SeverityError,
 		Rationale: "A zerodrop.dev/* annotation sets an assumption the manifests cannot say (the app's shutdown time, the longest request, ...); LB annotations (alb.ingress.kubernetes.io/*, service.beta.kubernetes.io/aws-load-balancer-*, ...) set health checks and timeouts. A value zerodrop cannot read is ignored, so the check runs on the default instead of what you meant (and the controller reading it may reject it too).",
 		Fix:       "Write seconds as a number (`\"20\"`, `\"2.5\"`) or a Go duration (`\"20s\"`, `\"1m30s\"`); rule ids as `ZD201,ZD305`.",
+	},
+	{
+		ID: RuleNotModelled, Title: "Data path not modelled", Severity: SeverityInfo,
+		Rationale: "Some data paths have timings zerodrop cannot read from the manifests: an Ingress whose controller it does not know (on GKE an Ingress without class is served by GCE), a cloud LB with externalTrafficPolicy Local (the LB learns from node health checks that a node's last pod is gone), a Service that publishes not-ready addresses. A clean result for them would claim more than was checked, so each gets a note saying what was assumed.",
+		Formula:   "Ingress controller unknown; Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
+		Fix:       "Name the Ingress controller (`spec.ingressClassName`), prefer pod targets (ALB/NLB ip, GKE NEG) over externalTrafficPolicy Local, and keep publishNotReadyAddresses for peer-discovery Services only.",
 	},
 	{
 		ID: RuleNoReadinessProbe, Title: "Served workload without readinessProbe", Severity: SeverityError,
