@@ -405,9 +405,13 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 func (c *wctx) inFlightCut(fr *front, w timing.Window) Finding {
 	lb := fr.lb
 	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
-	tq := timing.RequestBound(c.a, lb)
-	bound := fmt.Sprintf("longest request %s", sec(c.a.LongestRequest))
-	if tq < c.a.LongestRequest {
+	a := fr.a
+	tq := timing.RequestBound(a, lb)
+	bound := fmt.Sprintf("longest request %s", sec(a.LongestRequest))
+	if a.LongestRequest != c.a.LongestRequest {
+		bound = fmt.Sprintf("longest request %s: the %s raised to it", sec(a.LongestRequest), fr.timeoutSet)
+	}
+	if tq < a.LongestRequest {
 		bound = fmt.Sprintf("%s timeout %s", lb.Actor(), sec(tq))
 	}
 	sigterm := math.Min(P, G)
@@ -512,14 +516,14 @@ func (c *wctx) checkLBSettings(ix *index, fr *front, add func(Finding)) {
 		if lb.Kind == timing.NLB {
 			attrKey = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
 		}
-		want := ceil(P + timing.RequestBound(c.a, lb))
+		want := ceil(P + timing.RequestBound(fr.a, lb))
 		if want < 5 {
 			want = 5
 		}
 		fix := fmt.Sprintf("```yaml\nmetadata:\n  annotations:\n    %s: deregistration_delay.timeout_seconds=%d\n```", attrKey, want)
 		if lb.DeregistrationDelayDefault {
 			f := newFinding(RuleDeregistrationDefault, fr.obj, fr.deregField,
-				fmt.Sprintf("%s: deregistration delay is the %s default (preStop of %s: %s, longest request %s)", lb.Name, sec(timing.DefaultDeregistrationDelay), c.ref(), sec(P), sec(timing.RequestBound(c.a, lb))),
+				fmt.Sprintf("%s: deregistration delay is the %s default (preStop of %s: %s, longest request %s)", lb.Name, sec(timing.DefaultDeregistrationDelay), c.ref(), sec(P), sec(timing.RequestBound(fr.a, lb))),
 				"deregistered targets linger in draining for 5 minutes: slower rollouts, old pod IPs kept registered",
 				fix)
 			if !c.ignored(f.RuleID) {

@@ -59,6 +59,7 @@ type wctx struct {
 	longLivedSeen bool
 	longLivedOff  bool // annotation zerodrop.dev/long-lived: "false"
 	shutdownKnown bool // S came from an annotation or flag, not the default
+	longestKnown  bool // T_req came from an annotation or flag
 	ignore        map[string]bool
 	haproxyLink   string
 	awsGate       string // readinessGates condition from the template (AWS)
@@ -85,6 +86,13 @@ type front struct {
 	binding *binding
 	// fields of settings on obj, for findings
 	deregField, targetTypeField string
+
+	// timeoutSet names the setting that raised the LB's timeout (an
+	// annotation, a BackendConfig), "" when it is the LB's default.
+	timeoutSet string
+	// a are the assumptions on this path: T_req is raised to an explicitly
+	// raised LB timeout (nobody raises it without requests that need it).
+	a timing.Assumptions
 
 	startup, termination timing.Timeline // computed once per front
 	rollout              *timing.Rollout
@@ -147,7 +155,7 @@ func (c *wctx) seconds(key string, dst *float64) bool {
 func newWctx(w *workload, ix *index, opts *Options) *wctx {
 	c := &wctx{w: w, a: opts.Assumptions, tmpl: "spec.template", registration: opts.Registration, propagation: -1}
 	c.shutdownKnown = c.seconds(AnnotationShutdown, &c.a.Shutdown) || opts.Assumptions.Shutdown != timing.DefaultAssumptions().Shutdown
-	c.seconds(AnnotationLongestRequest, &c.a.LongestRequest)
+	c.longestKnown = c.seconds(AnnotationLongestRequest, &c.a.LongestRequest) || opts.Assumptions.LongestRequest != timing.DefaultAssumptions().LongestRequest
 	c.seconds(AnnotationBuffer, &c.a.Buffer)
 	c.seconds(AnnotationStartup, &c.a.Startup)
 	c.seconds(AnnotationConnectionDrain, &c.a.ConnectionDrain)
@@ -444,12 +452,17 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 			f.lb.DetectOnly = false
 		}
 		f.gated = c.gatedBy(f)
+		f.a = c.a
+		if f.timeoutSet != "" && !c.longestKnown && f.lb.Timeout > f.a.LongestRequest &&
+			f.lb.Timeout > timing.Defaults(f.lb.Kind, f.lb.TargetsPods, c.a).Timeout {
+			f.a.LongestRequest = f.lb.Timeout
+		}
 		pod := c.pod
 		pod.Gated = f.gated
-		f.startup = timing.Startup(pod, f.lb, c.a)
-		f.termination = timing.Termination(pod, f.lb, c.a)
+		f.startup = timing.Startup(pod, f.lb, f.a)
+		f.termination = timing.Termination(pod, f.lb, f.a)
 		if w.kind != "DaemonSet" {
-			r := timing.SimulateRollout(pod, f.lb, c.a, int(w.replicas), c.maxSurge())
+			r := timing.SimulateRollout(pod, f.lb, f.a, int(w.replicas), c.maxSurge())
 			f.rollout = &r
 		}
 	}
@@ -674,7 +687,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 		} else {
 			f.deregField = "metadata.annotations"
 		}
-		c.attribute(&lb.Timeout, "alb.ingress.kubernetes.io/load-balancer-attributes", "idle_timeout.timeout_seconds", io)
+		if fld := c.attribute(&lb.Timeout, "alb.ingress.kubernetes.io/load-balancer-attributes", "idle_timeout.timeout_seconds", io); fld != "" {
+			f.timeoutSet = "idle_timeout.timeout_seconds of Ingress " + iref
+		}
 		lb.Name = fmt.Sprintf("AWS ALB (target-type %s) of Ingress %s", tt, iref)
 		f.lb = lb
 	case "gce":
@@ -691,7 +706,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 		}
 		lb := timing.Defaults(timing.GCE, neg, c.a)
 		if bc := c.backendConfig(ix, s, ing); bc != nil {
-			c.applyBackendConfig(&lb, bc)
+			if c.applyBackendConfig(&lb, bc) {
+				f.timeoutSet = "timeoutSec of " + bc.Ref.String()
+			}
 		}
 		mode := "NEG"
 		if !neg {
@@ -707,6 +724,7 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 			if v, ok := a[k]; ok {
 				if t, err := parseSeconds(v); err == nil {
 					lb.Timeout = t
+					f.timeoutSet = k + " of Ingress " + iref
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
@@ -722,6 +740,7 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 			if v, ok := a[k]; ok {
 				if t, err := parseHAProxyTime(v); err == nil {
 					lb.Timeout = t
+					f.timeoutSet = k + " of Ingress " + iref
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
@@ -816,7 +835,9 @@ func (c *wctx) backendConfig(ix *index, s *service, ing interface{}) *Object {
 	return nil
 }
 
-func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) {
+// applyBackendConfig reads a GKE BackendConfig into lb; true when it sets
+// the backend timeout.
+func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) bool {
 	u := unstructuredOf(bc)
 	num := func(path ...string) (float64, bool) {
 		v, ok, _ := nestedNumber(u, path...)
@@ -836,7 +857,9 @@ func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) {
 	}
 	if v, ok := num("spec", "timeoutSec"); ok && v > 0 {
 		lb.Timeout = v
+		return true
 	}
+	return false
 }
 
 // haproxyFront links the workload to a backend of the --haproxy-config file:
