@@ -724,7 +724,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 			if v, ok := a[k]; ok {
 				if t, err := parseSeconds(v); err == nil {
 					lb.Timeout = t
-					f.timeoutSet = k + " of Ingress " + iref
+					if t > 60 { // raised above ingress-nginx's default
+						f.timeoutSet = k + " of Ingress " + iref
+					}
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
@@ -740,7 +742,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 			if v, ok := a[k]; ok {
 				if t, err := parseHAProxyTime(v); err == nil {
 					lb.Timeout = t
-					f.timeoutSet = k + " of Ingress " + iref
+					if t > 50 { // raised above the HAProxy ingress controllers' default
+						f.timeoutSet = k + " of Ingress " + iref
+					}
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
