@@ -45,6 +45,7 @@ type service struct {
 	obj       *Object
 	svc       *corev1.Service
 	ingresses []*Object
+	routes    []*Object // Gateway API HTTPRoutes and GRPCRoutes with a backendRef to it
 }
 
 type nsName struct{ ns, name string }
@@ -68,6 +69,8 @@ type index struct {
 	defaultIngressClass string
 	backendConfigs      map[nsName]*Object
 	destRules           map[string][]*Object // by namespace
+	routes              []*Object            // Gateway API HTTPRoutes, GRPCRoutes
+	gateways            map[nsName]*Object
 	webhooks            []*Object
 	ingresses           []*Object
 	hpas                []*Object
@@ -88,6 +91,7 @@ func buildIndex(objs []*Object) *index {
 		ingressClasses: map[string]string{},
 		backendConfigs: map[nsName]*Object{},
 		destRules:      map[string][]*Object{},
+		gateways:       map[nsName]*Object{},
 		loadBalancers:  map[string]*loadBalancer{},
 		skipped:        map[string]int{},
 	}
@@ -157,6 +161,10 @@ func buildIndex(objs []*Object) *index {
 			switch {
 			case gv.Group == "cloud.google.com" && gv.Kind == "BackendConfig":
 				ix.backendConfigs[nsName{t.GetNamespace(), t.GetName()}] = o
+			case gv.Group == gatewayGroup && (gv.Kind == "HTTPRoute" || gv.Kind == "GRPCRoute"):
+				ix.routes = append(ix.routes, o)
+			case gv.Group == gatewayGroup && gv.Kind == "Gateway":
+				ix.gateways[nsName{t.GetNamespace(), t.GetName()}] = o
 			case gv.Group == "networking.istio.io" && gv.Kind == "DestinationRule":
 				ix.destRules[t.GetNamespace()] = append(ix.destRules[t.GetNamespace()], o)
 			case gv.Group == zerodropGroup:
@@ -261,6 +269,16 @@ func (ix *index) relate() {
 			}
 		}
 	}
+	for _, o := range ix.routes {
+		u := unstructuredOf(o)
+		seen := map[nsName]bool{}
+		for _, ref := range routeBackends(u) {
+			if s := ix.services[ref]; s != nil && !seen[ref] {
+				seen[ref] = true
+				s.routes = append(s.routes, o)
+			}
+		}
+	}
 	for _, s := range ix.services {
 		if !s.carriesTraffic() {
 			continue
@@ -303,6 +321,7 @@ func (ix *index) relate() {
 	}
 	for _, s := range ix.services {
 		sortObjects(s.ingresses)
+		sortObjects(s.routes)
 	}
 }
 
@@ -330,7 +349,7 @@ func (w *workload) hpaMinReplicas(hpa string, min *int32) {
 // to it. A Service whose every port is a metrics port exists for
 // Prometheus, not for clients.
 func (s *service) carriesTraffic() bool {
-	if len(s.ingresses) > 0 || s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer || s.svc.Spec.Type == corev1.ServiceTypeNodePort {
+	if len(s.ingresses) > 0 || len(s.routes) > 0 || s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer || s.svc.Spec.Type == corev1.ServiceTypeNodePort {
 		return true
 	}
 	if s.svc.Spec.ClusterIP == corev1.ClusterIPNone {
@@ -357,6 +376,70 @@ func scrapeOnly(svc *corev1.Service) bool {
 func metricsName(n string) bool {
 	n = strings.ToLower(n)
 	return strings.Contains(n, "metrics") || n == "prometheus" || n == "prom" || n == "monitoring" || n == "telemetry"
+}
+
+// gatewayGroup is the Gateway API's group.
+const gatewayGroup = "gateway.networking.k8s.io"
+
+// routeBackends lists the Services an HTTPRoute or GRPCRoute sends to:
+// backendRefs of kind Service (the default) in the core group, in the
+// route's namespace unless one is named.
+func routeBackends(u *unstructured.Unstructured) []nsName {
+	var out []nsName
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	for _, r := range rules {
+		rm, ok := r.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		refs, _, _ := unstructured.NestedSlice(rm, "backendRefs")
+		for _, b := range refs {
+			bm, ok := b.(map[string]interface{})
+			if !ok {
+				continue
+			}
+			group, _, _ := unstructured.NestedString(bm, "group")
+			kind, _, _ := unstructured.NestedString(bm, "kind")
+			name, _, _ := unstructured.NestedString(bm, "name")
+			ns, _, _ := unstructured.NestedString(bm, "namespace")
+			if group != "" || (kind != "" && kind != "Service") || name == "" {
+				continue
+			}
+			if ns == "" {
+				ns = u.GetNamespace()
+			}
+			out = append(out, nsName{ns, name})
+		}
+	}
+	return out
+}
+
+// routeGateways returns the Gateways a route attaches to (parentRefs of
+// kind Gateway) as "namespace/name" with their gatewayClassName ("" when
+// the Gateway is not in the input).
+func (ix *index) routeGateways(u *unstructured.Unstructured) (names, classes []string) {
+	parents, _, _ := unstructured.NestedSlice(u.Object, "spec", "parentRefs")
+	for _, p := range parents {
+		pm, ok := p.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		kind, _, _ := unstructured.NestedString(pm, "kind")
+		name, _, _ := unstructured.NestedString(pm, "name")
+		ns, _, _ := unstructured.NestedString(pm, "namespace")
+		if kind != "" && kind != "Gateway" || name == "" {
+			continue
+		}
+		if ns == "" {
+			ns = u.GetNamespace()
+		}
+		class := ""
+		if g := ix.gateways[nsName{ns, name}]; g != nil {
+			class, _, _ = unstructured.NestedString(unstructuredOf(g).Object, "spec", "gatewayClassName")
+		}
+		names, classes = append(names, qualified(ns, name)), append(classes, class)
+	}
+	return names, classes
 }
 
 // qualified is "namespace/name", or just the name when the manifest leaves

@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -328,5 +329,50 @@ func TestRaisedProxyTimeoutIsRequestLengthEvidence(t *testing.T) {
 			objs[0].(*appsv1.Deployment).Annotations = map[string]string{AnnotationLongestRequest: "5"}
 			return objs
 		}},
+	})
+}
+
+// gatewayAPI returns a Gateway of class and an HTTPRoute from it to the
+// Service web.
+func gatewayAPI(class string) []runtime.Object {
+	gw := &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway",
+		"metadata": map[string]interface{}{"name": "gw", "namespace": "prod"},
+		"spec":     map[string]interface{}{"gatewayClassName": class},
+	}}
+	route := &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+		"metadata": map[string]interface{}{"name": "web", "namespace": "prod"},
+		"spec": map[string]interface{}{
+			"parentRefs": []interface{}{map[string]interface{}{"name": "gw"}},
+			"rules": []interface{}{map[string]interface{}{
+				"backendRefs": []interface{}{map[string]interface{}{"name": "web", "port": int64(80)}}}},
+		},
+	}}
+	return []runtime.Object{gw, route}
+}
+
+func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
+	noPreStop := func(d *appsv1.Deployment) { container(d).Lifecycle = nil }
+	headless := func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }
+	runRuleCases(t, []ruleCase{
+		{name: "HTTPRoute to a headless Service through Envoy Gateway", rule: RuleEarlyExit, want: true,
+			contains: []string{"Envoy Gateway of Gateway prod/gw (HTTPRoute prod/web)"},
+			objs: func() []runtime.Object {
+				return append(withService(baseline(noPreStop), headless), gatewayAPI("eg")...)
+			}},
+		{name: "GKE gke-l7 class: GCLB with NEGs and its drain latency", rule: RuleEarlyExit, want: true,
+			contains: []string{"GCLB (NEG) of Gateway prod/gw", "until T+10s"},
+			objs: func() []runtime.Object {
+				return append(baseline(noPreStop), gatewayAPI("gke-l7-global-external-managed")...)
+			}},
+		{name: "GKE gke-l7 class: the NEG gate covers a missing readinessProbe", rule: RuleNoReadinessProbe,
+			objs: func() []runtime.Object {
+				return append(baseline(func(d *appsv1.Deployment) { container(d).ReadinessProbe = nil }), gatewayAPI("gke-l7-global-external-managed")...)
+			}},
+		{name: "Gateway of an unknown class", rule: RuleNotModelled, want: true, contains: []string{`class "acme-lb"`},
+			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("acme-lb")...) }},
+		{name: "Gateway of a known class", rule: RuleNotModelled,
+			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("istio")...) }},
 	})
 }

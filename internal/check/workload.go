@@ -438,6 +438,9 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 		for _, io := range s.ingresses {
 			c.add(c.ingressLB(ix, io, s))
 		}
+		for _, ro := range s.routes {
+			c.add(c.routeLB(ix, ro, s))
+		}
 	}
 	c.add(c.haproxyFront(opts))
 	for _, b := range w.bindings {
@@ -755,6 +758,77 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 	}
 	c.ingressLongLivedHints(ing, iref)
 	return f
+}
+
+// routeLB models the Gateway API data path of an HTTPRoute or GRPCRoute
+// by the class of its (first) Gateway: GKE's gke-l7-* classes are GCLB
+// with NEGs (container-native, with the NEG readiness gate); the common
+// in-cluster implementations are proxies fed by EndpointSlices, like an
+// ingress controller. Anything else is checked as such a proxy, with a
+// note.
+func (c *wctx) routeLB(ix *index, ro *Object, s *service) *front {
+	u := unstructuredOf(ro)
+	rref := ro.Ref.Kind + " " + qualified(u.GetNamespace(), u.GetName())
+	gws, classes := ix.routeGateways(u)
+	gw, class := "", ""
+	if len(gws) > 0 {
+		gw, class = gws[0], classes[0]
+	}
+	f := &front{via: rref + " -> Service " + qualified(s.svc.Namespace, s.svc.Name), obj: ro}
+	if strings.HasPrefix(class, "gke-l7") {
+		lb := timing.Defaults(timing.GCE, true, c.a)
+		lb.Name = fmt.Sprintf("GCLB (NEG) of Gateway %s", gw)
+		f.lb = lb
+		return f
+	}
+	lb := timing.Defaults(timing.InCluster, true, c.a)
+	lb.Label = gatewayImplementation(class)
+	if lb.Label == "" {
+		lb.Label = "Gateway proxy"
+		what := fmt.Sprintf("attaches to Gateway %s of class %q, an implementation zerodrop does not know", gw, class)
+		switch {
+		case gw == "":
+			what = "names no Gateway in parentRefs"
+		case class == "":
+			what = fmt.Sprintf("attaches to Gateway %s, which is not in the input", gw)
+		}
+		c.note(ro, "spec.parentRefs",
+			fmt.Sprintf("%s %s: %s is checked as if an in-cluster proxy fed by EndpointSlices served it (D %s, no health checks of its own)", rref, what, c.ref(), sec(c.a.Propagation)),
+			"if a cloud LB implements the Gateway, its health-check and drain timings are not checked: startup gaps and early exits on that path go unreported",
+			"Include the Gateway in the input; classes modelled: gke-l7-* (GCLB with NEGs), istio, Envoy Gateway, NGINX Gateway Fabric, Cilium, Traefik, Kong, Contour, HAProxy. Set `"+AnnotationPropagation+"` if the proxy is slower than kube-proxy.")
+	}
+	if gw != "" {
+		lb.Name = fmt.Sprintf("%s of Gateway %s (%s)", lb.Label, gw, rref)
+	} else {
+		lb.Name = fmt.Sprintf("%s of %s", lb.Label, rref)
+	}
+	f.lb = lb
+	return f
+}
+
+// gatewayImplementation names the in-cluster Gateway API implementation of
+// a GatewayClass by the class names their installs use, "" when unknown.
+func gatewayImplementation(class string) string {
+	c := strings.ToLower(class)
+	switch {
+	case strings.Contains(c, "istio"):
+		return "Istio gateway"
+	case c == "eg" || strings.Contains(c, "envoy"):
+		return "Envoy Gateway"
+	case strings.Contains(c, "nginx"):
+		return "NGINX Gateway"
+	case strings.Contains(c, "cilium"):
+		return "Cilium gateway"
+	case strings.Contains(c, "traefik"):
+		return "Traefik"
+	case strings.Contains(c, "kong"):
+		return "Kong"
+	case strings.Contains(c, "contour"):
+		return "Contour"
+	case strings.Contains(c, "haproxy"):
+		return "HAProxy gateway"
+	}
+	return ""
 }
 
 // note records a data path zerodrop cannot model (ZD002): the result for
