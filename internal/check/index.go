@@ -1,6 +1,7 @@
 package check
 
 import (
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -206,6 +207,9 @@ func (ix *index) selectMap(ns string, sel map[string]string) []*workload {
 	if n == nil || len(sel) == 0 {
 		return nil
 	}
+	if pod, ok := sel[podNameLabel]; ok {
+		return ix.selectPod(ns, sel, pod)
+	}
 	var shortest []*workload
 	first := true
 	for k, v := range sel {
@@ -221,6 +225,42 @@ func (ix *index) selectMap(ns string, sel map[string]string) []*workload {
 			if lv, ok := w.tmpl.Labels[k]; !ok || lv != v {
 				match = false
 				break
+			}
+		}
+		if match {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// podNameLabel is the label the StatefulSet controller adds to each pod
+// (NAME-ORDINAL); pod templates never carry it.
+const podNameLabel = "statefulset.kubernetes.io/pod-name"
+
+// selectPod matches a selector naming one StatefulSet pod (per-pod
+// Services, such as redis-ha's announce Services): the StatefulSet whose
+// name, plus "-" and an ordinal, is the pod's name and whose template
+// labels match the rest of the selector.
+func (ix *index) selectPod(ns string, sel map[string]string, pod string) []*workload {
+	rest := map[string]string{}
+	for k, v := range sel {
+		if k != podNameLabel {
+			rest[k] = v
+		}
+	}
+	var out []*workload
+	for _, w := range ix.namespaces[ns].workloads {
+		if w.kind != "StatefulSet" || !strings.HasPrefix(pod, w.meta.Name+"-") {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimPrefix(pod, w.meta.Name+"-")); err != nil {
+			continue
+		}
+		match := true
+		for k, v := range rest {
+			if lv, ok := w.tmpl.Labels[k]; !ok || lv != v {
+				match = false
 			}
 		}
 		if match {

@@ -376,3 +376,21 @@ func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
 			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("istio")...) }},
 	})
 }
+
+func TestPerPodServiceSelectsItsStatefulSet(t *testing.T) {
+	// redis-ha's announce Services select one pod each by the label the
+	// StatefulSet controller adds, which the template never carries.
+	sts := func() []runtime.Object {
+		d := goodDeployment("redis")
+		set := &appsv1.StatefulSet{TypeMeta: tm("StatefulSet", "apps/v1"), ObjectMeta: d.ObjectMeta,
+			Spec: appsv1.StatefulSetSpec{Replicas: ptr.To[int32](3), Selector: d.Spec.Selector, Template: d.Spec.Template}}
+		svc := svcObj("redis-announce-0")
+		svc.Spec.Selector = map[string]string{"app": "redis", podNameLabel: "redis-0"}
+		svc.Spec.PublishNotReadyAddresses = true
+		return []runtime.Object{set, svc, pdb("redis")}
+	}
+	runRuleCases(t, []ruleCase{
+		{name: "announce Service with publishNotReadyAddresses reaches the StatefulSet", rule: RuleNotModelled, want: true,
+			contains: []string{"Service prod/redis-announce-0 publishes not-ready addresses", "StatefulSet prod/redis"}, objs: sts},
+	})
+}
