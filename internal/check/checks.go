@@ -305,9 +305,10 @@ func (c *wctx) checkTermination(add func(Finding)) {
 			fmt.Sprintf("%s: preStop %s + shutdown %s = %s > %s", c.ref(), sec(P), sec(S), sec(P+S), gsrc),
 			fmt.Sprintf("SIGKILL at %s while shutdown may need %s: in-flight requests are cut, clients see 502/504", sec(G), sec(P+S)),
 			fix)
-		if !c.shutdownKnown {
+		if !c.shutdownKnown && G > P {
 			// Only the assumed shutdown time crosses G: an app that exits
-			// faster (the manifest's short grace suggests so) is fine.
+			// faster (the manifest's short grace suggests so) is fine. With
+			// no time at all left after preStop (G = P, grace 0) no app is.
 			f.Severity = SeverityWarning
 			f.Message += fmt.Sprintf(" (shutdown %s is an assumption: set %s to the app's real shutdown time)", sec(S), AnnotationShutdown)
 		}

@@ -254,6 +254,13 @@ func TestAssumptionOnlyFindingsAreDowngraded(t *testing.T) {
 					d.Annotations = map[string]string{AnnotationShutdown: "10"}
 				})
 			}},
+		{name: "grace 0: no shutdown fits, whatever it takes", rule: RuleSIGKILL, want: true, severity: &sevErr,
+			objs: func() []runtime.Object {
+				return baseline(func(d *appsv1.Deployment) {
+					grace5(d)
+					d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](0)
+				})
+			}},
 		{name: "exec preStop of unknown length is a warning, not an error", rule: RuleEarlyExit, want: true, severity: &sevWarn,
 			objs: func() []runtime.Object {
 				return baseline(func(d *appsv1.Deployment) {

@@ -92,7 +92,7 @@ var rules = []Rule{
 	{
 		ID: RuleSIGKILL, Title: "preStop + shutdown exceed the grace period (SIGKILL)", Severity: SeverityError,
 		Rationale: "terminationGracePeriodSeconds counts from the deletion and includes preStop. When preStop plus the app's shutdown need longer, the kubelet SIGKILLs the app mid-shutdown: in-flight requests are cut, clients see 502/504 (seed 000: 35 + 15 = 50 > 45; seed 001: preStop 40 with the default 30).",
-		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); a warning when P <= G and only the assumed S (no annotation or flag) crosses G",
+		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); a warning when P < G and only the assumed S (no annotation or flag) crosses G",
 		Fix:       "`terminationGracePeriodSeconds: <P + S + buffer>`, or shorten preStop.",
 	},
 	{
