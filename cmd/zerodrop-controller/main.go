@@ -190,8 +190,12 @@ func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Du
 					addr = "tcp:" + in.Address
 				}
 				hin := haproxy.Instance{Name: in.Name, Address: addr}
-				if in.TLS != nil {
+				switch {
+				case in.TLS != nil:
 					hin.TLS = secrets.For(in.TLS.SecretRef, in.TLS.ServerName)
+				case in.Address != "":
+					log.Warn("Runtime API over plaintext TCP: whoever reaches the port controls HAProxy; set tls and firewall the port (docs/haproxy.md)",
+						"loadbalancer", lb.Name, "instance", in.Name, "address", in.Address)
 				}
 				cfg.Instances = append(cfg.Instances, hin)
 			}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
@@ -70,4 +72,46 @@ func TestProvidersSpeakMutualTLSFromASecret(t *testing.T) {
 	if e := st.Instances[0].Err; e == nil || !strings.Contains(e.Error(), "Secret zerodrop-system/zerodrop-haproxy-client") || !strings.Contains(e.Error(), `"tls.key"`) {
 		t.Fatalf("instance with a broken Secret: %v; want an error naming the Secret and tls.key", e)
 	}
+}
+
+// Scenario: a LoadBalancer's instance names a tls Secret that does not
+// exist, then one that lacks ca.crt; no TargetBinding uses the
+// LoadBalancer. Expectation: its status says the instance is not reachable
+// and names the Secret (and then the key), without waiting for a binding.
+func TestLoadBalancerStatusNamesABrokenTLSSecret(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, false)
+	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: ns + "-tls"}, Spec: zv1.LoadBalancerSpec{
+		Provider: zv1.ProviderHAProxy, Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Address: "10.0.0.1:9999",
+			TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Namespace: ns, Name: "haproxy-client"}}}}}}
+	if err := suite.c.Create(ctx, lb); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { suite.c.Delete(ctx, lb) })
+	message := func(want string) func() (bool, string) {
+		return func() (bool, string) {
+			var got zv1.LoadBalancer
+			if err := suite.c.Get(ctx, client.ObjectKeyFromObject(lb), &got); err != nil {
+				return false, err.Error()
+			}
+			for _, in := range got.Status.Instances {
+				if in.Name == "lb-a" && !in.Reachable && strings.Contains(in.Message, want) {
+					return true, ""
+				}
+			}
+			return false, fmt.Sprintf("status %+v", got.Status)
+		}
+	}
+	eventually(t, "status names the missing Secret", message("Secret "+ns+"/haproxy-client not found"))
+	m, err := webhook.IssueMutualTLS(time.Now(), time.Hour, []string{"10.0.0.1"}, "zerodrop-controller")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "haproxy-client"}, Type: corev1.SecretTypeTLS,
+		Data: map[string][]byte{"tls.crt": m.ClientCert, "tls.key": m.ClientKey}}
+	if err := suite.c.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "status names the missing key", message(`no key "ca.crt"`))
 }
