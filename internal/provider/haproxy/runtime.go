@@ -49,10 +49,9 @@ type Client struct {
 	// returns the client certificate and the CAs that verify HAProxy, and
 	// is called per connection so that a rotated certificate is used
 	// without a new Client. The name verified defaults to the address's
-	// host; TLS 1.2 is the minimum.
+	// host; TLS 1.2 is the minimum. Sessions are not resumed: a new CA or
+	// certificate applies to the very next command.
 	TLS func(context.Context) (*tls.Config, error)
-
-	sessions tls.ClientSessionCache // TLS resumption across connections
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -69,14 +68,14 @@ func NewClient(addr string) (*Client, error) {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("haproxy runtime API address %q: %w", addr, err)
 		}
-		return &Client{network: "tcp", address: addr, sessions: tls.NewLRUClientSessionCache(8)}, nil
+		return &Client{network: "tcp", address: addr}, nil
 	case strings.HasPrefix(addr, "/") || strings.HasPrefix(addr, "."):
 		return &Client{network: "unix", address: addr}, nil
 	default:
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return nil, fmt.Errorf("haproxy runtime API address %q: neither a socket path nor host:port: %w", addr, err)
 		}
-		return &Client{network: "tcp", address: addr, sessions: tls.NewLRUClientSessionCache(8)}, nil
+		return &Client{network: "tcp", address: addr}, nil
 	}
 }
 
@@ -248,9 +247,7 @@ func (c *Client) dial(ctx context.Context, deadline time.Time) (net.Conn, error)
 		if cfg.MinVersion < tls.VersionTLS12 {
 			cfg.MinVersion = tls.VersionTLS12
 		}
-		if cfg.ClientSessionCache == nil {
-			cfg.ClientSessionCache = c.sessions
-		}
+		cfg.ClientSessionCache = nil
 	}
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, c.network, c.address)
