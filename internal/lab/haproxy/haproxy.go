@@ -297,6 +297,9 @@ frontend runtime_api_tls
 
 backend runtime_api
     mode tcp
+    # static-rr: HAProxy refuses "add server" here, so no TargetBinding
+    # naming this backend can slip a server in front of the admin socket.
+    balance static-rr
     server admin unix@{{.Socket}}
 {{- end}}
 {{range .Backends}}

@@ -123,6 +123,12 @@ func TestTLSRuntimeAPIWithClientCertificate(t *testing.T) {
 	if ts := st.Instances[0].Targets["pod-a"]; ts.Reason != "DRAIN" || (ts.Health != provider.HealthDraining && ts.Health != provider.HealthDrained) {
 		t.Fatalf("after SetDraining over TLS: %+v, want draining", ts)
 	}
+	// No server can be put in front of the admin socket itself, not even
+	// by an authenticated client (a TargetBinding naming that backend).
+	admin := tlsClient(t, in.AdminTLSAddr(), clientTLS(t, m.CA, m.ClientCert, m.ClientKey, ""))
+	if err := admin.AddServer(ctx, "runtime_api", "pod-x", target.addr, hapi.ServerOptions{}); err == nil {
+		t.Fatal("add server in the runtime_api backend succeeded: a pod could answer in HAProxy's place")
+	}
 	// The unix socket sees what the TLS client did: one HAProxy, two doors.
 	states, err := in.Client().ShowServersState(ctx, "app")
 	if err != nil {
