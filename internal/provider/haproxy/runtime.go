@@ -44,9 +44,10 @@ type Client struct {
 	Timeout time.Duration
 	// breaker skips the instance after a timeout (breaker.go); nil: never.
 	breaker *breaker
-	// TLS, when set, makes every connection a TLS one (HAProxy: `stats
-	// socket ipv4@host:port ssl crt ... ca-file ... verify required`). It
-	// returns the client certificate and the CAs that verify HAProxy, and
+	// TLS, when set, makes every connection a TLS one (HAProxy: a `mode
+	// tcp` frontend with `bind ... ssl crt ... ca-file ... verify required`
+	// in front of the admin socket; 2.6 ignores `ssl` on a `stats socket`
+	// line, see docs/haproxy.md). It returns the client certificate and the CAs that verify HAProxy, and
 	// is called per connection so that a rotated certificate is used
 	// without a new Client. The name verified defaults to the address's
 	// host; TLS 1.2 is the minimum. Sessions are not resumed: a new CA or
