@@ -178,20 +178,26 @@ func parse(args []string) (options, error) {
 }
 
 // Providers is the explicit map of provider constructors: adding a load
-// balancer means adding a line here, not an init function.
-func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
+// balancer means adding a line here, not an init function. Instances with
+// tls get their client certificate from secrets at each connection.
+func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration, secrets *controller.TLSSecrets) map[zv1.ProviderType]controller.ProviderFactory {
 	return map[zv1.ProviderType]controller.ProviderFactory{
 		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
 			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, BreakerBackoff: breakerBackoff, Logger: log.With("loadbalancer", lb.Name)}
 			for _, in := range lb.Spec.Instances {
-				if in.TLS != nil {
-					return nil, fmt.Errorf("instance %s: TLS to the Runtime API is not supported by the haproxy provider yet", in.Name)
-				}
 				addr := in.Socket
 				if addr == "" {
 					addr = "tcp:" + in.Address
 				}
-				cfg.Instances = append(cfg.Instances, haproxy.Instance{Name: in.Name, Address: addr})
+				hin := haproxy.Instance{Name: in.Name, Address: addr}
+				switch {
+				case in.TLS != nil:
+					hin.TLS = secrets.For(in.TLS.SecretRef, in.TLS.ServerName)
+				case in.Address != "":
+					log.Warn("Runtime API over plaintext TCP: whoever reaches the port controls HAProxy; set tls and firewall the port (docs/haproxy.md)",
+						"loadbalancer", lb.Name, "instance", in.Name, "address", in.Address)
+				}
+				cfg.Instances = append(cfg.Instances, hin)
 			}
 			interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &zv1.TargetBindingSpec{})
 			cfg.Check = provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)}
@@ -261,7 +267,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff))
+	secrets := &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace}
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff, secrets))
 	if err != nil {
 		return err
 	}
@@ -394,7 +401,9 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	}
 	w.Reconciler = r
 	if o.reconciles() {
-		if err := (&controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval}).SetupWithManager(mgr); err != nil {
+		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval,
+			TLS: &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace}}
+		if err := lbr.SetupWithManager(mgr); err != nil {
 			return w, fmt.Errorf("loadbalancer controller: %w", err)
 		}
 	}

@@ -78,6 +78,10 @@ type LoadBalancerReconciler struct {
 	Instances *InstanceTracker
 	// Interval between status refreshes.
 	Interval time.Duration
+	// TLS, when set, checks the Secret of every instance with tls: a
+	// broken one shows in the instance's status at once, before any
+	// TargetBinding tries the instance.
+	TLS *TLSSecrets
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -94,6 +98,11 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	var unreachable, unknown []string
 	for _, in := range lb.Spec.Instances {
 		st, ok := seen[in.Name]
+		if in.TLS != nil && r.TLS != nil {
+			if _, err := r.TLS.Config(ctx, in.TLS.SecretRef); err != nil {
+				st, ok = zv1.InstanceStatus{Name: in.Name, Message: "tls: " + err.Error(), LastReloadTime: st.LastReloadTime}, true
+			}
+		}
 		if !ok {
 			unknown = append(unknown, in.Name)
 			continue
