@@ -73,6 +73,9 @@ type observedTarget struct {
 // times it cannot read back from the API (conditions have one-second
 // resolution) or from the load balancer.
 type memo struct {
+	// uid is the pod incarnation the memo is about: a pod re-created under
+	// the same name (StatefulSet) starts a new memo.
+	uid                 types.UID
 	containersReadySeen time.Time
 	drainStart          time.Time
 	drainedAt           time.Time
@@ -103,6 +106,11 @@ type targetPlan struct {
 	Drain   *drainVerdict
 	State   targetState
 	Pending bool
+	// Readmit is set with actRegister when the target is out of rotation
+	// on some instance: registering puts it back in rotation, which the
+	// reconciler does only after a fresh read of the pod from the API
+	// server shows it is not being deleted.
+	Readmit bool
 	// Stuck is true when the gate timed out (either policy).
 	Stuck bool
 	// GateLatency is set on the cycle the gate first turns True because the
