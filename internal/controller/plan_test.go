@@ -414,7 +414,7 @@ func TestPlanSameNameReplacement(t *testing.T) {
 func TestPlanUnservingPodIsTakenOutOfRotation(t *testing.T) {
 	healthy := &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy}
 	unready := endpoint(gatedPod("web-1", false, healthy.DeepCopy()), false)
-	deselected := observedTarget{Key: unready.Key, Pod: gatedPod("web-1", true, healthy.DeepCopy())}
+	deselected := observedTarget{Key: unready.Key, Pod: gatedPod("web-1", true, healthy.DeepCopy()), Deselected: true}
 	for _, c := range []struct {
 		name string
 		t    observedTarget
