@@ -57,6 +57,10 @@ const ConditionReady = "Ready"
 type TargetBindingReconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
 	Client client.Client
+	// APIReader reads from the API server, not the cache (the manager's
+	// GetAPIReader): a target out of rotation is put back only after it
+	// shows the pod not being deleted. Nil never puts one back.
+	APIReader client.Reader
 	// Recorder emits Events on gate and drain transitions.
 	Recorder events.EventRecorder
 	// Providers builds the provider of each LoadBalancer.
