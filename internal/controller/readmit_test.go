@@ -4,11 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -89,5 +92,48 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 	plain.Readmit = false
 	if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {
 		t.Fatalf("plain registration: calls %v err %v", p.calls, err)
+	}
+}
+
+// Scenario: observe tells a pod taken out of the Service (its labels no
+// longer match the selector) from one merely without an endpoint (between
+// EndpointSlice updates, or the Service gone): only the first leaves the
+// LB's rotation.
+func TestObserveMarksDeselectedPods(t *testing.T) {
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	selected := gatedPod("web-1", true, nil)
+	selected.Labels = map[string]string{"app": "web"}
+	removed := gatedPod("web-2", true, nil)
+	removed.Labels = map[string]string{"app": "web-debug"}
+	b := testBinding(zv1.FailClosed)
+	b.Spec.ServiceRef.Name = "web"
+	b.Spec.ServiceRef.Port = intstr.FromString("http")
+	for _, c := range []struct {
+		name string
+		objs []client.Object
+		want map[string]bool
+	}{
+		{"Service present", []client.Object{svc, selected, removed}, map[string]bool{"web-1": false, "web-2": true}},
+		{"Service gone", []client.Object{selected, removed}, map[string]bool{"web-1": false, "web-2": false}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := &TargetBindingReconciler{Client: fake.NewClientBuilder().WithScheme(scheme).WithObjects(c.objs...).Build()}
+			targets, _, err := r.observe(context.Background(), b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]bool{}
+			for _, tg := range targets {
+				got[tg.Key.Name] = tg.Deselected
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("deselected %v; want %v", got, c.want)
+			}
+		})
 	}
 }
