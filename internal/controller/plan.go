@@ -392,13 +392,14 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	id := p.Target.ID
 	p.State = stDraining
 	if m.drainStart.IsZero() {
-		// The deletion request's time survives a controller restart or
-		// failover; the endpoint's terminating flag and a gone pod have
-		// none, so the first sighting stands in.
 		m.drainStart = in.Now
-		if at, ok := deletionRequested(t.Pod); ok && at.Before(in.Now) {
-			m.drainStart = at
-		}
+	}
+	// The deletion request's time survives a controller restart or
+	// failover. The endpoint's terminating flag and a gone pod carry no
+	// time: the first sighting stands in, until the cache shows the
+	// deletion.
+	if at, ok := deletionRequested(t.Pod); ok && at.Before(m.drainStart) {
+		m.drainStart = at
 	}
 	timedOut := in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout()
 	if !onLB && m.drainedAt.IsZero() {

@@ -457,6 +457,16 @@ func TestPlanTimersSurviveRestart(t *testing.T) {
 	if p.Drain == nil || !p.Drain.Drained || p.Drain.Reason != ReasonDrainTimeout {
 		t.Fatalf("deleted 21s ago, drain timeout 20s, first seen now: want %s; got %+v", ReasonDrainTimeout, p.Drain)
 	}
+	// Seen terminating (endpoint) before the cache showed the deletion.
+	m := map[provider.TargetID]*memo{}
+	early := gatedPod("web-1", true, nil)
+	one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(15 * time.Second), Memo: m,
+		Pool: pool(id, provider.HealthDraining, provider.HealthDraining, 3), Targets: []observedTarget{endpoint(early, true)}})
+	p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(21 * time.Second), Memo: m,
+		Pool: pool(id, provider.HealthDraining, provider.HealthDraining, 3), Targets: []observedTarget{endpoint(deleting, true)}})
+	if p.Drain == nil || !p.Drain.Drained || p.Drain.Reason != ReasonDrainTimeout {
+		t.Fatalf("terminating endpoint seen first, deletion requested 21s ago: want %s; got %+v", ReasonDrainTimeout, p.Drain)
+	}
 	waiting := gatedPod("web-1", true, nil)
 	waiting.Status.Conditions[0].LastTransitionTime = metav1.NewTime(t0)
 	p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(2 * time.Minute), Memo: map[provider.TargetID]*memo{},
