@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/internal/provider"
 )
 
@@ -135,5 +136,26 @@ func TestObserveMarksDeselectedPods(t *testing.T) {
 				t.Fatalf("deselected %v; want %v", got, c.want)
 			}
 		})
+	}
+}
+
+// Scenario: web-0 was drained and deleted; the StatefulSet re-creates it
+// under the same name. The registry still holds the old incarnation's
+// "drained" verdict, keyed by the pod's name: once a cycle sees the pod
+// alive it is dropped, so the new incarnation's preStop hook is never
+// answered 200 from its predecessor's drain.
+func TestLivePodDropsStaleDrainVerdict(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	key := endpoint(pod, false).Key
+	drains := drain.NewRegistry()
+	drains.Report(key, "web", drain.State{Drained: true, Reason: ReasonDrained})
+	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drains, DrainOnly: true}
+	tp := targetPlan{Key: key, Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
+	if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), &recordingProvider{}, "lb", &tp,
+		[]observedTarget{endpoint(pod, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if s, ok := drains.Lookup(key, "web"); ok {
+		t.Fatalf("live pod still has the drain verdict %+v", s)
 	}
 }
