@@ -72,7 +72,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := &recordingProvider{}
-			r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+			r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry()}
 			if c.reader {
 				r.APIReader = fake.NewClientBuilder().WithScheme(scheme).WithObjects(c.fresh...).Build()
 			}
@@ -88,7 +88,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 	}
 	// A plain registration (target absent, not out of rotation) needs no read.
 	p := &recordingProvider{}
-	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry()}
 	plain := tp
 	plain.Readmit = false
 	if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {

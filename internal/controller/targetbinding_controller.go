@@ -484,6 +484,14 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
 		}
 	}
+	if tp.Drain == nil && pod != nil {
+		if _, had := r.Drains.Lookup(tp.Key, b.Name); had {
+			// The pod is alive: a verdict left from a drain of its previous
+			// incarnation (same name) or of an endpoint that flapped
+			// terminating must not answer its preStop hook later.
+			r.Drains.Forget(tp.Key)
+		}
+	}
 	if tp.Drain != nil {
 		prev, had := r.Drains.Lookup(tp.Key, b.Name)
 		r.Drains.Report(tp.Key, b.Name, drain.State{Drained: tp.Drain.Drained, Reason: tp.Drain.Reason, Message: tp.Drain.Message, Since: r.now()})
