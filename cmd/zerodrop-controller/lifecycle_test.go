@@ -73,8 +73,12 @@ func TestReloadReRegisters(t *testing.T) {
 		n := suite.lb.registrations(pool, id)
 		return n > before, fmt.Sprintf("%d register calls", n)
 	})
-	// Re-registered targets start unchecked: the gate waits for the LB again.
-	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+	// Re-registered targets start unchecked on lb-b, which keeps them out of
+	// its rotation by itself; the gate of the Ready pod stays True (one-way
+	// gate), or the whole Service would turn NotReady.
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue || c.Reason != controller.ReasonHealthy {
+		t.Fatalf("gate after one instance's reload: %+v; want it kept True", c)
+	}
 	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
 }
