@@ -333,6 +333,16 @@ func TestPlanDrainNeedsEveryInstanceRead(t *testing.T) {
 	if !p.Drain.Drained || p.Drain.Reason != ReasonNotRegistered {
 		t.Fatalf("every instance read, none has the target: want drained NotRegistered; got %+v", p.Drain)
 	}
+	// With drain disabled nobody waits: removed from every instance at once,
+	// the unread one included.
+	off := false
+	b := testBinding(zv1.FailClosed)
+	b.Spec.Drain.Enabled = &off
+	p = one(t, planInput{Binding: b, Now: t0, Pool: unreadable(pool(id, "", "", 0), 1),
+		Memo: map[provider.TargetID]*memo{}, Targets: targets})
+	if p.Action != actDeregister || !p.Drain.Drained || p.Drain.Reason != ReasonDrainDisabled {
+		t.Fatalf("drain disabled, one instance unread: want deregister and drained %s; got %v %+v", ReasonDrainDisabled, p.Action, p.Drain)
+	}
 }
 
 // Scenario (GKE NEG semantics): once a live pod's gate is True it stays True.
