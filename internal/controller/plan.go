@@ -402,6 +402,15 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 		m.drainStart = at
 	}
 	timedOut := in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout()
+	if !b.Spec.DrainEnabled() && (onLB || !in.Pool.AllRead()) {
+		// Nobody waits: removed at once from every instance, an unread one
+		// included (absent targets are ignored).
+		p.Action = actDeregister
+		p.Pending = true
+		m.drainReason = ReasonDrainDisabled
+		p.Drain = &drainVerdict{true, ReasonDrainDisabled, "drain is disabled: the target is removed at once"}
+		return
+	}
 	if !onLB && m.drainedAt.IsZero() {
 		switch {
 		case !in.Pool.AllRead() && !timedOut:
@@ -434,13 +443,6 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 			msg = fmt.Sprintf("drain timeout %s passed without every load balancer instance confirming", b.Spec.DrainTimeout())
 		}
 		p.Drain = &drainVerdict{true, m.drainReason, msg}
-		return
-	}
-	if !b.Spec.DrainEnabled() {
-		p.Action = actDeregister
-		p.Pending = true
-		m.drainReason = ReasonDrainDisabled
-		p.Drain = &drainVerdict{true, ReasonDrainDisabled, "drain is disabled: the target is removed at once"}
 		return
 	}
 	drained, sessions := in.Pool.Drained(id)
