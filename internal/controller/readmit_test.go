@@ -159,3 +159,34 @@ func TestLivePodDropsStaleDrainVerdict(t *testing.T) {
 		t.Fatalf("live pod still has the drain verdict %+v", s)
 	}
 }
+
+// Scenario: a serve replica (DrainOnly) drains pods being deleted, so that
+// the drain endpoint works while the leader is away; taking a live pod out
+// of rotation (unready, de-selected, a previous incarnation's server) is
+// the leader's alone, or a replica's lagging cache would fight the
+// leader's readmission.
+func TestDrainOnlyDrainsOnlyDeletedPods(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	for _, c := range []struct {
+		name  string
+		drain *drainVerdict
+		want  int
+	}{
+		{"pod being deleted", &drainVerdict{false, ReasonDraining, ""}, 1},
+		{"live pod taken out of rotation", nil, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			p := &recordingProvider{}
+			r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry(), DrainOnly: true}
+			tp := targetPlan{Key: endpoint(pod, false).Key, Action: actDrain, Drain: c.drain,
+				Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
+			if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &tp,
+				[]observedTarget{endpoint(pod, false)}); err != nil {
+				t.Fatal(err)
+			}
+			if len(p.calls) != c.want {
+				t.Fatalf("calls %v; want %d drain", p.calls, c.want)
+			}
+		})
+	}
+}
