@@ -94,7 +94,7 @@ type TargetBindingReconciler struct {
 	// DrainOnly makes the reconciler the drain observer of a serve replica
 	// (zerodrop-controller --role=serve): it reads the same objects and the
 	// same pool status every cycle and plans exactly as the leader does, but
-	// of each plan it carries out only SetDraining (idempotent: harmless
+	// of each plan it carries out only SetDraining of pods being deleted (idempotent: harmless
 	// when the leader did it already) and the drain verdict for its own
 	// Drains registry. It never registers or deregisters a target, never
 	// patches a gate condition, never writes the binding's status or
@@ -447,7 +447,9 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	act := tp.Action
-	if r.DrainOnly && act != actDrain {
+	if r.DrainOnly && (act != actDrain || tp.Drain == nil) {
+		// A serve replica drains pods being deleted only: taking a live pod
+		// out of rotation is the leader's, which also puts it back.
 		act = actNone
 	}
 	if act == actRegister && tp.Readmit {
