@@ -485,3 +485,22 @@ func TestPlanTimersSurviveRestart(t *testing.T) {
 		t.Fatalf("ContainersReady 2m ago, gate timeout 1m, first seen now: want %s; got %+v", ReasonGateTimeoutClosed, p.Gate)
 	}
 }
+
+// Scenario: the re-created web-1 is ContainersReady before the
+// EndpointSlice shows its address, while the LB still has the previous
+// incarnation's server, healthy. That server's health is not the new pod's:
+// the gate stays False, and the old server is drained.
+func TestPlanReplacementBeforeTheEndpoint(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	pod.UID = "new-uid"
+	pod.Status.PodIP, pod.Status.PodIPs = "10.0.0.8", []corev1.PodIP{{IP: "10.0.0.8"}}
+	m := map[provider.TargetID]*memo{id: {uid: "old-uid"}}
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: m,
+		Pool: pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), Targets: []observedTarget{{Key: endpoint(pod, false).Key, Pod: pod}}})
+	if p.Gate == nil || p.Gate.Status != corev1.ConditionFalse {
+		t.Fatalf("gate %+v: want False, the LB's server is the previous incarnation's", p.Gate)
+	}
+	if p.Action != actDrain || p.Target.IP != "10.0.0.7" {
+		t.Fatalf("action %v on %s; want drain on the previous incarnation's address", p.Action, p.Target.Addr())
+	}
+}
