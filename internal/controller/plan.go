@@ -337,7 +337,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		return p
 	}
 
-	if ip, port, stale := staleOnLB(in.Pool, id, t.IP, t.Port); stale {
+	if ip, port, stale := staleOnLB(in.Pool, id, t); stale {
 		// The LB holds the target under another address: the previous
 		// incarnation of a pod re-created under the same name (or a port
 		// that changed). Drain that server, remove it once drained (or the
@@ -504,20 +504,37 @@ func addrOnLB(s provider.PoolStatus, id provider.TargetID) (string, int) {
 	return "", 0
 }
 
-// staleOnLB reports an address other than ip:port under which some
-// instance holds the target.
-func staleOnLB(s provider.PoolStatus, id provider.TargetID, ip string, port int) (string, int, bool) {
-	if ip == "" || port == 0 {
+// staleOnLB reports an address under which some instance holds the
+// target that is not the pod's: not its endpoint's address, or, before the
+// EndpointSlice shows one, none of the pod's IPs (any port).
+func staleOnLB(s provider.PoolStatus, id provider.TargetID, t observedTarget) (string, int, bool) {
+	var ips []net.IP
+	port := 0
+	switch {
+	case t.IP != "" && t.Port != 0:
+		ips, port = []net.IP{net.ParseIP(t.IP)}, t.Port
+	case t.Pod != nil:
+		for _, pip := range t.Pod.Status.PodIPs {
+			ips = append(ips, net.ParseIP(pip.IP))
+		}
+		if len(ips) == 0 && t.Pod.Status.PodIP != "" {
+			ips = append(ips, net.ParseIP(t.Pod.Status.PodIP))
+		}
+	}
+	if len(ips) == 0 {
 		return "", 0, false
 	}
-	want := net.ParseIP(ip)
 	for _, in := range s.Instances {
 		ts, ok := in.Targets[id]
 		if !ok || ts.Addr == "" {
 			continue
 		}
 		hip, hport := splitAddr(ts.Addr)
-		if hport != port || !net.ParseIP(hip).Equal(want) {
+		ipOK := false
+		for _, ip := range ips {
+			ipOK = ipOK || ip.Equal(net.ParseIP(hip))
+		}
+		if !ipOK || port != 0 && hport != port {
 			return hip, hport, true
 		}
 	}
