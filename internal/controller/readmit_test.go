@@ -77,7 +77,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 				r.APIReader = fake.NewClientBuilder().WithScheme(scheme).WithObjects(c.fresh...).Build()
 			}
 			plan := tp
-			if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plan,
+			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plan,
 				[]observedTarget{endpoint(cached, false)}); err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +91,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry()}
 	plain := tp
 	plain.Readmit = false
-	if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {
+	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {
 		t.Fatalf("plain registration: calls %v err %v", p.calls, err)
 	}
 }
@@ -151,7 +151,7 @@ func TestLivePodDropsStaleDrainVerdict(t *testing.T) {
 	drains.Report(key, "web", drain.State{Drained: true, Reason: ReasonDrained})
 	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drains, DrainOnly: true}
 	tp := targetPlan{Key: key, Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
-	if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), &recordingProvider{}, "lb", &tp,
+	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), &recordingProvider{}, "lb", &tp,
 		[]observedTarget{endpoint(pod, false)}); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestDrainOnlyDrainsOnlyDeletedPods(t *testing.T) {
 			r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry(), DrainOnly: true}
 			tp := targetPlan{Key: endpoint(pod, false).Key, Action: actDrain, Drain: c.drain,
 				Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
-			if err := r.apply(context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &tp,
+			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &tp,
 				[]observedTarget{endpoint(pod, false)}); err != nil {
 				t.Fatal(err)
 			}
