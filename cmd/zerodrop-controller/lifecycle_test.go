@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -123,4 +125,50 @@ func TestLoadBalancerDeletedReleasesGates(t *testing.T) {
 	}
 	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionTrue, controller.ReasonLoadBalancerMissing)
 	waitEvent(t, ns, "web-1", controller.ReasonLoadBalancerMissing, corev1.EventTypeWarning)
+}
+
+// setContainersReady plays the kubelet when a readinessProbe starts failing
+// or passes again.
+func setContainersReady(t *testing.T, p *corev1.Pod, ready bool) {
+	t.Helper()
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+		"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: st, LastTransitionTime: metav1.Now()}},
+	}})
+	if err := suite.c.Status().Patch(context.Background(), p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Scenario (AWS LBC behaviour): a Ready pod's readinessProbe fails. The
+// controller takes its server out of rotation (drain, not deregister) and,
+// once the pod is ContainersReady again and a fresh read of it from the API
+// server shows it is not being deleted, puts it back in; the gate stays True.
+func TestUnreadyPodLeavesRotationAndComesBack(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	p := startPod(t, ns, "web-1", "web", "10.1.0.61")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+
+	setContainersReady(t, p, false)
+	eventually(t, "out of rotation while unready", func() (bool, string) { return suite.lb.called("drain", pool, id), "no drain call" })
+	if suite.lb.called("deregister", pool, id) {
+		t.Fatalf("an unready pod was deregistered; want it drained and kept")
+	}
+	before := suite.lb.registrations(pool, id)
+	setContainersReady(t, p, true)
+	eventually(t, "back in rotation", func() (bool, string) {
+		n := suite.lb.registrations(pool, id)
+		return n > before, fmt.Sprintf("%d register calls", n)
+	})
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v; want it kept True", c)
+	}
 }
