@@ -172,3 +172,42 @@ func TestUnreadyPodLeavesRotationAndComesBack(t *testing.T) {
 		t.Fatalf("gate %+v; want it kept True", c)
 	}
 }
+
+// Scenario (StatefulSet): web-1 is deleted while its server still holds a
+// long connection, and re-created under the same name with another IP. The
+// old incarnation's server is drained and removed once its sessions end;
+// only then is the new address registered, and the new pod's gate waits
+// for the LB's verdict on its own server.
+func TestSameNameReplacementWaitsForThePreviousServer(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	old := startPod(t, ns, "web-1", "web", "10.1.0.71")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	suite.lb.setSessions(pool, id, 1)
+	if err := suite.c.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string {
+		s, _ := suite.lb.Status(ctx, pool)
+		return s.Instances[0].Targets[id].Addr
+	}
+	eventually(t, "old pod gone", func() (bool, string) {
+		var p corev1.Pod
+		err := suite.c.Get(ctx, client.ObjectKeyFromObject(old), &p)
+		return err != nil, fmt.Sprint(err)
+	})
+	startPod(t, ns, "web-1", "web", "10.1.0.72")
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, controller.ReasonReplacing)
+	if a := addr(); a != "10.1.0.71:8080" {
+		t.Fatalf("LB has %q while the previous server holds a session; want it kept at 10.1.0.71:8080", a)
+	}
+	suite.lb.setSessions(pool, id, 0)
+	eventually(t, "new address registered", func() (bool, string) { return addr() == "10.1.0.72:8080", addr() })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+}
