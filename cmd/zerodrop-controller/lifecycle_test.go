@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,8 +75,12 @@ func TestReloadReRegisters(t *testing.T) {
 		n := suite.lb.registrations(pool, id)
 		return n > before, fmt.Sprintf("%d register calls", n)
 	})
-	// Re-registered targets start unchecked: the gate waits for the LB again.
-	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+	// Re-registered targets start unchecked on lb-b, which keeps them out of
+	// its rotation by itself; the gate of the Ready pod stays True (one-way
+	// gate), or the whole Service would turn NotReady.
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue || c.Reason != controller.ReasonHealthy {
+		t.Fatalf("gate after one instance's reload: %+v; want it kept True", c)
+	}
 	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
 }
@@ -119,4 +125,89 @@ func TestLoadBalancerDeletedReleasesGates(t *testing.T) {
 	}
 	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionTrue, controller.ReasonLoadBalancerMissing)
 	waitEvent(t, ns, "web-1", controller.ReasonLoadBalancerMissing, corev1.EventTypeWarning)
+}
+
+// setContainersReady plays the kubelet when a readinessProbe starts failing
+// or passes again.
+func setContainersReady(t *testing.T, p *corev1.Pod, ready bool) {
+	t.Helper()
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+		"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: st, LastTransitionTime: metav1.Now()}},
+	}})
+	if err := suite.c.Status().Patch(context.Background(), p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Scenario (AWS LBC behaviour): a Ready pod's readinessProbe fails. The
+// controller takes its server out of rotation (drain, not deregister) and,
+// once the pod is ContainersReady again and a fresh read of it from the API
+// server shows it is not being deleted, puts it back in; the gate stays True.
+func TestUnreadyPodLeavesRotationAndComesBack(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	p := startPod(t, ns, "web-1", "web", "10.1.0.61")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+
+	setContainersReady(t, p, false)
+	eventually(t, "out of rotation while unready", func() (bool, string) { return suite.lb.called("drain", pool, id), "no drain call" })
+	if suite.lb.called("deregister", pool, id) {
+		t.Fatalf("an unready pod was deregistered; want it drained and kept")
+	}
+	before := suite.lb.registrations(pool, id)
+	setContainersReady(t, p, true)
+	eventually(t, "back in rotation", func() (bool, string) {
+		n := suite.lb.registrations(pool, id)
+		return n > before, fmt.Sprintf("%d register calls", n)
+	})
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v; want it kept True", c)
+	}
+}
+
+// Scenario (StatefulSet): web-1 is deleted while its server still holds a
+// long connection, and re-created under the same name with another IP. The
+// old incarnation's server is drained and removed once its sessions end;
+// only then is the new address registered, and the new pod's gate waits
+// for the LB's verdict on its own server.
+func TestSameNameReplacementWaitsForThePreviousServer(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	old := startPod(t, ns, "web-1", "web", "10.1.0.71")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	suite.lb.setSessions(pool, id, 1)
+	if err := suite.c.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string {
+		s, _ := suite.lb.Status(ctx, pool)
+		return s.Instances[0].Targets[id].Addr
+	}
+	eventually(t, "old pod gone", func() (bool, string) {
+		var p corev1.Pod
+		err := suite.c.Get(ctx, client.ObjectKeyFromObject(old), &p)
+		return err != nil, fmt.Sprint(err)
+	})
+	startPod(t, ns, "web-1", "web", "10.1.0.72")
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, controller.ReasonReplacing)
+	if a := addr(); a != "10.1.0.71:8080" {
+		t.Fatalf("LB has %q while the previous server holds a session; want it kept at 10.1.0.71:8080", a)
+	}
+	suite.lb.setSessions(pool, id, 0)
+	eventually(t, "new address registered", func() (bool, string) { return addr() == "10.1.0.72:8080", addr() })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
 }

@@ -380,6 +380,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	nudges := make(chan event.GenericEvent, 1024)
 	r := &controller.TargetBindingReconciler{
 		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
 		Providers:       &controller.Providers{Factories: factories},
 		Drains:          drains,
 		Metrics:         metrics,

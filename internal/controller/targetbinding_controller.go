@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
@@ -57,6 +58,10 @@ const ConditionReady = "Ready"
 type TargetBindingReconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
 	Client client.Client
+	// APIReader reads from the API server, not the cache (the manager's
+	// GetAPIReader): a target out of rotation is put back only after it
+	// shows the pod not being deleted. Nil never puts one back.
+	APIReader client.Reader
 	// Recorder emits Events on gate and drain transitions.
 	Recorder events.EventRecorder
 	// Providers builds the provider of each LoadBalancer.
@@ -89,7 +94,7 @@ type TargetBindingReconciler struct {
 	// DrainOnly makes the reconciler the drain observer of a serve replica
 	// (zerodrop-controller --role=serve): it reads the same objects and the
 	// same pool status every cycle and plans exactly as the leader does, but
-	// of each plan it carries out only SetDraining (idempotent: harmless
+	// of each plan it carries out only SetDraining of pods being deleted (idempotent: harmless
 	// when the leader did it already) and the drain verdict for its own
 	// Drains registry. It never registers or deregisters a target, never
 	// patches a gate condition, never writes the binding's status or
@@ -223,9 +228,10 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			}
 		}
 	}
-	if statusErr != nil && len(pool.Instances) == 0 {
-		// Nothing was read: retry on the pending cycle; gates keep their
-		// last verdict.
+	if statusErr != nil && pool.NoneRead() {
+		// Not one instance was read: retry on the pending cycle; gates and
+		// drain verdicts keep their last word (plan would not report a
+		// drain without every instance read either).
 		log.Warn("read pool status", "loadbalancer", lb.Name, "pool", b.Spec.Pool, "err", statusErr)
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
 	}
@@ -253,7 +259,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		switch tp.State {
 		case stRegistering:
 			counts.Registering++
-			waiting++
+			if tp.Gate == nil || tp.Gate.Status != corev1.ConditionTrue {
+				waiting++ // a kept Ready gate is not pending
+			}
 		case stHealthy:
 			counts.Healthy++
 		case stDraining:
@@ -381,9 +389,18 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 		}
 		msg = fmt.Sprintf("Service %s port %s -> pool %s", svc.Name, b.Spec.ServiceRef.Port.String(), b.Spec.Pool)
 	}
+	// A pod the Service's selector no longer matches was taken out of the
+	// Service on purpose; any other pod without an endpoint may just be
+	// between EndpointSlice updates (or the Service is gone), and is not
+	// taken out of rotation for it.
+	var selector labels.Selector
+	if err == nil && len(svc.Spec.Selector) > 0 {
+		selector = labels.SelectorFromSet(svc.Spec.Selector)
+	}
 	for name, pod := range byName {
 		if !seen[name] && binding.HasGate(pod, b.Name) {
-			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod})
+			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod,
+				Deselected: selector != nil && !selector.Matches(labels.Set(pod.Labels))})
 		}
 	}
 	return out, msg, nil
@@ -430,8 +447,18 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	act := tp.Action
-	if r.DrainOnly && act != actDrain {
+	if r.DrainOnly && (act != actDrain || tp.Drain == nil) {
+		// A serve replica drains pods being deleted only: taking a live pod
+		// out of rotation is the leader's, which also puts it back.
 		act = actNone
+	}
+	if act == actRegister && tp.Readmit {
+		if ok, why := r.mayReadmit(ctx, pod); !ok {
+			// Retried on the pending cycle; by then the cache shows the
+			// deletion and the plan drains instead.
+			log.Info("target left out of rotation", "pod", tp.Key.Name, "target", tp.Target.ID, "why", why)
+			act = actNone
+		}
 	}
 	var callErr error
 	if act != actNone {
@@ -457,6 +484,14 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
 		} else {
 			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+		}
+	}
+	if tp.Drain == nil && pod != nil {
+		if _, had := r.Drains.Lookup(tp.Key, b.Name); had {
+			// The pod is alive: a verdict left from a drain of its previous
+			// incarnation (same name) or of an endpoint that flapped
+			// terminating must not answer its preStop hook later.
+			r.Drains.Forget(tp.Key)
 		}
 	}
 	if tp.Drain != nil {
@@ -500,6 +535,33 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	return callErr
+}
+
+// mayReadmit reports whether a target out of rotation may be put back in:
+// only when a fresh read of its pod from the API server (the cache may lag
+// behind the process that drained it) shows the same pod, not being
+// deleted. If not, why says so.
+func (r *TargetBindingReconciler) mayReadmit(ctx context.Context, pod *corev1.Pod) (bool, string) {
+	if r.APIReader == nil {
+		return false, "no uncached API reader to confirm the pod is not being deleted"
+	}
+	if pod == nil {
+		return false, "the pod is not known"
+	}
+	var fresh corev1.Pod
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pod), &fresh); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, "the pod is gone"
+		}
+		return false, fmt.Sprintf("get pod %s/%s: %v", pod.Namespace, pod.Name, err)
+	}
+	switch {
+	case fresh.UID != pod.UID:
+		return false, "the pod was re-created"
+	case !fresh.DeletionTimestamp.IsZero():
+		return false, "the pod is being deleted"
+	}
+	return true, ""
 }
 
 // setGate patches the pod's gate condition unless it already says the same
