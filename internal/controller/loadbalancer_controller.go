@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -78,6 +79,11 @@ type LoadBalancerReconciler struct {
 	Instances *InstanceTracker
 	// Interval between status refreshes.
 	Interval time.Duration
+	// Providers is the TargetBinding reconciler's provider cache: a
+	// deleted LoadBalancer's provider is dropped from it.
+	Providers *Providers
+	// Recorder emits Events on the LoadBalancer; nil emits none.
+	Recorder events.EventRecorder
 }
 
 // Reconcile implements reconcile.Reconciler.

@@ -95,6 +95,10 @@ type TargetBindingReconciler struct {
 	// continuously before it is drained and freed; zero never frees.
 	// Only the leader frees (never a DrainOnly reconciler).
 	OrphanGrace time.Duration
+	// DrainHookHost returns the host the webhook writes into injected drain
+	// hooks now (the drain Service's ClusterIP); nil skips the check of
+	// pods' hooks against it.
+	DrainHookHost func(context.Context) (string, error)
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
