@@ -74,10 +74,7 @@ func TestBindingDeletionDrainsBeforeRemoving(t *testing.T) {
 	h.w.setSessions(hPool, hid("web-3"), 0)
 	h.advance(time.Second)
 	h.eventsSeen()
-	for i := 0; i < 3; i++ {
-		h.reconcile()
-		h.advance(250 * time.Millisecond)
-	}
+	h.reconcile()
 	for _, pod := range []string{"web-1", "web-2", "web-3"} {
 		if h.onLB(pod) {
 			t.Fatalf("%s left on the LB after the drain", pod)
