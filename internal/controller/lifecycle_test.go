@@ -189,6 +189,18 @@ func TestDeletedObjectsLeaveNoState(t *testing.T) {
 	if built {
 		t.Fatalf("provider of the deleted LoadBalancer kept")
 	}
+	// A serve replica runs no LoadBalancer reconciler: its provider is
+	// dropped when the LoadBalancer's delete event is mapped.
+	if _, err := h.r.Providers.For(&lb); err != nil {
+		t.Fatal(err)
+	}
+	h.r.bindingsOfLoadBalancer(context.Background(), &lb)
+	h.r.Providers.mu.Lock()
+	_, built = h.r.Providers.built[hLB]
+	h.r.Providers.mu.Unlock()
+	if built {
+		t.Fatalf("provider of the deleted LoadBalancer kept by the binding reconciler's watch")
+	}
 }
 
 // Scenario: LoadBalancer edge is deleted while binding web-edge uses it.
