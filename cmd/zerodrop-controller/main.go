@@ -81,6 +81,7 @@ type options struct {
 	drainHookPort                     int
 	pollInterval, resyncInterval      time.Duration
 	providerTimeout, oldWorkerGrace   time.Duration
+	breakerBackoff, cycleTimeout      time.Duration
 	orphanGrace                       time.Duration
 	workers                           int
 	logLevel                          string
@@ -132,6 +133,8 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.pollInterval, "provider-poll-interval", 250*time.Millisecond, "cycle while a target registers or drains: one pool status read per instance per cycle")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads")
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
+	fs.DurationVar(&o.breakerBackoff, "provider-breaker-backoff", 5*time.Second, "after a provider command to an LB instance times out, skip that instance this long (its calls fail at once), then probe it; doubles per failed probe up to 1m; negative never skips")
+	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Second, "deadline of the load-balancer calls of one binding cycle (status read and every register, drain, deregister); 0: none")
 	fs.DurationVar(&o.oldWorkerGrace, "haproxy-old-worker-grace", 30*time.Second, "after an HAProxy reload, how long its old worker may still serve connections (set to hard-stop-after): drains are not reported complete on that instance meanwhile")
 	fs.DurationVar(&o.orphanGrace, "orphan-grace", 30*time.Second, "how long an orphan (a load balancer slot whose address no binding of its pool knows) must be seen before the leader drains and frees it; 0 never frees")
 	fs.IntVar(&o.workers, "workers", 4, "bindings reconciled in parallel")
@@ -162,6 +165,9 @@ func parse(args []string) (options, error) {
 		return o, fmt.Errorf("leader election: want --leader-elect-lease-duration (%s) > --leader-elect-renew-deadline (%s) > 1.2 × --leader-elect-retry-period (%s) > 0",
 			o.leaseDuration, o.renewDeadline, o.retryPeriod)
 	}
+	if o.cycleTimeout < 0 {
+		return o, fmt.Errorf("--cycle-timeout=%s must not be negative (0: no deadline)", o.cycleTimeout)
+	}
 	if o.orphanGrace < 0 {
 		return o, fmt.Errorf("--orphan-grace=%s must not be negative (0 never frees orphans)", o.orphanGrace)
 	}
@@ -173,10 +179,10 @@ func parse(args []string) (options, error) {
 
 // Providers is the explicit map of provider constructors: adding a load
 // balancer means adding a line here, not an init function.
-func Providers(log *slog.Logger, timeout, oldWorkerGrace time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
+func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
 	return map[zv1.ProviderType]controller.ProviderFactory{
 		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
-			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, Logger: log.With("loadbalancer", lb.Name)}
+			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, BreakerBackoff: breakerBackoff, Logger: log.With("loadbalancer", lb.Name)}
 			for _, in := range lb.Spec.Instances {
 				if in.TLS != nil {
 					return nil, fmt.Errorf("instance %s: TLS to the Runtime API is not supported by the haproxy provider yet", in.Name)
@@ -255,7 +261,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace))
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff))
 	if err != nil {
 		return err
 	}
@@ -390,6 +396,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		SteadyInterval:  o.resyncInterval,
 		DrainOnly:       o.role == RoleServe,
 		OrphanGrace:     o.orphanGrace,
+		CycleTimeout:    o.cycleTimeout,
 	}
 	if r.DrainOnly {
 		r.Log = log.With("controller", "targetbinding-drain")

@@ -359,6 +359,7 @@ func scenarioHelp() string {
 	b.WriteString("\nRuns are NAME[+FAULT][:K]: K overrides --rollouts for that run.\n")
 	b.WriteString("Faults (NAME+FAULT), one in the middle of every rollout, when its first old pod is deleted:\n")
 	b.WriteString("  reload     every HAProxy instance is reloaded (state saved to the server-state file first)\n")
+	b.WriteString("  reloadall  every HAProxy instance is reloaded at the same moment (no instance answers for a while)\n")
 	b.WriteString("  kill       the controller's reconciler is killed with SIGKILL and restarted 1 s later\n")
 	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
@@ -367,7 +368,7 @@ func scenarioHelp() string {
 // allRuns is what --scenario all runs: the four baselines, zerodrop, and
 // zerodrop under each fault.
 // zerodrop's own run is at least 10 rollouts, the bar it has to clear.
-const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+kill"
+const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill"
 
 // labRun is one scenario with an optional fault and rollout count (0:
 // --rollouts).

@@ -78,6 +78,10 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		return reconcile.Result{}, err
 	}
 	memo := r.memoFor(key)
+	// The load balancer's calls share the cycle's deadline (CycleTimeout);
+	// Kubernetes reads and writes keep ctx.
+	lbCtx, cancel := r.lbContext(ctx)
+	defer cancel()
 
 	var (
 		pool     *provider.PoolStatus
@@ -100,7 +104,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		// After a controller restart the provider knows no slot's target:
 		// tell it this binding's, so that they are found and removed.
 		r.knowAddresses(p, lb.Name, b, targets, memo)
-		st, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
+		st, statusErr := r.status(lbCtx, p, lb.Name, b.Spec.Pool)
 		pool = &st
 		if statusErr != nil {
 			left = append(left, statusErr.Error())
@@ -123,7 +127,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 			if !drained && !expired {
 				if needsDrainCall(st, id) {
 					start := time.Now()
-					err := p.SetDraining(ctx, b.Spec.Pool, t)
+					err := p.SetDraining(lbCtx, b.Spec.Pool, t)
 					r.observeCall(lb.Name, actDrain.String(), start, err)
 					if err != nil {
 						errs = append(errs, fmt.Errorf("drain %s in pool %s: %w", id, b.Spec.Pool, err))
@@ -137,7 +141,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 				continue
 			}
 			start := time.Now()
-			err := p.Deregister(ctx, b.Spec.Pool, t)
+			err := p.Deregister(lbCtx, b.Spec.Pool, t)
 			r.observeCall(lb.Name, actDeregister.String(), start, err)
 			if err != nil {
 				left = append(left, string(id))
@@ -150,7 +154,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		}
 	}
 
-	if lbExists && r.retire(ctx, log, b, lb.Name, targets) {
+	if lbExists && r.retire(lbCtx, log, b, lb.Name, targets) {
 		left = append(left, "instances removed from the LoadBalancer")
 	}
 	why := fmt.Sprintf("TargetBinding %s deleted", b.Name)

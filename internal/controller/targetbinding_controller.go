@@ -76,6 +76,14 @@ type TargetBindingReconciler struct {
 	// SteadyInterval is the cycle when nothing is pending: it re-checks
 	// healthy targets and notices LB reloads.
 	SteadyInterval time.Duration
+	// CycleTimeout bounds the load balancer's part of one cycle: the pool
+	// status read and every provider call of the cycle share this deadline,
+	// so a slow or black-holed instance cannot hold a worker (which every
+	// binding of every load balancer shares) for calls × timeout. Calls
+	// cut by it fail and are retried on the pending cycle; Kubernetes
+	// writes (gates, status) keep the reconcile's own context. Zero: no
+	// deadline.
+	CycleTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// DrainOnly makes the reconciler the drain observer of a serve replica
@@ -212,7 +220,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 
 	memo := r.memoFor(req.NamespacedName)
 	r.knowAddresses(p, lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
-	pool, statusErr := r.status(ctx, p, lb.Name, b.Spec.Pool)
+	lbCtx, cancel := r.lbContext(ctx)
+	defer cancel()
+	pool, statusErr := r.status(lbCtx, p, lb.Name, b.Spec.Pool)
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, r.now())
 	}
@@ -249,7 +259,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var errs []error
 	for i := range plans {
 		tp := &plans[i]
-		if err := r.apply(ctx, log, &b, p, lb.Name, tp, targets); err != nil {
+		if err := r.apply(ctx, lbCtx, log, &b, p, lb.Name, tp, targets); err != nil {
 			errs = append(errs, err)
 		}
 		pending = pending || tp.Pending
@@ -274,10 +284,10 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
 	r.forgetGone(&b, plans)
-	if r.retire(ctx, log, &b, lb.Name, targets) {
+	if r.retire(lbCtx, log, &b, lb.Name, targets) {
 		pending = true
 	}
-	if err := r.handleOrphans(ctx, log, &b, p, lb.Name, pool); err != nil {
+	if err := r.handleOrphans(lbCtx, log, &b, p, lb.Name, pool); err != nil {
 		errs = append(errs, err)
 	}
 
@@ -297,6 +307,15 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	// Provider errors are retried on the pending cycle, not by error
 	// backoff: a gate must not wait minutes because one call failed.
 	return r.finishStatus(ctx, &b, counts, status, reason, msg, requeue)
+}
+
+// lbContext returns the context of the cycle's load-balancer calls: ctx
+// with the CycleTimeout deadline.
+func (r *TargetBindingReconciler) lbContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if r.CycleTimeout <= 0 {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, r.CycleTimeout)
 }
 
 func (r *TargetBindingReconciler) pending() time.Duration {
@@ -415,10 +434,11 @@ func (r *TargetBindingReconciler) observeCall(lb, op string, start time.Time, er
 	}
 }
 
-// apply carries out one target's plan: the provider call, the pod's gate
-// condition, the drain verdict, events and metrics. In DrainOnly mode it
-// carries out only the drain call and the drain verdict.
-func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, tp *targetPlan, targets []observedTarget) error {
+// apply carries out one target's plan: the provider call (under lbCtx, the
+// cycle's load-balancer deadline), the pod's gate condition, the drain
+// verdict, events and metrics. In DrainOnly mode it carries out only the
+// drain call and the drain verdict.
+func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, tp *targetPlan, targets []observedTarget) error {
 	var pod *corev1.Pod
 	for i := range targets {
 		if targets[i].Key == tp.Key {
@@ -434,11 +454,11 @@ func (r *TargetBindingReconciler) apply(ctx context.Context, log *slog.Logger, b
 		start := time.Now()
 		switch act {
 		case actRegister:
-			callErr = p.Register(ctx, b.Spec.Pool, tp.Target)
+			callErr = p.Register(lbCtx, b.Spec.Pool, tp.Target)
 		case actDrain:
-			callErr = p.SetDraining(ctx, b.Spec.Pool, tp.Target)
+			callErr = p.SetDraining(lbCtx, b.Spec.Pool, tp.Target)
 		case actDeregister:
-			callErr = p.Deregister(ctx, b.Spec.Pool, tp.Target)
+			callErr = p.Deregister(lbCtx, b.Spec.Pool, tp.Target)
 			if errors.Is(callErr, provider.ErrTargetBusy) {
 				// Out of rotation already; sessions left. Retry next cycle.
 				log.Debug("deregister waits for sessions", "pod", tp.Key.Name)

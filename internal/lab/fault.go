@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -19,13 +21,18 @@ const (
 	// after saving the servers' state, as `systemctl reload` does with
 	// the server-state-file practice).
 	FaultReload Fault = "reload"
+	// FaultReloadAll reloads every HAProxy instance at the same moment (the
+	// signals are sent together, not one instance after the other): for a
+	// moment no instance may answer the Runtime API, and a controller that
+	// took "nothing read" for "not registered" would release every drain.
+	FaultReloadAll Fault = "reloadall"
 	// FaultKillController kills the scenario's controller with SIGKILL and
 	// starts it again after RunOptions.RestartDelay.
 	FaultKillController Fault = "kill"
 )
 
 // Faults lists the faults `--fault` accepts.
-var Faults = []Fault{FaultReload, FaultKillController}
+var Faults = []Fault{FaultReload, FaultReloadAll, FaultKillController}
 
 // ParseFault reads a --fault value.
 func ParseFault(s string) (Fault, error) {
@@ -37,7 +44,11 @@ func ParseFault(s string) (Fault, error) {
 			return f, nil
 		}
 	}
-	return "", fmt.Errorf("unknown fault %q (known: none, reload, kill)", s)
+	known := []string{"none"}
+	for _, f := range Faults {
+		known = append(known, string(f))
+	}
+	return "", fmt.Errorf("unknown fault %q (known: %s)", s, strings.Join(known, ", "))
 }
 
 // check reports whether the scenario can suffer the fault.
@@ -98,7 +109,31 @@ func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollo
 				break
 			}
 		}
+	case FaultReloadAll:
+		ev.Err = reloadAtOnce(ctx, t.HAProxy)
 	}
 	ev.Took = time.Since(struck)
 	return ev
+}
+
+// reloadAtOnce reloads every instance from its own goroutine, released
+// together, and returns the errors joined ("" when every reload worked).
+func reloadAtOnce(ctx context.Context, hs []HAProxyState) string {
+	errs := make([]error, len(hs))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, h := range hs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = reloadHAProxy(ctx, h)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err.Error()
+	}
+	return ""
 }

@@ -13,7 +13,8 @@ import (
 // SIGTERM, behind zerodrop-controller's readiness gate and drain gate, with
 // two HAProxy instances — drops no request while the Deployment is rolled
 // under 1,000 requests/s: not in plain rollouts, not when every HAProxy is
-// reloaded in the middle of a rollout, and not when the controller's
+// reloaded in the middle of a rollout (one after the other, or all at the
+// same moment), and not when the controller's
 // reconciler is killed (SIGKILL) in the middle of one. The gates are
 // measured too: every new pod passed the gate after both instances said UP,
 // and every deleted pod was observed.
@@ -40,6 +41,7 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 	}{
 		{FaultNone, 3},
 		{FaultReload, 2},
+		{FaultReloadAll, 2},
 		{FaultKillController, 2},
 	} {
 		res, err := Run(ctx, l.Target(), ZerodropScenario, RunOptions{

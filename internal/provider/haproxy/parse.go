@@ -397,6 +397,10 @@ func (i Info) Epoch() string {
 	return fmt.Sprintf("pid %d", i.Pid)
 }
 
+// HasUptime reports whether HAProxy reported Uptime_sec (Uptime is zero
+// otherwise).
+func (i Info) HasUptime() bool { _, ok := i.Fields["Uptime_sec"]; return ok }
+
 // ParseInfo parses the "Name: value" lines of `show info`.
 func ParseInfo(b []byte) (Info, error) {
 	info := Info{Fields: map[string]string{}}

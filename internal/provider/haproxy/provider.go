@@ -31,13 +31,22 @@ type Config struct {
 	Check provider.HealthCheck
 	// Timeout bounds each Runtime API command; DefaultTimeout when zero.
 	Timeout time.Duration
+	// BreakerBackoff is how long an instance is skipped after a command
+	// to it timed out: calls report its error at once instead of waiting
+	// for the timeout again (see ErrInstanceSkipped). It doubles with
+	// every failed probe, up to a minute. DefaultBreakerBackoff when zero;
+	// negative never skips.
+	BreakerBackoff time.Duration
 	// OldWorkerGrace is how long after a reload the previous worker may
 	// still serve the connections it had (HAProxy's hard-stop-after; without
 	// it, until they end). The Runtime API reaches only the new worker, so
-	// for this long after a reload is seen the instance reports
+	// while the worker's own uptime (`show info` Uptime_sec) is below this,
+	// or for this long after a reload is seen, the instance reports
 	// OldWorkers and no target counts as drained from it: a pod told it
 	// is drained could otherwise cut requests the old worker still sends
-	// it. Zero trusts the new worker at once.
+	// it. The uptime makes this hold across a controller restart; a fresh
+	// start of HAProxy is treated as a reload too (no old worker can be
+	// told apart). Zero trusts the new worker at once.
 	OldWorkerGrace time.Duration
 	// Logger receives one line per change; slog.Default when nil.
 	Logger *slog.Logger
@@ -64,6 +73,14 @@ type Provider struct {
 	// slots, which carry no target name (see provider.AddressBook).
 	book   map[string]*poolBook
 	warned map[string]bool // "instance/pool" warned about an IP template
+	// holders maps each slot to the target this process gave it (M11).
+	holders map[slotKey]slotHolder
+	// servers keeps each instance's last `show servers state` of a pool
+	// for the actions of the same cycle (snapshot.go); serversGen counts
+	// the provider's own changes to it.
+	servers    map[string]cachedServers
+	serversGen map[string]uint64
+	reuse      time.Duration
 
 	claimMu sync.Mutex // one slot claim at a time
 }
@@ -77,7 +94,8 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
 	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}, reloaded: map[string]time.Time{}, grace: cfg.OldWorkerGrace,
-		book: map[string]*poolBook{}, warned: map[string]bool{}}
+		book: map[string]*poolBook{}, warned: map[string]bool{}, holders: map[slotKey]slotHolder{},
+		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -95,6 +113,7 @@ func New(cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("haproxy provider: instance %q: %w", in.Name, err)
 		}
 		c.Timeout = cfg.Timeout
+		c.breaker = newBreaker(cfg.BreakerBackoff)
 		p.instances = append(p.instances, in)
 		p.clients = append(p.clients, c)
 	}
@@ -159,13 +178,13 @@ func (p *Provider) Register(ctx context.Context, pool string, t provider.Target)
 	p.learn(pool, t)
 	opts := p.serverOptions(t)
 	return p.each(func(in Instance, c *Client) error {
-		states, err := c.ShowServersState(ctx, pool)
+		states, err := p.serversOf(ctx, in, c, pool, false)
 		if err != nil {
 			return err
 		}
 		var did bool
 		if HasSlots(states) {
-			did, err = p.registerSlot(ctx, c, pool, t)
+			did, err = p.registerSlot(ctx, in, c, pool, t)
 		} else {
 			did, err = RegisterSafely(ctx, c, pool, string(t.ID), t.Addr(), opts)
 		}
@@ -276,7 +295,7 @@ func findServer(ctx context.Context, c *Client, backend, server string) (ServerS
 func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Target) error {
 	p.learn(pool, t)
 	return p.each(func(in Instance, c *Client) error {
-		if slots, err := p.drainSlot(ctx, c, pool, t); slots || err != nil {
+		if slots, err := p.drainSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
 		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateDrain)
@@ -294,7 +313,7 @@ func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Targ
 func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Target) error {
 	addr := p.addrOf(pool, t)
 	err := p.each(func(in Instance, c *Client) error {
-		if slots, err := p.freeSlot(ctx, c, pool, t); slots || err != nil {
+		if slots, err := p.freeSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
 		}
 		err := c.SetServerState(ctx, pool, string(t.ID), StateMaint)
@@ -328,12 +347,14 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 	err := p.each(func(in Instance, c *Client) error {
 		i := indexOf(p.instances, in.Name)
 		is := provider.InstanceStatus{Instance: in.Name}
+		gen := p.serversGenOf(in, pool)
 		snap, err := c.Snapshot(ctx, pool)
 		if err != nil {
 			is.Err = err
 			st.Instances[i] = is
 			return err
 		}
+		p.keepServers(in, pool, snap.Servers, gen) // for this cycle's actions
 		is.Epoch = snap.Info.Epoch()
 		p.mu.Lock()
 		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {
@@ -342,7 +363,10 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 			p.log.Warn("haproxy: instance restarted or reloaded; servers added at runtime are lost (slots come back only from a saved server-state file)", "instance", in.Name, "before", prev, "now", is.Epoch)
 		}
 		p.epochs[in.Name] = is.Epoch
-		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace {
+		// HAProxy's own uptime says whether this worker started within the
+		// grace, which holds across a restart of this process (M6); the
+		// epoch change seen here covers an instance without Uptime_sec.
+		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace || snap.Info.HasUptime() && snap.Info.Uptime < p.grace {
 			is.OldWorkers = true
 		}
 		p.mu.Unlock()

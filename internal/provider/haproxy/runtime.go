@@ -41,6 +41,8 @@ type Client struct {
 	address string
 	// Timeout bounds each command; DefaultTimeout when zero.
 	Timeout time.Duration
+	// breaker skips the instance after a timeout (breaker.go); nil: never.
+	breaker *breaker
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -212,7 +214,7 @@ func (c *Client) Raw(ctx context.Context, cmd string) (string, error) {
 	if err := validCommand(cmd); err != nil {
 		return "", err
 	}
-	raw, err := c.exchange(ctx, severityPrefix+cmd, cmd)
+	raw, err := c.call(ctx, severityPrefix+cmd, cmd)
 	if err != nil {
 		return "", err
 	}
@@ -247,7 +249,7 @@ func (c *Client) Dump(ctx context.Context, cmds ...string) ([]string, error) {
 		}
 	}
 	what := strings.Join(cmds, "; ")
-	raw, err := c.exchange(ctx, severityPrefix+what, what)
+	raw, err := c.call(ctx, severityPrefix+what, what)
 	if err != nil {
 		return nil, err
 	}
@@ -487,7 +489,7 @@ func (c *Client) SetServerAddr(ctx context.Context, backend, server, ip string, 
 	if err := validCommand(cmd); err != nil {
 		return err
 	}
-	raw, err := c.exchange(ctx, severityPrefix+cmd, cmd)
+	raw, err := c.call(ctx, severityPrefix+cmd, cmd)
 	if err != nil {
 		return err
 	}
@@ -544,6 +546,33 @@ func (c *Client) ShowStat(ctx context.Context, backend string) ([]Stat, error) {
 		return nil, &CommandError{Endpoint: c.String(), Command: cmd, Answer: truncate(answer), Severity: -1, kind: fmt.Errorf("%w: %w", ErrUnexpectedAnswer, err)}
 	}
 	return rows, nil
+}
+
+// ShowServerStat runs `show stat BACKEND 4 ID`: the `show stat` row of the
+// one server with that numeric id (srv_id), a constant size whatever the
+// size of the backend. found is false when the backend has no such server.
+func (c *Client) ShowServerStat(ctx context.Context, backend string, id int) (st Stat, found bool, err error) {
+	if id <= 0 {
+		return Stat{}, false, fmt.Errorf("show stat %s: server id %d is not positive", backend, id)
+	}
+	if err := validName("backend", backend); err != nil {
+		return Stat{}, false, err
+	}
+	cmd := fmt.Sprintf("show stat %s 4 %d", backend, id)
+	answer, err := c.Raw(ctx, cmd)
+	if err != nil {
+		return Stat{}, false, err
+	}
+	rows, err := ParseStat([]byte(answer))
+	if err != nil {
+		return Stat{}, false, &CommandError{Endpoint: c.String(), Command: cmd, Answer: truncate(answer), Severity: -1, kind: fmt.Errorf("%w: %w", ErrUnexpectedAnswer, err)}
+	}
+	for _, r := range rows {
+		if r.Type == TypeServer && r.ServerID == id {
+			return r, true, nil
+		}
+	}
+	return Stat{}, false, nil
 }
 
 // ShowServersState runs `show servers state [BACKEND]`.

@@ -82,8 +82,11 @@ func slotAddr(s ServerState) string { return net.JoinHostPort(s.Addr, strconv.It
 // SetDraining and Deregister taught it (until Deregister removed the
 // target).
 type poolBook struct {
-	owners  map[string]map[string]provider.TargetID // owner -> addr -> ID
-	learned map[string]provider.TargetID            // addr -> ID
+	owners map[string]map[string]provider.TargetID // owner -> addr -> ID
+	// ids holds every ID each owner knows: two of one owner's targets may
+	// share an address (IP reuse), which owners keeps only one of.
+	ids     map[string]map[provider.TargetID]bool // owner -> IDs
+	learned map[string]provider.TargetID          // addr -> ID
 }
 
 // lookup returns the ID an address is known by: the first owner's in name
@@ -106,19 +109,40 @@ func (b *poolBook) lookup(addr string) (provider.TargetID, bool) {
 	return id, ok
 }
 
+// knownIDs returns every ID some owner knows or the provider learned.
+func (b *poolBook) knownIDs() map[provider.TargetID]bool {
+	out := map[provider.TargetID]bool{}
+	if b == nil {
+		return out
+	}
+	for _, ids := range b.ids {
+		for id := range ids {
+			out[id] = true
+		}
+	}
+	for _, id := range b.learned {
+		out[id] = true
+	}
+	return out
+}
+
 // Know replaces what owner knows about the addresses of pool's targets
 // (provider.AddressBook): Status maps slots back to target IDs by address,
 // over the union of every owner's targets.
 func (p *Provider) Know(pool, owner string, targets []provider.Target) {
 	m := make(map[string]provider.TargetID, len(targets))
+	ids := make(map[provider.TargetID]bool, len(targets))
 	for _, t := range targets {
 		if t.Validate() == nil && !provider.IsOrphan(t.ID) {
 			m[t.Addr()] = t.ID
+			ids[t.ID] = true
 		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.bookLocked(pool).owners[owner] = m
+	b := p.bookLocked(pool)
+	b.owners[owner] = m
+	b.ids[owner] = ids
 }
 
 // Forget drops owner's part of pool's book and what Register, SetDraining
@@ -138,6 +162,7 @@ func (p *Provider) Forget(pool, owner string) {
 		}
 	}
 	delete(b.owners, owner)
+	delete(b.ids, owner)
 	if len(b.owners) == 0 && len(b.learned) == 0 {
 		delete(p.book, pool)
 	}
@@ -148,7 +173,8 @@ var _ provider.AddressBook = (*Provider)(nil)
 func (p *Provider) bookLocked(pool string) *poolBook {
 	b := p.book[pool]
 	if b == nil {
-		b = &poolBook{owners: map[string]map[string]provider.TargetID{}, learned: map[string]provider.TargetID{}}
+		b = &poolBook{owners: map[string]map[string]provider.TargetID{}, ids: map[string]map[provider.TargetID]bool{},
+			learned: map[string]provider.TargetID{}}
 		p.book[pool] = b
 	}
 	return b
@@ -200,58 +226,195 @@ func (p *Provider) addrOf(pool string, t provider.Target) string {
 	return ""
 }
 
+// slotKey names one slot of one pool on one instance.
+type slotKey struct{ instance, pool, slot string }
+
+// slotHolder is the target this process gave a slot to (or found in it and
+// acted on), with the address it had then. A slot carries no target name
+// in HAProxy, and an address can pass from a draining pod to a new one (IP
+// reuse), so while this process lives the holder, not the address, says
+// whose a slot is (M11). After a restart the address is all there is.
+type slotHolder struct {
+	id   provider.TargetID
+	addr string
+}
+
+// holderLocked returns the holder of slot s if it still has the address it
+// was given (a slot readdressed or freed behind this process's back has
+// none).
+func (p *Provider) holderLocked(instance, pool string, s ServerState) (provider.TargetID, bool) {
+	h, ok := p.holders[slotKey{instance, pool, s.Name}]
+	if !ok || SlotFree(s) || h.addr != slotAddr(s) {
+		return "", false
+	}
+	return h.id, true
+}
+
+func (p *Provider) hold(instance, pool string, s ServerState, id provider.TargetID) {
+	p.mu.Lock()
+	p.holders[slotKey{instance, pool, s.Name}] = slotHolder{id: id, addr: slotAddr(s)}
+	p.mu.Unlock()
+}
+
+func (p *Provider) release(instance, pool, slot string) {
+	p.mu.Lock()
+	delete(p.holders, slotKey{instance, pool, slot})
+	p.mu.Unlock()
+}
+
 // slotIDsLocked returns the ID each in-use slot of a backend is reported
-// under: its target's, found by address in the book, for the first slot
-// with that address; OrphanPrefix + its name for any other (no owner knows
-// the address, or a second slot holds the same address). Free slots are
-// left out.
-func (p *Provider) slotIDsLocked(pool string, states []ServerState) map[string]provider.TargetID {
+// under: its holder's while some owner still knows that ID; for a slot
+// without a holder, its target's, found by address in the book, for the
+// first slot with that address; OrphanPrefix + its name for any other (no
+// owner knows the address or the holder any more, or a second slot holds
+// the same target). Free slots are left out.
+func (p *Provider) slotIDsLocked(instance, pool string, states []ServerState) map[string]provider.TargetID {
 	b := p.book[pool]
+	known := b.knownIDs()
 	out := map[string]provider.TargetID{}
 	claimed := map[provider.TargetID]bool{}
-	for _, s := range states {
-		if !IsSlot(s.Name) || SlotFree(s) {
-			continue
+	// Held slots first: an address whose target holds a slot names no
+	// other slot.
+	for _, held := range []bool{true, false} {
+		for _, s := range states {
+			if !IsSlot(s.Name) || SlotFree(s) {
+				continue
+			}
+			h, isHeld := p.holderLocked(instance, pool, s)
+			if isHeld != held {
+				continue
+			}
+			id, ok := h, known[h]
+			if !held {
+				id, ok = b.lookup(slotAddr(s))
+			}
+			if !ok || claimed[id] {
+				id = provider.TargetID(OrphanPrefix + s.Name)
+			}
+			claimed[id] = true
+			out[s.Name] = id
 		}
-		id, known := b.lookup(slotAddr(s))
-		if !known || claimed[id] {
-			id = provider.TargetID(OrphanPrefix + s.Name)
-		}
-		claimed[id] = true
-		out[s.Name] = id
 	}
 	return out
 }
 
-// findSlot returns the slot holding the target: for an orphan ID the slot
-// of that name while it is still an orphan (not free, address still
+// findSlot returns the slot holding the target. For an orphan ID: the
+// slot of that name while it is still an orphan (not free, address still
 // unknown: a slot adopted meanwhile by a target with its address is left
-// alone), else the in-use slot with the target's address.
-func (p *Provider) findSlot(states []ServerState, pool string, t provider.Target) (ServerState, bool) {
+// alone). Else: the slot this process gave the target, else an in-use slot
+// with the target's address and no other holder. heldBy names the holder
+// of a slot with the target's address that belongs to another target.
+func (p *Provider) findSlot(instance string, states []ServerState, pool string, t provider.Target) (s ServerState, found bool, heldBy provider.TargetID) {
 	if name, ok := strings.CutPrefix(string(t.ID), OrphanPrefix); ok {
 		p.mu.Lock()
-		ids := p.slotIDsLocked(pool, states)
+		ids := p.slotIDsLocked(instance, pool, states)
 		p.mu.Unlock()
 		if ids[name] != t.ID {
-			return ServerState{}, false
+			return ServerState{}, false, ""
 		}
 		for _, s := range states {
 			if s.Name == name {
-				return s, true
+				return s, true, ""
 			}
 		}
-		return ServerState{}, false
+		return ServerState{}, false, ""
 	}
 	addr := p.addrOf(pool, t)
-	if addr == "" {
-		return ServerState{}, false
-	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, s := range states {
-		if IsSlot(s.Name) && !unsetIP(s.Addr) && slotAddr(s) == addr {
-			return s, true
+		if h, ok := p.holderLocked(instance, pool, s); ok && h == t.ID {
+			return s, true, ""
 		}
 	}
-	return ServerState{}, false
+	if addr == "" {
+		return ServerState{}, false, ""
+	}
+	for _, s := range states {
+		if !IsSlot(s.Name) || unsetIP(s.Addr) || slotAddr(s) != addr {
+			continue
+		}
+		if h, ok := p.holderLocked(instance, pool, s); ok {
+			heldBy = h
+			continue
+		}
+		return s, true, ""
+	}
+	return ServerState{}, false, heldBy
+}
+
+// ErrAddressHeld is returned (wrapped) by Register in slot mode while a
+// slot with the target's address still belongs to another target (an IP
+// reused while the old pod's slot drains): retry once that slot is freed.
+var ErrAddressHeld = errors.New("address held by another target's slot")
+
+// staleError makes a slot operation run once more on a fresh `show
+// servers state`: the reused snapshot no longer matches the slot it chose,
+// or what it found (a full backend, a held address) is to be confirmed.
+type staleError struct{ error }
+
+func (e staleError) Unwrap() error { return e.error }
+
+// onSlots runs op on the backend's servers, from the snapshot this cycle
+// already read when it is fresh (serversOf), and once more on a fresh read
+// when op finds the snapshot stale. slotMode is false for a backend without
+// slots; op is not run then.
+func (p *Provider) onSlots(ctx context.Context, in Instance, c *Client, pool string, op func(states []ServerState) error) (slotMode bool, err error) {
+	for fresh := false; ; fresh = true {
+		states, err := p.serversOf(ctx, in, c, pool, fresh)
+		if err != nil || !HasSlots(states) {
+			return false, err
+		}
+		err = op(states)
+		var stale staleError
+		if errors.As(err, &stale) {
+			if !fresh {
+				continue
+			}
+			return true, stale.error
+		}
+		return true, err
+	}
+}
+
+// checkSlot reads the one row of slot s (`show stat B 4 ID`, a constant
+// size whatever the backend) and returns a staleError unless it still has the
+// address the snapshot had (for a claim: unset, in maintenance). A slot
+// chosen from a snapshot is checked right before it is changed, so a stale
+// snapshot never makes the provider act on a slot that holds another
+// target.
+func (p *Provider) checkSlot(ctx context.Context, c *Client, pool string, s ServerState) (Stat, error) {
+	st, found, err := c.ShowServerStat(ctx, pool, s.ID)
+	if err != nil {
+		return Stat{}, err
+	}
+	if !found || st.Name != s.Name {
+		return Stat{}, staleError{fmt.Errorf("backend %s: slot %s (id %d) not found", pool, s.Name, s.ID)}
+	}
+	host, port := splitStatAddr(st.Addr)
+	ip := net.ParseIP(host)
+	if SlotFree(s) {
+		if (unsetIP(host) || ip != nil && ip.IsUnspecified()) && st.Maint() {
+			return st, nil
+		}
+		return Stat{}, staleError{fmt.Errorf("backend %s: slot %s is no longer free (%s, %s)", pool, s.Name, st.Addr, st.Status)}
+	}
+	if ip != nil && ip.Equal(net.ParseIP(s.Addr)) && port == strconv.Itoa(s.Port) {
+		return st, nil
+	}
+	return Stat{}, staleError{fmt.Errorf("backend %s: slot %s has address %s, not %s", pool, s.Name, st.Addr, slotAddr(s))}
+}
+
+// splitStatAddr splits `show stat`'s addr column: "ip:port", an IPv6
+// address with or without brackets ("[::1]:80", "::1:80"), a port mapped
+// with '+', or nothing.
+func splitStatAddr(addr string) (host, port string) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr, ""
+	}
+	host, port = addr[:i], strings.TrimPrefix(addr[i+1:], "+")
+	return strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), port
 }
 
 // registerSlot puts the target in a slot of backend pool: the slot that
@@ -260,17 +423,33 @@ func (p *Provider) findSlot(states []ServerState, pool string, t provider.Target
 // step 2 (enable health, drain, health down, ready), so the slot gets no
 // balanced request before `rise` passed checks. Slots take their check
 // interval, rise and fall from the configuration (HAProxy cannot change
-// them at runtime); the target's check port is set.
-func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t provider.Target) (changed bool, err error) {
+// them at runtime); the target's check port is set. A slot with the
+// target's address that another target holds is never taken over
+// (ErrAddressHeld).
+func (p *Provider) registerSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (changed bool, err error) {
 	// One claim at a time: two targets must not pick the same free slot.
 	p.claimMu.Lock()
 	defer p.claimMu.Unlock()
-	states, err := c.ShowServersState(ctx, pool)
-	if err != nil {
-		return false, err
+	_, err = p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
+		changed, err = p.registerSlotOn(ctx, in, c, pool, t, states)
+		return err
+	})
+	return changed, err
+}
+
+func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, pool string, t provider.Target, states []ServerState) (changed bool, err error) {
+	s, found, heldBy := p.findSlot(in.Name, states, pool, t)
+	if !found && heldBy != "" {
+		err := fmt.Errorf("register %s (%s) in backend %s: a slot with that address still belongs to target %s until it is freed: %w",
+			t.ID, t.Addr(), pool, heldBy, ErrAddressHeld)
+		return false, staleError{err} // confirmed on a fresh read
 	}
-	s, found := p.findSlot(states, pool, t)
-	if !found {
+	if found {
+		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
+			return false, err
+		}
+		p.hold(in.Name, pool, s, t.ID)
+	} else {
 		n := 0
 		for _, st := range states {
 			if !IsSlot(st.Name) {
@@ -282,17 +461,24 @@ func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t p
 			}
 		}
 		if !found {
-			return false, fmt.Errorf("register %s (%s) in backend %s: all %d slots (%s1..%s%d) hold targets: %w",
-				t.ID, t.Addr(), pool, n, SlotPrefix, SlotPrefix, n, ErrNoFreeSlot)
+			return false, staleError{fmt.Errorf("register %s (%s) in backend %s: all %d slots (%s1..%s%d) hold targets: %w",
+				t.ID, t.Addr(), pool, n, SlotPrefix, SlotPrefix, n, ErrNoFreeSlot)}
 		}
 		if s.CheckState&0x02 == 0 {
 			// Without `check` a slot would be UP the moment it leaves
 			// maintenance: no safe registration possible.
 			return false, fmt.Errorf("backend %s: slot %s has no health check configured (add `check` to the server-template line)", pool, s.Name)
 		}
+		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
+			return false, err
+		}
 		if err := c.SetServerAddr(ctx, pool, s.Name, t.IP, t.Port); err != nil {
+			p.dropServers(in, pool)
 			return true, err
 		}
+		s.Addr, s.Port = t.IP, t.Port
+		p.hold(in.Name, pool, s, t.ID)
+		p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Addr, x.Port = t.IP, t.Port })
 		chk := withDefaults(t.Check, p.check)
 		port := chk.Port
 		if port == 0 {
@@ -301,7 +487,7 @@ func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t p
 		if err := c.SetServerCheckPort(ctx, pool, s.Name, port); err != nil {
 			return true, err
 		}
-		p.log.Info("haproxy: target takes slot", "pool", pool, "slot", s.Name, "target", t.ID, "addr", t.Addr())
+		p.log.Info("haproxy: target takes slot", "instance", in.Name, "pool", pool, "slot", s.Name, "target", t.ID, "addr", t.Addr())
 		s.Admin |= AdminForcedMaint // claimed from maintenance: finish from step 2
 	}
 	switch {
@@ -321,67 +507,88 @@ func (p *Provider) registerSlot(ctx context.Context, c *Client, pool string, t p
 		return false, nil // in rotation or checked towards it
 	}
 	if err := c.SetServerHealth(ctx, pool, s.Name, HealthDown); err != nil {
+		p.dropServers(in, pool)
 		return true, err
 	}
-	return true, c.SetServerState(ctx, pool, s.Name, StateReady)
+	err = c.SetServerState(ctx, pool, s.Name, StateReady)
+	p.noteSlot(in, pool, s.Name, func(x *ServerState) {
+		x.Admin &^= AdminForcedMaint | AdminConfigMaint | AdminForcedDrain
+		x.CheckState |= CheckStateEnabled
+	})
+	return true, err
 }
 
 // drainSlot sets the target's slot to drain; false when the backend has no
 // slots (dynamic mode).
-func (p *Provider) drainSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
 	if provider.IsOrphan(t.ID) {
 		// Not while a Register may be adopting the slot by its address.
 		p.claimMu.Lock()
 		defer p.claimMu.Unlock()
 	}
-	states, err := c.ShowServersState(ctx, pool)
-	if err != nil || !HasSlots(states) {
-		return false, err
-	}
-	s, found := p.findSlot(states, pool, t)
-	if !found || s.Admin.Maint() || s.Admin.Drain() {
-		return true, nil
-	}
-	return true, c.SetServerState(ctx, pool, s.Name, StateDrain)
+	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
+		s, found, _ := p.findSlot(in.Name, states, pool, t)
+		if !found || s.Admin.Maint() || s.Admin.Drain() {
+			return nil
+		}
+		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
+			return err
+		}
+		if !provider.IsOrphan(t.ID) {
+			p.hold(in.Name, pool, s, t.ID)
+		}
+		if err := c.SetServerState(ctx, pool, s.Name, StateDrain); err != nil {
+			return err
+		}
+		p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Admin |= AdminForcedDrain })
+		return nil
+	})
 }
 
 // freeSlot puts the target's slot in maintenance and, once HAProxy has no
 // session on it, unsets its address so the slot is free for the next
-// target; false when the backend has no slots (dynamic mode).
-func (p *Provider) freeSlot(ctx context.Context, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
+// target; false when the backend has no slots (dynamic mode). A slot this
+// process gave another target is never freed for this one.
+func (p *Provider) freeSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
 	if provider.IsOrphan(t.ID) {
 		// Not while a Register may be adopting the slot by its address.
 		p.claimMu.Lock()
 		defer p.claimMu.Unlock()
 	}
-	states, err := c.ShowServersState(ctx, pool)
-	if err != nil || !HasSlots(states) {
-		return false, err
-	}
-	s, found := p.findSlot(states, pool, t)
-	if !found {
-		return true, nil
-	}
-	if !s.Admin.Maint() {
-		if err := c.SetServerState(ctx, pool, s.Name, StateMaint); err != nil {
-			return true, err
+	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
+		s, found, _ := p.findSlot(in.Name, states, pool, t)
+		if !found {
+			return nil
 		}
-	}
-	stats, err := c.ShowStat(ctx, pool)
-	if err != nil {
-		return true, err
-	}
-	for _, st := range stats {
-		if st.Type == TypeServer && st.Name == s.Name && st.Sessions+st.QueueCurrent > 0 {
-			return true, fmt.Errorf("backend %s slot %s (%s): %d session(s), %d queued: %w",
+		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
+			return err
+		}
+		if !provider.IsOrphan(t.ID) {
+			p.hold(in.Name, pool, s, t.ID)
+		}
+		if !s.Admin.Maint() {
+			if err := c.SetServerState(ctx, pool, s.Name, StateMaint); err != nil {
+				return err
+			}
+			p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Admin |= AdminForcedMaint })
+		}
+		st, err := p.checkSlot(ctx, c, pool, s) // sessions, after maintenance
+		if err != nil {
+			return err
+		}
+		if st.Sessions+st.QueueCurrent > 0 {
+			return fmt.Errorf("backend %s slot %s (%s): %d session(s), %d queued: %w",
 				pool, s.Name, slotAddr(s), st.Sessions, st.QueueCurrent, provider.ErrTargetBusy)
 		}
-	}
-	if err := c.SetServerAddr(ctx, pool, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
-		return true, err
-	}
-	p.log.Info("haproxy: slot freed", "pool", pool, "slot", s.Name, "target", t.ID, "addr", slotAddr(s))
-	return true, nil
+		if err := c.SetServerAddr(ctx, pool, s.Name, "0.0.0.0", max(s.Port, 1)); err != nil {
+			p.dropServers(in, pool)
+			return err
+		}
+		p.release(in.Name, pool, s.Name)
+		p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Addr, x.Port = "0.0.0.0", max(s.Port, 1) })
+		p.log.Info("haproxy: slot freed", "instance", in.Name, "pool", pool, "slot", s.Name, "target", t.ID, "addr", slotAddr(s))
+		return nil
+	})
 }
 
 // slotTargets renames the slots of a Status snapshot to target IDs: a free
@@ -390,7 +597,7 @@ func (p *Provider) freeSlot(ctx context.Context, c *Client, pool string, t provi
 func (p *Provider) slotTargets(instance, pool string, snap Snapshot, targets map[provider.TargetID]provider.TargetStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := p.slotIDsLocked(pool, snap.Servers)
+	ids := p.slotIDsLocked(instance, pool, snap.Servers)
 	for _, s := range snap.Servers {
 		if !IsSlot(s.Name) {
 			continue
