@@ -353,3 +353,39 @@ func TestUngatedPodsAreReported(t *testing.T) {
 		t.Fatalf("Event repeated every cycle: %v", evs)
 	}
 }
+
+// Scenario: a serve replica's drain-only reconciler sees the binding
+// deleted while web-3 is being deleted with a session open. Expectation:
+// it drains and reports web-3's verdict from its own look at the LB
+// (Draining, then Drained), but never deregisters, never touches a gate
+// and never removes the finalizer: the leader does.
+func TestBindingDeletionDrainOnly(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, objs(
+		hPod("web-2", "10.1.0.2", true, "", gateINI),
+		hPod("web-3", "10.1.0.3", true, "", gateHealthy))...)
+	h.r.DrainOnly = true
+	h.onBoth("web-2", "10.1.0.2:8080", provider.HealthInitial, 0)
+	h.onBoth("web-3", "10.1.0.3:8080", provider.HealthHealthy, 1)
+	h.deletePod("web-3")
+	h.deleteBinding()
+	h.reconcile()
+	if v, _ := h.verdict("web-3"); v.Drained || v.Reason != ReasonDraining {
+		t.Fatalf("web-3 with a session: %+v, want Draining", v)
+	}
+	h.w.setSessions(hPool, hid("web-3"), 0)
+	h.advance(20 * time.Second) // past drain.timeout too
+	h.reconcile()
+	h.reconcile()
+	if v, _ := h.verdict("web-3"); !v.Drained {
+		t.Fatalf("web-3 drained: %+v, want drained", v)
+	}
+	if got := h.w.callsOf("deregister"); len(got) != 0 {
+		t.Fatalf("drain-only reconciler deregistered: %v", got)
+	}
+	if g := h.gate("web-2"); g.Status != corev1.ConditionFalse {
+		t.Fatalf("drain-only reconciler released a gate: %+v", g)
+	}
+	if b, ok := h.binding(); !ok || len(b.Finalizers) == 0 {
+		t.Fatalf("drain-only reconciler removed the finalizer")
+	}
+}
