@@ -389,3 +389,68 @@ func TestBindingDeletionDrainOnly(t *testing.T) {
 		t.Fatalf("drain-only reconciler removed the finalizer")
 	}
 }
+
+// Scenario: instance lb-b is removed from the spec while it cannot be
+// reached (the host died). Expectation: nothing can be removed there; the
+// controller retries until drain.timeout + FinalizeRetry, then emits a
+// Warning InstanceRetireFailed and forgets the instance.
+func TestRemovedUnreachableInstanceIsGivenUp(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	h.reconcile()
+	var lb zv1.LoadBalancer
+	if err := h.c.Get(ctx, types.NamespacedName{Name: hLB}, &lb); err != nil {
+		t.Fatal(err)
+	}
+	lb.Spec.Instances = []zv1.LoadBalancerInstance{instA}
+	lb.Generation++
+	if err := h.c.Update(ctx, &lb); err != nil {
+		t.Fatal(err)
+	}
+	h.w.mu.Lock()
+	h.w.down[keyB] = true
+	h.w.mu.Unlock()
+	h.reconcile()
+	if n := len(h.r.Providers.Retired(hLB)); n != 1 {
+		t.Fatalf("unreachable removed instance: %d retired, want 1 (retrying)", n)
+	}
+	h.eventsSeen()
+	h.advance(10*time.Second + FinalizeRetry)
+	h.reconcile()
+	if evs := h.eventsSeen(); !hasEvent(evs, corev1.EventTypeWarning, "InstanceRetireFailed", "lb-b") {
+		t.Fatalf("no Warning InstanceRetireFailed naming lb-b: %v", evs)
+	}
+	if n := len(h.r.Providers.Retired(hLB)); n != 0 {
+		t.Fatalf("given-up instance still retired: %d", n)
+	}
+}
+
+// Scenario: a deleted binding's target keeps a connection open for good,
+// so HAProxy never deletes its server. Expectation: the finalizer stays
+// until drain.timeout + FinalizeRetry, then goes with a Warning TargetsLeft
+// naming the server (out of rotation, no longer managed): a deletion is
+// never blocked forever.
+func TestBindingDeletionGivesUpAfterFinalizeRetry(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 1)
+	h.deleteBinding()
+	h.reconcile()
+	h.advance(10*time.Second + FinalizeRetry - time.Second)
+	h.reconcile()
+	if _, ok := h.binding(); !ok {
+		t.Fatalf("finalizer removed before drain.timeout + FinalizeRetry")
+	}
+	h.eventsSeen()
+	h.advance(2 * time.Second)
+	h.reconcile()
+	if _, ok := h.binding(); ok {
+		t.Fatalf("finalizer kept past drain.timeout + FinalizeRetry")
+	}
+	if evs := h.eventsSeen(); !hasEvent(evs, corev1.EventTypeWarning, "TargetsLeft", string(hid("web-1"))) {
+		t.Fatalf("no Warning TargetsLeft naming the server: %v", evs)
+	}
+	if s := h.w.get(keyA, hPool, hid("web-1")); s == nil || s.health == provider.HealthHealthy {
+		t.Fatalf("server left behind must be out of rotation: %+v", s)
+	}
+}
