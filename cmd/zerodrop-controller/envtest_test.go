@@ -551,7 +551,8 @@ func TestBindingDeletionReleasesGates(t *testing.T) {
 	if err := suite.c.Delete(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonBindingDeleted)
+	// Never reported healthy: released, but as unverified.
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonBindingDeletedUnverified)
 	eventually(t, "binding finalized", func() (bool, string) {
 		err := suite.c.Get(ctx, client.ObjectKeyFromObject(b), &zv1.TargetBinding{})
 		return apierrors.IsNotFound(err), fmt.Sprint(err)
@@ -562,7 +563,7 @@ func TestBindingDeletionReleasesGates(t *testing.T) {
 			return false, err.Error()
 		}
 		for _, e := range evs.Items {
-			if e.Regarding.Name == "web-1" && e.Reason == controller.ReasonBindingDeleted {
+			if e.Regarding.Name == "web-1" && e.Reason == controller.ReasonBindingDeletedUnverified && e.Type == corev1.EventTypeWarning {
 				return true, ""
 			}
 		}

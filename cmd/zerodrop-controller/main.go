@@ -378,6 +378,21 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	}
 	drains := drain.NewRegistry()
 	nudges := make(chan event.GenericEvent, 1024)
+	// drainHookHost is the host injected drain hooks call: the webhook
+	// writes it, the reconciler checks running pods' hooks against it.
+	drainHookHost := func(ctx context.Context) (string, error) {
+		if o.drainHookHost != "" {
+			return o.drainHookHost, nil
+		}
+		var svc corev1.Service
+		if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: o.drainService}, &svc); err != nil {
+			return "", fmt.Errorf("drain Service %s/%s: %w", o.namespace, o.drainService, err)
+		}
+		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			return "", fmt.Errorf("drain Service %s/%s has no ClusterIP", o.namespace, o.drainService)
+		}
+		return svc.Spec.ClusterIP, nil
+	}
 	r := &controller.TargetBindingReconciler{
 		Client:          mgr.GetClient(),
 		APIReader:       mgr.GetAPIReader(),
@@ -396,6 +411,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	} else {
 		r.Recorder = mgr.GetEventRecorder("zerodrop-controller")
 		r.Instances = &controller.InstanceTracker{}
+		r.DrainHookHost = drainHookHost
 	}
 	if err := r.SetupWithManager(mgr, nudges, o.workers); err != nil {
 		return w, fmt.Errorf("targetbinding controller: %w", err)
@@ -403,7 +419,8 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	w.Reconciler = r
 	if o.reconciles() {
 		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval,
-			TLS: &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace}}
+			TLS:       &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace},
+			Providers: r.Providers, Recorder: r.Recorder}
 		if err := lbr.SetupWithManager(mgr); err != nil {
 			return w, fmt.Errorf("loadbalancer controller: %w", err)
 		}
@@ -424,19 +441,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		return w, mgr.AddReadyzCheck("ping", healthz.Ping)
 	}
 
-	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: func(ctx context.Context) (string, error) {
-		if o.drainHookHost != "" {
-			return o.drainHookHost, nil
-		}
-		var svc corev1.Service
-		if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: o.drainService}, &svc); err != nil {
-			return "", fmt.Errorf("drain Service %s/%s: %w", o.namespace, o.drainService, err)
-		}
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			return "", fmt.Errorf("drain Service %s/%s has no ClusterIP", o.namespace, o.drainService)
-		}
-		return svc.Spec.ClusterIP, nil
-	}}
+	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: drainHookHost}
 	mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: &webhook.PodGateInjector{
 		Reader:              mgr.GetClient(),
 		Decoder:             admission.NewDecoder(mgr.GetScheme()),

@@ -108,6 +108,10 @@ type TargetBindingReconciler struct {
 	// continuously before it is drained and freed; zero never frees.
 	// Only the leader frees (never a DrainOnly reconciler).
 	OrphanGrace time.Duration
+	// DrainHookHost returns the host the webhook writes into injected drain
+	// hooks now (the drain Service's ClusterIP); nil skips the check of
+	// pods' hooks against it.
+	DrainHookHost func(context.Context) (string, error)
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
@@ -116,6 +120,9 @@ type TargetBindingReconciler struct {
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
 	// known is what each binding last told a provider's address book.
 	known map[types.NamespacedName]knowRecord
+	// ungated is each binding's last injection findings (pod -> reason
+	// and message), so that an Event is emitted only on a change.
+	ungated map[types.NamespacedName]map[string]string
 }
 
 func (r *TargetBindingReconciler) now() time.Time {
@@ -167,18 +174,14 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var b zv1.TargetBinding
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forgetMemo(req.NamespacedName) // and its addresses
+			r.forgetBinding(req.NamespacedName) // memos, addresses, verdicts, metrics
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
 	if !b.DeletionTimestamp.IsZero() {
-		if r.DrainOnly {
-			// Only the leader finalizes; the pods waiting on this replica's
-			// drain endpoint are released here as there.
-			return reconcile.Result{}, r.releaseGates(ctx, &b, ReasonBindingDeleted,
-				fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name))
-		}
+		// Only the leader deregisters, releases gates and removes the
+		// finalizer; a DrainOnly reconciler drains and reports verdicts.
 		return r.finalize(ctx, log, &b)
 	}
 	if !r.DrainOnly && controllerutil.AddFinalizer(&b, Finalizer) {
@@ -193,12 +196,21 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			return reconcile.Result{}, err
 		}
 		// Nothing can judge the targets: release every gate so that no
-		// rollout stays stuck, and say so.
+		// rollout stays stuck, and say so. But a missing load balancer is
+		// never a drained one: deleting pods wait for drain.timeout.
 		msg := fmt.Sprintf("LoadBalancer %q not found: gates released without a health verdict", b.Spec.LoadBalancerRef.Name)
-		if err := r.releaseGates(ctx, &b, ReasonLoadBalancerMissing, msg); err != nil {
+		if err := r.releaseGates(ctx, &b, false, fmt.Sprintf("LoadBalancer %q not found", b.Spec.LoadBalancerRef.Name)); err != nil {
 			return reconcile.Result{}, err
 		}
-		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, r.steady())
+		targets, _, err := r.observe(ctx, &b)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		requeue := r.steady()
+		if r.holdDrains(&b, targets, nil, fmt.Sprintf("LoadBalancer %q not found", b.Spec.LoadBalancerRef.Name)) {
+			requeue = r.pending()
+		}
+		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, requeue)
 	}
 	p, err := r.Providers.For(&lb)
 	if err != nil {
@@ -209,6 +221,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	r.checkInjection(ctx, &b, targets)
 
 	memo := r.memoFor(req.NamespacedName)
 	r.knowAddresses(p, lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
@@ -279,6 +292,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
 	r.forgetGone(&b, plans)
+	if r.retire(lbCtx, log, &b, lb.Name, targets) {
+		pending = true
+	}
 	if err := r.handleOrphans(lbCtx, log, &b, p, lb.Name, pool); err != nil {
 		errs = append(errs, err)
 	}
@@ -597,80 +613,6 @@ func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, 
 		return false, fmt.Errorf("set %s on pod %s/%s: %w", ct, pod.Namespace, pod.Name, err)
 	}
 	return true, nil
-}
-
-// releaseGates sets every gate of the binding True (reason says why) and
-// every drain verdict drained: with the binding or its LoadBalancer gone,
-// nothing may hold a rollout or a container. In DrainOnly mode only the
-// drain verdicts are reported.
-func (r *TargetBindingReconciler) releaseGates(ctx context.Context, b *zv1.TargetBinding, reason, msg string) error {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
-		return fmt.Errorf("list pods in %s: %w", b.Namespace, err)
-	}
-	var errs []error
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
-		if _, ok := r.Drains.Lookup(key, b.Name); ok || !pod.DeletionTimestamp.IsZero() {
-			r.Drains.Report(key, b.Name, drain.State{Drained: true, Reason: reason, Message: msg, Since: r.now()})
-		}
-		if r.DrainOnly || !binding.HasGate(pod, b.Name) || !pod.DeletionTimestamp.IsZero() {
-			continue
-		}
-		changed, err := r.setGate(ctx, pod, b.Name, &gateCondition{corev1.ConditionTrue, reason, msg})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if changed {
-			r.event(pod, b, corev1.EventTypeWarning, reason, "ReleaseGate", "%s set True: %s", zv1.GateConditionType(b.Name), msg)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// finalize releases the gates of a deleted binding, removes its targets
-// from the load balancer (best effort: the LoadBalancer may be gone too)
-// and drops the finalizer.
-func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding) (reconcile.Result, error) {
-	if !controllerutil.ContainsFinalizer(b, Finalizer) {
-		return reconcile.Result{}, nil
-	}
-	msg := fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name)
-	if err := r.releaseGates(ctx, b, ReasonBindingDeleted, msg); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.event(b, nil, corev1.EventTypeNormal, ReasonBindingDeleted, "Finalize", "%s", msg)
-	var lb zv1.LoadBalancer
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err == nil {
-		if p, err := r.Providers.For(&lb); err == nil {
-			// After a controller restart the provider knows no slot's
-			// target: tell it this binding's, so they are found and
-			// removed rather than left as orphans.
-			if targets, _, err := r.observe(ctx, b); err == nil {
-				r.knowAddresses(p, lb.Name, b, targets, r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name}))
-			}
-			if pool, err := p.Status(ctx, b.Spec.Pool); err == nil || len(pool.Instances) > 0 {
-				for _, id := range pool.Targets() {
-					if _, ok := podOfTarget(id, b.Namespace, b.Name); ok {
-						if err := p.Deregister(ctx, b.Spec.Pool, provider.Target{ID: id}); err != nil {
-							log.Warn("deregister on binding deletion", "target", id, "err", err)
-						}
-					}
-				}
-			}
-		}
-	}
-	controllerutil.RemoveFinalizer(b, Finalizer)
-	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
-		return reconcile.Result{}, fmt.Errorf("remove finalizer from %s/%s: %w", b.Namespace, b.Name, err)
-	}
-	// forgetMemo also forgets the binding's addresses: a target whose
-	// Deregister failed above turns into an orphan, freed later by the
-	// pool's other bindings.
-	r.forgetMemo(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
-	return reconcile.Result{}, nil
 }
 
 // knowWindow is how recently every binding of a pool must have told the

@@ -168,8 +168,9 @@ func (h *Handler) findPod(ctx context.Context, ns, name, token string) (*corev1.
 
 // bindingNames lists the bindings whose verdict the pod waits for: those
 // whose Service selects it, and those whose gate it carries (a pod whose
-// labels changed is still in the pool it was registered in). Bindings being
-// deleted release their pods and are not waited for.
+// labels changed is still in the pool it was registered in). A binding
+// being deleted is waited for while it exists: its finalizer drains its
+// targets before it lets them go.
 func (h *Handler) bindingNames(ctx context.Context, pod *corev1.Pod) ([]string, error) {
 	bs, err := binding.Selecting(ctx, h.Reader, pod)
 	if err != nil {
@@ -191,7 +192,7 @@ func (h *Handler) bindingNames(ctx context.Context, pod *corev1.Pod) ([]string, 
 			continue
 		}
 		var b zv1.TargetBinding
-		if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, &b); err == nil && b.DeletionTimestamp.IsZero() {
+		if err := h.Reader.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: name}, &b); err == nil {
 			seen[name] = true
 			out = append(out, name)
 		}

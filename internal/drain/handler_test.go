@@ -105,3 +105,34 @@ func TestDrainEndpoint(t *testing.T) {
 		t.Fatalf("long poll did not wake when the pod was reported drained")
 	}
 }
+
+// Scenario: the binding whose gate web-1 carries is being deleted (its
+// finalizer drains the targets first). Expectation: the hook still waits
+// for that binding's verdict instead of being let go at once as unbound.
+func TestDrainWaitsForBindingBeingDeleted(t *testing.T) {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = zv1.AddToScheme(s)
+	now := metav1.Now()
+	c := fake.NewClientBuilder().WithScheme(s).WithRuntimeObjects(
+		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}, Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}}},
+		&zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-edge", DeletionTimestamp: &now, Finalizers: []string{"zerodrop.dev/targets"}},
+			Spec: zv1.TargetBindingSpec{ServiceRef: zv1.ServiceReference{Name: "web", Port: intstr.FromInt32(80)}, LoadBalancerRef: zv1.LoadBalancerReference{Name: "edge"}, Pool: "be"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "web"}},
+			Spec: corev1.PodSpec{ReadinessGates: []corev1.PodReadinessGate{{ConditionType: corev1.PodConditionType(zv1.GateConditionType("web-edge"))}}}},
+	).Build()
+	reg := NewRegistry()
+	mux := http.NewServeMux()
+	(&Handler{Reader: c, Drains: reg}).Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	pod := types.NamespacedName{Namespace: "shop", Name: "web-1"}
+	reg.Report(pod, "web-edge", State{Reason: "Draining"})
+	if code, a := get(t, srv.URL+"/drain/v1/namespaces/shop/pods/web-1?wait=0s"); code != http.StatusServiceUnavailable {
+		t.Fatalf("pod of a binding being deleted, draining: %d %+v, want 503", code, a)
+	}
+	reg.Report(pod, "web-edge", State{Drained: true, Reason: "Drained"})
+	if code, a := get(t, srv.URL+"/drain/v1/namespaces/shop/pods/web-1?wait=0s"); code != http.StatusOK {
+		t.Fatalf("drained: %d %+v, want 200", code, a)
+	}
+}

@@ -68,6 +68,27 @@ func (r *Registry) Forget(pod types.NamespacedName) {
 	}
 }
 
+// ForgetBinding drops the verdicts of binding namespace/name for every pod
+// (the binding is gone); a pod's verdicts of other bindings stay.
+func (r *Registry) ForgetBinding(namespace, binding string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := false
+	for pod, m := range r.pods {
+		if _, ok := m[binding]; !ok || pod.Namespace != namespace {
+			continue
+		}
+		delete(m, binding)
+		if len(m) == 0 {
+			delete(r.pods, pod)
+		}
+		changed = true
+	}
+	if changed {
+		r.broadcastLocked()
+	}
+}
+
 // Lookup returns binding's verdict for pod.
 func (r *Registry) Lookup(pod types.NamespacedName, binding string) (State, bool) {
 	r.mu.Lock()
