@@ -110,7 +110,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	h.nudge(pod.Namespace, names)
 	key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
 	for {
-		changed := h.Drains.Changed()
+		changed := h.Drains.Changed(key)
 		ans := h.answer(key, names)
 		if ans.Drained {
 			h.write(w, http.StatusOK, ans)

@@ -27,14 +27,17 @@ type State struct {
 
 // Registry is the reconciler's drain verdicts, safe for concurrent use.
 type Registry struct {
-	mu      sync.Mutex
-	pods    map[types.NamespacedName]map[string]State // pod -> binding name -> state
-	changed chan struct{}
+	mu   sync.Mutex
+	pods map[types.NamespacedName]map[string]State // pod -> binding name -> state
+	// changed holds one channel per pod someone waits for, closed at the
+	// pod's next change: a change wakes only that pod's held requests, not
+	// every request held (messages change every cycle while pods drain).
+	changed map[types.NamespacedName]chan struct{}
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: make(chan struct{})}
+	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: map[types.NamespacedName]chan struct{}{}}
 }
 
 // Report records binding's verdict for pod and wakes the waiters when it
@@ -55,17 +58,16 @@ func (r *Registry) Report(pod types.NamespacedName, binding string, s State) {
 		s.Since = old.Since
 	}
 	m[binding] = s
-	r.broadcastLocked()
+	r.wakeLocked(pod)
 }
 
 // Forget drops everything known about pod (the pod is gone).
 func (r *Registry) Forget(pod types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.pods[pod]; ok {
-		delete(r.pods, pod)
-		r.broadcastLocked()
-	}
+	delete(r.pods, pod)
+	// Waiters of a pod never reported are woken too: the pod is gone.
+	r.wakeLocked(pod)
 }
 
 // Lookup returns binding's verdict for pod.
@@ -90,14 +92,22 @@ func (r *Registry) Pods(namespace, binding string) []types.NamespacedName {
 	return out
 }
 
-// Changed returns a channel closed at the next change of any verdict.
-func (r *Registry) Changed() <-chan struct{} {
+// Changed returns a channel closed at the next change of pod's verdicts
+// (or when the pod is forgotten).
+func (r *Registry) Changed(pod types.NamespacedName) <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.changed
+	ch := r.changed[pod]
+	if ch == nil {
+		ch = make(chan struct{})
+		r.changed[pod] = ch
+	}
+	return ch
 }
 
-func (r *Registry) broadcastLocked() {
-	close(r.changed)
-	r.changed = make(chan struct{})
+func (r *Registry) wakeLocked(pod types.NamespacedName) {
+	if ch := r.changed[pod]; ch != nil {
+		close(ch)
+		delete(r.changed, pod)
+	}
 }

@@ -24,7 +24,7 @@ func waiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}) *at
 		go func() {
 			first := true
 			for {
-				ch := r.Changed()
+				ch := r.Changed(pod)
 				if first {
 					started.Done()
 					first = false
