@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -248,7 +248,9 @@ func admit(t *testing.T, inj *PodGateInjector, p *corev1.Pod) admission.Response
 // cannot be resolved (the drain Service is missing), the pod still gets its
 // readiness gates, and the API server passes on a Warning (L11, M5).
 func TestHookResolutionFailureKeepsGates(t *testing.T) {
-	inj := hookInjector(t, func(context.Context) (string, error) { return "", errors.New("drain Service zerodrop-system/zerodrop-drain not found") })
+	inj := hookInjector(t, func(context.Context) (string, error) {
+		return "", errors.New("drain Service zerodrop-system/zerodrop-drain not found")
+	})
 	resp := admit(t, inj, pod("shop", map[string]string{"app": "web"}))
 	if !resp.Allowed || len(resp.Patches) == 0 {
 		t.Fatalf("hook host unresolvable: allowed=%v patches=%v result=%+v, want the gates patched in", resp.Allowed, resp.Patches, resp.Result)
