@@ -501,7 +501,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	dh := &drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, NudgeInterval: o.pollInterval,
 		MaxHeld: o.drainMaxHeld, MaxHeldPerPod: o.drainMaxHeldPerPod, Log: log.With("component", "drain")}
 	dh.Register(mux)
-	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll, held: dh.Held}
+	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll}
 	if err := mgr.Add(w.Drain); err != nil {
 		return w, err
 	}
@@ -523,8 +523,6 @@ type drainServer struct {
 	handler    http.Handler
 	log        *slog.Logger
 	leaderOnly bool
-	// held reports the requests held now (the load test reads it).
-	held func() int
 
 	mu  sync.Mutex
 	srv *http.Server
