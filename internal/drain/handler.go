@@ -235,17 +235,24 @@ func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.Namespa
 	timer := time.NewTimer(time.Until(until))
 	defer timer.Stop()
 	for {
-		changed := h.Drains.Changed(key)
+		changed, stop := h.Drains.Changed(key)
 		ans = h.answer(key, names)
 		if ans.Drained {
+			stop()
 			h.write(w, http.StatusOK, ans)
 			return
 		}
+		var timedOut bool
 		select {
 		case <-changed:
 		case <-r.Context().Done():
+			stop()
 			return
 		case <-timer.C:
+			timedOut = true
+		}
+		stop()
+		if timedOut {
 			// An alive pod may have been deleted meanwhile (the kubelet
 			// calls the hook as soon as it sees the deletion, which the
 			// cache may have shown us later): then hold on.

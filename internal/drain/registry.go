@@ -32,12 +32,18 @@ type Registry struct {
 	// changed holds one channel per pod someone waits for, closed at the
 	// pod's next change: a change wakes only that pod's held requests, not
 	// every request held (messages change every cycle while pods drain).
-	changed map[types.NamespacedName]chan struct{}
+	changed map[types.NamespacedName]*waiters
+}
+
+// waiters is one pod's wake-up channel and how many wait on it.
+type waiters struct {
+	ch chan struct{}
+	n  int
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: map[types.NamespacedName]chan struct{}{}}
+	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: map[types.NamespacedName]*waiters{}}
 }
 
 // Report records binding's verdict for pod and wakes the waiters when it
@@ -93,21 +99,29 @@ func (r *Registry) Pods(namespace, binding string) []types.NamespacedName {
 }
 
 // Changed returns a channel closed at the next change of pod's verdicts
-// (or when the pod is forgotten).
-func (r *Registry) Changed(pod types.NamespacedName) <-chan struct{} {
+// (or when the pod is forgotten), and a function to call when the caller
+// stops waiting on it, so that a pod nobody waits for keeps no channel.
+func (r *Registry) Changed(pod types.NamespacedName) (<-chan struct{}, func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	ch := r.changed[pod]
-	if ch == nil {
-		ch = make(chan struct{})
-		r.changed[pod] = ch
+	w := r.changed[pod]
+	if w == nil {
+		w = &waiters{ch: make(chan struct{})}
+		r.changed[pod] = w
 	}
-	return ch
+	w.n++
+	return w.ch, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if w.n--; w.n == 0 && r.changed[pod] == w {
+			delete(r.changed, pod)
+		}
+	}
 }
 
 func (r *Registry) wakeLocked(pod types.NamespacedName) {
-	if ch := r.changed[pod]; ch != nil {
-		close(ch)
+	if w := r.changed[pod]; w != nil {
+		close(w.ch)
 		delete(r.changed, pod)
 	}
 }

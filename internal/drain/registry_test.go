@@ -11,10 +11,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// waiters starts one goroutine per pod that waits the way a held drain
+// startWaiters starts one goroutine per pod that waits the way a held drain
 // request does: wake at a change, build the answer, wait again, until stop
 // is closed. It returns the number of wake-ups so far.
-func waiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}) *atomic.Int64 {
+func startWaiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}) *atomic.Int64 {
 	h := &Handler{Drains: r}
 	bindings := []string{"web-edge"}
 	var wakes atomic.Int64
@@ -24,7 +24,7 @@ func waiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}) *at
 		go func() {
 			first := true
 			for {
-				ch := r.Changed(pod)
+				ch, done := r.Changed(pod)
 				if first {
 					started.Done()
 					first = false
@@ -33,7 +33,9 @@ func waiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}) *at
 				select {
 				case <-ch:
 					wakes.Add(1)
+					done()
 				case <-stop:
+					done()
 					return
 				}
 			}
@@ -58,7 +60,7 @@ func TestUnrelatedChangesWakeNoWaiter(t *testing.T) {
 	stop := make(chan struct{})
 	defer close(stop)
 	held := podKeys("held", 50)
-	wakes := waiters(r, held, stop)
+	wakes := startWaiters(r, held, stop)
 	for i, pod := range podKeys("other", 100) {
 		r.Report(pod, "web-edge", State{Reason: "Draining", Message: fmt.Sprintf("%d session(s) left", i)})
 	}
@@ -83,7 +85,7 @@ func BenchmarkUnrelatedChanges(b *testing.B) {
 	for b.Loop() {
 		r := NewRegistry()
 		stop := make(chan struct{})
-		wakes := waiters(r, podKeys("held", 2000), stop)
+		wakes := startWaiters(r, podKeys("held", 2000), stop)
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		start := time.Now()
@@ -103,5 +105,25 @@ func BenchmarkUnrelatedChanges(b *testing.B) {
 		b.ReportMetric(float64(after.Mallocs-before.Mallocs), "allocs/100changes")
 		b.ReportMetric(float64(wakes.Load()), "wakeups")
 		b.ReportMetric(float64(elapsed.Milliseconds()), "ms/100changes")
+	}
+}
+
+// TestWaitersLeaveNoChannel: a pod nobody waits for any more keeps no
+// wake-up channel, whether or not its verdict ever changed.
+func TestWaitersLeaveNoChannel(t *testing.T) {
+	r := NewRegistry()
+	pod := types.NamespacedName{Namespace: "shop", Name: "web-1"}
+	_, done1 := r.Changed(pod)
+	_, done2 := r.Changed(pod)
+	done1()
+	done2()
+	ch, done3 := r.Changed(pod)
+	r.Report(pod, "web-edge", State{Reason: "Draining"})
+	<-ch
+	done3()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.changed) != 0 {
+		t.Fatalf("registry keeps %d wake-up channels after every waiter left, want 0", len(r.changed))
 	}
 }
