@@ -287,6 +287,17 @@ func TestDrainFloodServeRole(t *testing.T) {
 	if mresp.StatusCode != http.StatusUnauthorized && mresp.StatusCode != http.StatusForbidden {
 		t.Errorf("anonymous GET /metrics: %s, want 401 or 403", mresp.Status)
 	}
+	// HTTP/2 is off on both TLS servers (L2).
+	for what, addr := range map[string]string{"webhook": "127.0.0.1:" + webhookPort, "metrics": metricsAddr} {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2", "http/1.1"}})
+		if err != nil {
+			t.Fatalf("%s TLS: %v", what, err)
+		}
+		if p := c.ConnectionState().NegotiatedProtocol; p == "h2" {
+			t.Errorf("%s server negotiated HTTP/2", what)
+		}
+		c.Close()
+	}
 	if took := time.Since(start); took > 60*time.Second {
 		t.Errorf("flood took %s, want under 60 s", took)
 	}
