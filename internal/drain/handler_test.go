@@ -97,6 +97,7 @@ type result struct {
 	a     Answer
 	took  time.Duration
 	retry string
+	close bool // the server closes the connection
 }
 
 // async GETs url in the background.
@@ -112,7 +113,7 @@ func async(url string) <-chan result {
 		defer resp.Body.Close()
 		var a Answer
 		_ = json.NewDecoder(resp.Body).Decode(&a)
-		done <- result{resp.StatusCode, a, time.Since(start), resp.Header.Get("Retry-After")}
+		done <- result{resp.StatusCode, a, time.Since(start), resp.Header.Get("Retry-After"), resp.Close}
 	}()
 	return done
 }
@@ -201,8 +202,8 @@ func TestHeldRequestsAreCapped(t *testing.T) {
 	held := []<-chan result{async(url("web-1")), async(url("web-1"))}
 	waitHeld(t, h, 2)
 	r := <-async(url("web-1"))
-	if r.code != http.StatusServiceUnavailable || r.retry == "" || r.took > time.Second {
-		t.Fatalf("third request for one pod (cap 2): %d Retry-After %q after %s, want 503 with Retry-After at once", r.code, r.retry, r.took)
+	if r.code != http.StatusServiceUnavailable || r.retry == "" || !r.close || r.took > time.Second {
+		t.Fatalf("third request for one pod (cap 2): %d Retry-After %q close %v after %s, want 503 with Retry-After at once, closing the connection", r.code, r.retry, r.close, r.took)
 	}
 	held = append(held, async(url("web-3")))
 	waitHeld(t, h, 3)
