@@ -24,6 +24,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -501,7 +502,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	dh := &drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, NudgeInterval: o.pollInterval,
 		MaxHeld: o.drainMaxHeld, MaxHeldPerPod: o.drainMaxHeldPerPod, Log: log.With("component", "drain")}
 	dh.Register(mux)
-	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll}
+	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll, maxConns: 2 * o.drainMaxHeld}
 	if err := mgr.Add(w.Drain); err != nil {
 		return w, err
 	}
@@ -523,6 +524,10 @@ type drainServer struct {
 	handler    http.Handler
 	log        *slog.Logger
 	leaderOnly bool
+	// maxConns caps the open connections (0: no cap). Each costs memory
+	// whether it is held, idle or still sending its headers; beyond the cap
+	// new connections wait in the kernel's accept queue.
+	maxConns int
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -532,6 +537,9 @@ func (d *drainServer) Start(ctx context.Context) error {
 	ln, err := net.Listen("tcp", d.addr)
 	if err != nil {
 		return fmt.Errorf("drain endpoint listen %s: %w", d.addr, err)
+	}
+	if d.maxConns > 0 {
+		ln = netutil.LimitListener(ln, d.maxConns)
 	}
 	srv := drain.NewServer(d.handler)
 	d.mu.Lock()

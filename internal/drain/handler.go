@@ -33,8 +33,8 @@ const MaxWait = 10 * time.Minute
 // Defaults of the Handler's bounds.
 const (
 	// DefaultMaxHeld is how many requests may be held at once in total. A
-	// held request costs ~33 KiB (TestHeldRequestCost); the default keeps
-	// them to ~33 MiB, and far above the pods that terminate at once in
+	// held request costs 20-35 KiB (TestHeldRequestCost); the default keeps
+	// them to a few tens of MiB, and far above the pods that terminate at once in
 	// most clusters (each holds one request per hooked container).
 	DefaultMaxHeld = 1024
 	// DefaultMaxHeldPerPod is how many requests may be held at once for one
@@ -223,6 +223,9 @@ func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.Namespa
 	}
 	if !h.admit(key) {
 		w.Header().Set("Retry-After", "1")
+		// An open idle connection costs about what a held request does:
+		// do not keep the refused ones.
+		w.Header().Set("Connection", "close")
 		h.write(w, http.StatusServiceUnavailable, Answer{Namespace: key.Namespace, Pod: key.Name, Reason: "TooManyRequests"})
 		return
 	}
