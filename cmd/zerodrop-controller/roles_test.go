@@ -164,6 +164,7 @@ func (e *roleEnv) startRole(t *testing.T, lb *fakeLB, webhookPort int, args ...s
 		Scheme:                 testScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  cacheOptions(), // main's: trimmed pods
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host: e.wo.LocalServingHost, Port: webhookPort, CertDir: e.wo.LocalServingCertDir}),
