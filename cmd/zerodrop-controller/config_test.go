@@ -155,3 +155,64 @@ func TestConfigRoles(t *testing.T) {
 		}
 	}
 }
+
+// TestConfigHardening: config/default ships the data path's bounds: a
+// NetworkPolicy letting the drain port be reached from nodes (the kubelet)
+// and labelled graceful clients, the webhook port from the API server and
+// metrics from monitoring only; GOMEMLIMIT from each container's memory
+// limit; and the RBAC that secure metrics need (H1, M13).
+func TestConfigHardening(t *testing.T) {
+	rendered := string(renderConfig(t))
+	docs := map[string]map[string]any{}
+	for _, d := range strings.Split(rendered, "\n---\n") {
+		var o map[string]any
+		if err := yaml.Unmarshal([]byte(d), &o); err != nil || o == nil {
+			continue
+		}
+		md, _ := o["metadata"].(map[string]any)
+		docs[fmt.Sprint(o["kind"], "/", md["name"])] = o
+	}
+	np, ok := docs["NetworkPolicy/zerodrop-serve"]
+	if !ok {
+		t.Fatalf("config/default has no NetworkPolicy zerodrop-serve")
+	}
+	ports := map[string]bool{}
+	for _, rule := range np["spec"].(map[string]any)["ingress"].([]any) {
+		for _, p := range rule.(map[string]any)["ports"].([]any) {
+			ports[fmt.Sprint(p.(map[string]any)["port"])] = true
+		}
+	}
+	for _, p := range []string{"8082", "9443", "8080"} {
+		if !ports[p] {
+			t.Errorf("NetworkPolicy zerodrop-serve does not admit port %s", p)
+		}
+	}
+	if _, ok := docs["NetworkPolicy/zerodrop-controller"]; !ok {
+		t.Errorf("config/default has no NetworkPolicy zerodrop-controller")
+	}
+	for _, dep := range []string{"zerodrop-controller", "zerodrop-serve"} {
+		d, ok := docs["Deployment/"+dep]
+		if !ok {
+			t.Fatalf("no Deployment %s", dep)
+		}
+		ctr := d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		found := false
+		for _, e := range ctr["env"].([]any) {
+			e := e.(map[string]any)
+			if e["name"] == "GOMEMLIMIT" && strings.Contains(fmt.Sprint(e["valueFrom"]), "limits.memory") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Deployment %s: no GOMEMLIMIT from resourceFieldRef limits.memory", dep)
+		}
+	}
+	for _, want := range []string{"tokenreviews", "subjectaccessreviews"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("config/default grants no %s: secure metrics cannot authenticate callers", want)
+		}
+	}
+	if _, ok := docs["ClusterRole/zerodrop-metrics-reader"]; !ok {
+		t.Errorf("config/default has no ClusterRole zerodrop-metrics-reader for Prometheus")
+	}
+}

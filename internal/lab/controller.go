@@ -162,6 +162,8 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--webhook-cert-dir=" + filepath.Join(dir, "certs"),
 		"--haproxy-old-worker-grace=" + HardStopAfter.String(),
 		"--log-level=info",
+		// Loopback only: plain HTTP metrics, no TokenReview round trips.
+		"--metrics-secure=false",
 	}
 	c.serveArgs = append([]string{
 		"--role=serve",
