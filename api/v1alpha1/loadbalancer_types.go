@@ -114,41 +114,46 @@ type LoadBalancerInstance struct {
 	// +optional
 	Socket string `json:"socket,omitempty"`
 
-	// Address is host:port of the instance's Runtime API over TCP
-	// (HAProxy: `stats socket ipv4@host:port level admin`).
+	// Address is host:port of the instance's Runtime API over TCP. Set tls
+	// with it: without, anyone who reaches the port controls the load
+	// balancer (docs/haproxy.md).
 	// +kubebuilder:validation:Pattern=`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$`
 	// +kubebuilder:validation:MaxLength=260
 	// +optional
 	Address string `json:"address,omitempty"`
 
-	// TLS secures a TCP Runtime API connection.
+	// TLS secures a TCP Runtime API connection with mutual TLS.
 	// +optional
 	TLS *InstanceTLS `json:"tls,omitempty"`
 }
 
-// InstanceTLS configures TLS towards one instance's management API.
+// InstanceTLS configures mutual TLS towards one instance's management API.
 type InstanceTLS struct {
-	// SecretRef names a Secret with `ca.crt` (to verify the instance) and
-	// optionally `tls.crt`/`tls.key` (client certificate).
+	// SecretRef names a Secret holding the controller's client certificate
+	// (`tls.crt`, `tls.key`) and the CA that verifies the instance
+	// (`ca.crt`): a kubernetes.io/tls Secret with a ca.crt, as cert-manager
+	// writes it. The controller re-reads it, so a renewal needs no restart.
 	SecretRef SecretReference `json:"secretRef"`
 
-	// ServerName overrides the name verified in the instance's certificate;
+	// ServerName is the name verified in the instance's certificate;
 	// defaults to the host part of the address.
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([-A-Za-z0-9.:]*[A-Za-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	ServerName string `json:"serverName,omitempty"`
 }
 
-// SecretReference names a Secret in a namespace.
+// SecretReference names a Secret.
 type SecretReference struct {
 	// Name of the Secret.
-	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
-	// Namespace of the Secret.
-	// +kubebuilder:validation:MinLength=1
+	// Namespace of the Secret; defaults to the controller's namespace.
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
 	// +kubebuilder:validation:MaxLength=63
-	Namespace string `json:"namespace"`
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
 }
 
 // PoolDefaults are the health-check and server settings a pool's targets get.

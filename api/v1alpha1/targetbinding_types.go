@@ -26,8 +26,10 @@ type OnTimeout string
 
 const (
 	// FailOpen sets the gate True after the timeout (reason GateTimeoutFailOpen):
-	// the rollout continues, and the pod may receive traffic the LB has not
-	// approved.
+	// the rollout continues although the LB has not put the pod in rotation
+	// (the LB itself still sends it nothing until its checks pass), so the
+	// Deployment may remove old pods the LB still serves from while the new
+	// ones are not UP there: the LB's backend can run empty.
 	FailOpen OnTimeout = "FailOpen"
 	// FailClosed keeps the gate False after the timeout (reason
 	// GateTimeoutFailClosed): the rollout stalls (and the Deployment's

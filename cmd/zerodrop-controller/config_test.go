@@ -263,11 +263,11 @@ func TestReconcileRoleLeastPrivilege(t *testing.T) {
 	}
 }
 
-// TestConfigHardening (L8): the namespace enforces Pod Security
+// TestConfigPodHardening (L8): the namespace enforces Pod Security
 // "restricted"; the serve replicas (the data path) have a priority class
 // that exists and is allowed outside kube-system, and are spread over nodes
 // by a hard constraint.
-func TestConfigHardening(t *testing.T) {
+func TestConfigPodHardening(t *testing.T) {
 	objs := objectsOf(t, renderConfig(t))
 	ns := objs["Namespace/zerodrop-system"]
 	if v := dig(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce"); v != "restricted" {
@@ -295,7 +295,7 @@ func TestConfigHardening(t *testing.T) {
 
 // TestConfigExternalCerts (M7): config/external-certs (config/default with
 // the external-certs component) leaves the controller no right on Secrets
-// or webhook configurations, runs both roles with
+// (but reading the HAProxy client certificate) or webhook configurations, runs both roles with
 // --webhook-cert-mode=external, and is accepted by the API server (the
 // cert-manager objects aside: envtest has no cert-manager CRDs).
 func TestConfigExternalCerts(t *testing.T) {
@@ -309,6 +309,9 @@ func TestConfigExternalCerts(t *testing.T) {
 		rules, _ := dig(o, "rules").([]any)
 		for _, r := range rules {
 			for _, res := range dig(r, "resources").([]any) {
+				if res == "secrets" && fmt.Sprint(dig(r, "resourceNames")) == "[zerodrop-haproxy-client]" {
+					continue // the HAProxy client certificate (not the webhook's)
+				}
 				if res == "secrets" || strings.HasSuffix(fmt.Sprint(res), "webhookconfigurations") {
 					t.Errorf("%s grants %v on %v in external certificate mode", key, dig(r, "verbs"), res)
 				}
@@ -329,4 +332,65 @@ func TestConfigExternalCerts(t *testing.T) {
 	kc := suite.env.ControlPlane.KubeCtl()
 	kc.Path = filepath.Join(suite.assets, "kubectl")
 	dryRunApply(t, kc, rendered, "config/external-certs", "Certificate", "Issuer")
+}
+
+// TestConfigHardening: config/default ships the data path's bounds: a
+// NetworkPolicy letting the drain port be reached from nodes (the kubelet)
+// and labelled graceful clients, the webhook port from the API server and
+// metrics from monitoring only; GOMEMLIMIT from each container's memory
+// limit; and the RBAC that secure metrics need (H1, M13).
+func TestConfigHardening(t *testing.T) {
+	rendered := string(renderConfig(t))
+	docs := map[string]map[string]any{}
+	for _, d := range strings.Split(rendered, "\n---\n") {
+		var o map[string]any
+		if err := yaml.Unmarshal([]byte(d), &o); err != nil || o == nil {
+			continue
+		}
+		md, _ := o["metadata"].(map[string]any)
+		docs[fmt.Sprint(o["kind"], "/", md["name"])] = o
+	}
+	np, ok := docs["NetworkPolicy/zerodrop-serve"]
+	if !ok {
+		t.Fatalf("config/default has no NetworkPolicy zerodrop-serve")
+	}
+	ports := map[string]bool{}
+	for _, rule := range np["spec"].(map[string]any)["ingress"].([]any) {
+		for _, p := range rule.(map[string]any)["ports"].([]any) {
+			ports[fmt.Sprint(p.(map[string]any)["port"])] = true
+		}
+	}
+	for _, p := range []string{"8082", "9443", "8080"} {
+		if !ports[p] {
+			t.Errorf("NetworkPolicy zerodrop-serve does not admit port %s", p)
+		}
+	}
+	if _, ok := docs["NetworkPolicy/zerodrop-controller"]; !ok {
+		t.Errorf("config/default has no NetworkPolicy zerodrop-controller")
+	}
+	for _, dep := range []string{"zerodrop-controller", "zerodrop-serve"} {
+		d, ok := docs["Deployment/"+dep]
+		if !ok {
+			t.Fatalf("no Deployment %s", dep)
+		}
+		ctr := d["spec"].(map[string]any)["template"].(map[string]any)["spec"].(map[string]any)["containers"].([]any)[0].(map[string]any)
+		found := false
+		for _, e := range ctr["env"].([]any) {
+			e := e.(map[string]any)
+			if e["name"] == "GOMEMLIMIT" && strings.Contains(fmt.Sprint(e["valueFrom"]), "limits.memory") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Deployment %s: no GOMEMLIMIT from resourceFieldRef limits.memory", dep)
+		}
+	}
+	for _, want := range []string{"tokenreviews", "subjectaccessreviews"} {
+		if !strings.Contains(rendered, want) {
+			t.Errorf("config/default grants no %s: secure metrics cannot authenticate callers", want)
+		}
+	}
+	if _, ok := docs["ClusterRole/zerodrop-metrics-reader"]; !ok {
+		t.Errorf("config/default has no ClusterRole zerodrop-metrics-reader for Prometheus")
+	}
 }

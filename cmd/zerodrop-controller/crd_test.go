@@ -37,6 +37,9 @@ func TestCRDValidation(t *testing.T) {
 		{"instance with socket and address", lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock", Address: "10.0.0.1:9999"}), "exactly one of socket or address"},
 		{"instance with neither", lb(zv1.LoadBalancerInstance{Name: "a"}), "exactly one of socket or address"},
 		{"tls on a unix socket", lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "s", Namespace: "n"}}}), "tls applies only"},
+		{"tls secret name that is not a Secret name", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "Bad_Name"}}}), "secretRef.name"},
+		{"tls secret namespace that is not a namespace", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "s", Namespace: "a.b"}}}), "secretRef.namespace"},
+		{"tls server name with a space", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "s"}, ServerName: "lb a"}}), "serverName"},
 		{"no instance", lb(), "instances"},
 		{"server options with a command separator", func() client.Object {
 			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
@@ -87,6 +90,15 @@ func TestCRDValidation(t *testing.T) {
 		if got := l.Spec.Pools[0].AllowedNamespaces.From; got != zv1.NamespacesFromSame {
 			t.Fatalf("allowedNamespaces.from defaulted to %q, want Same", got)
 		}
+	})
+
+	t.Run("tls with a Secret in the controller's namespace", func(t *testing.T) {
+		l := lb(zv1.LoadBalancerInstance{Name: "a", Address: "haproxy-a.example:9999",
+			TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "zerodrop-haproxy-client"}, ServerName: "haproxy-a.lb.internal"}})
+		if err := suite.c.Create(ctx, l); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		t.Cleanup(func() { suite.c.Delete(ctx, l) })
 	})
 
 	t.Run("defaults applied and pool immutable", func(t *testing.T) {

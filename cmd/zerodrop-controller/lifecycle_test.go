@@ -2,14 +2,19 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -73,13 +78,23 @@ func TestReloadReRegisters(t *testing.T) {
 		n := suite.lb.registrations(pool, id)
 		return n > before, fmt.Sprintf("%d register calls", n)
 	})
-	// Re-registered targets start unchecked: the gate waits for the LB again.
-	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+	// Re-registered targets start unchecked on lb-b, which keeps them out of
+	// its rotation by itself; the gate of the Ready pod stays True (one-way
+	// gate), or the whole Service would turn NotReady.
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue || c.Reason != controller.ReasonHealthy {
+		t.Fatalf("gate after one instance's reload: %+v; want it kept True", c)
+	}
 	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
 }
 
-func TestLoadBalancerDeletedReleasesGates(t *testing.T) {
+// Scenario: LoadBalancer X is deleted while binding web-lb2 uses it, with
+// web-1 registered and not yet healthy. Expectation: X stays (finalizer),
+// its Ready condition and a Warning Event name the binding, and web-1's
+// gate is not released; once the binding is deleted (it drains and removes
+// its targets, then releases web-1's gate as never verified, with a
+// Warning), X goes too.
+func TestLoadBalancerDeletionWaitsForItsBindings(t *testing.T) {
 	requireSuite(t)
 	ctx := context.Background()
 	ns := newNamespace(t, true)
@@ -113,10 +128,203 @@ func TestLoadBalancerDeletedReleasesGates(t *testing.T) {
 	})
 	startPod(t, ns, "web-1", "web", "10.1.0.61")
 	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionFalse, "INI")
+	eventually(t, "LoadBalancer finalizer", func() (bool, string) {
+		var got zv1.LoadBalancer
+		if err := suite.c.Get(ctx, client.ObjectKeyFromObject(lb), &got); err != nil {
+			return false, err.Error()
+		}
+		return len(got.Finalizers) > 0, fmt.Sprint(got.Finalizers)
+	})
 
 	if err := suite.c.Delete(ctx, lb); err != nil {
 		t.Fatal(err)
 	}
-	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionTrue, controller.ReasonLoadBalancerMissing)
-	waitEvent(t, ns, "web-1", controller.ReasonLoadBalancerMissing, corev1.EventTypeWarning)
+	eventually(t, "LoadBalancer deletion blocked, naming the binding", func() (bool, string) {
+		var got zv1.LoadBalancer
+		if err := suite.c.Get(ctx, client.ObjectKeyFromObject(lb), &got); err != nil {
+			return false, err.Error()
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, controller.ConditionReady)
+		return c != nil && c.Reason == controller.ReasonDeletionBlocked && strings.Contains(c.Message, ns+"/web-lb2"), fmt.Sprintf("%+v", c)
+	})
+	waitEvent(t, "default", lb.Name, controller.ReasonDeletionBlocked, corev1.EventTypeWarning)
+	time.Sleep(300 * time.Millisecond) // some cycles
+	if c := gate(t, ns, "web-1", "web-lb2"); c == nil || c.Status != corev1.ConditionFalse {
+		t.Fatalf("gate of web-1 while its LoadBalancer's deletion waits: %+v, want still False", c)
+	}
+
+	if err := suite.c.Delete(ctx, b2); err != nil {
+		t.Fatal(err)
+	}
+	waitGate(t, ns, "web-1", "web-lb2", corev1.ConditionTrue, controller.ReasonBindingDeletedUnverified)
+	waitEvent(t, ns, "web-1", controller.ReasonBindingDeletedUnverified, corev1.EventTypeWarning)
+	eventually(t, "LoadBalancer gone after its last binding", func() (bool, string) {
+		err := suite.c.Get(ctx, client.ObjectKeyFromObject(lb), &zv1.LoadBalancer{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+}
+
+// Scenario: binding web-edge is deleted mid-rollout: web-1 is healthy with
+// two sessions open, web-2 is being deleted and its preStop hook waits on
+// the drain endpoint. Expectation: both are put in drain and nothing is
+// removed while sessions are open; the hook is held and the binding kept;
+// once the sessions end, the hook gets 200, the targets are removed, web-1's
+// gate is released as BindingDeleted, and the binding goes.
+func TestBindingDeletionDrainsFirst(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopHTTPGet)
+	id1, id2 := controller.TargetID(ns, b.Name, "web-1"), controller.TargetID(ns, b.Name, "web-2")
+	startPod(t, ns, "web-1", "web", "10.1.0.71")
+	p2 := startPod(t, ns, "web-2", "web", "10.1.0.72")
+	eventually(t, "registration", func() (bool, string) {
+		return suite.lb.called("register", pool, id1) && suite.lb.called("register", pool, id2), ""
+	})
+	suite.lb.setHealth(pool, id1, "", provider.HealthHealthy)
+	suite.lb.setHealth(pool, id2, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	waitGate(t, ns, "web-2", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	suite.lb.setSessions(pool, id1, 2)
+	suite.lb.setSessions(pool, id2, 1)
+
+	if err := suite.c.Delete(ctx, p2); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.c.Delete(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	hook := p2.Spec.Containers[0].Lifecycle.PreStop.HTTPGet
+	answered := make(chan int, 1)
+	go func() {
+		code, _, _ := drainRequest(hook.Path[:strings.Index(hook.Path, "?")] + "?wait=20s")
+		answered <- code
+	}()
+	eventually(t, "SetDraining of both targets", func() (bool, string) {
+		return suite.lb.called("drain", pool, id1) && suite.lb.called("drain", pool, id2), fmt.Sprint(suite.lb.callsOf("drain"))
+	})
+	select {
+	case code := <-answered:
+		t.Fatalf("hook of web-2 answered %d while it had a session open", code)
+	case <-time.After(500 * time.Millisecond):
+	}
+	if !suite.lb.has(pool, id1) || !suite.lb.has(pool, id2) {
+		t.Fatalf("targets removed while sessions were open")
+	}
+	if err := suite.c.Get(ctx, client.ObjectKeyFromObject(b), &zv1.TargetBinding{}); err != nil {
+		t.Fatalf("binding finalized while its targets drain: %v", err)
+	}
+	suite.lb.setSessions(pool, id1, 0)
+	suite.lb.setSessions(pool, id2, 0)
+	select {
+	case code := <-answered:
+		if code != http.StatusOK {
+			t.Fatalf("hook of web-2 after its drain: %d, want 200", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("hook of web-2 not answered after its drain")
+	}
+	eventually(t, "targets removed", func() (bool, string) { return !suite.lb.has(pool, id1) && !suite.lb.has(pool, id2), "" })
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonBindingDeleted)
+	eventually(t, "binding finalized", func() (bool, string) {
+		err := suite.c.Get(ctx, client.ObjectKeyFromObject(b), &zv1.TargetBinding{})
+		return apierrors.IsNotFound(err), fmt.Sprint(err)
+	})
+	_ = suite.c.Delete(ctx, p2, client.GracePeriodSeconds(0))
+}
+
+// Scenario: pod web-1 exists in an opted-in namespace before the binding
+// that selects it (so the webhook gave it no gate). Expectation: a Warning
+// GateMissing Event on the pod.
+func TestUngatedPodReported(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	startPod(t, ns, "web-1", "web", "10.1.0.81")
+	createApp(t, ns, "web", zv1.PreStopNone)
+	waitEvent(t, ns, "web-1", controller.ReasonGateMissing, corev1.EventTypeWarning)
+}
+
+// setContainersReady plays the kubelet when a readinessProbe starts failing
+// or passes again.
+func setContainersReady(t *testing.T, p *corev1.Pod, ready bool) {
+	t.Helper()
+	st := corev1.ConditionFalse
+	if ready {
+		st = corev1.ConditionTrue
+	}
+	patch, _ := json.Marshal(map[string]any{"status": map[string]any{
+		"conditions": []corev1.PodCondition{{Type: corev1.ContainersReady, Status: st, LastTransitionTime: metav1.Now()}},
+	}})
+	if err := suite.c.Status().Patch(context.Background(), p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Scenario (AWS LBC behaviour): a Ready pod's readinessProbe fails. The
+// controller takes its server out of rotation (drain, not deregister) and,
+// once the pod is ContainersReady again and a fresh read of it from the API
+// server shows it is not being deleted, puts it back in; the gate stays True.
+func TestUnreadyPodLeavesRotationAndComesBack(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	p := startPod(t, ns, "web-1", "web", "10.1.0.61")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+
+	setContainersReady(t, p, false)
+	eventually(t, "out of rotation while unready", func() (bool, string) { return suite.lb.called("drain", pool, id), "no drain call" })
+	if suite.lb.called("deregister", pool, id) {
+		t.Fatalf("an unready pod was deregistered; want it drained and kept")
+	}
+	before := suite.lb.registrations(pool, id)
+	setContainersReady(t, p, true)
+	eventually(t, "back in rotation", func() (bool, string) {
+		n := suite.lb.registrations(pool, id)
+		return n > before, fmt.Sprintf("%d register calls", n)
+	})
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionTrue {
+		t.Fatalf("gate %+v; want it kept True", c)
+	}
+}
+
+// Scenario (StatefulSet): web-1 is deleted while its server still holds a
+// long connection, and re-created under the same name with another IP. The
+// old incarnation's server is drained and removed once its sessions end;
+// only then is the new address registered, and the new pod's gate waits
+// for the LB's verdict on its own server.
+func TestSameNameReplacementWaitsForThePreviousServer(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	old := startPod(t, ns, "web-1", "web", "10.1.0.71")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	suite.lb.setSessions(pool, id, 1)
+	if err := suite.c.Delete(ctx, old, client.GracePeriodSeconds(0)); err != nil {
+		t.Fatal(err)
+	}
+	addr := func() string {
+		s, _ := suite.lb.Status(ctx, pool)
+		return s.Instances[0].Targets[id].Addr
+	}
+	eventually(t, "old pod gone", func() (bool, string) {
+		var p corev1.Pod
+		err := suite.c.Get(ctx, client.ObjectKeyFromObject(old), &p)
+		return err != nil, fmt.Sprint(err)
+	})
+	startPod(t, ns, "web-1", "web", "10.1.0.72")
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, controller.ReasonReplacing)
+	if a := addr(); a != "10.1.0.71:8080" {
+		t.Fatalf("LB has %q while the previous server holds a session; want it kept at 10.1.0.71:8080", a)
+	}
+	suite.lb.setSessions(pool, id, 0)
+	eventually(t, "new address registered", func() (bool, string) { return addr() == "10.1.0.72:8080", addr() })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
 }

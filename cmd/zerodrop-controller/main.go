@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -31,9 +33,11 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -41,6 +45,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/podcache"
 	"zerodrop.dev/zerodrop/internal/provider"
 	"zerodrop.dev/zerodrop/internal/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/webhook"
@@ -66,6 +71,8 @@ type options struct {
 	role                              string
 	kubeconfig                        string
 	metricsAddr, probeAddr, drainAddr string
+	metricsSecure                     bool
+	drainMaxHeld, drainMaxHeldPerPod  int
 	leaderElect                       bool
 	leaderElectionNamespace           string
 	leaseDuration, renewDeadline      time.Duration
@@ -111,6 +118,7 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.role, "role", RoleAll, "all (reconcilers, webhook and drain endpoint in one process), reconcile (leader-elected reconcilers only) or serve (webhook and drain endpoint on every replica, not leader-elected)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, then in-cluster, then ~/.kube/config")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to callers the API server authenticates and authorizes (TokenReview, SubjectAccessReview: get on the /metrics URL); false serves plain HTTP, allowed on a loopback --metrics-bind-address only (the lab)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.drainAddr, "drain-bind-address", ":8082", "address of the drain endpoint (/drain/v1/...)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles (set in the Deployment)")
@@ -122,6 +130,8 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "port of the admission webhook server")
 	fs.StringVar(&o.webhookBindHost, "webhook-bind-host", "", "address the webhook server binds (default: every interface)")
 	fs.DurationVar(&o.drainShutdownDelay, "drain-shutdown-delay", 5*time.Second, "serve role: after SIGTERM, keep accepting drain requests this long (while the Service stops routing to this replica)")
+	fs.IntVar(&o.drainMaxHeld, "drain-max-held", drain.DefaultMaxHeld, "drain requests held at once, in total; beyond it the endpoint answers 503 with Retry-After at once")
+	fs.IntVar(&o.drainMaxHeldPerPod, "drain-max-held-per-pod", drain.DefaultMaxHeldPerPod, "drain requests held at once for one pod")
 	fs.DurationVar(&o.drainShutdownTimeout, "drain-shutdown-timeout", 60*time.Second, "serve role: after the delay, wait this long for held drain requests to be answered before stopping")
 	fs.StringVar(&o.webhookCertDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with the webhook's tls.crt and tls.key")
 	fs.StringVar(&o.webhookCertMode, "webhook-cert-mode", "self-managed", "self-managed (the controller issues and rotates its certificate) or external (cert-manager or another tool fills --webhook-cert-dir and the caBundle)")
@@ -175,24 +185,36 @@ func parse(args []string) (options, error) {
 	if o.drainShutdownDelay < 0 || o.drainShutdownTimeout < 0 {
 		return o, errors.New("--drain-shutdown-delay and --drain-shutdown-timeout must not be negative")
 	}
+	if o.drainMaxHeld < 1 || o.drainMaxHeldPerPod < 1 {
+		return o, errors.New("--drain-max-held and --drain-max-held-per-pod must be at least 1")
+	}
+	if !o.metricsSecure && o.metricsAddr != "0" && !loopback(o.metricsAddr) {
+		return o, fmt.Errorf("--metrics-secure=false serves plain HTTP without authentication: want a loopback --metrics-bind-address (127.0.0.1:P), got %q", o.metricsAddr)
+	}
 	return o, nil
 }
 
 // Providers is the explicit map of provider constructors: adding a load
-// balancer means adding a line here, not an init function.
-func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration) map[zv1.ProviderType]controller.ProviderFactory {
+// balancer means adding a line here, not an init function. Instances with
+// tls get their client certificate from secrets at each connection.
+func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration, secrets *controller.TLSSecrets) map[zv1.ProviderType]controller.ProviderFactory {
 	return map[zv1.ProviderType]controller.ProviderFactory{
 		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
 			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, BreakerBackoff: breakerBackoff, Logger: log.With("loadbalancer", lb.Name)}
 			for _, in := range lb.Spec.Instances {
-				if in.TLS != nil {
-					return nil, fmt.Errorf("instance %s: TLS to the Runtime API is not supported by the haproxy provider yet", in.Name)
-				}
 				addr := in.Socket
 				if addr == "" {
 					addr = "tcp:" + in.Address
 				}
-				cfg.Instances = append(cfg.Instances, haproxy.Instance{Name: in.Name, Address: addr})
+				hin := haproxy.Instance{Name: in.Name, Address: addr}
+				switch {
+				case in.TLS != nil:
+					hin.TLS = secrets.For(in.TLS.SecretRef, in.TLS.ServerName)
+				case in.Address != "":
+					log.Warn("Runtime API over plaintext TCP: whoever reaches the port controls HAProxy; set tls and firewall the port (docs/haproxy.md)",
+						"loadbalancer", lb.Name, "instance", in.Name, "address", in.Address)
+				}
+				cfg.Instances = append(cfg.Instances, hin)
 			}
 			interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &zv1.TargetBindingSpec{})
 			cfg.Check = provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)}
@@ -245,7 +267,8 @@ func run(ctx context.Context, args []string) error {
 	}
 	mopts := ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                       metricsOptions(o),
+		Cache:                         cacheOptions(),
 		HealthProbeBindAddress:        o.probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "zerodrop-controller.zerodrop.dev",
@@ -256,13 +279,15 @@ func run(ctx context.Context, args []string) error {
 		RetryPeriod:                   &o.retryPeriod,
 		// Only the serve and all roles register a handler, which is what
 		// starts this server (reconcile opens no webhook port).
-		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookBindHost, Port: o.webhookPort, CertDir: o.webhookCertDir}),
+		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{Host: o.webhookBindHost, Port: o.webhookPort, CertDir: o.webhookCertDir,
+			TLSOpts: []func(*tls.Config){disableHTTP2}}),
 	}
 	mgr, err := ctrl.NewManager(cfg, mopts)
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff))
+	secrets := &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace}
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff, secrets))
 	if err != nil {
 		return err
 	}
@@ -283,6 +308,47 @@ func run(ctx context.Context, args []string) error {
 		stop()
 	}()
 	return mgr.Start(mctx)
+}
+
+// cacheOptions trims what the informers keep: no managedFields on any
+// object, and pods reduced to the fields zerodrop reads (the pod cache is
+// cluster-wide, in every process).
+func cacheOptions() cache.Options {
+	return cache.Options{
+		DefaultTransform: cache.TransformStripManagedFields(),
+		ByObject:         map[client.Object]cache.ByObject{&corev1.Pod{}: {Transform: podcache.TrimPod}},
+	}
+}
+
+// metricsOptions serves /metrics over HTTPS with the API server
+// authenticating and authorizing each caller (a Prometheus whose service
+// account may get the /metrics URL), or, with --metrics-secure=false, plain
+// HTTP on loopback. HTTP/2 is off either way.
+func metricsOptions(o options) metricsserver.Options {
+	m := metricsserver.Options{BindAddress: o.metricsAddr, TLSOpts: []func(*tls.Config){disableHTTP2}}
+	if o.metricsSecure {
+		m.SecureServing = true
+		m.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return m
+}
+
+// disableHTTP2 keeps a TLS server on HTTP/1.1: HTTP/2's stream reset and
+// rapid reset attacks (CVE-2023-44487, CVE-2023-39325) need no
+// authentication, and no client of these servers needs HTTP/2.
+func disableHTTP2(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
+
+// loopback reports whether addr (host:port) binds a loopback address only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // restConfig loads the API server's address and credentials: --kubeconfig
@@ -372,8 +438,24 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	}
 	drains := drain.NewRegistry()
 	nudges := make(chan event.GenericEvent, 1024)
+	// drainHookHost is the host injected drain hooks call: the webhook
+	// writes it, the reconciler checks running pods' hooks against it.
+	drainHookHost := func(ctx context.Context) (string, error) {
+		if o.drainHookHost != "" {
+			return o.drainHookHost, nil
+		}
+		var svc corev1.Service
+		if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: o.drainService}, &svc); err != nil {
+			return "", fmt.Errorf("drain Service %s/%s: %w", o.namespace, o.drainService, err)
+		}
+		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			return "", fmt.Errorf("drain Service %s/%s has no ClusterIP", o.namespace, o.drainService)
+		}
+		return svc.Spec.ClusterIP, nil
+	}
 	r := &controller.TargetBindingReconciler{
 		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
 		Providers:       &controller.Providers{Factories: factories},
 		Drains:          drains,
 		Metrics:         metrics,
@@ -389,13 +471,17 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	} else {
 		r.Recorder = mgr.GetEventRecorder("zerodrop-controller")
 		r.Instances = &controller.InstanceTracker{}
+		r.DrainHookHost = drainHookHost
 	}
 	if err := r.SetupWithManager(mgr, nudges, o.workers); err != nil {
 		return w, fmt.Errorf("targetbinding controller: %w", err)
 	}
 	w.Reconciler = r
 	if o.reconciles() {
-		if err := (&controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval}).SetupWithManager(mgr); err != nil {
+		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval,
+			TLS:       &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace},
+			Providers: r.Providers, Recorder: r.Recorder}
+		if err := lbr.SetupWithManager(mgr); err != nil {
 			return w, fmt.Errorf("loadbalancer controller: %w", err)
 		}
 	}
@@ -415,19 +501,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 		return w, mgr.AddReadyzCheck("ping", healthz.Ping)
 	}
 
-	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: func(ctx context.Context) (string, error) {
-		if o.drainHookHost != "" {
-			return o.drainHookHost, nil
-		}
-		var svc corev1.Service
-		if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: o.drainService}, &svc); err != nil {
-			return "", fmt.Errorf("drain Service %s/%s: %w", o.namespace, o.drainService, err)
-		}
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			return "", fmt.Errorf("drain Service %s/%s has no ClusterIP", o.namespace, o.drainService)
-		}
-		return svc.Spec.ClusterIP, nil
-	}}
+	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: drainHookHost}
 	mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: &webhook.PodGateInjector{
 		Reader:              mgr.GetClient(),
 		Decoder:             admission.NewDecoder(mgr.GetScheme()),
@@ -447,9 +521,16 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 	// become Ready during the controller's own rolling update). In the
 	// serve role it answers from this replica's drain-only reconciler and
 	// runs on every replica.
+	// The token form looks its pod up by this index, not by listing (and
+	// copying) every pod of the namespace.
+	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, drain.TokenIndex, drain.TokenIndexValues); err != nil {
+		return w, fmt.Errorf("pod index %s: %w", drain.TokenIndex, err)
+	}
 	mux := http.NewServeMux()
-	(&drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, Log: log.With("component", "drain")}).Register(mux)
-	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll}
+	dh := &drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, NudgeInterval: o.pollInterval,
+		MaxHeld: o.drainMaxHeld, MaxHeldPerPod: o.drainMaxHeldPerPod, Log: log.With("component", "drain")}
+	dh.Register(mux)
+	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll, maxConns: 2 * o.drainMaxHeld}
 	if err := mgr.Add(w.Drain); err != nil {
 		return w, err
 	}
@@ -471,6 +552,10 @@ type drainServer struct {
 	handler    http.Handler
 	log        *slog.Logger
 	leaderOnly bool
+	// maxConns caps the open connections (0: no cap). Each costs memory
+	// whether it is held, idle or still sending its headers; beyond the cap
+	// new connections wait in the kernel's accept queue.
+	maxConns int
 
 	mu  sync.Mutex
 	srv *http.Server
@@ -481,7 +566,10 @@ func (d *drainServer) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("drain endpoint listen %s: %w", d.addr, err)
 	}
-	srv := &http.Server{Handler: d.handler, ReadHeaderTimeout: 5 * time.Second}
+	if d.maxConns > 0 {
+		ln = netutil.LimitListener(ln, d.maxConns)
+	}
+	srv := drain.NewServer(d.handler)
 	d.mu.Lock()
 	d.srv = srv
 	d.mu.Unlock()

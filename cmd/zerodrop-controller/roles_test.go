@@ -58,6 +58,9 @@ func TestParseRole(t *testing.T) {
 			"--leader-elect-lease-duration (5s) > --leader-elect-renew-deadline (10s)"},
 		{"negative orphan grace: error naming the flag", []string{"--orphan-grace=-1s"}, "", "--orphan-grace=-1s must not be negative"},
 		{"orphan grace 0: never frees, accepted", []string{"--orphan-grace=0"}, RoleAll, ""},
+		{"plain-HTTP metrics off loopback: error", []string{"--metrics-secure=false"}, "", "--metrics-secure=false serves plain HTTP"},
+		{"plain-HTTP metrics on loopback: the lab", []string{"--metrics-secure=false", "--metrics-bind-address=127.0.0.1:8080"}, RoleAll, ""},
+		{"no held drain requests: error", []string{"--drain-max-held=0"}, "", "--drain-max-held and --drain-max-held-per-pod must be at least 1"},
 		{"short leases for the lab", []string{"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}, RoleAll, ""},
 	}
 	for _, c := range cases {
@@ -161,6 +164,7 @@ func (e *roleEnv) startRole(t *testing.T, lb *fakeLB, webhookPort int, args ...s
 		Scheme:                 testScheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		Cache:                  cacheOptions(), // main's: trimmed pods
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host: e.wo.LocalServingHost, Port: webhookPort, CertDir: e.wo.LocalServingCertDir}),

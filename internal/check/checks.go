@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -50,23 +52,31 @@ func (c *wctx) ref() string { return c.w.obj.Ref.String() }
 func (c *wctx) checkProbes(add func(Finding)) {
 	spec := &c.w.tmpl.Spec
 	in := c.fronts[0]
+	// A working readiness gate (AWS, GKE NEG, zerodrop) makes Ready wait
+	// for the LB's own health check of the pod, which passes only once the
+	// app answers: no data path gets the pod before it listens.
+	gate := ""
+	for _, fr := range c.fronts {
+		if fr.gated {
+			gate = fr.gate
+		}
+	}
 	for _, i := range c.serving {
 		ct := &spec.Containers[i]
 		field := fmt.Sprintf("%s.spec.containers[%d]", c.tmpl, i)
 		if ct.ReadinessProbe == nil {
+			if gate != "" {
+				continue
+			}
 			msg := fmt.Sprintf("container %q of %s receives traffic from %s but has no readinessProbe: the pod is Ready when its containers start", ct.Name, c.ref(), in.via)
 			p := c.pod
 			p.HasReadinessProbe = false
 			if w, ok := timing.Startup(p, in.lb, c.a).Window(timing.CauseNoReadinessProbe); ok {
 				msg += fmt.Sprintf("; traffic arrives from T+%s, the app listens at T+%s (startup %s, assumption)", sec(w.Start), sec(w.End), sec(c.a.Startup))
 			}
-			port := "8080"
-			if len(ct.Ports) > 0 {
-				port = fmt.Sprint(ct.Ports[0].ContainerPort)
-			}
 			add(newFinding(RuleNoReadinessProbe, c.obj(), field, msg,
 				"requests reach the container before the server listens: connection refused, clients see 502; old pods are deleted before new ones serve",
-				fmt.Sprintf("Add to %s:\n\n```yaml\nreadinessProbe:\n  httpGet: {path: /ready, port: %s}\n  periodSeconds: 5\n  failureThreshold: 2\n```", field, port)))
+				fmt.Sprintf("Add to %s:\n\n```yaml\nreadinessProbe:\n%s  periodSeconds: 5\n  failureThreshold: 2\n```\n%s", field, c.probeHandler(ct), probeAdvice)))
 			continue
 		}
 		if ct.LivenessProbe != nil && reflect.DeepEqual(ct.ReadinessProbe, ct.LivenessProbe) {
@@ -76,6 +86,81 @@ func (c *wctx) checkProbes(add func(Finding)) {
 				"Give liveness its own endpoint (e.g. /livez) that fails only when the process is stuck, and a higher failureThreshold than readiness."))
 		}
 	}
+}
+
+const probeAdvice = "A probe that passes only when the app can serve (an HTTP endpoint that checks its dependencies, over the scheme the port speaks) is better than a port check; adapt it before you paste."
+
+// probeHandler is the handler of ZD101's suggested readinessProbe, from
+// evidence in the manifest: the container's own startup or liveness probe
+// (it already answers there), else a TCP check of the port the Services
+// send to (safe whatever the port speaks: no path to guess, no plain HTTP
+// on a TLS port), else a marked placeholder.
+func (c *wctx) probeHandler(ct *corev1.Container) string {
+	for _, p := range []*corev1.Probe{ct.StartupProbe, ct.LivenessProbe} {
+		if p == nil {
+			continue
+		}
+		h := p.ProbeHandler
+		switch {
+		case h.HTTPGet != nil:
+			out := fmt.Sprintf("  httpGet:   # the handler of its %s\n    path: %s\n    port: %s\n", probeKind(ct, p), yamlScalar(h.HTTPGet.Path), yamlScalar(h.HTTPGet.Port.String()))
+			if h.HTTPGet.Scheme != "" {
+				out += fmt.Sprintf("    scheme: %s\n", h.HTTPGet.Scheme)
+			}
+			return out
+		case h.TCPSocket != nil:
+			return fmt.Sprintf("  tcpSocket:   # the handler of its %s\n    port: %s\n", probeKind(ct, p), yamlScalar(h.TCPSocket.Port.String()))
+		case h.GRPC != nil:
+			return fmt.Sprintf("  grpc:   # the handler of its %s\n    port: %d\n", probeKind(ct, p), h.GRPC.Port)
+		case h.Exec != nil && len(h.Exec.Command) > 0:
+			var q []string
+			for _, a := range h.Exec.Command {
+				q = append(q, strconv.Quote(a))
+			}
+			return fmt.Sprintf("  exec:   # the handler of its %s\n    command: [%s]\n", probeKind(ct, p), strings.Join(q, ", "))
+		}
+	}
+	if port := c.servedPort(ct); port != "" {
+		return fmt.Sprintf("  tcpSocket:   # passes once the port listens\n    port: %s\n", port)
+	}
+	return "  tcpSocket:\n    port: PORT   # placeholder: the port the app listens on\n"
+}
+
+func probeKind(ct *corev1.Container, p *corev1.Probe) string {
+	if p == ct.StartupProbe {
+		return "startupProbe"
+	}
+	return "livenessProbe"
+}
+
+// yamlScalar quotes a value that YAML would not read back as itself.
+func yamlScalar(v string) string {
+	if v == "" || strings.ContainsAny(v, ":#{}[],&*!|>'\"%@`") || strings.TrimSpace(v) != v {
+		return strconv.Quote(v)
+	}
+	return v
+}
+
+// servedPort is the container port the workload's Services send to (by
+// name or number), else the container's first port; "" without ports.
+func (c *wctx) servedPort(ct *corev1.Container) string {
+	for _, s := range c.w.services {
+		for _, sp := range s.svc.Spec.Ports {
+			tp := sp.TargetPort
+			if tp.Type == intstr.Int && tp.IntVal == 0 {
+				tp = intstr.FromInt32(sp.Port)
+			}
+			for _, cp := range ct.Ports {
+				if tp.Type == intstr.Int && cp.ContainerPort == tp.IntVal || tp.Type == intstr.String && cp.Name == tp.StrVal {
+					return strconv.Itoa(int(cp.ContainerPort))
+				}
+			}
+		}
+	}
+	if len(ct.Ports) > 0 {
+		return strconv.Itoa(int(ct.Ports[0].ContainerPort))
+	}
+	return ""
 }
 
 // ZD104: Deployment strategy, StatefulSet and DaemonSet update strategies.
@@ -118,7 +203,7 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 			u = 1 // the API server refuses 0/0; the controller would need one
 		}
 		f := newFinding(RuleRollingUpdate, o, field,
-			fmt.Sprintf("%s: maxUnavailable %s (= %d of %d replicas), maxSurge %s (= %d): old pods are deleted before new ones are Ready", c.ref(), mu.String(), u, replicas, ms.String(), s),
+			fmt.Sprintf("%s: maxUnavailable %s (= %d of %d replicas%s), maxSurge %s (= %d): old pods are deleted before new ones are Ready", c.ref(), mu.String(), u, replicas, c.replicasSource(), ms.String(), s),
 			consequence, "```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```")
 		if replicas-u <= 0 {
 			f.Severity = SeverityError
@@ -147,11 +232,37 @@ func (c *wctx) checkRollingUpdate(add func(Finding)) {
 				return
 			}
 		}
+		for i, ct := range t.Spec.Template.Spec.Containers {
+			for j, p := range ct.Ports {
+				if p.HostPort == 0 && !t.Spec.Template.Spec.HostNetwork {
+					continue
+				}
+				// Two pods cannot hold one host port on one node: surge is
+				// impossible, and the only fix is to stop using the host
+				// port, which is a design choice, not a setting.
+				f := newFinding(RuleRollingUpdate, o, fmt.Sprintf("spec.template.spec.containers[%d].ports[%d]", i, j),
+					fmt.Sprintf("%s updates without maxSurge, which its host port %d rules out: each node's pod is deleted before its replacement starts", c.ref(), max(p.HostPort, p.ContainerPort)),
+					"the node's pod serves nothing during its update: traffic sent to that node's host port fails until the new pod is Ready",
+					"Accept the per-node gap (clients should retry on another node), or reach the pods through a Service instead of a host port and set `updateStrategy.rollingUpdate: {maxSurge: 1, maxUnavailable: 0}`.")
+				f.Severity = SeverityInfo
+				add(f)
+				return
+			}
+		}
 		add(newFinding(RuleRollingUpdate, o, "spec.updateStrategy",
 			fmt.Sprintf("%s updates without maxSurge: each node's pod is deleted before its replacement starts", c.ref()),
 			"the node's pod serves nothing during its update: traffic sent to that node (externalTrafficPolicy Local, hostPort) fails",
 			"```yaml\nspec:\n  updateStrategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxSurge: 1\n      maxUnavailable: 0\n```\n(not possible with hostPort)"))
 	}
+}
+
+// replicasSource says where an unset replica count came from (", HPA
+// minReplicas") for messages.
+func (c *wctx) replicasSource() string {
+	if c.w.replicasFrom != "" {
+		return ", " + c.w.replicasFrom
+	}
+	return ""
 }
 
 // graceFor is the part of a preStop fix about the grace period: raise
@@ -190,24 +301,39 @@ func (c *wctx) checkTermination(add func(Finding)) {
 			fmt.Sprintf("SIGKILL at %s while shutdown may need %s: the app never shuts down gracefully, in-flight requests are cut, clients see 502/504", sec(G+timing.KubeletPreStopExtension), sec(P+S)),
 			fix))
 	case P+S > G:
-		add(newFinding(RuleSIGKILL, c.obj(), field,
+		f := newFinding(RuleSIGKILL, c.obj(), field,
 			fmt.Sprintf("%s: preStop %s + shutdown %s = %s > %s", c.ref(), sec(P), sec(S), sec(P+S), gsrc),
 			fmt.Sprintf("SIGKILL at %s while shutdown may need %s: in-flight requests are cut, clients see 502/504", sec(G), sec(P+S)),
-			fix))
+			fix)
+		if !c.shutdownKnown && G > P {
+			// Only the assumed shutdown time crosses G: an app that exits
+			// faster (the manifest's short grace suggests so) is fine. With
+			// no time at all left after preStop (G = P, grace 0) no app is.
+			f.Severity = SeverityWarning
+			f.Message += fmt.Sprintf(" (shutdown %s is an assumption: set %s to the app's real shutdown time)", sec(S), AnnotationShutdown)
+		}
+		add(f)
 	case need > G:
 		add(newFinding(RuleGraceBuffer, c.obj(), field,
 			fmt.Sprintf("%s: preStop %s + shutdown %s = %s leaves %s of %s, less than the buffer %s", c.ref(), sec(P), sec(S), sec(P+S), sec(G-P-S), gsrc, sec(c.a.Buffer)),
 			fmt.Sprintf("a shutdown more than %s slower than assumed ends in SIGKILL: in-flight requests cut, clients see 502/504", sec(G-P-S)),
 			fix))
 	}
-	if len(c.longLived) > 0 {
+	if len(c.longLived) > 0 && !c.longLivedOff {
 		c.longLived = dedupe(c.longLived)
 		if ll := timing.LongLivedGraceNeeded(P, c.a); G < ll {
-			add(newFinding(RuleLongLived, c.obj(), field,
+			f := newFinding(RuleLongLived, c.obj(), field,
 				fmt.Sprintf("%s serves long-lived connections (%s) but %s < preStop %s + shutdown %s + connection drain %s = %s",
 					c.ref(), strings.Join(c.longLived, "; "), gsrc, sec(P), sec(S), sec(c.a.ConnectionDrain), sec(ll)),
 				"open WebSocket/gRPC streams are reset at SIGKILL instead of closed: clients see errors and reconnect storms",
-				fmt.Sprintf("Close streams on SIGTERM (gRPC GracefulStop, WebSocket close frames) and set `terminationGracePeriodSeconds: %d`.", ceil(ll))))
+				fmt.Sprintf("Close streams on SIGTERM (gRPC GracefulStop, WebSocket close frames) and set `terminationGracePeriodSeconds: %d`.", ceil(ll)))
+			if c.longLivedByName() {
+				// A port named grpc says the protocol, not that streams
+				// stay open: most gRPC calls are short unary requests.
+				f.Severity = SeverityInfo
+				f.Message += fmt.Sprintf(" (assumption from port names only: set %s: \"true\" if streams stay open, \"false\" if not)", AnnotationLongLived)
+			}
+			add(f)
 		}
 	}
 }
@@ -280,9 +406,13 @@ func (c *wctx) checkFronts(ix *index, add func(Finding)) {
 func (c *wctx) inFlightCut(fr *front, w timing.Window) Finding {
 	lb := fr.lb
 	P, G, S := c.pod.PreStop, c.pod.Grace, c.a.Shutdown
-	tq := timing.RequestBound(c.a, lb)
-	bound := fmt.Sprintf("longest request %s", sec(c.a.LongestRequest))
-	if tq < c.a.LongestRequest {
+	a := fr.a
+	tq := timing.RequestBound(a, lb)
+	bound := fmt.Sprintf("longest request %s", sec(a.LongestRequest))
+	if a.LongestRequest != c.a.LongestRequest {
+		bound = fmt.Sprintf("longest request %s: the %s raised to it", sec(a.LongestRequest), fr.timeoutSet)
+	}
+	if tq < a.LongestRequest {
 		bound = fmt.Sprintf("%s timeout %s", lb.Actor(), sec(tq))
 	}
 	sigterm := math.Min(P, G)
@@ -366,26 +496,35 @@ func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
 		fix = fmt.Sprintf("```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: %d   # > D %s\n```\n%s Older clusters / images with a shell: `exec: {command: [sh, -c, \"sleep %d\"]}`.",
 			n, sec(w.End), c.graceFor(float64(n)), n)
 	}
-	return newFinding(RuleEarlyExit, c.obj(), c.preStopField, msg, cons, fix)
+	f := newFinding(RuleEarlyExit, c.obj(), c.preStopField, msg, cons, fix)
+	if P == 0 && !c.preStopKnown && !c.preStopBroken {
+		// The hook may well wait long enough (ingress-nginx's
+		// /wait-shutdown does): the window rests on an unknown.
+		f.Severity = SeverityWarning
+	}
+	return f
 }
 
 // checkLBSettings: ZD301, ZD302, ZD303, ZD304, ZD306 for one front.
 func (c *wctx) checkLBSettings(ix *index, fr *front, add func(Finding)) {
 	lb := fr.lb
 	P := c.pod.PreStop
-	if (lb.Kind == timing.ALB || lb.Kind == timing.NLB) && fr.obj != nil {
+	// Deregistration delay matters for pod (ip) targets: with instance
+	// targets the target group holds nodes, which a rollout does not
+	// deregister.
+	if (lb.Kind == timing.ALB || lb.Kind == timing.NLB) && lb.TargetsPods && fr.obj != nil {
 		attrKey := "alb.ingress.kubernetes.io/target-group-attributes"
 		if lb.Kind == timing.NLB {
 			attrKey = "service.beta.kubernetes.io/aws-load-balancer-target-group-attributes"
 		}
-		want := ceil(P + timing.RequestBound(c.a, lb))
+		want := ceil(P + timing.RequestBound(fr.a, lb))
 		if want < 5 {
 			want = 5
 		}
 		fix := fmt.Sprintf("```yaml\nmetadata:\n  annotations:\n    %s: deregistration_delay.timeout_seconds=%d\n```", attrKey, want)
 		if lb.DeregistrationDelayDefault {
 			f := newFinding(RuleDeregistrationDefault, fr.obj, fr.deregField,
-				fmt.Sprintf("%s: deregistration delay is the %s default (preStop of %s: %s, longest request %s)", lb.Name, sec(timing.DefaultDeregistrationDelay), c.ref(), sec(P), sec(timing.RequestBound(c.a, lb))),
+				fmt.Sprintf("%s: deregistration delay is the %s default (preStop of %s: %s, longest request %s)", lb.Name, sec(timing.DefaultDeregistrationDelay), c.ref(), sec(P), sec(timing.RequestBound(fr.a, lb))),
 				"deregistered targets linger in draining for 5 minutes: slower rollouts, old pod IPs kept registered",
 				fix)
 			if !c.ignored(f.RuleID) {
@@ -624,20 +763,38 @@ func checkWebhooks(ix *index) []Finding {
 }
 
 // injectsGates recognises readiness-gate injectors: the AWS Load Balancer
-// Controller's pod mutator and zerodrop's own webhook.
+// Controller's pod mutator (mpod.elbv2.k8s.aws, path /mutate-v1-pod; not
+// its other pod webhook quicid.elbv2.k8s.aws nor its Service and
+// TargetGroupBinding mutators) and zerodrop's own webhook. Only a webhook
+// on pod creation can add a gate.
 func injectsGates(cfgName string, wh *admissionregistrationv1.MutatingWebhook) bool {
-	n := strings.ToLower(wh.Name + " " + cfgName)
-	if strings.Contains(n, "mpod.elbv2.k8s.aws") || strings.Contains(n, "zerodrop") || strings.Contains(n, "readiness-gate") || strings.Contains(n, "readinessgate") {
-		return true
-	}
-	if s := wh.ClientConfig.Service; s != nil && (s.Name == "aws-load-balancer-webhook-service" || strings.Contains(s.Name, "zerodrop")) {
-		for _, r := range wh.Rules {
-			for _, res := range r.Resources {
-				if res == "pods" {
-					return true
-				}
+	onPodCreate := false
+	for _, r := range wh.Rules {
+		create := false
+		for _, op := range r.Operations {
+			create = create || op == admissionregistrationv1.Create || op == admissionregistrationv1.OperationAll
+		}
+		for _, res := range r.Resources {
+			if create && (res == "pods" || res == "*") {
+				onPodCreate = true
 			}
 		}
+	}
+	if !onPodCreate {
+		return false
+	}
+	name := strings.ToLower(wh.Name)
+	if name == "mpod.elbv2.k8s.aws" || strings.Contains(name, "readiness-gate") || strings.Contains(name, "readinessgate") {
+		return true
+	}
+	if strings.HasSuffix(name, ".elbv2.k8s.aws") {
+		return false // the controller's other pod webhooks
+	}
+	if strings.Contains(name, "zerodrop") || strings.Contains(strings.ToLower(cfgName), "zerodrop") {
+		return true
+	}
+	if s := wh.ClientConfig.Service; s != nil && s.Path != nil && *s.Path == "/mutate-v1-pod" {
+		return s.Name == "aws-load-balancer-webhook-service" || strings.Contains(s.Name, "zerodrop")
 	}
 	return false
 }

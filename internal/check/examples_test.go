@@ -43,7 +43,7 @@ func TestExamples(t *testing.T) {
 		{"grpc-long-lived-wrong.yaml", "", []string{"ZD206"}},
 		{"grpc-long-lived-right.yaml", "", nil},
 		{"aws-gate-pitfalls-wrong.yaml", "", []string{"ZD105", "ZD303", "ZD305"}},
-		{"structural-wrong.yaml", "", []string{"ZD102", "ZD104", "ZD402"}},
+		{"structural-wrong.yaml", "", []string{"ZD002", "ZD102", "ZD104", "ZD402"}},
 		{"zerodrop-binding-wrong.yaml", "", []string{"ZD103", "ZD307", "ZD308", "ZD309", "ZD310"}},
 		{"zerodrop-binding-right.yaml", "", nil},
 	}

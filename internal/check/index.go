@@ -1,6 +1,7 @@
 package check
 
 import (
+	"strconv"
 	"strings"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // workload is a Deployment, StatefulSet or DaemonSet, reduced to what the
@@ -25,7 +27,11 @@ type workload struct {
 	meta     *metav1.ObjectMeta
 	tmpl     *corev1.PodTemplateSpec
 	replicas int32 // 1 when unset; DaemonSets: 0 (one per node)
-	minReady int32
+	// replicasSet is false when spec.replicas is unset: an HPA then owns
+	// the count, and replicas is its minReplicas (replicasFrom says so).
+	replicasSet  bool
+	replicasFrom string
+	minReady     int32
 
 	services []*service // Services selecting its pods
 	bindings []*binding // TargetBindings of those Services
@@ -40,6 +46,7 @@ type service struct {
 	obj       *Object
 	svc       *corev1.Service
 	ingresses []*Object
+	routes    []*Object // Gateway API HTTPRoutes and GRPCRoutes with a backendRef to it
 }
 
 type nsName struct{ ns, name string }
@@ -58,17 +65,23 @@ type index struct {
 	services       map[nsName]*service
 	namespaceObjs  map[string]*Object // Namespace objects by name
 	ingressClasses map[string]string  // IngressClass name -> spec.controller
-	backendConfigs map[nsName]*Object
-	destRules      map[string][]*Object // by namespace
-	webhooks       []*Object
-	ingresses      []*Object
-	hpas           []*Object
-	pdbs           []*Object
-	loadBalancers  map[string]*loadBalancer // zerodrop LoadBalancers by name
-	bindings       []*binding
-	errors         []InputError // CRDs that cannot be read
-	skipped        map[string]int
-	known          int
+	// defaultIngressClass is the IngressClass marked as the cluster's
+	// default: it serves Ingresses that name no class.
+	defaultIngressClass string
+	backendConfigs      map[nsName]*Object
+	destRules           map[string][]*Object // by namespace
+	routes              []*Object            // Gateway API HTTPRoutes, GRPCRoutes
+	gateways            map[nsName]*Object
+	webhooks            []*Object
+	ingresses           []*Object
+	hpas                []*Object
+	hpasV1              []*Object // autoscaling/v1: only their minReplicas is read
+	pdbs                []*Object
+	loadBalancers       map[string]*loadBalancer // zerodrop LoadBalancers by name
+	bindings            []*binding
+	errors              []InputError // CRDs that cannot be read
+	skipped             map[string]int
+	known               int
 }
 
 func buildIndex(objs []*Object) *index {
@@ -79,6 +92,7 @@ func buildIndex(objs []*Object) *index {
 		ingressClasses: map[string]string{},
 		backendConfigs: map[nsName]*Object{},
 		destRules:      map[string][]*Object{},
+		gateways:       map[nsName]*Object{},
 		loadBalancers:  map[string]*loadBalancer{},
 		skipped:        map[string]int{},
 	}
@@ -93,13 +107,13 @@ func buildIndex(objs []*Object) *index {
 			if t.Spec.Replicas != nil {
 				r = *t.Spec.Replicas
 			}
-			ix.addWorkload(&workload{obj: o, kind: "Deployment", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, minReady: t.Spec.MinReadySeconds})
+			ix.addWorkload(&workload{obj: o, kind: "Deployment", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, replicasSet: t.Spec.Replicas != nil, minReady: t.Spec.MinReadySeconds})
 		case *appsv1.StatefulSet:
 			r := int32(1)
 			if t.Spec.Replicas != nil {
 				r = *t.Spec.Replicas
 			}
-			ix.addWorkload(&workload{obj: o, kind: "StatefulSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, minReady: t.Spec.MinReadySeconds})
+			ix.addWorkload(&workload{obj: o, kind: "StatefulSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, replicas: r, replicasSet: t.Spec.Replicas != nil, minReady: t.Spec.MinReadySeconds})
 		case *appsv1.DaemonSet:
 			ix.addWorkload(&workload{obj: o, kind: "DaemonSet", meta: &t.ObjectMeta, tmpl: &t.Spec.Template, minReady: t.Spec.MinReadySeconds})
 		case *corev1.Service:
@@ -127,9 +141,14 @@ func buildIndex(objs []*Object) *index {
 			}
 			ix.ingresses = append(ix.ingresses, betaIngress(o, &t.ObjectMeta, t.Spec.IngressClassName, beta(def), betaRules(rules)))
 		case *autoscalingv1.HorizontalPodAutoscaler:
-			// Known, but autoscaling/v1 has no scaling behavior to check.
+			// autoscaling/v1 has no scaling behavior to check; its
+			// minReplicas still sets the replica count.
+			ix.hpasV1 = append(ix.hpasV1, o)
 		case *networkingv1.IngressClass:
 			ix.ingressClasses[t.Name] = t.Spec.Controller
+			if t.Annotations[networkingv1.AnnotationIsDefaultIngressClass] == "true" {
+				ix.defaultIngressClass = t.Name
+			}
 		case *corev1.Namespace:
 			ix.namespaceObjs[t.Name] = o
 		case *autoscalingv2.HorizontalPodAutoscaler:
@@ -143,6 +162,10 @@ func buildIndex(objs []*Object) *index {
 			switch {
 			case gv.Group == "cloud.google.com" && gv.Kind == "BackendConfig":
 				ix.backendConfigs[nsName{t.GetNamespace(), t.GetName()}] = o
+			case gv.Group == gatewayGroup && (gv.Kind == "HTTPRoute" || gv.Kind == "GRPCRoute"):
+				ix.routes = append(ix.routes, o)
+			case gv.Group == gatewayGroup && gv.Kind == "Gateway":
+				ix.gateways[nsName{t.GetNamespace(), t.GetName()}] = o
 			case gv.Group == "networking.istio.io" && gv.Kind == "DestinationRule":
 				ix.destRules[t.GetNamespace()] = append(ix.destRules[t.GetNamespace()], o)
 			case gv.Group == zerodropGroup:
@@ -184,6 +207,9 @@ func (ix *index) selectMap(ns string, sel map[string]string) []*workload {
 	if n == nil || len(sel) == 0 {
 		return nil
 	}
+	if pod, ok := sel[podNameLabel]; ok {
+		return ix.selectPod(ns, sel, pod)
+	}
 	var shortest []*workload
 	first := true
 	for k, v := range sel {
@@ -199,6 +225,42 @@ func (ix *index) selectMap(ns string, sel map[string]string) []*workload {
 			if lv, ok := w.tmpl.Labels[k]; !ok || lv != v {
 				match = false
 				break
+			}
+		}
+		if match {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// podNameLabel is the label the StatefulSet controller adds to each pod
+// (NAME-ORDINAL); pod templates never carry it.
+const podNameLabel = "statefulset.kubernetes.io/pod-name"
+
+// selectPod matches a selector naming one StatefulSet pod (per-pod
+// Services, such as redis-ha's announce Services): the StatefulSet whose
+// name, plus "-" and an ordinal, is the pod's name and whose template
+// labels match the rest of the selector.
+func (ix *index) selectPod(ns string, sel map[string]string, pod string) []*workload {
+	rest := map[string]string{}
+	for k, v := range sel {
+		if k != podNameLabel {
+			rest[k] = v
+		}
+	}
+	var out []*workload
+	for _, w := range ix.namespaces[ns].workloads {
+		if w.kind != "StatefulSet" || !strings.HasPrefix(pod, w.meta.Name+"-") {
+			continue
+		}
+		if _, err := strconv.Atoi(strings.TrimPrefix(pod, w.meta.Name+"-")); err != nil {
+			continue
+		}
+		match := true
+		for k, v := range rest {
+			if lv, ok := w.tmpl.Labels[k]; !ok || lv != v {
+				match = false
 			}
 		}
 		if match {
@@ -232,11 +294,8 @@ func (ix *index) selectLabelSelector(ns string, ls *metav1.LabelSelector) []*wor
 }
 
 func (ix *index) relate() {
-	for _, s := range ix.services {
-		for _, w := range ix.selectMap(s.svc.Namespace, s.svc.Spec.Selector) {
-			w.services = append(w.services, s)
-		}
-	}
+	// Ingresses first: a Service an Ingress routes to carries traffic even
+	// when it would not otherwise count as a traffic path (headless).
 	for _, o := range ix.ingresses {
 		ing := o.Typed.(*networkingv1.Ingress)
 		seen := map[string]bool{}
@@ -250,6 +309,24 @@ func (ix *index) relate() {
 			}
 		}
 	}
+	for _, o := range ix.routes {
+		u := unstructuredOf(o)
+		seen := map[nsName]bool{}
+		for _, ref := range routeBackends(u) {
+			if s := ix.services[ref]; s != nil && !seen[ref] {
+				seen[ref] = true
+				s.routes = append(s.routes, o)
+			}
+		}
+	}
+	for _, s := range ix.services {
+		if !s.carriesTraffic() {
+			continue
+		}
+		for _, w := range ix.selectMap(s.svc.Namespace, s.svc.Spec.Selector) {
+			w.services = append(w.services, s)
+		}
+	}
 	byName := map[string]*workload{}
 	for _, w := range ix.workloads {
 		byName[w.ns()+"/"+w.kind+"/"+w.meta.Name] = w
@@ -258,6 +335,17 @@ func (ix *index) relate() {
 		h := o.Typed.(*autoscalingv2.HorizontalPodAutoscaler)
 		if w := byName[h.Namespace+"/"+h.Spec.ScaleTargetRef.Kind+"/"+h.Spec.ScaleTargetRef.Name]; w != nil {
 			w.hpas = append(w.hpas, o)
+		}
+	}
+	for _, o := range ix.hpasV1 {
+		h := o.Typed.(*autoscalingv1.HorizontalPodAutoscaler)
+		if w := byName[h.Namespace+"/"+h.Spec.ScaleTargetRef.Kind+"/"+h.Spec.ScaleTargetRef.Name]; w != nil {
+			w.hpaMinReplicas(o.Ref.String(), h.Spec.MinReplicas)
+		}
+	}
+	for _, w := range ix.workloads {
+		for _, o := range w.hpas {
+			w.hpaMinReplicas(o.Ref.String(), o.Typed.(*autoscalingv2.HorizontalPodAutoscaler).Spec.MinReplicas)
 		}
 	}
 	for _, o := range ix.pdbs {
@@ -273,7 +361,134 @@ func (ix *index) relate() {
 	}
 	for _, s := range ix.services {
 		sortObjects(s.ingresses)
+		sortObjects(s.routes)
 	}
+}
+
+// hpaMinReplicas makes an HPA's minReplicas (default 1) the replica count
+// of a workload whose spec.replicas is unset: the HPA owns the count, and
+// a rollout starts from at least that many pods.
+func (w *workload) hpaMinReplicas(hpa string, min *int32) {
+	if w.replicasSet {
+		return
+	}
+	m := int32(1)
+	if min != nil {
+		m = *min
+	}
+	if w.replicasFrom == "" || m > w.replicas {
+		w.replicas = m
+		w.replicasFrom = "minReplicas of " + hpa
+	}
+}
+
+// carriesTraffic says whether a Service is a data path clients send
+// requests through. A headless Service (clusterIP: None) has no virtual IP
+// and no kube-proxy rules: its DNS names stable identities (StatefulSet
+// peers) or scrape targets, so it is a path only when an Ingress routes
+// to it. A Service whose every port is a metrics port exists for
+// Prometheus, not for clients.
+func (s *service) carriesTraffic() bool {
+	if len(s.ingresses) > 0 || len(s.routes) > 0 || s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer || s.svc.Spec.Type == corev1.ServiceTypeNodePort {
+		return true
+	}
+	if s.svc.Spec.ClusterIP == corev1.ClusterIPNone {
+		return false
+	}
+	return !scrapeOnly(s.svc)
+}
+
+// scrapeOnly reports whether every port of a Service is named (or points
+// at a container port named) for metrics: "metrics", "http-metrics",
+// "prometheus", ...
+func scrapeOnly(svc *corev1.Service) bool {
+	if len(svc.Spec.Ports) == 0 {
+		return false
+	}
+	for _, p := range svc.Spec.Ports {
+		if !metricsName(p.Name) && !(p.TargetPort.Type == intstr.String && metricsName(p.TargetPort.StrVal)) {
+			return false
+		}
+	}
+	return true
+}
+
+func metricsName(n string) bool {
+	n = strings.ToLower(n)
+	return strings.Contains(n, "metrics") || n == "prometheus" || n == "prom" || n == "monitoring" || n == "telemetry"
+}
+
+// gatewayGroup is the Gateway API's group.
+const gatewayGroup = "gateway.networking.k8s.io"
+
+// routeBackends lists the Services an HTTPRoute or GRPCRoute sends to:
+// backendRefs of kind Service (the default) in the core group, in the
+// route's namespace unless one is named.
+func routeBackends(u *unstructured.Unstructured) []nsName {
+	var out []nsName
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	for _, r := range rules {
+		rm, ok := r.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		refs, _, _ := unstructured.NestedSlice(rm, "backendRefs")
+		for _, b := range refs {
+			bm, ok := b.(map[string]interface{})
+			if !ok {
+				continue
+			}
+			group, _, _ := unstructured.NestedString(bm, "group")
+			kind, _, _ := unstructured.NestedString(bm, "kind")
+			name, _, _ := unstructured.NestedString(bm, "name")
+			ns, _, _ := unstructured.NestedString(bm, "namespace")
+			if group != "" || (kind != "" && kind != "Service") || name == "" {
+				continue
+			}
+			if ns == "" {
+				ns = u.GetNamespace()
+			}
+			out = append(out, nsName{ns, name})
+		}
+	}
+	return out
+}
+
+// routeGateways returns the Gateways a route attaches to (parentRefs of
+// kind Gateway) as "namespace/name" with their gatewayClassName ("" when
+// the Gateway is not in the input).
+func (ix *index) routeGateways(u *unstructured.Unstructured) (names, classes []string) {
+	parents, _, _ := unstructured.NestedSlice(u.Object, "spec", "parentRefs")
+	for _, p := range parents {
+		pm, ok := p.(map[string]interface{})
+		if !ok {
+			continue
+		}
+		kind, _, _ := unstructured.NestedString(pm, "kind")
+		name, _, _ := unstructured.NestedString(pm, "name")
+		ns, _, _ := unstructured.NestedString(pm, "namespace")
+		if kind != "" && kind != "Gateway" || name == "" {
+			continue
+		}
+		if ns == "" {
+			ns = u.GetNamespace()
+		}
+		class := ""
+		if g := ix.gateways[nsName{ns, name}]; g != nil {
+			class, _, _ = unstructured.NestedString(unstructuredOf(g).Object, "spec", "gatewayClassName")
+		}
+		names, classes = append(names, qualified(ns, name)), append(classes, class)
+	}
+	return names, classes
+}
+
+// qualified is "namespace/name", or just the name when the manifest leaves
+// the namespace to kubectl, kustomize or Helm.
+func qualified(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "/" + name
 }
 
 // ingressServices lists the Service names an Ingress routes to.
@@ -318,6 +533,9 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 	if ing.Spec.IngressClassName != nil {
 		class = *ing.Spec.IngressClassName
 	}
+	if class == "" {
+		class = ix.defaultIngressClass
+	}
 	ctrl := ix.ingressClasses[class]
 	switch {
 	case ctrl == "ingress.k8s.aws/alb" || class == "alb":
@@ -328,7 +546,7 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 		return "traefik"
 	case strings.Contains(ctrl, "haproxy") || class == "haproxy":
 		return "haproxy"
-	case class == "gce" || class == "gce-internal":
+	case class == "gce" || class == "gce-internal" || strings.HasPrefix(ctrl, "k8s.io/gce") || strings.HasPrefix(ctrl, "networking.gke.io/"):
 		return "gce"
 	}
 	for k := range ing.Annotations {
@@ -344,6 +562,21 @@ func (ix *index) ingressController(ing *networkingv1.Ingress) string {
 		case strings.HasPrefix(k, "kubernetes.io/ingress.global-static-ip-name"), strings.HasPrefix(k, "networking.gke.io/"),
 			strings.HasPrefix(k, "ingress.gcp.kubernetes.io/"):
 			return "gce"
+		}
+	}
+	if class != "" {
+		return "" // a class zerodrop does not know
+	}
+	// No class at all: on GKE the default controller is GCE, and a backend
+	// Service annotated for GKE's LB (NEG, BackendConfig) says the cluster
+	// is GKE.
+	for _, name := range ingressServices(ing) {
+		if s := ix.services[nsName{ing.Namespace, name}]; s != nil {
+			for _, k := range []string{"cloud.google.com/neg", "cloud.google.com/backend-config", "beta.cloud.google.com/backend-config"} {
+				if _, ok := s.svc.Annotations[k]; ok {
+					return "gce"
+				}
+			}
 		}
 	}
 	return ""

@@ -18,6 +18,7 @@ type Rule struct {
 // annotations and config files refer to them.
 const (
 	RuleBadAnnotation         = "ZD001"
+	RuleNotModelled           = "ZD002"
 	RuleNoReadinessProbe      = "ZD101"
 	RuleSameProbes            = "ZD102"
 	RuleStartupGap            = "ZD103"
@@ -54,10 +55,16 @@ var rules = []Rule{
 		Fix:       "Write seconds as a number (`\"20\"`, `\"2.5\"`) or a Go duration (`\"20s\"`, `\"1m30s\"`); rule ids as `ZD201,ZD305`.",
 	},
 	{
+		ID: RuleNotModelled, Title: "Data path not modelled", Severity: SeverityInfo,
+		Rationale: "Some data paths have timings zerodrop cannot read from the manifests: an Ingress whose controller it does not know (on GKE an Ingress without class is served by GCE), a Gateway API route whose Gateway implementation it does not know, a cloud LB with externalTrafficPolicy Local (the LB learns from node health checks that a node's last pod is gone), a Service that publishes not-ready addresses. A clean result for them would claim more than was checked, so each gets a note saying what was assumed.",
+		Formula:   "Ingress controller unknown; HTTPRoute/GRPCRoute whose Gateway is not in the input or of a class zerodrop does not know (known: gke-l7-* as GCLB with NEGs; istio, Envoy Gateway, NGINX, Cilium, Traefik, Kong, Contour, HAProxy as in-cluster proxies); Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
+		Fix:       "Name the Ingress controller (`spec.ingressClassName`), prefer pod targets (ALB/NLB ip, GKE NEG) over externalTrafficPolicy Local, and keep publishNotReadyAddresses for peer-discovery Services only.",
+	},
+	{
 		ID: RuleNoReadinessProbe, Title: "Served workload without readinessProbe", Severity: SeverityError,
 		Rationale: "Without a readinessProbe a pod is Ready as soon as its containers start, so Services and LBs send it traffic before the server inside listens: connection refused, 502 (seed 001). The Deployment also deletes old pods at once.",
-		Formula:   "window = [Ready + D, app start)  (Ready = container start without a probe)",
-		Fix:       "Add a readinessProbe on the serving port that passes only when the app serves:\n\n```yaml\nreadinessProbe:\n  httpGet: {path: /ready, port: 8080}\n  periodSeconds: 5\n  failureThreshold: 2\n```",
+		Formula:   "window = [Ready + D, app start)  (Ready = container start without a probe); not reported when a working readiness gate (AWS, GKE NEG, zerodrop) makes Ready wait for the LB's own check of the pod",
+		Fix:       "Add a readinessProbe that passes only when the app serves. The finding's fix reuses the container's startup or liveness probe handler when it has one, else a TCP check of the port the Service sends to (never a guessed HTTP path, never plain HTTP on a TLS port); adapt it:\n\n```yaml\nreadinessProbe:\n  tcpSocket:\n    port: 8080\n  periodSeconds: 5\n  failureThreshold: 2\n```",
 	},
 	{
 		ID: RuleSameProbes, Title: "Identical readiness and liveness probes", Severity: SeverityWarning,
@@ -73,7 +80,7 @@ var rules = []Rule{
 	{
 		ID: RuleRollingUpdate, Title: "Rolling update removes serving pods before replacements are ready", Severity: SeverityWarning,
 		Rationale: "With maxUnavailable above 0 (the Deployment default is 25%) or a Recreate strategy, Kubernetes deletes old pods before their replacements are Ready, so capacity drops during every rollout and a single-replica workload goes dark. StatefulSets always delete before they recreate; DaemonSets do unless maxSurge is set.",
-		Formula:   "maxUnavailable = 0 and maxSurge >= 1",
+		Formula:   "maxUnavailable = 0 and maxSurge >= 1 (replicas unset: the HPA's minReplicas); DaemonSets with a host port cannot surge: info",
 		Fix:       "```yaml\nspec:\n  strategy:\n    type: RollingUpdate\n    rollingUpdate:\n      maxUnavailable: 0\n      maxSurge: 1\n```\n(DaemonSet: `updateStrategy.rollingUpdate` with `maxSurge: 1, maxUnavailable: 0`, not possible with hostPort.)",
 	},
 	{
@@ -85,7 +92,7 @@ var rules = []Rule{
 	{
 		ID: RuleSIGKILL, Title: "preStop + shutdown exceed the grace period (SIGKILL)", Severity: SeverityError,
 		Rationale: "terminationGracePeriodSeconds counts from the deletion and includes preStop. When preStop plus the app's shutdown need longer, the kubelet SIGKILLs the app mid-shutdown: in-flight requests are cut, clients see 502/504 (seed 000: 35 + 15 = 50 > 45; seed 001: preStop 40 with the default 30).",
-		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s)",
+		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); a warning when P < G and only the assumed S (no annotation or flag) crosses G",
 		Fix:       "`terminationGracePeriodSeconds: <P + S + buffer>`, or shorten preStop.",
 	},
 	{
@@ -97,7 +104,7 @@ var rules = []Rule{
 	{
 		ID: RuleEarlyExit, Title: "App can exit before every data path stops sending (early exit)", Severity: SeverityError,
 		Rationale: "Deletion starts preStop and endpoint removal at the same time; neither waits for the other. SIGTERM follows preStop; an app that stops listening then, while kube-proxy, the ingress controller or the LB still send new requests for D seconds, refuses them: 502 (seed 003; seed 001's 12 5xx).",
-		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter)",
+		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter); a warning when the preStop's length is unknown (httpGet hook, exec of a program)",
 		Fix:       "```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: <D + 2>\n```\nand raise terminationGracePeriodSeconds to cover it (P + S + buffer).",
 	},
 	{
@@ -109,13 +116,13 @@ var rules = []Rule{
 	{
 		ID: RuleInFlightCut, Title: "In-flight requests outlive the grace period or the app's shutdown", Severity: SeverityWarning,
 		Rationale: "A request admitted just before the data path stopped sending may run as long as the longest request, bounded by the LB's timeout. It must finish before the app's own shutdown timeout and before SIGKILL, or it is cut: 502/504. Seed 001 orders P (40) < G (50) < ALB timeout (60); the underlying requirement is this one.",
-		Formula:   "min(P, D) + min(T_req, T_lb) <= min(P + S, G)",
+		Formula:   "min(P, D) + min(T_req, T_lb) <= min(P + S, G)  (T_req: the annotation or flag; else an LB timeout set explicitly above its default, e.g. proxy-read-timeout: 300, on that path)",
 		Fix:       "Raise terminationGracePeriodSeconds (and the app's shutdown timeout, e.g. Spring `spring.lifecycle.timeout-per-shutdown-phase`) to cover the longest request, or set `zerodrop.dev/longest-request-seconds` if requests are shorter than assumed.",
 	},
 	{
 		ID: RuleLongLived, Title: "Long-lived connections with a short preStop/grace period", Severity: SeverityWarning,
 		Rationale: "WebSocket and gRPC streams outlive endpoint removal: the LB stops opening new connections but existing ones stay on the old pod until the app closes them, or until SIGKILL resets them. Seed 000 doubles preStop (20 -> 40 s) and grace (45 -> 90 s) for them.",
-		Formula:   "G >= P + S + connection drain (default 30 s) when ports, appProtocol or annotations hint at gRPC/WebSocket/h2c",
+		Formula:   "G >= P + S + connection drain (default 30 s) when ports, appProtocol or annotations hint at gRPC/WebSocket/h2c; info when only port names hint (zerodrop.dev/long-lived: \"false\" turns it off)",
 		Fix:       "Close long-lived connections on SIGTERM (gRPC GracefulStop, WebSocket close frames) and raise `terminationGracePeriodSeconds: <P + S + drain>`.",
 	},
 	{
@@ -127,13 +134,13 @@ var rules = []Rule{
 	{
 		ID: RuleDeregistrationShort, Title: "Deregistration delay shorter than preStop", Severity: SeverityWarning,
 		Rationale: "AWS target groups keep a deregistering target's connections open for deregistration_delay.timeout_seconds, then close them. Shorter than the preStop, the LB abandons requests the pod is still willing to finish (seed 003: delay 30 s > preStop 15 s).",
-		Formula:   "deregistration delay >= P  (window: delay ends before min(P, D) + T_q)",
+		Formula:   "deregistration delay >= P  (window: delay ends before min(P, D) + T_q); ip targets only: instance targets are nodes, which a rollout does not deregister",
 		Fix:       "`alb.ingress.kubernetes.io/target-group-attributes: deregistration_delay.timeout_seconds=<P + T_q>` (NLB: `service.beta.kubernetes.io/aws-load-balancer-target-group-attributes`).",
 	},
 	{
 		ID: RuleDeregistrationDefault, Title: "Deregistration delay left at the 300 s default", Severity: SeverityInfo,
 		Rationale: "300 s is far longer than most requests: targets linger in draining for 5 minutes, slowing rollouts and keeping old pods' IPs registered. Seed 000 uses 25 s.",
-		Formula:   "deregistration delay = 300 s (unset)",
+		Formula:   "deregistration delay = 300 s (unset), ip targets",
 		Fix:       "`deregistration_delay.timeout_seconds=<P + T_q>` in the target-group-attributes annotation.",
 	},
 	{
@@ -151,7 +158,7 @@ var rules = []Rule{
 	{
 		ID: RuleWebhookFail, Title: "Gate-injecting webhook with failurePolicy Fail", Severity: SeverityWarning,
 		Rationale: "The readiness-gate injector is a mutating webhook on pod creation. With failurePolicy Fail (the admissionregistration/v1 default) an outage of its controller blocks every pod creation in the selected namespaces: no rollouts, no scale-up, no rescheduling.",
-		Formula:   "webhook injects gates (AWS mpod.elbv2.k8s.aws, zerodrop) and failurePolicy != Ignore",
+		Formula:   "webhook on pod CREATE that injects gates (AWS mpod.elbv2.k8s.aws, zerodrop; not the AWS controller's other webhooks) and failurePolicy != Ignore",
 		Fix:       "`failurePolicy: Ignore` (AWS chart: `--set podMutatorWebhookConfig.failurePolicy=Ignore`), and alert on pods created without their gate.",
 	},
 	{
@@ -187,7 +194,7 @@ var rules = []Rule{
 	{
 		ID: RuleNoPDB, Title: "No PodDisruptionBudget for a served workload", Severity: SeverityInfo,
 		Rationale: "Node drains (upgrades, autoscaler, spot reclaims) evict pods without a rollout's surge: without a PDB all replicas can be evicted at once.",
-		Formula:   "served, replicas > 1, no PDB selects its pods",
+		Formula:   "served, replicas > 1 (replicas unset: the HPA's minReplicas), no PDB selects its pods",
 		Fix:       "```yaml\napiVersion: policy/v1\nkind: PodDisruptionBudget\nspec:\n  maxUnavailable: 1\n  selector:\n    matchLabels: {app: NAME}\n```",
 	},
 	{

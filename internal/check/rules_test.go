@@ -622,7 +622,7 @@ func TestLBRules(t *testing.T) {
 			s.Spec.Type = corev1.ServiceTypeLoadBalancer
 			s.Annotations = map[string]string{
 				"service.beta.kubernetes.io/aws-load-balancer-type":                    "external",
-				"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type":         "instance",
+				"service.beta.kubernetes.io/aws-load-balancer-nlb-target-type":         "ip",
 				"service.beta.kubernetes.io/aws-load-balancer-target-group-attributes": "deregistration_delay.timeout_seconds=5",
 			}
 			return objs

@@ -11,6 +11,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -53,6 +54,12 @@ type wctx struct {
 	preStopBroken bool    // the exec preStop cannot run (shell-less image)
 	serving       []int   // indices of serving containers
 	longLived     []string
+	// longLivedSeen is true when a hint is evidence (appProtocol, an
+	// annotation), not only a port name.
+	longLivedSeen bool
+	longLivedOff  bool // annotation zerodrop.dev/long-lived: "false"
+	shutdownKnown bool // S came from an annotation or flag, not the default
+	longestKnown  bool // T_req came from an annotation or flag
 	ignore        map[string]bool
 	haproxyLink   string
 	awsGate       string // readinessGates condition from the template (AWS)
@@ -79,6 +86,13 @@ type front struct {
 	binding *binding
 	// fields of settings on obj, for findings
 	deregField, targetTypeField string
+
+	// timeoutSet names the setting that raised the LB's timeout (an
+	// annotation, a BackendConfig), "" when it is the LB's default.
+	timeoutSet string
+	// a are the assumptions on this path: T_req is raised to an explicitly
+	// raised LB timeout (nobody raises it without requests that need it).
+	a timing.Assumptions
 
 	startup, termination timing.Timeline // computed once per front
 	rollout              *timing.Rollout
@@ -140,8 +154,8 @@ func (c *wctx) seconds(key string, dst *float64) bool {
 // newWctx reads a workload's assumptions and pod timing.
 func newWctx(w *workload, ix *index, opts *Options) *wctx {
 	c := &wctx{w: w, a: opts.Assumptions, tmpl: "spec.template", registration: opts.Registration, propagation: -1}
-	c.seconds(AnnotationShutdown, &c.a.Shutdown)
-	c.seconds(AnnotationLongestRequest, &c.a.LongestRequest)
+	c.shutdownKnown = c.seconds(AnnotationShutdown, &c.a.Shutdown) || opts.Assumptions.Shutdown != timing.DefaultAssumptions().Shutdown
+	c.longestKnown = c.seconds(AnnotationLongestRequest, &c.a.LongestRequest) || opts.Assumptions.LongestRequest != timing.DefaultAssumptions().LongestRequest
 	c.seconds(AnnotationBuffer, &c.a.Buffer)
 	c.seconds(AnnotationStartup, &c.a.Startup)
 	c.seconds(AnnotationConnectionDrain, &c.a.ConnectionDrain)
@@ -159,7 +173,9 @@ func newWctx(w *workload, ix *index, opts *Options) *wctx {
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "true", "yes", "1":
 			c.longLived = append(c.longLived, "annotation "+AnnotationLongLived)
+			c.longLivedSeen = true
 		case "false", "no", "0":
+			c.longLivedOff = true
 		default:
 			c.badAnnotation(w.obj, path, fmt.Sprintf("annotation %s on %s: %q is not true or false", AnnotationLongLived, w.obj.Ref, v))
 		}
@@ -391,24 +407,39 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 	if len(w.services) == 0 {
 		return
 	}
-	first := w.services[0]
-	in := timing.Defaults(timing.InCluster, true, c.a)
-	in.Label = "kube-proxy"
-	in.Name = "kube-proxy (in-cluster clients of the Service)"
-	if dr := ix.destinationRule(first.svc); dr != nil {
-		// With Istio, in-cluster clients reach the pods through their Envoy
-		// sidecars, fed by istiod from the same EndpointSlices.
-		in.Label = "Envoy"
-		in.Name = "Istio sidecars of in-cluster clients (" + dr.Ref.String() + ")"
-	}
-	c.add(&front{lb: in, via: "Service " + first.svc.Namespace + "/" + first.svc.Name, obj: first.obj})
+	// In-cluster clients reach the pods through the virtual IP of the
+	// first Service that has one; headless Services (in w.services only
+	// when an Ingress routes to them) have no kube-proxy rules.
+	var first *service
 	for _, s := range w.services {
+		if s.svc.Spec.ClusterIP != corev1.ClusterIPNone {
+			first = s
+			break
+		}
+	}
+	if first != nil {
+		in := timing.Defaults(timing.InCluster, true, c.a)
+		in.Label = "kube-proxy"
+		in.Name = "kube-proxy (in-cluster clients of the Service)"
+		if dr := ix.destinationRule(first.svc); dr != nil {
+			// With Istio, in-cluster clients reach the pods through their Envoy
+			// sidecars, fed by istiod from the same EndpointSlices.
+			in.Label = "Envoy"
+			in.Name = "Istio sidecars of in-cluster clients (" + dr.Ref.String() + ")"
+		}
+		c.add(&front{lb: in, via: "Service " + qualified(first.svc.Namespace, first.svc.Name), obj: first.obj})
+	}
+	for _, s := range w.services {
+		c.serviceNotes(s)
 		if s.svc.Spec.Type == corev1.ServiceTypeLoadBalancer {
 			c.add(c.serviceLB(s))
 		}
 		c.longLivedHints(s)
 		for _, io := range s.ingresses {
 			c.add(c.ingressLB(ix, io, s))
+		}
+		for _, ro := range s.routes {
+			c.add(c.routeLB(ix, ro, s))
 		}
 	}
 	c.add(c.haproxyFront(opts))
@@ -424,12 +455,17 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 			f.lb.DetectOnly = false
 		}
 		f.gated = c.gatedBy(f)
+		f.a = c.a
+		if f.timeoutSet != "" && !c.longestKnown && f.lb.Timeout > f.a.LongestRequest &&
+			f.lb.Timeout > timing.Defaults(f.lb.Kind, f.lb.TargetsPods, c.a).Timeout {
+			f.a.LongestRequest = f.lb.Timeout
+		}
 		pod := c.pod
 		pod.Gated = f.gated
-		f.startup = timing.Startup(pod, f.lb, c.a)
-		f.termination = timing.Termination(pod, f.lb, c.a)
+		f.startup = timing.Startup(pod, f.lb, f.a)
+		f.termination = timing.Termination(pod, f.lb, f.a)
 		if w.kind != "DaemonSet" {
-			r := timing.SimulateRollout(pod, f.lb, c.a, int(w.replicas), c.maxSurge())
+			r := timing.SimulateRollout(pod, f.lb, f.a, int(w.replicas), c.maxSurge())
 			f.rollout = &r
 		}
 	}
@@ -572,7 +608,7 @@ func (c *wctx) serviceLB(s *service) *front {
 	if s.svc.Spec.LoadBalancerClass != nil {
 		lbClass = *s.svc.Spec.LoadBalancerClass
 	}
-	ref := s.svc.Namespace + "/" + s.svc.Name
+	ref := qualified(s.svc.Namespace, s.svc.Name)
 	if typ != "nlb" && typ != "external" && typ != "nlb-ip" && lbClass != "service.k8s.aws/nlb" {
 		lb := timing.Defaults(timing.CloudLB, false, c.a)
 		lb.Name = "cloud LB of Service " + ref + " (node ports)"
@@ -617,8 +653,8 @@ func (c *wctx) serviceLB(s *service) *front {
 func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 	ing := ingressOf(io)
 	ctrl := ix.ingressController(ing)
-	iref := ing.Namespace + "/" + ing.Name
-	sref := s.svc.Namespace + "/" + s.svc.Name
+	iref := qualified(ing.Namespace, ing.Name)
+	sref := qualified(s.svc.Namespace, s.svc.Name)
 	via := "Ingress " + iref + " -> Service " + sref
 	f := &front{via: via, obj: io}
 	switch ctrl {
@@ -654,7 +690,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 		} else {
 			f.deregField = "metadata.annotations"
 		}
-		c.attribute(&lb.Timeout, "alb.ingress.kubernetes.io/load-balancer-attributes", "idle_timeout.timeout_seconds", io)
+		if fld := c.attribute(&lb.Timeout, "alb.ingress.kubernetes.io/load-balancer-attributes", "idle_timeout.timeout_seconds", io); fld != "" {
+			f.timeoutSet = "idle_timeout.timeout_seconds of Ingress " + iref
+		}
 		lb.Name = fmt.Sprintf("AWS ALB (target-type %s) of Ingress %s", tt, iref)
 		f.lb = lb
 	case "gce":
@@ -671,7 +709,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 		}
 		lb := timing.Defaults(timing.GCE, neg, c.a)
 		if bc := c.backendConfig(ix, s, ing); bc != nil {
-			c.applyBackendConfig(&lb, bc)
+			if c.applyBackendConfig(&lb, bc) {
+				f.timeoutSet = "timeoutSec of " + bc.Ref.String()
+			}
 		}
 		mode := "NEG"
 		if !neg {
@@ -687,6 +727,9 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 			if v, ok := a[k]; ok {
 				if t, err := parseSeconds(v); err == nil {
 					lb.Timeout = t
+					if t > 60 { // raised above ingress-nginx's default
+						f.timeoutSet = k + " of Ingress " + iref
+					}
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
@@ -695,10 +738,16 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 		if ctrl == "nginx" && lb.Timeout == 0 {
 			lb.Timeout = 60 // ingress-nginx proxy-read-timeout default
 		}
+		if ctrl == "" {
+			c.unknownController(ix, io, ing, iref)
+		}
 		for _, k := range []string{"haproxy.org/timeout-server", "haproxy-ingress.github.io/timeout-server"} {
 			if v, ok := a[k]; ok {
 				if t, err := parseHAProxyTime(v); err == nil {
 					lb.Timeout = t
+					if t > 50 { // raised above the HAProxy ingress controllers' default
+						f.timeoutSet = k + " of Ingress " + iref
+					}
 				} else {
 					c.badAnnotation(io, annotationPath("", k), fmt.Sprintf("annotation %s on %s: %v", k, io.Ref, err))
 				}
@@ -709,6 +758,129 @@ func (c *wctx) ingressLB(ix *index, io *Object, s *service) *front {
 	}
 	c.ingressLongLivedHints(ing, iref)
 	return f
+}
+
+// routeLB models the Gateway API data path of an HTTPRoute or GRPCRoute
+// by the class of its (first) Gateway: GKE's gke-l7-* classes are GCLB
+// with NEGs (container-native, with the NEG readiness gate); the common
+// in-cluster implementations are proxies fed by EndpointSlices, like an
+// ingress controller. Anything else is checked as such a proxy, with a
+// note.
+func (c *wctx) routeLB(ix *index, ro *Object, s *service) *front {
+	u := unstructuredOf(ro)
+	rref := ro.Ref.Kind + " " + qualified(u.GetNamespace(), u.GetName())
+	gws, classes := ix.routeGateways(u)
+	gw, class := "", ""
+	if len(gws) > 0 {
+		gw, class = gws[0], classes[0]
+	}
+	f := &front{via: rref + " -> Service " + qualified(s.svc.Namespace, s.svc.Name), obj: ro}
+	if strings.HasPrefix(class, "gke-l7") {
+		lb := timing.Defaults(timing.GCE, true, c.a)
+		lb.Name = fmt.Sprintf("GCLB (NEG) of Gateway %s", gw)
+		f.lb = lb
+		return f
+	}
+	lb := timing.Defaults(timing.InCluster, true, c.a)
+	lb.Label = gatewayImplementation(class)
+	if lb.Label == "" {
+		lb.Label = "Gateway proxy"
+		what := fmt.Sprintf("attaches to Gateway %s of class %q, an implementation zerodrop does not know", gw, class)
+		switch {
+		case gw == "":
+			what = "names no Gateway in parentRefs"
+		case class == "":
+			what = fmt.Sprintf("attaches to Gateway %s, which is not in the input", gw)
+		}
+		c.note(ro, "spec.parentRefs",
+			fmt.Sprintf("%s %s: %s is checked as if an in-cluster proxy fed by EndpointSlices served it (D %s, no health checks of its own)", rref, what, c.ref(), sec(c.a.Propagation)),
+			"if a cloud LB implements the Gateway, its health-check and drain timings are not checked: startup gaps and early exits on that path go unreported",
+			"Include the Gateway in the input; classes modelled: gke-l7-* (GCLB with NEGs), istio, Envoy Gateway, NGINX Gateway Fabric, Cilium, Traefik, Kong, Contour, HAProxy. Set `"+AnnotationPropagation+"` if the proxy is slower than kube-proxy.")
+	}
+	if gw != "" {
+		lb.Name = fmt.Sprintf("%s of Gateway %s (%s)", lb.Label, gw, rref)
+	} else {
+		lb.Name = fmt.Sprintf("%s of %s", lb.Label, rref)
+	}
+	f.lb = lb
+	return f
+}
+
+// gatewayImplementation names the in-cluster Gateway API implementation of
+// a GatewayClass by the class names their installs use, "" when unknown.
+func gatewayImplementation(class string) string {
+	c := strings.ToLower(class)
+	switch {
+	case strings.Contains(c, "istio"):
+		return "Istio gateway"
+	case c == "eg" || strings.Contains(c, "envoy"):
+		return "Envoy Gateway"
+	case strings.Contains(c, "nginx"):
+		return "NGINX Gateway"
+	case strings.Contains(c, "cilium"):
+		return "Cilium gateway"
+	case strings.Contains(c, "traefik"):
+		return "Traefik"
+	case strings.Contains(c, "kong"):
+		return "Kong"
+	case strings.Contains(c, "contour"):
+		return "Contour"
+	case strings.Contains(c, "haproxy"):
+		return "HAProxy gateway"
+	}
+	return ""
+}
+
+// note records a data path zerodrop cannot model (ZD002): the result for
+// it is not "clean", it is unknown, and the note says what was assumed.
+func (c *wctx) note(o *Object, field, msg, consequence, fix string) {
+	if c.ignored(RuleNotModelled) {
+		return
+	}
+	c.bad = append(c.bad, newFinding(RuleNotModelled, o, field, msg, consequence, fix))
+}
+
+// unknownController notes an Ingress whose controller is not known: it is
+// checked as a generic in-cluster proxy fed by EndpointSlices.
+func (c *wctx) unknownController(ix *index, io *Object, ing *networkingv1.Ingress, iref string) {
+	class, field := ing.Annotations["kubernetes.io/ingress.class"], annotationPath("", "kubernetes.io/ingress.class")
+	if ing.Spec.IngressClassName != nil {
+		class, field = *ing.Spec.IngressClassName, "spec.ingressClassName"
+	}
+	what := "names no IngressClass (and the input marks none as default)"
+	if class != "" {
+		what = fmt.Sprintf("has class %q, whose controller zerodrop does not know", class)
+		if ctrl := ix.ingressClasses[class]; ctrl != "" {
+			what = fmt.Sprintf("has class %q of controller %q, which zerodrop does not model", class, ctrl)
+		}
+	} else {
+		field = "spec"
+	}
+	c.note(io, field,
+		fmt.Sprintf("Ingress %s %s: %s is checked as if an in-cluster proxy fed by EndpointSlices served it (D %s, no health checks of its own)", iref, what, c.ref(), sec(c.a.Propagation)),
+		"if a cloud LB serves it (on GKE an Ingress without class is served by GCE), its health-check and drain timings are not checked: startup gaps and early exits on that path go unreported",
+		"Name the controller: `spec.ingressClassName` (alb, nginx, traefik, haproxy) or, on GKE, `kubernetes.io/ingress.class: gce` (or `cloud.google.com/neg` on the Service). Set `"+AnnotationPropagation+"` if the controller is slower than kube-proxy.")
+}
+
+// serviceNotes notes Service settings that change the data path in ways
+// zerodrop does not model.
+func (c *wctx) serviceNotes(s *service) {
+	ref := qualified(s.svc.Namespace, s.svc.Name)
+	sp := &s.svc.Spec
+	if sp.PublishNotReadyAddresses {
+		c.note(s.obj, "spec.publishNotReadyAddresses",
+			fmt.Sprintf("Service %s publishes not-ready addresses: its endpoints include pods of %s that are starting or terminating, so readiness probes, gates and preStop do not decide when they get traffic", ref, c.ref()),
+			"clients of this Service may reach pods before they listen and after they stopped: the timings checked here do not hold for it",
+			"Use `publishNotReadyAddresses: true` only on a headless Service for peer discovery (StatefulSet members), and a second Service without it for clients.")
+	}
+	ann := s.svc.Annotations
+	podTargets := ann["service.beta.kubernetes.io/aws-load-balancer-nlb-target-type"] == "ip" || ann["service.beta.kubernetes.io/aws-load-balancer-type"] == "nlb-ip"
+	if sp.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal && !podTargets && (sp.Type == corev1.ServiceTypeLoadBalancer || sp.Type == corev1.ServiceTypeNodePort) {
+		c.note(s.obj, "spec.externalTrafficPolicy",
+			fmt.Sprintf("Service %s has externalTrafficPolicy Local: the LB sends each node's traffic to that node's own pods of %s, and learns that a node has none left only when its health check on healthCheckNodePort fails (interval x unhealthy threshold, not modelled here)", ref, c.ref()),
+			"when the last local pod of a node terminates, the LB may keep sending new connections to that node until its check fails: they are dropped",
+			"Keep the pod serving for the LB's detection time (preStop longer than interval x unhealthy threshold), use pod (ip/NEG) targets, or `externalTrafficPolicy: Cluster`.")
+	}
 }
 
 func (c *wctx) backendConfig(ix *index, s *service, ing interface{}) *Object {
@@ -741,7 +913,9 @@ func (c *wctx) backendConfig(ix *index, s *service, ing interface{}) *Object {
 	return nil
 }
 
-func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) {
+// applyBackendConfig reads a GKE BackendConfig into lb; true when it sets
+// the backend timeout.
+func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) bool {
 	u := unstructuredOf(bc)
 	num := func(path ...string) (float64, bool) {
 		v, ok, _ := nestedNumber(u, path...)
@@ -761,7 +935,9 @@ func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) {
 	}
 	if v, ok := num("spec", "timeoutSec"); ok && v > 0 {
 		lb.Timeout = v
+		return true
 	}
+	return false
 }
 
 // haproxyFront links the workload to a backend of the --haproxy-config file:
@@ -835,6 +1011,7 @@ func (c *wctx) longLivedHints(s *service) {
 			switch ap := strings.ToLower(*p.AppProtocol); {
 			case strings.Contains(ap, "grpc"), strings.Contains(ap, "h2c"), strings.HasSuffix(ap, "/ws"), strings.HasSuffix(ap, "/wss"), ap == "ws", ap == "wss":
 				c.longLived = append(c.longLived, fmt.Sprintf("Service %s port %d appProtocol %s", s.svc.Name, p.Port, *p.AppProtocol))
+				c.longLivedSeen = true
 				continue
 			}
 		}
@@ -851,6 +1028,10 @@ func (c *wctx) longLivedHints(s *service) {
 	}
 }
 
+// longLivedByName is true when only port names hint at long-lived
+// connections.
+func (c *wctx) longLivedByName() bool { return len(c.longLived) > 0 && !c.longLivedSeen }
+
 func longLivedName(n string) bool {
 	n = strings.ToLower(n)
 	for _, p := range []string{"grpc", "ws", "websocket", "h2c", "stream"} {
@@ -865,6 +1046,7 @@ func (c *wctx) ingressLongLivedHints(ing interface{ GetAnnotations() map[string]
 	a := ing.GetAnnotations()
 	hint := func(k string) {
 		c.longLived = append(c.longLived, fmt.Sprintf("Ingress %s annotation %s: %q", iref, k, a[k]))
+		c.longLivedSeen = true
 	}
 	for _, k := range []string{"nginx.org/websocket-services", "nginx.ingress.kubernetes.io/websocket-services"} {
 		if _, ok := a[k]; ok {

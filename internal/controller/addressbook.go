@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -33,21 +34,8 @@ func (r *TargetBindingReconciler) knowAddresses(p provider.Provider, lb string, 
 		return
 	}
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
-	seen := map[provider.TargetID]bool{}
-	known := make([]provider.Target, 0, len(targets))
-	for _, t := range targets {
-		if t.IP != "" && t.Port > 0 {
-			id := TargetID(b.Namespace, b.Name, t.Key.Name)
-			seen[id] = true
-			known = append(known, provider.Target{ID: id, IP: t.IP, Port: t.Port})
-		}
-	}
+	known := knownTargets(b, targets, memo, &r.mu)
 	r.mu.Lock()
-	for id, m := range memo {
-		if !seen[id] && m.target.IP != "" && m.target.Port > 0 {
-			known = append(known, provider.Target{ID: id, IP: m.target.IP, Port: m.target.Port})
-		}
-	}
 	prev, had := r.known[key]
 	if r.known == nil {
 		r.known = map[types.NamespacedName]knowRecord{}
@@ -58,6 +46,29 @@ func (r *TargetBindingReconciler) knowAddresses(p provider.Provider, lb string, 
 		prev.book.Forget(prev.pool, owner(key))
 	}
 	ab.Know(b.Spec.Pool, owner(key), known)
+}
+
+// knownTargets lists the addresses of the binding's targets: those it
+// observes, and those it still handles on the load balancer after their
+// pod and endpoint are gone (from the memo, read under mu).
+func knownTargets(b *zv1.TargetBinding, targets []observedTarget, memo map[provider.TargetID]*memo, mu *sync.Mutex) []provider.Target {
+	seen := map[provider.TargetID]bool{}
+	known := make([]provider.Target, 0, len(targets))
+	for _, t := range targets {
+		if t.IP != "" && t.Port > 0 {
+			id := TargetID(b.Namespace, b.Name, t.Key.Name)
+			seen[id] = true
+			known = append(known, provider.Target{ID: id, IP: t.IP, Port: t.Port})
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, m := range memo {
+		if !seen[id] && m.target.IP != "" && m.target.Port > 0 {
+			known = append(known, provider.Target{ID: id, IP: m.target.IP, Port: m.target.Port})
+		}
+	}
+	return known
 }
 
 // forgetAddresses drops the binding's part of the address book it last

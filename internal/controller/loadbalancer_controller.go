@@ -9,19 +9,30 @@ import (
 	"sync"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/provider"
 )
 
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/status,verbs=patch
+// +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers/finalizers,verbs=update
+
+// LoadBalancerFinalizer keeps a deleted LoadBalancer while TargetBindings
+// use it: each of them must first drain and deregister its targets, which
+// needs the LoadBalancer's instances.
+const LoadBalancerFinalizer = "zerodrop.dev/bindings"
 
 // InstanceTracker remembers what the last pool status reads said about each
 // load balancer instance, for the LoadBalancer's status. The binding
@@ -59,6 +70,13 @@ func (t *InstanceTracker) Observe(lb string, s provider.PoolStatus, now time.Tim
 	}
 }
 
+// Forget drops what was recorded about lb.
+func (t *InstanceTracker) Forget(lb string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.seen, lb)
+}
+
 // Instances returns the recorded state of lb's instances, by name.
 func (t *InstanceTracker) Instances(lb string) map[string]zv1.InstanceStatus {
 	t.mu.Lock()
@@ -78,13 +96,47 @@ type LoadBalancerReconciler struct {
 	Instances *InstanceTracker
 	// Interval between status refreshes.
 	Interval time.Duration
+	// TLS, when set, checks the Secret of every instance with tls: a
+	// broken one shows in the instance's status at once, before any
+	// TargetBinding tries the instance.
+	TLS *TLSSecrets
+	// Providers is the TargetBinding reconciler's provider cache: a
+	// deleted LoadBalancer's provider is dropped from it.
+	Providers *Providers
+	// Recorder emits Events on the LoadBalancer; nil emits none.
+	Recorder events.EventRecorder
 }
 
 // Reconcile implements reconcile.Reconciler.
 func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
 	var lb zv1.LoadBalancer
 	if err := r.Client.Get(ctx, req.NamespacedName, &lb); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.forget(req.Name)
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	var users []string
+	if !lb.DeletionTimestamp.IsZero() {
+		if !controllerutil.ContainsFinalizer(&lb, LoadBalancerFinalizer) {
+			return reconcile.Result{}, nil
+		}
+		var err error
+		if users, err = r.bindingsUsing(ctx, lb.Name); err != nil {
+			return reconcile.Result{}, err
+		}
+		if len(users) == 0 {
+			controllerutil.RemoveFinalizer(&lb, LoadBalancerFinalizer)
+			if err := r.Client.Update(ctx, &lb); err != nil && !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, fmt.Errorf("remove finalizer from LoadBalancer %s: %w", lb.Name, err)
+			}
+			r.forget(lb.Name)
+			return reconcile.Result{}, nil
+		}
+	} else if controllerutil.AddFinalizer(&lb, LoadBalancerFinalizer) {
+		if err := r.Client.Update(ctx, &lb); err != nil {
+			return reconcile.Result{}, fmt.Errorf("add finalizer to LoadBalancer %s: %w", lb.Name, err)
+		}
 	}
 	seen := r.Instances.Instances(lb.Name)
 	next := lb.Status.DeepCopy()
@@ -94,6 +146,11 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	var unreachable, unknown []string
 	for _, in := range lb.Spec.Instances {
 		st, ok := seen[in.Name]
+		if in.TLS != nil && r.TLS != nil {
+			if _, err := r.TLS.Config(ctx, in.TLS.SecretRef); err != nil {
+				st, ok = zv1.InstanceStatus{Name: in.Name, Message: "tls: " + err.Error(), LastReloadTime: st.LastReloadTime}, true
+			}
+		}
 		if !ok {
 			unknown = append(unknown, in.Name)
 			continue
@@ -115,6 +172,14 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 		cond.Status, cond.Reason, cond.Message = metav1.ConditionUnknown, "NotObserved",
 			"no TargetBinding has read these instances yet: "+strings.Join(unknown, ", ")
 	}
+	if len(users) > 0 {
+		cond.Status, cond.Reason = metav1.ConditionFalse, ReasonDeletionBlocked
+		cond.Message = fmt.Sprintf("deletion waits for the TargetBindings using this LoadBalancer to drain and deregister their targets: delete them first: %s",
+			strings.Join(users, ", "))
+		if old := meta.FindStatusCondition(lb.Status.Conditions, ConditionReady); r.Recorder != nil && (old == nil || old.Message != cond.Message) {
+			r.Recorder.Eventf(&lb, nil, corev1.EventTypeWarning, ReasonDeletionBlocked, "Delete", "%s", cond.Message)
+		}
+	}
 	meta.SetStatusCondition(&next.Conditions, cond)
 	if !lbStatusEqual(&lb.Status, next) {
 		raw, err := json.Marshal(map[string]any{"status": next})
@@ -130,6 +195,36 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 		every = 5 * time.Second
 	}
 	return reconcile.Result{RequeueAfter: every}, nil
+}
+
+// bindingsUsing lists the TargetBindings (namespace/name, sorted) that
+// reference the LoadBalancer, including those being deleted: they still
+// drain through it.
+func (r *LoadBalancerReconciler) bindingsUsing(ctx context.Context, lb string) ([]string, error) {
+	var list zv1.TargetBindingList
+	if err := r.Client.List(ctx, &list); err != nil {
+		return nil, fmt.Errorf("list TargetBindings: %w", err)
+	}
+	var out []string
+	for _, b := range list.Items {
+		if b.Spec.LoadBalancerRef.Name == lb {
+			out = append(out, b.Namespace+"/"+b.Name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// forget drops what the controller keeps about a LoadBalancer that is
+// gone: its provider (and the instances it was retiring) and its
+// instances' last status.
+func (r *LoadBalancerReconciler) forget(lb string) {
+	if r.Providers != nil {
+		r.Providers.Forget(lb)
+	}
+	if r.Instances != nil {
+		r.Instances.Forget(lb)
+	}
 }
 
 // lbStatusEqual reports whether status a already says what b says, so that
@@ -165,5 +260,14 @@ func conditionsCover(have, want []metav1.Condition) bool {
 
 // SetupWithManager registers the reconciler.
 func (r *LoadBalancerReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).Named("loadbalancer").For(&zv1.LoadBalancer{}).Complete(r)
+	// A binding's deletion may unblock its LoadBalancer's.
+	lbOf := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		b, ok := o.(*zv1.TargetBinding)
+		if !ok {
+			return nil
+		}
+		return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}}}
+	})
+	return ctrl.NewControllerManagedBy(mgr).Named("loadbalancer").For(&zv1.LoadBalancer{}).
+		Watches(&zv1.TargetBinding{}, lbOf).Complete(r)
 }

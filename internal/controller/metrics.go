@@ -17,6 +17,7 @@ type Metrics struct {
 	InstanceRestarts *prometheus.CounterVec
 	Orphans          *prometheus.GaugeVec
 	OrphansFreed     *prometheus.CounterVec
+	PodsUngated      *prometheus.GaugeVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -67,9 +68,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_orphans_freed_total",
 			Help: "Orphans drained and freed after --orphan-grace.",
 		}, []string{"loadbalancer", "pool"}),
+		PodsUngated: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_pods_ungated",
+			Help: "Pods a binding selects, in a namespace opted in to gates, that lack the binding's readiness gate, lack the drain hook drain.preStop asks for, or whose drain hook names a host that is not the drain Service's current ClusterIP.",
+		}, []string{"namespace", "binding"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -2,7 +2,9 @@ package controller
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +31,9 @@ const (
 	ReasonDrainTimeout        = "DrainTimeout"
 	ReasonNotRegistered       = "NotRegistered"
 	ReasonDrainDisabled       = "DrainDisabled"
+	// ReasonReplacing: the LB still holds the pod's name under another
+	// address (its previous incarnation), drained and removed first.
+	ReasonReplacing = "ReplacingPreviousTarget"
 )
 
 // action is what the reconciler asks of the provider for one target.
@@ -67,16 +72,25 @@ type observedTarget struct {
 	HasEndpoint bool
 	// Terminating is the endpoint's terminating condition.
 	Terminating bool
+	// Deselected is true when the pod has no endpoint because the
+	// Service's selector no longer matches its labels.
+	Deselected bool
 }
 
 // memo is what the reconciler remembers about a target between cycles:
 // times it cannot read back from the API (conditions have one-second
 // resolution) or from the load balancer.
 type memo struct {
+	// uid is the pod incarnation the memo is about: a pod re-created under
+	// the same name (StatefulSet) starts a new memo.
+	uid                 types.UID
 	containersReadySeen time.Time
-	drainStart          time.Time
-	drainedAt           time.Time
-	drainReason         string
+	// staleDrainStart is when the drain of the previous incarnation's
+	// server (another address under the same name) started.
+	staleDrainStart time.Time
+	drainStart      time.Time
+	drainedAt       time.Time
+	drainReason     string
 	// target is the target with the address it had last cycle: the
 	// binding keeps telling the provider's address book about it while it
 	// is on the load balancer, also after its pod and endpoint are gone.
@@ -103,6 +117,11 @@ type targetPlan struct {
 	Drain   *drainVerdict
 	State   targetState
 	Pending bool
+	// Readmit is set with actRegister when the target is out of rotation
+	// on some instance: registering puts it back in rotation, which the
+	// reconciler does only after a fresh read of the pod from the API
+	// server shows it is not being deleted.
+	Readmit bool
 	// Stuck is true when the gate timed out (either policy).
 	Stuck bool
 	// GateLatency is set on the cycle the gate first turns True because the
@@ -202,7 +221,23 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		m = &memo{}
 		in.Memo[id] = m
 	}
+	if t.Pod != nil && t.Pod.UID != "" {
+		if m.uid != "" && m.uid != t.Pod.UID {
+			// A new incarnation under the same name: nothing the old one
+			// earned (times, drain verdict) carries over.
+			*m = memo{target: m.target}
+		}
+		m.uid = t.Pod.UID
+	}
 	p := targetPlan{Key: t.Key, Target: provider.Target{ID: id, IP: t.IP, Port: t.Port, Check: in.Check}}
+	if p.Target.IP == "" || p.Target.Port == 0 {
+		// No endpoint: act on the address the LB (or an earlier cycle) has.
+		if ip, port := addrOnLB(in.Pool, id); ip != "" {
+			p.Target.IP, p.Target.Port = ip, port
+		} else if m.target.IP != "" {
+			p.Target.IP, p.Target.Port = m.target.IP, m.target.Port
+		}
+	}
 	onLB := presentAnywhere(in.Pool, id)
 
 	deleting := t.Pod == nil || !t.Pod.DeletionTimestamp.IsZero() || t.Terminating ||
@@ -213,13 +248,18 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	}
 	// A pod alive again after a drain (an endpoint flapping terminating)
 	// starts over.
-	*m = memo{containersReadySeen: m.containersReadySeen, target: m.target}
+	*m = memo{uid: m.uid, containersReadySeen: m.containersReadySeen, staleDrainStart: m.staleDrainStart, target: m.target}
 
 	gated := binding.HasGate(t.Pod, b.Name)
 	cr := podCondition(t.Pod, corev1.ContainersReady)
 	containersReady := cr != nil && cr.Status == corev1.ConditionTrue
 	if containersReady && m.containersReadySeen.IsZero() {
+		// The condition's time survives a controller restart or failover;
+		// its one-second resolution does not matter for a timeout.
 		m.containersReadySeen = in.Now
+		if lt := cr.LastTransitionTime.Time; !lt.IsZero() && lt.Before(in.Now) {
+			m.containersReadySeen = lt
+		}
 	}
 	setGate := func(g gateCondition) {
 		if gated {
@@ -227,31 +267,107 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		}
 	}
 	current := podCondition(t.Pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
+	ready := current != nil && current.Status == corev1.ConditionTrue
 
+	waiting := gateCondition{corev1.ConditionFalse, ReasonWaitingContainers, "registration waits for ContainersReady"}
+	noEndpoint := !t.HasEndpoint || t.IP == "" || t.Port == 0
+	if noEndpoint {
+		waiting.Reason, waiting.Message = ReasonWaitingEndpoint, "waiting for the pod's address in the Service's EndpointSlices"
+	}
 	switch {
-	case !t.HasEndpoint || t.IP == "" || t.Port == 0:
+	case (noEndpoint || !containersReady) && !onLB:
 		p.State = stWaiting
 		p.Pending = gated && containersReady
-		if !onLB {
-			setGate(keepTrueOr(current, gateCondition{corev1.ConditionFalse, ReasonWaitingEndpoint,
-				"waiting for the pod's address in the Service's EndpointSlices"}))
+		setGate(keepTrueOr(current, waiting))
+		return p
+	case !containersReady || t.Deselected:
+		// Registered, and no longer serving: unready, or taken out of the
+		// Service. Out of rotation (drain, not deregister) until it serves
+		// again, as AWS LBC does.
+		p.State = stWaiting
+		if needsDrainCall(in.Pool, id) || !in.Pool.AllRead() {
+			p.Action = actDrain
+			p.Pending = true
+		}
+		setGate(keepTrueOr(current, waiting))
+		return p
+	}
+	// Registered earlier and without an endpoint although still selected
+	// (EndpointSlice churn): keep judging by the LB with the address it has.
+
+	// notPassed sets the gate of a target the LB has not passed (yet).
+	notPassed := func(reason, message string) targetPlan {
+		p.State = stRegistering
+		p.Pending = true
+		if ready {
+			// One-way gate (GKE NEG's semantics): a live pod the LB once
+			// passed stays Ready. An instance that lost the target in a
+			// reload, cannot be read, or fails its check takes it out of
+			// that instance's rotation by itself; turning the gate False
+			// would take every pod of the Service out of every data path
+			// at once while the other instances still serve them.
+			if reason == "InstanceUnreachable" {
+				p.State = stHealthy
+			}
+			p.Stuck = current.Reason == ReasonGateTimeoutOpen
+			setGate(*conditionOf(current))
 			return p
 		}
-		// Registered earlier: keep judging by the LB below with the address
-		// it has.
-	case !containersReady && !onLB:
-		p.State = stWaiting
-		setGate(keepTrueOr(current, gateCondition{corev1.ConditionFalse, ReasonWaitingContainers,
-			"registration waits for ContainersReady"}))
+		since := m.containersReadySeen
+		if current != nil && current.Status == corev1.ConditionFalse && current.LastTransitionTime.Time.After(since) {
+			since = current.LastTransitionTime.Time
+		}
+		if since.IsZero() {
+			since = in.Now
+		}
+		if timeout := b.Spec.GateTimeout(); in.Now.Sub(since) >= timeout {
+			p.Stuck = true
+			msg := fmt.Sprintf("the load balancer did not report the target healthy within %s: %s: %s", timeout, reason, message)
+			if b.Spec.OnGateTimeout() == zv1.FailOpen {
+				setGate(gateCondition{corev1.ConditionTrue, ReasonGateTimeoutOpen, msg})
+			} else {
+				setGate(gateCondition{corev1.ConditionFalse, ReasonGateTimeoutClosed, msg})
+			}
+			return p
+		}
+		if reason == "" {
+			reason = "NotHealthy"
+		}
+		setGate(gateCondition{corev1.ConditionFalse, reason, message})
 		return p
 	}
 
+	if ip, port, stale := staleOnLB(in.Pool, id, t); stale {
+		// The LB holds the target under another address: the previous
+		// incarnation of a pod re-created under the same name (or a port
+		// that changed). Drain that server, remove it once drained (or the
+		// drain timeout passed), then register the pod's address.
+		p.Target.IP, p.Target.Port = ip, port
+		if m.staleDrainStart.IsZero() {
+			m.staleDrainStart = in.Now
+		}
+		drained, sessions := in.Pool.Drained(id)
+		switch {
+		case drained || in.Now.Sub(m.staleDrainStart) >= b.Spec.DrainTimeout():
+			p.Action = actDeregister
+		case needsDrainCall(in.Pool, id):
+			p.Action = actDrain
+		}
+		return notPassed(ReasonReplacing, fmt.Sprintf("the load balancer still has %s for this pod (a previous incarnation): draining it, %d session(s) left",
+			net.JoinHostPort(ip, strconv.Itoa(port)), sessions))
+	}
+	m.staleDrainStart = time.Time{}
+
 	// Register again when an instance lacks the target (new, or lost in a
 	// reload) or holds it out of rotation although the pod is alive (a
-	// registration cut short between its steps, or drained by hand): the
-	// provider's Register finishes the safe sequence idempotently.
-	if (!presentEverywhere(in.Pool, id) || outOfRotationSomewhere(in.Pool, id)) && t.HasEndpoint && t.IP != "" {
+	// registration cut short between its steps, drained by hand, or
+	// drained while the pod was not serving): the provider's Register
+	// finishes the safe sequence idempotently. Putting an out-of-rotation
+	// target back needs a fresh read of the pod (Readmit): another process
+	// may have drained it because it saw the deletion first.
+	if (!presentEverywhere(in.Pool, id) || outOfRotationSomewhere(in.Pool, id)) && !noEndpoint {
 		p.Action = actRegister
+		p.Readmit = outOfRotationSomewhere(in.Pool, id)
 	}
 	healthy, reason, message := in.Pool.Healthy(id)
 	if healthy {
@@ -264,50 +380,13 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		setGate(gateCondition{corev1.ConditionTrue, ReasonHealthy, message})
 		return p
 	}
-	p.State = stRegistering
-	p.Pending = true
-	if reason == "InstanceUnreachable" && current != nil && current.Status == corev1.ConditionTrue {
-		// An instance that cannot be read gives no verdict: a Ready pod stays
-		// Ready rather than every pod of the Service turning unready at once
-		// because the controller lost its way to one LB instance.
-		p.State = stHealthy
-		setGate(*conditionOf(current))
-		return p
-	}
-	if current != nil && current.Status == corev1.ConditionTrue && current.Reason == ReasonGateTimeoutOpen {
-		// Failed open earlier: do not flap back to False; keep waiting for
-		// the LB's verdict to replace the timeout reason.
-		p.Stuck = true
-		setGate(*conditionOf(current))
-		return p
-	}
-	since := m.containersReadySeen
-	if current != nil && current.Status == corev1.ConditionFalse && current.LastTransitionTime.Time.After(since) {
-		since = current.LastTransitionTime.Time
-	}
-	if since.IsZero() {
-		since = in.Now
-	}
-	if timeout := b.Spec.GateTimeout(); in.Now.Sub(since) >= timeout {
-		p.Stuck = true
-		msg := fmt.Sprintf("the load balancer did not report the target healthy within %s: %s: %s", timeout, reason, message)
-		if b.Spec.OnGateTimeout() == zv1.FailOpen {
-			setGate(gateCondition{corev1.ConditionTrue, ReasonGateTimeoutOpen, msg})
-		} else {
-			setGate(gateCondition{corev1.ConditionFalse, ReasonGateTimeoutClosed, msg})
-		}
-		return p
-	}
-	if reason == "" {
-		reason = "NotHealthy"
-	}
-	setGate(gateCondition{corev1.ConditionFalse, reason, message})
-	return p
+	return notPassed(reason, message)
 }
 
 // planDrain handles a deleted or terminating pod's target: drain at once,
-// report drained when no instance has a session left (or the drain timed
-// out), deregister after the deregistration delay.
+// report drained when every instance was read and none has the target in
+// rotation or a session on it (or the drain timed out), deregister after
+// the deregistration delay.
 func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan) {
 	b := in.Binding
 	id := p.Target.ID
@@ -315,27 +394,55 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	if m.drainStart.IsZero() {
 		m.drainStart = in.Now
 	}
-	if !onLB && m.drainedAt.IsZero() && in.Pool.OldWorkers() && in.Now.Sub(m.drainStart) < b.Spec.DrainTimeout() {
-		// Gone from the new worker after a reload, but the old worker may
-		// still send it requests it accepted before: not drained yet.
-		p.Pending = true
-		p.Drain = &drainVerdict{false, ReasonDraining, "an instance reloaded: its old worker may still have sessions on the target"}
-		return
+	// The deletion request's time survives a controller restart or
+	// failover. The endpoint's terminating flag and a gone pod carry no
+	// time: the first sighting stands in, until the cache shows the
+	// deletion.
+	if at, ok := deletionRequested(t.Pod); ok && at.Before(m.drainStart) {
+		m.drainStart = at
 	}
-	if !onLB {
-		p.State = stDone
-		reason := ReasonNotRegistered
-		if !m.drainedAt.IsZero() {
-			reason = m.drainReason
-		}
-		p.Drain = &drainVerdict{true, reason, "the target is not in the pool"}
-		return
-	}
-	if !b.Spec.DrainEnabled() {
+	timedOut := in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout()
+	if !b.Spec.DrainEnabled() && (onLB || !in.Pool.AllRead()) {
+		// Nobody waits: removed at once from every instance, an unread one
+		// included (absent targets are ignored).
 		p.Action = actDeregister
 		p.Pending = true
 		m.drainReason = ReasonDrainDisabled
 		p.Drain = &drainVerdict{true, ReasonDrainDisabled, "drain is disabled: the target is removed at once"}
+		return
+	}
+	if !onLB && m.drainedAt.IsZero() {
+		switch {
+		case !in.Pool.AllRead() && !timedOut:
+			// Absent from the instances that were read says nothing about
+			// the others: one may still balance to the pod. Drain blindly
+			// (absent targets are ignored) and wait.
+			p.Pending = true
+			if p.Target.IP != "" && p.Target.Port > 0 {
+				p.Action = actDrain
+			}
+			p.Drain = &drainVerdict{false, ReasonDraining, fmt.Sprintf("not every load balancer instance was read: %v", in.Pool.Err())}
+			return
+		case in.Pool.OldWorkers() && !timedOut:
+			// Gone from the new worker after a reload, but the old worker
+			// may still send it requests it accepted before: not drained yet.
+			p.Pending = true
+			p.Drain = &drainVerdict{false, ReasonDraining, "an instance reloaded: its old worker may still have sessions on the target"}
+			return
+		case !in.Pool.AllRead() || in.Pool.OldWorkers():
+			m.drainedAt, m.drainReason = in.Now, ReasonDrainTimeout
+			p.DrainLatency = in.Now.Sub(m.drainStart)
+		default:
+			m.drainedAt, m.drainReason = in.Now, ReasonNotRegistered
+		}
+	}
+	if !onLB {
+		p.State = stDone
+		msg := "the target is not in the pool"
+		if m.drainReason == ReasonDrainTimeout {
+			msg = fmt.Sprintf("drain timeout %s passed without every load balancer instance confirming", b.Spec.DrainTimeout())
+		}
+		p.Drain = &drainVerdict{true, m.drainReason, msg}
 		return
 	}
 	drained, sessions := in.Pool.Drained(id)
@@ -344,17 +451,21 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 		case drained:
 			m.drainedAt, m.drainReason = in.Now, ReasonDrained
 			p.DrainLatency = in.Now.Sub(m.drainStart)
-		case in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout():
+		case timedOut:
 			m.drainedAt, m.drainReason = in.Now, ReasonDrainTimeout
 			p.DrainLatency = in.Now.Sub(m.drainStart)
 		}
 	}
 	p.Pending = true
 	if m.drainedAt.IsZero() {
-		if needsDrainCall(in.Pool, id) {
+		if needsDrainCall(in.Pool, id) || !in.Pool.AllRead() {
 			p.Action = actDrain
 		}
-		p.Drain = &drainVerdict{false, ReasonDraining, fmt.Sprintf("draining, %d session(s) left", sessions)}
+		msg := fmt.Sprintf("draining, %d session(s) left", sessions)
+		if !in.Pool.AllRead() {
+			msg += fmt.Sprintf("; not every load balancer instance was read: %v", in.Pool.Err())
+		}
+		p.Drain = &drainVerdict{false, ReasonDraining, msg}
 		return
 	}
 	msg := "no instance has a session on the target"
@@ -368,7 +479,66 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	if in.Now.Sub(m.drainedAt) >= b.Spec.DeregistrationDelay() {
 		p.Action = actDeregister
 	}
-	_ = t
+}
+
+// deletionRequested returns when the pod's deletion was requested: the API
+// server sets deletionTimestamp to that time plus the grace period.
+func deletionRequested(pod *corev1.Pod) (time.Time, bool) {
+	if pod == nil || pod.DeletionTimestamp.IsZero() {
+		return time.Time{}, false
+	}
+	at := pod.DeletionTimestamp.Time
+	if g := pod.DeletionGracePeriodSeconds; g != nil && *g > 0 {
+		at = at.Add(-time.Duration(*g) * time.Second)
+	}
+	return at, true
+}
+
+// addrOnLB returns the address some instance has for the target.
+func addrOnLB(s provider.PoolStatus, id provider.TargetID) (string, int) {
+	for _, in := range s.Instances {
+		if ts, ok := in.Targets[id]; ok && ts.Addr != "" {
+			return splitAddr(ts.Addr)
+		}
+	}
+	return "", 0
+}
+
+// staleOnLB reports an address under which some instance holds the
+// target that is not the pod's: not its endpoint's address, or, before the
+// EndpointSlice shows one, none of the pod's IPs (any port).
+func staleOnLB(s provider.PoolStatus, id provider.TargetID, t observedTarget) (string, int, bool) {
+	var ips []net.IP
+	port := 0
+	switch {
+	case t.IP != "" && t.Port != 0:
+		ips, port = []net.IP{net.ParseIP(t.IP)}, t.Port
+	case t.Pod != nil:
+		for _, pip := range t.Pod.Status.PodIPs {
+			ips = append(ips, net.ParseIP(pip.IP))
+		}
+		if len(ips) == 0 && t.Pod.Status.PodIP != "" {
+			ips = append(ips, net.ParseIP(t.Pod.Status.PodIP))
+		}
+	}
+	if len(ips) == 0 {
+		return "", 0, false
+	}
+	for _, in := range s.Instances {
+		ts, ok := in.Targets[id]
+		if !ok || ts.Addr == "" {
+			continue
+		}
+		hip, hport := splitAddr(ts.Addr)
+		ipOK := false
+		for _, ip := range ips {
+			ipOK = ipOK || ip.Equal(net.ParseIP(hip))
+		}
+		if !ipOK || port != 0 && hport != port {
+			return hip, hport, true
+		}
+	}
+	return "", 0, false
 }
 
 // needsDrainCall reports whether some instance still has the target in

@@ -101,16 +101,19 @@ func TestPlanStartup(t *testing.T) {
 		{"healthy on every instance: gate True", gatedPod("web-1", true, nil),
 			pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), t0,
 			zv1.FailClosed, actNone, corev1.ConditionTrue, ReasonHealthy, stHealthy},
-		{"reloaded instance lost the target: register again", gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy}),
+		{"reloaded instance lost the target: register again, Ready gate kept", gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy}),
+			pool(id, provider.HealthHealthy, "", 0), t0,
+			zv1.FailClosed, actRegister, corev1.ConditionTrue, ReasonHealthy, stRegistering},
+		{"not Ready yet, one instance lacks the target: register, gate False", gatedPod("web-1", true, nil),
 			pool(id, provider.HealthHealthy, "", 0), t0,
 			zv1.FailClosed, actRegister, corev1.ConditionFalse, "NotRegistered", stRegistering},
 		{"live pod left in drain on one instance (registration cut short): register again", gatedPod("web-1", true, nil),
 			pool(id, provider.HealthHealthy, provider.HealthDrained, 0), t0,
 			zv1.FailClosed, actRegister, corev1.ConditionFalse, "DRAIN", stRegistering},
-		{"healthy earlier, LB now reports it down: gate False with the LB's reason",
+		{"healthy earlier, LB now reports it down: the LB takes it out of rotation, the Ready gate stays True",
 			gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy}),
 			pool(id, provider.HealthUnhealthy, provider.HealthHealthy, 0), t0,
-			zv1.FailClosed, actNone, corev1.ConditionFalse, "L7STS", stRegistering},
+			zv1.FailClosed, actNone, corev1.ConditionTrue, ReasonHealthy, stRegistering},
 		{"gate timeout, FailClosed: stays False with a timeout reason",
 			gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionFalse, Reason: "INI", LastTransitionTime: metav1.NewTime(t0)}),
 			pool(id, provider.HealthInitial, provider.HealthInitial, 0), t0.Add(2 * time.Minute),
@@ -280,5 +283,224 @@ func TestPlanDrainWaitsForOldWorkers(t *testing.T) {
 			t.Fatalf("%s, old worker gone: want drained, got %+v", tc.name, p.Drain)
 		}
 		delete(memo, id)
+	}
+}
+
+// unreadable marks instance i of s as not read this cycle.
+func unreadable(s provider.PoolStatus, i ...int) provider.PoolStatus {
+	s.Instances = append([]provider.InstanceStatus(nil), s.Instances...)
+	for _, j := range i {
+		s.Instances[j].Err = errors.New("dial tcp 10.1.0.9:9999: i/o timeout")
+		s.Instances[j].Targets = nil
+	}
+	return s
+}
+
+// Scenario: a pod is deleted while some or all LB instances cannot be read.
+// An instance that was not read may still balance to the pod, so the pod is
+// reported drained only once every instance was read and none has it in
+// rotation or with sessions, or when the drain timeout passes. Meanwhile the
+// target is drained blindly (SetDraining ignores absent targets), since an
+// instance that fails reads may still take commands.
+func TestPlanDrainNeedsEveryInstanceRead(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	targets := []observedTarget{endpoint(pod, true)}
+	for _, c := range []struct {
+		name string
+		pool provider.PoolStatus
+	}{
+		{"no instance read", unreadable(pool(id, "", "", 0), 0, 1)},
+		{"one instance read, target absent there", unreadable(pool(id, "", "", 0), 1)},
+		{"one instance read, target drained there", unreadable(pool(id, provider.HealthDrained, "", 0), 1)},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := map[provider.TargetID]*memo{}
+			p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: c.pool, Memo: m, Targets: targets})
+			if p.Drain == nil || p.Drain.Drained || !p.Pending {
+				t.Fatalf("not every instance read: want not drained and pending; got %+v", p.Drain)
+			}
+			if p.Action != actDrain {
+				t.Fatalf("an unread instance may still have the target in rotation: want a drain call, got %v", p.Action)
+			}
+			p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(21 * time.Second), Pool: c.pool, Memo: m, Targets: targets})
+			if p.Drain == nil || !p.Drain.Drained || p.Drain.Reason != ReasonDrainTimeout {
+				t.Fatalf("after the drain timeout: want drained with reason %s; got %+v", ReasonDrainTimeout, p.Drain)
+			}
+		})
+	}
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: pool(id, "", "", 0),
+		Memo: map[provider.TargetID]*memo{}, Targets: targets})
+	if !p.Drain.Drained || p.Drain.Reason != ReasonNotRegistered {
+		t.Fatalf("every instance read, none has the target: want drained NotRegistered; got %+v", p.Drain)
+	}
+	// With drain disabled nobody waits: removed from every instance at once,
+	// the unread one included.
+	off := false
+	b := testBinding(zv1.FailClosed)
+	b.Spec.Drain.Enabled = &off
+	p = one(t, planInput{Binding: b, Now: t0, Pool: unreadable(pool(id, "", "", 0), 1),
+		Memo: map[provider.TargetID]*memo{}, Targets: targets})
+	if p.Action != actDeregister || !p.Drain.Drained || p.Drain.Reason != ReasonDrainDisabled {
+		t.Fatalf("drain disabled, one instance unread: want deregister and drained %s; got %v %+v", ReasonDrainDisabled, p.Action, p.Drain)
+	}
+}
+
+// Scenario (GKE NEG semantics): once a live pod's gate is True it stays True.
+// An instance that lost the target in a reload or restart gets it registered
+// again, an instance that cannot be read gives no verdict, and a failing
+// check takes the target out of the LB's rotation by itself; none of them
+// makes every pod of the Service NotReady at once.
+func TestPlanReadyGateIsOneWay(t *testing.T) {
+	restarted := pool(id, provider.HealthHealthy, "", 0)
+	restarted.Instances[1].Restarted = true
+	for _, c := range []struct {
+		name       string
+		pool       provider.PoolStatus
+		wantAction action
+	}{
+		{"one instance reloaded and lost the target", pool(id, provider.HealthHealthy, "", 0), actRegister},
+		{"one instance restarted", restarted, actRegister},
+		{"one instance unreadable", unreadable(pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), 1), actNone},
+		{"re-registered, not checked yet", pool(id, provider.HealthHealthy, provider.HealthInitial, 0), actNone},
+		{"every instance lost the target", pool(id, "", "", 0), actRegister},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ready := gatedPod("web-1", true, &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy, Message: "healthy on 2 instance(s)"})
+			p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: c.pool,
+				Memo: map[provider.TargetID]*memo{}, Targets: []observedTarget{endpoint(ready, false)}})
+			if p.Gate == nil || p.Gate.Status != corev1.ConditionTrue || p.Gate.Reason != ReasonHealthy {
+				t.Fatalf("Ready pod: gate %+v; want it kept True", p.Gate)
+			}
+			if p.Action != c.wantAction || !p.Pending {
+				t.Fatalf("action %v pending %v; want %v and the fast cycle", p.Action, p.Pending, c.wantAction)
+			}
+		})
+	}
+}
+
+// Scenario: a StatefulSet re-creates web-1 (new UID, new IP) while the old
+// incarnation's server is still on the LB. The old server is drained, then
+// deregistered once drained, then the new address registered; the gate
+// stays False meanwhile, and its timeout counts from the new incarnation,
+// so FailOpen does not open it at once.
+func TestPlanSameNameReplacement(t *testing.T) {
+	b := testBinding(zv1.FailOpen)
+	m := map[provider.TargetID]*memo{id: {uid: "old-uid", containersReadySeen: t0.Add(-10 * time.Minute)}}
+	pod := gatedPod("web-1", true, nil)
+	pod.UID = "new-uid"
+	pod.Status.Conditions[0].LastTransitionTime = metav1.NewTime(t0)
+	target := endpoint(pod, false)
+	target.IP = "10.0.0.8"
+	step := func(at time.Duration, s provider.PoolStatus) targetPlan {
+		return one(t, planInput{Binding: b, Now: t0.Add(at), Pool: s, Memo: m, Targets: []observedTarget{target}})
+	}
+	check := func(p targetPlan, act action, ip string) {
+		t.Helper()
+		if p.Action != act || p.Target.IP != ip {
+			t.Fatalf("action %v on %s; want %v on %s", p.Action, p.Target.Addr(), act, ip)
+		}
+		if p.Gate == nil || p.Gate.Status != corev1.ConditionFalse || p.Stuck || !p.Pending {
+			t.Fatalf("gate %+v stuck %v pending %v; want False, not timed out, fast cycle", p.Gate, p.Stuck, p.Pending)
+		}
+	}
+	check(step(0, pool(id, provider.HealthHealthy, provider.HealthHealthy, 2)), actDrain, "10.0.0.7")
+	if m[id].uid != "new-uid" {
+		t.Fatalf("memo still tracks incarnation %q", m[id].uid)
+	}
+	check(step(time.Second, pool(id, provider.HealthDraining, provider.HealthDraining, 1)), actNone, "10.0.0.7")
+	check(step(2*time.Second, pool(id, provider.HealthDrained, provider.HealthDrained, 0)), actDeregister, "10.0.0.7")
+	check(step(3*time.Second, pool(id, "", "", 0)), actRegister, "10.0.0.8")
+
+	// Sessions that never end: deregistered after the drain timeout.
+	m = map[provider.TargetID]*memo{}
+	check(step(0, pool(id, provider.HealthDraining, provider.HealthDraining, 1)), actNone, "10.0.0.7")
+	check(step(21*time.Second, pool(id, provider.HealthDraining, provider.HealthDraining, 1)), actDeregister, "10.0.0.7")
+}
+
+// Scenario (AWS LBC behaviour): a registered pod that stops serving —
+// ContainersReady False, or taken out of the Service (no endpoint) — is
+// drained (out of rotation, not deleted) and put back in rotation when it
+// serves again.
+func TestPlanUnservingPodIsTakenOutOfRotation(t *testing.T) {
+	healthy := &corev1.PodCondition{Status: corev1.ConditionTrue, Reason: ReasonHealthy}
+	unready := endpoint(gatedPod("web-1", false, healthy.DeepCopy()), false)
+	deselected := observedTarget{Key: unready.Key, Pod: gatedPod("web-1", true, healthy.DeepCopy()), Deselected: true}
+	for _, c := range []struct {
+		name string
+		t    observedTarget
+	}{
+		{"ContainersReady False", unready},
+		{"no longer selected by the Service", deselected},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			in := planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: map[provider.TargetID]*memo{},
+				Pool: pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), Targets: []observedTarget{c.t}}
+			p := one(t, in)
+			if p.Action != actDrain || p.Target.Addr() != "10.0.0.7:8080" || p.Drain != nil {
+				t.Fatalf("action %v on %q drain %+v; want a drain call on the registered address, no drain verdict", p.Action, p.Target.Addr(), p.Drain)
+			}
+			in.Pool = pool(id, provider.HealthDraining, provider.HealthDrained, 0)
+			if p := one(t, in); p.Action != actNone {
+				t.Fatalf("out of rotation everywhere: action %v, want none (not deregistered)", p.Action)
+			}
+		})
+	}
+	back := endpoint(gatedPod("web-1", true, healthy.DeepCopy()), false)
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: map[provider.TargetID]*memo{},
+		Pool: pool(id, provider.HealthDrained, provider.HealthDrained, 0), Targets: []observedTarget{back}})
+	if p.Action != actRegister || !p.Readmit {
+		t.Fatalf("serving again: action %v readmit %v; want register, flagged as a readmission", p.Action, p.Readmit)
+	}
+}
+
+// Scenario: the controller restarts (or fails over) while a pod drains and
+// while another waits for its gate. The drain timeout counts from the
+// deletion request (deletionTimestamp minus the grace period), the gate
+// timeout from ContainersReady's lastTransitionTime, not from when this
+// process first saw them.
+func TestPlanTimersSurviveRestart(t *testing.T) {
+	deleting := gatedPod("web-1", true, nil)
+	at, grace := metav1.NewTime(t0.Add(30*time.Second)), int64(30)
+	deleting.DeletionTimestamp, deleting.DeletionGracePeriodSeconds = &at, &grace
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(21 * time.Second), Memo: map[provider.TargetID]*memo{},
+		Pool: pool(id, provider.HealthDraining, provider.HealthDraining, 3), Targets: []observedTarget{endpoint(deleting, true)}})
+	if p.Drain == nil || !p.Drain.Drained || p.Drain.Reason != ReasonDrainTimeout {
+		t.Fatalf("deleted 21s ago, drain timeout 20s, first seen now: want %s; got %+v", ReasonDrainTimeout, p.Drain)
+	}
+	// Seen terminating (endpoint) before the cache showed the deletion.
+	m := map[provider.TargetID]*memo{}
+	early := gatedPod("web-1", true, nil)
+	one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(15 * time.Second), Memo: m,
+		Pool: pool(id, provider.HealthDraining, provider.HealthDraining, 3), Targets: []observedTarget{endpoint(early, true)}})
+	p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(21 * time.Second), Memo: m,
+		Pool: pool(id, provider.HealthDraining, provider.HealthDraining, 3), Targets: []observedTarget{endpoint(deleting, true)}})
+	if p.Drain == nil || !p.Drain.Drained || p.Drain.Reason != ReasonDrainTimeout {
+		t.Fatalf("terminating endpoint seen first, deletion requested 21s ago: want %s; got %+v", ReasonDrainTimeout, p.Drain)
+	}
+	waiting := gatedPod("web-1", true, nil)
+	waiting.Status.Conditions[0].LastTransitionTime = metav1.NewTime(t0)
+	p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(2 * time.Minute), Memo: map[provider.TargetID]*memo{},
+		Pool: pool(id, provider.HealthInitial, provider.HealthInitial, 0), Targets: []observedTarget{endpoint(waiting, false)}})
+	if p.Gate == nil || p.Gate.Reason != ReasonGateTimeoutClosed {
+		t.Fatalf("ContainersReady 2m ago, gate timeout 1m, first seen now: want %s; got %+v", ReasonGateTimeoutClosed, p.Gate)
+	}
+}
+
+// Scenario: the re-created web-1 is ContainersReady before the
+// EndpointSlice shows its address, while the LB still has the previous
+// incarnation's server, healthy. That server's health is not the new pod's:
+// the gate stays False, and the old server is drained.
+func TestPlanReplacementBeforeTheEndpoint(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	pod.UID = "new-uid"
+	pod.Status.PodIP, pod.Status.PodIPs = "10.0.0.8", []corev1.PodIP{{IP: "10.0.0.8"}}
+	m := map[provider.TargetID]*memo{id: {uid: "old-uid"}}
+	p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: m,
+		Pool: pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), Targets: []observedTarget{{Key: endpoint(pod, false).Key, Pod: pod}}})
+	if p.Gate == nil || p.Gate.Status != corev1.ConditionFalse {
+		t.Fatalf("gate %+v: want False, the LB's server is the previous incarnation's", p.Gate)
+	}
+	if p.Action != actDrain || p.Target.IP != "10.0.0.7" {
+		t.Fatalf("action %v on %s; want drain on the previous incarnation's address", p.Action, p.Target.Addr())
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -152,5 +153,10 @@ func (r *TargetBindingReconciler) bindingsOfService(ctx context.Context, o clien
 }
 
 func (r *TargetBindingReconciler) bindingsOfLoadBalancer(ctx context.Context, o client.Object) []reconcile.Request {
+	// A LoadBalancer gone from the cache is gone: drop its provider here,
+	// in every role (serve replicas run no LoadBalancer reconciler).
+	if err := r.Client.Get(ctx, types.NamespacedName{Name: o.GetName()}, &zv1.LoadBalancer{}); apierrors.IsNotFound(err) {
+		r.Providers.Forget(o.GetName())
+	}
 	return r.bindingsInNamespace(ctx, "", func(b *zv1.TargetBinding) bool { return b.Spec.LoadBalancerRef.Name == o.GetName() })
 }

@@ -22,6 +22,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/events"
@@ -57,6 +58,10 @@ const ConditionReady = "Ready"
 type TargetBindingReconciler struct {
 	// Client reads from the manager's cache and writes to the API server.
 	Client client.Client
+	// APIReader reads from the API server, not the cache (the manager's
+	// GetAPIReader): a target out of rotation is put back only after it
+	// shows the pod not being deleted. Nil never puts one back.
+	APIReader client.Reader
 	// Recorder emits Events on gate and drain transitions.
 	Recorder events.EventRecorder
 	// Providers builds the provider of each LoadBalancer.
@@ -89,7 +94,7 @@ type TargetBindingReconciler struct {
 	// DrainOnly makes the reconciler the drain observer of a serve replica
 	// (zerodrop-controller --role=serve): it reads the same objects and the
 	// same pool status every cycle and plans exactly as the leader does, but
-	// of each plan it carries out only SetDraining (idempotent: harmless
+	// of each plan it carries out only SetDraining of pods being deleted (idempotent: harmless
 	// when the leader did it already) and the drain verdict for its own
 	// Drains registry. It never registers or deregisters a target, never
 	// patches a gate condition, never writes the binding's status or
@@ -103,6 +108,10 @@ type TargetBindingReconciler struct {
 	// continuously before it is drained and freed; zero never frees.
 	// Only the leader frees (never a DrainOnly reconciler).
 	OrphanGrace time.Duration
+	// DrainHookHost returns the host the webhook writes into injected drain
+	// hooks now (the drain Service's ClusterIP); nil skips the check of
+	// pods' hooks against it.
+	DrainHookHost func(context.Context) (string, error)
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
@@ -111,6 +120,9 @@ type TargetBindingReconciler struct {
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
 	// known is what each binding last told a provider's address book.
 	known map[types.NamespacedName]knowRecord
+	// ungated is each binding's last injection findings (pod -> reason
+	// and message), so that an Event is emitted only on a change.
+	ungated map[types.NamespacedName]map[string]string
 }
 
 func (r *TargetBindingReconciler) now() time.Time {
@@ -162,18 +174,14 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var b zv1.TargetBinding
 	if err := r.Client.Get(ctx, req.NamespacedName, &b); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.forgetMemo(req.NamespacedName) // and its addresses
+			r.forgetBinding(req.NamespacedName) // memos, addresses, verdicts, metrics
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
 	if !b.DeletionTimestamp.IsZero() {
-		if r.DrainOnly {
-			// Only the leader finalizes; the pods waiting on this replica's
-			// drain endpoint are released here as there.
-			return reconcile.Result{}, r.releaseGates(ctx, &b, ReasonBindingDeleted,
-				fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name))
-		}
+		// Only the leader deregisters, releases gates and removes the
+		// finalizer; a DrainOnly reconciler drains and reports verdicts.
 		return r.finalize(ctx, log, &b)
 	}
 	if !r.DrainOnly && controllerutil.AddFinalizer(&b, Finalizer) {
@@ -188,12 +196,21 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			return reconcile.Result{}, err
 		}
 		// Nothing can judge the targets: release every gate so that no
-		// rollout stays stuck, and say so.
+		// rollout stays stuck, and say so. But a missing load balancer is
+		// never a drained one: deleting pods wait for drain.timeout.
 		msg := fmt.Sprintf("LoadBalancer %q not found: gates released without a health verdict", b.Spec.LoadBalancerRef.Name)
-		if err := r.releaseGates(ctx, &b, ReasonLoadBalancerMissing, msg); err != nil {
+		if err := r.releaseGates(ctx, &b, false, fmt.Sprintf("LoadBalancer %q not found", b.Spec.LoadBalancerRef.Name)); err != nil {
 			return reconcile.Result{}, err
 		}
-		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, r.steady())
+		targets, _, err := r.observe(ctx, &b)
+		if err != nil {
+			return reconcile.Result{}, err
+		}
+		requeue := r.steady()
+		if r.holdDrains(&b, targets, nil, fmt.Sprintf("LoadBalancer %q not found", b.Spec.LoadBalancerRef.Name)) {
+			requeue = r.pending()
+		}
+		return r.finishStatus(ctx, &b, zv1.TargetCounts{}, metav1.ConditionFalse, ReasonLoadBalancerMissing, msg, requeue)
 	}
 	// The grant is checked every cycle (admission can be bypassed, and
 	// grants change): an ungranted binding registers nothing, but targets
@@ -214,6 +231,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	r.checkInjection(ctx, &b, targets)
 
 	memo := r.memoFor(req.NamespacedName)
 	r.knowAddresses(p, lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
@@ -233,9 +251,10 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			}
 		}
 	}
-	if statusErr != nil && len(pool.Instances) == 0 {
-		// Nothing was read: retry on the pending cycle; gates keep their
-		// last verdict.
+	if statusErr != nil && pool.NoneRead() {
+		// Not one instance was read: retry on the pending cycle; gates and
+		// drain verdicts keep their last word (plan would not report a
+		// drain without every instance read either).
 		log.Warn("read pool status", "loadbalancer", lb.Name, "pool", b.Spec.Pool, "err", statusErr)
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
 	}
@@ -266,7 +285,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		switch tp.State {
 		case stRegistering:
 			counts.Registering++
-			waiting++
+			if tp.Gate == nil || tp.Gate.Status != corev1.ConditionTrue {
+				waiting++ // a kept Ready gate is not pending
+			}
 		case stHealthy:
 			counts.Healthy++
 		case stDraining:
@@ -284,6 +305,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
 	}
 	r.forgetGone(&b, plans)
+	if r.retire(lbCtx, log, &b, lb.Name, targets) {
+		pending = true
+	}
 	if grant.Allowed {
 		// An ungranted binding never judges the pool's orphans.
 		if err := r.handleOrphans(lbCtx, log, &b, p, lb.Name, pool); err != nil {
@@ -400,9 +424,18 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 		}
 		msg = fmt.Sprintf("Service %s port %s -> pool %s", svc.Name, b.Spec.ServiceRef.Port.String(), b.Spec.Pool)
 	}
+	// A pod the Service's selector no longer matches was taken out of the
+	// Service on purpose; any other pod without an endpoint may just be
+	// between EndpointSlice updates (or the Service is gone), and is not
+	// taken out of rotation for it.
+	var selector labels.Selector
+	if err == nil && len(svc.Spec.Selector) > 0 {
+		selector = labels.SelectorFromSet(svc.Spec.Selector)
+	}
 	for name, pod := range byName {
 		if !seen[name] && binding.HasGate(pod, b.Name) {
-			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod})
+			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod,
+				Deselected: selector != nil && !selector.Matches(labels.Set(pod.Labels))})
 		}
 	}
 	return out, msg, nil
@@ -449,8 +482,18 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	act := tp.Action
-	if r.DrainOnly && act != actDrain {
+	if r.DrainOnly && (act != actDrain || tp.Drain == nil) {
+		// A serve replica drains pods being deleted only: taking a live pod
+		// out of rotation is the leader's, which also puts it back.
 		act = actNone
+	}
+	if act == actRegister && tp.Readmit {
+		if ok, why := r.mayReadmit(ctx, pod); !ok {
+			// Retried on the pending cycle; by then the cache shows the
+			// deletion and the plan drains instead.
+			log.Info("target left out of rotation", "pod", tp.Key.Name, "target", tp.Target.ID, "why", why)
+			act = actNone
+		}
 	}
 	var callErr error
 	if act != actNone {
@@ -476,6 +519,14 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
 		} else {
 			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+		}
+	}
+	if tp.Drain == nil && pod != nil {
+		if _, had := r.Drains.Lookup(tp.Key, b.Name); had {
+			// The pod is alive: a verdict left from a drain of its previous
+			// incarnation (same name) or of an endpoint that flapped
+			// terminating must not answer its preStop hook later.
+			r.Drains.Forget(tp.Key)
 		}
 	}
 	if tp.Drain != nil {
@@ -521,6 +572,33 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 	return callErr
 }
 
+// mayReadmit reports whether a target out of rotation may be put back in:
+// only when a fresh read of its pod from the API server (the cache may lag
+// behind the process that drained it) shows the same pod, not being
+// deleted. If not, why says so.
+func (r *TargetBindingReconciler) mayReadmit(ctx context.Context, pod *corev1.Pod) (bool, string) {
+	if r.APIReader == nil {
+		return false, "no uncached API reader to confirm the pod is not being deleted"
+	}
+	if pod == nil {
+		return false, "the pod is not known"
+	}
+	var fresh corev1.Pod
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(pod), &fresh); err != nil {
+		if apierrors.IsNotFound(err) {
+			return false, "the pod is gone"
+		}
+		return false, fmt.Sprintf("get pod %s/%s: %v", pod.Namespace, pod.Name, err)
+	}
+	switch {
+	case fresh.UID != pod.UID:
+		return false, "the pod was re-created"
+	case !fresh.DeletionTimestamp.IsZero():
+		return false, "the pod is being deleted"
+	}
+	return true, ""
+}
+
 // setGate patches the pod's gate condition unless it already says the same
 // (status patches skip no-ops). A strategic merge patch touches only this
 // condition: conditions merge by type, so the kubelet's own conditions are
@@ -554,80 +632,6 @@ func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, 
 		return false, fmt.Errorf("set %s on pod %s/%s: %w", ct, pod.Namespace, pod.Name, err)
 	}
 	return true, nil
-}
-
-// releaseGates sets every gate of the binding True (reason says why) and
-// every drain verdict drained: with the binding or its LoadBalancer gone,
-// nothing may hold a rollout or a container. In DrainOnly mode only the
-// drain verdicts are reported.
-func (r *TargetBindingReconciler) releaseGates(ctx context.Context, b *zv1.TargetBinding, reason, msg string) error {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
-		return fmt.Errorf("list pods in %s: %w", b.Namespace, err)
-	}
-	var errs []error
-	for i := range pods.Items {
-		pod := &pods.Items[i]
-		key := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
-		if _, ok := r.Drains.Lookup(key, b.Name); ok || !pod.DeletionTimestamp.IsZero() {
-			r.Drains.Report(key, b.Name, drain.State{Drained: true, Reason: reason, Message: msg, Since: r.now()})
-		}
-		if r.DrainOnly || !binding.HasGate(pod, b.Name) || !pod.DeletionTimestamp.IsZero() {
-			continue
-		}
-		changed, err := r.setGate(ctx, pod, b.Name, &gateCondition{corev1.ConditionTrue, reason, msg})
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		if changed {
-			r.event(pod, b, corev1.EventTypeWarning, reason, "ReleaseGate", "%s set True: %s", zv1.GateConditionType(b.Name), msg)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// finalize releases the gates of a deleted binding, removes its targets
-// from the load balancer (best effort: the LoadBalancer may be gone too)
-// and drops the finalizer.
-func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding) (reconcile.Result, error) {
-	if !controllerutil.ContainsFinalizer(b, Finalizer) {
-		return reconcile.Result{}, nil
-	}
-	msg := fmt.Sprintf("TargetBinding %s deleted: gates released", b.Name)
-	if err := r.releaseGates(ctx, b, ReasonBindingDeleted, msg); err != nil {
-		return reconcile.Result{}, err
-	}
-	r.event(b, nil, corev1.EventTypeNormal, ReasonBindingDeleted, "Finalize", "%s", msg)
-	var lb zv1.LoadBalancer
-	if err := r.Client.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err == nil {
-		if p, err := r.Providers.For(&lb); err == nil {
-			// After a controller restart the provider knows no slot's
-			// target: tell it this binding's, so they are found and
-			// removed rather than left as orphans.
-			if targets, _, err := r.observe(ctx, b); err == nil {
-				r.knowAddresses(p, lb.Name, b, targets, r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name}))
-			}
-			if pool, err := p.Status(ctx, b.Spec.Pool); err == nil || len(pool.Instances) > 0 {
-				for _, id := range pool.Targets() {
-					if _, ok := podOfTarget(id, b.Namespace, b.Name); ok {
-						if err := p.Deregister(ctx, b.Spec.Pool, provider.Target{ID: id}); err != nil {
-							log.Warn("deregister on binding deletion", "target", id, "err", err)
-						}
-					}
-				}
-			}
-		}
-	}
-	controllerutil.RemoveFinalizer(b, Finalizer)
-	if err := r.Client.Update(ctx, b); err != nil && !apierrors.IsNotFound(err) {
-		return reconcile.Result{}, fmt.Errorf("remove finalizer from %s/%s: %w", b.Namespace, b.Name, err)
-	}
-	// forgetMemo also forgets the binding's addresses: a target whose
-	// Deregister failed above turns into an orphan, freed later by the
-	// pool's other bindings.
-	r.forgetMemo(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
-	return reconcile.Result{}, nil
 }
 
 // knowWindow is how recently every binding of a pool must have told the

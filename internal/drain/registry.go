@@ -27,14 +27,23 @@ type State struct {
 
 // Registry is the reconciler's drain verdicts, safe for concurrent use.
 type Registry struct {
-	mu      sync.Mutex
-	pods    map[types.NamespacedName]map[string]State // pod -> binding name -> state
-	changed chan struct{}
+	mu   sync.Mutex
+	pods map[types.NamespacedName]map[string]State // pod -> binding name -> state
+	// changed holds one channel per pod someone waits for, closed at the
+	// pod's next change: a change wakes only that pod's held requests, not
+	// every request held (messages change every cycle while pods drain).
+	changed map[types.NamespacedName]*waiters
+}
+
+// waiters is one pod's wake-up channel and how many wait on it.
+type waiters struct {
+	ch chan struct{}
+	n  int
 }
 
 // NewRegistry returns an empty Registry.
 func NewRegistry() *Registry {
-	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: make(chan struct{})}
+	return &Registry{pods: map[types.NamespacedName]map[string]State{}, changed: map[types.NamespacedName]*waiters{}}
 }
 
 // Report records binding's verdict for pod and wakes the waiters when it
@@ -55,16 +64,32 @@ func (r *Registry) Report(pod types.NamespacedName, binding string, s State) {
 		s.Since = old.Since
 	}
 	m[binding] = s
-	r.broadcastLocked()
+	r.wakeLocked(pod)
 }
 
 // Forget drops everything known about pod (the pod is gone).
 func (r *Registry) Forget(pod types.NamespacedName) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.pods[pod]; ok {
-		delete(r.pods, pod)
-		r.broadcastLocked()
+	delete(r.pods, pod)
+	// Waiters of a pod never reported are woken too: the pod is gone.
+	r.wakeLocked(pod)
+}
+
+// ForgetBinding drops the verdicts of binding namespace/name for every pod
+// (the binding is gone); a pod's verdicts of other bindings stay.
+func (r *Registry) ForgetBinding(namespace, binding string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for pod, m := range r.pods {
+		if _, ok := m[binding]; !ok || pod.Namespace != namespace {
+			continue
+		}
+		delete(m, binding)
+		if len(m) == 0 {
+			delete(r.pods, pod)
+		}
+		r.wakeLocked(pod)
 	}
 }
 
@@ -90,14 +115,30 @@ func (r *Registry) Pods(namespace, binding string) []types.NamespacedName {
 	return out
 }
 
-// Changed returns a channel closed at the next change of any verdict.
-func (r *Registry) Changed() <-chan struct{} {
+// Changed returns a channel closed at the next change of pod's verdicts
+// (or when the pod is forgotten), and a function to call when the caller
+// stops waiting on it, so that a pod nobody waits for keeps no channel.
+func (r *Registry) Changed(pod types.NamespacedName) (<-chan struct{}, func()) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.changed
+	w := r.changed[pod]
+	if w == nil {
+		w = &waiters{ch: make(chan struct{})}
+		r.changed[pod] = w
+	}
+	w.n++
+	return w.ch, func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if w.n--; w.n == 0 && r.changed[pod] == w {
+			delete(r.changed, pod)
+		}
+	}
 }
 
-func (r *Registry) broadcastLocked() {
-	close(r.changed)
-	r.changed = make(chan struct{})
+func (r *Registry) wakeLocked(pod types.NamespacedName) {
+	if w := r.changed[pod]; w != nil {
+		close(w.ch)
+		delete(r.changed, pod)
+	}
 }

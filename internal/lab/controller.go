@@ -143,6 +143,9 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ControllerNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return c, fmt.Errorf("lab: controller namespace: %w", err)
 	}
+	if err := applyAdminTLSSecret(ctx, kc, t); err != nil {
+		return c, err
+	}
 	caPEM, err := issueLoopbackCert(filepath.Join(dir, "certs"))
 	if err != nil {
 		return c, err
@@ -159,6 +162,8 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--webhook-cert-dir=" + filepath.Join(dir, "certs"),
 		"--haproxy-old-worker-grace=" + HardStopAfter.String(),
 		"--log-level=info",
+		// Loopback only: plain HTTP metrics, no TokenReview round trips.
+		"--metrics-secure=false",
 	}
 	c.serveArgs = append([]string{
 		"--role=serve",
@@ -428,7 +433,12 @@ func labLoadBalancer(t Target) *zv1.LoadBalancer {
 	lb.Spec.Provider = zv1.ProviderHAProxy
 	lb.Spec.Pools = []zv1.PoolGrant{{Name: BackendName, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}
 	for _, h := range t.HAProxy {
-		lb.Spec.Instances = append(lb.Spec.Instances, zv1.LoadBalancerInstance{Name: h.Name, Socket: h.Socket})
+		in := zv1.LoadBalancerInstance{Name: h.Name, Socket: h.Socket}
+		if h.AdminTLS != "" {
+			in = zv1.LoadBalancerInstance{Name: h.Name, Address: h.AdminTLS,
+				TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: AdminTLSSecret, Namespace: ControllerNamespace}}}
+		}
+		lb.Spec.Instances = append(lb.Spec.Instances, in)
 	}
 	lb.Spec.PoolDefaults.HealthCheck = zv1.HealthCheck{
 		Interval: &metav1.Duration{Duration: t.Check.Interval},
@@ -479,6 +489,32 @@ func pollUntil(ctx context.Context, every time.Duration, ok func() bool) error {
 			return ctx.Err()
 		case <-time.After(every):
 		}
+	}
+	return nil
+}
+
+// applyAdminTLSSecret creates or updates the client certificate Secret of
+// the lab's mutual-TLS Runtime API (a lab from before it has none: the
+// LoadBalancer then names the unix sockets).
+func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error {
+	if len(t.HAProxy) == 0 || t.HAProxy[0].AdminTLSDir == "" {
+		return nil
+	}
+	want, err := adminTLSSecret(t.HAProxy[0].AdminTLSDir)
+	if err != nil {
+		return err
+	}
+	var cur corev1.Secret
+	err = kc.Get(ctx, client.ObjectKeyFromObject(want), &cur)
+	switch {
+	case apierrors.IsNotFound(err):
+		err = kc.Create(ctx, want)
+	case err == nil:
+		cur.Data, cur.Type = want.Data, want.Type
+		err = kc.Update(ctx, &cur)
+	}
+	if err != nil {
+		return fmt.Errorf("lab: Secret %s/%s: %w", ControllerNamespace, AdminTLSSecret, err)
 	}
 	return nil
 }

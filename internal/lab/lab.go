@@ -286,6 +286,13 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, err
 	}
 
+	// zerodrop-controller reaches every instance's Runtime API over mutual
+	// TLS, as docs/haproxy.md asks of a real install: one CA, a serving
+	// certificate for 127.0.0.1, and the client's pair for its Secret.
+	adminTLS, adminTLSDir, err := issueAdminTLS(filepath.Join(dir, "admin-tls"))
+	if err != nil {
+		return l, err
+	}
 	for i := range opts.HAProxyInstances {
 		name := fmt.Sprintf("haproxy-%d", i)
 		in, err := haproxy.Start(startCtx, haproxy.Config{
@@ -297,6 +304,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			// Longer than the scenarios' slow requests (6 s): a reload
 			// does not cut them.
 			HardStopAfter: HardStopAfter,
+			AdminTLS:      adminTLS,
 			Logger:        l.log,
 		})
 		if err != nil {
@@ -310,6 +318,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 				Name: name, Socket: in.Socket(), Frontend: in.Addr(), Backend: BackendName,
 				Config: in.ConfigPath(), Log: in.LogPath(),
 				Master: master, Exe: exe, StateFile: in.StateFile(),
+				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir,
 			})
 		})
 		l.recordHAProxyPids()

@@ -5,11 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/syncer"
 	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
 // startSyncer runs the baseline syncer for ns/svc on every HAProxy instance
@@ -138,4 +144,46 @@ func clearBackend(ctx context.Context, hs []HAProxyState) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// AdminTLSSecret is the Secret (in ControllerNamespace) with the client
+// certificate zerodrop-controller presents to the lab's HAProxy instances:
+// the name config/ grants the controller's roles.
+const AdminTLSSecret = "zerodrop-haproxy-client"
+
+// issueAdminTLS issues the lab's Runtime API certificates: a CA, HAProxy's
+// serving certificate for 127.0.0.1, and a client pair written to dir as
+// tls.crt, tls.key and ca.crt (the Secret's keys).
+func issueAdminTLS(dir string) (*haproxy.AdminTLS, string, error) {
+	m, err := webhook.IssueMutualTLS(time.Now(), 7*24*time.Hour, []string{"127.0.0.1"}, "zerodrop-controller")
+	if err != nil {
+		return nil, "", fmt.Errorf("lab: Runtime API certificates: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, "", fmt.Errorf("lab: Runtime API certificates: %w", err)
+	}
+	for name, b := range map[string][]byte{"tls.crt": m.ClientCert, "tls.key": m.ClientKey, "ca.crt": m.CA} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			return nil, "", fmt.Errorf("lab: Runtime API certificates: %w", err)
+		}
+	}
+	return &haproxy.AdminTLS{Cert: m.ServerCert, Key: m.ServerKey, CA: m.CA}, dir, nil
+}
+
+// adminTLSSecret is the Secret holding the client pair issueAdminTLS wrote
+// to dir.
+func adminTLSSecret(dir string) (*corev1.Secret, error) {
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: AdminTLSSecret, Namespace: ControllerNamespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{},
+	}
+	for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("lab: Runtime API client certificate: %w", err)
+		}
+		s.Data[name] = b
+	}
+	return s, nil
 }

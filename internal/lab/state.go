@@ -82,6 +82,12 @@ type HAProxyState struct {
 	Master    int    `json:"master,omitempty"`
 	Exe       string `json:"exe,omitempty"`
 	StateFile string `json:"stateFile,omitempty"`
+	// AdminTLS is the Runtime API over mutual TLS (host:port), the way
+	// zerodrop-controller reaches the instance; AdminTLSDir holds the
+	// client's tls.crt, tls.key and the CA (ca.crt). Socket stays the
+	// lab's own way in (probe, reload, cleanup).
+	AdminTLS    string `json:"adminTLS,omitempty"`
+	AdminTLSDir string `json:"adminTLSDir,omitempty"`
 }
 
 // ReadState reads a run directory's state file.

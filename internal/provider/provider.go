@@ -185,6 +185,28 @@ func (s PoolStatus) Drained(id TargetID) (ok bool, sessions int64) {
 	return ok, sessions
 }
 
+// AllRead reports whether the pool has instances and every one of them was
+// read. Only then does the absence of a target mean it is on no instance.
+func (s PoolStatus) AllRead() bool {
+	for _, in := range s.Instances {
+		if in.Err != nil {
+			return false
+		}
+	}
+	return len(s.Instances) > 0
+}
+
+// NoneRead reports whether no instance was read: the pool has no instance,
+// or every instance has Err.
+func (s PoolStatus) NoneRead() bool {
+	for _, in := range s.Instances {
+		if in.Err == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // OldWorkers reports whether some instance has an old worker that may
 // still send requests (see InstanceStatus.OldWorkers).
 func (s PoolStatus) OldWorkers() bool {

@@ -106,3 +106,27 @@ func TestTargetValidate(t *testing.T) {
 		}
 	}
 }
+
+// Scenario: the controller tells "the target is on no instance" from "no
+// instance could say": AllRead needs every instance read, NoneRead is true
+// when not one was (also for a load balancer without instances).
+func TestPoolStatusReadHelpers(t *testing.T) {
+	down := InstanceStatus{Instance: "b", Err: errors.New("timeout")}
+	for _, c := range []struct {
+		name              string
+		st                PoolStatus
+		allRead, noneRead bool
+	}{
+		{"no instance", pool(), false, true},
+		{"every instance read", pool(inst("a", nil), inst("c", nil)), true, false},
+		{"one of two read", pool(inst("a", nil), down), false, false},
+		{"none read", pool(down, down), false, true},
+	} {
+		if got := c.st.AllRead(); got != c.allRead {
+			t.Errorf("%s: AllRead() = %v", c.name, got)
+		}
+		if got := c.st.NoneRead(); got != c.noneRead {
+			t.Errorf("%s: NoneRead() = %v", c.name, got)
+		}
+	}
+}

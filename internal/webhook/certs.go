@@ -161,7 +161,7 @@ func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
 	ca, caKey, caErr := parsePair(b.caCert, b.caKey)
 	if caErr != nil || now.After(ca.NotAfter.Add(-caValidity/3)) {
 		oldCA := b.caCert
-		if b.caCert, b.caKey, err = newCA(now, caValidity); err != nil {
+		if b.caCert, b.caKey, err = newCA(now, caValidity, "zerodrop-webhook-ca"); err != nil {
 			return certBundle{}, err
 		}
 		ca, caKey, _ = parsePair(b.caCert, b.caKey)
@@ -341,14 +341,14 @@ func coversNames(cert *x509.Certificate, names []string) bool {
 	return true
 }
 
-func newCA(now time.Time, validity time.Duration) ([]byte, []byte, error) {
+func newCA(now time.Time, validity time.Duration, name string) ([]byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: "zerodrop-webhook-ca"},
+		Subject:               pkix.Name{CommonName: name},
 		NotBefore:             now.Add(-time.Hour),
 		NotAfter:              now.Add(validity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
@@ -359,6 +359,12 @@ func newCA(now time.Time, validity time.Duration) ([]byte, []byte, error) {
 }
 
 func newServingCert(now time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string) ([]byte, []byte, error) {
+	return newLeafCert(now, validity, ca, caKey, names, x509.ExtKeyUsageServerAuth)
+}
+
+// newLeafCert issues a certificate for names (the first is the common
+// name) with one extended key usage: server or client authentication.
+func newLeafCert(now time.Time, validity time.Duration, ca *x509.Certificate, caKey *ecdsa.PrivateKey, names []string, usage x509.ExtKeyUsage) ([]byte, []byte, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -373,7 +379,7 @@ func newServingCert(now time.Time, validity time.Duration, ca *x509.Certificate,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(validity),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
 	}
 	// A name that is an IP address goes where clients look for it (a
 	// webhook called by URL at an address).
@@ -392,7 +398,7 @@ func newServingCert(now time.Time, validity time.Duration, ca *x509.Certificate,
 // whose certificates something else installs (the lab, which calls the
 // webhook at 127.0.0.1 with --webhook-cert-mode=external).
 func IssueServingCertificate(now time.Time, validity time.Duration, names []string) (caPEM, certPEM, keyPEM []byte, err error) {
-	caPEM, caKeyPEM, err := newCA(now, validity)
+	caPEM, caKeyPEM, err := newCA(now, validity, "zerodrop-webhook-ca")
 	if err != nil {
 		return nil, nil, nil, err
 	}
@@ -402,6 +408,37 @@ func IssueServingCertificate(now time.Time, validity time.Duration, names []stri
 	}
 	certPEM, keyPEM, err = newServingCert(now, validity, ca, caKey, names)
 	return caPEM, certPEM, keyPEM, err
+}
+
+// MutualTLS is a CA and two certificates it signed, PEM-encoded: one that
+// serves and one that authenticates a client. Secrets of type
+// kubernetes.io/tls with a ca.crt hold the client's half (tls.crt = ClientCert,
+// tls.key = ClientKey, ca.crt = CA).
+type MutualTLS struct {
+	CA                    []byte
+	ServerCert, ServerKey []byte
+	ClientCert, ClientKey []byte
+}
+
+// IssueMutualTLS returns a new CA, a serving certificate for serverNames (DNS
+// names or IP addresses) and a client certificate named client: for
+// HAProxy's Runtime API over mutual TLS in tests and the lab.
+func IssueMutualTLS(now time.Time, validity time.Duration, serverNames []string, client string) (MutualTLS, error) {
+	var m MutualTLS
+	caPEM, caKeyPEM, err := newCA(now, validity, "zerodrop-runtime-api-ca")
+	if err != nil {
+		return m, err
+	}
+	ca, caKey, err := parsePair(caPEM, caKeyPEM)
+	if err != nil {
+		return m, err
+	}
+	m.CA = caPEM
+	if m.ServerCert, m.ServerKey, err = newLeafCert(now, validity, ca, caKey, serverNames, x509.ExtKeyUsageServerAuth); err != nil {
+		return m, err
+	}
+	m.ClientCert, m.ClientKey, err = newLeafCert(now, validity, ca, caKey, []string{client}, x509.ExtKeyUsageClientAuth)
+	return m, err
 }
 
 func sign(tmpl, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) ([]byte, []byte, error) {

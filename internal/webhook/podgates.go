@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/binding"
 	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/timing"
 )
 
 // Path is where the webhook server serves the pod mutator.
@@ -85,41 +87,48 @@ func (i *PodGateInjector) Handle(ctx context.Context, req admission.Request) adm
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}
-	changed, err := i.Mutate(ctx, pod)
+	changed, warnings, err := i.mutate(ctx, pod)
 	if err != nil {
 		// With failurePolicy Ignore (the default) the API server admits the
 		// pod unchanged; with Fail it refuses it. The user chose.
 		return admission.Errored(http.StatusInternalServerError, err)
 	}
 	if !changed {
-		return admission.Allowed("no TargetBinding selects this pod")
+		return admission.Allowed("no TargetBinding selects this pod").WithWarnings(warnings...)
 	}
 	raw, err := json.Marshal(pod)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("encode pod: %w", err))
 	}
-	return admission.PatchResponseFromRaw(req.Object.Raw, raw)
+	return admission.PatchResponseFromRaw(req.Object.Raw, raw).WithWarnings(warnings...)
 }
 
 // Mutate adds the gates (and hooks) the pod needs and reports whether it
 // changed anything. It is idempotent: a second call changes nothing.
 func (i *PodGateInjector) Mutate(ctx context.Context, pod *corev1.Pod) (bool, error) {
+	changed, _, err := i.mutate(ctx, pod)
+	return changed, err
+}
+
+// mutate is Mutate that also returns the admission warnings for the user.
+func (i *PodGateInjector) mutate(ctx context.Context, pod *corev1.Pod) (bool, []string, error) {
 	if pod.Namespace == i.ControllerNamespace || pod.Labels[SkipLabel] == SkipValue {
-		return false, nil
+		return false, nil, nil
 	}
 	var ns corev1.Namespace
 	if err := i.Reader.Get(ctx, types.NamespacedName{Name: pod.Namespace}, &ns); err != nil {
-		return false, fmt.Errorf("get namespace %q: %w", pod.Namespace, err)
+		return false, nil, fmt.Errorf("get namespace %q: %w", pod.Namespace, err)
 	}
 	if ns.Labels[zv1.GatesNamespaceLabel] != zv1.GatesEnabled {
-		return false, nil
+		return false, nil, nil
 	}
 	bindings, err := binding.Selecting(ctx, i.Reader, pod)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	changed := false
-	var injected []string
+	var injected, warnings []string
+	var hooked []zv1.TargetBinding
 	for _, b := range bindings {
 		if !binding.HasGate(pod, b.Name) {
 			pod.Spec.ReadinessGates = append(pod.Spec.ReadinessGates, corev1.PodReadinessGate{
@@ -129,41 +138,87 @@ func (i *PodGateInjector) Mutate(ctx context.Context, pod *corev1.Pod) (bool, er
 			injected = append(injected, b.Name)
 		}
 		if b.Spec.PreStopHook() == zv1.PreStopHTTPGet && b.Spec.DrainEnabled() && i.DrainHook != nil {
-			hooked, err := i.addDrainHook(ctx, pod, b.Spec.DrainTimeout())
-			if err != nil {
-				return false, fmt.Errorf("binding %s/%s: %w", b.Namespace, b.Name, err)
-			}
-			changed = changed || hooked
+			hooked = append(hooked, b)
 		}
+	}
+	if len(hooked) > 0 {
+		// A failure to place the hook must not cost the pod its gates: the
+		// gates alone still keep rollouts from outrunning the load balancer.
+		hookChanged, warns, err := i.addDrainHook(ctx, pod, hooked)
+		if err != nil {
+			warnings = append(warnings, fmt.Sprintf("zerodrop: readiness gates added, but no preStop drain hook: %v", err))
+			if i.Log != nil {
+				i.Log.Warn("drain hook not injected; readiness gates injected", "namespace", pod.Namespace,
+					"generateName", pod.GenerateName, "name", pod.Name, "err", err)
+			}
+		}
+		changed = changed || hookChanged
+		warnings = append(warnings, warns...)
 	}
 	if changed && i.Log != nil {
 		i.Log.Info("injected readiness gates", "namespace", pod.Namespace, "generateName", pod.GenerateName,
 			"name", pod.Name, "bindings", injected)
 	}
-	return changed, nil
+	return changed, warnings, nil
 }
 
-// addDrainHook gives every container without a preStop hook an httpGet hook
-// to the drain endpoint. Containers with their own hook keep it: the user's
-// hook wins, and one container cannot have two.
-func (i *PodGateInjector) addDrainHook(ctx context.Context, pod *corev1.Pod, wait time.Duration) (bool, error) {
-	var host string
+// addDrainHook gives the containers that serve a port of a hooked binding's
+// Service an httpGet hook to the drain endpoint, waiting for the longest
+// drain.timeout of those bindings. When no container declares such a port
+// (ports need not be declared), the first container gets it. Containers with
+// their own hook keep it: the user's hook wins, and one container cannot
+// have two. A drain hook the pod brings (copied from a live pod) is
+// rewritten with the pod's fresh token.
+func (i *PodGateInjector) addDrainHook(ctx context.Context, pod *corev1.Pod, hooked []zv1.TargetBinding) (bool, []string, error) {
+	var wait time.Duration
+	var ports []corev1.ServicePort
+	for _, b := range hooked {
+		wait = max(wait, b.Spec.DrainTimeout())
+		var svc corev1.Service
+		if err := i.Reader.Get(ctx, types.NamespacedName{Namespace: pod.Namespace, Name: b.Spec.ServiceRef.Name}, &svc); err == nil {
+			ports = append(ports, svc.Spec.Ports...)
+		}
+	}
+	var warnings []string
+	grace := int64(corev1.DefaultTerminationGracePeriodSeconds)
+	if pod.Spec.TerminationGracePeriodSeconds != nil {
+		grace = *pod.Spec.TerminationGracePeriodSeconds
+	}
+	shutdown := time.Duration(timing.DefaultAssumptions().Shutdown * float64(time.Second))
+	if need := wait + shutdown; time.Duration(grace)*time.Second < need {
+		warnings = append(warnings, fmt.Sprintf("zerodrop: terminationGracePeriodSeconds %d is shorter than drain.timeout %s + %s for the app's shutdown: "+
+			"the kubelet may kill the pod before its drain and shutdown finish; set it to at least %d",
+			grace, wait, shutdown, int64(need/time.Second)))
+	}
+
 	changed := false
-	for c := range pod.Spec.Containers {
+	token := pod.Annotations[DrainTokenAnnotation]
+	if token != "" && !carriesHook(pod, token) {
+		// Not our reinvocation: a token copied from another pod. Never
+		// share one (the drain endpoint could answer for the wrong pod).
+		delete(pod.Annotations, DrainTokenAnnotation)
+		token, changed = "", true
+	}
+	targets := servingContainers(pod, ports)
+	var host string
+	for _, c := range targets {
 		ctr := &pod.Spec.Containers[c]
-		if ctr.Lifecycle != nil && ctr.Lifecycle.PreStop != nil {
+		if ctr.Lifecycle != nil && ctr.Lifecycle.PreStop != nil && !(isDrainHook(ctr.Lifecycle.PreStop) && token == "") {
 			continue
 		}
 		if host == "" {
 			h, err := i.DrainHook.Host(ctx)
 			if err != nil {
-				return false, fmt.Errorf("resolve drain endpoint host: %w", err)
+				return changed, warnings, fmt.Errorf("resolve drain endpoint host: %w", err)
 			}
 			host = h
 		}
-		token, err := drainToken(pod)
-		if err != nil {
-			return false, err
+		if token == "" {
+			t, err := newDrainToken(pod)
+			if err != nil {
+				return changed, warnings, err
+			}
+			token = t
 		}
 		if ctr.Lifecycle == nil {
 			ctr.Lifecycle = &corev1.Lifecycle{}
@@ -176,7 +231,57 @@ func (i *PodGateInjector) addDrainHook(ctx context.Context, pod *corev1.Pod, wai
 		}}
 		changed = true
 	}
-	return changed, nil
+	return changed, warnings, nil
+}
+
+// servingContainers returns the indexes of the containers that declare a
+// port the Service ports target (by number or name); when none does, the
+// first container.
+func servingContainers(pod *corev1.Pod, ports []corev1.ServicePort) []int {
+	var out []int
+	for c, ctr := range pod.Spec.Containers {
+		if servesAny(ctr, ports) {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 && len(pod.Spec.Containers) > 0 {
+		out = []int{0}
+	}
+	return out
+}
+
+func servesAny(ctr corev1.Container, ports []corev1.ServicePort) bool {
+	for _, sp := range ports {
+		target := sp.TargetPort
+		if target.Type == intstr.Int && target.IntVal == 0 {
+			target = intstr.FromInt32(sp.Port)
+		}
+		for _, cp := range ctr.Ports {
+			if (target.Type == intstr.Int && cp.ContainerPort == target.IntVal) ||
+				(target.Type == intstr.String && cp.Name != "" && cp.Name == target.StrVal) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// isDrainHook reports whether h is an injected drain hook.
+func isDrainHook(h *corev1.LifecycleHandler) bool {
+	return h.HTTPGet != nil && strings.HasPrefix(h.HTTPGet.Path, "/drain/v1/namespaces/") && strings.Contains(h.HTTPGet.Path, "/tokens/")
+}
+
+// carriesHook reports whether a container already carries the drain hook
+// for token: the webhook's own earlier pass over this pod (reinvocation).
+func carriesHook(pod *corev1.Pod, token string) bool {
+	prefix := strings.TrimSuffix(TokenPath(pod.Namespace, token, 0), "0s")
+	for _, c := range pod.Spec.Containers {
+		if c.Lifecycle != nil && c.Lifecycle.PreStop != nil && isDrainHook(c.Lifecycle.PreStop) &&
+			strings.HasPrefix(c.Lifecycle.PreStop.HTTPGet.Path, prefix) {
+			return true
+		}
+	}
+	return false
 }
 
 // TokenPath is the drain endpoint path that names a pod by its drain token.
@@ -185,11 +290,8 @@ func TokenPath(namespace, token string, wait time.Duration) string {
 		url.PathEscape(namespace), url.PathEscape(token), url.QueryEscape(wait.String()))
 }
 
-// drainToken returns the pod's drain token, creating it on first use.
-func drainToken(pod *corev1.Pod) (string, error) {
-	if t := pod.Annotations[DrainTokenAnnotation]; t != "" {
-		return t, nil
-	}
+// newDrainToken sets a fresh random drain token on the pod.
+func newDrainToken(pod *corev1.Pod) (string, error) {
 	var b [12]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("drain token: %w", err)

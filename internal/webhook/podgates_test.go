@@ -2,15 +2,20 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 )
@@ -57,7 +62,7 @@ func tb(namespace, name, service string, hook zv1.PreStopHook) *zv1.TargetBindin
 func pod(namespace string, labels map[string]string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, GenerateName: "web-", Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 80}}}}},
 	}
 }
 
@@ -159,3 +164,123 @@ func TestMutateDrainHook(t *testing.T) {
 		t.Fatalf("second Mutate: changed=%v err=%v", changed, err)
 	}
 }
+
+func hookInjector(t *testing.T, host func(context.Context) (string, error), objs ...runtime.Object) *PodGateInjector {
+	t.Helper()
+	web := map[string]string{"app": "web"}
+	objs = append(objs, ns("shop", true), svc("shop", "web", web), tb("shop", "web-edge", "web", zv1.PreStopHTTPGet))
+	if host == nil {
+		host = func(context.Context) (string, error) { return "10.96.0.50", nil }
+	}
+	return &PodGateInjector{
+		Reader:              fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(objs...).Build(),
+		Decoder:             admission.NewDecoder(testScheme(t)),
+		ControllerNamespace: "zerodrop-system",
+		DrainHook:           &DrainHookTarget{Host: host, Port: 8082},
+	}
+}
+
+// TestTemplateTokenIsReplaced: a drain token the pod brings (copied into a
+// template from a live pod) is replaced by a fresh one, so replicas never
+// share a token; a reinvocation keeps the token its own hook carries (M1).
+func TestTemplateTokenIsReplaced(t *testing.T) {
+	inj := hookInjector(t, nil)
+	a, b := pod("shop", map[string]string{"app": "web"}), pod("shop", map[string]string{"app": "web"})
+	for _, p := range []*corev1.Pod{a, b} {
+		p.Annotations = map[string]string{DrainTokenAnnotation: "chosen-by-the-template"}
+		if _, err := inj.Mutate(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ta, tb := a.Annotations[DrainTokenAnnotation], b.Annotations[DrainTokenAnnotation]
+	if ta == "chosen-by-the-template" || tb == "chosen-by-the-template" || ta == tb || len(ta) < 16 {
+		t.Fatalf("tokens after admission: %q and %q, want two fresh, different tokens", ta, tb)
+	}
+	if path := a.Spec.Containers[0].Lifecycle.PreStop.HTTPGet.Path; !strings.Contains(path, "/tokens/"+ta+"?") {
+		t.Fatalf("hook path %q does not carry the pod's token %q", path, ta)
+	}
+	if changed, err := inj.Mutate(context.Background(), a); err != nil || changed || a.Annotations[DrainTokenAnnotation] != ta {
+		t.Fatalf("reinvocation: changed=%v err=%v token %q, want unchanged %q", changed, err, a.Annotations[DrainTokenAnnotation], ta)
+	}
+}
+
+// TestHookOnlyInServingContainers: the hook goes into the containers that
+// serve a port of the Service, not into sidecars; when no container
+// declares such a port, into the first container (L9).
+func TestHookOnlyInServingContainers(t *testing.T) {
+	inj := hookInjector(t, nil)
+	p := pod("shop", map[string]string{"app": "web"})
+	p.Spec.Containers = append([]corev1.Container{{Name: "proxy-sidecar", Ports: []corev1.ContainerPort{{ContainerPort: 15090}}}}, p.Spec.Containers...)
+	if _, err := inj.Mutate(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	if lc := p.Spec.Containers[0].Lifecycle; lc != nil && lc.PreStop != nil {
+		t.Fatalf("sidecar serving no port of the Service got a hook: %+v", lc.PreStop)
+	}
+	if lc := p.Spec.Containers[1].Lifecycle; lc == nil || lc.PreStop == nil || lc.PreStop.HTTPGet == nil {
+		t.Fatalf("app container serving port 80 got no hook")
+	}
+
+	bare := pod("shop", map[string]string{"app": "web"})
+	bare.Spec.Containers = []corev1.Container{{Name: "app"}, {Name: "logger"}}
+	if _, err := inj.Mutate(context.Background(), bare); err != nil {
+		t.Fatal(err)
+	}
+	if lc := bare.Spec.Containers[0].Lifecycle; lc == nil || lc.PreStop == nil {
+		t.Fatalf("no container declares ports: the first one should get the hook")
+	}
+	if lc := bare.Spec.Containers[1].Lifecycle; lc != nil && lc.PreStop != nil {
+		t.Fatalf("no container declares ports: the second one got a hook too")
+	}
+}
+
+func admit(t *testing.T, inj *PodGateInjector, p *corev1.Pod) admission.Response {
+	t.Helper()
+	raw, err := json.Marshal(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return inj.Handle(context.Background(), admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		Operation: admissionv1.Create, Namespace: p.Namespace, Object: runtime.RawExtension{Raw: raw}}})
+}
+
+// TestHookResolutionFailureKeepsGates: when the drain endpoint's address
+// cannot be resolved (the drain Service is missing), the pod still gets its
+// readiness gates, and the API server passes on a Warning (L11, M5).
+func TestHookResolutionFailureKeepsGates(t *testing.T) {
+	inj := hookInjector(t, func(context.Context) (string, error) {
+		return "", errors.New("drain Service zerodrop-system/zerodrop-drain not found")
+	})
+	resp := admit(t, inj, pod("shop", map[string]string{"app": "web"}))
+	if !resp.Allowed || len(resp.Patches) == 0 {
+		t.Fatalf("hook host unresolvable: allowed=%v patches=%v result=%+v, want the gates patched in", resp.Allowed, resp.Patches, resp.Result)
+	}
+	gated := false
+	for _, op := range resp.Patches {
+		if strings.HasPrefix(op.Path, "/spec/readinessGates") {
+			gated = true
+		}
+	}
+	if !gated || !strings.Contains(strings.Join(resp.Warnings, " "), "preStop") {
+		t.Fatalf("patches %+v warnings %q: want the readiness gate and a warning about the preStop hook", resp.Patches, resp.Warnings)
+	}
+}
+
+// TestShortGracePeriodWarns: a pod whose terminationGracePeriodSeconds is
+// shorter than drain.timeout plus the app's shutdown gets an admission
+// Warning (L9).
+func TestShortGracePeriodWarns(t *testing.T) {
+	inj := hookInjector(t, nil)
+	p := pod("shop", map[string]string{"app": "web"})
+	p.Spec.TerminationGracePeriodSeconds = ptrTo(int64(20))
+	resp := admit(t, inj, p)
+	if !resp.Allowed || !strings.Contains(strings.Join(resp.Warnings, " "), "terminationGracePeriodSeconds") {
+		t.Fatalf("grace 20s, drain.timeout 30s: warnings %q, want one about terminationGracePeriodSeconds", resp.Warnings)
+	}
+	p.Spec.TerminationGracePeriodSeconds = ptrTo(int64((30*time.Second + 10*time.Second) / time.Second))
+	if resp := admit(t, inj, p); len(resp.Warnings) != 0 {
+		t.Fatalf("grace 40s, drain.timeout 30s: warnings %q, want none", resp.Warnings)
+	}
+}
+
+func ptrTo[T any](v T) *T { return &v }

@@ -54,6 +54,9 @@ var clusterResources = []clusterResource{
 	{schema.GroupVersionResource{Group: "policy", Version: "v1", Resource: "poddisruptionbudgets"}, "PodDisruptionBudget", true},
 	{schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}, "HorizontalPodAutoscaler", true},
 	{schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "mutatingwebhookconfigurations"}, "MutatingWebhookConfiguration", false},
+	{schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "gateways"}, "Gateway", true},
+	{schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}, "HTTPRoute", true},
+	{schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "grpcroutes"}, "GRPCRoute", true},
 	{schema.GroupVersionResource{Group: "zerodrop.dev", Version: "v1alpha1", Resource: "targetbindings"}, "TargetBinding", true},
 	{schema.GroupVersionResource{Group: "zerodrop.dev", Version: "v1alpha1", Resource: "loadbalancers"}, "LoadBalancer", false},
 }

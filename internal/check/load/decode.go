@@ -33,6 +33,8 @@ func KeepUnstructured(gvk schema.GroupVersionKind) bool {
 		return gvk.Kind == "DestinationRule"
 	case "elbv2.k8s.aws":
 		return gvk.Kind == "TargetGroupBinding"
+	case "gateway.networking.k8s.io":
+		return gvk.Kind == "Gateway" || gvk.Kind == "HTTPRoute" || gvk.Kind == "GRPCRoute"
 	}
 	return false
 }

@@ -119,6 +119,20 @@ type Config struct {
 	StartTimeout time.Duration
 	// Logger receives lifecycle lines; slog.Default when nil.
 	Logger *slog.Logger
+	// AdminTLS, when set, serves the Runtime API on 127.0.0.1 (a free port,
+	// Instance.AdminTLSAddr) over TLS, to clients with a certificate signed
+	// by AdminTLS.CA only: a TCP frontend that terminates mutual TLS in
+	// front of the admin unix socket (docs/haproxy.md). The unix socket
+	// stays, for the lab's own reloads.
+	AdminTLS *AdminTLS
+}
+
+// AdminTLS is the PEM-encoded material of a mutual-TLS Runtime API socket.
+type AdminTLS struct {
+	// Cert and Key are HAProxy's serving certificate and key.
+	Cert, Key []byte
+	// CA verifies client certificates.
+	CA []byte
 }
 
 // The lab's health-check defaults: ALB's 30 s x 5 / 2 scaled down so a run
@@ -270,6 +284,24 @@ defaults
 {{- if .Redispatch}}
     option redispatch
 {{- end}}
+{{- if .TLSAddr}}
+
+# The Runtime API over mutual TLS: only a client certificate signed by the
+# CA in admin-ca.pem gets through to the admin socket. (HAProxy 2.6 accepts
+# "ssl" on a "stats socket" line but serves plaintext there: a TLS
+# frontend in front of the local socket is what works.)
+frontend runtime_api_tls
+    mode tcp
+    bind {{.TLSAddr}} ssl crt {{.TLSCert}} ca-file {{.TLSCA}} verify required
+    default_backend runtime_api
+
+backend runtime_api
+    mode tcp
+    # static-rr: HAProxy refuses "add server" here, so no TargetBinding
+    # naming this backend can slip a server in front of the admin socket.
+    balance static-rr
+    server admin unix@{{.Socket}}
+{{- end}}
 {{range .Backends}}
 frontend fe_{{.Name}}
     bind {{.Listen}}
@@ -296,13 +328,18 @@ type cfgData struct {
 	Config
 	Socket    string
 	StateFile string
+	// TLSAddr, TLSCert and TLSCA: the mutual-TLS socket (Config.AdminTLS).
+	TLSAddr, TLSCert, TLSCA string
 }
 
 // Render returns the configuration file Start would write, for a Config
 // whose frontends all have a Listen address, without a server-state file.
-func Render(cfg Config, socket string) ([]byte, error) { return render(cfg, socket, "") }
+func Render(cfg Config, socket string) ([]byte, error) {
+	return render(cfgData{Config: cfg, Socket: socket})
+}
 
-func render(cfg Config, socket, stateFile string) ([]byte, error) {
+func render(d cfgData) ([]byte, error) {
+	cfg := d.Config
 	cfg.defaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -313,7 +350,8 @@ func render(cfg Config, socket, stateFile string) ([]byte, error) {
 		}
 	}
 	var buf bytes.Buffer
-	if err := cfgTemplate.Execute(&buf, cfgData{Config: cfg, Socket: socket, StateFile: stateFile}); err != nil {
+	d.Config = cfg
+	if err := cfgTemplate.Execute(&buf, d); err != nil {
 		return nil, fmt.Errorf("haproxy config: %w", err)
 	}
 	return buf.Bytes(), nil
@@ -328,6 +366,7 @@ type Instance struct {
 	cfgPath string
 	logPath string
 	socket  string
+	tlsAddr string // the mutual-TLS socket's address (Config.AdminTLS)
 	state   string // server-state file
 	client  *hapi.Client
 	cmd     *exec.Cmd
@@ -390,20 +429,39 @@ func (in *Instance) start(ctx context.Context) error {
 			blank = append(blank, i)
 		}
 	}
-	if len(blank) > 0 {
-		ports, err := proc.FreePorts(len(blank))
+	want := len(blank)
+	if cfg.AdminTLS != nil {
+		want++
+	}
+	if want > 0 {
+		ports, err := proc.FreePorts(want)
 		if err != nil {
 			return fmt.Errorf("haproxy: %w", err)
 		}
 		for j, i := range blank {
 			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[j]))
 		}
+		if cfg.AdminTLS != nil {
+			in.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[len(blank)]))
+		}
 	}
 	in.socket = filepath.Join(in.dir, "admin.sock")
 	in.cfgPath = filepath.Join(in.dir, "haproxy.cfg")
 	in.logPath = filepath.Join(in.dir, "haproxy.log")
 	in.state = filepath.Join(in.dir, "server-state")
-	text, err := render(cfg, in.socket, in.state)
+	d := cfgData{Config: cfg, Socket: in.socket, StateFile: in.state}
+	if t := cfg.AdminTLS; t != nil {
+		// HAProxy's crt file holds the certificate and its key.
+		d.TLSAddr, d.TLSCert, d.TLSCA = in.tlsAddr, filepath.Join(in.dir, "admin.pem"), filepath.Join(in.dir, "admin-ca.pem")
+		pem := append(append(append([]byte(nil), t.Cert...), '\n'), t.Key...)
+		if err := os.WriteFile(d.TLSCert, pem, 0o600); err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+		if err := os.WriteFile(d.TLSCA, t.CA, 0o644); err != nil {
+			return fmt.Errorf("haproxy: %w", err)
+		}
+	}
+	text, err := render(d)
 	if err != nil {
 		return err
 	}
@@ -736,6 +794,10 @@ func (in *Instance) Alive(pid int) bool { return in.isOurProcess(pid) }
 
 // Socket returns the Runtime API's unix socket path.
 func (in *Instance) Socket() string { return in.socket }
+
+// AdminTLSAddr returns the mutual-TLS Runtime API's host:port, or "" when
+// Config.AdminTLS was not set.
+func (in *Instance) AdminTLSAddr() string { return in.tlsAddr }
 
 // Client returns a Runtime API client for this instance.
 func (in *Instance) Client() *hapi.Client { return in.client }

@@ -2,6 +2,7 @@ package haproxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,10 @@ type Instance struct {
 	// Address of its Runtime API: a unix socket path or "host:port" (see
 	// NewClient). The socket needs `level admin`.
 	Address string
+	// TLS, when set, secures a TCP Address with mutual TLS (see
+	// Client.TLS): the client certificate HAProxy requires and the CAs
+	// that verify HAProxy.
+	TLS func(context.Context) (*tls.Config, error)
 }
 
 // Config configures a Provider.
@@ -114,6 +119,7 @@ func New(cfg Config) (*Provider, error) {
 		}
 		c.Timeout = cfg.Timeout
 		c.breaker = newBreaker(cfg.BreakerBackoff)
+		c.TLS = in.TLS
 		p.instances = append(p.instances, in)
 		p.clients = append(p.clients, c)
 	}

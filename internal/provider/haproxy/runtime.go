@@ -17,6 +17,7 @@ package haproxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,15 @@ type Client struct {
 	Timeout time.Duration
 	// breaker skips the instance after a timeout (breaker.go); nil: never.
 	breaker *breaker
+	// TLS, when set, makes every connection a TLS one (HAProxy: a `mode
+	// tcp` frontend with `bind ... ssl crt ... ca-file ... verify required`
+	// in front of the admin socket; 2.6 ignores `ssl` on a `stats socket`
+	// line, see docs/haproxy.md). It returns the client certificate and the CAs that verify HAProxy, and
+	// is called per connection so that a rotated certificate is used
+	// without a new Client. The name verified defaults to the address's
+	// host; TLS 1.2 is the minimum. Sessions are not resumed: a new CA or
+	// certificate applies to the very next command.
+	TLS func(context.Context) (*tls.Config, error)
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -96,6 +106,11 @@ var (
 	// ErrUnexpectedAnswer: the answer does not have the shape the command
 	// promises (HAProxy version mismatch, or a socket that is not HAProxy).
 	ErrUnexpectedAnswer = errors.New("unexpected answer")
+	// ErrNotRuntimeAPI: the peer answered, but not as HAProxy's Runtime API
+	// does (every answer the Client asks for starts with the empty answer
+	// of "set severity-output"): a wrong address, or a TLS socket spoken to
+	// in plaintext. It matches ErrUnexpectedAnswer too.
+	ErrNotRuntimeAPI = fmt.Errorf("%w: not an HAProxy Runtime API", ErrUnexpectedAnswer)
 )
 
 // CommandError is a command HAProxy refused or answered unexpectedly. It
@@ -111,6 +126,14 @@ type CommandError struct {
 }
 
 func (e *CommandError) Error() string {
+	if errors.Is(e.kind, ErrNotRuntimeAPI) {
+		// Whatever answered is not HAProxy: its bytes are not reflected
+		// into statuses and logs, beyond a short printable excerpt.
+		if e.Answer == "" {
+			return fmt.Sprintf("haproxy %s: %q: not an HAProxy Runtime API (closed without an answer; a TLS socket reached without TLS?)", e.Endpoint, e.Command)
+		}
+		return fmt.Sprintf("haproxy %s: %q: not an HAProxy Runtime API (answer begins %q)", e.Endpoint, e.Command, e.Answer)
+	}
 	answer := strings.TrimSpace(e.Answer)
 	if len(answer) > 200 {
 		answer = answer[:200] + "..."
@@ -173,8 +196,7 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
-	d := net.Dialer{Deadline: deadline}
-	conn, err := d.DialContext(ctx, c.network, c.address)
+	conn, err := c.dial(ctx, deadline)
 	if err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
@@ -184,6 +206,11 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 	defer stop()
 	if err := conn.SetDeadline(deadline); err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+	}
+	if tc, ok := conn.(*tls.Conn); ok {
+		if err := tc.HandshakeContext(ctx); err != nil {
+			return "", fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
+		}
 	}
 	if _, err := io.WriteString(conn, line+"\n"); err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: write: %w", c, what, err)
@@ -199,6 +226,36 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 		return "", fmt.Errorf("haproxy %s: %q: answer larger than %d bytes", c, what, maxAnswer)
 	}
 	return string(buf), nil
+}
+
+// dial connects to the Runtime API, through TLS when c.TLS is set (the
+// handshake happens on first use, under the command's deadline). The TLS
+// configuration is loaded first: a broken one never opens a connection.
+func (c *Client) dial(ctx context.Context, deadline time.Time) (net.Conn, error) {
+	var cfg *tls.Config
+	if c.TLS != nil {
+		base, err := c.TLS(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("TLS: %w", err)
+		}
+		if base == nil {
+			return nil, errors.New("TLS: no configuration")
+		}
+		cfg = base.Clone()
+		if cfg.ServerName == "" {
+			cfg.ServerName, _, _ = net.SplitHostPort(c.address)
+		}
+		if cfg.MinVersion < tls.VersionTLS12 {
+			cfg.MinVersion = tls.VersionTLS12
+		}
+		cfg.ClientSessionCache = nil
+	}
+	d := net.Dialer{Deadline: deadline}
+	conn, err := d.DialContext(ctx, c.network, c.address)
+	if err != nil || cfg == nil {
+		return conn, err
+	}
+	return tls.Client(conn, cfg), nil
 }
 
 // severityPrefix makes HAProxy prefix messages with their syslog severity
@@ -218,7 +275,27 @@ func (c *Client) Raw(ctx context.Context, cmd string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if !strings.HasPrefix(raw, "\n") {
+		return "", c.notRuntimeAPI(cmd, raw)
+	}
 	return c.checkAnswer(cmd, strings.TrimPrefix(raw, "\n"))
+}
+
+// notRuntimeAPI is the error for an answer without the empty line that
+// "set severity-output" always prints first. It keeps at most a short
+// excerpt of the answer, with anything but printable ASCII replaced by '.'.
+func (c *Client) notRuntimeAPI(cmd, raw string) error {
+	const max = 24
+	b := []byte(raw)
+	if len(b) > max {
+		b = b[:max]
+	}
+	for i, ch := range b {
+		if ch < 0x20 || ch > 0x7e {
+			b[i] = '.'
+		}
+	}
+	return &CommandError{Endpoint: c.String(), Command: cmd, Answer: string(b), Severity: -1, kind: ErrNotRuntimeAPI}
 }
 
 func (c *Client) checkAnswer(cmd, raw string) (string, error) {
@@ -252,6 +329,9 @@ func (c *Client) Dump(ctx context.Context, cmds ...string) ([]string, error) {
 	raw, err := c.call(ctx, severityPrefix+what, what)
 	if err != nil {
 		return nil, err
+	}
+	if !strings.HasPrefix(raw, "\n") {
+		return nil, c.notRuntimeAPI(what, raw)
 	}
 	parts := strings.Split(strings.TrimPrefix(raw, "\n"), "\n\n")
 	if len(parts) != len(cmds)+1 || parts[len(cmds)] != "" {

@@ -189,3 +189,38 @@ func TestNewClientAddresses(t *testing.T) {
 		}
 	}
 }
+
+// Scenario: the address is not an HAProxy Runtime API (an HTTP server, or
+// anything else a LoadBalancer's author points it at). Expectation: the
+// error says "not an HAProxy Runtime API" and carries at most a short,
+// printable excerpt of what answered, never the answer itself (it ends up
+// in LoadBalancer status).
+func TestClientDoesNotReflectAForeignAnswer(t *testing.T) {
+	secret := "SECRET-" + strings.Repeat("x", 200)
+	for name, answer := range map[string]string{
+		"http server": "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\r\n" + secret,
+		"binary":      "\x15\x03\x01\x00\x02\x02\x46" + strings.Repeat("\x00", 40) + secret,
+		"nothing":     "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := fakeSocket(t, func(string) (string, bool) { return answer, true })
+			for _, err := range []error{
+				func() error { _, err := c.ShowInfo(context.Background()); return err }(),
+				c.SetServerState(context.Background(), "app", "pod-a", StateReady),
+			} {
+				if !errors.Is(err, ErrNotRuntimeAPI) || !errors.Is(err, ErrUnexpectedAnswer) {
+					t.Fatalf("error %v, want ErrNotRuntimeAPI", err)
+				}
+				msg := err.Error()
+				if !strings.Contains(msg, "not an HAProxy Runtime API") || strings.Contains(msg, "SECRET") || len(msg) > len(c.String())+150 {
+					t.Fatalf("error %q reflects the answer or does not say what is wrong", msg)
+				}
+				for _, r := range msg {
+					if r < 0x20 || r > 0x7e {
+						t.Fatalf("error %q holds a non-printable character", msg)
+					}
+				}
+			}
+		})
+	}
+}
