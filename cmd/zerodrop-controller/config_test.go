@@ -308,7 +308,8 @@ func TestConfigExternalCerts(t *testing.T) {
 		}
 		rules, _ := dig(o, "rules").([]any)
 		for _, r := range rules {
-			for _, res := range dig(r, "resources").([]any) {
+			resources, _ := dig(r, "resources").([]any) // nil for nonResourceURLs
+			for _, res := range resources {
 				if res == "secrets" && fmt.Sprint(dig(r, "resourceNames")) == "[zerodrop-haproxy-client]" {
 					continue // the HAProxy client certificate (not the webhook's)
 				}
