@@ -27,7 +27,10 @@ var ZerodropScenario = Scenario{
 	App:            baseApp,
 	ReadinessProbe: true,
 	ExternalLB:     true,
-	Prepare:        prepareZerodrop,
+	// drain.timeout (30 s) + the app's shutdown, as the webhook's admission
+	// warning asks: the kubelet's grace period also counts the preStop hook.
+	GracePeriod: 45 * time.Second,
+	Prepare:     prepareZerodrop,
 }
 
 // prepareZerodrop starts zerodrop-controller against the lab, binds the
