@@ -17,6 +17,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -129,10 +130,7 @@ func (c *CertRotator) Ensure(ctx context.Context) error {
 		if err := c.writeFiles(bundle); err != nil {
 			return err
 		}
-		if err := c.patchCABundle(ctx, bundle.caBundle); err != nil {
-			return err
-		}
-		return c.patchValidatingCABundle(ctx, bundle.caBundle)
+		return c.patchCABundles(ctx, bundle.caBundle)
 	}
 	return fmt.Errorf("secret %s: conflicting updates, giving up for now", c.Secret)
 }
@@ -245,58 +243,60 @@ func (c *CertRotator) writeFiles(b certBundle) error {
 	return nil
 }
 
-func (c *CertRotator) patchCABundle(ctx context.Context, bundle []byte) error {
+// patchCABundles gives the MutatingWebhookConfiguration (the pod gate
+// injector) and the ValidatingWebhookConfiguration of the same name (the
+// TargetBinding validator, served with the same certificate) the caBundle;
+// an install without the validating one is left alone.
+func (c *CertRotator) patchCABundles(ctx context.Context, bundle []byte) error {
 	if c.WebhookConfiguration == "" {
 		return nil
 	}
-	var cfg admissionregistrationv1.MutatingWebhookConfiguration
-	if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, &cfg); err != nil {
-		return fmt.Errorf("get MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
-	}
-	patch := client.MergeFrom(cfg.DeepCopy())
-	changed := false
-	for i := range cfg.Webhooks {
-		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
-			cfg.Webhooks[i].ClientConfig.CABundle = bundle
-			changed = true
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.patchCABundle(ctx, &mwc, bundle, false, func() []*admissionregistrationv1.WebhookClientConfig {
+		out := make([]*admissionregistrationv1.WebhookClientConfig, len(mwc.Webhooks))
+		for i := range mwc.Webhooks {
+			out[i] = &mwc.Webhooks[i].ClientConfig
 		}
+		return out
+	}); err != nil {
+		return err
 	}
-	if !changed {
-		return nil
-	}
-	if err := c.Client.Patch(ctx, &cfg, patch); err != nil {
-		return fmt.Errorf("patch caBundle of MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
-	}
-	return nil
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	return c.patchCABundle(ctx, &vwc, bundle, true, func() []*admissionregistrationv1.WebhookClientConfig {
+		out := make([]*admissionregistrationv1.WebhookClientConfig, len(vwc.Webhooks))
+		for i := range vwc.Webhooks {
+			out[i] = &vwc.Webhooks[i].ClientConfig
+		}
+		return out
+	})
 }
 
-// patchValidatingCABundle gives the ValidatingWebhookConfiguration of the
-// same name (the TargetBinding validator, served with the same certificate)
-// the caBundle. An install without it is left alone.
-func (c *CertRotator) patchValidatingCABundle(ctx context.Context, bundle []byte) error {
-	if c.WebhookConfiguration == "" {
-		return nil
-	}
-	var cfg admissionregistrationv1.ValidatingWebhookConfiguration
-	if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, &cfg); err != nil {
-		if apierrors.IsNotFound(err) {
+// patchCABundle reads the webhook configuration obj named
+// c.WebhookConfiguration and patches bundle into every client config that
+// configs returns (read after the Get), skipping the patch when all match.
+// A missing object is an error unless optional.
+func (c *CertRotator) patchCABundle(ctx context.Context, obj client.Object, bundle []byte, optional bool, configs func() []*admissionregistrationv1.WebhookClientConfig) error {
+	kind := fmt.Sprintf("%T", obj)
+	kind = kind[strings.LastIndexByte(kind, '.')+1:]
+	if err := c.Client.Get(ctx, types.NamespacedName{Name: c.WebhookConfiguration}, obj); err != nil {
+		if optional && apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("get ValidatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+		return fmt.Errorf("get %s %s: %w", kind, c.WebhookConfiguration, err)
 	}
-	patch := client.MergeFrom(cfg.DeepCopy())
+	patch := client.MergeFrom(obj.DeepCopyObject().(client.Object))
 	changed := false
-	for i := range cfg.Webhooks {
-		if !bytes.Equal(cfg.Webhooks[i].ClientConfig.CABundle, bundle) {
-			cfg.Webhooks[i].ClientConfig.CABundle = bundle
+	for _, cc := range configs() {
+		if !bytes.Equal(cc.CABundle, bundle) {
+			cc.CABundle = bundle
 			changed = true
 		}
 	}
 	if !changed {
 		return nil
 	}
-	if err := c.Client.Patch(ctx, &cfg, patch); err != nil {
-		return fmt.Errorf("patch caBundle of ValidatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	if err := c.Client.Patch(ctx, obj, patch); err != nil {
+		return fmt.Errorf("patch caBundle of %s %s: %w", kind, c.WebhookConfiguration, err)
 	}
 	return nil
 }
