@@ -585,6 +585,7 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
 		} else {
 			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+			r.reportRotation(b, pod, tp, act)
 		}
 	}
 	if tp.Drain == nil && pod != nil {
@@ -636,6 +637,25 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	return callErr
+}
+
+// reportRotation emits the Event of a live pod taken out of rotation or put
+// back by the call act that just succeeded. The plan flags only the cycle
+// that changes the load balancer (LeavesRotation: some instance still had
+// the target in rotation; Readmit: some instance held it out), so each
+// transition is reported once.
+func (r *TargetBindingReconciler) reportRotation(b *zv1.TargetBinding, pod *corev1.Pod, tp *targetPlan, act action) {
+	if pod == nil {
+		return
+	}
+	switch {
+	case act == actDrain && tp.LeavesRotation != "":
+		r.event(pod, b, corev1.EventTypeNormal, ReasonOutOfRotation, "Drain",
+			"%s: out of rotation (drained, still registered) in pool %s of binding %s until it serves again", tp.LeavesRotation, b.Spec.Pool, b.Name)
+	case act == actRegister && tp.Readmit:
+		r.event(pod, b, corev1.EventTypeNormal, ReasonBackInRotation, "Register",
+			"serving again (ContainersReady, selected by the Service): back in rotation in pool %s of binding %s", b.Spec.Pool, b.Name)
+	}
 }
 
 // mayReadmit reports whether a target out of rotation may be put back in:
