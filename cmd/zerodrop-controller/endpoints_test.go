@@ -19,8 +19,8 @@ import (
 
 // Scenario (review finding L3): someone who may write EndpointSlices in the
 // namespace, but is not the EndpointSlice controller, tries to make the load
-// balancer send traffic elsewhere: a hand-made slice gives web-2 the cloud
-// metadata address, and a slice labelled as the EndpointSlice controller's
+// balancer send traffic elsewhere: a hand-made slice gives web-2 an outside
+// address, and a slice labelled as the EndpointSlice controller's
 // gives web-3 web-1's address. Neither is registered; the second is
 // reported once with a Warning Event on the binding, not every cycle.
 func TestForeignEndpointAddressesAreNotRegistered(t *testing.T) {
@@ -38,7 +38,7 @@ func TestForeignEndpointAddressesAreNotRegistered(t *testing.T) {
 		name, managedBy, addr string
 		pod                   *corev1.Pod
 	}{
-		{"web-by-hand", "", "169.254.169.254", web2},
+		{"web-by-hand", "", "203.0.113.7", web2},
 		{"web-aliased", controller.EndpointSliceControllerName, "10.1.0.91", web3},
 	} {
 		sl := &discoveryv1.EndpointSlice{
@@ -68,16 +68,16 @@ func TestForeignEndpointAddressesAreNotRegistered(t *testing.T) {
 		}
 		return out
 	}
-	eventually(t, "Warning Event on the binding", func() (bool, string) {
-		evs := mismatches()
-		return len(evs) > 0, fmt.Sprint(evs)
-	})
 	time.Sleep(2 * time.Second) // several pending cycles (the pods wait for an endpoint)
 	for _, pod := range []string{"web-2", "web-3"} {
 		if suite.lb.called("register", pool, controller.TargetID(ns, b.Name, pod)) {
 			t.Errorf("%s registered from an EndpointSlice address that is not its own", pod)
 		}
 	}
+	eventually(t, "Warning Event on the binding", func() (bool, string) {
+		evs := mismatches()
+		return len(evs) > 0, fmt.Sprint(evs)
+	})
 	evs := mismatches()
 	if len(evs) != 1 {
 		t.Fatalf("%d %s Events: %+v; want one", len(evs), controller.ReasonEndpointAddressMismatch, evs)
