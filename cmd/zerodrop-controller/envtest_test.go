@@ -301,6 +301,15 @@ func startPod(t *testing.T, ns, name, app, ip string) *corev1.Pod {
 // startPodIn is startPod against the API server behind c.
 func startPodIn(t *testing.T, c client.Client, ns, name, app, ip string) *corev1.Pod {
 	t.Helper()
+	p := runPodIn(t, c, ns, name, app, ip)
+	writeSliceIn(t, c, ns, app, p, false)
+	return p
+}
+
+// runPodIn plays the kubelet alone: the pod runs with an IP and
+// ContainersReady True, and no EndpointSlice names it yet.
+func runPodIn(t *testing.T, c client.Client, ns, name, app, ip string) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	p := newPod(ns, name, map[string]string{"app": app})
 	if err := c.Create(ctx, p); err != nil {
@@ -315,7 +324,6 @@ func startPodIn(t *testing.T, c client.Client, ns, name, app, ip string) *corev1
 	if err := c.Status().Patch(ctx, p, client.RawPatch(types.StrategicMergePatchType, patch)); err != nil {
 		t.Fatal(err)
 	}
-	writeSliceIn(t, c, ns, app, p, false)
 	return p
 }
 
@@ -329,7 +337,7 @@ func writeSliceIn(t *testing.T, c client.Client, ns, app string, p *corev1.Pod, 
 	ctx := context.Background()
 	s := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app + "-" + p.Name,
-			Labels: map[string]string{discoveryv1.LabelServiceName: app}},
+			Labels: map[string]string{discoveryv1.LabelServiceName: app, discoveryv1.LabelManagedBy: controller.EndpointSliceControllerName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints: []discoveryv1.Endpoint{{
 			Addresses:  []string{p.Status.PodIP},

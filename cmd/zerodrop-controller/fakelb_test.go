@@ -51,7 +51,9 @@ func (f *fakeLB) Register(_ context.Context, pool string, t provider.Target) err
 		p[t.ID] = ft
 	}
 	for _, in := range f.instances {
-		if _, ok := ft.health[in]; !ok {
+		// As HAProxy's Register: a server out of rotation (drain,
+		// maintenance) goes back to ready, with health checks to pass.
+		if h, ok := ft.health[in]; !ok || h == provider.HealthDraining || h == provider.HealthDrained {
 			ft.health[in] = provider.HealthInitial
 		}
 	}

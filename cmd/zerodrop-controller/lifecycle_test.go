@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -327,4 +328,85 @@ func TestSameNameReplacementWaitsForThePreviousServer(t *testing.T) {
 	eventually(t, "new address registered", func() (bool, string) { return addr() == "10.1.0.72:8080", addr() })
 	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+}
+
+// rotationEvents returns the pod's Events of one reason.
+func rotationEvents(t *testing.T, ns, pod, reason string) []eventsv1.Event {
+	t.Helper()
+	var evs eventsv1.EventList
+	if err := suite.c.List(context.Background(), &evs, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	var out []eventsv1.Event
+	for _, e := range evs.Items {
+		if e.Regarding.Name == pod && e.Reason == reason {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// Scenario: a Ready pod's readinessProbe fails and passes again, then an
+// operator takes it out of the Service by its labels. Each time the
+// controller takes it out of rotation or puts it back, the pod gets a
+// Normal Event (OutOfRotation, BackInRotation) related to the binding,
+// once per transition: the cycles while it lasts add nothing (a repeat
+// would make a new Event or turn the first into a series).
+func TestRotationEventsOncePerTransition(t *testing.T) {
+	requireSuite(t)
+	ctx := context.Background()
+	ns := newNamespace(t, true)
+	b := createApp(t, ns, "web", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	p := startPod(t, ns, "web-1", "web", "10.1.0.101")
+	eventually(t, "registration", func() (bool, string) { return suite.lb.called("register", pool, id), "" })
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+
+	setContainersReady(t, p, false)
+	waitEvent(t, ns, "web-1", controller.ReasonOutOfRotation, corev1.EventTypeNormal)
+	setContainersReady(t, p, true)
+	waitEvent(t, ns, "web-1", controller.ReasonBackInRotation, corev1.EventTypeNormal)
+	suite.lb.setHealth(pool, id, "", provider.HealthHealthy)
+	time.Sleep(2 * time.Second) // several cycles
+	for _, reason := range []string{controller.ReasonOutOfRotation, controller.ReasonBackInRotation} {
+		evs := rotationEvents(t, ns, "web-1", reason)
+		if len(evs) != 1 || evs[0].Series != nil {
+			t.Fatalf("%s Events %+v; want one, emitted once", reason, evs)
+		}
+		if e := evs[0]; e.Related == nil || e.Related.Kind != "TargetBinding" || e.Related.Name != b.Name {
+			t.Fatalf("%s Event related to %+v; want binding %s", reason, e.Related, b.Name)
+		}
+	}
+
+	// Taken out of the Service: the EndpointSlice controller drops it.
+	patch := []byte(`{"metadata":{"labels":{"app":"web-debug"}}}`)
+	if err := suite.c.Patch(ctx, p, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		t.Fatal(err)
+	}
+	if err := suite.c.DeleteAllOf(ctx, &discoveryv1.EndpointSlice{}, client.InNamespace(ns)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a second OutOfRotation, saying why", func() (bool, string) {
+		evs := rotationEvents(t, ns, "web-1", controller.ReasonOutOfRotation)
+		for _, e := range evs {
+			if strings.Contains(e.Note, "selector") {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%d Events", len(evs))
+	})
+	time.Sleep(2 * time.Second) // several cycles
+	evs := rotationEvents(t, ns, "web-1", controller.ReasonOutOfRotation)
+	for _, e := range evs {
+		if e.Series != nil {
+			t.Fatalf("OutOfRotation emitted %d times in a row: %q", e.Series.Count, e.Note)
+		}
+	}
+	if len(evs) != 2 {
+		t.Fatalf("%d OutOfRotation Events; want two, one per transition", len(evs))
+	}
+	if n := len(rotationEvents(t, ns, "web-1", controller.ReasonBackInRotation)); n != 1 {
+		t.Fatalf("%d BackInRotation Events while de-selected; want the first only", n)
+	}
 }

@@ -70,7 +70,8 @@ func TestReconcileBoundsTheLoadBalancerPartOfACycle(t *testing.T) {
 			LoadBalancerRef: zv1.LoadBalancerReference{Name: "lb"}, Pool: "be_web"}},
 		&corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}, Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
 	}
-	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+	slice := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web-1", Labels: map[string]string{
+		discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: EndpointSliceControllerName}},
 		AddressType: discoveryv1.AddressTypeIPv4, Ports: []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}}}
 	for i := 0; i < 4; i++ {
 		name := fmt.Sprintf("web-%d", i)

@@ -328,7 +328,7 @@ func hPod(name, ip string, gated bool, host string, gate *corev1.PodCondition) [
 		p.Status.Conditions = append(p.Status.Conditions, g)
 	}
 	s := &discoveryv1.EndpointSlice{
-		ObjectMeta:  metav1.ObjectMeta{Namespace: hNS, Name: "web-" + name, Labels: map[string]string{discoveryv1.LabelServiceName: "web"}},
+		ObjectMeta:  metav1.ObjectMeta{Namespace: hNS, Name: "web-" + name, Labels: map[string]string{discoveryv1.LabelServiceName: "web", discoveryv1.LabelManagedBy: EndpointSliceControllerName}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints: []discoveryv1.Endpoint{{Addresses: []string{ip},
 			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},

@@ -36,6 +36,15 @@ const (
 	ReasonReplacing = "ReplacingPreviousTarget"
 )
 
+// Event reasons of a live pod's rotation on the load balancer.
+const (
+	// ReasonOutOfRotation: a registered pod stopped serving (ContainersReady
+	// False, or no longer selected by the Service) and was drained.
+	ReasonOutOfRotation = "OutOfRotation"
+	// ReasonBackInRotation: it serves again and was put back.
+	ReasonBackInRotation = "BackInRotation"
+)
+
 // action is what the reconciler asks of the provider for one target.
 type action int
 
@@ -122,6 +131,12 @@ type targetPlan struct {
 	// reconciler does only after a fresh read of the pod from the API
 	// server shows it is not being deleted.
 	Readmit bool
+	// LeavesRotation, set with actDrain, says why a live pod that some
+	// instance still balances to is taken out of rotation (it stopped
+	// serving): the reconciler reports it once the drain call succeeded.
+	// Empty when the target is out of rotation already, so the report
+	// comes once per transition, not every cycle.
+	LeavesRotation string
 	// Stuck is true when the gate timed out (either policy).
 	Stuck bool
 	// GateLatency is set on the cycle the gate first turns True because the
@@ -288,6 +303,12 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		if needsDrainCall(in.Pool, id) || !in.Pool.AllRead() {
 			p.Action = actDrain
 			p.Pending = true
+		}
+		if needsDrainCall(in.Pool, id) {
+			p.LeavesRotation = "ContainersReady is False"
+			if t.Deselected {
+				p.LeavesRotation = "the Service's selector no longer matches the pod"
+			}
 		}
 		setGate(keepTrueOr(current, waiting))
 		return p

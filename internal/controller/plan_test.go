@@ -439,9 +439,12 @@ func TestPlanUnservingPodIsTakenOutOfRotation(t *testing.T) {
 			if p.Action != actDrain || p.Target.Addr() != "10.0.0.7:8080" || p.Drain != nil {
 				t.Fatalf("action %v on %q drain %+v; want a drain call on the registered address, no drain verdict", p.Action, p.Target.Addr(), p.Drain)
 			}
+			if p.LeavesRotation == "" {
+				t.Fatalf("in rotation until now: LeavesRotation empty, want why it leaves (for the OutOfRotation Event)")
+			}
 			in.Pool = pool(id, provider.HealthDraining, provider.HealthDrained, 0)
-			if p := one(t, in); p.Action != actNone {
-				t.Fatalf("out of rotation everywhere: action %v, want none (not deregistered)", p.Action)
+			if p := one(t, in); p.Action != actNone || p.LeavesRotation != "" {
+				t.Fatalf("out of rotation everywhere: action %v LeavesRotation %q, want none (not deregistered, no new transition)", p.Action, p.LeavesRotation)
 			}
 		})
 	}

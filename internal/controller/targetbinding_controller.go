@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"time"
 
@@ -42,6 +43,16 @@ const Finalizer = "zerodrop.dev/targets"
 
 // ConditionReady is the TargetBinding and LoadBalancer status condition.
 const ConditionReady = "Ready"
+
+// EndpointSliceControllerName is the managed-by label value of the slices
+// Kubernetes' EndpointSlice controller writes from the Service's selector
+// and the pods' own status: the only slices the controller reads targets
+// from.
+const EndpointSliceControllerName = "endpointslice-controller.k8s.io"
+
+// ReasonEndpointAddressMismatch is the Warning Event on a binding whose
+// Service's EndpointSlice gives a pod an address that is not the pod's.
+const ReasonEndpointAddressMismatch = "EndpointAddressMismatch"
 
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings,verbs=get;list;watch;update
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=targetbindings/status,verbs=patch
@@ -123,6 +134,9 @@ type TargetBindingReconciler struct {
 	// ungated is each binding's last injection findings (pod -> reason
 	// and message), so that an Event is emitted only on a change.
 	ungated map[types.NamespacedName]map[string]string
+	// foreign maps a binding to the pods whose endpoint had an address
+	// not their own, and that address: warned about once.
+	foreign map[types.NamespacedName]map[string]string
 }
 
 func (r *TargetBindingReconciler) now() time.Time {
@@ -164,6 +178,7 @@ func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.memos, key)
 	delete(r.orphans, key)
+	delete(r.foreign, key)
 	r.mu.Unlock()
 	r.forgetAddresses(key)
 }
@@ -388,9 +403,13 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 			msg = fmt.Sprintf("Service %q has no port %s", svc.Name, b.Spec.ServiceRef.Port.String())
 			break
 		}
+		// Only the EndpointSlice controller's slices: it derives them from
+		// the Service's selector and the pods' own status. A slice written
+		// by hand or mirrored from an Endpoints object says whatever its
+		// writer wants, and the LB would send traffic there.
 		var slices discoveryv1.EndpointSliceList
-		if err := r.Client.List(ctx, &slices, client.InNamespace(b.Namespace),
-			client.MatchingLabels{discoveryv1.LabelServiceName: svc.Name}); err != nil {
+		if err := r.Client.List(ctx, &slices, client.InNamespace(b.Namespace), client.MatchingLabels{
+			discoveryv1.LabelServiceName: svc.Name, discoveryv1.LabelManagedBy: EndpointSliceControllerName}); err != nil {
 			return nil, "", fmt.Errorf("list EndpointSlices of %s/%s: %w", b.Namespace, svc.Name, err)
 		}
 		for _, s := range slices.Items {
@@ -411,6 +430,14 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 				if pod == nil || pod.UID != ep.TargetRef.UID && ep.TargetRef.UID != "" {
 					continue // the pod is gone (or replaced under the same name)
 				}
+				switch podHasIP(pod, ep.Addresses[0]) {
+				case ipUnknown:
+					continue // the pod cache lags the slice: next cycle
+				case ipForeign:
+					r.warnForeignAddress(b, pod, ep.Addresses[0])
+					continue // as if it had no endpoint
+				}
+				r.forgetForeignAddress(b, pod.Name)
 				seen[pod.Name] = true
 				out = append(out, observedTarget{
 					Key:         types.NamespacedName{Namespace: b.Namespace, Name: pod.Name},
@@ -432,6 +459,7 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 	if err == nil && len(svc.Spec.Selector) > 0 {
 		selector = labels.SelectorFromSet(svc.Spec.Selector)
 	}
+	r.pruneForeignAddresses(b, byName)
 	for name, pod := range byName {
 		if !seen[name] && binding.HasGate(pod, b.Name) {
 			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod,
@@ -439,6 +467,79 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 		}
 	}
 	return out, msg, nil
+}
+
+// ipMatch is how an endpoint's address relates to its pod's IPs.
+type ipMatch int
+
+const (
+	ipOwn     ipMatch = iota // one of the pod's IPs
+	ipUnknown                // the pod has no IP yet (as far as the cache knows)
+	ipForeign                // not the pod's
+)
+
+// podHasIP reports whether addr is one of the pod's status.podIPs (or its
+// podIP, which older writers set alone).
+func podHasIP(pod *corev1.Pod, addr string) ipMatch {
+	ip := net.ParseIP(addr)
+	known := false
+	for _, pip := range append([]corev1.PodIP{{IP: pod.Status.PodIP}}, pod.Status.PodIPs...) {
+		if pip.IP == "" {
+			continue
+		}
+		known = true
+		if ip != nil && ip.Equal(net.ParseIP(pip.IP)) {
+			return ipOwn
+		}
+	}
+	if !known {
+		return ipUnknown
+	}
+	return ipForeign
+}
+
+// warnForeignAddress logs and reports, with a Warning Event on the binding,
+// an endpoint whose address is not its pod's: once per pod and address, not
+// every cycle.
+func (r *TargetBindingReconciler) warnForeignAddress(b *zv1.TargetBinding, pod *corev1.Pod, addr string) {
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+	r.mu.Lock()
+	if r.foreign == nil {
+		r.foreign = map[types.NamespacedName]map[string]string{}
+	}
+	if r.foreign[key] == nil {
+		r.foreign[key] = map[string]string{}
+	}
+	warned := r.foreign[key][pod.Name] == addr
+	r.foreign[key][pod.Name] = addr
+	r.mu.Unlock()
+	if warned {
+		return
+	}
+	r.Log.Warn("EndpointSlice address is not the pod's: endpoint ignored", "binding", key.String(),
+		"service", b.Spec.ServiceRef.Name, "pod", pod.Name, "address", addr, "podIPs", pod.Status.PodIPs)
+	r.event(b, pod, corev1.EventTypeWarning, ReasonEndpointAddressMismatch, "Observe",
+		"EndpointSlice of Service %s gives pod %s the address %s, which is not one of the pod's IPs: endpoint ignored",
+		b.Spec.ServiceRef.Name, pod.Name, addr)
+}
+
+// forgetForeignAddress forgets a warning once the pod's endpoint is its own.
+func (r *TargetBindingReconciler) forgetForeignAddress(b *zv1.TargetBinding, pod string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}], pod)
+}
+
+// pruneForeignAddresses forgets the warnings about pods that are gone.
+func (r *TargetBindingReconciler) pruneForeignAddresses(b *zv1.TargetBinding, pods map[string]*corev1.Pod) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}]
+	for name := range m {
+		if pods[name] == nil {
+			delete(m, name)
+		}
+	}
 }
 
 // servicePortName maps the binding's port reference (the Service's port by
@@ -519,6 +620,7 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
 		} else {
 			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+			r.reportRotation(b, pod, tp, act)
 		}
 	}
 	if tp.Drain == nil && pod != nil {
@@ -570,6 +672,25 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	return callErr
+}
+
+// reportRotation emits the Event of a live pod taken out of rotation or put
+// back by the call act that just succeeded. The plan flags only the cycle
+// that changes the load balancer (LeavesRotation: some instance still had
+// the target in rotation; Readmit: some instance held it out), so each
+// transition is reported once.
+func (r *TargetBindingReconciler) reportRotation(b *zv1.TargetBinding, pod *corev1.Pod, tp *targetPlan, act action) {
+	if pod == nil {
+		return
+	}
+	switch {
+	case act == actDrain && tp.LeavesRotation != "":
+		r.event(pod, b, corev1.EventTypeNormal, ReasonOutOfRotation, "Drain",
+			"%s: out of rotation (drained, still registered) in pool %s of binding %s until it serves again", tp.LeavesRotation, b.Spec.Pool, b.Name)
+	case act == actRegister && tp.Readmit:
+		r.event(pod, b, corev1.EventTypeNormal, ReasonBackInRotation, "Register",
+			"serving again (ContainersReady, selected by the Service): back in rotation in pool %s of binding %s", b.Spec.Pool, b.Name)
+	}
 }
 
 // mayReadmit reports whether a target out of rotation may be put back in:
