@@ -359,6 +359,15 @@ func gatewayAPI(class string) []runtime.Object {
 	return []runtime.Object{gw, route}
 }
 
+// gatewayClass returns a GatewayClass served by controller.
+func gatewayClass(name, controller string) runtime.Object {
+	return &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+		"metadata": map[string]interface{}{"name": name},
+		"spec":     map[string]interface{}{"controllerName": controller},
+	}}
+}
+
 func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
 	noPreStop := func(d *appsv1.Deployment) { container(d).Lifecycle = nil }
 	headless := func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }
@@ -381,6 +390,23 @@ func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
 			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("acme-lb")...) }},
 		{name: "Gateway of a known class", rule: RuleNotModelled,
 			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("istio")...) }},
+		// Envoy Gateway's examples name their class freely; the GatewayClass
+		// in the same input says which controller serves it.
+		{name: "class named freely, its GatewayClass names Envoy Gateway's controller", rule: RuleNotModelled,
+			objs: func() []runtime.Object {
+				return append(append(baseline(nil), gatewayAPI("example-gateway-class")...),
+					gatewayClass("example-gateway-class", "gateway.envoyproxy.io/gatewayclass-controller"))
+			}},
+		{name: "class named freely, its GatewayClass names Envoy Gateway's controller: the path is Envoy Gateway's", rule: RuleEarlyExit, want: true,
+			contains: []string{"Envoy Gateway of Gateway prod/gw (HTTPRoute prod/web)"},
+			objs: func() []runtime.Object {
+				return append(append(withService(baseline(noPreStop), headless), gatewayAPI("example-gateway-class")...),
+					gatewayClass("example-gateway-class", "gateway.envoyproxy.io/gatewayclass-controller"))
+			}},
+		{name: "GatewayClass of an unknown controller", rule: RuleNotModelled, want: true, contains: []string{`class "acme-lb"`},
+			objs: func() []runtime.Object {
+				return append(append(baseline(nil), gatewayAPI("acme-lb")...), gatewayClass("acme-lb", "acme.example/lb"))
+			}},
 	})
 }
 

@@ -57,7 +57,7 @@ var rules = []Rule{
 	{
 		ID: RuleNotModelled, Title: "Data path not modelled", Severity: SeverityInfo,
 		Rationale: "Some data paths have timings zerodrop cannot read from the manifests: an Ingress whose controller it does not know (on GKE an Ingress without class is served by GCE), a Gateway API route whose Gateway implementation it does not know, a cloud LB with externalTrafficPolicy Local (the LB learns from node health checks that a node's last pod is gone), a Service that publishes not-ready addresses. A clean result for them would claim more than was checked, so each gets a note saying what was assumed.",
-		Formula:   "Ingress controller unknown; HTTPRoute/GRPCRoute whose Gateway is not in the input or of a class zerodrop does not know (known: gke-l7-* as GCLB with NEGs; istio, Envoy Gateway, NGINX, Cilium, Traefik, Kong, Contour, HAProxy as in-cluster proxies); Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
+		Formula:   "Ingress controller unknown; HTTPRoute/GRPCRoute whose Gateway is not in the input or of a class zerodrop does not know, by its name or its GatewayClass's controllerName (known: gke-l7-* as GCLB with NEGs; istio, Envoy Gateway, NGINX, Cilium, Traefik, Kong, Contour, HAProxy as in-cluster proxies); Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
 		Fix:       "Name the Ingress controller (`spec.ingressClassName`), prefer pod targets (ALB/NLB ip, GKE NEG) over externalTrafficPolicy Local, and keep publishNotReadyAddresses for peer-discovery Services only.",
 	},
 	{
