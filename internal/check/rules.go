@@ -92,7 +92,7 @@ var rules = []Rule{
 	{
 		ID: RuleSIGKILL, Title: "preStop + shutdown exceed the grace period (SIGKILL)", Severity: SeverityError,
 		Rationale: "terminationGracePeriodSeconds counts from the deletion and includes preStop. When preStop plus the app's shutdown need longer, the kubelet SIGKILLs the app mid-shutdown: in-flight requests are cut, clients see 502/504 (seed 000: 35 + 15 = 50 > 45; seed 001: preStop 40 with the default 30).",
-		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); a warning when P < G and only the assumed S (no annotation or flag) crosses G",
+		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); info with confidence low when P < G and only the assumed S (no annotation or flag) crosses G",
 		Fix:       "`terminationGracePeriodSeconds: <P + S + buffer>`, or shorten preStop.",
 	},
 	{
@@ -104,7 +104,7 @@ var rules = []Rule{
 	{
 		ID: RuleEarlyExit, Title: "App can exit before every data path stops sending (early exit)", Severity: SeverityError,
 		Rationale: "Deletion starts preStop and endpoint removal at the same time; neither waits for the other. SIGTERM follows preStop; an app that stops listening then, while kube-proxy, the ingress controller or the LB still send new requests for D seconds, refuses them: 502 (seed 003; seed 001's 12 5xx).",
-		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter); a warning when the preStop's length is unknown (httpGet hook, exec of a program)",
+		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter); info with confidence low when the preStop's length is unknown (httpGet hook, exec of a program)",
 		Fix:       "```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: <D + 2>\n```\nand raise terminationGracePeriodSeconds to cover it (P + S + buffer).",
 	},
 	{

@@ -70,6 +70,9 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		if f.Field != "" {
 			fmt.Fprintf(bw, "  %s", f.Field)
 		}
+		if f.Confidence != check.ConfidenceHigh {
+			fmt.Fprintf(bw, "  %s", st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
+		}
 		bw.WriteString("\n")
 		writeIndented(bw, "    ", f.Message)
 		if f.Consequence != "" {
