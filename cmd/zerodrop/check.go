@@ -71,7 +71,7 @@ it, 2 input or usage errors. See docs/check.md.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runCheck(cmd, args, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text, json or sarif")
+	fl.StringVarP(&f.output, "output", "o", "text", "output format: text, compact (one line per finding, merged fixes, summary table), json or sarif")
 	fl.StringArrayVarP(&f.kustomize, "kustomize", "k", nil, "build this kustomize directory and check the result (repeatable)")
 	fl.StringVar(&f.failOn, "fail-on", "error", "least severity that makes the check fail (exit 1): info, warning or error")
 	fl.StringVar(&f.minConf, "min-confidence", "low", "report only findings at least this certain: low (all), medium (no finding that holds only if an assumption does) or high (none using an assumed app timing)")

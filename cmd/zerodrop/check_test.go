@@ -276,3 +276,26 @@ func TestCheckCLI_MinConfidenceFilters(t *testing.T) {
 		t.Errorf("bad --min-confidence: exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestCheckCLI_CompactOutput(t *testing.T) {
+	t.Chdir("../..")
+	ex := "examples/seed000-eks-alb-wrong.yaml" // ZD103 ZD201 errors, ZD304 warning, ZD302 ZD401 info
+	out, errOut, code := runCheckCLI("", "-o", "compact", ex)
+	if code != exitFindings {
+		t.Fatalf("exit %d (stderr %q), want 1", code, errOut)
+	}
+	findingLines := strings.Count(out, "\n"+ex+":") + strings.Count(out[:len(ex)+1], ex+":")
+	if findingLines != 5 {
+		t.Errorf("%d finding lines, want 5:\n%s", findingLines, out)
+	}
+	for _, want := range []string{
+		"Deployment seed000-eks-alb-wrong/api-server  " + ex + " (ZD401, ZD103, ZD201)\n  spec:\n    minReadySeconds: 63\n",
+		"ZD103  Deployment seed000-eks-alb-wrong/api-server: Best: let the ALB's verdict gate Ready: `kubectl label namespace",
+		"summary:\nrule    error  warning  info\n",
+		"total       2        1     2\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("compact output lacks %q:\n%s", want, out)
+		}
+	}
+}
