@@ -197,6 +197,19 @@ type containerFix struct{ items map[int]map[string]any }
 
 func newPatch() *patch { return &patch{root: map[string]any{}, sources: map[string][]string{}} }
 
+// conflicts reports whether two rules proposed different values for one
+// field.
+func (p *patch) conflicts() bool {
+	for _, src := range p.sources {
+		for _, s := range src[1:] {
+			if s[strings.IndexByte(s, ' '):] != src[0][strings.IndexByte(src[0], ' '):] {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 func (p *patch) empty() bool { return len(p.root) == 0 && len(p.objects) == 0 }
 
 // add merges rule's fix; it returns the prose left to print (the YAML

@@ -92,3 +92,19 @@ func TestParseFormat_Compact(t *testing.T) {
 		t.Errorf("ParseFormat(compact) = %q, %v", f, err)
 	}
 }
+
+func TestWriteText_ContradictoryFixesGetOneMergedPatch(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteText(&b, threeGraceFixes(), false); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	want := "  one fix for Deployment shop/web (rules propose different values; the larger is safe for all):\n" +
+		"    spec:\n      template:\n        spec:\n"
+	if !strings.Contains(out, want) || !strings.Contains(out, "terminationGracePeriodSeconds: 90  # largest of ZD201 60, ZD205 90, ZD203 32\n") {
+		t.Errorf("text output lacks the merged patch %q:\n%s", want, out)
+	}
+	if strings.Count(out, "one fix for") != 1 {
+		t.Errorf("objects whose fixes agree get a merged patch too:\n%s", out)
+	}
+}
