@@ -473,3 +473,18 @@ func TestPerPodServiceSelectsItsStatefulSet(t *testing.T) {
 			contains: []string{"Service prod/redis-announce-0 publishes not-ready addresses", "StatefulSet prod/redis"}, objs: sts},
 	})
 }
+
+// Fixes for a container name it, so merged patches can use the name
+// (strategic merge patches match containers by name).
+func TestContainerFindingsNameTheirContainer(t *testing.T) {
+	r := analyze(t, baseline(unprotected), Options{})
+	for _, rule := range []string{RuleNoReadinessProbe, RuleEarlyExit} {
+		fs := findings(r, rule)
+		if len(fs) == 0 {
+			t.Fatalf("want %s, got:%s", rule, dump(r))
+		}
+		if fs[0].Container != "app" {
+			t.Errorf("%s on %s: container %q, want app", rule, fs[0].Field, fs[0].Container)
+		}
+	}
+}

@@ -165,6 +165,9 @@ type Finding struct {
 	Fix         string    `json:"fix"`         // the concrete change, often YAML
 	// Confidence is how much the finding rests on assumptions.
 	Confidence Confidence `json:"confidence"`
+	// Container names the container at Field's containers[N], "" when the
+	// field is not in a container; renderers use it to merge fixes.
+	Container string `json:"-"`
 }
 
 // InputError is a problem reading input: a file that cannot be read, a YAML

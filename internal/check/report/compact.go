@@ -88,7 +88,7 @@ func writeFixes(bw *bufio.Writer, fs []check.Finding) {
 			patches[k] = p
 			order = append(order, k)
 		}
-		if prose := p.add(f.RuleID, f.Fix, f.Field); prose != "" {
+		if prose := p.add(f.RuleID, f.Fix, f.Field, f.Container); prose != "" {
 			pk := proseKey{f.RuleID, prose}
 			if _, ok := proseObjs[pk]; !ok {
 				proseOrder = append(proseOrder, pk)
@@ -193,7 +193,10 @@ type patch struct {
 
 // containerFix holds fields for the container at index i of a pod
 // template, rendered as a list item with a placeholder name.
-type containerFix struct{ items map[int]map[string]any }
+type containerFix struct {
+	items map[int]map[string]any
+	names map[int]string // "" when unknown: a marked placeholder is printed
+}
 
 func newPatch() *patch { return &patch{root: map[string]any{}, sources: map[string][]string{}} }
 
@@ -214,7 +217,7 @@ func (p *patch) empty() bool { return len(p.root) == 0 && len(p.objects) == 0 }
 
 // add merges rule's fix; it returns the prose left to print (the YAML
 // removed, settings merged into the patch named as such), "" when none.
-func (p *patch) add(rule, fix, field string) string {
+func (p *patch) add(rule, fix, field, container string) string {
 	merged := false
 	prose := yamlBlock.ReplaceAllStringFunc(fix, func(block string) string {
 		body := yamlBlock.FindStringSubmatch(block)[1]
@@ -239,7 +242,7 @@ func (p *patch) add(rule, fix, field string) string {
 					}
 					i, _ := strconv.Atoi(sm[1])
 					m = map[string]any{"spec": map[string]any{"template": map[string]any{"spec": map[string]any{
-						"containers": &containerFix{items: map[int]map[string]any{i: m}}}}}}
+						"containers": &containerFix{items: map[int]map[string]any{i: m}, names: map[int]string{i: container}}}}}}
 				}
 			}
 		}
@@ -281,10 +284,13 @@ func (p *patch) merge(rule string, dst, src map[string]any, at []string) {
 		case *containerFix:
 			d, ok := dst[k].(*containerFix)
 			if !ok {
-				d = &containerFix{items: map[int]map[string]any{}}
+				d = &containerFix{items: map[int]map[string]any{}, names: map[int]string{}}
 				dst[k] = d
 			}
 			for i, fields := range sv.items {
+				if n := sv.names[i]; n != "" {
+					d.names[i] = n
+				}
 				if d.items[i] == nil {
 					d.items[i] = map[string]any{}
 				}
@@ -348,7 +354,11 @@ func (p *patch) render(b *strings.Builder, m map[string]any, indent string, at [
 			}
 			slices.SortFunc(idx, cmp.Compare)
 			for _, i := range idx {
-				fmt.Fprintf(b, "%s- name: <containers[%d]>  # the container's name\n", indent, i)
+				if n := v.names[i]; n != "" {
+					fmt.Fprintf(b, "%s- name: %s\n", indent, n)
+				} else {
+					fmt.Fprintf(b, "%s- name: <containers[%d]>  # the container's name\n", indent, i)
+				}
 				p.render(b, v.items[i], indent+"  ", append(path, strconv.Itoa(i)))
 			}
 		default:

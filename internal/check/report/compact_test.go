@@ -21,7 +21,7 @@ func threeGraceFixes() Input {
 			{RuleID: "ZD201", Severity: check.SeverityError, Object: web, Source: check.Source{File: "a.yaml", Line: 20}, Field: grace,
 				Message: "preStop 35s + shutdown 15s = 50s > terminationGracePeriodSeconds 45s",
 				Fix:     "```yaml\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: 60  # preStop 35s + shutdown 15s + buffer 10s\n```"},
-			{RuleID: "ZD203", Severity: check.SeverityError, Object: web, Source: check.Source{File: "a.yaml", Line: 30}, Field: "spec.template.spec.containers[0].lifecycle.preStop",
+			{RuleID: "ZD203", Severity: check.SeverityError, Object: web, Source: check.Source{File: "a.yaml", Line: 30}, Field: "spec.template.spec.containers[0].lifecycle.preStop", Container: "web",
 				Message: "no preStop, so SIGTERM comes at T+0s while the ALB sends new requests until T+10s",
 				Fix:     "```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: 12   # > D 10s\n```\nand raise `terminationGracePeriodSeconds: 32` (preStop 12s + shutdown 10s + buffer 10s = 32s)."},
 			{RuleID: "ZD205", Severity: check.SeverityWarning, Object: web, Source: check.Source{File: "a.yaml", Line: 20}, Field: grace, Confidence: check.ConfidenceMedium,
@@ -54,7 +54,8 @@ func TestWriteCompact_OneLinePerFindingOneFixPerObjectAndASummary(t *testing.T) 
 		"a.yaml:20  warning  ZD205  Deployment shop/web  requests admitted until T+10s may run 60s (confidence medium)\n",
 		// The three grace periods become one: the largest is safe for all.
 		"        terminationGracePeriodSeconds: 90  # largest of ZD201 60, ZD205 90, ZD203 32\n",
-		"        containers:\n        - name: <containers[0]>  # the container's name\n          lifecycle:\n            preStop:\n              sleep:\n                seconds: 12\n",
+		// Containers are named, so the patch merges strategically as is.
+		"        containers:\n        - name: web\n          lifecycle:\n            preStop:\n              sleep:\n                seconds: 12\n",
 		// Identical prose fixes are printed once, naming every object.
 		"ZD401  Deployment shop/web, Deployment shop/api: Add a PodDisruptionBudget with maxUnavailable 1.\n",
 		"rule    error  warning  info\n",
@@ -76,11 +77,15 @@ func TestWriteCompact_OneLinePerFindingOneFixPerObjectAndASummary(t *testing.T) 
 
 func TestMergeFixes_SameFieldTakesTheLargerSafeValue(t *testing.T) {
 	p := newPatch()
-	p.add("ZD103", "```yaml\nspec:\n  minReadySeconds: 63\n```", "")
-	p.add("ZD105", "```yaml\nspec:\n  minReadySeconds: 20\n  template:\n    spec:\n      terminationGracePeriodSeconds: 40\n```", "")
+	p.add("ZD103", "```yaml\nspec:\n  minReadySeconds: 63\n```", "", "")
+	p.add("ZD105", "```yaml\nspec:\n  minReadySeconds: 20\n  template:\n    spec:\n      terminationGracePeriodSeconds: 40\n```", "", "")
 	got := p.yaml()
 	if !strings.Contains(got, "minReadySeconds: 63  # largest of ZD103 63, ZD105 20") || strings.Contains(got, "minReadySeconds: 20") {
 		t.Errorf("merged patch:\n%s\nwant minReadySeconds 63, the larger", got)
+	}
+	p.add("ZD101", "```yaml\nreadinessProbe:\n  tcpSocket:\n    port: 8080\n```", "spec.template.spec.containers[1]", "")
+	if !strings.Contains(p.yaml(), "- name: <containers[1]>  # the container's name\n") {
+		t.Errorf("a container fix without the container's name lacks the marked placeholder:\n%s", p.yaml())
 	}
 	if !strings.Contains(got, "terminationGracePeriodSeconds: 40\n") {
 		t.Errorf("merged patch lost a field set by one rule only:\n%s", got)

@@ -91,7 +91,7 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		}
 		if f.Fix != "" {
 			writeLabelled(bw, st, "fix: ", f.Fix)
-			objPatch.add(f.RuleID, f.Fix, f.Field)
+			objPatch.add(f.RuleID, f.Fix, f.Field, f.Container)
 		}
 	}
 	if cur.set {
