@@ -31,6 +31,7 @@ type checkFlags struct {
 	output    string
 	kustomize []string
 	failOn    string
+	minConf   string
 	explain   bool
 	listRules bool
 	config    string
@@ -70,9 +71,10 @@ it, 2 input or usage errors. See docs/check.md.`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runCheck(cmd, args, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVarP(&f.output, "output", "o", "text", "output format: text, json or sarif")
+	fl.StringVarP(&f.output, "output", "o", "text", "output format: text, compact (one line per finding, merged fixes, summary table), json or sarif")
 	fl.StringArrayVarP(&f.kustomize, "kustomize", "k", nil, "build this kustomize directory and check the result (repeatable)")
 	fl.StringVar(&f.failOn, "fail-on", "error", "least severity that makes the check fail (exit 1): info, warning or error")
+	fl.StringVar(&f.minConf, "min-confidence", "low", "report only findings at least this certain: low (all), medium (no finding that holds only if an assumption does) or high (none using an assumed app timing)")
 	fl.BoolVar(&f.explain, "explain", false, "print each workload's startup and termination timelines and predicted failure windows")
 	fl.BoolVar(&f.listRules, "list-rules", false, "list every rule (with -o json: as JSON) and exit")
 	fl.StringVar(&f.config, "config", "", "configuration file (default "+config.DefaultFile+" in the working directory, if present)")
@@ -132,6 +134,10 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 	if s, ok := cfg.FailOnLevel(); ok && !fl.Changed("fail-on") {
 		failOn = s
 	}
+	minConf, err := check.ParseConfidence(f.minConf)
+	if err != nil {
+		return usageError(cmd, "--min-confidence: %v", err)
+	}
 	if !f.cluster {
 		for _, name := range []string{"kubeconfig", "context", "namespace"} {
 			if fl.Changed(name) {
@@ -171,6 +177,15 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		rep.Skipped[k] += n
 	}
 	rep.Findings = cfg.Apply(rep.Findings)
+	if minConf != check.ConfidenceLow {
+		kept := rep.Findings[:0]
+		for _, x := range rep.Findings {
+			if x.Confidence.AtLeast(minConf) {
+				kept = append(kept, x)
+			}
+		}
+		rep.Findings = kept
+	}
 
 	if f.explain && format == report.FormatText {
 		if err := check.WriteExplain(out, rep); err != nil {

@@ -213,3 +213,89 @@ func TestCheckCLI_ConfigOptionsSetAnalysisFlags(t *testing.T) {
 		t.Errorf("a bad option value: exit %d, stderr %q", code, errOut)
 	}
 }
+
+// grace5NoPreStop has a fact-based hazard (no preStop: ZD203, confidence
+// high) and one that rests only on the assumed shutdown time of 10 s
+// crossing the 5 s grace period (ZD201, confidence low, info).
+const grace5NoPreStop = `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  strategy: {rollingUpdate: {maxUnavailable: 0, maxSurge: 1}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 5
+      containers:
+        - name: web
+          image: example/web:1
+          readinessProbe: {httpGet: {path: /ready, port: 8080}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080}]
+`
+
+func TestCheckCLI_MinConfidenceFilters(t *testing.T) {
+	type doc struct {
+		Findings []struct{ RuleID, Severity, Confidence string }
+	}
+	read := func(args ...string) doc {
+		t.Helper()
+		out, errOut, code := runCheckCLI(grace5NoPreStop, append([]string{"-o", "json"}, append(args, "-")...)...)
+		if code == exitInput {
+			t.Fatalf("exit 2: %s", errOut)
+		}
+		var d doc
+		if err := json.Unmarshal([]byte(out), &d); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		return d
+	}
+	byRule := func(d doc) map[string]string {
+		m := map[string]string{}
+		for _, f := range d.Findings {
+			m[f.RuleID] = f.Severity + "/" + f.Confidence
+		}
+		return m
+	}
+	all := byRule(read())
+	if all["ZD201"] != "info/low" || all["ZD203"] != "error/high" {
+		t.Fatalf("default: ZD201 %q, ZD203 %q; want info/low and error/high", all["ZD201"], all["ZD203"])
+	}
+	sure := byRule(read("--min-confidence", "high"))
+	if _, ok := sure["ZD201"]; ok || sure["ZD203"] != "error/high" {
+		t.Errorf("--min-confidence high kept %v; want ZD203 only of the two", sure)
+	}
+	if _, errOut, code := runCheckCLI(grace5NoPreStop, "--min-confidence", "certain", "-"); code != exitInput || !strings.Contains(errOut, `unknown confidence "certain"`) {
+		t.Errorf("bad --min-confidence: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestCheckCLI_CompactOutput(t *testing.T) {
+	t.Chdir("../..")
+	ex := "examples/seed000-eks-alb-wrong.yaml" // ZD103 ZD201 errors, ZD304 warning, ZD302 ZD401 info
+	out, errOut, code := runCheckCLI("", "-o", "compact", ex)
+	if code != exitFindings {
+		t.Fatalf("exit %d (stderr %q), want 1", code, errOut)
+	}
+	findingLines := strings.Count(out, "\n"+ex+":") + strings.Count(out[:len(ex)+1], ex+":")
+	if findingLines != 5 {
+		t.Errorf("%d finding lines, want 5:\n%s", findingLines, out)
+	}
+	for _, want := range []string{
+		"Deployment seed000-eks-alb-wrong/api-server  " + ex + " (ZD401, ZD103, ZD201)\n  spec:\n    minReadySeconds: 63\n",
+		"ZD103  Deployment seed000-eks-alb-wrong/api-server: Best: let the ALB's verdict gate Ready: `kubectl label namespace",
+		"summary:\nrule    error  warning  info\n",
+		"total       2        1     2\n",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("compact output lacks %q:\n%s", want, out)
+		}
+	}
+}

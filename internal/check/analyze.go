@@ -3,10 +3,14 @@ package check
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/pflag"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
@@ -269,7 +273,34 @@ func newFinding(rule string, o *Object, field, msg, consequence, fix string) Fin
 		Message:     msg,
 		Consequence: consequence,
 		Fix:         fix,
+		Container:   containerAt(o, field),
 	}
+}
+
+var containerIndex = regexp.MustCompile(`^spec\.template\.spec\.containers\[(\d+)\]`)
+
+// containerAt names the container a field path points into, "" when none.
+func containerAt(o *Object, field string) string {
+	m := containerIndex.FindStringSubmatch(field)
+	if m == nil {
+		return ""
+	}
+	var spec *corev1.PodSpec
+	switch t := o.Typed.(type) {
+	case *appsv1.Deployment:
+		spec = &t.Spec.Template.Spec
+	case *appsv1.StatefulSet:
+		spec = &t.Spec.Template.Spec
+	case *appsv1.DaemonSet:
+		spec = &t.Spec.Template.Spec
+	default:
+		return ""
+	}
+	i, _ := strconv.Atoi(m[1])
+	if i >= len(spec.Containers) {
+		return ""
+	}
+	return spec.Containers[i].Name
 }
 
 func ingressOf(o *Object) *networkingv1.Ingress { return o.Typed.(*networkingv1.Ingress) }

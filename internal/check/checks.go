@@ -309,15 +309,19 @@ func (c *wctx) checkTermination(add func(Finding)) {
 			// Only the assumed shutdown time crosses G: an app that exits
 			// faster (the manifest's short grace suggests so) is fine. With
 			// no time at all left after preStop (G = P, grace 0) no app is.
-			f.Severity = SeverityWarning
+			f.Severity, f.Confidence = SeverityInfo, ConfidenceLow
 			f.Message += fmt.Sprintf(" (shutdown %s is an assumption: set %s to the app's real shutdown time)", sec(S), AnnotationShutdown)
 		}
 		add(f)
 	case need > G:
-		add(newFinding(RuleGraceBuffer, c.obj(), field,
+		f := newFinding(RuleGraceBuffer, c.obj(), field,
 			fmt.Sprintf("%s: preStop %s + shutdown %s = %s leaves %s of %s, less than the buffer %s", c.ref(), sec(P), sec(S), sec(P+S), sec(G-P-S), gsrc, sec(c.a.Buffer)),
 			fmt.Sprintf("a shutdown more than %s slower than assumed ends in SIGKILL: in-flight requests cut, clients see 502/504", sec(G-P-S)),
-			fix))
+			fix)
+		if !c.shutdownKnown {
+			f.Confidence = ConfidenceMedium
+		}
+		add(f)
 	}
 	if len(c.longLived) > 0 && !c.longLivedOff {
 		c.longLived = dedupe(c.longLived)
@@ -330,7 +334,7 @@ func (c *wctx) checkTermination(add func(Finding)) {
 			if c.longLivedByName() {
 				// A port named grpc says the protocol, not that streams
 				// stay open: most gRPC calls are short unary requests.
-				f.Severity = SeverityInfo
+				f.Severity, f.Confidence = SeverityInfo, ConfidenceLow
 				f.Message += fmt.Sprintf(" (assumption from port names only: set %s: \"true\" if streams stay open, \"false\" if not)", AnnotationLongLived)
 			}
 			add(f)
@@ -430,8 +434,12 @@ func (c *wctx) inFlightCut(fr *front, w timing.Window) Finding {
 	} else {
 		fix = fmt.Sprintf("```yaml\nspec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: %d\n```\nIf requests are shorter than assumed, set `%s`.", ceil(needG), AnnotationLongestRequest)
 	}
-	return newFinding(RuleInFlightCut, c.obj(), "spec.template.spec.terminationGracePeriodSeconds", msg,
+	f := newFinding(RuleInFlightCut, c.obj(), "spec.template.spec.terminationGracePeriodSeconds", msg,
 		fmt.Sprintf("requests still running at T+%s are cut: clients see 502/504", sec(w.Start)), fix)
+	if !c.longestKnown && a.LongestRequest == c.a.LongestRequest {
+		f.Confidence = ConfidenceMedium // the assumed longest request
+	}
+	return f
 }
 
 func (c *wctx) gapConsequence(fr *front, w timing.Window) string {
@@ -500,7 +508,7 @@ func (c *wctx) earlyExit(fr *front, w timing.Window) Finding {
 	if P == 0 && !c.preStopKnown && !c.preStopBroken {
 		// The hook may well wait long enough (ingress-nginx's
 		// /wait-shutdown does): the window rests on an unknown.
-		f.Severity = SeverityWarning
+		f.Severity, f.Confidence = SeverityInfo, ConfidenceLow
 	}
 	return f
 }

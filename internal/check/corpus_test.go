@@ -17,10 +17,13 @@ import (
 //
 //	project  rule  object  severity  judgment  why
 //
-// judgment is true (a real hazard), false (a false positive) or assumption
-// (true only if an assumption zerodrop states holds). The test fails when a
-// finding nobody judged appears, when a judged-false one returns, or when a
-// judged-true one disappears; it logs precision per severity.
+// judgment is true (a real hazard), false (a false positive that was fixed),
+// open (a false positive not fixed yet: zerodrop cannot see what makes it
+// false) or assumption (true only if an assumption zerodrop states holds).
+// The test fails when a finding nobody judged appears, when a judged-false
+// one returns, when a judged-true one disappears, or when error-level
+// precision (open counted as false) drops below 97 %; it logs precision per
+// severity.
 
 type judged struct {
 	severity, judgment, why string
@@ -47,9 +50,9 @@ func readExpectations(t *testing.T, path string) map[string]judged {
 			t.Fatalf("%s:%d: want 6 tab-separated fields, got %d", path, n, len(fs))
 		}
 		switch fs[4] {
-		case "true", "false", "assumption":
+		case "true", "false", "open", "assumption":
 		default:
-			t.Fatalf("%s:%d: judgment %q is not true, false or assumption", path, n, fs[4])
+			t.Fatalf("%s:%d: judgment %q is not true, false, open or assumption", path, n, fs[4])
 		}
 		out[strings.Join(fs[:3], "\t")] = judged{fs[3], fs[4], fs[5]}
 	}
@@ -78,6 +81,10 @@ func TestCorpusPrecision(t *testing.T) {
 	projects, err := filepath.Glob("testdata/corpus/*/SOURCE")
 	if err != nil || len(projects) == 0 {
 		t.Fatalf("no corpus: %v", err)
+	}
+	// Issue 14 asks for at least 15 projects nobody here wrote.
+	if len(projects) < 15 {
+		t.Errorf("corpus has %d projects, want at least 15", len(projects))
 	}
 	seen := map[string]bool{}
 	count := map[string]map[string]int{} // severity -> judgment -> n
@@ -128,7 +135,7 @@ func TestCorpusPrecision(t *testing.T) {
 	fmt.Fprintf(&b, "corpus: %d projects, %d objects\n", len(projects), objects)
 	for _, sev := range []string{"error", "warning", "info"} {
 		c := count[sev]
-		tp, fp, as := c["true"], c["false"], c["assumption"]
+		tp, fp, as := c["true"], c["false"]+c["open"], c["assumption"]
 		prec := 100.0
 		if tp+fp > 0 {
 			prec = 100 * float64(tp) / float64(tp+fp)
@@ -136,7 +143,7 @@ func TestCorpusPrecision(t *testing.T) {
 		fmt.Fprintf(&b, "%-7s true %3d  false %3d  assumption %3d  precision %.1f%%\n", sev, tp, fp, as, prec)
 	}
 	t.Log("\n" + b.String())
-	if c := count["error"]; c["true"]+c["false"] > 0 && float64(c["true"])/float64(c["true"]+c["false"]) < 0.97 {
+	if c := count["error"]; c["true"]+c["open"] > 0 && float64(c["true"])/float64(c["true"]+c["open"]) < 0.97 {
 		t.Errorf("error-level precision below 97%%")
 	}
 }

@@ -72,6 +72,7 @@ type index struct {
 	destRules           map[string][]*Object // by namespace
 	routes              []*Object            // Gateway API HTTPRoutes, GRPCRoutes
 	gateways            map[nsName]*Object
+	gatewayClasses      map[string]*Object // cluster-scoped, by name
 	webhooks            []*Object
 	ingresses           []*Object
 	hpas                []*Object
@@ -93,6 +94,7 @@ func buildIndex(objs []*Object) *index {
 		backendConfigs: map[nsName]*Object{},
 		destRules:      map[string][]*Object{},
 		gateways:       map[nsName]*Object{},
+		gatewayClasses: map[string]*Object{},
 		loadBalancers:  map[string]*loadBalancer{},
 		skipped:        map[string]int{},
 	}
@@ -166,6 +168,8 @@ func buildIndex(objs []*Object) *index {
 				ix.routes = append(ix.routes, o)
 			case gv.Group == gatewayGroup && gv.Kind == "Gateway":
 				ix.gateways[nsName{t.GetNamespace(), t.GetName()}] = o
+			case gv.Group == gatewayGroup && gv.Kind == "GatewayClass":
+				ix.gatewayClasses[t.GetName()] = o
 			case gv.Group == "networking.istio.io" && gv.Kind == "DestinationRule":
 				ix.destRules[t.GetNamespace()] = append(ix.destRules[t.GetNamespace()], o)
 			case gv.Group == zerodropGroup:
@@ -480,6 +484,17 @@ func (ix *index) routeGateways(u *unstructured.Unstructured) (names, classes []s
 		names, classes = append(names, qualified(ns, name)), append(classes, class)
 	}
 	return names, classes
+}
+
+// gatewayController returns the controllerName of the GatewayClass named
+// class, "" when the class is not in the input.
+func (ix *index) gatewayController(class string) string {
+	gc := ix.gatewayClasses[class]
+	if gc == nil {
+		return ""
+	}
+	c, _, _ := unstructured.NestedString(unstructuredOf(gc).Object, "spec", "controllerName")
+	return c
 }
 
 // qualified is "namespace/name", or just the name when the manifest leaves

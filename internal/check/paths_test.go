@@ -228,7 +228,7 @@ func TestWebhookRuleOnlyForGateInjectors(t *testing.T) {
 }
 
 func TestAssumptionOnlyFindingsAreDowngraded(t *testing.T) {
-	sevInfo, sevWarn, sevErr := SeverityInfo, SeverityWarning, SeverityError
+	sevInfo, sevErr := SeverityInfo, SeverityError
 	grpcName := func(s *corev1.Service) { s.Spec.Ports[0].Name = "grpc" }
 	grace5 := func(d *appsv1.Deployment) {
 		container(d).Lifecycle = nil
@@ -244,7 +244,7 @@ func TestAssumptionOnlyFindingsAreDowngraded(t *testing.T) {
 					d.Annotations = map[string]string{AnnotationLongLived: "false"}
 				}), grpcName)
 			}},
-		{name: "grace 5 s without preStop: only the assumed shutdown 10 s crosses it", rule: RuleSIGKILL, want: true, severity: &sevWarn,
+		{name: "grace 5 s without preStop: only the assumed shutdown 10 s crosses it", rule: RuleSIGKILL, want: true, severity: &sevInfo,
 			contains: []string{"shutdown 10s is an assumption"},
 			objs:     func() []runtime.Object { return baseline(grace5) }},
 		{name: "grace 5 s with a declared shutdown of 10 s", rule: RuleSIGKILL, want: true, severity: &sevErr,
@@ -261,7 +261,53 @@ func TestAssumptionOnlyFindingsAreDowngraded(t *testing.T) {
 					d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To[int64](0)
 				})
 			}},
-		{name: "exec preStop of unknown length is a warning, not an error", rule: RuleEarlyExit, want: true, severity: &sevWarn,
+		{name: "exec preStop of unknown length is an info, not an error", rule: RuleEarlyExit, want: true, severity: &sevInfo,
+			objs: func() []runtime.Object {
+				return baseline(func(d *appsv1.Deployment) {
+					container(d).Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/wait-shutdown"}}}
+				})
+			}},
+	})
+}
+
+// Findings carry how much of them rests on assumptions: high when the
+// manifests and documented defaults show the hazard, medium when its numbers
+// use an assumed app timing (shutdown, longest request) but the hazard does
+// not depend on it, low when it exists only if the assumption holds. Low
+// confidence findings are info by default; stating the assumption (an
+// annotation) makes them high and gives back the rule's severity.
+func TestFindingsRestingOnAssumptionsCarryConfidence(t *testing.T) {
+	low, medium, high := ConfidenceLow, ConfidenceMedium, ConfidenceHigh
+	sevInfo, sevWarn, sevErr := SeverityInfo, SeverityWarning, SeverityError
+	grace := func(g int64, preStop int64) func(d *appsv1.Deployment) {
+		return func(d *appsv1.Deployment) {
+			d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(g)
+			if preStop == 0 {
+				container(d).Lifecycle = nil
+			} else {
+				container(d).Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: preStop}}}
+			}
+		}
+	}
+	runRuleCases(t, []ruleCase{
+		{name: "no readinessProbe: a fact of the manifest", rule: RuleNoReadinessProbe, want: true, severity: &sevErr, confidence: &high,
+			objs: func() []runtime.Object { return baseline(unprotected) }},
+		{name: "grpc port name only: low", rule: RuleLongLived, want: true, severity: &sevInfo, confidence: &low,
+			objs: func() []runtime.Object {
+				return withService(baseline(nil), func(s *corev1.Service) { s.Spec.Ports[0].Name = "grpc" })
+			}},
+		{name: "only the assumed shutdown crosses the grace period: low, info", rule: RuleSIGKILL, want: true, severity: &sevInfo, confidence: &low,
+			objs: func() []runtime.Object { return baseline(grace(5, 0)) }},
+		{name: "declared shutdown crosses the grace period: high, error", rule: RuleSIGKILL, want: true, severity: &sevErr, confidence: &high,
+			objs: func() []runtime.Object {
+				return baseline(func(d *appsv1.Deployment) {
+					grace(5, 0)(d)
+					d.Annotations = map[string]string{AnnotationShutdown: "10"}
+				})
+			}},
+		{name: "buffer short by the assumed shutdown: medium, still a warning", rule: RuleGraceBuffer, want: true, severity: &sevWarn, confidence: &medium,
+			objs: func() []runtime.Object { return baseline(grace(20, 5)) }},
+		{name: "preStop of unknown length: low, info", rule: RuleEarlyExit, want: true, severity: &sevInfo, confidence: &low,
 			objs: func() []runtime.Object {
 				return baseline(func(d *appsv1.Deployment) {
 					container(d).Lifecycle.PreStop = &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"/wait-shutdown"}}}
@@ -359,6 +405,15 @@ func gatewayAPI(class string) []runtime.Object {
 	return []runtime.Object{gw, route}
 }
 
+// gatewayClass returns a GatewayClass served by controller.
+func gatewayClass(name, controller string) runtime.Object {
+	return &unstructured.Unstructured{Object: map[string]interface{}{
+		"apiVersion": "gateway.networking.k8s.io/v1", "kind": "GatewayClass",
+		"metadata": map[string]interface{}{"name": name},
+		"spec":     map[string]interface{}{"controllerName": controller},
+	}}
+}
+
 func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
 	noPreStop := func(d *appsv1.Deployment) { container(d).Lifecycle = nil }
 	headless := func(s *corev1.Service) { s.Spec.ClusterIP = corev1.ClusterIPNone }
@@ -381,6 +436,23 @@ func TestGatewayAPIRoutesAreTrafficPaths(t *testing.T) {
 			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("acme-lb")...) }},
 		{name: "Gateway of a known class", rule: RuleNotModelled,
 			objs: func() []runtime.Object { return append(baseline(nil), gatewayAPI("istio")...) }},
+		// Envoy Gateway's examples name their class freely; the GatewayClass
+		// in the same input says which controller serves it.
+		{name: "class named freely, its GatewayClass names Envoy Gateway's controller", rule: RuleNotModelled,
+			objs: func() []runtime.Object {
+				return append(append(baseline(nil), gatewayAPI("example-gateway-class")...),
+					gatewayClass("example-gateway-class", "gateway.envoyproxy.io/gatewayclass-controller"))
+			}},
+		{name: "class named freely, its GatewayClass names Envoy Gateway's controller: the path is Envoy Gateway's", rule: RuleEarlyExit, want: true,
+			contains: []string{"Envoy Gateway of Gateway prod/gw (HTTPRoute prod/web)"},
+			objs: func() []runtime.Object {
+				return append(append(withService(baseline(noPreStop), headless), gatewayAPI("example-gateway-class")...),
+					gatewayClass("example-gateway-class", "gateway.envoyproxy.io/gatewayclass-controller"))
+			}},
+		{name: "GatewayClass of an unknown controller", rule: RuleNotModelled, want: true, contains: []string{`class "acme-lb"`},
+			objs: func() []runtime.Object {
+				return append(append(baseline(nil), gatewayAPI("acme-lb")...), gatewayClass("acme-lb", "acme.example/lb"))
+			}},
 	})
 }
 
@@ -400,4 +472,19 @@ func TestPerPodServiceSelectsItsStatefulSet(t *testing.T) {
 		{name: "announce Service with publishNotReadyAddresses reaches the StatefulSet", rule: RuleNotModelled, want: true,
 			contains: []string{"Service prod/redis-announce-0 publishes not-ready addresses", "StatefulSet prod/redis"}, objs: sts},
 	})
+}
+
+// Fixes for a container name it, so merged patches can use the name
+// (strategic merge patches match containers by name).
+func TestContainerFindingsNameTheirContainer(t *testing.T) {
+	r := analyze(t, baseline(unprotected), Options{})
+	for _, rule := range []string{RuleNoReadinessProbe, RuleEarlyExit} {
+		fs := findings(r, rule)
+		if len(fs) == 0 {
+			t.Fatalf("want %s, got:%s", rule, dump(r))
+		}
+		if fs[0].Container != "app" {
+			t.Errorf("%s on %s: container %q, want app", rule, fs[0].Field, fs[0].Container)
+		}
+	}
 }

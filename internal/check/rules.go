@@ -57,7 +57,7 @@ var rules = []Rule{
 	{
 		ID: RuleNotModelled, Title: "Data path not modelled", Severity: SeverityInfo,
 		Rationale: "Some data paths have timings zerodrop cannot read from the manifests: an Ingress whose controller it does not know (on GKE an Ingress without class is served by GCE), a Gateway API route whose Gateway implementation it does not know, a cloud LB with externalTrafficPolicy Local (the LB learns from node health checks that a node's last pod is gone), a Service that publishes not-ready addresses. A clean result for them would claim more than was checked, so each gets a note saying what was assumed.",
-		Formula:   "Ingress controller unknown; HTTPRoute/GRPCRoute whose Gateway is not in the input or of a class zerodrop does not know (known: gke-l7-* as GCLB with NEGs; istio, Envoy Gateway, NGINX, Cilium, Traefik, Kong, Contour, HAProxy as in-cluster proxies); Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
+		Formula:   "Ingress controller unknown; HTTPRoute/GRPCRoute whose Gateway is not in the input or of a class zerodrop does not know, by its name or its GatewayClass's controllerName (known: gke-l7-* as GCLB with NEGs; istio, Envoy Gateway, NGINX, Cilium, Traefik, Kong, Contour, HAProxy as in-cluster proxies); Service type LoadBalancer/NodePort with externalTrafficPolicy Local and node targets; publishNotReadyAddresses: true",
 		Fix:       "Name the Ingress controller (`spec.ingressClassName`), prefer pod targets (ALB/NLB ip, GKE NEG) over externalTrafficPolicy Local, and keep publishNotReadyAddresses for peer-discovery Services only.",
 	},
 	{
@@ -92,7 +92,7 @@ var rules = []Rule{
 	{
 		ID: RuleSIGKILL, Title: "preStop + shutdown exceed the grace period (SIGKILL)", Severity: SeverityError,
 		Rationale: "terminationGracePeriodSeconds counts from the deletion and includes preStop. When preStop plus the app's shutdown need longer, the kubelet SIGKILLs the app mid-shutdown: in-flight requests are cut, clients see 502/504 (seed 000: 35 + 15 = 50 > 45; seed 001: preStop 40 with the default 30).",
-		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); a warning when P < G and only the assumed S (no annotation or flag) crosses G",
+		Formula:   "P + S > G  (P > G: SIGTERM at G, SIGKILL at G + 2 s); info with confidence low when P < G and only the assumed S (no annotation or flag) crosses G",
 		Fix:       "`terminationGracePeriodSeconds: <P + S + buffer>`, or shorten preStop.",
 	},
 	{
@@ -104,7 +104,7 @@ var rules = []Rule{
 	{
 		ID: RuleEarlyExit, Title: "App can exit before every data path stops sending (early exit)", Severity: SeverityError,
 		Rationale: "Deletion starts preStop and endpoint removal at the same time; neither waits for the other. SIGTERM follows preStop; an app that stops listening then, while kube-proxy, the ingress controller or the LB still send new requests for D seconds, refuses them: 502 (seed 003; seed 001's 12 5xx).",
-		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter); a warning when the preStop's length is unknown (httpGet hook, exec of a program)",
+		Formula:   "window = [P, D) when P < D  (HAProxy static pools: D = P + fall x fastinter); info with confidence low when the preStop's length is unknown (httpGet hook, exec of a program)",
 		Fix:       "```yaml\nlifecycle:\n  preStop:\n    sleep:\n      seconds: <D + 2>\n```\nand raise terminationGracePeriodSeconds to cover it (P + S + buffer).",
 	},
 	{

@@ -221,6 +221,8 @@ type ruleCase struct {
 	want     bool
 	contains []string
 	severity *Severity
+	// confidence, when set, is the finding's expected confidence.
+	confidence *Confidence
 }
 
 // base returns the good baseline: Deployment, Service, PDB.
@@ -267,6 +269,9 @@ func runRuleCases(t *testing.T, cases []ruleCase) {
 			}
 			if c.severity != nil && fs[0].Severity != *c.severity {
 				t.Errorf("severity %v, want %v", fs[0].Severity, *c.severity)
+			}
+			if c.confidence != nil && fs[0].Confidence != *c.confidence {
+				t.Errorf("confidence %v, want %v", fs[0].Confidence, *c.confidence)
 			}
 		})
 	}

@@ -47,6 +47,56 @@ func ParseSeverity(s string) (Severity, error) {
 	return 0, fmt.Errorf("unknown severity %q (want info, warning or error)", s)
 }
 
+// Confidence says how much of a finding rests on assumptions zerodrop makes
+// because the manifests cannot say (the app's shutdown time, its longest
+// request, what a port named grpc carries). The zero value is high.
+type Confidence int
+
+// The confidences, from most to least certain.
+const (
+	// ConfidenceHigh: the manifests and documented defaults of Kubernetes
+	// and the load balancers show the hazard.
+	ConfidenceHigh Confidence = iota
+	// ConfidenceMedium: the hazard is shown, its numbers use an assumed app
+	// timing (shutdown, longest request).
+	ConfidenceMedium
+	// ConfidenceLow: the hazard exists only if an assumption holds; such
+	// findings are info unless the assumption is stated (an annotation).
+	ConfidenceLow
+)
+
+// String returns the lower-case name used in output and flags.
+func (c Confidence) String() string {
+	switch c {
+	case ConfidenceHigh:
+		return "high"
+	case ConfidenceMedium:
+		return "medium"
+	case ConfidenceLow:
+		return "low"
+	}
+	return fmt.Sprintf("confidence(%d)", int(c))
+}
+
+// MarshalText writes the name, for JSON.
+func (c Confidence) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+// AtLeast reports whether c is as certain as min or more.
+func (c Confidence) AtLeast(min Confidence) bool { return c <= min }
+
+// ParseConfidence parses "low", "medium" or "high".
+func ParseConfidence(s string) (Confidence, error) {
+	switch s {
+	case "high":
+		return ConfidenceHigh, nil
+	case "medium":
+		return ConfidenceMedium, nil
+	case "low":
+		return ConfidenceLow, nil
+	}
+	return 0, fmt.Errorf("unknown confidence %q (want low, medium or high)", s)
+}
+
 // Source says where an object was read from.
 type Source struct {
 	File string `json:"file"`           // path as given, or "<stdin>"
@@ -113,6 +163,11 @@ type Finding struct {
 	Message     string    `json:"message"`     // what is wrong, with the numbers used
 	Consequence string    `json:"consequence"` // what users see, in plain words
 	Fix         string    `json:"fix"`         // the concrete change, often YAML
+	// Confidence is how much the finding rests on assumptions.
+	Confidence Confidence `json:"confidence"`
+	// Container names the container at Field's containers[N], "" when the
+	// field is not in a container; renderers use it to merge fixes.
+	Container string `json:"-"`
 }
 
 // InputError is a problem reading input: a file that cannot be read, a YAML

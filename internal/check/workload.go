@@ -784,6 +784,10 @@ func (c *wctx) routeLB(ix *index, ro *Object, s *service) *front {
 	lb := timing.Defaults(timing.InCluster, true, c.a)
 	lb.Label = gatewayImplementation(class)
 	if lb.Label == "" {
+		// Class names are free; the GatewayClass says which controller.
+		lb.Label = gatewayImplementation(ix.gatewayController(class))
+	}
+	if lb.Label == "" {
 		lb.Label = "Gateway proxy"
 		what := fmt.Sprintf("attaches to Gateway %s of class %q, an implementation zerodrop does not know", gw, class)
 		switch {
@@ -807,7 +811,9 @@ func (c *wctx) routeLB(ix *index, ro *Object, s *service) *front {
 }
 
 // gatewayImplementation names the in-cluster Gateway API implementation of
-// a GatewayClass by the class names their installs use, "" when unknown.
+// a GatewayClass by the class names their installs use, or by the
+// GatewayClass's controllerName (gateway.envoyproxy.io/gatewayclass-controller,
+// istio.io/gateway-controller, ...), "" when unknown.
 func gatewayImplementation(class string) string {
 	c := strings.ToLower(class)
 	switch {

@@ -58,6 +58,7 @@ type JSONFinding struct {
 	Message     string          `json:"message"`
 	Consequence string          `json:"consequence,omitempty"`
 	Fix         string          `json:"fix,omitempty"`
+	Confidence  string          `json:"confidence"`
 }
 
 // JSONProblem is one input error or warning.
@@ -98,7 +99,7 @@ func BuildJSON(in Input) JSONReport {
 		out.Findings = append(out.Findings, JSONFinding{
 			RuleID: f.RuleID, Severity: f.Severity.String(), Object: f.Object,
 			File: f.Source.File, Line: f.Source.Line, Field: f.Field,
-			Message: f.Message, Consequence: f.Consequence, Fix: f.Fix,
+			Message: f.Message, Consequence: f.Consequence, Fix: f.Fix, Confidence: f.Confidence.String(),
 		})
 	}
 	skippedTotal := 0

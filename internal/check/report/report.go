@@ -43,15 +43,18 @@ const (
 	FormatText  Format = "text"
 	FormatJSON  Format = "json"
 	FormatSARIF Format = "sarif"
+	// FormatCompact is one line per finding, merged fixes and a summary
+	// table.
+	FormatCompact Format = "compact"
 )
 
 // ParseFormat parses the value of -o.
 func ParseFormat(s string) (Format, error) {
 	switch Format(s) {
-	case FormatText, FormatJSON, FormatSARIF:
+	case FormatText, FormatJSON, FormatSARIF, FormatCompact:
 		return Format(s), nil
 	}
-	return "", fmt.Errorf("unknown output format %q (want text, json or sarif)", s)
+	return "", fmt.Errorf("unknown output format %q (want text, compact, json or sarif)", s)
 }
 
 // Write renders in to w in format f. color applies to text only.
@@ -61,6 +64,8 @@ func Write(w io.Writer, f Format, in Input, color bool) error {
 		return WriteJSON(w, in)
 	case FormatSARIF:
 		return WriteSARIF(w, in)
+	case FormatCompact:
+		return WriteCompact(w, in)
 	}
 	return WriteText(w, in, color)
 }

@@ -29,7 +29,7 @@ func sample() Input {
 					Consequence: "SIGKILL at 45 s while shutdown may need 60 s: in-flight requests are cut, clients see 502/504",
 					Fix:         "spec:\n  template:\n    spec:\n      terminationGracePeriodSeconds: 60\n"},
 				{RuleID: "ZD205", Severity: check.SeverityWarning, Object: web, Source: check.Source{File: "a.yaml", Line: 12}, Field: "spec.strategy.rollingUpdate.maxUnavailable",
-					Message: "maxUnavailable is 25%", Consequence: "old pods go before new ones serve", Fix: "maxUnavailable: 0"},
+					Message: "maxUnavailable is 25%", Consequence: "old pods go before new ones serve", Fix: "maxUnavailable: 0", Confidence: check.ConfidenceMedium},
 			},
 			Errors:  []check.InputError{{Source: check.Source{File: "bad.yaml", Line: 9}, Err: "invalid YAML: did not find expected key"}},
 			Skipped: map[string]int{"cert-manager.io/v1/Certificate": 2, "v1/ConfigMap": 1},
@@ -68,6 +68,7 @@ func TestWriteText_ShowsEverythingAUserActsOn(t *testing.T) {
 		"    consequence: SIGKILL at 45 s",
 		"    fix:\n      spec:\n        template:\n          spec:\n            terminationGracePeriodSeconds: 60\n",
 		"    fix: maxUnavailable: 0\n",
+		"  warning ZD205  a.yaml:12  spec.strategy.rollingUpdate.maxUnavailable  (confidence medium)\n",
 		"  bad.yaml:9: invalid YAML: did not find expected key\n",
 		"  a.yaml:40: spec.foo: unknown field\n",
 		"skipped 3 objects of kinds zerodrop does not check: cert-manager.io/v1/Certificate (2), v1/ConfigMap (1)\n",
@@ -137,6 +138,9 @@ func TestWriteJSON_SchemaV1(t *testing.T) {
 	if f["ruleId"] != "ZD101" || f["severity"] != "error" || f["file"] != "a.yaml" || f["line"] != 21.0 ||
 		f["field"] != "spec.template.spec.terminationGracePeriodSeconds" || f["object"].(map[string]any)["name"] != "web" {
 		t.Errorf("finding = %v", f)
+	}
+	if doc.Findings[0]["confidence"] != "medium" || f["confidence"] != "high" {
+		t.Errorf("confidence = %v, %v; want medium (assumed timing) and high", doc.Findings[0]["confidence"], f["confidence"])
 	}
 	if doc.Errors[0]["file"] != "bad.yaml" || doc.Errors[0]["line"] != 9.0 {
 		t.Errorf("errors = %v", doc.Errors)
@@ -246,11 +250,12 @@ func TestWriteSARIF_Content(t *testing.T) {
 				ToolExecutionNotifications []struct{ Level string }
 			}
 			Results []struct {
-				RuleID    string
-				RuleIndex *int
-				Level     string
-				Message   struct{ Text string }
-				Locations []struct {
+				RuleID     string
+				RuleIndex  *int
+				Level      string
+				Properties map[string]any
+				Message    struct{ Text string }
+				Locations  []struct {
 					PhysicalLocation struct {
 						ArtifactLocation struct{ URI string }
 						Region           struct{ StartLine int }
@@ -275,6 +280,9 @@ func TestWriteSARIF_Content(t *testing.T) {
 		res.Locations[0].PhysicalLocation.ArtifactLocation.URI != "a.yaml" || res.Locations[0].PhysicalLocation.Region.StartLine != 21 ||
 		!strings.Contains(res.Message.Text, "SIGKILL at 45 s") {
 		t.Errorf("result = %+v", res)
+	}
+	if run.Results[0].Properties["confidence"] != "medium" || res.Properties["confidence"] != "high" {
+		t.Errorf("confidence properties = %v, %v; want medium and high", run.Results[0].Properties, res.Properties)
 	}
 	if run.Results[2].Level != "note" || run.Results[2].RuleIndex != nil {
 		t.Errorf("info finding without a known rule = %+v", run.Results[2])

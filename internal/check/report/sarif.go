@@ -218,7 +218,7 @@ func BuildSARIF(in Input) any {
 		if i, ok := index[f.RuleID]; ok {
 			res.RuleIndex = &i
 		}
-		props := map[string]any{}
+		props := map[string]any{"confidence": f.Confidence.String()}
 		if f.Field != "" {
 			props["field"] = f.Field
 		}

@@ -53,9 +53,20 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		obj  check.ObjectRef
 		set  bool
 	}
+	// Fixes of one object are merged as they come; when rules propose
+	// different values for one field, the merged patch follows the object.
+	objPatch := newPatch()
+	flushPatch := func() {
+		if objPatch.conflicts() {
+			fmt.Fprintf(bw, "  %s\n", st.wrap(ansiDim, "one fix for "+cur.obj.String()+" (rules propose different values; the larger is safe for all):"))
+			writeIndented(bw, "    ", strings.TrimRight(objPatch.yaml(), "\n"))
+		}
+		objPatch = newPatch()
+	}
 	for _, f := range fs {
 		if !cur.set || cur.file != f.Source.File || cur.obj != f.Object {
 			if cur.set {
+				flushPatch()
 				bw.WriteString("\n")
 			}
 			cur.file, cur.obj, cur.set = f.Source.File, f.Object, true
@@ -70,6 +81,9 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		if f.Field != "" {
 			fmt.Fprintf(bw, "  %s", f.Field)
 		}
+		if f.Confidence != check.ConfidenceHigh {
+			fmt.Fprintf(bw, "  %s", st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
+		}
 		bw.WriteString("\n")
 		writeIndented(bw, "    ", f.Message)
 		if f.Consequence != "" {
@@ -77,7 +91,11 @@ func WriteText(w io.Writer, in Input, color bool) error {
 		}
 		if f.Fix != "" {
 			writeLabelled(bw, st, "fix: ", f.Fix)
+			objPatch.add(f.RuleID, f.Fix, f.Field, f.Container)
 		}
+	}
+	if cur.set {
+		flushPatch()
 	}
 
 	if len(r.Errors) > 0 {
