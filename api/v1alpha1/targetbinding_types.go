@@ -46,8 +46,9 @@ const (
 	// package) asks the drain endpoint itself, or nothing waits.
 	PreStopNone PreStopHook = "None"
 	// PreStopHTTPGet injects `lifecycle.preStop.httpGet` to the controller's
-	// drain endpoint into every container with a port of the Service and no
-	// preStop hook of its own. The kubelet holds SIGTERM until it answers.
+	// drain endpoint into every container that serves a port of the Service
+	// (the first container when none declares the port) and has no preStop
+	// hook of its own. The kubelet holds SIGTERM until it answers.
 	PreStopHTTPGet PreStopHook = "HTTPGet"
 )
 
