@@ -27,11 +27,15 @@ var ZerodropScenario = Scenario{
 	App:            baseApp,
 	ReadinessProbe: true,
 	ExternalLB:     true,
-	// drain.timeout (30 s) + the app's shutdown, as the webhook's admission
-	// warning asks: the kubelet's grace period also counts the preStop hook.
-	GracePeriod: 45 * time.Second,
-	Prepare:     prepareZerodrop,
+	GracePeriod:    zerodropGrace,
+	Prepare:        prepareZerodrop,
 }
+
+// zerodropGrace is the zerodrop scenario's terminationGracePeriodSeconds:
+// drain.timeout (30 s) + the app's shutdown, as the webhook's admission
+// warning asks, since the kubelet's grace period also counts the preStop
+// hook.
+const zerodropGrace = 45 * time.Second
 
 // prepareZerodrop starts zerodrop-controller against the lab, binds the
 // scenario's Service to the HAProxy backend and opts the namespace in, then
@@ -89,7 +93,7 @@ func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration,
 	// The webhook reads bindings and Services from its cache: a pod created
 	// before the cache has them would get no gate. A dry-run create runs
 	// the webhook without creating anything.
-	probe := Scenario{App: baseApp, ReadinessProbe: true}.Deployment(ns, 1).Spec.Template
+	probe := Scenario{App: baseApp, ReadinessProbe: true, GracePeriod: zerodropGrace}.Deployment(ns, 1).Spec.Template
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{GenerateName: "webhook-probe-", Namespace: ns, Labels: probe.Labels}, Spec: probe.Spec}
 	gate := corev1.PodConditionType(zv1.GateConditionType(BindingName))
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
