@@ -335,13 +335,17 @@ func TestConfigExternalCerts(t *testing.T) {
 	dryRunApply(t, kc, rendered, "config/external-certs", "Certificate", "Issuer")
 }
 
-// TestConfigHardening: config/default ships the data path's bounds: a
-// NetworkPolicy letting the drain port be reached from nodes (the kubelet)
+// TestConfigHardening: config/with-network-policy (config/default plus the
+// network-policy component, whose CIDRs a user sets) ships the data path's
+// bounds: a NetworkPolicy letting the drain port be reached from nodes (the kubelet)
 // and labelled graceful clients, the webhook port from the API server and
 // metrics from monitoring only; GOMEMLIMIT from each container's memory
 // limit; and the RBAC that secure metrics need (H1, M13).
 func TestConfigHardening(t *testing.T) {
-	rendered := string(renderConfig(t))
+	if objs := objectsOf(t, renderConfig(t)); objs["NetworkPolicy/zerodrop-serve"] != nil || objs["NetworkPolicy/zerodrop-controller"] != nil {
+		t.Errorf("config/default has NetworkPolicies: their CIDRs are placeholders, so they belong in config/with-network-policy only")
+	}
+	rendered := string(renderConfigDir(t, "with-network-policy"))
 	docs := map[string]map[string]any{}
 	for _, d := range strings.Split(rendered, "\n---\n") {
 		var o map[string]any

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"strings"
 	"testing"
 	"time"
@@ -452,5 +453,40 @@ func TestBindingDeletionGivesUpAfterFinalizeRetry(t *testing.T) {
 	}
 	if s := h.w.get(keyA, hPool, hid("web-1")); s == nil || s.health == provider.HealthHealthy {
 		t.Fatalf("server left behind must be out of rotation: %+v", s)
+	}
+}
+
+// Scenario: the cache has not seen LoadBalancer edge yet (it was applied
+// together with the binding), while the API server has it; web-1 waits
+// behind its gate, never passed by the LB. Expectation: the gate is not
+// released as "LoadBalancer not found" (the gate is one-way: it would stay
+// True without the LB's verdict); the binding waits for the cache instead.
+// Once the API server also says the LoadBalancer does not exist, the gate is
+// released with reason LoadBalancerNotFound.
+func TestLoadBalancerMissingOnlyInTheCacheReleasesNoGate(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", nil)...)
+	var lb zv1.LoadBalancer
+	if err := h.c.Get(ctx, types.NamespacedName{Name: hLB}, &lb); err != nil {
+		t.Fatal(err)
+	}
+	api := fake.NewClientBuilder().WithScheme(hScheme(t)).WithObjects(lb.DeepCopy()).Build()
+	h.r.APIReader = api
+	lb.Finalizers = nil
+	if err := h.c.Delete(ctx, &lb); err != nil {
+		t.Fatal(err)
+	}
+	if res := h.reconcile(); res.RequeueAfter <= 0 {
+		t.Fatalf("LB only missing from the cache: requeue %v, want a retry", res.RequeueAfter)
+	}
+	if g := h.gate("web-1"); g != nil && g.Status == corev1.ConditionTrue {
+		t.Fatalf("LB only missing from the cache: gate %+v, want not released", g)
+	}
+	if err := api.Delete(ctx, &lb); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != corev1.ConditionTrue || g.Reason != ReasonLoadBalancerMissing {
+		t.Fatalf("LB gone from the API server too: gate %+v, want True/%s", g, ReasonLoadBalancerMissing)
 	}
 }

@@ -210,6 +210,17 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		if !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, err
 		}
+		// The cache may not have seen a LoadBalancer applied together with
+		// the binding: released gates stay True (a gate is one-way), so
+		// only the API server's own word that it does not exist counts.
+		if r.APIReader != nil {
+			if err := r.APIReader.Get(ctx, types.NamespacedName{Name: b.Spec.LoadBalancerRef.Name}, &lb); err == nil {
+				log.Info("LoadBalancer not in the cache yet: waiting for it", "loadbalancer", b.Spec.LoadBalancerRef.Name)
+				return reconcile.Result{RequeueAfter: r.pending()}, nil
+			} else if !apierrors.IsNotFound(err) {
+				return reconcile.Result{}, err
+			}
+		}
 		// Nothing can judge the targets: release every gate so that no
 		// rollout stays stuck, and say so. But a missing load balancer is
 		// never a drained one: deleting pods wait for drain.timeout.
