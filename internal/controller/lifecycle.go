@@ -248,10 +248,8 @@ func (r *TargetBindingReconciler) holdDrains(b *zv1.TargetBinding, targets []obs
 			m = &memo{}
 			memos[id] = m
 		}
-		if m.drainStart.IsZero() {
-			m.drainStart = now
-		}
-		start := m.drainStart
+		m.incarnation(t.Pod)
+		start := m.startDrain(t.Pod, now)
 		r.mu.Unlock()
 		var v drain.State
 		switch drained, sessions := drainedIn(pool, id); {

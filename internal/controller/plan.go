@@ -236,14 +236,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		m = &memo{}
 		in.Memo[id] = m
 	}
-	if t.Pod != nil && t.Pod.UID != "" {
-		if m.uid != "" && m.uid != t.Pod.UID {
-			// A new incarnation under the same name: nothing the old one
-			// earned (times, drain verdict) carries over.
-			*m = memo{target: m.target}
-		}
-		m.uid = t.Pod.UID
-	}
+	m.incarnation(t.Pod)
 	p := targetPlan{Key: t.Key, Target: provider.Target{ID: id, IP: t.IP, Port: t.Port, Check: in.Check}}
 	if p.Target.IP == "" || p.Target.Port == 0 {
 		// No endpoint: act on the address the LB (or an earlier cycle) has.
@@ -412,16 +405,7 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	b := in.Binding
 	id := p.Target.ID
 	p.State = stDraining
-	if m.drainStart.IsZero() {
-		m.drainStart = in.Now
-	}
-	// The deletion request's time survives a controller restart or
-	// failover. The endpoint's terminating flag and a gone pod carry no
-	// time: the first sighting stands in, until the cache shows the
-	// deletion.
-	if at, ok := deletionRequested(t.Pod); ok && at.Before(m.drainStart) {
-		m.drainStart = at
-	}
+	m.startDrain(t.Pod, in.Now)
 	timedOut := in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout()
 	if !b.Spec.DrainEnabled() && (onLB || !in.Pool.AllRead()) {
 		// Nobody waits: removed at once from every instance, an unread one
@@ -500,6 +484,33 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	if in.Now.Sub(m.drainedAt) >= b.Spec.DeregistrationDelay() {
 		p.Action = actDeregister
 	}
+}
+
+// incarnation resets the memo when pod is a new incarnation under the same
+// name (another UID): nothing the old one earned (times, drain verdict)
+// carries over.
+func (m *memo) incarnation(pod *corev1.Pod) {
+	if pod == nil || pod.UID == "" {
+		return
+	}
+	if m.uid != "" && m.uid != pod.UID {
+		*m = memo{target: m.target}
+	}
+	m.uid = pod.UID
+}
+
+// startDrain records when the target's drain started and returns it: the
+// deletion request's time, which survives a controller restart or
+// failover. The endpoint's terminating flag and a gone pod carry no time:
+// the first sighting (now) stands in, until the cache shows the deletion.
+func (m *memo) startDrain(pod *corev1.Pod, now time.Time) time.Time {
+	if m.drainStart.IsZero() {
+		m.drainStart = now
+	}
+	if at, ok := deletionRequested(pod); ok && at.Before(m.drainStart) {
+		m.drainStart = at
+	}
+	return m.drainStart
 }
 
 // deletionRequested returns when the pod's deletion was requested: the API
