@@ -193,9 +193,10 @@ func (i *PodGateInjector) addDrainHook(ctx context.Context, pod *corev1.Pod, hoo
 
 	changed := false
 	token := pod.Annotations[DrainTokenAnnotation]
-	if token != "" && !carriesHook(pod, token) {
-		// Not our reinvocation: a token copied from another pod. Never
-		// share one (the drain endpoint could answer for the wrong pod).
+	if token != "" && (!carriesHook(pod, token) || i.tokenTaken(ctx, pod.Namespace, token)) {
+		// Not our reinvocation: a token copied from another pod (alone,
+		// or with that pod's hook). Never share one (the drain endpoint
+		// could answer for the wrong pod); a copied hook is replaced too.
 		delete(pod.Annotations, DrainTokenAnnotation)
 		token, changed = "", true
 	}
@@ -269,6 +270,17 @@ func servesAny(ctr corev1.Container, ports []corev1.ServicePort) bool {
 // isDrainHook reports whether h is an injected drain hook.
 func isDrainHook(h *corev1.LifecycleHandler) bool {
 	return h.HTTPGet != nil && strings.HasPrefix(h.HTTPGet.Path, "/drain/v1/namespaces/") && strings.Contains(h.HTTPGet.Path, "/tokens/")
+}
+
+// tokenTaken reports whether a pod that exists already carries token. The
+// pod being created is not stored yet, so any such pod means the token was
+// copied; a failed lookup counts as taken (a fresh token is always safe).
+func (i *PodGateInjector) tokenTaken(ctx context.Context, namespace, token string) bool {
+	var pods corev1.PodList
+	if err := i.Reader.List(ctx, &pods, client.InNamespace(namespace), client.MatchingFields{drain.TokenIndex: token}); err != nil {
+		return true
+	}
+	return len(pods.Items) > 0
 }
 
 // carriesHook reports whether a container already carries the drain hook

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/drain"
 )
 
 func testScheme(t *testing.T) *runtime.Scheme {
@@ -89,7 +90,8 @@ func TestMutate(t *testing.T) {
 		svc("zerodrop-system", "web", web), tb("zerodrop-system", "web-edge", "web", zv1.PreStopNone),
 	}
 	inj := &PodGateInjector{
-		Reader:              fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(objs...).Build(),
+		Reader: fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(objs...).
+			WithIndex(&corev1.Pod{}, drain.TokenIndex, drain.TokenIndexValues).Build(),
 		ControllerNamespace: "zerodrop-system",
 	}
 	cases := []struct {
@@ -134,7 +136,7 @@ func TestMutateDrainHook(t *testing.T) {
 	inj := &PodGateInjector{
 		Reader: fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(
 			ns("shop", true), svc("shop", "web", web), tb("shop", "web-edge", "web", zv1.PreStopHTTPGet),
-		).Build(),
+		).WithIndex(&corev1.Pod{}, drain.TokenIndex, drain.TokenIndexValues).Build(),
 		ControllerNamespace: "zerodrop-system",
 		DrainHook: &DrainHookTarget{
 			Host: func(context.Context) (string, error) { return "10.96.0.50", nil },
@@ -173,7 +175,8 @@ func hookInjector(t *testing.T, host func(context.Context) (string, error), objs
 		host = func(context.Context) (string, error) { return "10.96.0.50", nil }
 	}
 	return &PodGateInjector{
-		Reader:              fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(objs...).Build(),
+		Reader: fake.NewClientBuilder().WithScheme(testScheme(t)).WithRuntimeObjects(objs...).
+			WithIndex(&corev1.Pod{}, drain.TokenIndex, drain.TokenIndexValues).Build(),
 		Decoder:             admission.NewDecoder(testScheme(t)),
 		ControllerNamespace: "zerodrop-system",
 		DrainHook:           &DrainHookTarget{Host: host, Port: 8082},
@@ -284,3 +287,34 @@ func TestShortGracePeriodWarns(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// TestCopiedHookAndTokenAreReplaced: a pod created from a live pod's spec
+// (kubectl get -o yaml, edited and applied) brings both that pod's drain
+// token and its injected hook, which looks like the webhook's own earlier
+// pass. The live pod exists, so the token is taken: the new pod gets a
+// fresh token and a hook that carries it, never the live pod's (M1).
+func TestCopiedHookAndTokenAreReplaced(t *testing.T) {
+	live := pod("shop", map[string]string{"app": "web"})
+	live.Name = "web-live"
+	if _, err := hookInjector(t, nil).Mutate(context.Background(), live); err != nil {
+		t.Fatal(err)
+	}
+	token := live.Annotations[DrainTokenAnnotation]
+	inj := hookInjector(t, nil, live.DeepCopy())
+	copied := live.DeepCopy()
+	copied.Name = "web-copy"
+	if _, err := inj.Mutate(context.Background(), copied); err != nil {
+		t.Fatal(err)
+	}
+	got := copied.Annotations[DrainTokenAnnotation]
+	if got == token || got == "" {
+		t.Fatalf("copied pod's token %q, want a fresh one (the live pod has %q)", got, token)
+	}
+	if path := copied.Spec.Containers[0].Lifecycle.PreStop.HTTPGet.Path; !strings.Contains(path, "/tokens/"+got+"?") {
+		t.Fatalf("copied pod's hook path %q does not carry its own token %q", path, got)
+	}
+	again := copied.DeepCopy()
+	if changed, err := inj.Mutate(context.Background(), again); err != nil || changed || again.Annotations[DrainTokenAnnotation] != got {
+		t.Fatalf("reinvocation of the copy: changed=%v err=%v token %q, want unchanged %q", changed, err, again.Annotations[DrainTokenAnnotation], got)
+	}
+}
