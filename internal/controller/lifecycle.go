@@ -533,3 +533,59 @@ func (r *TargetBindingReconciler) retire(ctx context.Context, log *slog.Logger, 
 	}
 	return pending
 }
+
+// holdForRetired keeps the drain verdicts of deleting pods at Draining
+// while an instance removed from the LoadBalancer's spec (being emptied,
+// see retire) still has their target in rotation or with sessions, or
+// cannot be read: "drained" counts every instance that may still send the
+// pod traffic, the removed ones included. It runs in every role (serve
+// replicas answer the hooks) and only reads. Bounded like retirement: an
+// instance removed longer than drain.timeout + FinalizeRetry ago holds
+// nothing (the leader has given it up), and a verdict that timed out
+// stays timed out.
+func (r *TargetBindingReconciler) holdForRetired(ctx context.Context, b *zv1.TargetBinding, lb string, targets []observedTarget, plans []targetPlan) {
+	retired := r.Providers.Retired(lb)
+	if len(retired) == 0 {
+		return
+	}
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+	now := r.now()
+	memos := r.memoFor(key)
+	var drained []int
+	r.mu.Lock()
+	for i := range plans {
+		d := plans[i].Drain
+		if d == nil || !d.Drained || d.Reason == ReasonDrainTimeout || d.Reason == ReasonDrainDisabled {
+			continue
+		}
+		if m := memos[plans[i].Target.ID]; m != nil && !m.drainStart.IsZero() && !now.Before(m.drainStart.Add(b.Spec.DrainTimeout())) {
+			continue // the pod's own drain.timeout bounds the hold
+		}
+		drained = append(drained, i)
+	}
+	r.mu.Unlock()
+	if len(drained) == 0 {
+		return
+	}
+	for _, ri := range retired {
+		if !now.Before(r.Providers.retiredStart(ri, now).Add(b.Spec.DrainTimeout() + FinalizeRetry)) {
+			continue
+		}
+		if ab, ok := ri.p.(provider.AddressBook); ok {
+			ab.Know(b.Spec.Pool, owner(key), knownTargets(b, targets, r.memoFor(key), &r.mu))
+		}
+		st, err := ri.p.Status(ctx, b.Spec.Pool)
+		for _, i := range drained {
+			why := ""
+			if err != nil || !st.AllRead() {
+				why = fmt.Sprintf("instance %s, removed from LoadBalancer %s, cannot be read: the target is not known to be drained there", ri.name, lb)
+			} else if ok, sessions := st.Drained(plans[i].Target.ID); !ok {
+				why = fmt.Sprintf("instance %s, removed from LoadBalancer %s, still has the target (%d session(s)): draining it there", ri.name, lb, sessions)
+			}
+			if why != "" {
+				plans[i].Drain = &drainVerdict{false, ReasonDraining, why}
+				plans[i].Pending = true
+			}
+		}
+	}
+}

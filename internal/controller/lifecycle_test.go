@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"strings"
 	"testing"
@@ -488,5 +489,48 @@ func TestLoadBalancerMissingOnlyInTheCacheReleasesNoGate(t *testing.T) {
 	h.reconcile()
 	if g := h.gate("web-1"); g == nil || g.Status != corev1.ConditionTrue || g.Reason != ReasonLoadBalancerMissing {
 		t.Fatalf("LB gone from the API server too: gate %+v, want True/%s", g, ReasonLoadBalancerMissing)
+	}
+}
+
+// Scenario: instance lb-b is removed from LoadBalancer edge while web-1 is
+// registered on both instances with a session each; then web-1 is deleted.
+// lb-a reports it drained at once, but the removed lb-b still has its
+// session (it is being emptied). Expectation: in the leader and in a serve
+// replica (drain-only), the verdict stays Draining until lb-b has drained
+// it too: "drained" counts every instance that may still send the pod
+// traffic, the removed one included.
+func TestRemovedInstanceHoldsTheDrainVerdict(t *testing.T) {
+	for _, drainOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drainOnly=%v", drainOnly), func(t *testing.T) {
+			ctx := context.Background()
+			h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+			h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 1)
+			h.reconcile()
+			h.r.DrainOnly = drainOnly
+			var lb zv1.LoadBalancer
+			if err := h.c.Get(ctx, types.NamespacedName{Name: hLB}, &lb); err != nil {
+				t.Fatal(err)
+			}
+			lb.Spec.Instances = []zv1.LoadBalancerInstance{instA}
+			lb.Generation++
+			if err := h.c.Update(ctx, &lb); err != nil {
+				t.Fatal(err)
+			}
+			h.reconcile()
+			h.deletePod("web-1")
+			h.w.put(keyA, hPool, hid("web-1"), "10.1.0.1:8080", provider.HealthDrained, 0)
+			h.w.put(keyB, hPool, hid("web-1"), "10.1.0.1:8080", provider.HealthDraining, 1)
+			h.advance(time.Second)
+			h.reconcile()
+			if v, ok := h.verdict("web-1"); !ok || v.Drained {
+				t.Fatalf("lb-a drained, removed lb-b still has a session: verdict %+v (known %v), want Draining", v, ok)
+			}
+			h.w.setSessions(hPool, hid("web-1"), 0)
+			h.advance(time.Second)
+			h.reconcile()
+			if v, _ := h.verdict("web-1"); !v.Drained {
+				t.Fatalf("drained on both: verdict %+v, want drained", v)
+			}
+		})
 	}
 }

@@ -297,6 +297,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if !grant.Allowed {
 		refuseRegistrations(plans, targets, b.Name, grant.Message)
 	}
+	r.holdForRetired(lbCtx, &b, lb.Name, targets, plans)
 
 	counts := zv1.TargetCounts{}
 	pending := false
