@@ -869,7 +869,7 @@ func (r *TargetBindingReconciler) forgetGone(b *zv1.TargetBinding, plans []targe
 	r.mu.Unlock()
 	for _, pod := range r.Drains.Pods(b.Namespace, b.Name) {
 		if !live[TargetID(b.Namespace, b.Name, pod.Name)] {
-			r.Drains.Forget(pod)
+			r.Drains.ForgetVerdict(pod, b.Name)
 		}
 	}
 }

@@ -395,3 +395,20 @@ func TestHeldRequestCost(t *testing.T) {
 		t.Fatalf("a held request costs %.1f KiB, want under 40 KiB", per)
 	}
 }
+
+// TestForgetVerdictKeepsOtherBindings: one binding forgetting a pod (its
+// target is gone from that binding) leaves the pod's verdicts of other
+// bindings as they were.
+func TestForgetVerdictKeepsOtherBindings(t *testing.T) {
+	reg := NewRegistry()
+	pod := types.NamespacedName{Namespace: "shop", Name: "web-1"}
+	reg.Report(pod, "web-edge", State{Reason: "Draining"})
+	reg.Report(pod, "web-internal", State{Drained: true, Reason: "Drained"})
+	reg.ForgetVerdict(pod, "web-edge")
+	if _, ok := reg.Lookup(pod, "web-edge"); ok {
+		t.Fatalf("web-edge's verdict still known after ForgetVerdict")
+	}
+	if s, ok := reg.Lookup(pod, "web-internal"); !ok || !s.Drained {
+		t.Fatalf("web-internal's verdict after web-edge forgot the pod: %+v (known %v), want kept", s, ok)
+	}
+}

@@ -76,6 +76,25 @@ func (r *Registry) Forget(pod types.NamespacedName) {
 	r.wakeLocked(pod)
 }
 
+// ForgetVerdict drops binding's verdict for pod; the pod's verdicts of
+// other bindings stay.
+func (r *Registry) ForgetVerdict(pod types.NamespacedName, binding string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m, ok := r.pods[pod]
+	if !ok {
+		return
+	}
+	if _, ok := m[binding]; !ok {
+		return
+	}
+	delete(m, binding)
+	if len(m) == 0 {
+		delete(r.pods, pod)
+	}
+	r.wakeLocked(pod)
+}
+
 // ForgetBinding drops the verdicts of binding namespace/name for every pod
 // (the binding is gone); a pod's verdicts of other bindings stay.
 func (r *Registry) ForgetBinding(namespace, binding string) {
