@@ -25,6 +25,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -129,15 +130,22 @@ func (c *Client) Close() error {
 }
 
 // reusable reports whether conn, idle in the pool, is still fit for a
-// command: HAProxy has neither closed it nor sent anything unasked.
+// command: HAProxy has neither closed it nor sent anything unasked (a TLS
+// close_notify, a stray byte). It peeks at the socket without blocking.
 func reusable(conn net.Conn) bool {
-	if err := conn.SetReadDeadline(time.Now()); err != nil {
+	tc, ok := conn.(*tls.Conn)
+	if !ok {
 		return false
 	}
-	var b [1]byte
-	n, err := conn.Read(b[:])
-	var ne net.Error
-	return n == 0 && errors.As(err, &ne) && ne.Timeout()
+	sc, ok := tc.NetConn().(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	return peekIdle(raw)
 }
 
 // readOnly reports whether line may be sent again after a failure: only
@@ -152,38 +160,83 @@ func readOnly(line string) bool {
 	return true
 }
 
+// errClosed is a prompt-mode read that met the end of the connection; the
+// bytes read so far come with it.
+type errClosed struct{ got string }
+
+func (e *errClosed) Error() string { return "connection closed before the prompt" }
+
 // exchangePooled is exchange for TLS instances: the line goes over an idle
 // prompt-mode connection when there is one, else over a new one that is
-// switched to prompt mode in the same write. A read-only line that fails on
-// a reused connection is sent once more on a new one; any other failure is
-// returned (a state-changing command may have been applied).
+// switched to prompt mode in the same write.
+//
+// After a reload the old worker keeps serving the connections it accepted
+// (until hard-stop-after), so a reused connection is first asked `show
+// info`: one whose worker is stopping is closed. A read-only line carries
+// the question along (one round trip) and is sent once more on a new
+// connection if anything goes wrong; a state-changing line is sent only
+// after a clean answer to a separate `show info`, and any failure after it
+// is returned, never retried (the command may have been applied).
 func (c *Client) exchangePooled(ctx context.Context, line, what string, deadline time.Time) (string, error) {
 	cfg, err := c.tlsConfig(ctx)
 	if err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
 	key := keyOf(cfg)
+	want := strings.Count(line, ";") + 1 // validCommand keeps ';' out of commands
 	if conn := c.pool.get(key); conn != nil {
-		if reusable(conn) {
-			answer, err := c.promptRoundTrip(ctx, conn, false, line, what, deadline, key)
-			if err == nil || !readOnly(line) || ctx.Err() != nil || time.Now().After(deadline) {
-				return answer, err
-			}
-		} else {
-			conn.Close()
+		answer, done, err := c.reuse(ctx, conn, line, what, want, deadline, key)
+		if done {
+			return answer, err
+		}
+		if ctx.Err() != nil || !time.Now().Before(deadline) {
+			return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 		}
 	}
 	conn, err := c.dialTLS(ctx, cfg, deadline)
 	if err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
-	return c.promptRoundTrip(ctx, conn, true, line, what, deadline, key)
+	defer func() {
+		if conn != nil {
+			conn.Close()
+		}
+	}()
+	if tc, ok := conn.(*tls.Conn); ok {
+		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+		conn.SetDeadline(deadline)
+		err := tc.HandshakeContext(ctx)
+		stop()
+		if err != nil {
+			return "", fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
+		}
+	}
+	parts, err := c.roundTrip(ctx, conn, "prompt\n"+line+"\n", want+1, deadline)
+	var ec *errClosed
+	if errors.As(err, &ec) {
+		// Closed without the prompt: hand what came to the caller's
+		// checks in non-interactive form, as exchange does.
+		return strings.TrimPrefix(strings.ReplaceAll(ec.got, promptEnd, "\n"), "\n"), nil
+	}
+	if err != nil {
+		return "", c.wrap(what, err)
+	}
+	if parts[0] != "" {
+		return "", c.notRuntimeAPI(what, strings.Join(parts, promptEnd))
+	}
+	c.pool.put(conn, key, c.idleTimeout())
+	conn = nil
+	return join(parts[1:]), nil
 }
 
-// promptRoundTrip writes line (preceded by "prompt" on a fresh connection)
-// and reads its answer up to the last terminator. conn goes back to the
-// pool only after a clean answer; it is closed on every error.
-func (c *Client) promptRoundTrip(ctx context.Context, conn net.Conn, fresh bool, line, what string, deadline time.Time, key tlsKey) (answer string, err error) {
+// reuse sends line over an idle connection. done is false when the line
+// was not sent, or was read-only and failed: then conn is closed and the
+// caller sends the line on a new connection.
+func (c *Client) reuse(ctx context.Context, conn net.Conn, line, what string, want int, deadline time.Time, key tlsKey) (answer string, done bool, err error) {
+	if !reusable(conn) {
+		conn.Close()
+		return "", false, errors.New("idle connection closed by HAProxy")
+	}
 	keep := false
 	defer func() {
 		if keep {
@@ -192,24 +245,67 @@ func (c *Client) promptRoundTrip(ctx context.Context, conn net.Conn, fresh bool,
 			conn.Close()
 		}
 	}()
+	if readOnly(line) {
+		parts, err := c.roundTrip(ctx, conn, "show info; "+line+"\n", want+1, deadline)
+		if err != nil {
+			return "", false, err
+		}
+		if err := currentWorker(parts[0]); err != nil {
+			return "", false, err
+		}
+		keep = true
+		return join(parts[1:]), true, nil
+	}
+	parts, err := c.roundTrip(ctx, conn, "show info\n", 1, deadline)
+	if err != nil {
+		return "", false, err
+	}
+	if err := currentWorker(parts[0]); err != nil {
+		return "", false, err
+	}
+	parts, err = c.roundTrip(ctx, conn, line+"\n", want, deadline)
+	if err != nil {
+		return "", true, c.wrap(what, err)
+	}
+	keep = true
+	return join(parts), true, nil
+}
+
+// currentWorker checks a `show info` answer: HAProxy's, from a worker
+// that is not stopping (an old worker after a reload).
+func currentWorker(info string) error {
+	if !strings.HasPrefix(info, "Name: ") || !strings.Contains(info, "\nPid: ") {
+		return fmt.Errorf("%w: show info in prompt mode: %q", ErrUnexpectedAnswer, truncate(info))
+	}
+	if strings.Contains(info, "\nStopping: 1\n") {
+		return errors.New("the connection's worker is stopping (reloaded)")
+	}
+	return nil
+}
+
+func (c *Client) wrap(what string, err error) error {
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		ce.Endpoint, ce.Command = c.String(), what
+		return ce
+	}
+	return fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+}
+
+// join renders prompt-mode answers as non-interactive mode prints them.
+func join(parts []string) string { return strings.Join(parts, "\n") + "\n" }
+
+// roundTrip writes out and reads until the want-th prompt, which must end
+// the bytes read. It returns the want answers; the caller closes conn on
+// any error.
+func (c *Client) roundTrip(ctx context.Context, conn net.Conn, out string, want int, deadline time.Time) ([]string, error) {
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
 	if err := conn.SetDeadline(deadline); err != nil {
-		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
-	}
-	if tc, ok := conn.(*tls.Conn); ok && fresh {
-		if err := tc.HandshakeContext(ctx); err != nil {
-			return "", fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
-		}
-	}
-	want := strings.Count(line, ";") + 1 // validCommand keeps ';' out of commands
-	out := line + "\n"
-	if fresh {
-		out = "prompt\n" + out
-		want++
+		return nil, err
 	}
 	if _, err := io.WriteString(conn, out); err != nil {
-		return "", fmt.Errorf("haproxy %s: %q: write: %w", c, what, err)
+		return nil, fmt.Errorf("write: %w", err)
 	}
 	buf := make([]byte, 0, 4096)
 	seen := 0 // terminators in buf
@@ -223,43 +319,31 @@ func (c *Client) promptRoundTrip(ctx context.Context, conn net.Conn, fresh bool,
 			buf = buf[:len(buf)+n]
 			seen += strings.Count(string(buf[from:]), promptEnd)
 			if len(buf) > maxAnswer {
-				return "", fmt.Errorf("haproxy %s: %q: answer larger than %d bytes", c, what, maxAnswer)
+				return nil, fmt.Errorf("answer larger than %d bytes", maxAnswer)
 			}
-			if seen >= want && strings.HasSuffix(string(buf[len(buf)-len(promptEnd):]), promptEnd) {
+			if seen >= want && strings.HasSuffix(string(buf), promptEnd) {
 				break
 			}
 		}
 		if rerr != nil {
 			if ctx.Err() != nil {
-				rerr = ctx.Err()
-			}
-			if rerr == io.EOF && !fresh {
-				rerr = io.ErrUnexpectedEOF
+				return nil, fmt.Errorf("read: %w", ctx.Err())
 			}
 			if rerr == io.EOF {
-				// HAProxy (or what answered) closed without the prompt:
-				// hand the bytes to the caller's checks, as exchange does.
-				return string(buf), nil
+				return nil, &errClosed{got: string(buf)}
 			}
-			return "", fmt.Errorf("haproxy %s: %q: read: %w", c, what, rerr)
+			return nil, fmt.Errorf("read: %w", rerr)
 		}
 	}
 	parts := strings.Split(string(buf), promptEnd)
 	if len(parts) != want+1 || parts[want] != "" {
-		return "", &CommandError{Endpoint: c.String(), Command: what, Answer: truncate(string(buf)), Severity: -1,
+		return nil, &CommandError{Answer: truncate(string(buf)), Severity: -1,
 			kind: fmt.Errorf("%w: %d prompt-mode answers for %d commands", ErrUnexpectedAnswer, len(parts)-1, want)}
 	}
-	if fresh {
-		if parts[0] != "" {
-			return "", c.notRuntimeAPI(what, string(buf))
-		}
-		parts = parts[1:]
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return nil, err
 	}
-	parts = parts[:len(parts)-1]
-	if err := conn.SetDeadline(time.Time{}); err == nil {
-		keep = true
-	}
-	return strings.Join(parts, "\n") + "\n", nil
+	return parts[:want], nil
 }
 
 func (c *Client) idleTimeout() time.Duration {
