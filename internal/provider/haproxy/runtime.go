@@ -8,10 +8,12 @@
 // machine's module proxy, and the handful of commands a provider needs are
 // easier to audit as plain text.
 //
-// The Client opens one connection per command (HAProxy's non-interactive
-// mode). That costs a connect per command (tens of microseconds on a unix
-// socket) and buys robustness: no session state, no prompt parsing, no
-// half-read answer poisoning the next command, and a deadline per command.
+// On a unix socket or plain TCP the Client opens one connection per command
+// (HAProxy's non-interactive mode). That costs a connect per command (tens
+// of microseconds on a unix socket) and buys robustness: no session state,
+// no prompt parsing, no half-read answer poisoning the next command, and a
+// deadline per command. Over TLS a connection costs a handshake, so TLS
+// connections are kept in HAProxy's prompt mode and reused (pool.go).
 package haproxy
 
 import (
@@ -48,11 +50,19 @@ type Client struct {
 	// tcp` frontend with `bind ... ssl crt ... ca-file ... verify required`
 	// in front of the admin socket; 2.6 ignores `ssl` on a `stats socket`
 	// line, see docs/haproxy.md). It returns the client certificate and the CAs that verify HAProxy, and
-	// is called per connection so that a rotated certificate is used
+	// is called per command so that a rotated certificate is used
 	// without a new Client. The name verified defaults to the address's
-	// host; TLS 1.2 is the minimum. Sessions are not resumed: a new CA or
-	// certificate applies to the very next command.
+	// host; TLS 1.2 is the minimum. Sessions are not resumed; connections
+	// are reused (pool.go) only while TLS returns the same certificate, CA
+	// pool and server name, so a new CA or certificate applies to the next
+	// command.
 	TLS func(context.Context) (*tls.Config, error)
+	// IdleTimeout is how long a TLS connection is kept idle for the next
+	// command (pool.go); DefaultIdleTimeout when zero. Keep it below
+	// HAProxy's `stats timeout` and the TLS frontend's `timeout client`.
+	IdleTimeout time.Duration
+
+	pool connPool // idle prompt-mode connections (TLS only)
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -196,6 +206,9 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
 	}
+	if c.TLS != nil && c.network == "tcp" {
+		return c.exchangePooled(ctx, line, what, deadline)
+	}
 	conn, err := c.dial(ctx, deadline)
 	if err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
@@ -232,28 +245,44 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 // handshake happens on first use, under the command's deadline). The TLS
 // configuration is loaded first: a broken one never opens a connection.
 func (c *Client) dial(ctx context.Context, deadline time.Time) (net.Conn, error) {
-	var cfg *tls.Config
-	if c.TLS != nil {
-		base, err := c.TLS(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("TLS: %w", err)
-		}
-		if base == nil {
-			return nil, errors.New("TLS: no configuration")
-		}
-		cfg = base.Clone()
-		if cfg.ServerName == "" {
-			cfg.ServerName, _, _ = net.SplitHostPort(c.address)
-		}
-		if cfg.MinVersion < tls.VersionTLS12 {
-			cfg.MinVersion = tls.VersionTLS12
-		}
-		cfg.ClientSessionCache = nil
+	if c.TLS == nil {
+		d := net.Dialer{Deadline: deadline}
+		return d.DialContext(ctx, c.network, c.address)
 	}
+	cfg, err := c.tlsConfig(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return c.dialTLS(ctx, cfg, deadline)
+}
+
+// tlsConfig loads the TLS configuration for one connection.
+func (c *Client) tlsConfig(ctx context.Context) (*tls.Config, error) {
+	base, err := c.TLS(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("TLS: %w", err)
+	}
+	if base == nil {
+		return nil, errors.New("TLS: no configuration")
+	}
+	cfg := base.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName, _, _ = net.SplitHostPort(c.address)
+	}
+	if cfg.MinVersion < tls.VersionTLS12 {
+		cfg.MinVersion = tls.VersionTLS12
+	}
+	cfg.ClientSessionCache = nil
+	return cfg, nil
+}
+
+// dialTLS connects and wraps the connection in TLS with cfg; the handshake
+// happens on first use.
+func (c *Client) dialTLS(ctx context.Context, cfg *tls.Config, deadline time.Time) (net.Conn, error) {
 	d := net.Dialer{Deadline: deadline}
 	conn, err := d.DialContext(ctx, c.network, c.address)
-	if err != nil || cfg == nil {
-		return conn, err
+	if err != nil {
+		return nil, err
 	}
 	return tls.Client(conn, cfg), nil
 }
