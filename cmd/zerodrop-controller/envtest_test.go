@@ -87,7 +87,12 @@ func assetsDir() (string, error) {
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	os.Exit(runSuite(m))
+	code := runSuite(m)
+	if binary.path != "" {
+		// The controller binary controllerBinary built for this run.
+		os.RemoveAll(filepath.Dir(binary.path))
+	}
+	os.Exit(code)
 }
 
 func runSuite(m *testing.M) int {
