@@ -6,7 +6,7 @@ import (
 	"strings"
 	"sync"
 
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // fakeLB is an in-memory load balancer with two instances for the envtest

@@ -21,7 +21,7 @@ import (
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 func waitEvent(t *testing.T, ns, pod, reason, kind string) {

@@ -37,7 +37,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
 

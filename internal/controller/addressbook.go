@@ -7,7 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // knowRecord is what a binding last told a provider's address book.

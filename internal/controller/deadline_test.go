@@ -21,7 +21,7 @@ import (
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/drain"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // hangingLB reads its pool at once (every target absent) and hangs in

@@ -22,7 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // +kubebuilder:rbac:groups=zerodrop.dev,resources=loadbalancers,verbs=get;list;watch;update

@@ -13,7 +13,7 @@ import (
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/binding"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Gate condition reasons. The reason of a False gate is otherwise the load

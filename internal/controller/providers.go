@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // ProviderFactory builds the provider for one LoadBalancer.

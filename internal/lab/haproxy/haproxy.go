@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"zerodrop.dev/zerodrop/internal/lab/proc"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // Check is a backend's health check (HAProxy's `option httpchk` and

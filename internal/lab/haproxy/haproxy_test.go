@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
 

@@ -9,7 +9,7 @@ import (
 
 	discoveryv1 "k8s.io/api/discovery/v1"
 
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // ServerPrefix starts the name of every server the syncer manages; servers

@@ -31,7 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	labhaproxy "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // Config configures a Syncer. Zero fields take the defaults noted.

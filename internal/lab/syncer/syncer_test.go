@@ -18,7 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
 

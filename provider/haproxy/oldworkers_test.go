@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // Scenario: HAProxy reloads, then the controller (or a serve replica)

@@ -20,7 +20,7 @@ import (
 	"strconv"
 	"strings"
 
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // SlotPrefix is the server-template prefix that puts a backend in slot

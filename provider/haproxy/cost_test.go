@@ -12,8 +12,8 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	"zerodrop.dev/zerodrop/internal/provider"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
@@ -166,7 +166,7 @@ func TestRolloutActionCostDoesNotGrowWithThePool(t *testing.T) {
 // reading the backend afresh (reuse=off, the cost before the cycle's
 // snapshot was reused) and with the reuse, and their ratio. Run:
 //
-//	go test -run XXX -bench RolloutRuntimeAPICost -benchtime 1x ./internal/provider/haproxy/
+//	go test -run XXX -bench RolloutRuntimeAPICost -benchtime 1x ./provider/haproxy/
 func BenchmarkRolloutRuntimeAPICost(b *testing.B) {
 	const n = 100
 	for _, mode := range []struct {

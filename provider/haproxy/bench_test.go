@@ -7,15 +7,15 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	"zerodrop.dev/zerodrop/internal/provider"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 // BenchmarkStatus measures one Status call (one Runtime API round trip:
 // show info, show servers state, show stat) on a real haproxy whose backend
 // holds 10 or 200 runtime servers: the cost of one controller cycle per
-// instance. Run: go test -run XXX -bench Status ./internal/provider/haproxy/
+// instance. Run: go test -run XXX -bench Status ./provider/haproxy/
 func BenchmarkStatus(b *testing.B) {
 	testenv.RequireBinary(b, "haproxy")
 	for _, n := range []int{10, 200} {

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // Scenario: a pod's app listens but is not ready (its health endpoint says

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // blackhole is a TCP address on 127.0.0.1 that accepts no request: the

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Instance is one HAProxy process of a load balancer (one of an

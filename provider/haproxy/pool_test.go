@@ -12,7 +12,7 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/internal/provider/haproxy"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
@@ -248,7 +248,7 @@ func TestTLSPromptConnectionAcrossReload(t *testing.T) {
 // state drain|ready`, a drain gate's command) over the unix socket, over
 // TLS with a new connection per command, and over TLS reusing the
 // prompt-mode connection, in one run; each reports its median and p99.
-// Run: go test -run XXX -bench RuntimeAPILatency ./internal/provider/haproxy/
+// Run: go test -run XXX -bench RuntimeAPILatency ./provider/haproxy/
 func BenchmarkRuntimeAPILatency(b *testing.B) {
 	in, m := startTLSLab(b, 2, 0)
 	var handshakes atomic.Int64

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Scenario: slot mode, IP reuse. Pod X holds a slot and is draining (its

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"zerodrop.dev/zerodrop/internal/provider"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // The testdata files are verbatim answers of haproxy 2.6.12 (Debian 12) for a
