@@ -115,6 +115,7 @@ func (w *world) callsOf(op string) []string {
 }
 
 type worldLB struct {
+	haproxyLike
 	w         *world
 	instances []string
 }
@@ -139,7 +140,8 @@ func (p *worldLB) each(op, pool string, id provider.TargetID, fn func(in string,
 	return nil
 }
 
-func (p *worldLB) Register(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("register", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
 		if s[t.ID] == nil {
 			s[t.ID] = &worldServer{addr: t.Addr(), health: provider.HealthInitial}
@@ -148,7 +150,8 @@ func (p *worldLB) Register(_ context.Context, pool string, t provider.Target) er
 	})
 }
 
-func (p *worldLB) SetDraining(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) SetDraining(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("drain", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
 			ws.health = provider.HealthDraining
@@ -160,7 +163,8 @@ func (p *worldLB) SetDraining(_ context.Context, pool string, t provider.Target)
 	})
 }
 
-func (p *worldLB) Deregister(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) Deregister(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("deregister", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
 			ws.health = provider.HealthDrained
@@ -173,7 +177,8 @@ func (p *worldLB) Deregister(_ context.Context, pool string, t provider.Target) 
 	})
 }
 
-func (p *worldLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
+func (p *worldLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStatus, error) {
+	pool := pl.Name
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
 	st := provider.PoolStatus{Pool: pool}
@@ -452,3 +457,14 @@ func (h *harness) series(name string) map[string]float64 {
 	}
 	return out
 }
+
+// haproxyLike declares HAProxy's capabilities for the fakes of these
+// tests: they stand in for it.
+type haproxyLike struct{}
+
+func (haproxyLike) Capabilities() provider.Capabilities {
+	return provider.Capabilities{Identity: provider.IdentityName, Promotion: provider.PromotionSelf, HealthCheckScope: provider.HealthCheckPerTarget,
+		DrainSignal: provider.DrainSessions, Topology: provider.TopologyInstances, VolatileRuntimeState: true, ActiveHealthChecks: true}
+}
+
+func (haproxyLike) Enable(context.Context, provider.Pool, provider.Target) error { return nil }
