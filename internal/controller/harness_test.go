@@ -39,6 +39,26 @@ type world struct {
 	servers map[string]map[string]map[provider.TargetID]*worldServer // instance -> pool -> id
 	down    map[string]bool
 	calls   []string
+	// epochs and started are each instance's process: bumped and set by
+	// reload (a zero started: the LB does not report its start).
+	epochs  map[string]int
+	started map[string]time.Time
+}
+
+// reload restarts an instance's process at `at`: its runtime state is
+// lost; with reportStart its Status says when it started.
+func (w *world) reload(instance string, at time.Time, reportStart bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.epochs == nil {
+		w.epochs, w.started = map[string]int{}, map[string]time.Time{}
+	}
+	w.epochs[instance]++
+	delete(w.servers, instance)
+	w.started[instance] = time.Time{}
+	if reportStart {
+		w.started[instance] = at
+	}
 }
 
 type worldServer struct {
@@ -185,7 +205,7 @@ func (p *worldLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStat
 	var errs []string
 	for _, in := range p.instances {
 		name, _, _ := strings.Cut(in, "@")
-		is := provider.InstanceStatus{Instance: name, Epoch: "1"}
+		is := provider.InstanceStatus{Instance: name, Epoch: fmt.Sprint(1 + p.w.epochs[in]), StartedAt: p.w.started[in]}
 		if p.w.down[in] {
 			is.Err = fmt.Errorf("%s unreachable", in)
 			errs = append(errs, is.Err.Error())
