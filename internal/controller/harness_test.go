@@ -43,6 +43,8 @@ type world struct {
 	// reload (a zero started: the LB does not report its start).
 	epochs  map[string]int
 	started map[string]time.Time
+	// capacity limits each pool's servers per instance (0: no limit).
+	capacity int
 }
 
 // reload restarts an instance's process at `at`: its runtime state is
@@ -162,8 +164,11 @@ func (p *worldLB) each(op, pool string, id provider.TargetID, fn func(in string,
 
 func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
 	pool := pl.Name
-	return p.each("register", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
+	return p.each("register", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if s[t.ID] == nil {
+			if p.w.capacity > 0 && len(s) >= p.w.capacity {
+				return provider.Errorf(provider.CodePoolFull, in, "pool %s holds %d servers, its capacity", pool, len(s))
+			}
 			s[t.ID] = &worldServer{addr: t.Addr(), health: provider.HealthInitial}
 		}
 		return nil

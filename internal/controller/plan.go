@@ -34,6 +34,10 @@ const (
 	// ReasonReplacing: the LB still holds the pod's name under another
 	// address (its previous incarnation), drained and removed first.
 	ReasonReplacing = "ReplacingPreviousTarget"
+	// ReasonPoolFull: the load balancer refused the target for lack of
+	// room (provider.ErrPoolFull; HAProxy: every server-template slot is
+	// taken). The message says what to change.
+	ReasonPoolFull = "PoolFull"
 )
 
 // Event reasons of a live pod's rotation on the load balancer.

@@ -359,6 +359,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		status, reason, msg = metav1.ConditionFalse, "InstanceUnreachable", statusErr.Error()
 	} else if len(errs) > 0 {
 		status, reason, msg = metav1.ConditionFalse, "ProviderError", errors.Join(errs...).Error()
+		if errors.Is(errors.Join(errs...), provider.ErrPoolFull) {
+			reason = ReasonPoolFull
+		}
 	}
 	if !grant.Allowed {
 		status, reason, msg = metav1.ConditionFalse, binding.ReasonPoolNotGranted, grant.Message
@@ -668,6 +671,12 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			}
 			r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
 		}
+	}
+	if act == actRegister && errors.Is(callErr, provider.ErrPoolFull) && tp.Gate != nil && tp.Gate.Status != corev1.ConditionTrue {
+		// Tell the pod why it waits: the pool has no room for it.
+		g := *tp.Gate
+		g.Reason, g.Message = ReasonPoolFull, fmt.Sprintf("the load balancer has no room for the target in pool %s: %v", b.Spec.Pool, errors.Unwrap(callErr))
+		tp.Gate = &g
 	}
 	if tp.Gate != nil && pod != nil && !r.DrainOnly {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
