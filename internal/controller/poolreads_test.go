@@ -83,4 +83,6 @@ func BenchmarkPoolReadsPerCycle(b *testing.B) {
 	}
 }
 
-func reconcileRequest(k types.NamespacedName) reconcile.Request { return reconcile.Request{NamespacedName: k} }
+func reconcileRequest(k types.NamespacedName) reconcile.Request {
+	return reconcile.Request{NamespacedName: k}
+}

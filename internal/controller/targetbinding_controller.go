@@ -296,11 +296,12 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 
 	interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &b.Spec)
 	plans := plan(planInput{
-		Binding: &b,
-		Check:   provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
-		Now:     r.now(),
-		Targets: targets,
-		Pool:    pool,
+		Binding:   &b,
+		Check:     provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
+		Now:       r.now(),
+		Targets:   targets,
+		Pool:      pool,
+		Promotion: p.Capabilities().Promotion,
 		// Taken now, not at the read: the grace only shrinks meanwhile.
 		OldWorkers: r.epochs.oldWorkers(lb.Name, pool, reloadGrace(&lb, p), r.now()),
 		Memo:       memo,
@@ -645,6 +646,8 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = p.Register(lbCtx, pref, tp.Target)
 		case actDrain:
 			callErr = p.SetDraining(lbCtx, pref, tp.Target)
+		case actEnable:
+			callErr = p.Enable(lbCtx, pref, tp.Target)
 		case actDeregister:
 			callErr = p.Deregister(lbCtx, pref, tp.Target)
 			if errors.Is(callErr, provider.ErrTargetBusy) {
