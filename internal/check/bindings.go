@@ -168,7 +168,10 @@ func (c *wctx) bindingFront(b *binding) *front {
 			lb.Label = fmt.Sprintf("the load balancer behind adapter %s", e.URL)
 		}
 	}
-	lb.Name = fmt.Sprintf("pool %s of LoadBalancer %s, %s (%s)", b.tb.Spec.Pool, lbName, lb.Label, b.ref())
+	lb.Name = fmt.Sprintf("HAProxy pool %s of LoadBalancer %s (%s)", b.tb.Spec.Pool, lbName, b.ref())
+	if lb.Label != "HAProxy" {
+		lb.Name = fmt.Sprintf("pool %s of LoadBalancer %s, %s (%s)", b.tb.Spec.Pool, lbName, lb.Label, b.ref())
+	}
 	return &front{lb: lb, via: fmt.Sprintf("%s -> Service %s/%s", b.ref(), b.tb.Namespace, b.tb.Spec.ServiceRef.Name), obj: b.obj, binding: b}
 }
 
