@@ -337,8 +337,10 @@ type Provider interface {
 
 // Lifecycle is implemented by providers that hold resources or serve (an
 // xDS server, a client with a session): the controller calls Start once
-// before the first call and Close when the LoadBalancer is gone, edited,
-// or the process stops.
+// before the first call (a Start error fails the build, retried next
+// cycle) and Close when the LoadBalancer is gone or edited (the provider
+// is then replaced). A call already in flight may still be running when
+// Close is called: it may fail, but must not hang or panic.
 type Lifecycle interface {
 	Start(ctx context.Context) error
 	Close() error
