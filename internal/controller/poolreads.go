@@ -18,7 +18,11 @@ import (
 // and a provider's MinStatusInterval is honoured.
 //
 // A binding never takes a read that started before its own previous
-// cycle did, so each binding's view only moves forward. Even a read that
+// cycle did, so each binding's view only moves forward; and it takes only a
+// read whose Pool.Known held every target it knows now, with the same
+// address: a read made without them (right after a controller start, by
+// a binding that cycled first) would report this binding's slots as
+// orphans, and a deleting pod's target as gone, hence drained. Even a read that
 // started before this binding's own last call would be safe: a target the snapshot shows not yet registered is registered again
 // (idempotent), one it shows still in rotation is drained again, and
 // nothing it shows drained can have been put back since (a deleting pod
@@ -33,6 +37,7 @@ type poolReads struct {
 
 type poolRead struct {
 	started time.Time
+	known   map[provider.TargetID]string // ID -> address, of the read's Pool.Known
 	done    chan struct{}
 	st      provider.PoolStatus
 	err     error
@@ -41,7 +46,7 @@ type poolRead struct {
 // read returns a read of pool on lb that started within window of now:
 // the one in flight or recent, else a new one made with p. shared says
 // whether it was another binding's.
-func (pr *poolReads) read(ctx context.Context, binding types.NamespacedName, lb string, p provider.Provider, pool provider.Pool, window time.Duration, now time.Time,
+func (pr *poolReads) read(ctx context.Context, binding types.NamespacedName, mine []provider.Target, lb string, p provider.Provider, pool provider.Pool, window time.Duration, now time.Time,
 	do func(context.Context, provider.Provider, provider.Pool) (provider.PoolStatus, error)) (st provider.PoolStatus, err error, shared bool) {
 	k := bookKey{lb, pool.Name}
 	pr.mu.Lock()
@@ -50,7 +55,7 @@ func (pr *poolReads) read(ctx context.Context, binding types.NamespacedName, lb 
 		pr.last = map[types.NamespacedName]time.Time{}
 	}
 	prev, seen := pr.last[binding]
-	if cur := pr.reads[k]; cur != nil && window > 0 && now.Sub(cur.started) < window && !now.Before(cur.started) && (!seen || cur.started.After(prev)) {
+	if cur := pr.reads[k]; cur != nil && window > 0 && now.Sub(cur.started) < window && !now.Before(cur.started) && (!seen || cur.started.After(prev)) && cur.covers(mine) {
 		pr.last[binding] = cur.started
 		pr.mu.Unlock()
 		select {
@@ -65,13 +70,27 @@ func (pr *poolReads) read(ctx context.Context, binding types.NamespacedName, lb 
 		}
 		pr.mu.Lock()
 	}
-	cur := &poolRead{started: now, done: make(chan struct{})}
+	cur := &poolRead{started: now, done: make(chan struct{}), known: make(map[provider.TargetID]string, len(pool.Known))}
+	for _, t := range pool.Known {
+		cur.known[t.ID] = t.Addr()
+	}
 	pr.reads[k] = cur
 	pr.last[binding] = now
 	pr.mu.Unlock()
 	cur.st, cur.err = do(ctx, p, pool)
 	close(cur.done)
 	return cur.st, cur.err, false
+}
+
+// covers reports whether the read knew every target of mine, at its
+// address.
+func (r *poolRead) covers(mine []provider.Target) bool {
+	for _, t := range mine {
+		if addr, ok := r.known[t.ID]; !ok || addr != t.Addr() {
+			return false
+		}
+	}
+	return true
 }
 
 // forget drops what is kept for binding (gone).

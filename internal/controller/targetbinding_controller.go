@@ -266,10 +266,10 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	r.checkInjection(ctx, &b, targets)
 
 	memo := r.memoFor(req.NamespacedName)
-	poolRef := r.knowAddresses(lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
+	mine, poolRef := r.knowAddresses(lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
 	lbCtx, cancel := r.lbContext(ctx)
 	defer cancel()
-	pool, statusErr := r.sharedStatus(lbCtx, req.NamespacedName, p, lb.Name, poolRef)
+	pool, statusErr := r.sharedStatus(lbCtx, req.NamespacedName, mine, p, lb.Name, poolRef)
 	restarted := r.epochs.observe(lb.Name, pool, r.now())
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, restarted, r.now())
@@ -582,8 +582,8 @@ func servicePortName(svc *corev1.Service, ref intstr.IntOrString) (string, bool)
 
 // sharedStatus is status, shared with the pool's other bindings
 // (poolReads).
-func (r *TargetBindingReconciler) sharedStatus(ctx context.Context, key types.NamespacedName, p provider.Provider, lb string, pool provider.Pool) (provider.PoolStatus, error) {
-	st, err, shared := r.reads.read(ctx, key, lb, p, pool, r.shareWindow(p), r.now(), func(ctx context.Context, p provider.Provider, pool provider.Pool) (provider.PoolStatus, error) {
+func (r *TargetBindingReconciler) sharedStatus(ctx context.Context, key types.NamespacedName, mine []provider.Target, p provider.Provider, lb string, pool provider.Pool) (provider.PoolStatus, error) {
+	st, err, shared := r.reads.read(ctx, key, mine, lb, p, pool, r.shareWindow(p), r.now(), func(ctx context.Context, p provider.Provider, pool provider.Pool) (provider.PoolStatus, error) {
 		return r.status(ctx, p, lb, pool)
 	})
 	if shared && r.Metrics != nil {
