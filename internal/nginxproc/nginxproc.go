@@ -161,11 +161,13 @@ func Alive(pid int) bool {
 
 func isMaster(pid int) bool {
 	c := cmdline(pid)
-	if strings.Contains(c, "master process") {
+	if strings.HasPrefix(c, "nginx: master process") {
 		return true
 	}
+	// An NGINX without process titles: the executable's name, and not a
+	// worker's title.
 	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
-	return err == nil && strings.HasPrefix(filepath.Base(exe), "nginx") && !strings.Contains(c, "worker process")
+	return err == nil && filepath.Base(strings.TrimSuffix(exe, " (deleted)")) == "nginx" && !strings.HasPrefix(c, "nginx: ")
 }
 
 func cmdline(pid int) string {
