@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -251,21 +252,24 @@ func TestFreshProviderReportsTheSameStatus(t *testing.T) {
 		if step == "drained" {
 			r.waitHealth(pl, "pod-b", provider.HealthDrained, 12*time.Second)
 		}
-		st1 := r.status(pl)
-		st2, err := r.fresh().Status(ctx, pl)
-		if err != nil {
-			t.Fatal(err)
+		// The fresh provider's read, between two reads of the first one
+		// that agree (an old worker may exit at any moment).
+		var st1, st2 nginx.PoolStatus
+		for try := 0; ; try++ {
+			st1 = r.status(pl)
+			var err error
+			if st2, err = r.fresh().Status(ctx, pl); err != nil {
+				t.Fatal(err)
+			}
+			if sameStatus(st1, r.status(pl)) == "" {
+				break
+			}
+			if try == 20 {
+				t.Fatalf("%s: the pool never held still", step)
+			}
 		}
-		for i := range st1.Instances {
-			for id, ts := range st1.Instances[i].Targets {
-				ts2 := st2.Instances[i].Targets[id]
-				if ts.Health != ts2.Health || ts.Reason != ts2.Reason || ts.Addr != ts2.Addr {
-					t.Errorf("%s: %s on %s: first provider %+v, fresh one %+v", step, id, st1.Instances[i].Instance, ts, ts2)
-				}
-			}
-			if len(st1.Instances[i].Targets) != len(st2.Instances[i].Targets) || st1.Instances[i].Epoch != st2.Instances[i].Epoch {
-				t.Errorf("%s: %s: %+v vs %+v", step, st1.Instances[i].Instance, st1.Instances[i], st2.Instances[i])
-			}
+		if diff := sameStatus(st1, st2); diff != "" {
+			t.Errorf("%s: first provider and fresh one differ: %s", step, diff)
 		}
 	}
 	// An address no known target has is reported as an orphan, and can be
@@ -347,4 +351,25 @@ func TestErrorsNameTheInstance(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), b.UpstreamFile()+":2") {
 		t.Fatalf("Status over an unparsable file: %v, want file:2", err)
 	}
+}
+
+// sameStatus returns "" when two statuses agree on every instance's epoch
+// and every target's health, reason and address, else the first difference.
+func sameStatus(a, b nginx.PoolStatus) string {
+	if len(a.Instances) != len(b.Instances) {
+		return "instance count"
+	}
+	for i := range a.Instances {
+		x, y := a.Instances[i], b.Instances[i]
+		if x.Epoch != y.Epoch || len(x.Targets) != len(y.Targets) {
+			return fmt.Sprintf("%s: %+v vs %+v", x.Instance, x, y)
+		}
+		for id, ts := range x.Targets {
+			ts2 := y.Targets[id]
+			if ts.Health != ts2.Health || ts.Reason != ts2.Reason || ts.Addr != ts2.Addr {
+				return fmt.Sprintf("%s on %s: %+v vs %+v", id, x.Instance, ts, ts2)
+			}
+		}
+	}
+	return ""
 }

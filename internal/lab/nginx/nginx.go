@@ -415,7 +415,9 @@ func (in *Instance) cleanup() {
 	}
 }
 
-func (in *Instance) logTail() string { return proc.TailFile(in.errLog, 2048) + proc.TailFile(filepath.Join(in.dir, "nginx.out"), 1024) }
+func (in *Instance) logTail() string {
+	return proc.TailFile(in.errLog, 2048) + proc.TailFile(filepath.Join(in.dir, "nginx.out"), 1024)
+}
 
 // Addr returns the first pool's listener.
 func (in *Instance) Addr() string { return in.cfg.Pools[0].Listen }
