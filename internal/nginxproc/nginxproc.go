@@ -46,6 +46,9 @@ type Master struct {
 	// Workers are sorted by start time, oldest first. Cache manager and
 	// cache loader processes are not workers and are left out.
 	Workers []Worker
+	// Upgrading is the pid of the old master of a binary upgrade, whose
+	// workers are in Workers too; 0 otherwise.
+	Upgrading int
 }
 
 // ErrNoMaster is wrapped by Read when the pid file is missing or empty, or
@@ -93,13 +96,27 @@ func ReadPIDFile(path string) (int, error) {
 	return pid, nil
 }
 
-// Read reads the master named by the pid file and its workers.
+// Read reads the master named by the pid file and its workers. During a
+// binary upgrade (SIGUSR2) the old master's pid file is renamed to
+// <pid file>.oldbin and both masters' workers accept connections: the old
+// master's workers are then listed too, after the new one's, and count as
+// workers that loaded nothing written since they started.
 func Read(pidFile string) (Master, error) {
 	pid, err := ReadPIDFile(pidFile)
 	if err != nil {
 		return Master{}, err
 	}
-	return ReadPID(pid)
+	m, err := ReadPID(pid)
+	if err != nil {
+		return Master{}, err
+	}
+	if old, err := ReadPIDFile(pidFile + ".oldbin"); err == nil && old != pid {
+		if om, err := ReadPID(old); err == nil {
+			m.Workers = append(m.Workers, om.Workers...)
+			m.Upgrading = old
+		}
+	}
+	return m, nil
 }
 
 // ReadPID reads the master pid and its workers. It fails with ErrNoMaster

@@ -25,6 +25,9 @@ type probe struct {
 	name   string
 	target provider.Target
 	hits   atomic.Int64
+	// last is when the latest request other than a held /slow arrived
+	// (unix nanoseconds).
+	last   atomic.Int64
 	hold   bool
 	slow   chan struct{}
 	active atomic.Int64
@@ -47,6 +50,7 @@ func startProbe(t *testing.T, name string, hold bool) *probe {
 			p.active.Add(-1)
 		} else {
 			p.hits.Add(1)
+			p.last.Store(time.Now().UnixNano())
 		}
 		io.WriteString(w, p.name)
 	})}

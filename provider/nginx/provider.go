@@ -320,21 +320,27 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	}
 	now := nginxproc.Now()
 	changed, want := mutate(f, now)
-	var loadAfter time.Duration
-	if want != nil {
-		loadAfter = want.Since + p.cfg.LoadMargin
-		if want.Since == 0 {
-			loadAfter = 0
-		}
-	}
 	if changed {
-		text := f.Render()
-		if err := p.validate(ctx, in, text); err != nil {
+		if err := p.validate(ctx, in, f.Render()); err != nil {
 			return err
 		}
-		if err := writeAtomic(in.UpstreamFile, text); err != nil {
+		// The margin counts from the write, not from before `nginx -t`:
+		// the lines changed now get the time of the write.
+		written := nginxproc.Now()
+		for i := range f.Pools {
+			for j := range f.Pools[i].Servers {
+				if f.Pools[i].Servers[j].Since == now {
+					f.Pools[i].Servers[j].Since = written
+				}
+			}
+		}
+		if err := writeAtomic(in.UpstreamFile, f.Render()); err != nil {
 			return fmt.Errorf("nginx %s: %w", in.Name, err)
 		}
+	}
+	var loadAfter time.Duration
+	if want != nil && want.Since != 0 {
+		loadAfter = want.Since + p.cfg.LoadMargin
 	}
 	if want == nil {
 		return nil

@@ -163,7 +163,7 @@ http {
     include {{.Upstreams}};
 {{range .Pools}}
     server {
-        listen {{.Listen}} reuseport;
+        listen {{.Listen}};
         location / {
             proxy_pass http://{{.Name}};
             proxy_http_version 1.1;
