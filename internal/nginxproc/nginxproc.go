@@ -43,7 +43,8 @@ type Worker struct {
 // Master is an NGINX master process and its workers.
 type Master struct {
 	PID int
-	// Workers are sorted by start time, oldest first. Cache manager and
+	// Workers are sorted by start time, oldest first (an upgrading old
+	// master's come last). Cache manager and
 	// cache loader processes are not workers and are left out.
 	Workers []Worker
 	// Upgrading is the pid of the old master of a binary upgrade, whose
