@@ -1,12 +1,23 @@
-// Package provider defines what zerodrop's controller asks of a load
-// balancer: register a target so that it gets no balanced request before the
-// LB's own health checks passed, drain it, deregister it, and report the LB's
-// verdict on every target of a pool, per LB instance.
+// Package provider is zerodrop's public provider API, version v1: what the
+// controller asks of a load balancer. Register a target so that it gets no
+// balanced request before the LB's own health checks passed, drain it,
+// deregister it, and report the LB's verdict on every target of a pool, per
+// LB instance.
 //
-// The interface is small on purpose (external-dns's Provider is the model):
-// one package per load balancer implements it (provider/haproxy first), and
-// the controller builds providers from an explicit constructor map, not from
-// init-time registration.
+// The interface is small on purpose (external-dns's Provider is the model),
+// and stateless between calls: every call carries what the provider needs
+// (the pool and every target the controller knows in it, with addresses),
+// and the controller owns all memory (epochs, reload times, drain starts,
+// address-to-pod identity). A provider may cache (connections, a snapshot
+// read in the same cycle), but a provider built afresh must answer every
+// call the same way. That makes a provider callable over the wire: the
+// package zerodrop.dev/zerodrop/provider/adapter serves any Provider over
+// HTTP, and provider/remote is the client the controller uses for a
+// LoadBalancer of provider "external".
+//
+// What a load balancer can and cannot do is declared, not assumed: see
+// Capabilities. The conformance kit (provider/providertest) checks every
+// promise of this contract against a real LB.
 package provider
 
 import (
@@ -20,9 +31,15 @@ import (
 	"time"
 )
 
-// TargetID names a target inside a pool; for HAProxy it is the server name.
-// Providers restrict the characters (HAProxy: letters, digits, '-', '_',
-// '.', ':').
+// Version is the version of this API and of the adapter protocol.
+const Version = "v1"
+
+// TargetID names a target inside a pool. The controller builds it from the
+// binding and the pod; a provider whose LB keeps names (Identity ByName)
+// uses it as the LB's own name for the target and restricts its characters
+// (HAProxy: letters, digits, '-', '_', '.', ':'); one that identifies
+// targets by address (Identity ByAddress) maps addresses back to IDs with
+// Pool.Known.
 type TargetID string
 
 // HealthCheck is how the LB checks a target. Zero fields take the
@@ -112,17 +129,21 @@ type InstanceStatus struct {
 	// Instance names the LB instance (e.g. "haproxy-a").
 	Instance string
 	// Err is set when the instance could not be read; Targets is then nil.
+	// It wraps an *Error whose Code says why (Unreachable, most often).
 	Err error
 	// Epoch identifies the LB process; it changes on reload and restart.
+	// The controller compares it with the epoch it saw before: a change
+	// on a provider with VolatileRuntimeState means the instance lost
+	// what was registered at runtime.
 	Epoch string
-	// Restarted is true when Epoch differs from the previous Status call:
-	// the instance lost what was registered at runtime.
-	Restarted bool
-	// OldWorkers is true while a previous process of the instance may
-	// still serve connections it accepted before a reload (HAProxy's old
-	// worker, until hard-stop-after): their sessions are invisible here,
-	// so no target counts as drained from this instance meanwhile.
-	OldWorkers bool
+	// StartedAt is when the instance's current process (or worker
+	// generation) started serving, as the LB itself reports it (HAProxy:
+	// now minus `show info` Uptime_sec); zero when the LB does not say.
+	// Until StartedAt plus the LoadBalancer's reload grace, a previous
+	// process may still serve connections it accepted before a reload,
+	// invisible in Targets, so the controller counts no target drained
+	// from this instance meanwhile.
+	StartedAt time.Time
 	// Targets holds every target of the pool on this instance, including
 	// ones configured statically in the LB.
 	Targets map[TargetID]TargetStatus
@@ -161,17 +182,14 @@ func (s PoolStatus) Healthy(id TargetID) (ok bool, reason, message string) {
 }
 
 // Drained reports whether every instance was read and sends the target no
-// traffic: absent, Drained, or, for an instance that was restarted, absent;
-// and no instance has an old worker that may still (OldWorkers).
-// Sessions is the total of sessions still open on instances not drained.
+// traffic: absent or Drained everywhere. Sessions is the total of sessions
+// still open on instances not drained. It does not know about a previous
+// process that may still send after a reload: the controller also waits
+// for StartedWithin to be empty.
 func (s PoolStatus) Drained(id TargetID) (ok bool, sessions int64) {
 	ok = len(s.Instances) > 0
 	for _, in := range s.Instances {
 		if in.Err != nil {
-			ok = false
-			continue
-		}
-		if in.OldWorkers {
 			ok = false
 			continue
 		}
@@ -207,15 +225,17 @@ func (s PoolStatus) NoneRead() bool {
 	return true
 }
 
-// OldWorkers reports whether some instance has an old worker that may
-// still send requests (see InstanceStatus.OldWorkers).
-func (s PoolStatus) OldWorkers() bool {
+// StartedWithin lists the instances whose current process started less
+// than grace before now (InstanceStatus.StartedAt): a previous process may
+// still serve there.
+func (s PoolStatus) StartedWithin(now time.Time, grace time.Duration) []string {
+	var out []string
 	for _, in := range s.Instances {
-		if in.OldWorkers {
-			return true
+		if in.Err == nil && !in.StartedAt.IsZero() && now.Sub(in.StartedAt) < grace {
+			out = append(out, in.Instance)
 		}
 	}
-	return false
+	return out
 }
 
 // Err joins the errors of the instances that could not be read.
@@ -227,18 +247,6 @@ func (s PoolStatus) Err() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// Restarted lists the instances that lost their runtime state since the
-// previous Status call.
-func (s PoolStatus) Restarted() []string {
-	var out []string
-	for _, in := range s.Instances {
-		if in.Restarted {
-			out = append(out, in.Instance)
-		}
-	}
-	return out
 }
 
 // Targets returns the IDs present on any instance, sorted.
@@ -280,34 +288,56 @@ func (s PoolStatus) String() string {
 	return b.String()
 }
 
-// ErrTargetBusy is returned (wrapped) by Deregister while the LB still has
-// connections to the target: the target is out of rotation, try again later.
-var ErrTargetBusy = errors.New("target still has connections")
-
-// ErrConflict is returned (wrapped) by Register when the pool already has a
-// target of that ID with another address.
-var ErrConflict = errors.New("target registered with another address")
+// Pool is what every call names: the pool (HAProxy: the backend) and every
+// target the controller knows in it, from every TargetBinding that shares
+// the pool, with its address: the pods it observes and those it still
+// drains or deregisters after they are gone. A provider whose LB identifies
+// targets by address maps them back to IDs with Known alone; an LB entry
+// whose address no known target has is an orphan (OrphanPrefix).
+type Pool struct {
+	Name  string
+	Known []Target
+}
 
 // Provider drives every instance of one load balancer. Every method is
-// idempotent and acts on all instances; an error names the instances that
-// failed, and the others have been changed.
+// idempotent, acts on all instances, and takes everything it needs as
+// arguments (see the package doc); an error names the instances that
+// failed, and the others have been changed. Errors wrap an *Error whose
+// Code the controller acts on.
 type Provider interface {
+	// Capabilities declares what the LB does; constant for a provider.
+	Capabilities() Capabilities
 	// Register adds the target to the pool so that it receives no balanced
-	// request before it has passed the LB's health checks (Rise in a row);
-	// the LB then puts it in rotation by itself. A target already
-	// registered is left alone.
-	Register(ctx context.Context, pool string, t Target) error
+	// request before it has passed the LB's health checks (Rise in a row).
+	// With PromotionSelf the LB then puts it in rotation by itself; with
+	// PromotionExplicit it stays out until Enable. A target already
+	// registered is left alone. A pool without room returns an error
+	// wrapping ErrPoolFull.
+	Register(ctx context.Context, pool Pool, t Target) error
+	// Enable puts a registered target that the LB reports healthy in
+	// rotation (PromotionExplicit); providers with PromotionSelf return
+	// nil. Absent targets are an error.
+	Enable(ctx context.Context, pool Pool, t Target) error
 	// SetDraining takes the target out of rotation: no new balanced
 	// request; open sessions continue. Absent targets are ignored.
-	SetDraining(ctx context.Context, pool string, t Target) error
-	// Deregister removes the target. While sessions remain it returns an
-	// error wrapping ErrTargetBusy and the target stays out of rotation.
-	// Absent targets are ignored.
-	Deregister(ctx context.Context, pool string, t Target) error
+	SetDraining(ctx context.Context, pool Pool, t Target) error
+	// Deregister removes the target. While the LB may still send to it
+	// (sessions remain) it returns an error wrapping ErrTargetBusy and the
+	// target stays out of rotation. Absent targets are ignored.
+	Deregister(ctx context.Context, pool Pool, t Target) error
 	// Status reads the pool on every instance in one call per instance.
 	// The returned error joins the per-instance errors (also in
 	// InstanceStatus.Err); the status of the other instances is valid.
-	Status(ctx context.Context, pool string) (PoolStatus, error)
+	Status(ctx context.Context, pool Pool) (PoolStatus, error)
+}
+
+// Lifecycle is implemented by providers that hold resources or serve (an
+// xDS server, a client with a session): the controller calls Start once
+// before the first call and Close when the LoadBalancer is gone, edited,
+// or the process stops.
+type Lifecycle interface {
+	Start(ctx context.Context) error
+	Close() error
 }
 
 // OrphanPrefix starts the synthetic ID under which a provider's Status
@@ -321,27 +351,3 @@ const OrphanPrefix = "slot:"
 
 // IsOrphan reports whether id is an orphan's synthetic ID (OrphanPrefix).
 func IsOrphan(id TargetID) bool { return strings.HasPrefix(string(id), OrphanPrefix) }
-
-// AddressBook is implemented by providers whose LB does not keep the
-// target's ID, only its address: HAProxy's server-template slots are named
-// by the configuration (zd-slot1, zd-slot2, ...), not by the pod.
-//
-// Several owners (the controller's TargetBindings, named "namespace/name")
-// may share one pool, and each knows only its own targets, so the book of a
-// pool is the union over its owners. The provider also learns address -> ID
-// from Register, SetDraining and Deregister (until Deregister removed the
-// target); after a controller restart it has forgotten everything, so each
-// owner calls Know every cycle, before Status, with the targets it observes
-// or still handles in the pool (ID, IP and port; a target without an
-// address is skipped). Know replaces what that owner knew before. Status
-// then reports each slot under its target's ID, and a slot whose address no
-// owner knows under an orphan ID (OrphanPrefix).
-//
-// Forget drops an owner's part of a pool's book (and what the provider
-// learned about those targets): the controller calls it when a binding is
-// finalized, gone, or moved to another pool or load balancer, so that
-// addresses nobody claims any more turn into orphans that can be freed.
-type AddressBook interface {
-	Know(pool, owner string, targets []Target)
-	Forget(pool, owner string)
-}

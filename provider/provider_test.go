@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func pool(instances ...InstanceStatus) PoolStatus {
@@ -55,7 +56,6 @@ func TestDrainedCountsAbsentAndDrainedOnly(t *testing.T) {
 		{"still healthy (drain not applied)", pool(inst("a", map[TargetID]TargetStatus{"t": {Health: HealthHealthy}})), false, 0},
 		{"unreachable instance cannot vouch", pool(inst("a", nil), InstanceStatus{Instance: "b", Err: errors.New("x")}), false, 0},
 		{"no instance", pool(), false, 0},
-		{"old worker after a reload may still send", pool(inst("a", map[TargetID]TargetStatus{"t": drained}), InstanceStatus{Instance: "b", OldWorkers: true}), false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,16 +68,20 @@ func TestDrainedCountsAbsentAndDrainedOnly(t *testing.T) {
 }
 
 func TestPoolStatusHelpers(t *testing.T) {
+	now := time.Now()
 	st := pool(
-		InstanceStatus{Instance: "a", Restarted: true, Targets: map[TargetID]TargetStatus{"y": {}, "x": {}}},
+		InstanceStatus{Instance: "a", StartedAt: now.Add(-time.Second), Targets: map[TargetID]TargetStatus{"y": {}, "x": {}}},
 		InstanceStatus{Instance: "b", Err: errors.New("timeout")},
 		inst("c", map[TargetID]TargetStatus{"z": {}}),
 	)
 	if got := st.Targets(); !reflect.DeepEqual(got, []TargetID{"x", "y", "z"}) {
 		t.Errorf("Targets() = %v", got)
 	}
-	if got := st.Restarted(); !reflect.DeepEqual(got, []string{"a"}) {
-		t.Errorf("Restarted() = %v", got)
+	if got := st.StartedWithin(now, 2*time.Second); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Errorf("StartedWithin(2s) = %v, want [a]", got)
+	}
+	if got := st.StartedWithin(now, time.Second); len(got) != 0 {
+		t.Errorf("StartedWithin(1s) = %v, want none: a started exactly 1s ago", got)
 	}
 	if err := st.Err(); err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Errorf("Err() = %v", err)

@@ -5,16 +5,26 @@ import (
 )
 
 // ProviderType names the kind of load balancer a provider drives.
-// +kubebuilder:validation:Enum=haproxy
+// +kubebuilder:validation:Enum=haproxy;external
 type ProviderType string
 
-// ProviderHAProxy drives HAProxy through its Runtime API (stats socket at
-// "level admin"): dynamic servers added, health-checked, drained and deleted.
-const ProviderHAProxy ProviderType = "haproxy"
+const (
+	// ProviderHAProxy drives HAProxy through its Runtime API (stats socket
+	// at "level admin"): dynamic servers or server-template slots,
+	// health-checked, drained and removed.
+	ProviderHAProxy ProviderType = "haproxy"
+	// ProviderExternal drives any load balancer through an adapter that
+	// speaks zerodrop's provider protocol over HTTP(S)
+	// (docs/provider-protocol.md): spec.external says where it is.
+	ProviderExternal ProviderType = "external"
+)
 
 // LoadBalancerSpec describes one external load balancer: its provider and how
 // to reach each of its instances (an HAProxy active/standby pair is one
 // LoadBalancer with two instances, and both must agree before a gate opens).
+// +kubebuilder:validation:XValidation:rule="self.provider != 'haproxy' || size(self.instances) >= 1",message="provider haproxy needs at least one instance"
+// +kubebuilder:validation:XValidation:rule="(self.provider == 'external') == has(self.external)",message="external is required with provider external and allowed only with it"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'external' || size(self.instances) == 0",message="provider external: the adapter reports its instances; leave instances empty"
 type LoadBalancerSpec struct {
 	// Provider is the kind of load balancer.
 	// +kubebuilder:default=haproxy
@@ -22,12 +32,27 @@ type LoadBalancerSpec struct {
 
 	// Instances are the load balancer's processes or appliances. Every
 	// instance is driven, and a target counts as healthy only when every
-	// instance reports it healthy.
-	// +kubebuilder:validation:MinItems=1
+	// instance reports it healthy. Required with provider haproxy; empty
+	// with provider external, whose adapter reports its instances.
 	// +kubebuilder:validation:MaxItems=16
 	// +listType=map
 	// +listMapKey=name
-	Instances []LoadBalancerInstance `json:"instances"`
+	// +optional
+	Instances []LoadBalancerInstance `json:"instances,omitempty"`
+
+	// External says where the provider adapter of a LoadBalancer of
+	// provider external listens, and how to authenticate to it.
+	// +optional
+	External *ExternalProvider `json:"external,omitempty"`
+
+	// ReloadGrace is how long after an instance's process started (a
+	// reload or a restart) a previous process may still serve the
+	// connections it accepted before: no drain completes on that instance
+	// meanwhile. Set it to HAProxy's hard-stop-after (NGINX:
+	// worker_shutdown_timeout). Defaults to the provider's (HAProxy: 30s).
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('1h')",message="reloadGrace must be between 0s and 1h"
+	// +optional
+	ReloadGrace *metav1.Duration `json:"reloadGrace,omitempty"`
 
 	// PoolDefaults apply to every pool (HAProxy backend) of this load
 	// balancer unless a TargetBinding overrides them.
@@ -45,6 +70,35 @@ type LoadBalancerSpec struct {
 	// +kubebuilder:validation:MaxItems=256
 	// +optional
 	Pools []PoolGrant `json:"pools,omitempty"`
+}
+
+// ExternalProvider points at a provider adapter (docs/provider-protocol.md).
+// +kubebuilder:validation:XValidation:rule="self.url.startsWith('https://') || has(self.allowInsecure) && self.allowInsecure",message="url must be https:// unless allowInsecure is true"
+type ExternalProvider struct {
+	// URL is the adapter's base URL, e.g. https://lb-adapter.lb.svc:8443.
+	// +kubebuilder:validation:Pattern=`^https?://[^\s]+$`
+	// +kubebuilder:validation:MaxLength=1024
+	URL string `json:"url"`
+
+	// TLS: the Secret with the CA that verifies the adapter (`ca.crt`) and,
+	// for mutual TLS, the controller's client certificate (`tls.crt`,
+	// `tls.key`).
+	// +optional
+	TLS *InstanceTLS `json:"tls,omitempty"`
+
+	// TokenSecretRef names a Secret whose key `token` is sent as a bearer
+	// token with every request.
+	// +optional
+	TokenSecretRef *SecretReference `json:"tokenSecretRef,omitempty"`
+
+	// Timeout bounds each request to the adapter; default 10s.
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// AllowInsecure permits an http:// URL (a sidecar on loopback, the
+	// lab); never across a network.
+	// +optional
+	AllowInsecure bool `json:"allowInsecure,omitempty"`
 }
 
 // PoolGrant says which namespaces' TargetBindings may put targets into one

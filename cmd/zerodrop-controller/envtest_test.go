@@ -45,9 +45,9 @@ import (
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
-	"zerodrop.dev/zerodrop/provider"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 const (

@@ -36,7 +36,8 @@ func (f *fakeLB) record(op, pool string, id provider.TargetID) {
 	f.calls = append(f.calls, fmt.Sprintf("%s %s/%s", op, pool, id))
 }
 
-func (f *fakeLB) Register(_ context.Context, pool string, t provider.Target) error {
+func (f *fakeLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("register", pool, t.ID)
@@ -60,7 +61,8 @@ func (f *fakeLB) Register(_ context.Context, pool string, t provider.Target) err
 	return nil
 }
 
-func (f *fakeLB) SetDraining(_ context.Context, pool string, t provider.Target) error {
+func (f *fakeLB) SetDraining(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("drain", pool, t.ID)
@@ -75,7 +77,8 @@ func (f *fakeLB) SetDraining(_ context.Context, pool string, t provider.Target) 
 	return nil
 }
 
-func (f *fakeLB) Deregister(_ context.Context, pool string, t provider.Target) error {
+func (f *fakeLB) Deregister(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.record("deregister", pool, t.ID)
@@ -88,7 +91,8 @@ func (f *fakeLB) Deregister(_ context.Context, pool string, t provider.Target) e
 	return nil
 }
 
-func (f *fakeLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
+func (f *fakeLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStatus, error) {
+	pool := pl.Name
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++
@@ -204,3 +208,12 @@ func (f *fakeLB) callsOf(op string) []string {
 	}
 	return out
 }
+
+// Capabilities: the fake stands in for HAProxy.
+func (f *fakeLB) Capabilities() provider.Capabilities {
+	return provider.Capabilities{Identity: provider.IdentityName, Promotion: provider.PromotionSelf, HealthCheckScope: provider.HealthCheckPerTarget,
+		DrainSignal: provider.DrainSessions, Topology: provider.TopologyInstances, VolatileRuntimeState: true, ActiveHealthChecks: true}
+}
+
+// Enable does nothing: PromotionSelf.
+func (f *fakeLB) Enable(context.Context, provider.Pool, provider.Target) error { return nil }

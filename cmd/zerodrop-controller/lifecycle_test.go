@@ -311,7 +311,7 @@ func TestSameNameReplacementWaitsForThePreviousServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := func() string {
-		s, _ := suite.lb.Status(ctx, pool)
+		s, _ := suite.lb.Status(ctx, provider.Pool{Name: pool})
 		return s.Instances[0].Targets[id].Addr
 	}
 	eventually(t, "old pod gone", func() (bool, string) {

@@ -46,8 +46,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/internal/podcache"
-	"zerodrop.dev/zerodrop/provider"
-	"zerodrop.dev/zerodrop/provider/haproxy"
+	"zerodrop.dev/zerodrop/internal/providers"
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
@@ -88,7 +87,7 @@ type options struct {
 	drainHookHost, drainService       string
 	drainHookPort                     int
 	pollInterval, resyncInterval      time.Duration
-	providerTimeout, oldWorkerGrace   time.Duration
+	providerTimeout                   time.Duration
 	breakerBackoff, cycleTimeout      time.Duration
 	orphanGrace                       time.Duration
 	workers                           int
@@ -146,7 +145,6 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
 	fs.DurationVar(&o.breakerBackoff, "provider-breaker-backoff", 5*time.Second, "after a provider command to an LB instance times out, skip that instance this long (its calls fail at once), then probe it; doubles per failed probe up to 1m; negative never skips")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Second, "deadline of the load-balancer calls of one binding cycle (status read and every register, drain, deregister); 0: none")
-	fs.DurationVar(&o.oldWorkerGrace, "haproxy-old-worker-grace", 30*time.Second, "after an HAProxy reload, how long its old worker may still serve connections (set to hard-stop-after): drains are not reported complete on that instance meanwhile")
 	fs.DurationVar(&o.orphanGrace, "orphan-grace", 30*time.Second, "how long an orphan (a load balancer slot whose address no binding of its pool knows) must be seen before the leader drains and frees it; 0 never frees")
 	fs.IntVar(&o.workers, "workers", 4, "bindings reconciled in parallel")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -194,33 +192,11 @@ func parse(args []string) (options, error) {
 	return o, nil
 }
 
-// Providers is the explicit map of provider constructors: adding a load
-// balancer means adding a line here, not an init function. Instances with
-// tls get their client certificate from secrets at each connection.
-func Providers(log *slog.Logger, timeout, oldWorkerGrace, breakerBackoff time.Duration, secrets *controller.TLSSecrets) map[zv1.ProviderType]controller.ProviderFactory {
-	return map[zv1.ProviderType]controller.ProviderFactory{
-		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
-			cfg := haproxy.Config{Timeout: timeout, OldWorkerGrace: oldWorkerGrace, BreakerBackoff: breakerBackoff, Logger: log.With("loadbalancer", lb.Name)}
-			for _, in := range lb.Spec.Instances {
-				addr := in.Socket
-				if addr == "" {
-					addr = "tcp:" + in.Address
-				}
-				hin := haproxy.Instance{Name: in.Name, Address: addr}
-				switch {
-				case in.TLS != nil:
-					hin.TLS = secrets.For(in.TLS.SecretRef, in.TLS.ServerName)
-				case in.Address != "":
-					log.Warn("Runtime API over plaintext TCP: whoever reaches the port controls HAProxy; set tls and firewall the port (docs/haproxy.md)",
-						"loadbalancer", lb.Name, "instance", in.Name, "address", in.Address)
-				}
-				cfg.Instances = append(cfg.Instances, hin)
-			}
-			interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &zv1.TargetBindingSpec{})
-			cfg.Check = provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)}
-			return haproxy.New(cfg)
-		},
-	}
+// Providers returns the registry's constructors with this process's
+// settings; instances with tls get their client certificate from secrets
+// at each connection.
+func Providers(log *slog.Logger, timeout, breakerBackoff time.Duration, secrets *controller.TLSSecrets) map[zv1.ProviderType]controller.ProviderFactory {
+	return providers.Builtin(providers.Options{Log: log, Timeout: timeout, BreakerBackoff: breakerBackoff, TLS: secrets.For})
 }
 
 func run(ctx context.Context, args []string) error {
@@ -287,7 +263,7 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("manager: %w", err)
 	}
 	secrets := &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace}
-	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.oldWorkerGrace, o.breakerBackoff, secrets))
+	w, err := Wire(ctx, mgr, o, log, Providers(log, o.providerTimeout, o.breakerBackoff, secrets))
 	if err != nil {
 		return err
 	}

@@ -37,8 +37,8 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
-	"zerodrop.dev/zerodrop/provider"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 func TestParseRole(t *testing.T) {
@@ -262,7 +262,7 @@ func TestServeRoleDrainsWithoutLeader(t *testing.T) {
 	p1 := startPodIn(t, e.c, ns, "web-1", "web", "10.1.0.71")
 	id1 := controller.TargetID(ns, "web-edge", "web-1")
 	id2 := controller.TargetID(ns, "web-edge", "web-2")
-	if err := lb.Register(ctx, pool, provider.Target{ID: id1, IP: "10.1.0.71", Port: 8080}); err != nil {
+	if err := lb.Register(ctx, provider.Pool{Name: pool}, provider.Target{ID: id1, IP: "10.1.0.71", Port: 8080}); err != nil {
 		t.Fatal(err)
 	}
 	lb.setHealth(pool, id1, "", provider.HealthHealthy)

@@ -18,6 +18,7 @@ import (
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Scenario: a LoadBalancer whose instance has tls naming a Secret in the
@@ -45,7 +46,7 @@ func TestProvidersSpeakMutualTLSFromASecret(t *testing.T) {
 	c := fake.NewClientBuilder().WithObjects(secret).Build()
 	now := time.Now()
 	secrets := &controller.TLSSecrets{Reader: c, Namespace: controllerNS, Now: func() time.Time { return now }}
-	factory := Providers(slog.Default(), 2*time.Second, 0, 0, secrets)[zv1.ProviderHAProxy]
+	factory := Providers(slog.Default(), 2*time.Second, 0, secrets)[zv1.ProviderHAProxy]
 	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: zv1.LoadBalancerSpec{Provider: zv1.ProviderHAProxy, Instances: []zv1.LoadBalancerInstance{
 		{Name: "haproxy-a", Address: in.AdminTLSAddr(), TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: secret.Name}, ServerName: "haproxy-a.lb.test"}},
 		{Name: "haproxy-a-plaintext", Address: in.AdminTLSAddr()},
@@ -55,7 +56,7 @@ func TestProvidersSpeakMutualTLSFromASecret(t *testing.T) {
 		t.Fatalf("build provider: %v", err)
 	}
 	// Status joins the instances' errors; each instance's is in its status.
-	st, _ := p.Status(ctx, "app")
+	st, _ := p.Status(ctx, provider.Pool{Name: "app"})
 	if e := st.Instances[0].Err; e != nil {
 		t.Fatalf("instance with tls: %v", e)
 	}
@@ -68,7 +69,7 @@ func TestProvidersSpeakMutualTLSFromASecret(t *testing.T) {
 		t.Fatal(err)
 	}
 	now = now.Add(time.Minute)
-	st, _ = p.Status(ctx, "app")
+	st, _ = p.Status(ctx, provider.Pool{Name: "app"})
 	if e := st.Instances[0].Err; e == nil || !strings.Contains(e.Error(), "Secret zerodrop-system/zerodrop-haproxy-client") || !strings.Contains(e.Error(), `"tls.key"`) {
 		t.Fatalf("instance with a broken Secret: %v; want an error naming the Secret and tls.key", e)
 	}

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"sort"
 	"sync"
 	"time"
 
@@ -10,42 +11,113 @@ import (
 	"zerodrop.dev/zerodrop/provider"
 )
 
-// knowRecord is what a binding last told a provider's address book.
-type knowRecord struct {
-	book provider.AddressBook
-	lb   string
-	pool string
-	at   time.Time
+// addressBook is the controller's memory of which address belongs to which
+// target: for each (LoadBalancer, pool), what each binding of the pool
+// knows of its targets (the pods it observes, and those it still drains or
+// deregisters after they are gone). Every provider call carries the union
+// (provider.Pool.Known), so that a provider whose LB knows only addresses
+// (HAProxy's server-template slots) maps them back to targets without any
+// memory of its own, and an entry whose address nobody knows is an orphan.
+//
+// After a restart the book is empty until each binding has cycled once;
+// orphans are judged only when every binding of the pool has told the book
+// recently (orphanDuty, knowWindow).
+type addressBook struct {
+	mu    sync.Mutex
+	pools map[bookKey]map[types.NamespacedName]bookPart
+	// where maps a binding to the pool it last told.
+	where map[types.NamespacedName]bookKey
 }
 
-// owner names a binding in a provider's address book.
-func owner(key types.NamespacedName) string { return key.Namespace + "/" + key.Name }
+type bookKey struct{ lb, pool string }
 
-// knowAddresses tells a provider that implements provider.AddressBook (the
-// HAProxy provider in slot mode) the address of every target the binding
-// observes, and of every target it still handles on the load balancer after
-// its pod is gone (from the memo), so that Status reports slots under their
-// TargetIDs instead of as orphans, also after a controller restart. Called
-// every cycle before Status. A binding that moved to another pool or load
-// balancer is forgotten in the old one.
-func (r *TargetBindingReconciler) knowAddresses(p provider.Provider, lb string, b *zv1.TargetBinding, targets []observedTarget, memo map[provider.TargetID]*memo) {
-	ab, ok := p.(provider.AddressBook)
-	if !ok {
-		return
+type bookPart struct {
+	targets []provider.Target
+	at      time.Time
+}
+
+// know replaces what binding knows of the targets of pool on lb; a
+// binding that moved to another pool or load balancer is dropped from the
+// old one.
+func (bk *addressBook) know(lb, pool string, binding types.NamespacedName, targets []provider.Target, now time.Time) {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	if bk.pools == nil {
+		bk.pools = map[bookKey]map[types.NamespacedName]bookPart{}
+		bk.where = map[types.NamespacedName]bookKey{}
 	}
+	k := bookKey{lb, pool}
+	if old, ok := bk.where[binding]; ok && old != k {
+		bk.dropLocked(old, binding)
+	}
+	bk.where[binding] = k
+	if bk.pools[k] == nil {
+		bk.pools[k] = map[types.NamespacedName]bookPart{}
+	}
+	bk.pools[k][binding] = bookPart{targets: targets, at: now}
+}
+
+// forget drops what binding told the book (finalized or gone): addresses
+// no other binding knows turn into orphans.
+func (bk *addressBook) forget(binding types.NamespacedName) {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	if k, ok := bk.where[binding]; ok {
+		bk.dropLocked(k, binding)
+		delete(bk.where, binding)
+	}
+}
+
+func (bk *addressBook) dropLocked(k bookKey, binding types.NamespacedName) {
+	delete(bk.pools[k], binding)
+	if len(bk.pools[k]) == 0 {
+		delete(bk.pools, k)
+	}
+}
+
+// pool returns what a provider call on pool of lb carries: every target
+// any binding of the pool knows, in binding order (deterministic).
+func (bk *addressBook) pool(lb, pool string) provider.Pool {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	parts := bk.pools[bookKey{lb, pool}]
+	owners := make([]types.NamespacedName, 0, len(parts))
+	n := 0
+	for o, p := range parts {
+		owners = append(owners, o)
+		n += len(p.targets)
+	}
+	sort.Slice(owners, func(i, j int) bool { return owners[i].String() < owners[j].String() })
+	pl := provider.Pool{Name: pool, Known: make([]provider.Target, 0, n)}
+	for _, o := range owners {
+		pl.Known = append(pl.Known, parts[o].targets...)
+	}
+	return pl
+}
+
+// toldAt returns when binding last told the book about pool of lb (zero
+// if it has not, or told about another pool since).
+func (bk *addressBook) toldAt(lb, pool string, binding types.NamespacedName) time.Time {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	return bk.pools[bookKey{lb, pool}][binding].at
+}
+
+// size counts the bindings the book holds (for tests of forgetting).
+func (bk *addressBook) size() int {
+	bk.mu.Lock()
+	defer bk.mu.Unlock()
+	return len(bk.where)
+}
+
+// knowAddresses records the address of every target the binding observes,
+// and of every target it still handles on the load balancer after its pod
+// is gone (from the memo), and returns what provider calls on the pool
+// carry. Called every cycle before Status.
+func (r *TargetBindingReconciler) knowAddresses(lb string, b *zv1.TargetBinding, targets []observedTarget, memo map[provider.TargetID]*memo) provider.Pool {
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
-	known := knownTargets(b, targets, memo, &r.mu)
-	r.mu.Lock()
-	prev, had := r.known[key]
-	if r.known == nil {
-		r.known = map[types.NamespacedName]knowRecord{}
-	}
-	r.known[key] = knowRecord{book: ab, lb: lb, pool: b.Spec.Pool, at: r.now()}
-	r.mu.Unlock()
-	if had && (prev.book != ab || prev.pool != b.Spec.Pool) {
-		prev.book.Forget(prev.pool, owner(key))
-	}
-	ab.Know(b.Spec.Pool, owner(key), known)
+	r.book.know(lb, b.Spec.Pool, key, knownTargets(b, targets, memo, &r.mu), r.now())
+	return r.book.pool(lb, b.Spec.Pool)
 }
 
 // knownTargets lists the addresses of the binding's targets: those it
@@ -68,30 +140,19 @@ func knownTargets(b *zv1.TargetBinding, targets []observedTarget, memo map[provi
 			known = append(known, provider.Target{ID: id, IP: m.target.IP, Port: m.target.Port})
 		}
 	}
+	sort.Slice(known, func(i, j int) bool { return known[i].ID < known[j].ID })
 	return known
 }
 
-// forgetAddresses drops the binding's part of the address book it last
-// told (the binding is finalized or gone): addresses no other binding
-// knows turn into orphans, which the pool's remaining bindings free after
-// the orphan grace.
-func (r *TargetBindingReconciler) forgetAddresses(key types.NamespacedName) {
-	r.mu.Lock()
-	prev, had := r.known[key]
-	delete(r.known, key)
-	r.mu.Unlock()
-	if had {
-		prev.book.Forget(prev.pool, owner(key))
-	}
-}
+// forgetAddresses drops the binding's part of the address book (the
+// binding is finalized or gone).
+func (r *TargetBindingReconciler) forgetAddresses(key types.NamespacedName) { r.book.forget(key) }
 
 // poolMembers returns the bindings among list that use the pool of lb, are
 // not being deleted and were not refused the pool (an ungranted binding
 // must not be elected to judge, and so hold up, the pool's orphans), each
-// with when it last told ab its addresses for that pool.
-func (r *TargetBindingReconciler) poolMembers(list []zv1.TargetBinding, ab provider.AddressBook, lb, pool string) []poolMember {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// with when it last told the book its addresses for that pool.
+func (r *TargetBindingReconciler) poolMembers(list []zv1.TargetBinding, lb, pool string) []poolMember {
 	var out []poolMember
 	for i := range list {
 		b := &list[i]
@@ -99,11 +160,7 @@ func (r *TargetBindingReconciler) poolMembers(list []zv1.TargetBinding, ab provi
 			continue
 		}
 		key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
-		m := poolMember{Key: key}
-		if rec, ok := r.known[key]; ok && rec.book == ab && rec.lb == lb && rec.pool == pool {
-			m.Known = rec.at
-		}
-		out = append(out, m)
+		out = append(out, poolMember{Key: key, Known: r.book.toldAt(lb, pool, key)})
 	}
 	return out
 }

@@ -27,23 +27,27 @@ import (
 // hangingLB reads its pool at once (every target absent) and hangs in
 // every other call until the caller's context ends: a load balancer whose
 // actions stall.
-type hangingLB struct{ calls int }
+type hangingLB struct {
+	haproxyLike
+	calls int
+}
 
 func (h *hangingLB) wait(ctx context.Context) error {
 	h.calls++
 	<-ctx.Done()
 	return ctx.Err()
 }
-func (h *hangingLB) Register(ctx context.Context, _ string, _ provider.Target) error {
+func (h *hangingLB) Register(ctx context.Context, _ provider.Pool, _ provider.Target) error {
 	return h.wait(ctx)
 }
-func (h *hangingLB) SetDraining(ctx context.Context, _ string, _ provider.Target) error {
+func (h *hangingLB) SetDraining(ctx context.Context, _ provider.Pool, _ provider.Target) error {
 	return h.wait(ctx)
 }
-func (h *hangingLB) Deregister(ctx context.Context, _ string, _ provider.Target) error {
+func (h *hangingLB) Deregister(ctx context.Context, _ provider.Pool, _ provider.Target) error {
 	return h.wait(ctx)
 }
-func (h *hangingLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
+func (h *hangingLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStatus, error) {
+	pool := pl.Name
 	return provider.PoolStatus{Pool: pool, Instances: []provider.InstanceStatus{{Instance: "lb-a", Targets: map[provider.TargetID]provider.TargetStatus{}}}}, nil
 }
 

@@ -39,6 +39,26 @@ type world struct {
 	servers map[string]map[string]map[provider.TargetID]*worldServer // instance -> pool -> id
 	down    map[string]bool
 	calls   []string
+	// epochs and started are each instance's process: bumped and set by
+	// reload (a zero started: the LB does not report its start).
+	epochs  map[string]int
+	started map[string]time.Time
+}
+
+// reload restarts an instance's process at `at`: its runtime state is
+// lost; with reportStart its Status says when it started.
+func (w *world) reload(instance string, at time.Time, reportStart bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.epochs == nil {
+		w.epochs, w.started = map[string]int{}, map[string]time.Time{}
+	}
+	w.epochs[instance]++
+	delete(w.servers, instance)
+	w.started[instance] = time.Time{}
+	if reportStart {
+		w.started[instance] = at
+	}
 }
 
 type worldServer struct {
@@ -115,6 +135,7 @@ func (w *world) callsOf(op string) []string {
 }
 
 type worldLB struct {
+	haproxyLike
 	w         *world
 	instances []string
 }
@@ -139,7 +160,8 @@ func (p *worldLB) each(op, pool string, id provider.TargetID, fn func(in string,
 	return nil
 }
 
-func (p *worldLB) Register(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("register", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
 		if s[t.ID] == nil {
 			s[t.ID] = &worldServer{addr: t.Addr(), health: provider.HealthInitial}
@@ -148,7 +170,8 @@ func (p *worldLB) Register(_ context.Context, pool string, t provider.Target) er
 	})
 }
 
-func (p *worldLB) SetDraining(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) SetDraining(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("drain", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
 			ws.health = provider.HealthDraining
@@ -160,7 +183,8 @@ func (p *worldLB) SetDraining(_ context.Context, pool string, t provider.Target)
 	})
 }
 
-func (p *worldLB) Deregister(_ context.Context, pool string, t provider.Target) error {
+func (p *worldLB) Deregister(_ context.Context, pl provider.Pool, t provider.Target) error {
+	pool := pl.Name
 	return p.each("deregister", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
 			ws.health = provider.HealthDrained
@@ -173,14 +197,15 @@ func (p *worldLB) Deregister(_ context.Context, pool string, t provider.Target) 
 	})
 }
 
-func (p *worldLB) Status(_ context.Context, pool string) (provider.PoolStatus, error) {
+func (p *worldLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStatus, error) {
+	pool := pl.Name
 	p.w.mu.Lock()
 	defer p.w.mu.Unlock()
 	st := provider.PoolStatus{Pool: pool}
 	var errs []string
 	for _, in := range p.instances {
 		name, _, _ := strings.Cut(in, "@")
-		is := provider.InstanceStatus{Instance: name, Epoch: "1"}
+		is := provider.InstanceStatus{Instance: name, Epoch: fmt.Sprint(1 + p.w.epochs[in]), StartedAt: p.w.started[in]}
 		if p.w.down[in] {
 			is.Err = fmt.Errorf("%s unreachable", in)
 			errs = append(errs, is.Err.Error())
@@ -452,3 +477,14 @@ func (h *harness) series(name string) map[string]float64 {
 	}
 	return out
 }
+
+// haproxyLike declares HAProxy's capabilities for the fakes of these
+// tests: they stand in for it.
+type haproxyLike struct{}
+
+func (haproxyLike) Capabilities() provider.Capabilities {
+	return provider.Capabilities{Identity: provider.IdentityName, Promotion: provider.PromotionSelf, HealthCheckScope: provider.HealthCheckPerTarget,
+		DrainSignal: provider.DrainSessions, Topology: provider.TopologyInstances, VolatileRuntimeState: true, ActiveHealthChecks: true}
+}
+
+func (haproxyLike) Enable(context.Context, provider.Pool, provider.Target) error { return nil }

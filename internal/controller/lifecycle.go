@@ -21,8 +21,8 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/binding"
 	"zerodrop.dev/zerodrop/internal/drain"
-	"zerodrop.dev/zerodrop/provider"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Reasons of the lifecycle rules: binding and LoadBalancer deletion, and
@@ -103,8 +103,8 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		}
 		// After a controller restart the provider knows no slot's target:
 		// tell it this binding's, so that they are found and removed.
-		r.knowAddresses(p, lb.Name, b, targets, memo)
-		st, statusErr := r.status(lbCtx, p, lb.Name, b.Spec.Pool)
+		pref := r.knowAddresses(lb.Name, b, targets, memo)
+		st, statusErr := r.status(lbCtx, p, lb.Name, pref)
 		pool = &st
 		if statusErr != nil {
 			left = append(left, statusErr.Error())
@@ -112,6 +112,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 				break
 			}
 		}
+		oldWorkers := r.epochs.oldWorkers(lb.Name, st, reloadGrace(&lb, p), r.now())
 		for _, id := range st.Targets() {
 			if _, ok := podOfTarget(id, b.Namespace, b.Name); !ok {
 				continue
@@ -123,11 +124,11 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 					break
 				}
 			}
-			drained, _ := st.Drained(id)
+			drained, _ := drainedNow(st, oldWorkers, id)
 			if !drained && !expired {
 				if needsDrainCall(st, id) {
 					start := time.Now()
-					err := p.SetDraining(lbCtx, b.Spec.Pool, t)
+					err := p.SetDraining(lbCtx, pref, t)
 					r.observeCall(lb.Name, actDrain.String(), start, err)
 					if err != nil {
 						errs = append(errs, fmt.Errorf("drain %s in pool %s: %w", id, b.Spec.Pool, err))
@@ -141,7 +142,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 				continue
 			}
 			start := time.Now()
-			err := p.Deregister(lbCtx, b.Spec.Pool, t)
+			err := p.Deregister(lbCtx, pref, t)
 			r.observeCall(lb.Name, actDeregister.String(), start, err)
 			if err != nil {
 				left = append(left, string(id))
@@ -469,15 +470,13 @@ func (r *TargetBindingReconciler) retire(ctx context.Context, log *slog.Logger, 
 			users = append(users, types.NamespacedName{Namespace: o.Namespace, Name: o.Name})
 		}
 	}
-	known := knownTargets(b, targets, r.memoFor(key), &r.mu)
+	r.book.know(lb, b.Spec.Pool, key, knownTargets(b, targets, r.memoFor(key), &r.mu), now)
+	pref := r.book.pool(lb, b.Spec.Pool)
 	pending := false
 	for _, ri := range retired {
 		since := r.Providers.retiredStart(ri, now)
 		giveUp := !now.Before(since.Add(timeout + FinalizeRetry))
-		if ab, ok := ri.p.(provider.AddressBook); ok {
-			ab.Know(b.Spec.Pool, owner(key), known)
-		}
-		st, err := ri.p.Status(ctx, b.Spec.Pool)
+		st, err := ri.p.Status(ctx, pref)
 		if err != nil {
 			if giveUp {
 				log.Warn("retired instance unreachable: given up", "loadbalancer", lb, "instance", ri.name, "at", ri.how, "err", err)
@@ -501,16 +500,16 @@ func (r *TargetBindingReconciler) retire(ctx context.Context, log *slog.Logger, 
 					t.IP, t.Port = splitAddr(ts.Addr)
 				}
 			}
-			if drained, _ := st.Drained(id); !drained && now.Before(since.Add(timeout)) {
+			if drained, _ := drainedNow(st, r.epochs.oldWorkers(lb, st, ri.p.Capabilities().ReloadGrace, now), id); !drained && now.Before(since.Add(timeout)) {
 				if needsDrainCall(st, id) {
-					if err := ri.p.SetDraining(ctx, b.Spec.Pool, t); err != nil {
+					if err := ri.p.SetDraining(ctx, pref, t); err != nil {
 						log.Warn("retired instance: drain", "instance", ri.name, "target", id, "err", err)
 					}
 				}
 				left = append(left, string(id))
 				continue
 			}
-			if err := ri.p.Deregister(ctx, b.Spec.Pool, t); err != nil {
+			if err := ri.p.Deregister(ctx, pref, t); err != nil {
 				left = append(left, string(id))
 				continue
 			}
@@ -571,15 +570,13 @@ func (r *TargetBindingReconciler) holdForRetired(ctx context.Context, b *zv1.Tar
 		if !now.Before(r.Providers.retiredStart(ri, now).Add(b.Spec.DrainTimeout() + FinalizeRetry)) {
 			continue
 		}
-		if ab, ok := ri.p.(provider.AddressBook); ok {
-			ab.Know(b.Spec.Pool, owner(key), knownTargets(b, targets, r.memoFor(key), &r.mu))
-		}
-		st, err := ri.p.Status(ctx, b.Spec.Pool)
+		r.book.know(lb, b.Spec.Pool, key, knownTargets(b, targets, r.memoFor(key), &r.mu), now)
+		st, err := ri.p.Status(ctx, r.book.pool(lb, b.Spec.Pool))
 		for _, i := range drained {
 			why := ""
 			if err != nil || !st.AllRead() {
 				why = fmt.Sprintf("instance %s, removed from LoadBalancer %s, cannot be read: the target is not known to be drained there", ri.name, lb)
-			} else if ok, sessions := st.Drained(plans[i].Target.ID); !ok {
+			} else if ok, sessions := drainedNow(st, r.epochs.oldWorkers(lb, st, ri.p.Capabilities().ReloadGrace, now), plans[i].Target.ID); !ok {
 				why = fmt.Sprintf("instance %s, removed from LoadBalancer %s, still has the target (%d session(s)): draining it there", ri.name, lb, sessions)
 			}
 			if why != "" {

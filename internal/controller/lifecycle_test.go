@@ -171,7 +171,7 @@ func TestDeletedObjectsLeaveNoState(t *testing.T) {
 		}
 	}
 	h.r.mu.Lock()
-	n := len(h.r.memos) + len(h.r.orphans) + len(h.r.known)
+	n := len(h.r.memos) + len(h.r.orphans) + h.r.book.size()
 	h.r.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("memos kept after the binding was deleted: %d", n)

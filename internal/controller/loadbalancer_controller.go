@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -43,7 +44,7 @@ type InstanceTracker struct {
 }
 
 // Observe records one pool status read of load balancer lb.
-func (t *InstanceTracker) Observe(lb string, s provider.PoolStatus, now time.Time) {
+func (t *InstanceTracker) Observe(lb string, s provider.PoolStatus, restarted []string, now time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.seen == nil {
@@ -62,7 +63,7 @@ func (t *InstanceTracker) Observe(lb string, s provider.PoolStatus, now time.Tim
 		if in.Err != nil {
 			st.Message = in.Err.Error()
 		}
-		if in.Restarted {
+		if slices.Contains(restarted, in.Instance) {
 			ts := metav1.NewTime(now)
 			st.LastReloadTime = &ts
 		}

@@ -16,7 +16,12 @@ const orphanID = provider.TargetID(provider.OrphanPrefix + "zd-slot3")
 // orphanCycle runs planOrphans for one cycle with a 30 s grace.
 func orphanCycle(t *testing.T, now time.Time, s provider.PoolStatus, memo map[provider.TargetID]time.Time) (action, int64) {
 	t.Helper()
-	ps := planOrphans(orphanInput{Now: now, Grace: 30 * time.Second, Decide: true, Pool: s, Memo: memo})
+	return orphanCycleOld(t, now, s, memo, false)
+}
+
+func orphanCycleOld(t *testing.T, now time.Time, s provider.PoolStatus, memo map[provider.TargetID]time.Time, oldWorkers bool) (action, int64) {
+	t.Helper()
+	ps := planOrphans(orphanInput{Now: now, Grace: 30 * time.Second, Decide: true, Pool: s, Memo: memo, OldWorkers: oldWorkers})
 	for _, p := range ps {
 		if p.ID == orphanID {
 			return p.Action, p.Sessions
@@ -55,8 +60,7 @@ func TestPlanOrphanWaitsForOldWorkers(t *testing.T) {
 	memo := map[provider.TargetID]time.Time{}
 	s := pool(orphanID, provider.HealthDrained, provider.HealthDrained, 0)
 	orphanCycle(t, t0, s, memo)
-	s.Instances[1].OldWorkers = true
-	if a, _ := orphanCycle(t, t0.Add(time.Minute), s, memo); a != actNone {
+	if a, _ := orphanCycleOld(t, t0.Add(time.Minute), s, memo, true); a != actNone {
 		t.Fatalf("orphan with an old worker around: %s, want none", a)
 	}
 }

@@ -162,8 +162,18 @@ type planInput struct {
 	Targets []observedTarget
 	// Pool is the provider's status of the pool, read once this cycle.
 	Pool provider.PoolStatus
+	// OldWorkers is true while a previous process of some instance may
+	// still send requests after a reload (epochs.oldWorkers): no target
+	// counts as drained meanwhile.
+	OldWorkers bool
 	// Memo is updated in place.
 	Memo map[provider.TargetID]*memo
+}
+
+// drainedNow is PoolStatus.Drained, false while an old worker may send.
+func drainedNow(s provider.PoolStatus, oldWorkers bool, id provider.TargetID) (bool, int64) {
+	ok, sessions := s.Drained(id)
+	return ok && !oldWorkers, sessions
 }
 
 // TargetID names a binding's pod in the load balancer's pool. '_' never
@@ -360,7 +370,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		if m.staleDrainStart.IsZero() {
 			m.staleDrainStart = in.Now
 		}
-		drained, sessions := in.Pool.Drained(id)
+		drained, sessions := drainedNow(in.Pool, in.OldWorkers, id)
 		switch {
 		case drained || in.Now.Sub(m.staleDrainStart) >= b.Spec.DrainTimeout():
 			p.Action = actDeregister
@@ -428,13 +438,13 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 			}
 			p.Drain = &drainVerdict{false, ReasonDraining, fmt.Sprintf("not every load balancer instance was read: %v", in.Pool.Err())}
 			return
-		case in.Pool.OldWorkers() && !timedOut:
+		case in.OldWorkers && !timedOut:
 			// Gone from the new worker after a reload, but the old worker
 			// may still send it requests it accepted before: not drained yet.
 			p.Pending = true
 			p.Drain = &drainVerdict{false, ReasonDraining, "an instance reloaded: its old worker may still have sessions on the target"}
 			return
-		case !in.Pool.AllRead() || in.Pool.OldWorkers():
+		case !in.Pool.AllRead() || in.OldWorkers:
 			m.drainedAt, m.drainReason = in.Now, ReasonDrainTimeout
 			p.DrainLatency = in.Now.Sub(m.drainStart)
 		default:
@@ -450,7 +460,7 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 		p.Drain = &drainVerdict{true, m.drainReason, msg}
 		return
 	}
-	drained, sessions := in.Pool.Drained(id)
+	drained, sessions := drainedNow(in.Pool, in.OldWorkers, id)
 	if m.drainedAt.IsZero() {
 		switch {
 		case drained:
@@ -682,6 +692,8 @@ type orphanInput struct {
 	// orphanDuty): the memo is then cleared, so the grace starts again.
 	Decide bool
 	Pool   provider.PoolStatus
+	// OldWorkers: see planInput.OldWorkers.
+	OldWorkers bool
 	// Memo maps an orphan ID to when it was first seen; updated in place.
 	Memo map[provider.TargetID]time.Time
 }
@@ -727,7 +739,7 @@ func planOrphans(in orphanInput) []orphanPlan {
 				break
 			}
 		}
-		drained, sessions := in.Pool.Drained(id)
+		drained, sessions := drainedNow(in.Pool, in.OldWorkers, id)
 		op.Sessions = sessions
 		if op.Age >= in.Grace {
 			switch {

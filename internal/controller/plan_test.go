@@ -259,7 +259,7 @@ func TestTargetIDRoundTrip(t *testing.T) {
 // Scenario: an instance reloads while a pod drains. The new worker shows the
 // target drained (or gone), but the old worker still serves the connections
 // it had, unseen by the Runtime API: the pod is not reported drained while the
-// instance says OldWorkers, and is once the old worker's grace is over.
+// controller sees old workers (epochs.oldWorkers), and is once the old worker's grace is over.
 func TestPlanDrainWaitsForOldWorkers(t *testing.T) {
 	memo := map[provider.TargetID]*memo{}
 	pod := gatedPod("web-1", true, nil)
@@ -271,10 +271,7 @@ func TestPlanDrainWaitsForOldWorkers(t *testing.T) {
 		{"drained on the new worker", pool(id, provider.HealthDrained, provider.HealthDrained, 0)},
 		{"gone from the new worker", pool(id, provider.HealthDrained, "", 0)},
 	} {
-		reloading := tc.st
-		reloading.Instances = append([]provider.InstanceStatus(nil), tc.st.Instances...)
-		reloading.Instances[1].OldWorkers = true
-		p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: memo, Pool: reloading, Targets: targets})
+		p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: memo, Pool: tc.st, OldWorkers: true, Targets: targets})
 		if p.Drain == nil || p.Drain.Drained {
 			t.Fatalf("%s, old worker alive: want not drained, got %+v", tc.name, p.Drain)
 		}
@@ -352,7 +349,7 @@ func TestPlanDrainNeedsEveryInstanceRead(t *testing.T) {
 // makes every pod of the Service NotReady at once.
 func TestPlanReadyGateIsOneWay(t *testing.T) {
 	restarted := pool(id, provider.HealthHealthy, "", 0)
-	restarted.Instances[1].Restarted = true
+	restarted.Instances[1].Epoch = "new"
 	for _, c := range []struct {
 		name       string
 		pool       provider.PoolStatus

@@ -12,7 +12,7 @@ import (
 )
 
 // ProviderFactory builds the provider for one LoadBalancer.
-type ProviderFactory func(lb *zv1.LoadBalancer) (provider.Provider, error)
+type ProviderFactory = func(lb *zv1.LoadBalancer) (provider.Provider, error)
 
 // Providers builds one provider per LoadBalancer from an explicit map of
 // factories (no init-time registration) and keeps it while the

@@ -21,21 +21,24 @@ import (
 )
 
 // recordingProvider records the calls the reconciler makes.
-type recordingProvider struct{ calls []string }
+type recordingProvider struct {
+	haproxyLike
+	calls []string
+}
 
-func (p *recordingProvider) Register(_ context.Context, _ string, t provider.Target) error {
+func (p *recordingProvider) Register(_ context.Context, _ provider.Pool, t provider.Target) error {
 	p.calls = append(p.calls, "register "+string(t.ID))
 	return nil
 }
-func (p *recordingProvider) SetDraining(_ context.Context, _ string, t provider.Target) error {
+func (p *recordingProvider) SetDraining(_ context.Context, _ provider.Pool, t provider.Target) error {
 	p.calls = append(p.calls, "drain "+string(t.ID))
 	return nil
 }
-func (p *recordingProvider) Deregister(_ context.Context, _ string, t provider.Target) error {
+func (p *recordingProvider) Deregister(_ context.Context, _ provider.Pool, t provider.Target) error {
 	p.calls = append(p.calls, "deregister "+string(t.ID))
 	return nil
 }
-func (p *recordingProvider) Status(context.Context, string) (provider.PoolStatus, error) {
+func (p *recordingProvider) Status(context.Context, provider.Pool) (provider.PoolStatus, error) {
 	return provider.PoolStatus{}, nil
 }
 
@@ -77,7 +80,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 				r.APIReader = fake.NewClientBuilder().WithScheme(scheme).WithObjects(c.fresh...).Build()
 			}
 			plan := tp
-			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plan,
+			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", provider.Pool{Name: "app"}, &plan,
 				[]observedTarget{endpoint(cached, false)}); err != nil {
 				t.Fatal(err)
 			}
@@ -91,7 +94,7 @@ func TestReadmissionNeedsFreshPodRead(t *testing.T) {
 	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry()}
 	plain := tp
 	plain.Readmit = false
-	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {
+	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", provider.Pool{Name: "app"}, &plain, []observedTarget{endpoint(cached, false)}); err != nil || len(p.calls) != 1 {
 		t.Fatalf("plain registration: calls %v err %v", p.calls, err)
 	}
 }
@@ -151,7 +154,7 @@ func TestLivePodDropsStaleDrainVerdict(t *testing.T) {
 	drains.Report(key, "web", drain.State{Drained: true, Reason: ReasonDrained})
 	r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drains, DrainOnly: true}
 	tp := targetPlan{Key: key, Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
-	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), &recordingProvider{}, "lb", &tp,
+	if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), &recordingProvider{}, "lb", provider.Pool{Name: "app"}, &tp,
 		[]observedTarget{endpoint(pod, false)}); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +183,7 @@ func TestDrainOnlyDrainsOnlyDeletedPods(t *testing.T) {
 			r := &TargetBindingReconciler{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Drains: drain.NewRegistry(), DrainOnly: true}
 			tp := targetPlan{Key: endpoint(pod, false).Key, Action: actDrain, Drain: c.drain,
 				Target: provider.Target{ID: id, IP: "10.0.0.7", Port: 8080}}
-			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", &tp,
+			if err := r.apply(context.Background(), context.Background(), r.Log, testBinding(zv1.FailClosed), p, "lb", provider.Pool{Name: "app"}, &tp,
 				[]observedTarget{endpoint(pod, false)}); err != nil {
 				t.Fatal(err)
 			}

@@ -18,21 +18,24 @@ import (
 
 // rotationLB is a two-instance load balancer holding one target: Register
 // puts it in rotation (healthy), SetDraining takes it out.
-type rotationLB struct{ health provider.Health }
+type rotationLB struct {
+	haproxyLike
+	health provider.Health
+}
 
-func (l *rotationLB) Register(context.Context, string, provider.Target) error {
+func (l *rotationLB) Register(context.Context, provider.Pool, provider.Target) error {
 	l.health = provider.HealthHealthy
 	return nil
 }
-func (l *rotationLB) SetDraining(context.Context, string, provider.Target) error {
+func (l *rotationLB) SetDraining(context.Context, provider.Pool, provider.Target) error {
 	l.health = provider.HealthDrained
 	return nil
 }
-func (l *rotationLB) Deregister(context.Context, string, provider.Target) error {
+func (l *rotationLB) Deregister(context.Context, provider.Pool, provider.Target) error {
 	l.health = ""
 	return nil
 }
-func (l *rotationLB) Status(context.Context, string) (provider.PoolStatus, error) {
+func (l *rotationLB) Status(context.Context, provider.Pool) (provider.PoolStatus, error) {
 	return pool(id, l.health, l.health, 0), nil
 }
 
@@ -61,9 +64,9 @@ func TestRotationChangesAreReportedOncePerTransition(t *testing.T) {
 	cycles := func(n int, tg observedTarget) {
 		t.Helper()
 		for i := 0; i < n; i++ {
-			st, _ := lb.Status(context.Background(), b.Spec.Pool)
+			st, _ := lb.Status(context.Background(), provider.Pool{Name: b.Spec.Pool})
 			tp := one(t, planInput{Binding: b, Now: t0, Pool: st, Memo: memo, Targets: []observedTarget{tg}})
-			if err := r.apply(context.Background(), context.Background(), r.Log, b, lb, "lb", &tp, []observedTarget{tg}); err != nil {
+			if err := r.apply(context.Background(), context.Background(), r.Log, b, lb, "lb", provider.Pool{Name: "app"}, &tp, []observedTarget{tg}); err != nil {
 				t.Fatal(err)
 			}
 		}

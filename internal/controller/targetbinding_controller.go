@@ -129,8 +129,11 @@ type TargetBindingReconciler struct {
 	// orphans maps a binding to when each orphan of its pool was first
 	// seen (see planOrphans).
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
-	// known is what each binding last told a provider's address book.
-	known map[types.NamespacedName]knowRecord
+	// epochs is what was seen of each instance's process (reloads).
+	epochs epochs
+	// book is what each binding knows of its targets' addresses: every
+	// provider call carries the pool's union (provider.Pool.Known).
+	book addressBook
 	// ungated is each binding's last injection findings (pod -> reason
 	// and message), so that an Event is emitted only on a change.
 	ungated map[types.NamespacedName]map[string]string
@@ -260,21 +263,24 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	r.checkInjection(ctx, &b, targets)
 
 	memo := r.memoFor(req.NamespacedName)
-	r.knowAddresses(p, lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
+	poolRef := r.knowAddresses(lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
 	lbCtx, cancel := r.lbContext(ctx)
 	defer cancel()
-	pool, statusErr := r.status(lbCtx, p, lb.Name, b.Spec.Pool)
+	pool, statusErr := r.status(lbCtx, p, lb.Name, poolRef)
+	restarted := r.epochs.observe(lb.Name, pool, r.now())
 	if r.Instances != nil {
-		r.Instances.Observe(lb.Name, pool, r.now())
+		r.Instances.Observe(lb.Name, pool, restarted, r.now())
 	}
-	for _, in := range pool.Instances {
-		if in.Restarted {
-			log.Info("load balancer instance restarted: re-registering its targets", "loadbalancer", lb.Name, "instance", in.Instance)
-			r.event(&b, nil, corev1.EventTypeWarning, "InstanceRestarted", "Resync",
-				"LoadBalancer %s instance %s lost its runtime state (reload or restart): targets re-registered", lb.Name, in.Instance)
-			if r.Metrics != nil && !r.DrainOnly {
-				r.Metrics.InstanceRestarts.WithLabelValues(lb.Name, in.Instance).Inc()
-			}
+	for _, name := range restarted {
+		if !p.Capabilities().VolatileRuntimeState {
+			log.Info("load balancer instance reloaded or restarted", "loadbalancer", lb.Name, "instance", name)
+			continue
+		}
+		log.Info("load balancer instance restarted: re-registering its targets", "loadbalancer", lb.Name, "instance", name)
+		r.event(&b, nil, corev1.EventTypeWarning, "InstanceRestarted", "Resync",
+			"LoadBalancer %s instance %s lost its runtime state (reload or restart): targets re-registered", lb.Name, name)
+		if r.Metrics != nil && !r.DrainOnly {
+			r.Metrics.InstanceRestarts.WithLabelValues(lb.Name, name).Inc()
 		}
 	}
 	if statusErr != nil && pool.NoneRead() {
@@ -292,7 +298,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		Now:     r.now(),
 		Targets: targets,
 		Pool:    pool,
-		Memo:    memo,
+		// Taken now, not at the read: the grace only shrinks meanwhile.
+		OldWorkers: r.epochs.oldWorkers(lb.Name, pool, reloadGrace(&lb, p), r.now()),
+		Memo:       memo,
 	})
 	if !grant.Allowed {
 		refuseRegistrations(plans, targets, b.Name, grant.Message)
@@ -305,7 +313,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var errs []error
 	for i := range plans {
 		tp := &plans[i]
-		if err := r.apply(ctx, lbCtx, log, &b, p, lb.Name, tp, targets); err != nil {
+		if err := r.apply(ctx, lbCtx, log, &b, p, lb.Name, poolRef, tp, targets); err != nil {
 			errs = append(errs, err)
 		}
 		pending = pending || tp.Pending
@@ -337,7 +345,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 	if grant.Allowed {
 		// An ungranted binding never judges the pool's orphans.
-		if err := r.handleOrphans(lbCtx, log, &b, p, lb.Name, pool); err != nil {
+		if err := r.handleOrphans(lbCtx, log, &b, p, lb.Name, poolRef, pool); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -566,7 +574,7 @@ func servicePortName(svc *corev1.Service, ref intstr.IntOrString) (string, bool)
 }
 
 // status reads the pool once (one call per instance) and records metrics.
-func (r *TargetBindingReconciler) status(ctx context.Context, p provider.Provider, lb, pool string) (provider.PoolStatus, error) {
+func (r *TargetBindingReconciler) status(ctx context.Context, p provider.Provider, lb string, pool provider.Pool) (provider.PoolStatus, error) {
 	start := time.Now()
 	s, err := p.Status(ctx, pool)
 	r.observeCall(lb, "status", start, err)
@@ -587,7 +595,7 @@ func (r *TargetBindingReconciler) observeCall(lb, op string, start time.Time, er
 // cycle's load-balancer deadline), the pod's gate condition, the drain
 // verdict, events and metrics. In DrainOnly mode it carries out only the
 // drain call and the drain verdict.
-func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, tp *targetPlan, targets []observedTarget) error {
+func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, targets []observedTarget) error {
 	var pod *corev1.Pod
 	for i := range targets {
 		if targets[i].Key == tp.Key {
@@ -613,11 +621,11 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		start := time.Now()
 		switch act {
 		case actRegister:
-			callErr = p.Register(lbCtx, b.Spec.Pool, tp.Target)
+			callErr = p.Register(lbCtx, pref, tp.Target)
 		case actDrain:
-			callErr = p.SetDraining(lbCtx, b.Spec.Pool, tp.Target)
+			callErr = p.SetDraining(lbCtx, pref, tp.Target)
 		case actDeregister:
-			callErr = p.Deregister(lbCtx, b.Spec.Pool, tp.Target)
+			callErr = p.Deregister(lbCtx, pref, tp.Target)
 			if errors.Is(callErr, provider.ErrTargetBusy) {
 				// Out of rotation already; sessions left. Retry next cycle.
 				log.Debug("deregister waits for sessions", "pod", tp.Key.Name)
@@ -779,11 +787,7 @@ func (r *TargetBindingReconciler) knowWindow() time.Duration {
 // only the leader, and of the pool's bindings only the one orphanDuty
 // elects, drains and frees them. Each freed orphan is logged, counted and
 // reported with an OrphanFreed Event on the binding.
-func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pool provider.PoolStatus) error {
-	ab, ok := p.(provider.AddressBook)
-	if !ok {
-		return nil // the provider keeps target IDs: no orphans
-	}
+func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, pool provider.PoolStatus) error {
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
 	decide, why := false, "drain-only replica"
 	if !r.DrainOnly {
@@ -791,10 +795,11 @@ func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.L
 		if err := r.Client.List(ctx, &list); err != nil {
 			why = fmt.Sprintf("list TargetBindings: %v", err)
 		} else {
-			decide, why = orphanDuty(key, r.poolMembers(list.Items, ab, lb, b.Spec.Pool), r.now(), r.knowWindow())
+			decide, why = orphanDuty(key, r.poolMembers(list.Items, lb, b.Spec.Pool), r.now(), r.knowWindow())
 		}
 	}
-	plans := planOrphans(orphanInput{Now: r.now(), Grace: r.OrphanGrace, Decide: decide, Pool: pool, Memo: r.orphanMemoFor(key)})
+	plans := planOrphans(orphanInput{Now: r.now(), Grace: r.OrphanGrace, Decide: decide, Pool: pool, Memo: r.orphanMemoFor(key),
+		OldWorkers: r.epochs.oldWorkers(lb, pool, p.Capabilities().ReloadGrace, r.now())})
 	n := countOrphans(pool)
 	if r.Metrics != nil && decide {
 		r.Metrics.Orphans.WithLabelValues(lb, b.Spec.Pool).Set(float64(n))
@@ -814,9 +819,9 @@ func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.L
 		case actNone:
 			continue
 		case actDrain:
-			err = p.SetDraining(ctx, b.Spec.Pool, t)
+			err = p.SetDraining(ctx, pref, t)
 		case actDeregister:
-			err = p.Deregister(ctx, b.Spec.Pool, t)
+			err = p.Deregister(ctx, pref, t)
 			if errors.Is(err, provider.ErrTargetBusy) {
 				continue // a session opened meanwhile: drained again next cycle
 			}

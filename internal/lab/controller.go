@@ -160,7 +160,6 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		"--namespace=" + ControllerNamespace,
 		"--webhook-cert-mode=external",
 		"--webhook-cert-dir=" + filepath.Join(dir, "certs"),
-		"--haproxy-old-worker-grace=" + HardStopAfter.String(),
 		"--log-level=info",
 		// Loopback only: plain HTTP metrics, no TokenReview round trips.
 		"--metrics-secure=false",
@@ -431,6 +430,8 @@ func readConfig(path string, obj any) error {
 func labLoadBalancer(t Target) *zv1.LoadBalancer {
 	lb := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}
 	lb.Spec.Provider = zv1.ProviderHAProxy
+	// The lab's HAProxy ends an old worker at hard-stop-after.
+	lb.Spec.ReloadGrace = &metav1.Duration{Duration: HardStopAfter}
 	lb.Spec.Pools = []zv1.PoolGrant{{Name: BackendName, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}
 	for _, h := range t.HAProxy {
 		in := zv1.LoadBalancerInstance{Name: h.Name, Socket: h.Socket}

@@ -14,8 +14,8 @@ import (
 
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/syncer"
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // startSyncer runs the baseline syncer for ns/svc on every HAProxy instance

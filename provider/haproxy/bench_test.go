@@ -7,9 +7,9 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/provider"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
-	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 // BenchmarkStatus measures one Status call (one Runtime API round trip:
@@ -25,10 +25,11 @@ func BenchmarkStatus(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer in.Stop()
-			p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: in.Socket()}}})
+			p0, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: in.Socket()}}})
 			if err != nil {
 				b.Fatal(err)
 			}
+			p := book(p0)
 			ctx := context.Background()
 			for i := 0; i < n; i++ {
 				// Port 9 on loopback: nothing listens, checks fail; only the
@@ -60,10 +61,11 @@ func BenchmarkRegisterDeregister(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer in.Stop()
-	p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: in.Socket()}}})
+	p0, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: in.Socket()}}})
 	if err != nil {
 		b.Fatal(err)
 	}
+	p := book(p0)
 	ctx := context.Background()
 	t := provider.Target{ID: "pod-a", IP: "127.0.0.1", Port: 9, Check: provider.HealthCheck{Interval: 10 * time.Second}}
 	b.ResetTimer()

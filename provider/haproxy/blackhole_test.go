@@ -37,11 +37,12 @@ func TestBlackholedInstanceCostsOneTimeoutNotOnePerCall(t *testing.T) {
 	good, _ := startHAProxy(t)
 	dead := blackhole(t)
 	const timeout = 500 * time.Millisecond
-	p, err := hapi.New(hapi.Config{Timeout: timeout, Instances: []hapi.Instance{
+	p0, err := hapi.New(hapi.Config{Timeout: timeout, Instances: []hapi.Instance{
 		{Name: "good", Address: good.Socket()}, {Name: "dead", Address: "tcp:" + dead}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := book(p0)
 	ctx := context.Background()
 	const n = 6
 	start := time.Now()

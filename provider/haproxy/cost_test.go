@@ -12,9 +12,9 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/provider"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
-	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 // apiMeter is a unix socket in front of an HAProxy Runtime API socket that
@@ -89,12 +89,13 @@ func rollout(t testing.TB, slots, n int, configure func(*hapi.Provider)) rollout
 	}
 	defer in.Stop()
 	m := startAPIMeter(t, in.Socket())
-	p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: m.path}}})
+	p0, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "a", Address: m.path}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := book(p0)
 	if configure != nil {
-		configure(p)
+		configure(p.Provider)
 	}
 	target := func(gen string, i int) provider.Target {
 		return provider.Target{ID: provider.TargetID(fmt.Sprintf("%s-%d", gen, i)), IP: "127.0.0.1", Port: 20000 + i + map[string]int{"old": 0, "new": 5000}[gen],

@@ -6,15 +6,16 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/provider"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
-	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 // Check settings of the real-HAProxy tests: fast, so a test takes a second
@@ -190,7 +191,7 @@ func startHAProxy(t *testing.T) (*lab.Instance, *probe) {
 	return in, anchor
 }
 
-func newProvider(t *testing.T, ins ...*lab.Instance) *hapi.Provider {
+func newProvider(t *testing.T, ins ...*lab.Instance) *booked {
 	t.Helper()
 	var cfg hapi.Config
 	for i, in := range ins {
@@ -200,7 +201,7 @@ func newProvider(t *testing.T, ins ...*lab.Instance) *hapi.Provider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return book(p)
 }
 
 // load sends GET / through the frontend from a few keep-alive connections
@@ -294,7 +295,7 @@ func eventually(t *testing.T, guard time.Duration, cond func() (bool, string)) {
 }
 
 // targetOn returns the target's status on the first instance.
-func targetOn(t *testing.T, p *hapi.Provider, id provider.TargetID) (provider.TargetStatus, bool) {
+func targetOn(t *testing.T, p *booked, id provider.TargetID) (provider.TargetStatus, bool) {
 	t.Helper()
 	st, err := p.Status(context.Background(), "app")
 	if err != nil {
@@ -302,4 +303,93 @@ func targetOn(t *testing.T, p *hapi.Provider, id provider.TargetID) (provider.Ta
 	}
 	ts, ok := st.Instances[0].Targets[id]
 	return ts, ok
+}
+
+// booked drives a provider the way the controller does: it owns the
+// address book (what each owner knows of a pool's targets, plus what was
+// registered or drained through it until deregistered) and passes the
+// union with every call as provider.Pool.Known.
+type booked struct {
+	*hapi.Provider
+	mu      sync.Mutex
+	owners  map[string]map[string][]provider.Target          // pool -> owner -> targets
+	learned map[string]map[provider.TargetID]provider.Target // pool -> ID -> target
+}
+
+func book(p *hapi.Provider) *booked {
+	return &booked{Provider: p, owners: map[string]map[string][]provider.Target{}, learned: map[string]map[provider.TargetID]provider.Target{}}
+}
+
+func (b *booked) pool(name string) provider.Pool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	pl := provider.Pool{Name: name}
+	owners := make([]string, 0, len(b.owners[name]))
+	for o := range b.owners[name] {
+		owners = append(owners, o)
+	}
+	sort.Strings(owners)
+	for _, o := range owners {
+		pl.Known = append(pl.Known, b.owners[name][o]...)
+	}
+	for _, t := range b.learned[name] {
+		pl.Known = append(pl.Known, t)
+	}
+	return pl
+}
+
+func (b *booked) learn(pool string, t provider.Target) {
+	if t.IP == "" || t.Port == 0 || provider.IsOrphan(t.ID) {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.learned[pool] == nil {
+		b.learned[pool] = map[provider.TargetID]provider.Target{}
+	}
+	b.learned[pool][t.ID] = provider.Target{ID: t.ID, IP: t.IP, Port: t.Port}
+}
+
+// Know replaces what owner knows of pool's targets.
+func (b *booked) Know(pool, owner string, ts []provider.Target) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.owners[pool] == nil {
+		b.owners[pool] = map[string][]provider.Target{}
+	}
+	b.owners[pool][owner] = append([]provider.Target(nil), ts...)
+}
+
+// Forget drops owner's part of pool's book, and what was learned of it.
+func (b *booked) Forget(pool, owner string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, t := range b.owners[pool][owner] {
+		delete(b.learned[pool], t.ID)
+	}
+	delete(b.owners[pool], owner)
+}
+
+func (b *booked) Register(ctx context.Context, pool string, t provider.Target) error {
+	b.learn(pool, t)
+	return b.Provider.Register(ctx, b.pool(pool), t)
+}
+
+func (b *booked) SetDraining(ctx context.Context, pool string, t provider.Target) error {
+	b.learn(pool, t)
+	return b.Provider.SetDraining(ctx, b.pool(pool), t)
+}
+
+func (b *booked) Deregister(ctx context.Context, pool string, t provider.Target) error {
+	err := b.Provider.Deregister(ctx, b.pool(pool), t)
+	if err == nil {
+		b.mu.Lock()
+		delete(b.learned[pool], t.ID)
+		b.mu.Unlock()
+	}
+	return err
+}
+
+func (b *booked) Status(ctx context.Context, pool string) (provider.PoolStatus, error) {
+	return b.Provider.Status(ctx, b.pool(pool))
 }

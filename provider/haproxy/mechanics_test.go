@@ -9,8 +9,8 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // TestMechanicsOfDynamicServers pins down, on the installed haproxy, the

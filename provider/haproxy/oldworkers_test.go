@@ -10,17 +10,18 @@ import (
 )
 
 // Scenario: HAProxy reloads, then the controller (or a serve replica)
-// restarts within the old-worker grace: a fresh Provider, which never saw
-// the previous epoch, reads the instance.
-// Expectation: Status reports OldWorkers from HAProxy's own uptime, so no
-// target counts as drained on that instance while the old worker may still
-// serve; before the reload (uptime beyond the grace) and with a grace of 0
-// the worker is trusted.
-func TestOldWorkersSurviveAControllerRestart(t *testing.T) {
+// restarts: a fresh Provider, which never saw the previous epoch, reads the
+// instance.
+// Expectation: Status reports StartedAt from HAProxy's own uptime, so a
+// controller that never saw the reload still knows the worker started
+// within the reload grace (no target counts as drained there while the old
+// worker may serve); the epoch changes with the reload; StartedAt is never
+// later than the truth allows (it bounds the grace from below).
+func TestStartedAtSurvivesAControllerRestart(t *testing.T) {
 	in, _ := startHAProxy(t)
 	ctx := context.Background()
-	fresh := func(grace time.Duration) *hapi.Provider {
-		p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "haproxy-0", Address: in.Socket()}}, OldWorkerGrace: grace})
+	fresh := func() *hapi.Provider {
+		p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{Name: "haproxy-0", Address: in.Socket()}}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -28,31 +29,28 @@ func TestOldWorkersSurviveAControllerRestart(t *testing.T) {
 	}
 	const grace = 2 * time.Second
 	time.Sleep(grace + 200*time.Millisecond) // an uptime beyond the grace before the reload
-	st, err := fresh(grace).Status(ctx, "app")
+	before, err := fresh().Status(ctx, provider.Pool{Name: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Instances[0].OldWorkers {
-		t.Fatalf("fresh provider, no reload within the grace: OldWorkers true, want false; %s", st)
+	if w := before.StartedWithin(time.Now(), grace); len(w) != 0 {
+		t.Fatalf("fresh provider, no reload within the grace: started within %s on %v; %s", grace, w, before)
 	}
+	reloaded := time.Now()
 	if err := in.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	st, err = fresh(grace).Status(ctx, "app")
+	st, err := fresh().Status(ctx, provider.Pool{Name: "app"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Instances[0].OldWorkers || !st.OldWorkers() {
-		t.Fatalf("fresh provider right after a reload: OldWorkers false, want true; %s", st)
+	if st.Instances[0].Epoch == before.Instances[0].Epoch {
+		t.Fatalf("epoch %q unchanged across a reload", st.Instances[0].Epoch)
 	}
-	if ok, _ := st.Drained(provider.TargetID("pod-gone")); ok {
-		t.Fatalf("fresh provider right after a reload: an absent target counts as drained while the old worker may serve")
+	if w := st.StartedWithin(time.Now(), grace); len(w) != 1 {
+		t.Fatalf("fresh provider right after a reload: started within %s on %v, want haproxy-0; StartedAt %v", grace, w, st.Instances[0].StartedAt)
 	}
-	st, err = fresh(0).Status(ctx, "app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Instances[0].OldWorkers {
-		t.Fatalf("grace 0: OldWorkers true, want the new worker trusted at once")
+	if at := st.Instances[0].StartedAt; at.Before(reloaded.Add(-time.Second)) {
+		t.Fatalf("StartedAt %v is before the reload at %v", at, reloaded)
 	}
 }

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // startTLSLab runs a real haproxy with the mutual-TLS Runtime API, backend

@@ -42,17 +42,6 @@ type Config struct {
 	// every failed probe, up to a minute. DefaultBreakerBackoff when zero;
 	// negative never skips.
 	BreakerBackoff time.Duration
-	// OldWorkerGrace is how long after a reload the previous worker may
-	// still serve the connections it had (HAProxy's hard-stop-after; without
-	// it, until they end). The Runtime API reaches only the new worker, so
-	// while the worker's own uptime (`show info` Uptime_sec) is below this,
-	// or for this long after a reload is seen, the instance reports
-	// OldWorkers and no target counts as drained from it: a pod told it
-	// is drained could otherwise cut requests the old worker still sends
-	// it. The uptime makes this hold across a controller restart; a fresh
-	// start of HAProxy is treated as a reload too (no old worker can be
-	// told apart). Zero trusts the new worker at once.
-	OldWorkerGrace time.Duration
 	// Logger receives one line per change; slog.Default when nil.
 	Logger *slog.Logger
 }
@@ -70,13 +59,6 @@ type Provider struct {
 	log       *slog.Logger
 
 	mu     sync.Mutex
-	epochs map[string]string // instance name -> epoch seen by the last Status
-	// reloaded maps instance name -> when a new epoch was first seen.
-	reloaded map[string]time.Time
-	grace    time.Duration
-	// book maps pool -> what is known of its targets' addresses, for
-	// slots, which carry no target name (see provider.AddressBook).
-	book   map[string]*poolBook
 	warned map[string]bool // "instance/pool" warned about an IP template
 	// holders maps each slot to the target this process gave it (M11).
 	holders map[slotKey]slotHolder
@@ -98,8 +80,8 @@ func New(cfg Config) (*Provider, error) {
 	if len(cfg.Instances) == 0 {
 		return nil, errors.New("haproxy provider: no instance configured")
 	}
-	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger, epochs: map[string]string{}, reloaded: map[string]time.Time{}, grace: cfg.OldWorkerGrace,
-		book: map[string]*poolBook{}, warned: map[string]bool{}, holders: map[slotKey]slotHolder{},
+	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger,
+		warned: map[string]bool{}, holders: map[slotKey]slotHolder{},
 		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse}
 	if p.log == nil {
 		p.log = slog.Default()
@@ -145,8 +127,8 @@ func withDefaults(c, d provider.HealthCheck) provider.HealthCheck {
 // Instances returns the configured instances.
 func (p *Provider) Instances() []Instance { return append([]Instance(nil), p.instances...) }
 
-// each runs fn on every instance in parallel and joins the errors, each
-// prefixed with the instance's name.
+// each runs fn on every instance in parallel and joins the errors, each a
+// *provider.Error naming the instance, with the code the error means.
 func (p *Provider) each(fn func(in Instance, c *Client) error) error {
 	errs := make([]error, len(p.clients))
 	var wg sync.WaitGroup
@@ -155,12 +137,64 @@ func (p *Provider) each(fn func(in Instance, c *Client) error) error {
 		go func() {
 			defer wg.Done()
 			if err := fn(p.instances[i], p.clients[i]); err != nil {
-				errs[i] = fmt.Errorf("instance %s: %w", p.instances[i].Name, err)
+				errs[i] = &provider.Error{Code: codeOf(err), Instance: p.instances[i].Name, Message: err.Error(), Cause: err}
 			}
 		}()
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// codeOf maps an HAProxy error onto the provider API's codes.
+func codeOf(err error) provider.Code {
+	var pe *provider.Error
+	var ne net.Error
+	switch {
+	case errors.As(err, &pe):
+		return pe.Code
+	case errors.Is(err, ErrNoFreeSlot):
+		return provider.CodePoolFull
+	case errors.Is(err, ErrNoSuchBackend):
+		return provider.CodeNotFound
+	case errors.Is(err, ErrInstanceSkipped), errors.As(err, &ne), errors.Is(err, context.DeadlineExceeded):
+		return provider.CodeUnreachable
+	}
+	var ce *CommandError
+	if errors.As(err, &ce) {
+		return provider.CodeInternal
+	}
+	return provider.CodeUnreachable // dial, TLS handshake, framing: the instance did not answer as HAProxy
+}
+
+// Capabilities declares what HAProxy does (docs/providers.md).
+func (p *Provider) Capabilities() provider.Capabilities {
+	return provider.Capabilities{
+		Identity:             provider.IdentityName, // dynamic servers; slots are found by address from Pool.Known
+		Promotion:            provider.PromotionSelf,
+		HealthCheckScope:     provider.HealthCheckPerTarget,
+		DrainSignal:          provider.DrainSessions,
+		Topology:             provider.TopologyInstances,
+		VolatileRuntimeState: true,
+		ReloadGrace:          DefaultReloadGrace,
+		HealthCheckDefaults:  DefaultCheck,
+		ActiveHealthChecks:   true,
+	}
+}
+
+// DefaultReloadGrace is how long after a reload HAProxy's previous worker
+// may still serve the connections it had: set hard-stop-after at most this
+// (or set the LoadBalancer's spec.reloadGrace to yours). The Runtime API
+// reaches only the new worker, so for this long after the worker's start
+// (Status reports it as StartedAt, from `show info` Uptime_sec) no target
+// counts as drained from the instance: a pod told it is drained could
+// otherwise cut requests the old worker still sends it. A fresh start of
+// HAProxy is treated as a reload too (no old worker can be told apart).
+const DefaultReloadGrace = 30 * time.Second
+
+// Enable does nothing: HAProxy puts a registered server in rotation by
+// itself once its checks pass (PromotionSelf).
+func (p *Provider) Enable(ctx context.Context, pool provider.Pool, t provider.Target) error {
+	return nil
 }
 
 // serverOptions renders a target's health check as `add server` keywords.
@@ -177,11 +211,11 @@ func (p *Provider) serverOptions(t provider.Target) ServerOptions {
 // RegisterSafely). On an instance whose backend has server-template slots
 // (SlotPrefix) the target takes a slot instead of a dynamic server; a full
 // backend is an error wrapping ErrNoFreeSlot.
-func (p *Provider) Register(ctx context.Context, pool string, t provider.Target) error {
+func (p *Provider) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
 	if err := t.Validate(); err != nil {
-		return err
+		return provider.Errorf(provider.CodeInvalid, "", "%w", err)
 	}
-	p.learn(pool, t)
+	ctx, pool := withPool(ctx, pl)
 	opts := p.serverOptions(t)
 	return p.each(func(in Instance, c *Client) error {
 		states, err := p.serversOf(ctx, in, c, pool, false)
@@ -298,8 +332,8 @@ func findServer(ctx context.Context, c *Client, backend, server string) (ServerS
 
 // SetDraining sets the target to drain on every instance where it exists
 // (its slot, found by address, in slot mode).
-func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Target) error {
-	p.learn(pool, t)
+func (p *Provider) SetDraining(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	ctx, pool := withPool(ctx, pl)
 	return p.each(func(in Instance, c *Client) error {
 		if slots, err := p.drainSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
@@ -316,9 +350,9 @@ func (p *Provider) SetDraining(ctx context.Context, pool string, t provider.Targ
 // instance. HAProxy refuses to delete a server with connections; the error
 // then wraps provider.ErrTargetBusy. In slot mode the slot stays in
 // maintenance and, once it has no session, its address is unset: free.
-func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Target) error {
-	addr := p.addrOf(pool, t)
-	err := p.each(func(in Instance, c *Client) error {
+func (p *Provider) Deregister(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	ctx, pool := withPool(ctx, pl)
+	return p.each(func(in Instance, c *Client) error {
 		if slots, err := p.freeSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
 		}
@@ -341,14 +375,11 @@ func (p *Provider) Deregister(ctx context.Context, pool string, t provider.Targe
 		}
 		return err
 	})
-	if err == nil && addr != "" {
-		p.forget(pool, addr, t.ID)
-	}
-	return err
 }
 
 // Status reads the pool on every instance with one Runtime API call each.
-func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus, error) {
+func (p *Provider) Status(ctx context.Context, pl provider.Pool) (provider.PoolStatus, error) {
+	ctx, pool := withPool(ctx, pl)
 	st := provider.PoolStatus{Pool: pool, Instances: make([]provider.InstanceStatus, len(p.clients))}
 	err := p.each(func(in Instance, c *Client) error {
 		i := indexOf(p.instances, in.Name)
@@ -356,29 +387,21 @@ func (p *Provider) Status(ctx context.Context, pool string) (provider.PoolStatus
 		gen := p.serversGenOf(in, pool)
 		snap, err := c.Snapshot(ctx, pool)
 		if err != nil {
-			is.Err = err
+			is.Err = &provider.Error{Code: codeOf(err), Instance: in.Name, Message: err.Error(), Cause: err}
 			st.Instances[i] = is
 			return err
 		}
 		p.keepServers(in, pool, snap.Servers, gen) // for this cycle's actions
 		is.Epoch = snap.Info.Epoch()
-		p.mu.Lock()
-		if prev, ok := p.epochs[in.Name]; ok && prev != is.Epoch {
-			is.Restarted = true
-			p.reloaded[in.Name] = time.Now()
-			p.log.Warn("haproxy: instance restarted or reloaded; servers added at runtime are lost (slots come back only from a saved server-state file)", "instance", in.Name, "before", prev, "now", is.Epoch)
+		if snap.Info.HasUptime() {
+			// HAProxy's own word, so it holds across a controller restart
+			// (M6). Uptime counts whole seconds, so this is at or after
+			// the true start: the grace never ends early.
+			is.StartedAt = time.Now().Add(-snap.Info.Uptime)
 		}
-		p.epochs[in.Name] = is.Epoch
-		// HAProxy's own uptime says whether this worker started within the
-		// grace, which holds across a restart of this process (M6); the
-		// epoch change seen here covers an instance without Uptime_sec.
-		if at, ok := p.reloaded[in.Name]; ok && time.Since(at) < p.grace || snap.Info.HasUptime() && snap.Info.Uptime < p.grace {
-			is.OldWorkers = true
-		}
-		p.mu.Unlock()
 		is.Targets = TargetStatuses(snap)
 		if HasSlots(snap.Servers) {
-			p.slotTargets(in.Name, pool, snap, is.Targets)
+			p.slotTargets(ctx, in.Name, pool, snap, is.Targets)
 		}
 		st.Instances[i] = is
 		return nil

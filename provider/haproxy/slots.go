@@ -77,153 +77,56 @@ func unsetIP(ip string) bool {
 
 func slotAddr(s ServerState) string { return net.JoinHostPort(s.Addr, strconv.Itoa(s.Port)) }
 
-// poolBook is what the provider knows about the addresses of one pool's
-// targets: each owner's part, replaced by every Know, and what Register,
-// SetDraining and Deregister taught it (until Deregister removed the
-// target).
+// poolBook maps the addresses of a pool's known targets to their IDs, built
+// for each call from provider.Pool.Known: slots carry no target name.
 type poolBook struct {
-	owners map[string]map[string]provider.TargetID // owner -> addr -> ID
-	// ids holds every ID each owner knows: two of one owner's targets may
-	// share an address (IP reuse), which owners keeps only one of.
-	ids     map[string]map[provider.TargetID]bool // owner -> IDs
-	learned map[string]provider.TargetID          // addr -> ID
+	name  string
+	addrs map[string]provider.TargetID // addr -> ID; the first known target of an address
+	ids   map[provider.TargetID]string // ID -> addr
 }
 
-// lookup returns the ID an address is known by: the first owner's in name
-// order (deterministic when two owners claim one address), else learned.
-func (b *poolBook) lookup(addr string) (provider.TargetID, bool) {
-	if b == nil {
-		return "", false
-	}
-	names := make([]string, 0, len(b.owners))
-	for o := range b.owners {
-		names = append(names, o)
-	}
-	sort.Strings(names)
-	for _, o := range names {
-		if id, ok := b.owners[o][addr]; ok {
-			return id, true
+type poolKey struct{}
+
+// withPool puts the call's book in ctx and returns the pool's name.
+func withPool(ctx context.Context, pl provider.Pool) (context.Context, string) {
+	b := &poolBook{name: pl.Name, addrs: make(map[string]provider.TargetID, len(pl.Known)), ids: make(map[provider.TargetID]string, len(pl.Known))}
+	known := append([]provider.Target(nil), pl.Known...)
+	// Deterministic when two known targets share an address (IP reuse):
+	// the smaller ID names it.
+	sort.Slice(known, func(i, j int) bool { return known[i].ID < known[j].ID })
+	for _, t := range known {
+		if t.IP == "" || t.Port <= 0 || provider.IsOrphan(t.ID) {
+			continue
 		}
+		if _, ok := b.addrs[t.Addr()]; !ok {
+			b.addrs[t.Addr()] = t.ID
+		}
+		b.ids[t.ID] = t.Addr()
 	}
-	id, ok := b.learned[addr]
+	return context.WithValue(ctx, poolKey{}, b), pl.Name
+}
+
+// bookOf returns the call's book (an empty one outside a call).
+func bookOf(ctx context.Context) *poolBook {
+	if b, ok := ctx.Value(poolKey{}).(*poolBook); ok {
+		return b
+	}
+	return &poolBook{addrs: map[string]provider.TargetID{}, ids: map[provider.TargetID]string{}}
+}
+
+// lookup returns the ID an address is known by.
+func (b *poolBook) lookup(addr string) (provider.TargetID, bool) {
+	id, ok := b.addrs[addr]
 	return id, ok
 }
 
-// knownIDs returns every ID some owner knows or the provider learned.
-func (b *poolBook) knownIDs() map[provider.TargetID]bool {
-	out := map[provider.TargetID]bool{}
-	if b == nil {
-		return out
-	}
-	for _, ids := range b.ids {
-		for id := range ids {
-			out[id] = true
-		}
-	}
-	for _, id := range b.learned {
-		out[id] = true
-	}
-	return out
-}
-
-// Know replaces what owner knows about the addresses of pool's targets
-// (provider.AddressBook): Status maps slots back to target IDs by address,
-// over the union of every owner's targets.
-func (p *Provider) Know(pool, owner string, targets []provider.Target) {
-	m := make(map[string]provider.TargetID, len(targets))
-	ids := make(map[provider.TargetID]bool, len(targets))
-	for _, t := range targets {
-		if t.Validate() == nil && !provider.IsOrphan(t.ID) {
-			m[t.Addr()] = t.ID
-			ids[t.ID] = true
-		}
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b := p.bookLocked(pool)
-	b.owners[owner] = m
-	b.ids[owner] = ids
-}
-
-// Forget drops owner's part of pool's book and what Register, SetDraining
-// and Deregister taught the provider about those targets
-// (provider.AddressBook): slots with those addresses turn orphans unless
-// another owner knows them.
-func (p *Provider) Forget(pool, owner string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b := p.book[pool]
-	if b == nil {
-		return
-	}
-	for addr, id := range b.owners[owner] {
-		if b.learned[addr] == id {
-			delete(b.learned, addr)
-		}
-	}
-	delete(b.owners, owner)
-	delete(b.ids, owner)
-	if len(b.owners) == 0 && len(b.learned) == 0 {
-		delete(p.book, pool)
-	}
-}
-
-var _ provider.AddressBook = (*Provider)(nil)
-
-func (p *Provider) bookLocked(pool string) *poolBook {
-	b := p.book[pool]
-	if b == nil {
-		b = &poolBook{owners: map[string]map[string]provider.TargetID{}, ids: map[string]map[provider.TargetID]bool{},
-			learned: map[string]provider.TargetID{}}
-		p.book[pool] = b
-	}
-	return b
-}
-
-func (p *Provider) learn(pool string, t provider.Target) {
-	if t.IP == "" || t.Port == 0 || t.ID == "" || provider.IsOrphan(t.ID) {
-		return
-	}
-	p.mu.Lock()
-	p.bookLocked(pool).learned[t.Addr()] = t.ID
-	p.mu.Unlock()
-}
-
-// forget drops addr from what the provider learned about pool if it still
-// names id.
-func (p *Provider) forget(pool, addr string, id provider.TargetID) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if b := p.book[pool]; b != nil && b.learned[addr] == id {
-		delete(b.learned, addr)
-	}
-}
-
 // addrOf returns the address a target is known by: its own, else the one
-// the book has for its ID.
-func (p *Provider) addrOf(pool string, t provider.Target) string {
+// the call's Known has for its ID.
+func addrOf(ctx context.Context, t provider.Target) string {
 	if t.IP != "" && t.Port > 0 {
 		return t.Addr()
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	b := p.book[pool]
-	if b == nil {
-		return ""
-	}
-	for _, m := range b.owners {
-		for addr, id := range m {
-			if id == t.ID {
-				return addr
-			}
-		}
-	}
-	for addr, id := range b.learned {
-		if id == t.ID {
-			return addr
-		}
-	}
-	return ""
+	return bookOf(ctx).ids[t.ID]
 }
 
 // slotKey names one slot of one pool on one instance.
@@ -268,9 +171,8 @@ func (p *Provider) release(instance, pool, slot string) {
 // first slot with that address; OrphanPrefix + its name for any other (no
 // owner knows the address or the holder any more, or a second slot holds
 // the same target). Free slots are left out.
-func (p *Provider) slotIDsLocked(instance, pool string, states []ServerState) map[string]provider.TargetID {
-	b := p.book[pool]
-	known := b.knownIDs()
+func (p *Provider) slotIDsLocked(ctx context.Context, instance, pool string, states []ServerState) map[string]provider.TargetID {
+	b := bookOf(ctx)
 	out := map[string]provider.TargetID{}
 	claimed := map[provider.TargetID]bool{}
 	// Held slots first: an address whose target holds a slot names no
@@ -284,7 +186,8 @@ func (p *Provider) slotIDsLocked(instance, pool string, states []ServerState) ma
 			if isHeld != held {
 				continue
 			}
-			id, ok := h, known[h]
+			_, ok := b.ids[h]
+			id := h
 			if !held {
 				id, ok = b.lookup(slotAddr(s))
 			}
@@ -304,10 +207,10 @@ func (p *Provider) slotIDsLocked(instance, pool string, states []ServerState) ma
 // alone). Else: the slot this process gave the target, else an in-use slot
 // with the target's address and no other holder. heldBy names the holder
 // of a slot with the target's address that belongs to another target.
-func (p *Provider) findSlot(instance string, states []ServerState, pool string, t provider.Target) (s ServerState, found bool, heldBy provider.TargetID) {
+func (p *Provider) findSlot(ctx context.Context, instance string, states []ServerState, pool string, t provider.Target) (s ServerState, found bool, heldBy provider.TargetID) {
 	if name, ok := strings.CutPrefix(string(t.ID), OrphanPrefix); ok {
 		p.mu.Lock()
-		ids := p.slotIDsLocked(instance, pool, states)
+		ids := p.slotIDsLocked(ctx, instance, pool, states)
 		p.mu.Unlock()
 		if ids[name] != t.ID {
 			return ServerState{}, false, ""
@@ -319,7 +222,7 @@ func (p *Provider) findSlot(instance string, states []ServerState, pool string, 
 		}
 		return ServerState{}, false, ""
 	}
-	addr := p.addrOf(pool, t)
+	addr := addrOf(ctx, t)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, s := range states {
@@ -438,7 +341,7 @@ func (p *Provider) registerSlot(ctx context.Context, in Instance, c *Client, poo
 }
 
 func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, pool string, t provider.Target, states []ServerState) (changed bool, err error) {
-	s, found, heldBy := p.findSlot(in.Name, states, pool, t)
+	s, found, heldBy := p.findSlot(ctx, in.Name, states, pool, t)
 	if !found && heldBy != "" {
 		err := fmt.Errorf("register %s (%s) in backend %s: a slot with that address still belongs to target %s until it is freed: %w",
 			t.ID, t.Addr(), pool, heldBy, ErrAddressHeld)
@@ -527,7 +430,7 @@ func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool s
 		defer p.claimMu.Unlock()
 	}
 	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
-		s, found, _ := p.findSlot(in.Name, states, pool, t)
+		s, found, _ := p.findSlot(ctx, in.Name, states, pool, t)
 		if !found || s.Admin.Maint() || s.Admin.Drain() {
 			return nil
 		}
@@ -556,7 +459,7 @@ func (p *Provider) freeSlot(ctx context.Context, in Instance, c *Client, pool st
 		defer p.claimMu.Unlock()
 	}
 	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
-		s, found, _ := p.findSlot(in.Name, states, pool, t)
+		s, found, _ := p.findSlot(ctx, in.Name, states, pool, t)
 		if !found {
 			return nil
 		}
@@ -594,10 +497,10 @@ func (p *Provider) freeSlot(ctx context.Context, in Instance, c *Client, pool st
 // slotTargets renames the slots of a Status snapshot to target IDs: a free
 // slot is left out, a slot with a known address is reported under its
 // target's ID, any other under OrphanPrefix + its name (slotIDsLocked).
-func (p *Provider) slotTargets(instance, pool string, snap Snapshot, targets map[provider.TargetID]provider.TargetStatus) {
+func (p *Provider) slotTargets(ctx context.Context, instance, pool string, snap Snapshot, targets map[provider.TargetID]provider.TargetStatus) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	ids := p.slotIDsLocked(instance, pool, snap.Servers)
+	ids := p.slotIDsLocked(ctx, instance, pool, snap.Servers)
 	for _, s := range snap.Servers {
 		if !IsSlot(s.Name) {
 			continue

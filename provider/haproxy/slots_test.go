@@ -13,9 +13,9 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
+	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/provider"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
-	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 // startSlotHAProxy runs a real haproxy whose backend "app" has `slots`
@@ -63,7 +63,7 @@ func slotOf(t *testing.T, in *lab.Instance, addr string) (hapi.ServerState, bool
 	return hapi.ServerState{}, false
 }
 
-func healthyOn(p *hapi.Provider, ids ...provider.TargetID) func() (bool, string) {
+func healthyOn(p *booked, ids ...provider.TargetID) func() (bool, string) {
 	return func() (bool, string) {
 		st, err := p.Status(context.Background(), "app")
 		if err != nil {
@@ -216,6 +216,10 @@ func TestReloadKeepsServing(t *testing.T) {
 			}
 			eventually(t, 30*time.Second, healthyOn(p, "pod-a", "pod-b"))
 			_, oldWorker := in.Pids()
+			pre, err := p.Status(ctx, "app")
+			if err != nil {
+				t.Fatal(err)
+			}
 
 			var reloadErr error
 			var afterReload []hapi.ServerState
@@ -236,8 +240,8 @@ func TestReloadKeepsServing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !st.Instances[0].Restarted {
-				t.Errorf("Status does not report the reload")
+			if st.Instances[0].Epoch == pre.Instances[0].Epoch {
+				t.Errorf("Status does not report the reload: epoch %q unchanged", pre.Instances[0].Epoch)
 			}
 
 			if mode.slots == 0 {

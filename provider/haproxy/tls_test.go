@@ -15,10 +15,10 @@ import (
 	"time"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	"zerodrop.dev/zerodrop/provider"
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
+	"zerodrop.dev/zerodrop/provider"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // The name in HAProxy's serving certificate besides 127.0.0.1.
@@ -94,12 +94,13 @@ func tlsClient(t *testing.T, addr string, tlsCfg func(context.Context) (*tls.Con
 // the address's host (an IP address here).
 func TestTLSRuntimeAPIWithClientCertificate(t *testing.T) {
 	in, m := startHAProxyTLS(t)
-	p, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{
+	p0, err := hapi.New(hapi.Config{Instances: []hapi.Instance{{
 		Name: "haproxy-a", Address: in.AdminTLSAddr(), TLS: clientTLS(t, m.CA, m.ClientCert, m.ClientKey, ""),
 	}}})
 	if err != nil {
 		t.Fatal(err)
 	}
+	p := book(p0)
 	ctx := context.Background()
 	target := startProbe(t, "pod-a")
 	if err := p.Register(ctx, "app", target.target()); err != nil {

@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // countingServer is an HTTP server on 127.0.0.1 that counts health checks

@@ -18,8 +18,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
-	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 	"zerodrop.dev/zerodrop/internal/testenv"
+	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
 // app is a pod stand-in on 127.0.0.1: /ready answers 200, /slow blocks
