@@ -102,15 +102,15 @@ func (r *rig) fresh() *nginx.Provider {
 	return p
 }
 
-func pool(ps ...*probe) nginx.Pool {
-	pl := nginx.Pool{Name: "app"}
+func pool(ps ...*probe) provider.Pool {
+	pl := provider.Pool{Name: "app"}
 	for _, p := range ps {
 		pl.Known = append(pl.Known, p.target)
 	}
 	return pl
 }
 
-func (r *rig) status(pl nginx.Pool) nginx.PoolStatus {
+func (r *rig) status(pl provider.Pool) provider.PoolStatus {
 	r.t.Helper()
 	st, err := r.p.Status(context.Background(), pl)
 	if err != nil {
@@ -120,7 +120,7 @@ func (r *rig) status(pl nginx.Pool) nginx.PoolStatus {
 }
 
 // health returns the target's health on each instance ("-" when absent).
-func health(st nginx.PoolStatus, id provider.TargetID) []provider.Health {
+func health(st provider.PoolStatus, id provider.TargetID) []provider.Health {
 	var out []provider.Health
 	for _, in := range st.Instances {
 		ts, ok := in.Targets[id]
@@ -143,7 +143,7 @@ func all(hs []provider.Health, h provider.Health) bool {
 }
 
 // waitHealth polls Status until the target has h on every instance.
-func (r *rig) waitHealth(pl nginx.Pool, id provider.TargetID, h provider.Health, within time.Duration) time.Duration {
+func (r *rig) waitHealth(pl provider.Pool, id provider.TargetID, h provider.Health, within time.Duration) time.Duration {
 	r.t.Helper()
 	start := time.Now()
 	for {
@@ -171,4 +171,4 @@ func get(addr, path string) int {
 	return resp.StatusCode
 }
 
-func isUnreachable(err error) bool { return errors.Is(err, nginx.ErrUnreachable) }
+func isUnreachable(err error) bool { return errors.Is(err, provider.ErrUnreachable) }

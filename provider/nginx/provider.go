@@ -66,7 +66,7 @@ type Provider struct {
 // New checks the configuration and returns a Provider.
 func New(cfg Config) (*Provider, error) {
 	if len(cfg.Instances) == 0 {
-		return nil, errors.New("nginx provider: no instance")
+		return nil, provider.Errorf(provider.CodeInvalid, "", "nginx provider: no instance")
 	}
 	seen := map[string]bool{}
 	for i, in := range cfg.Instances {
@@ -112,30 +112,38 @@ func New(cfg Config) (*Provider, error) {
 // every current worker of the instance loaded the server (it is in
 // rotation, whether or not it answers), and "Drained" means no worker that
 // had it is alive.
-func (p *Provider) Capabilities() Capabilities {
-	return Capabilities{
-		Identity:         IdentityAddress,
-		Promotion:        PromotionSelf,
-		HealthCheckScope: ScopeNone,
-		DrainSignal:      DrainStateOnly,
-		Topology:         TopologyInstances,
+func (p *Provider) Capabilities() provider.Capabilities {
+	return provider.Capabilities{
+		Identity:         provider.IdentityAddress,
+		Promotion:        provider.PromotionSelf,
+		HealthCheckScope: provider.HealthCheckNone,
+		DrainSignal:      provider.DrainStateOnly,
+		Topology:         provider.TopologyInstances,
 		// Upstreams are in the configuration: a reload or restart keeps
 		// them.
 		VolatileRuntimeState: false,
-		ReloadGrace:          p.cfg.ShutdownTimeout,
-		// Status reads a file and /proc: cheap, but a reload takes the
-		// margin plus a fork.
-		MinStatusInterval: p.cfg.LoadMargin,
+		// Old workers are counted per target (Draining until every worker
+		// that had the target in rotation is gone), so the controller
+		// need not wait a grace after each reload on top: that would add
+		// worker_shutdown_timeout to every drain, the provider's own
+		// reload included.
+		ReloadGrace: 0,
+		// Status reads a file and /proc: no rate limit.
+		MinStatusInterval:  0,
+		ActiveHealthChecks: false,
 	}
 }
 
-// Enable does nothing: NGINX sends to a server as soon as a worker loads it.
-func (p *Provider) Enable(ctx context.Context, pool Pool, t provider.Target) error { return nil }
+// Enable does nothing: NGINX sends to a server as soon as a worker loads it
+// (PromotionSelf).
+func (p *Provider) Enable(ctx context.Context, pool provider.Pool, t provider.Target) error {
+	return nil
+}
 
 // Register adds `server ip:port;` to the pool on every instance and reloads
 // the instances whose workers did not load it yet. NGINX sends requests to
 // it as soon as a worker loaded it: there is no health check to pass first.
-func (p *Provider) Register(ctx context.Context, pool Pool, t provider.Target) error {
+func (p *Provider) Register(ctx context.Context, pool provider.Pool, t provider.Target) error {
 	if err := checkTarget(pool, t); err != nil {
 		return err
 	}
@@ -167,7 +175,7 @@ func (p *Provider) Register(ctx context.Context, pool Pool, t provider.Target) e
 // SetDraining marks the target `down` on every instance and reloads: new
 // workers send it nothing, old ones finish what they hold. Absent targets
 // are ignored.
-func (p *Provider) SetDraining(ctx context.Context, pool Pool, t provider.Target) error {
+func (p *Provider) SetDraining(ctx context.Context, pool provider.Pool, t provider.Target) error {
 	addr, skip, err := p.actOn(pool, t)
 	if err != nil || skip {
 		return err
@@ -182,7 +190,7 @@ func (p *Provider) SetDraining(ctx context.Context, pool Pool, t provider.Target
 // Deregister removes the target once no worker that had it is alive. Before
 // that it marks it down (reloading if needed) and returns an error wrapping
 // provider.ErrTargetBusy. Absent targets are ignored.
-func (p *Provider) Deregister(ctx context.Context, pool Pool, t provider.Target) error {
+func (p *Provider) Deregister(ctx context.Context, pool provider.Pool, t provider.Target) error {
 	addr, skip, err := p.actOn(pool, t)
 	if err != nil || skip {
 		return err
@@ -196,17 +204,17 @@ func (p *Provider) Deregister(ctx context.Context, pool Pool, t provider.Target)
 			}
 			s := u.Server(addr)
 			if !s.Down {
-				busy = fmt.Errorf("nginx %s: pool %s: %s was in rotation; marked down: %w", in.Name, pool.Name, addr, provider.ErrTargetBusy)
+				busy = provider.Errorf(provider.CodeBusy, in.Name, "pool %s: %s was in rotation; marked down, NGINX reloaded", pool.Name, addr)
 				return markDown(f, pool.Name, addr, now)
 			}
 			m, rerr := nginxproc.Read(in.PidFile)
 			if rerr != nil {
-				busy = fmt.Errorf("nginx %s: cannot tell whether a worker still has %s: %w: %w", in.Name, addr, ErrUnreachable, rerr)
+				busy = provider.Errorf(provider.CodeUnreachable, in.Name, "cannot tell whether a worker still has %s: %w", addr, rerr)
 				return false, s
 			}
 			st := serverStatus(*s, m, p.cfg.LoadMargin)
 			if st.Health != provider.HealthDrained {
-				busy = fmt.Errorf("nginx %s: pool %s: %s: %s: %w", in.Name, pool.Name, addr, st.Message, provider.ErrTargetBusy)
+				busy = provider.Errorf(provider.CodeBusy, in.Name, "pool %s: %s: %s", pool.Name, addr, st.Message)
 				return false, s
 			}
 			u.Remove(addr)
@@ -239,9 +247,9 @@ func markDown(f *File, pool, addr string, now time.Duration) (bool, *Server) {
 // actOn returns the address a drain or deregistration acts on. An orphan's
 // synthetic ID carries the address; it is left alone (skip) once a known
 // target has that address again.
-func (p *Provider) actOn(pool Pool, t provider.Target) (addr string, skip bool, err error) {
+func (p *Provider) actOn(pool provider.Pool, t provider.Target) (addr string, skip bool, err error) {
 	if !validName(pool.Name) {
-		return "", false, fmt.Errorf("nginx provider: pool name %q: use letters, digits, '-', '_', '.'", pool.Name)
+		return "", false, provider.Errorf(provider.CodeInvalid, "", "nginx provider: pool name %q: use letters, digits, '-', '_', '.'", pool.Name)
 	}
 	if provider.IsOrphan(t.ID) {
 		addr = canonicalAddr(strings.TrimPrefix(string(t.ID), provider.OrphanPrefix))
@@ -253,20 +261,20 @@ func (p *Provider) actOn(pool Pool, t provider.Target) (addr string, skip bool, 
 		return addr, false, nil
 	}
 	if err := t.Validate(); err != nil {
-		return "", false, fmt.Errorf("nginx provider: %w", err)
+		return "", false, provider.Errorf(provider.CodeInvalid, "", "nginx provider: %w", err)
 	}
 	return targetAddr(t), false, nil
 }
 
-func checkTarget(pool Pool, t provider.Target) error {
+func checkTarget(pool provider.Pool, t provider.Target) error {
 	if !validName(pool.Name) {
-		return fmt.Errorf("nginx provider: pool name %q: use letters, digits, '-', '_', '.'", pool.Name)
+		return provider.Errorf(provider.CodeInvalid, "", "nginx provider: pool name %q: use letters, digits, '-', '_', '.'", pool.Name)
 	}
 	if err := t.Validate(); err != nil {
-		return fmt.Errorf("nginx provider: %w", err)
+		return provider.Errorf(provider.CodeInvalid, "", "nginx provider: %w", err)
 	}
 	if !validID(string(t.ID)) || provider.IsOrphan(t.ID) {
-		return fmt.Errorf("nginx provider: target ID %q: printable ASCII without spaces, '#', '=', ';', quotes or braces, not starting with %q", t.ID, provider.OrphanPrefix)
+		return provider.Errorf(provider.CodeInvalid, "", "nginx provider: target ID %q: printable ASCII without spaces, '#', '=', ';', quotes or braces, not starting with %q", t.ID, provider.OrphanPrefix)
 	}
 	return nil
 }
@@ -298,16 +306,16 @@ func (p *Provider) each(ctx context.Context, fn func(Instance) error) error {
 func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate func(*File, time.Duration) (bool, *Server)) error {
 	unlock, err := lockFile(ctx, in.UpstreamFile+".lock")
 	if err != nil {
-		return fmt.Errorf("nginx %s: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 	}
 	defer unlock()
 	f, err := readFile(in.UpstreamFile)
 	if err != nil {
-		return fmt.Errorf("nginx %s: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 	}
 	boot, err := nginxproc.BootID()
 	if err != nil {
-		return fmt.Errorf("nginx %s: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 	}
 	if f.Boot != boot {
 		// Written before the last boot: every running worker loaded it.
@@ -335,7 +343,7 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 			}
 		}
 		if err := writeAtomic(in.UpstreamFile, f.Render()); err != nil {
-			return fmt.Errorf("nginx %s: %w", in.Name, err)
+			return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 		}
 	}
 	var loadAfter time.Duration
@@ -347,7 +355,7 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	}
 	m, err := nginxproc.Read(in.PidFile)
 	if err != nil {
-		return fmt.Errorf("nginx %s: %w: %w", in.Name, ErrUnreachable, err)
+		return unreachable(in, err)
 	}
 	if allLoaded(m.Current(), loadAfter) && len(m.Current()) > 0 {
 		return nil
@@ -355,27 +363,27 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	// Workers forked from now on must start after loadAfter, truncation to
 	// a tick included.
 	if err := sleepUntil(ctx, loadAfter+2*nginxproc.Tick); err != nil {
-		return fmt.Errorf("nginx %s: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 	}
 	// The pid may have been reused since it was read: read it again.
 	if m, err = nginxproc.ReadPID(m.PID); err != nil {
-		return fmt.Errorf("nginx %s: %w: %w", in.Name, ErrUnreachable, err)
+		return unreachable(in, err)
 	}
 	if err := syscall.Kill(m.PID, syscall.SIGHUP); err != nil {
-		return fmt.Errorf("nginx %s: reload (SIGHUP to master %d from %s): %w: %w", in.Name, m.PID, in.PidFile, ErrUnreachable, err)
+		return provider.Errorf(provider.CodeUnreachable, in.Name, "reload (SIGHUP to master %d from %s): %w", m.PID, in.PidFile, err)
 	}
 	deadline := time.Now().Add(p.cfg.ReloadWait)
 	for time.Now().Before(deadline) {
 		m, err := nginxproc.ReadPID(m.PID)
 		if err != nil {
-			return fmt.Errorf("nginx %s: %w: %w", in.Name, ErrUnreachable, err)
+			return unreachable(in, err)
 		}
 		if cur := m.Current(); len(cur) > 0 && allLoaded(cur, loadAfter) {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("nginx %s: waiting for the reload: %w", in.Name, ctx.Err())
+			return provider.Errorf(provider.CodeUnreachable, in.Name, "waiting for the reload: %w", ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -411,14 +419,14 @@ func sleepUntil(ctx context.Context, boot time.Duration) error {
 // Status reads the pool's servers from each instance's upstream file and
 // says, from the workers' start times, which of them each instance's workers
 // have loaded.
-func (p *Provider) Status(ctx context.Context, pool Pool) (PoolStatus, error) {
+func (p *Provider) Status(ctx context.Context, pool provider.Pool) (provider.PoolStatus, error) {
 	known := map[string]provider.TargetID{}
 	for _, k := range pool.Known {
 		if k.IP != "" {
 			known[targetAddr(k)] = k.ID
 		}
 	}
-	ps := PoolStatus{Pool: pool.Name, Instances: make([]InstanceStatus, len(p.cfg.Instances))}
+	ps := provider.PoolStatus{Pool: pool.Name, Instances: make([]provider.InstanceStatus, len(p.cfg.Instances))}
 	var wg sync.WaitGroup
 	for i, in := range p.cfg.Instances {
 		wg.Add(1)
@@ -437,21 +445,21 @@ func (p *Provider) Status(ctx context.Context, pool Pool) (PoolStatus, error) {
 	return ps, errors.Join(errs...)
 }
 
-func (p *Provider) instanceStatus(in Instance, pool string, known map[string]provider.TargetID) InstanceStatus {
-	st := InstanceStatus{Instance: in.Name}
+func (p *Provider) instanceStatus(in Instance, pool string, known map[string]provider.TargetID) provider.InstanceStatus {
+	st := provider.InstanceStatus{Instance: in.Name}
 	f, err := readFile(in.UpstreamFile)
 	if err != nil {
-		st.Err = fmt.Errorf("nginx %s: %w", in.Name, err)
+		st.Err = provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 		return st
 	}
 	m, err := nginxproc.Read(in.PidFile)
 	if err != nil {
-		st.Err = fmt.Errorf("nginx %s: %w: %w", in.Name, ErrUnreachable, err)
+		st.Err = unreachable(in, err)
 		return st
 	}
 	boot, err := nginxproc.BootID()
 	if err != nil {
-		st.Err = fmt.Errorf("nginx %s: %w", in.Name, err)
+		st.Err = provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 		return st
 	}
 	cur := m.Current()
@@ -463,7 +471,6 @@ func (p *Provider) instanceStatus(in Instance, pool string, known map[string]pro
 	if len(cur) > 0 {
 		st.StartedAt = nginxproc.Wall(cur[0].Started)
 	}
-	st.OldWorkers = len(cur) < len(m.Workers)
 	st.Targets = map[provider.TargetID]provider.TargetStatus{}
 	u := f.Pool(pool)
 	if u == nil {
@@ -558,24 +565,24 @@ func (p *Provider) validate(ctx context.Context, in Instance, text []byte) error
 	}
 	dir, err := os.MkdirTemp("", "zerodrop-nginx-t-")
 	if err != nil {
-		return fmt.Errorf("nginx %s: validate: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "validate: %w", err)
 	}
 	defer os.RemoveAll(dir)
 	up := filepath.Join(dir, "upstreams.conf")
 	conf := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(up, text, 0o644); err != nil {
-		return fmt.Errorf("nginx %s: validate: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "validate: %w", err)
 	}
 	wrapper := fmt.Sprintf("pid %s/nginx.pid;\nevents {}\nhttp {\n    include %s;\n}\n", dir, up)
 	if err := os.WriteFile(conf, []byte(wrapper), 0o644); err != nil {
-		return fmt.Errorf("nginx %s: validate: %w", in.Name, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "validate: %w", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, p.bin, "-t", "-q", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf).CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(strings.ReplaceAll(string(out), up, in.UpstreamFile))
-		return fmt.Errorf("nginx %s: `nginx -t` refused the new %s, left unchanged: %s: %w", in.Name, in.UpstreamFile, msg, err)
+		return provider.Errorf(provider.CodeInvalid, in.Name, "`nginx -t` refused the new %s, left unchanged: %s: %w", in.UpstreamFile, msg, err)
 	}
 	return nil
 }
@@ -639,4 +646,9 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
+}
+
+// unreachable wraps a failure to read or signal an instance's master.
+func unreachable(in Instance, err error) error {
+	return provider.Errorf(provider.CodeUnreachable, in.Name, "%w", err)
 }

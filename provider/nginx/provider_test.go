@@ -15,7 +15,6 @@ import (
 
 	"zerodrop.dev/zerodrop/internal/nginxproc"
 	"zerodrop.dev/zerodrop/provider"
-	"zerodrop.dev/zerodrop/provider/nginx"
 )
 
 // Registered on two instances, one of whose masters cannot reload yet
@@ -59,7 +58,7 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 	if code := get(r.instances[0].Addr(), "/"); code != 200 {
 		t.Fatalf("through a: status %d, want 200", code)
 	}
-	ok, _, _ := healthyEverywhere(st, "pod-a")
+	ok, _, _ := st.Healthy("pod-a")
 	if ok {
 		t.Fatal("healthy everywhere while b has not loaded it")
 	}
@@ -73,14 +72,6 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 			t.Fatalf("through b after its reload: status %d, want 200", code)
 		}
 	}
-}
-
-func healthyEverywhere(st nginx.PoolStatus, id provider.TargetID) (bool, string, string) {
-	ps := provider.PoolStatus{Pool: st.Pool}
-	for _, in := range st.Instances {
-		ps.Instances = append(ps.Instances, provider.InstanceStatus{Instance: in.Instance, Err: in.Err, Targets: in.Targets})
-	}
-	return ps.Healthy(id)
 }
 
 // A request held on a worker while the target drains keeps that worker
@@ -254,7 +245,7 @@ func TestFreshProviderReportsTheSameStatus(t *testing.T) {
 		}
 		// The fresh provider's read, between two reads of the first one
 		// that agree (an old worker may exit at any moment).
-		var st1, st2 nginx.PoolStatus
+		var st1, st2 provider.PoolStatus
 		for try := 0; ; try++ {
 			st1 = r.status(pl)
 			var err error
@@ -355,7 +346,7 @@ func TestErrorsNameTheInstance(t *testing.T) {
 
 // sameStatus returns "" when two statuses agree on every instance's epoch
 // and every target's health, reason and address, else the first difference.
-func sameStatus(a, b nginx.PoolStatus) string {
+func sameStatus(a, b provider.PoolStatus) string {
 	if len(a.Instances) != len(b.Instances) {
 		return "instance count"
 	}

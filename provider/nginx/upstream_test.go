@@ -153,3 +153,15 @@ func TestServerStatus(t *testing.T) {
 		t.Fatalf("static server: %+v", got)
 	}
 }
+
+// The provider satisfies the controller's interface, and declares no
+// active health check.
+var _ provider.Provider = (*Provider)(nil)
+
+func TestCapabilitiesAreHonest(t *testing.T) {
+	c := (&Provider{}).Capabilities()
+	if c.ActiveHealthChecks || c.HealthCheckScope != provider.HealthCheckNone || c.Identity != provider.IdentityAddress ||
+		c.DrainSignal != provider.DrainStateOnly || c.VolatileRuntimeState || c.Promotion != provider.PromotionSelf {
+		t.Fatalf("capabilities: %+v", c)
+	}
+}
