@@ -136,3 +136,46 @@ func TestCostOfTheGate(t *testing.T) {
 		t.Fatalf("too slow: register max %v, drain max %v", rmax, dmax)
 	}
 }
+
+// Two providers (an old and a new leader) registering at once on the same
+// instances: the file lock serializes their edits, so no registration is
+// lost and every target ends Healthy everywhere.
+func TestConcurrentProvidersLoseNoRegistration(t *testing.T) {
+	r := newRig(t, 2)
+	ctx := context.Background()
+	var probes []*probe
+	for i := range 8 {
+		probes = append(probes, startProbe(t, "pod-"+string(rune('a'+i)), false))
+	}
+	pl := pool(probes...)
+	other := r.fresh()
+	var wg sync.WaitGroup
+	errs := make(chan error, len(probes))
+	for i, p := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			prov := r.p
+			if i%2 == 1 {
+				prov = other
+			}
+			errs <- prov.Register(ctx, pl, p.target)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range probes {
+		r.waitHealth(pl, p.target.ID, provider.HealthHealthy, 5*time.Second)
+	}
+	st := r.status(pl)
+	for _, in := range st.Instances {
+		if len(in.Targets) != len(probes) {
+			t.Fatalf("%s: %d targets, want %d: %s", in.Instance, len(in.Targets), len(probes), st)
+		}
+	}
+}

@@ -582,7 +582,7 @@ func (p *Provider) validate(ctx context.Context, in Instance, text []byte) error
 	out, err := exec.CommandContext(ctx, p.bin, "-t", "-q", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf).CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(strings.ReplaceAll(string(out), up, in.UpstreamFile))
-		return provider.Errorf(provider.CodeInvalid, in.Name, "`nginx -t` refused the new %s, left unchanged: %s: %w", in.UpstreamFile, msg, err)
+		return provider.Errorf(provider.CodeInternal, in.Name, "`nginx -t` refused the new %s, left unchanged: %s: %w", in.UpstreamFile, msg, err)
 	}
 	return nil
 }
