@@ -140,7 +140,9 @@ func ReadPID(pid int) (Master, error) {
 			continue // exited meanwhile, or not ours any more
 		}
 		title := cmdline(c)
-		if strings.Contains(title, "cache manager") || strings.Contains(title, "cache loader") {
+		// Titled children other than workers: cache manager and loader,
+		// and the new master of a binary upgrade (a child of the old one).
+		if strings.HasPrefix(title, "nginx: ") && !strings.Contains(title, "worker process") {
 			continue
 		}
 		m.Workers = append(m.Workers, Worker{

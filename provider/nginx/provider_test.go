@@ -364,3 +364,50 @@ func sameStatus(a, b provider.PoolStatus) string {
 	}
 	return ""
 }
+
+// A crashed master (SIGKILL: the pid file names a dead process) makes its
+// instance unreachable, and the others keep working; restarted, it loads
+// the upstream file, which is the whole state: the target is Healthy there
+// again with a new epoch and no call to the provider.
+func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
+	r := newRig(t, 2)
+	p := startProbe(t, "pod-a", false)
+	pl := pool(p)
+	ctx := context.Background()
+	if err := r.p.Register(ctx, pl, p.target); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	before := r.status(pl)
+	b := r.instances[1]
+	if err := b.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.p.Status(ctx, pl)
+	if !isUnreachable(err) || st.Instances[1].Err == nil || !strings.Contains(err.Error(), "nginx-b") {
+		t.Fatalf("after killing b's master: %v, want b unreachable", err)
+	}
+	if ok, _, msg := st.Healthy("pod-a"); ok {
+		t.Fatalf("healthy with an instance down: %s", msg)
+	}
+	if h := st.Instances[0].Targets["pod-a"].Health; h != provider.HealthHealthy {
+		t.Fatalf("a: %s, want Healthy", h)
+	}
+	if err := b.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	after := r.status(pl)
+	if after.Instances[1].Epoch == before.Instances[1].Epoch {
+		t.Fatalf("epoch unchanged across a restart: %s", after.Instances[1].Epoch)
+	}
+	hits := p.hits.Load()
+	for range 5 {
+		if code := get(b.Addr(), "/"); code != 200 {
+			t.Fatalf("through b after its restart: %d", code)
+		}
+	}
+	if p.hits.Load() != hits+5 {
+		t.Fatalf("the target got %d of 5 requests through b", p.hits.Load()-hits)
+	}
+}

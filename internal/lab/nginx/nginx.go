@@ -291,21 +291,27 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		in.cleanup()
 		return nil, fmt.Errorf("nginx: %w", err)
 	}
-	os.Remove(in.pid)
-	in.master, err = proc.Start(proc.Spec{
-		Name: "nginx", Path: bin, Dir: in.dir, Log: filepath.Join(in.dir, "nginx.out"),
-		Args: []string{"-p", in.dir, "-e", in.errLog, "-c", in.conf},
-	})
-	if err != nil {
-		in.cleanup()
-		return nil, fmt.Errorf("nginx: %w", err)
-	}
-	if err := in.waitUp(ctx); err != nil {
+	if err := in.run(ctx); err != nil {
 		in.Stop()
 		return nil, err
 	}
 	cfg.Logger.Info("nginx started", "dir", in.dir, "master", in.master.PID(), "listen", in.Addr())
 	return in, nil
+}
+
+// run starts the master on the files in the directory and waits until it
+// is up.
+func (in *Instance) run(ctx context.Context) error {
+	os.Remove(in.pid)
+	var err error
+	in.master, err = proc.Start(proc.Spec{
+		Name: "nginx", Path: in.cfg.Binary, Dir: in.dir, Log: filepath.Join(in.dir, "nginx.out"),
+		Args: []string{"-p", in.dir, "-e", in.errLog, "-c", in.conf},
+	})
+	if err != nil {
+		return fmt.Errorf("nginx: %w", err)
+	}
+	return in.waitUp(ctx)
 }
 
 func (in *Instance) waitUp(ctx context.Context) error {
@@ -384,8 +390,31 @@ func (in *Instance) Reload(ctx context.Context) error {
 // master and every worker still alive after a grace period, each by pid.
 // The directory is removed if Start created it. Safe to call twice.
 func (in *Instance) Stop() error {
+	err := in.stopProcesses(syscall.SIGTERM)
+	in.cleanup()
+	return err
+}
+
+// Kill crashes NGINX: SIGKILL to the master and its workers, by pid. The pid
+// file stays behind, naming a dead process; Restart starts it again.
+func (in *Instance) Kill() error { return in.stopProcesses(syscall.SIGKILL) }
+
+// Restart stops NGINX (if it runs) and starts it again in the same
+// directory: same configuration, and the upstream file as it is now (the
+// provider's state survives, as it does a machine's restart).
+func (in *Instance) Restart(ctx context.Context) error {
+	if err := in.stopProcesses(syscall.SIGTERM); err != nil {
+		return err
+	}
+	if err := in.run(ctx); err != nil {
+		return err
+	}
+	in.cfg.Logger.Info("nginx restarted", "dir", in.dir, "master", in.master.PID())
+	return nil
+}
+
+func (in *Instance) stopProcesses(sig syscall.Signal) error {
 	if in.master == nil {
-		in.cleanup()
 		return nil
 	}
 	var workers []int
@@ -393,6 +422,12 @@ func (in *Instance) Stop() error {
 		for _, w := range m.Workers {
 			workers = append(workers, w.PID)
 		}
+	}
+	if sig == syscall.SIGKILL {
+		for _, pid := range workers {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		_ = syscall.Kill(in.master.PID(), syscall.SIGKILL)
 	}
 	in.master.Stop(5 * time.Second)
 	var errs []error
@@ -405,7 +440,6 @@ func (in *Instance) Stop() error {
 			}
 		}
 	}
-	in.cleanup()
 	return errors.Join(errs...)
 }
 
