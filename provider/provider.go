@@ -120,8 +120,12 @@ type TargetStatus struct {
 	// connections) the LB has on the target now.
 	Sessions int64
 	// Selected counts how often the LB picked the target for a request
-	// (HAProxy's lbtot): it stops growing once the target drains.
+	// (HAProxy's lbtot): diagnostic only, the controller does not read it.
 	Selected int64
+	// CheckPassed is set by a provider with PromotionExplicit for a target
+	// that passed the LB's own checks but is not in rotation yet: the
+	// controller then calls Enable. (Healthy implies it.)
+	CheckPassed bool
 }
 
 // InstanceStatus is one LB instance's view of a pool.

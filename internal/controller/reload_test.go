@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -64,3 +65,28 @@ func TestLoadBalancerEditRightAfterReloadKeepsTheDrain(t *testing.T) {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// Scenario: the pool has room for one server per instance; web-1 holds
+// it and web-2 arrives. Expectation: web-2's gate stays False with reason
+// PoolFull and a message that says so (not an opaque provider error), and
+// the binding's Resolved condition says PoolFull too.
+func TestFullPoolIsToldToThePodAndTheBinding(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, objs(hPod("web-1", "10.1.0.1", true, "", gateHealthy), hPod("web-2", "10.1.0.2", true, "", nil))...)
+	h.w.capacity = 1
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	h.reconcile()
+	g := h.gate("web-2")
+	if g == nil || g.Status != "False" || g.Reason != ReasonPoolFull || !strings.Contains(g.Message, "no room") {
+		t.Fatalf("web-2's gate %+v: want False, reason %s, saying the pool has no room", g, ReasonPoolFull)
+	}
+	b, _ := h.binding()
+	var found bool
+	for _, c := range b.Status.Conditions {
+		if c.Reason == ReasonPoolFull {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("binding conditions %+v: want reason %s", b.Status.Conditions, ReasonPoolFull)
+	}
+}
