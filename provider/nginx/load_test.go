@@ -132,7 +132,7 @@ func TestCostOfTheGate(t *testing.T) {
 	r50, rmax := q(reg)
 	d50, dmax := q(drain)
 	t.Logf("2 instances, 2 workers each, load margin 100ms: Register -> Healthy p50 %v max %v; SetDraining -> Drained p50 %v max %v", r50, rmax, d50, dmax)
-	if rmax > 2*time.Second || dmax > 2*time.Second {
+	if rmax > 5*time.Second || dmax > 5*time.Second {
 		t.Fatalf("too slow: register max %v, drain max %v", rmax, dmax)
 	}
 }
