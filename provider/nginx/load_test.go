@@ -102,6 +102,9 @@ func TestNoRequestAfterDrainingUnderLoad(t *testing.T) {
 // and SetDraining -> Drained (no request held), ten times each. Logged for
 // docs/nginx.md; bounded loosely so that a regression shows.
 func TestCostOfTheGate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a measurement (20 reloads per instance); -short skips it")
+	}
 	r := newRig(t, 2)
 	ctx := context.Background()
 	var reg, drain []time.Duration
