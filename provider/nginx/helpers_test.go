@@ -88,7 +88,6 @@ func newRig(t *testing.T, n int) *rig {
 		})
 	}
 	r.cfg.ReloadWait = 500 * time.Millisecond
-	r.cfg.ShutdownTimeout = 10 * time.Second
 	r.p = r.fresh()
 	return r
 }

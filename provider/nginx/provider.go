@@ -49,10 +49,6 @@ type Config struct {
 	// workers, so that repeated calls do not reload again; Status tells the
 	// rest. Default 2s.
 	ReloadWait time.Duration
-	// ShutdownTimeout is the instances' worker_shutdown_timeout: how long
-	// an old worker may keep connections after a reload. Declared as the
-	// ReloadGrace capability; default 10s.
-	ShutdownTimeout time.Duration
 }
 
 // Provider drives NGINX open-source instances through their upstream include
@@ -90,10 +86,7 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.ReloadWait == 0 {
 		cfg.ReloadWait = 2 * time.Second
 	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = 10 * time.Second
-	}
-	if cfg.LoadMargin < 0 || cfg.ReloadWait < 0 || cfg.ShutdownTimeout < 0 {
+	if cfg.LoadMargin < 0 || cfg.ReloadWait < 0 {
 		return nil, fmt.Errorf("nginx provider: negative duration in %+v", cfg)
 	}
 	p := &Provider{cfg: cfg}
