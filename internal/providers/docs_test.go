@@ -9,7 +9,6 @@ import (
 	"zerodrop.dev/zerodrop/provider"
 )
 
-
 // Builtin returns the capability matrix of the built-in providers as
 // docs/providers.md shows it.
 func builtinMatrix(t *testing.T) string {
