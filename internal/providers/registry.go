@@ -16,6 +16,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/provider"
 	"zerodrop.dev/zerodrop/provider/haproxy"
+	"zerodrop.dev/zerodrop/provider/nginx"
 )
 
 // Factory builds the provider of one LoadBalancer.
@@ -73,7 +74,11 @@ func newHAProxy(o Options, lb *zv1.LoadBalancer) (provider.Provider, error) {
 // BuiltinCapabilities returns what each built-in provider declares, by the
 // name docs use (the spec.provider value, or the adapter's provider).
 func BuiltinCapabilities() map[string]provider.Capabilities {
-	return map[string]provider.Capabilities{"haproxy": new(haproxy.Provider).Capabilities()}
+	return map[string]provider.Capabilities{
+		"haproxy": new(haproxy.Provider).Capabilities(),
+		// Served by the reference adapter next to NGINX (provider external).
+		"nginx (adapter)": new(nginx.Provider).Capabilities(),
+	}
 }
 
 // The markers around the generated capability matrix in docs/providers.md
