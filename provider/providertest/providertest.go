@@ -254,7 +254,9 @@ func (s *Suite) check(ctx context.Context, p Promise) Result {
 		v = broken("cleanup: %v", err)
 	}
 	d := time.Since(start)
-	return Result{Promise: p.ID, Title: p.Title, Outcome: v.outcome, Detail: v.detail, Duration: d, Seconds: d.Round(time.Millisecond).Seconds()}
+	// One line: joined per-instance errors carry newlines.
+	detail := strings.Join(strings.Fields(strings.ReplaceAll(v.detail, "\n", " | ")), " ")
+	return Result{Promise: p.ID, Title: p.Title, Outcome: v.outcome, Detail: detail, Duration: d, Seconds: d.Round(time.Millisecond).Seconds()}
 }
 
 // CheckAll runs the promises named (all of them when none is) in order.
