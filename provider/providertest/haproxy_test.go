@@ -183,13 +183,16 @@ func (e earlyDrained) Status(ctx context.Context, pool provider.Pool) (provider.
 func checkBroken(t *testing.T, wrap func(*lbSetup, *hapi.Provider) provider.Provider, ids ...string) {
 	s := startLB(t, 1, false)
 	h := s.harness(t)
-	h.New = func() (provider.Provider, error) {
-		p, err := hapi.New(s.config())
+	build := func(cfg hapi.Config) (provider.Provider, error) {
+		p, err := hapi.New(cfg)
 		if err != nil {
 			return nil, err
 		}
 		return wrap(s, p), nil
 	}
+	gone := hapi.Instance{Name: h.UnreachableInstance, Address: filepath.Join(t.TempDir(), "gone.sock")}
+	h.New = func() (provider.Provider, error) { return build(s.config()) }
+	h.NewUnreachable = func() (provider.Provider, error) { return build(s.config(gone)) }
 	h.Logf = t.Logf
 	suite, err := providertest.NewSuite(h)
 	if err != nil {
@@ -210,21 +213,119 @@ func checkBroken(t *testing.T, wrap func(*lbSetup, *hapi.Provider) provider.Prov
 	}
 }
 
-// Scenario: a provider that registers naively (the server is UP before
-// any check) breaks "no request before the checks pass" and "a failing
-// target stays out".
-func TestKitCatchesNaiveRegistration(t *testing.T) {
-	checkBroken(t, func(s *lbSetup, p *hapi.Provider) provider.Provider {
-		n := naive{Provider: p}
-		for _, in := range s.instances {
-			n.clients = append(n.clients, in.Client())
-		}
-		return n
-	}, "NoTrafficBeforeChecksPass", "FailingTargetStaysOut")
+// drainIgnored does nothing on SetDraining: the target stays in rotation.
+type drainIgnored struct{ *hapi.Provider }
+
+func (drainIgnored) SetDraining(context.Context, provider.Pool, provider.Target) error { return nil }
+
+// busySwallowed reports success when HAProxy refuses to delete a server
+// that still has connections.
+type busySwallowed struct{ *hapi.Provider }
+
+func (b busySwallowed) Deregister(ctx context.Context, pool provider.Pool, t provider.Target) error {
+	if err := b.Provider.Deregister(ctx, pool, t); err != nil && !errors.Is(err, provider.ErrTargetBusy) {
+		return err
+	}
+	return nil
 }
 
-// Scenario: a provider that reports Drained while a request is still open
-// breaks "Drained only when idle".
-func TestKitCatchesEarlyDrained(t *testing.T) {
-	checkBroken(t, func(_ *lbSetup, p *hapi.Provider) provider.Provider { return earlyDrained{p} }, "DrainedOnlyWhenIdle")
+// codeless returns errors without the provider API's codes (plain text),
+// as a provider written without package provider's errors would.
+type codeless struct{ *hapi.Provider }
+
+func flatten(err error) error {
+	if err == nil {
+		return nil
+	}
+	return errors.New(err.Error())
+}
+
+func (c codeless) Status(ctx context.Context, pool provider.Pool) (provider.PoolStatus, error) {
+	st, err := c.Provider.Status(ctx, pool)
+	for i := range st.Instances {
+		st.Instances[i].Err = flatten(st.Instances[i].Err)
+	}
+	return st, flatten(err)
+}
+
+func (c codeless) Register(ctx context.Context, pool provider.Pool, t provider.Target) error {
+	return flatten(c.Provider.Register(ctx, pool, t))
+}
+
+// Scenario: the kit fails a provider that breaks a promise. Each broken
+// provider wraps the real HAProxy provider and breaks one thing; the
+// promises listed must come out broken.
+func TestKitCatchesBrokenProviders(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(*lbSetup, *hapi.Provider) provider.Provider
+		want []string
+	}{
+		{"naive registration (UP before any check)", func(s *lbSetup, p *hapi.Provider) provider.Provider {
+			n := naive{Provider: p}
+			for _, in := range s.instances {
+				n.clients = append(n.clients, in.Client())
+			}
+			return n
+		}, []string{"NoTrafficBeforeChecksPass", "FailingTargetStaysOut"}},
+		{"Drained while a request is open", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return earlyDrained{p} },
+			[]string{"DrainedOnlyWhenIdle"}},
+		{"SetDraining ignored", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return drainIgnored{p} },
+			[]string{"DrainStopsNewRequests"}},
+		{"busy Deregister reported as done", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return busySwallowed{p} },
+			[]string{"DeregisterBusy"}},
+		{"errors without codes", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return codeless{p} },
+			[]string{"UnreachableInstance", "PoolFull"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkBroken(t, tc.wrap, tc.want...) })
+	}
+}
+
+// declared overrides the capabilities a provider declares.
+type declared struct {
+	provider.Provider
+	caps provider.Capabilities
+}
+
+func (d declared) Capabilities() provider.Capabilities { return d.caps }
+
+// Scenario: the promises follow the declared capabilities: a provider
+// that declares no active checks and a drain signal Timer is not held to
+// the promises those need (skipped, with the reason), and the ones left
+// are still checked against the traffic.
+func TestKitFollowsDeclaredCapabilities(t *testing.T) {
+	s := startLB(t, 1, false)
+	h := s.harness(t)
+	h.New = func() (provider.Provider, error) {
+		p, err := hapi.New(s.config())
+		if err != nil {
+			return nil, err
+		}
+		caps := p.Capabilities()
+		caps.ActiveHealthChecks, caps.DrainSignal = false, provider.DrainTimer
+		return declared{p, caps}, nil
+	}
+	suite, err := providertest.NewSuite(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := suite.CheckAll(t.Context(), "NoTrafficBeforeChecksPass", "FailingTargetStaysOut", "DrainedOnlyWhenIdle", "DeregisterBusy", "Enable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	rep.WriteTable(&b)
+	t.Logf("\n%s", b.String())
+	want := map[string]providertest.Outcome{
+		"NoTrafficBeforeChecksPass": providertest.Kept,
+		"FailingTargetStaysOut":     providertest.Skipped,
+		"DrainedOnlyWhenIdle":       providertest.Skipped,
+		"DeregisterBusy":            providertest.Skipped,
+		"Enable":                    providertest.Kept,
+	}
+	for id, o := range want {
+		if r, _ := rep.Result(id); r.Outcome != o {
+			t.Errorf("%s: %s (%s), want %s", id, r.Outcome, r.Detail, o)
+		}
+	}
 }

@@ -16,7 +16,7 @@ import (
 var promises = []Promise{
 	{ID: "NoTrafficBeforeChecksPass", Title: "no balanced request reaches a target before the LB's checks pass", check: checkNoTrafficBeforeChecks},
 	{ID: "FailingTargetStaysOut", Title: "a target whose checks fail never gets a request and never turns Healthy", check: checkFailingTarget},
-	{ID: "RegisterIdempotent", Title: "Register is idempotent: again while checked, again while Healthy", check: checkRegisterIdempotent},
+	{ID: "RegisterIdempotent", Title: "Register is idempotent: again while checked, again while Healthy, again from a fresh provider", check: checkRegisterIdempotent},
 	{ID: "StatusEveryInstance", Title: "Status reports every instance, each with the target", check: checkStatusEveryInstance},
 	{ID: "DrainStopsNewRequests", Title: "SetDraining stops new requests within one Status cycle; an open request completes", check: checkDrainStops},
 	{ID: "DrainedOnlyWhenIdle", Title: "Drained is reported only when the LB sends the target nothing", check: checkDrainedOnlyWhenIdle},
@@ -144,9 +144,11 @@ func checkFailingTarget(ctx context.Context, k *run) verdict {
 	return kept("%d failed checks over %s: no request, never Healthy (%s)", failed, time.Since(start).Round(time.Millisecond), instancesOf(last, tg.t.ID))
 }
 
-// RegisterIdempotent: Register twice at once, then again once Healthy:
-// no error, one entry per instance with the target's address, still
-// Healthy and still receiving requests.
+// RegisterIdempotent: Register twice at once, then again once Healthy,
+// and again from a fresh provider: no error, one entry per instance with
+// the target's address (no second entry for it, as an LB that identifies
+// targets by address could add), still Healthy and still receiving
+// requests.
 func checkRegisterIdempotent(ctx context.Context, k *run) verdict {
 	p, err := k.provider(ctx)
 	if err != nil {
@@ -166,6 +168,13 @@ func checkRegisterIdempotent(ctx context.Context, k *run) verdict {
 	if err := k.register(ctx, p, k.h.Pool, tg.t); err != nil {
 		return broken("Register #3, while Healthy: %v", err)
 	}
+	fresh, err := k.provider(ctx)
+	if err != nil {
+		return broken("%v", err)
+	}
+	if err := k.register(ctx, fresh, k.h.Pool, tg.t); err != nil {
+		return broken("Register #4, from a fresh provider, while Healthy: %v", err)
+	}
 	mark := tg.mark()
 	v := k.observe(ctx, p, k.h.Pool, k.checkWindow(), func(st provider.PoolStatus) *verdict {
 		if ok, reason, msg := st.Healthy(tg.t.ID); !ok {
@@ -177,6 +186,12 @@ func checkRegisterIdempotent(ctx context.Context, k *run) verdict {
 				v := broken("instance %s reports address %s for the target, not %s", in.Instance, a, tg.t.Addr())
 				return &v
 			}
+			for id, ts := range in.Targets {
+				if id != tg.t.ID && ts.Addr == tg.t.Addr() {
+					v := broken("instance %s has a second entry %s with the target's address %s", in.Instance, id, ts.Addr)
+					return &v
+				}
+			}
 		}
 		return nil
 	})
@@ -186,7 +201,7 @@ func checkRegisterIdempotent(ctx context.Context, k *run) verdict {
 	if err := k.waitArrivals(ctx, tg, mark); err != nil {
 		return broken("after Register while Healthy: %v", err)
 	}
-	return kept("3 Register calls (2 while checked, 1 while Healthy): no error; Healthy and balanced to through every frontend for %s after", k.checkWindow())
+	return kept("4 Register calls (2 while checked, 2 while Healthy, the last from a fresh provider): no error, one entry per instance, Healthy and balanced to through every frontend for %s after", k.checkWindow())
 }
 
 // StatusEveryInstance: one entry per instance, named, read, with the

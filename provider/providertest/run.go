@@ -91,7 +91,13 @@ func (k *run) target(passing bool) (*target, error) {
 	var r [3]byte
 	_, _ = rand.Read(r[:])
 	id := provider.TargetID(fmt.Sprintf("zdkit-%d-%s", targetSeq.Add(1), hex.EncodeToString(r[:])))
-	tg, err := listen(k.h.ListenIP, id, k.h.CheckPath, k.h.Check, passing)
+	// The controller sends a binding's health check only to a provider
+	// whose checks are configured per target.
+	var check provider.HealthCheck
+	if k.caps.HealthCheckScope == provider.HealthCheckPerTarget {
+		check = k.h.Check
+	}
+	tg, err := listen(k.h.ListenIP, id, k.h.CheckPath, check, passing)
 	if err != nil {
 		return nil, err
 	}
