@@ -218,6 +218,15 @@ type drainIgnored struct{ *hapi.Provider }
 
 func (drainIgnored) SetDraining(context.Context, provider.Pool, provider.Target) error { return nil }
 
+// riseIgnored registers every target with rise 1 instead of its own: UP
+// after the first passed check.
+type riseIgnored struct{ *hapi.Provider }
+
+func (r riseIgnored) Register(ctx context.Context, pool provider.Pool, t provider.Target) error {
+	t.Check.Rise = 1
+	return r.Provider.Register(ctx, pool, t)
+}
+
 // busySwallowed reports success when HAProxy refuses to delete a server
 // that still has connections.
 type busySwallowed struct{ *hapi.Provider }
@@ -268,6 +277,8 @@ func TestKitCatchesBrokenProviders(t *testing.T) {
 			}
 			return n
 		}, []string{"NoTrafficBeforeChecksPass", "FailingTargetStaysOut"}},
+		{"rise 1 instead of the target's", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return riseIgnored{p} },
+			[]string{"NoTrafficBeforeChecksPass"}},
 		{"Drained while a request is open", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return earlyDrained{p} },
 			[]string{"DrainedOnlyWhenIdle"}},
 		{"SetDraining ignored", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return drainIgnored{p} },

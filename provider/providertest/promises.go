@@ -64,16 +64,53 @@ func checkNoTrafficBeforeChecks(ctx context.Context, k *run) verdict {
 		return kept("no active checks declared: Healthy on every instance after %s, and then requests arrived through all %d frontend(s)",
 			healthy.Round(time.Millisecond), len(k.h.Frontends))
 	}
-	passes, _ := firstBalanced(tg.since(mark), len(k.h.Frontends))
-	least := passes[0]
+	least, gap, violation := k.beforeRise(tg.since(mark))
+	if violation != "" {
+		return broken("%s", violation)
+	}
+	return kept("first request through each of %d frontend(s) after at least %d passed checks (rise %d), at least %s after the first passed check; Healthy after %s",
+		len(k.h.Frontends), least, k.h.Check.Rise, gap.Round(time.Millisecond), healthy.Round(time.Millisecond))
+}
+
+// beforeRise checks each frontend's first request since the events began
+// against the LB's rise, two ways: at least Rise passed checks were logged
+// before it (counted over every instance, since all check the same
+// listener), and it came at least (Rise-1) intervals (less a quarter for
+// timer slack) after the first passed check: each instance spaces its own
+// checks by the interval and none began before that first pass, so this
+// bound holds per instance. It returns the smallest count and gap seen, or
+// the violation.
+func (k *run) beforeRise(events []event) (least int, gap time.Duration, violation string) {
+	passes, _ := firstBalanced(events, len(k.h.Frontends))
+	var firstPass time.Time
+	firstReq := make([]time.Time, len(k.h.Frontends))
+	for _, e := range events {
+		switch {
+		case e.check && e.pass && firstPass.IsZero():
+			firstPass = e.at
+		case !e.check && e.frontend >= 0 && e.frontend < len(firstReq) && firstReq[e.frontend].IsZero():
+			firstReq[e.frontend] = e.at
+		}
+	}
+	minGap := time.Duration(k.h.Check.Rise-1) * k.h.Check.Interval * 3 / 4
+	least, gap = -1, -1
 	for i, n := range passes {
 		if n < k.h.Check.Rise {
-			return broken("the first request through frontend %s arrived after %d passed check(s); rise is %d", k.h.Frontends[i], n, k.h.Check.Rise)
+			return 0, 0, fmt.Sprintf("the first request through frontend %s arrived after %d passed check(s); rise is %d", k.h.Frontends[i], n, k.h.Check.Rise)
 		}
-		least = min(least, n)
+		g := firstReq[i].Sub(firstPass)
+		if g < minGap {
+			return 0, 0, fmt.Sprintf("the first request through frontend %s arrived %s after the first passed check: %d checks %s apart take at least %s",
+				k.h.Frontends[i], g.Round(time.Millisecond), k.h.Check.Rise, k.h.Check.Interval, time.Duration(k.h.Check.Rise-1)*k.h.Check.Interval)
+		}
+		if least < 0 || n < least {
+			least = n
+		}
+		if gap < 0 || g < gap {
+			gap = g
+		}
 	}
-	return kept("first request through each of %d frontend(s) after at least %d passed checks (rise %d); Healthy after %s",
-		len(k.h.Frontends), least, k.h.Check.Rise, healthy.Round(time.Millisecond))
+	return least, gap, ""
 }
 
 // FailingTargetStaysOut: a target whose checks fail, registered twice,
@@ -577,11 +614,8 @@ func checkReload(ctx context.Context, k *run) verdict {
 		return kept("%s; the target kept its registration (as the LB restores it) and is Healthy", detail)
 	}
 	if k.caps.ActiveHealthChecks && len(absent) == len(after.Instances) {
-		passes, _ := firstBalanced(tg.since(mark), len(k.h.Frontends))
-		for i, n := range passes {
-			if n < k.h.Check.Rise {
-				return broken("%s; re-registered, the target got its first request through frontend %s after %d passed check(s); rise is %d", detail, k.h.Frontends[i], n, k.h.Check.Rise)
-			}
+		if _, _, violation := k.beforeRise(tg.since(mark)); violation != "" {
+			return broken("%s; re-registered, %s", detail, violation)
 		}
 	}
 	return kept("%s; the target was lost on %s, registered again, Healthy again after the LB's checks and balanced to through every frontend", detail, strings.Join(absent, ", "))
