@@ -57,6 +57,7 @@ type providerTestFlags struct {
 	timeout     time.Duration
 	output      string
 	list        bool
+	verbose     bool
 }
 
 func newProviderTestCmd() *cobra.Command {
@@ -121,6 +122,7 @@ is, 2 on a usage or setup error. See docs/provider-conformance.md.`,
 	fl.DurationVar(&f.timeout, "timeout", 0, "bound on each wait (a target turning Healthy, a drain); default 20 × (rise+fall) × interval, at least 15s")
 	fl.StringVarP(&f.output, "output", "o", "table", "output format: table or json")
 	fl.BoolVar(&f.list, "list", false, "list the promises and exit")
+	fl.BoolVarP(&f.verbose, "verbose", "v", false, "log each step to stderr")
 	return cmd
 }
 
@@ -137,6 +139,11 @@ func runProviderTest(cmd *cobra.Command, f *providerTestFlags) error {
 		Pool: f.pool, Frontends: f.frontends, CheckPath: f.checkPath,
 		Check:     provider.HealthCheck{Interval: f.interval, Rise: f.rise, Fall: f.fall},
 		Instances: f.instances, ListenIP: f.listenIP, Timeout: f.timeout,
+	}
+	if f.verbose {
+		h.Logf = func(format string, args ...any) {
+			fmt.Fprintf(stderr, "  %s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+		}
 	}
 	switch {
 	case len(f.haproxy) > 0 && f.adapter != "":
@@ -219,9 +226,9 @@ func runProviderTest(cmd *cobra.Command, f *providerTestFlags) error {
 	defer cancel()
 	rep := providertest.Report{Pool: f.pool, Capabilities: suite.Capabilities()}
 	for _, id := range ids {
-		fmt.Fprintf(stderr, "checking %s ...", id)
+		fmt.Fprintf(stderr, "checking %s\n", id)
 		r := suite.Check(ctx, id)
-		fmt.Fprintf(stderr, " %s (%s)\n", r.Outcome, r.Duration.Round(10*time.Millisecond))
+		fmt.Fprintf(stderr, "%s: %s (%s)\n", id, r.Outcome, r.Duration.Round(10*time.Millisecond))
 		rep.Results = append(rep.Results, r)
 		if ctx.Err() != nil {
 			return errors.New("interrupted")

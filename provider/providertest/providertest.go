@@ -80,7 +80,8 @@ type Harness struct {
 	// drain completing); default from Check: 20 × (Rise+Fall) × Interval,
 	// at least 15s.
 	Timeout time.Duration
-	// Logf, when set, receives a line per step.
+	// Logf, when set, receives a line per step (Run logs to each
+	// promise's subtest instead).
 	Logf func(format string, args ...any)
 }
 
@@ -240,15 +241,15 @@ func (s *Suite) Capabilities() provider.Capabilities { return s.caps }
 func (s *Suite) Check(ctx context.Context, id string) Result {
 	for _, p := range promises {
 		if p.ID == id {
-			return s.check(ctx, p)
+			return s.check(ctx, p, s.h.Logf)
 		}
 	}
 	return Result{Promise: id, Outcome: Broken, Detail: "no such promise"}
 }
 
-func (s *Suite) check(ctx context.Context, p Promise) Result {
+func (s *Suite) check(ctx context.Context, p Promise, logf func(string, ...any)) Result {
 	start := time.Now()
-	k := &run{h: s.h, caps: s.caps, id: p.ID, known: map[string]map[provider.TargetID]provider.Target{}}
+	k := &run{h: s.h, caps: s.caps, id: p.ID, logf: logf, known: map[string]map[provider.TargetID]provider.Target{}}
 	v := p.check(ctx, k)
 	if err := k.cleanup(ctx); err != nil && v.outcome == Kept {
 		v = broken("cleanup: %v", err)
@@ -280,7 +281,7 @@ func (s *Suite) CheckAll(ctx context.Context, ids ...string) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			return rep, err
 		}
-		rep.Results = append(rep.Results, s.check(ctx, p))
+		rep.Results = append(rep.Results, s.check(ctx, p, s.h.Logf))
 	}
 	return rep, nil
 }
@@ -302,9 +303,6 @@ func promiseIDs() string {
 // report.
 func Run(t *testing.T, h Harness) Report {
 	t.Helper()
-	if h.Logf == nil {
-		h.Logf = t.Logf
-	}
 	s, err := NewSuite(h)
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +310,7 @@ func Run(t *testing.T, h Harness) Report {
 	rep := Report{Pool: h.Pool, Capabilities: s.caps}
 	for _, p := range promises {
 		t.Run(p.ID, func(t *testing.T) {
-			r := s.check(t.Context(), p)
+			r := s.check(t.Context(), p, t.Logf)
 			rep.Results = append(rep.Results, r)
 			switch r.Outcome {
 			case Broken:

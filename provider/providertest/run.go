@@ -39,6 +39,8 @@ type run struct {
 	h    Harness
 	caps provider.Capabilities
 	id   string
+	// logf receives a line per step; nil for none.
+	logf func(format string, args ...any)
 
 	known     map[string]map[provider.TargetID]provider.Target // pool -> ID -> target
 	providers []provider.Provider
@@ -56,9 +58,9 @@ type registration struct {
 
 var targetSeq atomic.Int64
 
-func (k *run) logf(format string, args ...any) {
-	if k.h.Logf != nil {
-		k.h.Logf("%s: "+format, append([]any{k.id}, args...)...)
+func (k *run) log(format string, args ...any) {
+	if k.logf != nil {
+		k.logf(format, args...)
 	}
 }
 
@@ -136,6 +138,7 @@ func (k *run) call(ctx context.Context, fn func(ctx context.Context) error) erro
 }
 
 func (k *run) register(ctx context.Context, p provider.Provider, pool string, t provider.Target) error {
+	k.log("Register %s (%s) in pool %s", t.ID, t.Addr(), pool)
 	k.know(pool, t)
 	k.remember(pool, t)
 	return k.call(ctx, func(ctx context.Context) error { return p.Register(ctx, k.pool(pool), t) })
@@ -173,6 +176,7 @@ func (k *run) status(ctx context.Context, p provider.Provider, pool string) (st 
 // deregister drains the target and deregisters it, retrying while the LB
 // says it is busy, as the controller does; then the kit forgets it.
 func (k *run) deregister(ctx context.Context, p provider.Provider, pool string, t provider.Target) error {
+	k.log("drain and deregister %s from pool %s", t.ID, pool)
 	if err := k.setDraining(ctx, p, pool, t); err != nil {
 		return fmt.Errorf("SetDraining %s: %w", t.ID, err)
 	}
@@ -204,6 +208,9 @@ func (k *run) waitHealthy(ctx context.Context, p provider.Provider, pool string,
 		ok, reason, msg := st.Healthy(id)
 		return ok, fmt.Sprintf("target %s not Healthy on every instance: %s: %s", id, reason, msg)
 	})
+	if err == nil {
+		k.log("%s Healthy on every instance: %s", id, instancesOf(st, id))
+	}
 	return st, err
 }
 
@@ -248,6 +255,7 @@ func (k *run) hold(ctx context.Context, tg *target) (*held, error) {
 	if err != nil {
 		return nil, err
 	}
+	k.log("a request through frontend %d is held open on %s", h.frontend, tg.t.ID)
 	k.helds = append(k.helds, h)
 	return h, nil
 }

@@ -88,10 +88,12 @@ func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 // "/zerodrop-kit/hold/<token>/f<i>").
 func frontendOf(path string) int {
 	for _, part := range strings.Split(path, "/") {
-		if rest, ok := strings.CutPrefix(part, "f"); ok {
-			if i, err := strconv.Atoi(rest); err == nil {
-				return i
-			}
+		rest, ok := strings.CutPrefix(part, "f")
+		if !ok || rest == "" || strings.TrimLeft(rest, "0123456789") != "" {
+			continue
+		}
+		if i, err := strconv.Atoi(rest); err == nil {
+			return i
 		}
 	}
 	return -1
