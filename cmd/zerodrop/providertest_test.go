@@ -118,6 +118,7 @@ func TestProviderTestUsage(t *testing.T) {
 		{"no check path", []string{"--haproxy-instance", "a=/x.sock", "--pool", "app", "--frontend", "127.0.0.1:1"}, "CheckPath"},
 		{"unknown promise", []string{"--haproxy-instance", "a=/x.sock", "--pool", "app", "--frontend", "127.0.0.1:1", "--check-path", "/ready", "--promise", "Nope"}, `--promise "Nope"`},
 		{"limited pool without capacity", []string{"--haproxy-instance", "a=/x.sock", "--pool", "app", "--frontend", "127.0.0.1:1", "--limited-pool", "small"}, "--limited-capacity"},
+		{"listen on every address", []string{"--haproxy-instance", "a=/x.sock", "--pool", "app", "--frontend", "127.0.0.1:1", "--listen-ip", "0.0.0.0"}, `ListenIP "0.0.0.0"`},
 		{"bad output", []string{"--haproxy-instance", "a=/x.sock", "-o", "yaml"}, `-o "yaml"`},
 		{"adapter not built in", []string{"--adapter", "http://127.0.0.1:1", "--pool", "app", "--frontend", "127.0.0.1:1"}, "provider/remote"},
 	} {

@@ -185,8 +185,8 @@ func NewSuite(h Harness) (*Suite, error) {
 	if h.ListenIP == "" {
 		h.ListenIP = "127.0.0.1"
 	}
-	if net.ParseIP(h.ListenIP) == nil {
-		return nil, fmt.Errorf("providertest: Harness.ListenIP %q does not parse", h.ListenIP)
+	if ip := net.ParseIP(h.ListenIP); ip == nil || ip.IsUnspecified() {
+		return nil, fmt.Errorf("providertest: Harness.ListenIP %q: want the one IP the LB reaches the kit's targets at", h.ListenIP)
 	}
 	if h.LimitedPool != nil && (h.LimitedPool.Name == "" || h.LimitedPool.Capacity < 1) {
 		return nil, fmt.Errorf("providertest: Harness.LimitedPool %+v: needs a name and a capacity of at least 1", *h.LimitedPool)
