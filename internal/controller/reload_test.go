@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/provider"
 )
 
@@ -88,5 +90,56 @@ func TestFullPoolIsToldToThePodAndTheBinding(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("binding conditions %+v: want reason %s", b.Status.Conditions, ReasonPoolFull)
+	}
+}
+
+// restart replaces the reconciler with a fresh one, as a new process (a
+// restarted controller, a serve replica started later, a new leader):
+// same cluster and load balancer, no memory, a new drain registry.
+func (h *harness) restart(drainOnly bool) {
+	old := h.r
+	h.r = &TargetBindingReconciler{
+		Client: old.Client, Recorder: old.Recorder, Metrics: old.Metrics, Log: old.Log, Now: old.Now, DrainHookHost: old.DrainHookHost,
+		Providers: &Providers{Factories: old.Providers.Factories}, Drains: drain.NewRegistry(), DrainOnly: drainOnly,
+	}
+}
+
+// Scenario: web-1 is deleted and keeps a session open on the LB; the
+// controller (or, drain-only, a serve replica) restarts 8 s later and
+// sees the pod for the first time. Expectation: the drain deadline still
+// counts from the deletion request, not from the new process's first
+// sighting: 1 s before the 10 s drain timeout the verdict is Draining,
+// just after it DrainTimeout; not 10 s after the restart.
+func TestRestartKeepsTheDrainDeadlineOfAPodDeletedBefore(t *testing.T) {
+	for _, drainOnly := range []bool{false, true} {
+		t.Run(fmt.Sprintf("drainOnly=%v", drainOnly), func(t *testing.T) {
+			h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+			h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 1)
+			h.reconcile()
+			h.deletePod("web-1")
+			var p corev1.Pod
+			if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: hNS, Name: "web-1"}, &p); err != nil {
+				t.Fatal(err)
+			}
+			deleted, ok := deletionRequested(&p)
+			if !ok {
+				t.Fatal("the fake API server set no deletionTimestamp")
+			}
+			h.now = deleted
+			h.reconcile()
+			h.restart(drainOnly)
+			h.now = deleted.Add(8 * time.Second)
+			h.reconcile()
+			h.now = deleted.Add(9 * time.Second)
+			h.reconcile()
+			if v, ok := h.verdict("web-1"); !ok || v.Drained {
+				t.Fatalf("9 s after the deletion, a session open: verdict %+v (known %v), want Draining", v, ok)
+			}
+			h.now = deleted.Add(10*time.Second + 500*time.Millisecond)
+			h.reconcile()
+			if v, _ := h.verdict("web-1"); !v.Drained || v.Reason != ReasonDrainTimeout {
+				t.Fatalf("10.5 s after the deletion (2.5 s after the restart): verdict %+v, want %s", v, ReasonDrainTimeout)
+			}
+		})
 	}
 }
