@@ -613,10 +613,14 @@ func (r *TargetBindingReconciler) observeCall(lb, op string, start time.Time, er
 	}
 }
 
-// apply carries out one target's plan: the provider call (under lbCtx, the
-// cycle's load-balancer deadline), the pod's gate condition, the drain
-// verdict, events and metrics. In DrainOnly mode it carries out only the
-// drain call and the drain verdict.
+// apply carries out one target's plan with the applier of the process's
+// role. The plan is the same in every role; the appliers differ only in
+// which of its effects they carry out:
+//
+//   - applyLeader (roles all and reconcile): every provider call, the pod's
+//     gate condition, the drain verdict, events and metrics;
+//   - applyDrainOnly (role serve): the drain call of a pod being deleted
+//     and the drain verdict its own drain endpoint answers from.
 func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, targets []observedTarget) error {
 	var pod *corev1.Pod
 	for i := range targets {
@@ -624,12 +628,30 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			pod = targets[i].Pod
 		}
 	}
-	act := tp.Action
-	if r.DrainOnly && (act != actDrain || tp.Drain == nil) {
-		// A serve replica drains pods being deleted only: taking a live pod
-		// out of rotation is the leader's, which also puts it back.
-		act = actNone
+	if r.DrainOnly {
+		return r.applyDrainOnly(lbCtx, log, b, p, lb, pref, tp, pod)
 	}
+	return r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pod)
+}
+
+// applyDrainOnly is a serve replica's applier: of a target's plan it
+// carries out only SetDraining of a pod being deleted (idempotent: harmless
+// when the leader did it already) and the drain verdict, for its own drain
+// endpoint. Taking a live pod out of rotation is the leader's (which also
+// puts it back); gates, events, metrics and statuses are the leader's too.
+func (r *TargetBindingReconciler) applyDrainOnly(lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, pod *corev1.Pod) error {
+	var callErr error
+	if tp.Action == actDrain && tp.Drain != nil {
+		callErr = r.call(lbCtx, log, b, p, lb, pref, tp, actDrain)
+	}
+	r.recordVerdict(b, pod, tp)
+	return callErr
+}
+
+// applyLeader is the leader's applier: every effect of a target's plan,
+// the provider call under lbCtx (the cycle's load-balancer deadline).
+func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, pod *corev1.Pod) error {
+	act := tp.Action
 	if act == actRegister && tp.Readmit {
 		if ok, why := r.mayReadmit(ctx, pod); !ok {
 			// Retried on the pending cycle; by then the cache shows the
@@ -640,58 +662,24 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 	}
 	var callErr error
 	if act != actNone {
-		start := time.Now()
-		switch act {
-		case actRegister:
-			callErr = p.Register(lbCtx, pref, tp.Target)
-		case actDrain:
-			callErr = p.SetDraining(lbCtx, pref, tp.Target)
-		case actEnable:
-			callErr = p.Enable(lbCtx, pref, tp.Target)
-		case actDeregister:
-			callErr = p.Deregister(lbCtx, pref, tp.Target)
-			if errors.Is(callErr, provider.ErrTargetBusy) {
-				// Out of rotation already; sessions left. Retry next cycle.
-				log.Debug("deregister waits for sessions", "pod", tp.Key.Name)
-				callErr = nil
-				start = time.Time{}
-			}
-		}
-		if !start.IsZero() {
-			r.observeCall(lb, act.String(), start, callErr)
-		}
-		if callErr != nil {
-			callErr = fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, callErr)
-		} else {
-			log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+		callErr = r.call(lbCtx, log, b, p, lb, pref, tp, act)
+		if callErr == nil {
 			r.reportRotation(b, pod, tp, act)
 		}
 	}
-	if tp.Drain == nil && pod != nil {
-		if _, had := r.Drains.Lookup(tp.Key, b.Name); had {
-			// The pod is alive: a verdict left from a drain of its previous
-			// incarnation (same name) or of an endpoint that flapped
-			// terminating must not answer its preStop hook later.
-			r.Drains.Forget(tp.Key)
+	if r.recordVerdict(b, pod, tp) {
+		kind := corev1.EventTypeNormal
+		if tp.Drain.Reason == ReasonDrainTimeout {
+			kind = corev1.EventTypeWarning
 		}
+		r.event(pod, b, kind, tp.Drain.Reason, "Drain", "%s (binding %s, pool %s)", tp.Drain.Message, b.Name, b.Spec.Pool)
 	}
-	if tp.Drain != nil {
-		prev, had := r.Drains.Lookup(tp.Key, b.Name)
-		r.Drains.Report(tp.Key, b.Name, drain.State{Drained: tp.Drain.Drained, Reason: tp.Drain.Reason, Message: tp.Drain.Message, Since: r.now()})
-		if pod != nil && (!had || prev.Drained != tp.Drain.Drained || prev.Reason != tp.Drain.Reason) {
-			kind := corev1.EventTypeNormal
-			if tp.Drain.Reason == ReasonDrainTimeout {
-				kind = corev1.EventTypeWarning
-			}
-			r.event(pod, b, kind, tp.Drain.Reason, "Drain", "%s (binding %s, pool %s)", tp.Drain.Message, b.Name, b.Spec.Pool)
+	if tp.Drain != nil && tp.DrainLatency > 0 && r.Metrics != nil {
+		result := "drained"
+		if tp.Drain.Reason == ReasonDrainTimeout {
+			result = "timeout"
 		}
-		if tp.DrainLatency > 0 && r.Metrics != nil && !r.DrainOnly {
-			result := "drained"
-			if tp.Drain.Reason == ReasonDrainTimeout {
-				result = "timeout"
-			}
-			r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
-		}
+		r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
 	}
 	if act == actRegister && errors.Is(callErr, provider.ErrPoolFull) && tp.Gate != nil && tp.Gate.Status != corev1.ConditionTrue {
 		// Tell the pod why it waits: the pool has no room for it.
@@ -699,7 +687,7 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		g.Reason, g.Message = ReasonPoolFull, fmt.Sprintf("the load balancer has no room for the target in pool %s: %v", b.Spec.Pool, errors.Unwrap(callErr))
 		tp.Gate = &g
 	}
-	if tp.Gate != nil && pod != nil && !r.DrainOnly {
+	if tp.Gate != nil && pod != nil {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
 		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
 		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
@@ -722,6 +710,54 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 		}
 	}
 	return callErr
+}
+
+// call makes the provider call act for a target, logs and measures it. A
+// Deregister refused for open sessions is not an error: retried next cycle.
+func (r *TargetBindingReconciler) call(lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, act action) error {
+	start := time.Now()
+	var err error
+	switch act {
+	case actRegister:
+		err = p.Register(lbCtx, pref, tp.Target)
+	case actDrain:
+		err = p.SetDraining(lbCtx, pref, tp.Target)
+	case actEnable:
+		err = p.Enable(lbCtx, pref, tp.Target)
+	case actDeregister:
+		err = p.Deregister(lbCtx, pref, tp.Target)
+		if errors.Is(err, provider.ErrTargetBusy) {
+			// Out of rotation already; sessions left. Retry next cycle.
+			log.Debug("deregister waits for sessions", "pod", tp.Key.Name)
+			return nil
+		}
+	}
+	r.observeCall(lb, act.String(), start, err)
+	if err != nil {
+		return fmt.Errorf("%s %s in pool %s: %w", act, tp.Target.ID, b.Spec.Pool, err)
+	}
+	log.Info("target "+act.String(), "pod", tp.Key.Name, "target", tp.Target.ID, "addr", tp.Target.Addr(), "pool", b.Spec.Pool, "drainOnly", r.DrainOnly)
+	return nil
+}
+
+// recordVerdict puts the plan's drain verdict in the drain registry (the
+// drain endpoint answers from it), or drops a verdict a live pod must not
+// keep, and reports whether the verdict changed for a pod that exists.
+func (r *TargetBindingReconciler) recordVerdict(b *zv1.TargetBinding, pod *corev1.Pod, tp *targetPlan) (changed bool) {
+	if tp.Drain == nil {
+		if pod != nil {
+			if _, had := r.Drains.Lookup(tp.Key, b.Name); had {
+				// The pod is alive: a verdict left from a drain of its
+				// previous incarnation (same name) or of an endpoint that
+				// flapped terminating must not answer its preStop hook later.
+				r.Drains.Forget(tp.Key)
+			}
+		}
+		return false
+	}
+	prev, had := r.Drains.Lookup(tp.Key, b.Name)
+	r.Drains.Report(tp.Key, b.Name, drain.State{Drained: tp.Drain.Drained, Reason: tp.Drain.Reason, Message: tp.Drain.Message, Since: r.now()})
+	return pod != nil && (!had || prev.Drained != tp.Drain.Drained || prev.Reason != tp.Drain.Reason)
 }
 
 // reportRotation emits the Event of a live pod taken out of rotation or put
