@@ -143,3 +143,60 @@ func TestRestartKeepsTheDrainDeadlineOfAPodDeletedBefore(t *testing.T) {
 		})
 	}
 }
+
+// nginxLike declares a load balancer without active checks (NGINX open
+// source): health checks nowhere.
+type nginxLike struct{ *worldLB }
+
+func (nginxLike) Capabilities() provider.Capabilities {
+	return provider.Capabilities{Identity: provider.IdentityAddress, Promotion: provider.PromotionSelf, HealthCheckScope: provider.HealthCheckNone,
+		DrainSignal: provider.DrainStateOnly, Topology: provider.TopologyInstances}
+}
+
+// Scenario: a binding sets spec.healthCheck on a LoadBalancer whose
+// provider has no per-target checks. Expectation: targets are registered
+// without check settings, and one Warning Event (HealthCheckIgnored) says
+// the binding's healthCheck does not apply, not one per cycle.
+func TestHealthCheckOfABindingIsIgnoredWhereTheLBHasNone(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", nil)...)
+	var sent []provider.HealthCheck
+	h.r.Providers = &Providers{Factories: map[zv1.ProviderType]ProviderFactory{zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
+		p, _ := h.w.factory(lb)
+		return recordChecks{nginxLike{p.(*worldLB)}, &sent}, nil
+	}}}
+	b, _ := h.binding()
+	b.Spec.HealthCheck = &zv1.HealthCheck{Rise: ptrTo(int32(5))}
+	if err := h.c.Update(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	h.reconcile()
+	h.advance(time.Second)
+	h.reconcile()
+	if len(sent) == 0 {
+		t.Fatal("nothing registered")
+	}
+	for _, c := range sent {
+		if c != (provider.HealthCheck{}) {
+			t.Fatalf("check settings %+v sent to a provider without per-target checks", c)
+		}
+	}
+	n := 0
+	for _, e := range h.eventsSeen() {
+		if strings.Contains(e, "HealthCheckIgnored") {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d HealthCheckIgnored events, want 1: %v", n, h.eventsSeen())
+	}
+}
+
+type recordChecks struct {
+	nginxLike
+	sent *[]provider.HealthCheck
+}
+
+func (r recordChecks) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	*r.sent = append(*r.sent, t.Check)
+	return r.nginxLike.Register(ctx, pl, t)
+}

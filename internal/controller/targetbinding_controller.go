@@ -136,6 +136,9 @@ type TargetBindingReconciler struct {
 	// book is what each binding knows of its targets' addresses: every
 	// provider call carries the pool's union (provider.Pool.Known).
 	book addressBook
+	// checkWarned maps a binding to the generation whose healthCheck was
+	// said not to apply (HealthCheckIgnored).
+	checkWarned map[types.NamespacedName]int64
 	// ungated is each binding's last injection findings (pod -> reason
 	// and message), so that an Event is emitted only on a change.
 	ungated map[types.NamespacedName]map[string]string
@@ -184,6 +187,7 @@ func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
 	delete(r.memos, key)
 	delete(r.orphans, key)
 	delete(r.foreign, key)
+	delete(r.checkWarned, key)
 	r.mu.Unlock()
 	r.forgetAddresses(key)
 	r.reads.forget(key)
@@ -294,10 +298,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
 	}
 
-	interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &b.Spec)
 	plans := plan(planInput{
 		Binding:   &b,
-		Check:     provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
+		Check:     r.targetCheck(log, &lb, &b, p.Capabilities()),
 		Now:       r.now(),
 		Targets:   targets,
 		Pool:      pool,
@@ -376,6 +379,35 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	// Provider errors are retried on the pending cycle, not by error
 	// backoff: a gate must not wait minutes because one call failed.
 	return r.finishStatus(ctx, &b, counts, status, reason, msg, requeue)
+}
+
+// targetCheck is the health check sent with each target: the binding's
+// over the LoadBalancer's pool defaults, for a provider whose checks are
+// set per target; none for one whose checks live in the pool or that has
+// none, where a binding's healthCheck cannot apply (said once per binding
+// generation, as a Warning Event).
+func (r *TargetBindingReconciler) targetCheck(log *slog.Logger, lb *zv1.LoadBalancer, b *zv1.TargetBinding, caps provider.Capabilities) provider.HealthCheck {
+	if caps.HealthCheckScope == provider.HealthCheckPerTarget {
+		interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &b.Spec)
+		return provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)}
+	}
+	if b.Spec.HealthCheck != nil {
+		key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+		r.mu.Lock()
+		if r.checkWarned == nil {
+			r.checkWarned = map[types.NamespacedName]int64{}
+		}
+		warned := r.checkWarned[key] == b.Generation
+		r.checkWarned[key] = b.Generation
+		r.mu.Unlock()
+		if !warned {
+			log.Warn("the binding's healthCheck does not apply to this load balancer", "loadbalancer", lb.Name, "healthCheckScope", caps.HealthCheckScope)
+			r.event(b, nil, corev1.EventTypeWarning, "HealthCheckIgnored", "Plan",
+				"LoadBalancer %s configures health checks %s (healthCheckScope %s): spec.healthCheck of this binding does not apply; configure the checks on the load balancer",
+				lb.Name, map[provider.HealthCheckScope]string{provider.HealthCheckPerPool: "per pool", provider.HealthCheckNone: "nowhere (it has none)"}[caps.HealthCheckScope], caps.HealthCheckScope)
+		}
+	}
+	return provider.HealthCheck{}
 }
 
 // lbContext returns the context of the cycle's load-balancer calls: ctx
