@@ -3,6 +3,7 @@ package load
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -18,7 +19,25 @@ import (
 // with yaml.v3. FuzzSimpleMatchesYAMLv3 holds the two parsers to the same
 // result wherever the fast one answers.
 func parseSimple(data []byte) (top *yaml.Node, ok bool) {
-	p := simpleParser{}
+	var p simpleParser
+	return p.parse(data)
+}
+
+// simpleParsers keeps parsers, with their line and node buffers, for reuse
+// once the trees they built are no longer referenced.
+var simpleParsers = sync.Pool{New: func() any { return new(simpleParser) }}
+
+// reset readies p for another document. The trees it built before must no
+// longer be in use: their nodes are overwritten.
+func (p *simpleParser) reset() {
+	p.ls, p.i = p.ls[:0], 0
+	if cap(p.slab) > 1<<16 {
+		p.slab = nil // keep the pool small after an unusually large document
+	}
+	p.slab = p.slab[:0]
+}
+
+func (p *simpleParser) parse(data []byte) (top *yaml.Node, ok bool) {
 	if !p.lines(data) || len(p.ls) == 0 {
 		return nil, false
 	}
@@ -51,6 +70,9 @@ type simpleParser struct {
 func (p *simpleParser) node(n yaml.Node) *yaml.Node {
 	if len(p.slab) == cap(p.slab) {
 		size := 2*(len(p.ls)-p.i) + 16
+		if size < 256 {
+			size = 256
+		}
 		p.slab = make([]yaml.Node, 0, size)
 	}
 	p.slab = append(p.slab, n)
