@@ -262,6 +262,25 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 		shared = a.load.Transport
 	}
 	for range a.load.Connections {
+		if shared == nil && !a.load.DisableKeepAlive {
+			if w, ok := newWire(a.load.Target, a.method, a.host, a.timeout); ok {
+				wg.Go(func() {
+					defer w.close()
+					for ctx.Err() == nil {
+						now := time.Now()
+						if !end.IsZero() && !now.Before(end) {
+							return
+						}
+						s := seq.Add(1) - 1
+						if a.load.Requests > 0 && s >= a.load.Requests {
+							return
+						}
+						a.results <- a.hitWire(w, s, now)
+					}
+				})
+				continue
+			}
+		}
 		tr := shared
 		if tr == nil {
 			tr = a.load.newTransport(1)
@@ -287,6 +306,23 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// hitWire is hit over the closed model's own connection (see wire).
+func (a *attacker) hitWire(w *wire, seq uint64, due time.Time) Result {
+	r := Result{Seq: seq, Scheduled: due, Sent: time.Now()}
+	code, n, err := w.do()
+	r.Latency = time.Since(due)
+	r.Code, r.BytesIn = code, n
+	r.Class = Classify(code, err)
+	if err != nil {
+		if code != 0 {
+			r.Error = fmt.Sprintf("reading body after status %d: %v", code, err)
+		} else {
+			r.Error = fmt.Sprintf("%s %q: %v", a.method, a.load.Target.URL, err)
+		}
+	}
+	return r
+}
 
 // hit sends one request due at due and reports what happened.
 //
