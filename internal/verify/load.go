@@ -178,7 +178,8 @@ func Attack(ctx context.Context, l Load) (<-chan Result, error) {
 }
 
 // open runs the open model: a pacer hands tickets to a worker pool that
-// grows whenever no worker is idle, up to MaxWorkers.
+// grows whenever no worker is idle, up to MaxWorkers. With keep-alive, each
+// worker keeps a connection of its own.
 func (a *attacker) open(ctx context.Context, start, end time.Time) {
 	client := &http.Client{
 		Transport:     a.load.newTransport(a.load.maxWorkers()),
@@ -190,10 +191,22 @@ func (a *attacker) open(ctx context.Context, start, end time.Time) {
 	workers := 0
 	spawn := func() {
 		workers++
+		// Each worker sends over a connection of its own (wire) where it
+		// can, else through the shared net/http client.
+		send := func(t ticket) Result { return a.hit(client, t.seq, t.due) }
+		var w *wire
+		if a.load.Transport == nil && !a.load.DisableKeepAlive {
+			if w, _ = newWire(a.load.Target, a.method, a.host, a.timeout); w != nil {
+				send = func(t ticket) Result { return a.hitWire(w, t.seq, t.due) }
+			}
+		}
 		wg.Go(func() {
+			if w != nil {
+				defer w.close()
+			}
 			for t := range tickets {
 				inflight.Add(1)
-				r := a.hit(client, t.seq, t.due)
+				r := send(t)
 				inflight.Add(-1)
 				a.results <- r
 			}
@@ -307,7 +320,7 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
-// hitWire is hit over the closed model's own connection (see wire).
+// hitWire is hit over the worker's own connection (see wire).
 func (a *attacker) hitWire(w *wire, seq uint64, due time.Time) Result {
 	r := Result{Seq: seq, Scheduled: due, Sent: time.Now()}
 	code, n, err := w.do()
