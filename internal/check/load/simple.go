@@ -478,7 +478,8 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 	start := f.i
 	for f.i < len(f.s) {
 		c := f.s[f.i]
-		if c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '#' || c == '"' || c == '\'' ||
+		// yaml.v3 ends a plain scalar in a flow at '?' too.
+		if c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '#' || c == '"' || c == '\'' || c == '?' ||
 			(c == ':' && (f.i+1 == len(f.s) || strings.IndexByte(" ,]}", f.s[f.i+1]) >= 0)) {
 			break
 		}

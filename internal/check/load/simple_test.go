@@ -108,6 +108,7 @@ func TestParseSimple_DeclinesWhatItDoesNotKnow(t *testing.T) {
 		"- a: [1,\n  2]\n",       // ... not indented past the key
 		"a: [1, 2\n",             // unclosed
 		"a: [1,\n  2]\n  b: 3\n", // a block continuing after the flow
+		"{0: {0?: 0}}\n",         // '?' inside a plain scalar in a flow (yaml.v3 rejects it)
 		"\ta: 1\n",
 		"a: 1\n...\n",
 		"just a scalar\n",
