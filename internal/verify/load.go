@@ -178,7 +178,8 @@ func Attack(ctx context.Context, l Load) (<-chan Result, error) {
 }
 
 // open runs the open model: a pacer hands tickets to a worker pool that
-// grows whenever no worker is idle, up to MaxWorkers.
+// grows whenever no worker is idle, up to MaxWorkers. With keep-alive, each
+// worker keeps a connection of its own.
 func (a *attacker) open(ctx context.Context, start, end time.Time) {
 	client := &http.Client{
 		Transport:     a.load.newTransport(a.load.maxWorkers()),
@@ -190,10 +191,22 @@ func (a *attacker) open(ctx context.Context, start, end time.Time) {
 	workers := 0
 	spawn := func() {
 		workers++
+		// Each worker sends over a connection of its own (wire) where it
+		// can, else through the shared net/http client.
+		send := func(t ticket) Result { return a.hit(client, t.seq, t.due) }
+		var w *wire
+		if a.load.Transport == nil && !a.load.DisableKeepAlive {
+			if w, _ = newWire(a.load.Target, a.method, a.host, a.timeout); w != nil {
+				send = func(t ticket) Result { return a.hitWire(w, t.seq, t.due) }
+			}
+		}
 		wg.Go(func() {
+			if w != nil {
+				defer w.close()
+			}
 			for t := range tickets {
 				inflight.Add(1)
-				r := a.hit(client, t.seq, t.due)
+				r := send(t)
 				inflight.Add(-1)
 				a.results <- r
 			}
@@ -262,6 +275,25 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 		shared = a.load.Transport
 	}
 	for range a.load.Connections {
+		if shared == nil && !a.load.DisableKeepAlive {
+			if w, ok := newWire(a.load.Target, a.method, a.host, a.timeout); ok {
+				wg.Go(func() {
+					defer w.close()
+					for ctx.Err() == nil {
+						now := time.Now()
+						if !end.IsZero() && !now.Before(end) {
+							return
+						}
+						s := seq.Add(1) - 1
+						if a.load.Requests > 0 && s >= a.load.Requests {
+							return
+						}
+						a.results <- a.hitWire(w, s, now)
+					}
+				})
+				continue
+			}
+		}
 		tr := shared
 		if tr == nil {
 			tr = a.load.newTransport(1)
@@ -287,6 +319,23 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 }
 
 func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// hitWire is hit over the worker's own connection (see wire).
+func (a *attacker) hitWire(w *wire, seq uint64, due time.Time) Result {
+	r := Result{Seq: seq, Scheduled: due, Sent: time.Now()}
+	code, n, err := w.do()
+	r.Latency = time.Since(due)
+	r.Code, r.BytesIn = code, n
+	r.Class = Classify(code, err)
+	if err != nil {
+		if code != 0 {
+			r.Error = fmt.Sprintf("reading body after status %d: %v", code, err)
+		} else {
+			r.Error = fmt.Sprintf("%s %q: %v", a.method, a.load.Target.URL, err)
+		}
+	}
+	return r
+}
 
 // hit sends one request due at due and reports what happened.
 //

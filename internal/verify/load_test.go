@@ -2,8 +2,10 @@ package verify
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -314,18 +316,91 @@ func TestEveryFailureClassFromARealServer(t *testing.T) {
 			return u
 		}, "", 200 * time.Millisecond, ClassTimeout, 0},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			res := collect(t, Load{Target: Target{URL: tc.url(), Method: tc.method}, Rate: 100, Requests: 1, Duration: time.Minute, Timeout: tc.timeout})
-			if len(res) != 1 {
-				t.Fatalf("%d results", len(res))
+		// The open model sends through net/http, the closed model over its
+		// own connections (wire): both must classify alike.
+		for _, model := range []struct {
+			name string
+			load func(Load) Load
+		}{
+			{"open", func(l Load) Load { l.Rate = 100; return l }},
+			{"closed", func(l Load) Load { l.Connections = 1; return l }},
+		} {
+			t.Run(tc.name+"/"+model.name, func(t *testing.T) {
+				res := collect(t, model.load(Load{Target: Target{URL: tc.url(), Method: tc.method}, Requests: 1, Duration: time.Minute, Timeout: tc.timeout}))
+				if len(res) != 1 {
+					t.Fatalf("%d results", len(res))
+				}
+				r := res[0]
+				if r.Class != tc.want || r.Code != tc.code {
+					t.Fatalf("class %q code %d (error %q); want class %q code %d", r.Class, r.Code, r.Error, tc.want, tc.code)
+				}
+				if r.Failed() != (tc.want != ClassOK) {
+					t.Fatalf("Failed() = %v", r.Failed())
+				}
+			})
+		}
+	}
+}
+
+func TestClosedModelRetriesAKeepAliveConnectionTheServerClosed(t *testing.T) {
+	// The server answers one request per connection, then closes it without
+	// saying so: the next request on that connection finds it closed and is
+	// sent again on a new one, as net/http does; no request fails.
+	var conns atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
 			}
-			r := res[0]
-			if r.Class != tc.want || r.Code != tc.code {
-				t.Fatalf("class %q code %d (error %q); want class %q code %d", r.Class, r.Code, r.Error, tc.want, tc.code)
-			}
-			if r.Failed() != (tc.want != ClassOK) {
-				t.Fatalf("Failed() = %v", r.Failed())
-			}
-		})
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				time.Sleep(20 * time.Millisecond)
+			}()
+		}
+	}()
+	res := collect(t, Load{Target: Target{URL: "http://" + ln.Addr().String() + "/"}, Connections: 1, Requests: 5, Duration: time.Minute})
+	if len(res) != 5 {
+		t.Fatalf("%d results", len(res))
+	}
+	for _, r := range res {
+		if r.Failed() {
+			t.Errorf("request %d failed: %s %s", r.Seq, r.Class, r.Error)
+		}
+	}
+	if c := conns.Load(); c < 5 {
+		t.Errorf("%d connections for 5 requests, want one each", c)
+	}
+}
+
+func TestWireEncodesTheRequest(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		got <- r
+		fmt.Fprint(w, "ok")
+	}))
+	t.Cleanup(s.Close)
+	h := http.Header{"X-Test": {"1"}, "Host": {"shop.example.com"}}
+	res := collect(t, Load{Target: Target{URL: s.URL + "/a/b?q=1", Method: "POST", Header: h, Body: []byte("hello")}, Connections: 1, Requests: 1, Duration: time.Minute})
+	if len(res) != 1 || res[0].Failed() || res[0].BytesIn != 2 {
+		t.Fatalf("results %+v", res)
+	}
+	r := <-got
+	b, _ := io.ReadAll(r.Body)
+	if r.Method != "POST" || r.URL.String() != "/a/b?q=1" || r.Host != "shop.example.com" || r.Header.Get("X-Test") != "1" || string(b) != "hello" {
+		t.Errorf("server got %s %s Host %q X-Test %q body %q", r.Method, r.URL, r.Host, r.Header.Get("X-Test"), b)
 	}
 }

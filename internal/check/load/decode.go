@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -54,9 +55,15 @@ func decodeChunk(c chunk) (res *Result) {
 		}
 	}()
 	if !c.json {
-		if top, ok := parseSimple(c.data); ok {
+		p := simpleParsers.Get().(*simpleParser)
+		if top, ok := p.parse(c.data); ok {
 			d := &document{file: c.file, doc: c.doc, lineOffset: c.line - 1}
 			d.object(top, res, 0)
+			if !d.keptTree {
+				// No object holds on to the tree: its nodes can be reused.
+				p.reset()
+				simpleParsers.Put(p)
+			}
 			return res
 		}
 	}
@@ -95,7 +102,8 @@ func decodeChunk(c chunk) (res *Result) {
 type document struct {
 	file       string
 	doc        int
-	lineOffset int // added to node lines: the chunk's first line minus 1
+	lineOffset int  // added to node lines: the chunk's first line minus 1
+	keptTree   bool // an object's LineOf holds on to the node tree
 }
 
 func (d *document) src(n *yaml.Node) check.Source {
@@ -105,6 +113,9 @@ func (d *document) src(n *yaml.Node) check.Source {
 func (d *document) errAt(n *yaml.Node, format string, args ...any) check.InputError {
 	return check.InputError{Source: d.src(n), Err: fmt.Sprintf(format, args...)}
 }
+
+// jsonBuffers holds the buffers objects are encoded to JSON in (*[]byte).
+var jsonBuffers sync.Pool
 
 // maxListDepth bounds Lists nested in Lists.
 const maxListDepth = 8
@@ -162,6 +173,15 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 		return
 	}
 	var enc jsonEncoder
+	if b := jsonBuffers.Get(); b != nil {
+		enc.buf = (*b.(*[]byte))[:0]
+	}
+	// The decoders copy what they keep: the buffer can serve the next object.
+	defer func() {
+		if cap(enc.buf) <= 1<<20 {
+			jsonBuffers.Put(&enc.buf)
+		}
+	}()
 	if err := enc.node(n, 0); err != nil {
 		res.Errors = append(res.Errors, d.errAt(n, "%s", err))
 		return
@@ -202,16 +222,27 @@ func (d *document) newObject(n *yaml.Node, obj runtime.Object, apiVersion, kind 
 		ref.Namespace, ref.Name = m.GetNamespace(), m.GetName()
 	}
 	offset := d.lineOffset
+	lineOf := func(path string) int {
+		if l := LineOf(n, path); l > 0 {
+			return l + offset
+		}
+		return 0
+	}
+	if x, ok := newLineIndex(n); ok {
+		lineOf = func(path string) int {
+			if l := x.lineOf(path); l > 0 {
+				return l + offset
+			}
+			return 0
+		}
+	} else {
+		d.keptTree = true
+	}
 	return &check.Object{
 		Ref:    ref,
 		Source: d.src(n),
 		Typed:  obj,
-		LineOf: func(path string) int {
-			if l := LineOf(n, path); l > 0 {
-				return l + offset
-			}
-			return 0
-		},
+		LineOf: lineOf,
 	}
 }
 

@@ -42,13 +42,23 @@ func FuzzLoad(f *testing.F) {
 	})
 }
 
-// FuzzParsePath checks that any field path is read without panicking.
+// FuzzParsePath checks that any field path is read without panicking, and
+// that an object's line index answers as its node tree would.
 func FuzzParsePath(f *testing.F) {
 	for _, s := range []string{"spec.a[0].b", `m["a.b"]`, "[", "a[x", `["`, "a..b", "[-1]"} {
 		f.Add(s)
 	}
-	res := Bytes("x.yaml", []byte("apiVersion: v1\nkind: Service\nmetadata: {name: a, annotations: {a.b: c}}\nspec: {ports: [{port: 1}]}\n"))
+	doc := []byte("apiVersion: v1\nkind: Service\nmetadata: {name: a, annotations: {a.b: c}}\nspec: {ports: [{port: 1}]}\n")
+	res := Bytes("x.yaml", doc)
+	top, err := v3Top(doc)
+	if err != nil {
+		f.Fatal(err)
+	}
+	x, _ := newLineIndex(top)
 	f.Fuzz(func(t *testing.T, p string) {
 		res.Objects[0].Line(p)
+		if a, b := x.lineOf(p), LineOf(top, p); a != b {
+			t.Fatalf("%q: index says line %d, tree %d", p, a, b)
+		}
 	})
 }

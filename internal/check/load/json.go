@@ -149,7 +149,12 @@ func (e *jsonEncoder) mapping(n *yaml.Node, depth int) error {
 		}
 	}
 	e.buf = append(e.buf, '{')
+	// Duplicate keys: most mappings are small enough that comparing with
+	// the keys before costs less than a map.
 	var seen map[string]bool
+	if len(n.Content) > 2*smallMapping {
+		seen = make(map[string]bool, len(n.Content)/2)
+	}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		if k.Kind == yaml.AliasNode && k.Alias != nil {
@@ -159,14 +164,17 @@ func (e *jsonEncoder) mapping(n *yaml.Node, depth int) error {
 			return fmt.Errorf("line %d: a mapping key must be a plain value, found %s", k.Line, nodeKindName(k))
 		}
 		key := k.Value
-		if len(n.Content) > 2 {
-			if seen == nil {
-				seen = make(map[string]bool, len(n.Content)/2)
-			}
-			if seen[key] {
-				e.warnings = append(e.warnings, warning{line: k.Line, msg: fmt.Sprintf("duplicate key %q: the last value wins", key)})
-			}
+		dup := false
+		if seen != nil {
+			dup = seen[key]
 			seen[key] = true
+		} else {
+			for j := 0; j < i && !dup; j += 2 {
+				dup = keyValue(n.Content[j]) == key
+			}
+		}
+		if dup {
+			e.warnings = append(e.warnings, warning{line: k.Line, msg: fmt.Sprintf("duplicate key %q: the last value wins", key)})
 		}
 		if i > 0 {
 			e.buf = append(e.buf, ',')
@@ -185,6 +193,18 @@ func (e *jsonEncoder) mapping(n *yaml.Node, depth int) error {
 	}
 	e.buf = append(e.buf, '}')
 	return nil
+}
+
+// smallMapping is the number of keys up to which duplicates are found by
+// comparing keys, not with a map.
+const smallMapping = 16
+
+// keyValue is a mapping key's value (through an alias), as mapping reads it.
+func keyValue(k *yaml.Node) string {
+	if k.Kind == yaml.AliasNode && k.Alias != nil {
+		k = k.Alias
+	}
+	return k.Value
 }
 
 // pathKey writes a key as a path segment, quoting keys with dots

@@ -3,30 +3,55 @@ package load
 import (
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 )
 
 // parseSimple is a fast path for the YAML that manifests are made of: block
-// mappings and sequences, plain and one-line quoted scalars, one-line flow
-// collections, comments. It builds the same yaml.Node tree that yaml.v3
+// mappings and sequences, plain and one-line quoted scalars, flow
+// collections (on one line or several), comments. It builds the same yaml.Node tree that yaml.v3
 // would (kinds, values, styles, lines), several times faster, because YAML
 // parsing dominates the cost of checking large inputs. Anything else
-// (anchors, aliases, tags, block scalars, multi-line scalars and flows,
-// complex keys, tabs) returns ok=false and the caller parses the document
+// (anchors, aliases, tags, block scalars, multi-line scalars, complex keys,
+// tabs) returns ok=false and the caller parses the document
 // with yaml.v3. FuzzSimpleMatchesYAMLv3 holds the two parsers to the same
 // result wherever the fast one answers.
 func parseSimple(data []byte) (top *yaml.Node, ok bool) {
-	p := simpleParser{}
+	var p simpleParser
+	return p.parse(data)
+}
+
+// simpleParsers keeps parsers, with their line and node buffers, for reuse
+// once the trees they built are no longer referenced.
+var simpleParsers = sync.Pool{New: func() any { return new(simpleParser) }}
+
+// reset readies p for another document. The trees it built before must no
+// longer be in use: their nodes are overwritten.
+func (p *simpleParser) reset() {
+	p.ls, p.i = p.ls[:0], 0
+	if cap(p.slab) > 1<<16 {
+		p.slab = nil // keep the pool small after an unusually large document
+	}
+	p.slab = p.slab[:0]
+}
+
+func (p *simpleParser) parse(data []byte) (top *yaml.Node, ok bool) {
 	if !p.lines(data) || len(p.ls) == 0 {
 		return nil, false
 	}
-	n, ok := p.block(p.ls[0].indent)
+	if t := p.ls[0].text; t[0] == '{' || t[0] == '[' {
+		// A document that is one flow collection, JSON-like.
+		p.i = 1
+		top, ok = p.inlineValue(t, p.ls[0].num, -1)
+	} else {
+		top, ok = p.block(p.ls[0].indent)
+	}
 	if !ok || p.i != len(p.ls) {
 		return nil, false
 	}
-	return n, true
+	return top, true
 }
 
 type sline struct {
@@ -45,6 +70,9 @@ type simpleParser struct {
 func (p *simpleParser) node(n yaml.Node) *yaml.Node {
 	if len(p.slab) == cap(p.slab) {
 		size := 2*(len(p.ls)-p.i) + 16
+		if size < 256 {
+			size = 256
+		}
 		p.slab = make([]yaml.Node, 0, size)
 	}
 	p.slab = append(p.slab, n)
@@ -159,7 +187,7 @@ func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 				val, ok = p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: l.num}), true
 			}
 		} else {
-			val, ok = p.inlineValue(rest, l.num)
+			val, ok = p.inlineValue(rest, l.num, indent)
 			if ok && p.i < len(p.ls) && p.ls[p.i].indent > indent {
 				ok = false // a multi-line scalar continues here
 			}
@@ -215,8 +243,8 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 			s.Content = append(s.Content, item)
 			continue
 		}
-		item, ok := p.inlineValue(body, l.num)
 		p.i++
+		item, ok := p.inlineValue(body, l.num, indent)
 		if !ok || (p.i < len(p.ls) && p.ls[p.i].indent > indent) {
 			return nil, false
 		}
@@ -268,8 +296,11 @@ func quoteStyle(q byte) yaml.Style {
 	return yaml.SingleQuotedStyle
 }
 
-// inlineValue parses a value that starts and ends on one line.
-func (p *simpleParser) inlineValue(t string, line int) (*yaml.Node, bool) {
+// inlineValue parses a value that starts on line (whose text from the value
+// on is t). A scalar ends on that line; a flow collection may go on over the
+// next lines (p.i, the line after line) as long as they are indented more
+// than minIndent, the enclosing block's indentation.
+func (p *simpleParser) inlineValue(t string, line, minIndent int) (*yaml.Node, bool) {
 	switch t[0] {
 	case '"', '\'':
 		v, n, ok := quoted(t)
@@ -278,7 +309,7 @@ func (p *simpleParser) inlineValue(t string, line int) (*yaml.Node, bool) {
 		}
 		return p.node(yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v, Style: quoteStyle(t[0]), Line: line}), true
 	case '[', '{':
-		f := flowParser{p: p, s: t, line: line}
+		f := flowParser{p: p, s: t, line: line, minIndent: minIndent}
 		n, ok := f.value()
 		if !ok || !onlyComment(f.s[f.i:]) {
 			return nil, false
@@ -380,16 +411,41 @@ func quoted(t string) (string, int, bool) {
 	return "", 0, false
 }
 
-// flowParser reads a one-line flow collection: [a, "b"], {k: v, k2: [1]}.
+// flowParser reads a flow collection: [a, "b"], {k: v, k2: [1]}. Inside a
+// collection, line breaks and comments are white space: the collection goes
+// on over the next lines of the parser, which must be indented more than
+// minIndent. Scalars, and a key with its ':', stay on one line.
 type flowParser struct {
-	p     *simpleParser
-	s     string
-	i     int
-	line  int
-	depth int
+	p         *simpleParser
+	s         string // the current line's text
+	i         int    // in s
+	line      int    // the current line's number
+	minIndent int
+	depth     int
 }
 
+// space skips spaces, and inside a collection comments and line breaks.
 func (f *flowParser) space() {
+	for {
+		f.spaceInLine()
+		if f.depth == 0 {
+			return
+		}
+		if f.i < len(f.s) && !(f.s[f.i] == '#' && f.i > 0 && f.s[f.i-1] == ' ') {
+			return
+		}
+		// The end of the line, or a comment to it: go on with the next line.
+		p := f.p
+		if p.i >= len(p.ls) || p.ls[p.i].indent <= f.minIndent {
+			f.i = len(f.s)
+			return
+		}
+		f.s, f.line, f.i = p.ls[p.i].text, p.ls[p.i].num, 0
+		p.i++
+	}
+}
+
+func (f *flowParser) spaceInLine() {
 	for f.i < len(f.s) && f.s[f.i] == ' ' {
 		f.i++
 	}
@@ -422,7 +478,8 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 	start := f.i
 	for f.i < len(f.s) {
 		c := f.s[f.i]
-		if c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '#' || c == '"' || c == '\'' ||
+		// yaml.v3 ends a plain scalar in a flow at '?' too.
+		if c == ',' || c == ']' || c == '}' || c == '[' || c == '{' || c == '#' || c == '"' || c == '\'' || c == '?' ||
 			(c == ':' && (f.i+1 == len(f.s) || strings.IndexByte(" ,]}", f.s[f.i+1]) >= 0)) {
 			break
 		}
@@ -454,8 +511,9 @@ func (f *flowParser) mapping() (*yaml.Node, bool) {
 		if !ok || k.Kind != yaml.ScalarNode {
 			return false
 		}
-		f.space()
-		if f.i >= len(f.s) || f.s[f.i] != ':' || f.i+1 >= len(f.s) || f.s[f.i+1] != ' ' {
+		// A key and its ':' share a line; the value may start on the next.
+		f.spaceInLine()
+		if f.i >= len(f.s) || f.s[f.i] != ':' || (f.i+1 < len(f.s) && f.s[f.i+1] != ' ') {
 			return false
 		}
 		f.i++

@@ -101,7 +101,14 @@ func TestParseSimple_DeclinesWhatItDoesNotKnow(t *testing.T) {
 		"a: \"multi\n  line\"\n",
 		"? complex\n: key\n",
 		"- - nested\n",
-		"a: [1,\n  2]\n",
+		"a: [x\n  y]\n",          // a plain scalar over two lines
+		"a: ['x\n  y']\n",        // a quoted one
+		"a: {b\n  : c}\n",        // a key and its ':' on different lines
+		"a: [1,\n2]\n",           // a continuation line not indented
+		"- a: [1,\n  2]\n",       // ... not indented past the key
+		"a: [1, 2\n",             // unclosed
+		"a: [1,\n  2]\n  b: 3\n", // a block continuing after the flow
+		"{0: {0?: 0}}\n",         // '?' inside a plain scalar in a flow (yaml.v3 rejects it)
 		"\ta: 1\n",
 		"a: 1\n...\n",
 		"just a scalar\n",
@@ -144,6 +151,32 @@ func TestParseSimple_Scalars(t *testing.T) {
 	}
 }
 
+// flowCases are flow-style documents, on one line and over several, as
+// hand-written manifests and bench/check's -style flow have them.
+var flowCases = []string{
+	"a: [1,\n  2]\n",
+	"metadata: {name: web, namespace: shop,\n    labels: {app: web}}\nspec: {replicas: 2}\n",
+	"spec: {template: {\n    spec: {containers: [\n        {name: app, ports: [{containerPort: 8080}],\n          env: [{name: A, value: \"1\"}, {name: B, value: 'x'}]}]}}}\n",
+	"a: [1, # one\n  2 # two\n  ]\nb: c\n",
+	"a: {b:\n    c, d: [\n\n    ]}\n",
+	"- {name: a, value: b,\n   x: y}\n- [1,\n   2]\n",
+	"- a: {x: 1,\n    y: 2}\n  b: 3\n",
+	"{apiVersion: v1, kind: Service,\n  metadata: {name: web}}\n",
+	"{apiVersion: v1,\nkind: Service}\n",
+	"[1,\n2]\n",
+	"a: {b: 1\n  , c: 2}\n",
+	"a: {b: {c: {d: [e,\n        f]}}, g: h}\n",
+	"a: {\"k\": 'v',\n  'q': \"w\"}\n",
+}
+
+func TestParseSimple_FlowStyle(t *testing.T) {
+	for _, in := range flowCases {
+		if !checkSimple(t, []byte(in)) {
+			t.Errorf("fast parser declined:\n%s", in)
+		}
+	}
+}
+
 // FuzzSimpleMatchesYAMLv3 holds the fast parser to yaml.v3: whatever it
 // accepts, yaml.v3 must accept with the same JSON and the same lines.
 func FuzzSimpleMatchesYAMLv3(f *testing.F) {
@@ -158,7 +191,26 @@ func FuzzSimpleMatchesYAMLv3(f *testing.F) {
 	}
 	f.Add([]byte("a: {b: [1, 'x', \"y\"]}\n- c\n"))
 	f.Add([]byte("- name: a\n  v: 1\n-\n  x: y\n"))
+	for _, in := range flowCases {
+		f.Add([]byte(in))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		checkSimple(t, data)
 	})
+}
+
+func TestParseSimple_TakesEveryFlowStyleDocument(t *testing.T) {
+	data, err := os.ReadFile("testdata/flow.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs := split("flow.yaml", data)
+	if len(cs) != 20 {
+		t.Fatalf("%d documents, want 20", len(cs))
+	}
+	for _, c := range cs {
+		if !checkSimple(t, c.data) {
+			t.Errorf("fast parser declined the document at line %d:\n%s", c.line, c.data)
+		}
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	yaml "go.yaml.in/yaml/v3"
 
@@ -167,12 +168,64 @@ func writeSummaryTable(bw *bufio.Writer, fs []check.Finding) {
 func folded(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 var (
-	yamlBlock = regexp.MustCompile("(?s)```yaml\\n(.*?)```")
 	// inlineSetting is a setting a prose fix names in backticks.
 	inlineSetting = regexp.MustCompile("`(terminationGracePeriodSeconds|minReadySeconds): (\\d+)`")
 	containerPath = regexp.MustCompile(`containers\[(\d+)\]`)
 	shellBlock    = regexp.MustCompile("(?s)```[a-z]*\\n(.*?)\\n?```")
 )
+
+// replaceYAMLBlocks replaces each "```yaml" code block of s (what the
+// regular expression "(?s)```yaml\n(.*?)```" matches) with what repl returns for it, given
+// the whole block and its body. Fixes are mostly such blocks: scanning for
+// them costs far less than the regular expression on large inputs.
+func replaceYAMLBlocks(s string, repl func(block, body string) string) string {
+	const open, fence = "```yaml\n", "```"
+	i := strings.Index(s, open)
+	if i < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i >= 0 {
+		end := strings.Index(s[i+len(open):], fence)
+		if end < 0 {
+			break
+		}
+		end += i + len(open)
+		b.WriteString(s[:i])
+		b.WriteString(repl(s[i:end+len(fence)], s[i+len(open):end]))
+		s = s[end+len(fence):]
+		i = strings.Index(s, open)
+	}
+	b.WriteString(s)
+	return b.String()
+}
+
+// fixYAML caches parsed fix bodies: many objects get the same fix. The
+// parsed values are only read (merge copies them into the patch).
+var fixYAML struct {
+	sync.Mutex
+	m map[string]map[string]any
+}
+
+// parseFixYAML parses a fix's YAML block as a mapping; ok=false when it is
+// not one.
+func parseFixYAML(body string) (map[string]any, bool) {
+	fixYAML.Lock()
+	m, ok := fixYAML.m[body]
+	fixYAML.Unlock()
+	if !ok {
+		if err := yaml.Unmarshal([]byte(body), &m); err != nil || len(m) == 0 {
+			m = nil
+		}
+		fixYAML.Lock()
+		if fixYAML.m == nil || len(fixYAML.m) > 4096 {
+			fixYAML.m = map[string]map[string]any{}
+		}
+		fixYAML.m[body] = m
+		fixYAML.Unlock()
+	}
+	return m, m != nil
+}
 
 // inlinePaths says where the settings prose fixes name live in the object.
 var inlinePaths = map[string][]string{
@@ -219,10 +272,9 @@ func (p *patch) empty() bool { return len(p.root) == 0 && len(p.objects) == 0 }
 // removed, settings merged into the patch named as such), "" when none.
 func (p *patch) add(rule, fix, field, container string) string {
 	merged := false
-	prose := yamlBlock.ReplaceAllStringFunc(fix, func(block string) string {
-		body := yamlBlock.FindStringSubmatch(block)[1]
-		var m map[string]any
-		if err := yaml.Unmarshal([]byte(body), &m); err != nil || len(m) == 0 {
+	prose := replaceYAMLBlocks(fix, func(block, body string) string {
+		m, ok := parseFixYAML(body)
+		if !ok {
 			return block // not a mapping: keep it as prose
 		}
 		if _, ok := m["kind"]; ok {
@@ -250,20 +302,25 @@ func (p *patch) add(rule, fix, field, container string) string {
 		merged = true
 		return ""
 	})
-	prose = inlineSetting.ReplaceAllStringFunc(prose, func(s string) string {
-		sm := inlineSetting.FindStringSubmatch(s)
-		n, _ := strconv.Atoi(sm[2])
-		path := inlinePaths[sm[1]]
-		m := map[string]any{sm[1]: n}
-		for i := len(path) - 1; i >= 0; i-- {
-			m = map[string]any{path[i]: m}
-		}
-		p.merge(rule, p.root, m, nil)
-		merged = true
-		return "`" + sm[1] + "` (in the patch)"
-	})
+	// Settings named in prose, `terminationGracePeriodSeconds: N` and the like.
+	if strings.Contains(prose, "GracePeriodSeconds: ") || strings.Contains(prose, "minReadySeconds: ") {
+		prose = inlineSetting.ReplaceAllStringFunc(prose, func(s string) string {
+			sm := inlineSetting.FindStringSubmatch(s)
+			n, _ := strconv.Atoi(sm[2])
+			path := inlinePaths[sm[1]]
+			m := map[string]any{sm[1]: n}
+			for i := len(path) - 1; i >= 0; i-- {
+				m = map[string]any{path[i]: m}
+			}
+			p.merge(rule, p.root, m, nil)
+			merged = true
+			return "`" + sm[1] + "` (in the patch)"
+		})
+	}
 	// Other code blocks (shell commands) fit on the line as inline code.
-	prose = shellBlock.ReplaceAllString(prose, "`$1`")
+	if strings.Contains(prose, "```") {
+		prose = shellBlock.ReplaceAllString(prose, "`$1`")
+	}
 	if merged && !slices.Contains(p.rules, rule) {
 		p.rules = append(p.rules, rule)
 	}

@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -112,4 +113,30 @@ func TestWriteText_ContradictoryFixesGetOneMergedPatch(t *testing.T) {
 	if strings.Count(out, "one fix for") != 1 {
 		t.Errorf("objects whose fixes agree get a merged patch too:\n%s", out)
 	}
+}
+
+var yamlBlockRE = regexp.MustCompile("(?s)```yaml\\n(.*?)```")
+
+// replaceYAMLBlocks must do what the regular expression it replaced did.
+func FuzzReplaceYAMLBlocks_MatchesTheRegexp(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"no block",
+		"Set:\n```yaml\nspec:\n  a: 1\n```\nthen\n```yaml\nb: 2\n```",
+		"```yaml\nunclosed",
+		"```yaml\n```",
+		"```sh\nkubectl x\n``` and ```yaml\na: 1\n```",
+		"``````yaml\n````",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		repl := func(block, body string) string { return "<" + body + "|" + block + ">" }
+		want := yamlBlockRE.ReplaceAllStringFunc(s, func(block string) string {
+			return repl(block, yamlBlockRE.FindStringSubmatch(block)[1])
+		})
+		if got := replaceYAMLBlocks(s, repl); got != want {
+			t.Fatalf("%q: got %q, the regexp gives %q", s, got, want)
+		}
+	})
 }
