@@ -92,7 +92,9 @@ func TestAdapterBinaryServesHAProxy(t *testing.T) {
 	roots.AppendCertsFromPEM(m.CA)
 	pair, _ := tls.X509KeyPair(m.ClientCert, m.ClientKey)
 	c, err := remote.New(remote.Config{URL: url,
-		TLS:   func(context.Context) (*tls.Config, error) { return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil },
+		TLS: func(context.Context) (*tls.Config, error) {
+			return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil
+		},
 		Token: func(context.Context) ([]byte, error) { return []byte("tok-123"), nil }})
 	if err != nil {
 		t.Fatal(err)
