@@ -81,7 +81,14 @@ type Client struct {
 	capsMu  sync.Mutex
 	caps    *provider.Capabilities
 	capsErr error
+	capsAt  time.Time // of the last failed fetch
+	warned  time.Time // of the last warning about unknown capabilities
 }
+
+// capsRetry is how long after a failed capabilities fetch callers get its
+// error without asking again, so that concurrent calls do not queue up
+// behind one unreachable adapter.
+const capsRetry = 2 * time.Second
 
 var (
 	_ provider.Provider  = (*Client)(nil)
@@ -172,14 +179,16 @@ func (c *Client) FetchCapabilities(ctx context.Context) (provider.Capabilities, 
 	if c.caps != nil {
 		return *c.caps, nil
 	}
-	var resp adapter.CapabilitiesResponse
-	if err := c.do(ctx, http.MethodGet, "/v1/capabilities", nil, &resp); err != nil {
-		c.capsErr = err
-		return provider.Capabilities{}, err
+	if c.capsErr != nil && time.Since(c.capsAt) < capsRetry {
+		return provider.Capabilities{}, c.capsErr
 	}
-	if resp.APIVersion != provider.Version {
-		err := provider.Errorf(provider.CodeUnreachable, "", "adapter %s serves provider API %q, want %q", c.base, resp.APIVersion, provider.Version)
-		c.capsErr = err
+	var resp adapter.CapabilitiesResponse
+	err := c.do(ctx, http.MethodGet, "/v1/capabilities", nil, &resp)
+	if err == nil && resp.APIVersion != provider.Version {
+		err = provider.Errorf(provider.CodeUnreachable, "", "adapter %s serves provider API %q, want %q", c.base, resp.APIVersion, provider.Version)
+	}
+	if err != nil {
+		c.capsErr, c.capsAt = err, time.Now()
 		return provider.Capabilities{}, err
 	}
 	caps := adapter.ToCapabilities(resp.Capabilities)
@@ -205,7 +214,15 @@ func (c *Client) Capabilities() provider.Capabilities {
 	defer cancel()
 	caps, err := c.FetchCapabilities(ctx)
 	if err != nil {
-		c.log.Warn("provider adapter: capabilities unknown, assuming the most cautious", "adapter", c.base.String(), "err", err)
+		c.capsMu.Lock()
+		warn := time.Since(c.warned) > time.Minute
+		if warn {
+			c.warned = time.Now()
+		}
+		c.capsMu.Unlock()
+		if warn {
+			c.log.Warn("provider adapter: capabilities unknown, assuming the most cautious", "adapter", c.base.String(), "err", err)
+		}
 		return Unknown
 	}
 	return caps
