@@ -166,13 +166,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	ho := adapter.Options{Provider: srv.provider, Name: o.provider, AllowUnauthenticated: o.allowInsecure,
 		MaxBodyBytes: o.maxBody, Timeout: o.requestTimeout, Ready: srv.ready, Instances: srv.instances, Logger: o.log}
 	if o.tokenFile != "" {
-		tok, err := os.ReadFile(o.tokenFile)
-		if err != nil {
-			return fmt.Errorf("--token-file: %w", err)
+		tf := &tokenFile{path: o.tokenFile}
+		if _, err := tf.get(); err != nil {
+			return err
 		}
-		if ho.Token = []byte(strings.TrimSpace(string(tok))); len(ho.Token) == 0 {
-			return fmt.Errorf("--token-file %s: empty", o.tokenFile)
-		}
+		ho.TokenSource = tf.get
 	}
 	var tlsCfg *tls.Config
 	if o.tlsCert != "" {
@@ -207,7 +205,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 		WriteTimeout: o.requestTimeout + 10*time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
 	o.log.Info("zerodrop-adapter serving", "provider", o.provider, "listen", l.Addr().String(), "tls", tlsCfg != nil,
-		"token", len(ho.Token) > 0, "clientCA", ho.ClientCAs != nil, "instances", srv.instances)
+		"token", ho.TokenSource != nil, "clientCA", ho.ClientCAs != nil, "instances", srv.instances)
 	if ready != nil {
 		ready(l.Addr().String())
 	}
@@ -221,6 +219,41 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	sctx, cancel := context.WithTimeout(context.Background(), o.requestTimeout)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// tokenFile is the bearer token in a file, read again when the file
+// changes (a Secret mounted as a volume is rotated in place); a file that
+// turns unreadable or empty keeps the last good token.
+type tokenFile struct {
+	path string
+	mu   sync.Mutex
+	mod  time.Time
+	tok  []byte
+}
+
+func (f *tokenFile) get() ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st, err := os.Stat(f.path)
+	if err == nil && f.tok != nil && st.ModTime().Equal(f.mod) {
+		return f.tok, nil
+	}
+	var b []byte
+	if err == nil {
+		b, err = os.ReadFile(f.path)
+	}
+	tok := []byte(strings.TrimSpace(string(b)))
+	if err == nil && len(tok) == 0 {
+		err = fmt.Errorf("--token-file %s: empty", f.path)
+	}
+	if err != nil {
+		if f.tok != nil {
+			return f.tok, nil
+		}
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	f.tok, f.mod = tok, st.ModTime()
+	return f.tok, nil
 }
 
 // certFile serves a certificate from files, read again when they change

@@ -116,6 +116,33 @@ func TestAdapterBinaryServesHAProxy(t *testing.T) {
 	if err == nil || !errors.Is(err, provider.ErrUnreachable) {
 		t.Fatalf("readyz with haproxy-b down: %+v %v, want 503", ready, err)
 	}
+
+	// The token file rotated in place (a Secret volume): the old token is
+	// refused, the new one accepted, without a restart.
+	tokPath := filepath.Join(dir, "token")
+	if err := os.WriteFile(tokPath, []byte("tok-456\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute)
+	if err := os.Chtimes(tokPath, later, later); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Status(ctx, provider.Pool{Name: "app"}); !errors.Is(err, provider.ErrUnreachable) || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Fatalf("status with the old token: %v, want refused (Unauthenticated)", err)
+	}
+	rotated, err := remote.New(remote.Config{URL: url,
+		TLS: func(context.Context) (*tls.Config, error) {
+			return &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{pair}}, nil
+		},
+		Token: func(context.Context) ([]byte, error) { return []byte("tok-456"), nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rotated.Close()
+	if err := rotated.Start(ctx); err != nil {
+		t.Fatalf("new token after rotation: %v", err)
+	}
+
 	stop()
 	select {
 	case err := <-done:

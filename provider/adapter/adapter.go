@@ -63,6 +63,10 @@ type Options struct {
 	Name string
 	// Token, when set, must be sent as "Authorization: Bearer <token>".
 	Token []byte
+	// TokenSource, when set, returns the token at each request instead
+	// (a token file that is rotated in place); an error refuses the
+	// request with 401.
+	TokenSource func() ([]byte, error)
 	// ClientCAs, when set, must have signed the client certificate of
 	// every request (TLS with ServerTLSConfig's ClientAuth). With Token
 	// too, a request needs both.
@@ -94,7 +98,7 @@ func New(o Options) (*Handler, error) {
 	if o.Provider == nil {
 		return nil, errors.New("adapter: no provider")
 	}
-	if len(o.Token) == 0 && o.ClientCAs == nil && !o.AllowUnauthenticated {
+	if len(o.Token) == 0 && o.TokenSource == nil && o.ClientCAs == nil && !o.AllowUnauthenticated {
 		return nil, errors.New("adapter: neither a bearer token nor client CAs configured: every request would be accepted (set AllowUnauthenticated for a loopback sidecar)")
 	}
 	if o.MaxBodyBytes <= 0 {
@@ -283,13 +287,22 @@ func (h *Handler) authenticate(r *http.Request) error {
 			return fmt.Errorf("client certificate %q not accepted: %v", r.TLS.PeerCertificates[0].Subject.CommonName, err)
 		}
 	}
-	if len(h.o.Token) > 0 {
+	want := h.o.Token
+	if h.o.TokenSource != nil {
+		tok, err := h.o.TokenSource()
+		if err != nil || len(tok) == 0 {
+			h.o.Logger.Error("adapter: no bearer token to compare with", "err", err)
+			return errors.New("the adapter has no token to compare with")
+		}
+		want = tok
+	}
+	if len(want) > 0 {
 		auth := r.Header.Get("Authorization")
 		scheme, tok, ok := strings.Cut(auth, " ")
 		if !ok || !strings.EqualFold(scheme, "Bearer") {
 			return errors.New("want header Authorization: Bearer <token>")
 		}
-		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), h.o.Token) != 1 {
+		if subtle.ConstantTimeCompare([]byte(strings.TrimSpace(tok)), want) != 1 {
 			return errors.New("bearer token not accepted")
 		}
 	}
