@@ -153,3 +153,62 @@ func TestAdapterBinaryServesHAProxy(t *testing.T) {
 		t.Fatal("adapter did not stop")
 	}
 }
+
+// Scenario: HAProxy's Runtime API served over mutual TLS only to the
+// adapter (--haproxy-tls-dir), as the lab and docs/haproxy.md set it up.
+// Expectation: the adapter reads the pool over TLS; without the directory
+// the same instance is not read.
+func TestAdapterBinaryReachesHAProxyOverMutualTLS(t *testing.T) {
+	testenv.RequireBinary(t, "haproxy")
+	m, err := webhook.IssueMutualTLS(time.Now(), time.Hour, []string{"127.0.0.1"}, "zerodrop-adapter")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	in, err := lab.Start(ctx, lab.Config{Backends: []lab.Backend{{Name: "app"}}, AdminTLS: &lab.AdminTLS{Cert: m.ServerCert, Key: m.ServerKey, CA: m.CA}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Stop() })
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{"tls.crt": m.ClientCert, "tls.key": m.ClientKey, "ca.crt": m.CA} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		readErr bool
+	}{
+		{"with --haproxy-tls-dir", []string{"--haproxy-tls-dir", dir}, false},
+		{"without", nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := make(chan string, 1)
+			done := make(chan error, 1)
+			sctx, stop := context.WithCancel(context.Background())
+			defer func() { stop(); <-done }()
+			args := append([]string{"--listen", "127.0.0.1:0", "--allow-insecure", "--lb-timeout", "2s",
+				"--haproxy-instance", "haproxy-a=tcp:" + in.AdminTLSAddr()}, tc.args...)
+			go func() { done <- run(sctx, args, io.Discard, func(a string) { addr <- a }) }()
+			var url string
+			select {
+			case a := <-addr:
+				url = "http://" + a
+			case err := <-done:
+				t.Fatalf("adapter exited: %v", err)
+			}
+			c, err := remote.New(remote.Config{URL: url, AllowInsecure: true, Retries: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			st, err := c.Status(ctx, provider.Pool{Name: "app"})
+			if tc.readErr != (err != nil) || len(st.Instances) != 1 || st.Instances[0].Instance != "haproxy-a" {
+				t.Fatalf("status: %v %v, want read error %v", st, err, tc.readErr)
+			}
+		})
+	}
+}

@@ -67,7 +67,8 @@ func FindAdapter() (string, error) {
 }
 
 // startAdapter runs zerodrop-adapter on 127.0.0.1 in front of the lab's
-// HAProxy instances (their unix sockets), with a serving certificate, a
+// HAProxy instances (their Runtime API over mutual TLS, or their unix
+// sockets in a lab without it), with a serving certificate, a
 // client CA and a token it issues, stores the controller's client
 // certificate and the token in Secrets, and returns the adapter's URL once
 // it answers /healthz.
@@ -115,8 +116,22 @@ func (c *Controller) startAdapter(ctx context.Context, t Target) (string, error)
 	args := []string{"--provider=haproxy", "--listen=" + addr,
 		"--tls-cert=" + filepath.Join(dir, "tls.crt"), "--tls-key=" + filepath.Join(dir, "tls.key"),
 		"--client-ca=" + filepath.Join(dir, "client-ca.crt"), "--token-file=" + filepath.Join(dir, "token")}
+	// The Runtime API over mutual TLS, as the controller reaches it without
+	// the adapter, when every instance serves it with the lab's one client
+	// pair; else the unix sockets.
+	overTLS := t.HAProxy[0].AdminTLSDir != ""
 	for _, h := range t.HAProxy {
-		args = append(args, "--haproxy-instance="+h.Name+"="+h.Socket)
+		overTLS = overTLS && h.AdminTLS != "" && h.AdminTLSDir == t.HAProxy[0].AdminTLSDir
+	}
+	if overTLS {
+		args = append(args, "--haproxy-tls-dir="+t.HAProxy[0].AdminTLSDir)
+	}
+	for _, h := range t.HAProxy {
+		if overTLS {
+			args = append(args, "--haproxy-instance="+h.Name+"=tcp:"+h.AdminTLS)
+		} else {
+			args = append(args, "--haproxy-instance="+h.Name+"="+h.Socket)
+		}
 	}
 	p, err := proc.Start(proc.Spec{Name: "zerodrop-adapter", Path: bin, Args: args, Log: filepath.Join(c.dir, "adapter.log")})
 	if err != nil {
