@@ -55,7 +55,9 @@ func TestRetriesAreBoundedAndOnlyForTransientFailures(t *testing.T) {
 	}
 
 	calls.Store(0)
-	answer = func(_ int64, w http.ResponseWriter, _ *http.Request) { http.Error(w, "bad gateway", http.StatusBadGateway) }
+	answer = func(_ int64, w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, "bad gateway", http.StatusBadGateway)
+	}
 	if err := c.SetDraining(ctx, pool, ta); !errors.Is(err, provider.ErrUnreachable) || calls.Load() != 3 {
 		t.Fatalf("always 502: %v in %d attempts, want Unreachable after 3", err, calls.Load())
 	}
