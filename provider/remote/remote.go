@@ -326,7 +326,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	backoff := retryBackoff
 	for attempt := 0; ; attempt++ {
-		err, retry := c.attempt(ctx, method, path, body, out)
+		retry, err := c.attempt(ctx, method, path, body, out)
 		if err == nil || !retry || attempt >= max(c.cfg.Retries, 0) {
 			return err
 		}
@@ -342,7 +342,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 }
 
-func (c *Client) attempt(ctx context.Context, method, path string, body []byte, out any) (err error, retry bool) {
+func (c *Client) attempt(ctx context.Context, method, path string, body []byte, out any) (retry bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	where := fmt.Sprintf("adapter %s: %s %s", c.base, method, path)
@@ -352,7 +352,7 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
 	if err != nil {
-		return provider.Errorf(provider.CodeInvalid, "", "%s: %v", where, err), false
+		return false, provider.Errorf(provider.CodeInvalid, "", "%s: %v", where, err)
 	}
 	req.Header.Set("Accept", adapter.ContentType)
 	if body != nil {
@@ -361,18 +361,18 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	if c.cfg.Token != nil {
 		tok, err := c.cfg.Token(ctx)
 		if err != nil {
-			return provider.Errorf(provider.CodeUnreachable, "", "%s: bearer token: %v", where, err), false
+			return false, provider.Errorf(provider.CodeUnreachable, "", "%s: bearer token: %v", where, err)
 		}
 		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return &provider.Error{Code: provider.CodeUnreachable, Message: fmt.Sprintf("%s: %v", where, err), Cause: err}, ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded)
+		return ctx.Err() == nil || errors.Is(err, context.DeadlineExceeded), &provider.Error{Code: provider.CodeUnreachable, Message: fmt.Sprintf("%s: %v", where, err), Cause: err}
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes))
 	if err != nil {
-		return &provider.Error{Code: provider.CodeUnreachable, Message: fmt.Sprintf("%s: reading the answer: %v", where, err), Cause: err}, true
+		return true, &provider.Error{Code: provider.CodeUnreachable, Message: fmt.Sprintf("%s: reading the answer: %v", where, err), Cause: err}
 	}
 	if resp.StatusCode != http.StatusOK {
 		var er adapter.ErrorResponse
@@ -382,19 +382,19 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 			if retry {
 				code = provider.CodeUnreachable
 			}
-			return provider.Errorf(code, "", "%s: %s: %s", where, resp.Status, snippet(raw)), retry
+			return retry, provider.Errorf(code, "", "%s: %s: %s", where, resp.Status, snippet(raw))
 		}
 		e := adapter.ToError(er.Error)
 		e.Message = fmt.Sprintf("%s: %s: %s", where, resp.Status, e.Message)
 		if len(er.Versions) > 0 {
 			e.Message += fmt.Sprintf(" (adapter serves versions %s)", strings.Join(er.Versions, ", "))
 		}
-		return e, retry
+		return retry, e
 	}
 	if err := json.Unmarshal(raw, out); err != nil {
-		return provider.Errorf(provider.CodeInternal, "", "%s: answer is not protocol v1: %v: %s", where, err, snippet(raw)), false
+		return false, provider.Errorf(provider.CodeInternal, "", "%s: answer is not protocol v1: %v: %s", where, err, snippet(raw))
 	}
-	return nil, false
+	return false, nil
 }
 
 func snippet(b []byte) string {
