@@ -49,7 +49,7 @@ type app struct {
 	once       sync.Once
 }
 
-func startApp(t *testing.T, name string) *app {
+func startApp(t testing.TB, name string) *app {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -105,7 +105,7 @@ func (a *app) checksBeforeFirstBalanced() (int, bool) {
 // startHAProxy runs a real haproxy with backend "app" (HTTP check on
 // /ready), `slots` server-template slots (0: dynamic servers) and an always
 // healthy static server "anchor" whose /slow does not block.
-func startHAProxy(t *testing.T, slots int) *lab.Instance {
+func startHAProxy(t testing.TB, slots int) *lab.Instance {
 	t.Helper()
 	testenv.RequireBinary(t, "haproxy")
 	anchor := startApp(t, "anchor")
@@ -139,7 +139,7 @@ type wired struct {
 
 // serveAdapter serves the HAProxy provider of the given instances
 // (name -> Runtime API address) and returns a remote client for it.
-func serveAdapter(t *testing.T, instances ...haproxy.Instance) wired {
+func serveAdapter(t testing.TB, instances ...haproxy.Instance) wired {
 	t.Helper()
 	p, err := haproxy.New(haproxy.Config{Instances: instances, Timeout: 2 * time.Second, Logger: quiet})
 	if err != nil {
@@ -170,7 +170,7 @@ func serveAdapter(t *testing.T, instances ...haproxy.Instance) wired {
 	return w
 }
 
-func newClient(t *testing.T, cfg remote.Config) *remote.Client {
+func newClient(t testing.TB, cfg remote.Config) *remote.Client {
 	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet
@@ -189,7 +189,7 @@ func staticToken(tok string) func(context.Context) ([]byte, error) {
 
 // clientTLS trusts ca and presents cert/key (none when nil), as the
 // controller's TLS Secret reader does.
-func clientTLS(t *testing.T, ca, cert, key []byte) func(context.Context) (*tls.Config, error) {
+func clientTLS(t testing.TB, ca, cert, key []byte) func(context.Context) (*tls.Config, error) {
 	t.Helper()
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca)
