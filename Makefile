@@ -11,7 +11,7 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-# deps installs what the tests need on a fresh machine (haproxy, iproute2, wrk,
+# deps installs what the tests need on a fresh machine (haproxy, nginx, iproute2, wrk,
 # the Kubernetes binaries). Idempotent: a second run only checks.
 deps:
 	bash scripts/deps.sh

@@ -120,8 +120,12 @@ type TargetStatus struct {
 	// connections) the LB has on the target now.
 	Sessions int64
 	// Selected counts how often the LB picked the target for a request
-	// (HAProxy's lbtot): it stops growing once the target drains.
+	// (HAProxy's lbtot): diagnostic only, the controller does not read it.
 	Selected int64
+	// CheckPassed is set by a provider with PromotionExplicit for a target
+	// that passed the LB's own checks but is not in rotation yet: the
+	// controller then calls Enable. (Healthy implies it.)
+	CheckPassed bool
 }
 
 // InstanceStatus is one LB instance's view of a pool.
@@ -333,8 +337,10 @@ type Provider interface {
 
 // Lifecycle is implemented by providers that hold resources or serve (an
 // xDS server, a client with a session): the controller calls Start once
-// before the first call and Close when the LoadBalancer is gone, edited,
-// or the process stops.
+// before the first call (a Start error fails the build, retried next
+// cycle) and Close when the LoadBalancer is gone or edited (the provider
+// is then replaced). A call already in flight may still be running when
+// Close is called: it may fail, but must not hang or panic.
 type Lifecycle interface {
 	Start(ctx context.Context) error
 	Close() error

@@ -3,6 +3,10 @@
 set -euo pipefail
 need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
+# NGINX open source, for provider/nginx and its real-NGINX tests; the tests
+# and the lab run their own instances (temporary directories, loopback),
+# never the system service.
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 if [ ${#need[@]} -gt 0 ]; then

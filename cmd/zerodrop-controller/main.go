@@ -17,36 +17,30 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/netutil"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/event"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/internal/podcache"
 	"zerodrop.dev/zerodrop/internal/providers"
+	"zerodrop.dev/zerodrop/internal/setup"
 	"zerodrop.dev/zerodrop/internal/webhook"
 )
 
@@ -54,15 +48,15 @@ import (
 const (
 	// RoleAll runs everything in one process: the reconcilers, the webhook
 	// and the drain endpoint (answered from the leader's own verdicts).
-	RoleAll = "all"
+	RoleAll = setup.RoleAll
 	// RoleReconcile runs the leader-elected reconcilers (TargetBinding and
 	// LoadBalancer) and the self-managed certificate rotation: no webhook, no
 	// drain endpoint.
-	RoleReconcile = "reconcile"
+	RoleReconcile = setup.RoleReconcile
 	// RoleServe runs the webhook and the drain endpoint on every replica (no
 	// leader election); its drain endpoint answers from a DrainOnly
 	// TargetBinding reconciler of its own.
-	RoleServe = "serve"
+	RoleServe = setup.RoleServe
 )
 
 // options are the command-line flags.
@@ -234,7 +228,7 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := ensureCerts(ctx, certRotator(o, direct, log), log); err != nil {
+		if err := webhook.EnsureCerts(ctx, setup.CertRotator(o.setup(), direct, log), log); err != nil {
 			return fmt.Errorf("webhook certificate: %w", err)
 		}
 	}
@@ -282,7 +276,7 @@ func run(ctx context.Context, args []string) error {
 	defer stop()
 	go func() {
 		<-signals.Done()
-		w.Drain.quiesce(o.drainShutdownDelay, o.drainShutdownTimeout)
+		w.Drain.Quiesce(o.drainShutdownDelay, o.drainShutdownTimeout)
 		stop()
 	}()
 	return mgr.Start(mctx)
@@ -351,250 +345,20 @@ func restConfig(path string) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// ensureCerts runs the rotator once before the manager starts. A serve
-// replica's reader retries while the Secret is missing or not yet valid:
-// at install the reconcile role issues it moments later.
-func ensureCerts(ctx context.Context, rot *webhook.CertRotator, log *slog.Logger) error {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	for {
-		err := rot.Ensure(ctx)
-		if err == nil || !rot.ReadOnly {
-			return err
-		}
-		log.Info("waiting for the webhook certificate Secret", "secret", rot.Secret.String(), "err", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w (is a --role=reconcile or --role=all controller running with the same --namespace and --webhook-service?)", err)
-		case <-time.After(2 * time.Second):
-		}
-	}
+// Wire adds the role's parts to a manager (setup.Wire) with the options
+// of the command line.
+func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, factories map[zv1.ProviderType]controller.ProviderFactory) (setup.Wired, error) {
+	return setup.Wire(ctx, mgr, o.setup(), log, factories)
 }
 
-// certRotator builds the self-managed certificate rotator of the role: the
-// reconcile role issues and renews (and writes no files: it serves no
-// webhook), the serve role only reads, all does both.
-func certRotator(o options, c client.Client, log *slog.Logger) *webhook.CertRotator {
-	svc := o.webhookService + "." + o.namespace + ".svc"
-	r := &webhook.CertRotator{
-		Client:               c,
-		Secret:               types.NamespacedName{Namespace: o.namespace, Name: o.webhookSecret},
-		WebhookConfiguration: o.webhookConfig,
-		CertDir:              o.webhookCertDir,
-		DNSNames:             []string{svc, svc + ".cluster.local"},
-		Log:                  log,
-	}
-	switch o.role {
-	case RoleReconcile:
-		r.CertDir = ""
-	case RoleServe:
-		r.ReadOnly = true
-		// A reader picks up a renewal within minutes; renewal happens with a
-		// third of the certificate's life left, so this is plenty.
-		r.CheckInterval = time.Minute
-	}
-	return r
-}
-
-// wired is what Wire added to the manager.
-type wired struct {
-	// Reconciler is the role's TargetBinding reconciler: the full one
-	// (all, reconcile) or the drain-only one (serve).
-	Reconciler *controller.TargetBindingReconciler
-	// Drain is the drain endpoint's server; nil in the reconcile role.
-	Drain *drainServer
-}
-
-// Wire adds the role's parts to a manager: the reconcilers (all,
-// reconcile), the webhook and the drain endpoint (all, serve), certificate
-// rotation (self-managed mode) and the checks.
-func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, factories map[zv1.ProviderType]controller.ProviderFactory) (wired, error) {
-	var w wired
-	metrics, err := controller.NewMetrics(o.metricsRegistry)
-	if err != nil {
-		return w, fmt.Errorf("metrics: %w", err)
-	}
-	drains := drain.NewRegistry()
-	nudges := make(chan event.GenericEvent, 1024)
-	// drainHookHost is the host injected drain hooks call: the webhook
-	// writes it, the reconciler checks running pods' hooks against it.
-	drainHookHost := func(ctx context.Context) (string, error) {
-		if o.drainHookHost != "" {
-			return o.drainHookHost, nil
-		}
-		var svc corev1.Service
-		if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.namespace, Name: o.drainService}, &svc); err != nil {
-			return "", fmt.Errorf("drain Service %s/%s: %w", o.namespace, o.drainService, err)
-		}
-		if svc.Spec.ClusterIP == "" || svc.Spec.ClusterIP == corev1.ClusterIPNone {
-			return "", fmt.Errorf("drain Service %s/%s has no ClusterIP", o.namespace, o.drainService)
-		}
-		return svc.Spec.ClusterIP, nil
-	}
-	r := &controller.TargetBindingReconciler{
-		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
-		Providers:       &controller.Providers{Factories: factories},
-		Drains:          drains,
-		Metrics:         metrics,
-		Log:             log.With("controller", "targetbinding"),
-		PendingInterval: o.pollInterval,
-		SteadyInterval:  o.resyncInterval,
-		DrainOnly:       o.role == RoleServe,
-		OrphanGrace:     o.orphanGrace,
-		CycleTimeout:    o.cycleTimeout,
-	}
-	if r.DrainOnly {
-		r.Log = log.With("controller", "targetbinding-drain")
-	} else {
-		r.Recorder = mgr.GetEventRecorder("zerodrop-controller")
-		r.Instances = &controller.InstanceTracker{}
-		r.DrainHookHost = drainHookHost
-	}
-	if err := r.SetupWithManager(mgr, nudges, o.workers); err != nil {
-		return w, fmt.Errorf("targetbinding controller: %w", err)
-	}
-	w.Reconciler = r
-	if o.reconciles() {
-		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.resyncInterval,
-			TLS:       &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.namespace},
-			Providers: r.Providers, Recorder: r.Recorder}
-		if err := lbr.SetupWithManager(mgr); err != nil {
-			return w, fmt.Errorf("loadbalancer controller: %w", err)
-		}
-	}
-	if o.webhookCertMode == "self-managed" {
-		direct, err := client.New(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme()})
-		if err != nil {
-			return w, err
-		}
-		if err := mgr.Add(certRotator(o, direct, log)); err != nil {
-			return w, err
-		}
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return w, err
-	}
-	if !o.serves() {
-		return w, mgr.AddReadyzCheck("ping", healthz.Ping)
-	}
-
-	hookTarget := &webhook.DrainHookTarget{Port: int32(o.drainHookPort), Host: drainHookHost}
-	mgr.GetWebhookServer().Register(webhook.Path, &ctrlwebhook.Admission{Handler: &webhook.PodGateInjector{
-		Reader:              mgr.GetClient(),
-		Decoder:             admission.NewDecoder(mgr.GetScheme()),
-		ControllerNamespace: o.namespace,
-		DrainHook:           hookTarget,
-		Log:                 log.With("component", "webhook"),
-	}})
-	mgr.GetWebhookServer().Register(webhook.BindingPath, &ctrlwebhook.Admission{Handler: &webhook.PoolGrantValidator{
-		Reader:  mgr.GetClient(),
-		Decoder: admission.NewDecoder(mgr.GetScheme()),
-		Log:     log.With("component", "webhook"),
-	}})
-
-	// In the all role the drain endpoint answers from the leader's
-	// verdicts, so it runs with the reconciler, on the leader only
-	// (readiness does not wait for leadership, or a new replica could never
-	// become Ready during the controller's own rolling update). In the
-	// serve role it answers from this replica's drain-only reconciler and
-	// runs on every replica.
-	// The token form looks its pod up by this index, not by listing (and
-	// copying) every pod of the namespace.
-	if err := mgr.GetFieldIndexer().IndexField(ctx, &corev1.Pod{}, drain.TokenIndex, drain.TokenIndexValues); err != nil {
-		return w, fmt.Errorf("pod index %s: %w", drain.TokenIndex, err)
-	}
-	mux := http.NewServeMux()
-	dh := &drain.Handler{Reader: mgr.GetClient(), Drains: drains, Nudge: nudges, NudgeInterval: o.pollInterval,
-		MaxHeld: o.drainMaxHeld, MaxHeldPerPod: o.drainMaxHeldPerPod, Log: log.With("component", "drain")}
-	dh.Register(mux)
-	w.Drain = &drainServer{addr: o.drainAddr, handler: mux, log: log, leaderOnly: o.role == RoleAll, maxConns: 2 * o.drainMaxHeld}
-	if err := mgr.Add(w.Drain); err != nil {
-		return w, err
-	}
-	if err := mgr.AddReadyzCheck("webhook", mgr.GetWebhookServer().StartedChecker()); err != nil {
-		return w, err
-	}
-	if o.role == RoleServe {
-		if err := mgr.AddReadyzCheck("drain", w.Drain.listening); err != nil {
-			return w, err
-		}
-	}
-	return w, nil
-}
-
-// drainServer serves the drain endpoint while the manager runs: on the
-// leader only in the all role, on every replica in the serve role.
-type drainServer struct {
-	addr       string
-	handler    http.Handler
-	log        *slog.Logger
-	leaderOnly bool
-	// maxConns caps the open connections (0: no cap). Each costs memory
-	// whether it is held, idle or still sending its headers; beyond the cap
-	// new connections wait in the kernel's accept queue.
-	maxConns int
-
-	mu  sync.Mutex
-	srv *http.Server
-}
-
-func (d *drainServer) Start(ctx context.Context) error {
-	ln, err := net.Listen("tcp", d.addr)
-	if err != nil {
-		return fmt.Errorf("drain endpoint listen %s: %w", d.addr, err)
-	}
-	if d.maxConns > 0 {
-		ln = netutil.LimitListener(ln, d.maxConns)
-	}
-	srv := drain.NewServer(d.handler)
-	d.mu.Lock()
-	d.srv = srv
-	d.mu.Unlock()
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	d.log.Info("drain endpoint listening", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
-}
-
-// NeedLeaderElection implements manager.LeaderElectionRunnable.
-func (d *drainServer) NeedLeaderElection() bool { return d.leaderOnly }
-
-// listening is a readyz check: the drain endpoint accepts requests.
-func (d *drainServer) listening(*http.Request) error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.srv == nil {
-		return errors.New("drain endpoint not started")
-	}
-	return nil
-}
-
-// quiesce ends the drain endpoint gently: it keeps accepting requests for
-// delay (the Service takes a moment to stop routing new preStop requests
-// here), then stops accepting and waits up to timeout for the held
-// requests to be answered. The drain-only reconciler keeps running
-// meanwhile, so those answers are real verdicts.
-func (d *drainServer) quiesce(delay, timeout time.Duration) {
-	d.mu.Lock()
-	srv := d.srv
-	d.mu.Unlock()
-	if srv == nil {
-		return
-	}
-	d.log.Info("drain endpoint stopping: answering held requests first", "delay", delay, "timeout", timeout)
-	time.Sleep(delay)
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		d.log.Warn("drain endpoint stopped with requests still held", "err", err)
+// setup returns the options setup.Wire takes.
+func (o options) setup() setup.Options {
+	return setup.Options{
+		Role: o.role, Namespace: o.namespace, MetricsRegistry: o.metricsRegistry,
+		PollInterval: o.pollInterval, ResyncInterval: o.resyncInterval, OrphanGrace: o.orphanGrace, CycleTimeout: o.cycleTimeout, Workers: o.workers,
+		WebhookCertMode: o.webhookCertMode, WebhookCertDir: o.webhookCertDir, WebhookService: o.webhookService, WebhookConfig: o.webhookConfig, WebhookSecret: o.webhookSecret,
+		DrainAddr: o.drainAddr, DrainHookHost: o.drainHookHost, DrainService: o.drainService, DrainHookPort: o.drainHookPort,
+		DrainMaxHeld: o.drainMaxHeld, DrainMaxHeldPerPod: o.drainMaxHeldPerPod,
 	}
 }
 

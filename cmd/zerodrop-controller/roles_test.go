@@ -37,6 +37,7 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
+	"zerodrop.dev/zerodrop/internal/setup"
 	"zerodrop.dev/zerodrop/internal/webhook"
 	"zerodrop.dev/zerodrop/provider"
 )
@@ -152,7 +153,7 @@ func testScheme() *runtime.Scheme {
 
 // startRole runs one zerodrop-controller role as main wires it, with lb as
 // every LoadBalancer's provider, until the test ends.
-func (e *roleEnv) startRole(t *testing.T, lb *fakeLB, webhookPort int, args ...string) wired {
+func (e *roleEnv) startRole(t *testing.T, lb *fakeLB, webhookPort int, args ...string) setup.Wired {
 	t.Helper()
 	o, err := parse(append([]string{"--namespace=" + controllerNS, "--webhook-cert-mode=external",
 		"--drain-hook-host=" + drainHost, "--provider-poll-interval=50ms", "--resync-interval=1s"}, args...))
@@ -437,11 +438,11 @@ func TestDrainServerQuiesce(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	addr := freeAddr()
-	d := &drainServer{addr: addr, handler: mux, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	d := &drain.Endpoint{Addr: addr, Handler: mux, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = d.Start(ctx) }()
-	eventually(t, "drain server listening", func() (bool, string) { return d.listening(nil) == nil, "" })
+	eventually(t, "drain server listening", func() (bool, string) { return d.Listening(nil) == nil, "" })
 
 	answer := make(chan int, 1)
 	go func() {
@@ -455,7 +456,7 @@ func TestDrainServerQuiesce(t *testing.T) {
 	}()
 	<-held
 	stopped := make(chan struct{})
-	go func() { d.quiesce(0, 20*time.Second); close(stopped) }()
+	go func() { d.Quiesce(0, 20*time.Second); close(stopped) }()
 	eventually(t, "new connections refused", func() (bool, string) {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {

@@ -2,7 +2,8 @@
 // rolling deployment drops behind a load balancer.
 //
 // Subcommands: check (static analysis), verify (load during a rollout),
-// lab (a local cluster with a real HAProxy), version.
+// lab (a local cluster with a real HAProxy), provider-test (the provider
+// conformance kit against a real load balancer), version.
 package main
 
 import (
@@ -43,7 +44,7 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Short: "Print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
 	})
-	root.AddCommand(newCheckCmd(), newVerifyCmd(), newLabCmd())
+	root.AddCommand(newCheckCmd(), newVerifyCmd(), newLabCmd(), newProviderTestCmd())
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

@@ -159,8 +159,19 @@ func (c *wctx) bindingFront(b *binding) *front {
 	lb.DetectOnly = false
 	lb.Deregistration = lb.Registration
 	lbName := b.tb.Spec.LoadBalancerRef.Name
-	lb.Name = fmt.Sprintf("HAProxy pool %s of LoadBalancer %s (%s)", b.tb.Spec.Pool, lbName, b.ref())
 	lb.Label = "HAProxy"
+	if b.lb != nil && b.lb.spec.Provider == v1alpha1.ProviderExternal {
+		// An adapter's load balancer: its capabilities are known only at
+		// run time; the model keeps the API's check defaults.
+		lb.Label = "the load balancer (external provider)"
+		if e := b.lb.spec.External; e != nil {
+			lb.Label = fmt.Sprintf("the load balancer behind adapter %s", e.URL)
+		}
+	}
+	lb.Name = fmt.Sprintf("HAProxy pool %s of LoadBalancer %s (%s)", b.tb.Spec.Pool, lbName, b.ref())
+	if lb.Label != "HAProxy" {
+		lb.Name = fmt.Sprintf("pool %s of LoadBalancer %s, %s (%s)", b.tb.Spec.Pool, lbName, lb.Label, b.ref())
+	}
 	return &front{lb: lb, via: fmt.Sprintf("%s -> Service %s/%s", b.ref(), b.tb.Namespace, b.tb.Spec.ServiceRef.Name), obj: b.obj, binding: b}
 }
 
@@ -182,7 +193,7 @@ func (c *wctx) checkBinding(ix *index, fr *front, add func(Finding)) {
 		ns := ix.namespaceObjs[c.w.ns()]
 		add(newFinding(RuleZerodropGateNotInjected, ns, "metadata.labels",
 			fmt.Sprintf("Namespace %s has no label %s=%s, so %s bound by %s gets no readiness gate %s", c.w.ns(), v1alpha1.GatesNamespaceLabel, v1alpha1.GatesEnabled, c.ref(), b.ref(), cond),
-			"pods are Ready before HAProxy checks them healthy: the startup gap (ZD103) stays open, and the binding only registers and drains",
+			fmt.Sprintf("pods are Ready before %s checks them healthy: the startup gap (ZD103) stays open, and the binding only registers and drains", fr.lb.Label),
 			fmt.Sprintf("```yaml\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n    %s: %s\n```\nthen restart the workload: gates are injected at pod creation.", c.w.ns(), v1alpha1.GatesNamespaceLabel, v1alpha1.GatesEnabled)))
 	}
 	// ZD308: the gate always times out.
@@ -193,13 +204,13 @@ func (c *wctx) checkBinding(ix *index, fr *front, add func(Finding)) {
 		}
 		var cons string
 		if spec.OnGateTimeout() == v1alpha1.FailOpen {
-			cons = fmt.Sprintf("every gate opens on the timeout (FailOpen) at T+%s after ContainersReady, before HAProxy can report the target healthy at T+%s: Ready is a guess and the startup gap stays open", sec(timeout), sec(need))
+			cons = fmt.Sprintf("every gate opens on the timeout (FailOpen) at T+%s after ContainersReady, before %s can report the target healthy at T+%s: Ready is a guess and the startup gap stays open", sec(timeout), fr.lb.Label, sec(need))
 		} else {
 			cons = fmt.Sprintf("every gate stays False after the timeout (FailClosed): no new pod turns Ready, the rollout stalls until progressDeadlineSeconds")
 		}
 		add(newFinding(RuleGateTimeoutShort, b.obj, field,
-			fmt.Sprintf("%s: gate timeout %s < registration %s + interval %s x rise %d = %s, the earliest HAProxy reports a new target healthy",
-				b.ref(), sec(timeout), sec(fr.lb.Registration), sec(fr.lb.Interval), fr.lb.HealthyThreshold, sec(need)),
+			fmt.Sprintf("%s: gate timeout %s < registration %s + interval %s x rise %d = %s, the earliest %s reports a new target healthy",
+				b.ref(), sec(timeout), sec(fr.lb.Registration), sec(fr.lb.Interval), fr.lb.HealthyThreshold, sec(need), fr.lb.Label),
 			cons,
 			fmt.Sprintf("```yaml\nspec:\n  gate:\n    timeout: %ds   # registration + interval x rise = %s, with room for slow checks\n```", max(ceil(need*3), ceil(need)+10), sec(need))))
 	}

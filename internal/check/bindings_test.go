@@ -210,3 +210,29 @@ func TestBindingBadFieldIsAnInputError(t *testing.T) {
 		})
 	}
 }
+
+// Scenario: the binding's LoadBalancer is driven through an adapter
+// (provider external), not HAProxy. Expect: the gate-timeout finding names
+// the adapter's load balancer, not HAProxy.
+func TestBindingFindingsNameAnExternalLoadBalancer(t *testing.T) {
+	y := strings.Replace(bindingSet(gatesOn, slowChecks, shortOpen, goodDrain, grace45, "http"),
+		"spec:\n  instances:\n  - {name: a, address: \"10.0.0.1:9999\"}\n",
+		"spec:\n  provider: external\n  external: {url: \"https://f5-adapter.lb.svc:8443\"}\n", 1)
+	if !strings.Contains(y, "provider: external") {
+		t.Fatal("fixture not rewritten")
+	}
+	r := analyzeText(t, y)
+	var found bool
+	for _, f := range r.Findings {
+		if f.RuleID == "ZD308" {
+			found = true
+			if strings.Contains(f.Message, "HAProxy") || !strings.Contains(f.Message, "adapter https://f5-adapter.lb.svc:8443") {
+				t.Errorf("ZD308 message %q: want the adapter's load balancer named, not HAProxy", f.Message)
+			}
+		}
+	}
+	if !found {
+		logFindings(t, r)
+		t.Fatal("no ZD308")
+	}
+}

@@ -112,12 +112,13 @@ func (bk *addressBook) size() int {
 
 // knowAddresses records the address of every target the binding observes,
 // and of every target it still handles on the load balancer after its pod
-// is gone (from the memo), and returns what provider calls on the pool
-// carry. Called every cycle before Status.
-func (r *TargetBindingReconciler) knowAddresses(lb string, b *zv1.TargetBinding, targets []observedTarget, memo map[provider.TargetID]*memo) provider.Pool {
+// is gone (from the memo), and returns them (mine) and what provider calls
+// on the pool carry. Called every cycle before Status.
+func (r *TargetBindingReconciler) knowAddresses(lb string, b *zv1.TargetBinding, targets []observedTarget, memo map[provider.TargetID]*memo) (mine []provider.Target, pool provider.Pool) {
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
-	r.book.know(lb, b.Spec.Pool, key, knownTargets(b, targets, memo, &r.mu), r.now())
-	return r.book.pool(lb, b.Spec.Pool)
+	mine = knownTargets(b, targets, memo, &r.mu)
+	r.book.know(lb, b.Spec.Pool, key, mine, r.now())
+	return mine, r.book.pool(lb, b.Spec.Pool)
 }
 
 // knownTargets lists the addresses of the binding's targets: those it

@@ -39,6 +39,28 @@ type world struct {
 	servers map[string]map[string]map[provider.TargetID]*worldServer // instance -> pool -> id
 	down    map[string]bool
 	calls   []string
+	// epochs and started are each instance's process: bumped and set by
+	// reload (a zero started: the LB does not report its start).
+	epochs  map[string]int
+	started map[string]time.Time
+	// capacity limits each pool's servers per instance (0: no limit).
+	capacity int
+}
+
+// reload restarts an instance's process at `at`: its runtime state is
+// lost; with reportStart its Status says when it started.
+func (w *world) reload(instance string, at time.Time, reportStart bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.epochs == nil {
+		w.epochs, w.started = map[string]int{}, map[string]time.Time{}
+	}
+	w.epochs[instance]++
+	delete(w.servers, instance)
+	w.started[instance] = time.Time{}
+	if reportStart {
+		w.started[instance] = at
+	}
 }
 
 type worldServer struct {
@@ -142,8 +164,11 @@ func (p *worldLB) each(op, pool string, id provider.TargetID, fn func(in string,
 
 func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
 	pool := pl.Name
-	return p.each("register", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
+	return p.each("register", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if s[t.ID] == nil {
+			if p.w.capacity > 0 && len(s) >= p.w.capacity {
+				return provider.Errorf(provider.CodePoolFull, in, "pool %s holds %d servers, its capacity", pool, len(s))
+			}
 			s[t.ID] = &worldServer{addr: t.Addr(), health: provider.HealthInitial}
 		}
 		return nil
@@ -185,7 +210,7 @@ func (p *worldLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStat
 	var errs []string
 	for _, in := range p.instances {
 		name, _, _ := strings.Cut(in, "@")
-		is := provider.InstanceStatus{Instance: name, Epoch: "1"}
+		is := provider.InstanceStatus{Instance: name, Epoch: fmt.Sprint(1 + p.w.epochs[in]), StartedAt: p.w.started[in]}
 		if p.w.down[in] {
 			is.Err = fmt.Errorf("%s unreachable", in)
 			errs = append(errs, is.Err.Error())
@@ -210,7 +235,7 @@ func (p *worldLB) Status(_ context.Context, pl provider.Pool) (provider.PoolStat
 // a fake API server and a world of LB instances, with a clock the test
 // moves.
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	c        client.Client
 	w        *world
 	r        *TargetBindingReconciler
@@ -235,7 +260,7 @@ var (
 	keyB  = instanceKey(instB)
 )
 
-func hScheme(t *testing.T) *runtime.Scheme {
+func hScheme(t testing.TB) *runtime.Scheme {
 	s := runtime.NewScheme()
 	if err := clientgoscheme.AddToScheme(s); err != nil {
 		t.Fatal(err)
@@ -249,7 +274,7 @@ func hScheme(t *testing.T) *runtime.Scheme {
 // newHarness starts with an opted-in namespace, Service web (port http),
 // LoadBalancer edge (lb-a, lb-b) and binding web-edge (pool be_web, drain
 // timeout 10 s, deregistration delay 0) with its finalizer, plus objs.
-func newHarness(t *testing.T, hook zv1.PreStopHook, objs ...client.Object) *harness {
+func newHarness(t testing.TB, hook zv1.PreStopHook, objs ...client.Object) *harness {
 	t.Helper()
 	b := &zv1.TargetBinding{
 		ObjectMeta: metav1.ObjectMeta{Namespace: hNS, Name: hBinding, Finalizers: []string{Finalizer}, Generation: 1},
@@ -452,6 +477,9 @@ func (h *harness) series(name string) map[string]float64 {
 				labels = append(labels, l.GetName()+"="+l.GetValue())
 			}
 			v := m.GetGauge().GetValue()
+			if c := m.GetCounter(); c != nil {
+				v = c.GetValue()
+			}
 			out[strings.Join(labels, ",")] = v
 		}
 	}

@@ -103,7 +103,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		}
 		// After a controller restart the provider knows no slot's target:
 		// tell it this binding's, so that they are found and removed.
-		pref := r.knowAddresses(lb.Name, b, targets, memo)
+		_, pref := r.knowAddresses(lb.Name, b, targets, memo)
 		st, statusErr := r.status(lbCtx, p, lb.Name, pref)
 		pool = &st
 		if statusErr != nil {

@@ -18,6 +18,7 @@ type Metrics struct {
 	Orphans          *prometheus.GaugeVec
 	OrphansFreed     *prometheus.CounterVec
 	PodsUngated      *prometheus.GaugeVec
+	PoolReads        *prometheus.CounterVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -72,9 +73,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_pods_ungated",
 			Help: "Pods a binding selects, in a namespace opted in to gates, that lack the binding's readiness gate, lack the drain hook drain.preStop asks for, or whose drain hook names a host that is not the drain Service's current ClusterIP.",
 		}, []string{"namespace", "binding"}),
+		PoolReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_pool_status_reads_total",
+			Help: "Pool status reads by the binding reconcilers of this process: result=read made a Status call to the load balancer (one call per instance), result=shared took a read another binding of the pool made less than the share window ago.",
+		}, []string{"loadbalancer", "pool", "result"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -34,6 +34,10 @@ const (
 	// ReasonReplacing: the LB still holds the pod's name under another
 	// address (its previous incarnation), drained and removed first.
 	ReasonReplacing = "ReplacingPreviousTarget"
+	// ReasonPoolFull: the load balancer refused the target for lack of
+	// room (provider.ErrPoolFull; HAProxy: every server-template slot is
+	// taken). The message says what to change.
+	ReasonPoolFull = "PoolFull"
 )
 
 // Event reasons of a live pod's rotation on the load balancer.
@@ -53,10 +57,13 @@ const (
 	actRegister
 	actDrain
 	actDeregister
+	// actEnable puts a target that passed the LB's checks in rotation
+	// (provider.PromotionExplicit).
+	actEnable
 )
 
 func (a action) String() string {
-	return [...]string{"none", "register", "drain", "deregister"}[a]
+	return [...]string{"none", "register", "drain", "deregister", "enable"}[a]
 }
 
 // targetState is a target's place in its life, for the binding's counts.
@@ -162,6 +169,9 @@ type planInput struct {
 	Targets []observedTarget
 	// Pool is the provider's status of the pool, read once this cycle.
 	Pool provider.PoolStatus
+	// Promotion is the provider's: with PromotionExplicit a target that
+	// passed the LB's checks everywhere is enabled by the controller.
+	Promotion provider.Promotion
 	// OldWorkers is true while a previous process of some instance may
 	// still send requests after a reload (epochs.oldWorkers): no target
 	// counts as drained meanwhile.
@@ -394,6 +404,11 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 		p.Readmit = outOfRotationSomewhere(in.Pool, id)
 	}
 	healthy, reason, message := in.Pool.Healthy(id)
+	if !healthy && p.Action == actNone && in.Promotion == provider.PromotionExplicit && passedEverywhere(in.Pool, id) {
+		// The LB's own checks passed on every instance: put it in
+		// rotation now; the gate opens once the LB reports it Healthy.
+		p.Action = actEnable
+	}
 	if healthy {
 		p.State = stHealthy
 		if current == nil || current.Status != corev1.ConditionTrue || current.Reason != ReasonHealthy {
@@ -603,6 +618,21 @@ func outOfRotationSomewhere(s provider.PoolStatus, id provider.TargetID) bool {
 		}
 	}
 	return false
+}
+
+// passedEverywhere reports whether every instance was read and reports
+// the target Healthy or CheckPassed.
+func passedEverywhere(s provider.PoolStatus, id provider.TargetID) bool {
+	if !s.AllRead() {
+		return false
+	}
+	for _, in := range s.Instances {
+		ts, ok := in.Targets[id]
+		if !ok || ts.Health != provider.HealthHealthy && !ts.CheckPassed {
+			return false
+		}
+	}
+	return true
 }
 
 func presentAnywhere(s provider.PoolStatus, id provider.TargetID) bool {

@@ -504,3 +504,45 @@ func TestPlanReplacementBeforeTheEndpoint(t *testing.T) {
 		t.Fatalf("action %v on %s; want drain on the previous incarnation's address", p.Action, p.Target.Addr())
 	}
 }
+
+// Scenario: a provider whose LB needs the controller to promote a target
+// (PromotionExplicit, F5 members added disabled). Expectation: nothing is
+// enabled until every instance reports the LB's own checks passed; then
+// Enable, with the gate still False until the LB reports the target
+// Healthy (in rotation); a provider that promotes by itself is never
+// asked to.
+func TestPlanExplicitPromotionEnablesAfterTheChecksPass(t *testing.T) {
+	pod := gatedPod("web-1", true, nil)
+	passed := func(on ...int) provider.PoolStatus {
+		s := pool(id, provider.HealthInitial, provider.HealthInitial, 0)
+		for _, i := range on {
+			ts := s.Instances[i].Targets[id]
+			ts.CheckPassed = true
+			s.Instances[i].Targets[id] = ts
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name      string
+		promotion provider.Promotion
+		pool      provider.PoolStatus
+		want      action
+		gateTrue  bool
+	}{
+		{"checks not passed", provider.PromotionExplicit, passed(), actNone, false},
+		{"passed on one instance of two", provider.PromotionExplicit, passed(0), actNone, false},
+		{"passed on every instance", provider.PromotionExplicit, passed(0, 1), actEnable, false},
+		{"passed, one instance unreadable", provider.PromotionExplicit, unreadable(passed(0, 1), 1), actNone, false},
+		{"enabled: in rotation", provider.PromotionExplicit, pool(id, provider.HealthHealthy, provider.HealthHealthy, 0), actNone, true},
+		{"the LB promotes by itself", provider.PromotionSelf, passed(0, 1), actNone, false},
+	} {
+		p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Memo: map[provider.TargetID]*memo{}, Promotion: c.promotion,
+			Pool: c.pool, Targets: []observedTarget{endpoint(pod, false)}})
+		if p.Action != c.want {
+			t.Errorf("%s: action %s, want %s", c.name, p.Action, c.want)
+		}
+		if got := p.Gate != nil && p.Gate.Status == "True"; got != c.gateTrue {
+			t.Errorf("%s: gate %+v, want True=%v", c.name, p.Gate, c.gateTrue)
+		}
+	}
+}

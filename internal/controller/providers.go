@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -69,6 +70,12 @@ func (ps *Providers) For(lb *zv1.LoadBalancer) (provider.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("LoadBalancer %s: build %s provider: %w", lb.Name, lb.Spec.Provider, err)
 	}
+	if err := start(p); err != nil {
+		return nil, fmt.Errorf("LoadBalancer %s: start %s provider: %w", lb.Name, lb.Spec.Provider, err)
+	}
+	if had {
+		stop(old.p) // its memory is the controller's: nothing is lost
+	}
 	if ps.built == nil {
 		ps.built = map[string]builtProvider{}
 	}
@@ -94,7 +101,7 @@ func (ps *Providers) retireLocked(lb *zv1.LoadBalancer, old *zv1.LoadBalancerSpe
 		one := &zv1.LoadBalancer{ObjectMeta: lb.ObjectMeta, Spec: *old.DeepCopy()}
 		one.Spec.Instances = []zv1.LoadBalancerInstance{in}
 		p, err := f(one)
-		if err != nil {
+		if err != nil || start(p) != nil {
 			continue // cannot be driven (e.g. refused settings): nothing to do there
 		}
 		if ps.retired == nil {
@@ -152,6 +159,7 @@ func (ps *Providers) retiredDone(lb string, ri *retiredInstance, binding types.N
 	list := ps.retired[lb]
 	for i := range list {
 		if list[i] == ri {
+			stop(ri.p)
 			ps.retired[lb] = append(list[:i:i], list[i+1:]...)
 			break
 		}
@@ -167,6 +175,34 @@ func (ps *Providers) retiredDone(lb string, ri *retiredInstance, binding types.N
 func (ps *Providers) Forget(lb string) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
+	if b, ok := ps.built[lb]; ok {
+		stop(b.p)
+	}
+	for _, ri := range ps.retired[lb] {
+		stop(ri.p)
+	}
 	delete(ps.built, lb)
 	delete(ps.retired, lb)
+}
+
+// startTimeout bounds a provider's Start (provider.Lifecycle).
+const startTimeout = 30 * time.Second
+
+// start starts a provider that has a lifecycle.
+func start(p provider.Provider) error {
+	l, ok := p.(provider.Lifecycle)
+	if !ok {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	return l.Start(ctx)
+}
+
+// stop closes a provider that has a lifecycle; a close error only loses
+// resources the provider held, so it is not returned.
+func stop(p provider.Provider) {
+	if l, ok := p.(provider.Lifecycle); ok {
+		_ = l.Close()
+	}
 }

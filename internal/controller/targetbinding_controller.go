@@ -129,6 +129,8 @@ type TargetBindingReconciler struct {
 	// orphans maps a binding to when each orphan of its pool was first
 	// seen (see planOrphans).
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
+	// reads shares pool status reads among a pool's bindings.
+	reads poolReads
 	// epochs is what was seen of each instance's process (reloads).
 	epochs epochs
 	// book is what each binding knows of its targets' addresses: every
@@ -184,6 +186,7 @@ func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
 	delete(r.foreign, key)
 	r.mu.Unlock()
 	r.forgetAddresses(key)
+	r.reads.forget(key)
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -263,10 +266,10 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	r.checkInjection(ctx, &b, targets)
 
 	memo := r.memoFor(req.NamespacedName)
-	poolRef := r.knowAddresses(lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
+	mine, poolRef := r.knowAddresses(lb.Name, &b, targets, memo) // slots carry no pod name: map them back by address
 	lbCtx, cancel := r.lbContext(ctx)
 	defer cancel()
-	pool, statusErr := r.status(lbCtx, p, lb.Name, poolRef)
+	pool, statusErr := r.sharedStatus(lbCtx, req.NamespacedName, mine, p, lb.Name, poolRef)
 	restarted := r.epochs.observe(lb.Name, pool, r.now())
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, restarted, r.now())
@@ -293,11 +296,12 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 
 	interval, rise, fall := zv1.EffectiveHealthCheck(&lb.Spec, &b.Spec)
 	plans := plan(planInput{
-		Binding: &b,
-		Check:   provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
-		Now:     r.now(),
-		Targets: targets,
-		Pool:    pool,
+		Binding:   &b,
+		Check:     provider.HealthCheck{Interval: interval, Rise: int(rise), Fall: int(fall)},
+		Now:       r.now(),
+		Targets:   targets,
+		Pool:      pool,
+		Promotion: p.Capabilities().Promotion,
 		// Taken now, not at the read: the grace only shrinks meanwhile.
 		OldWorkers: r.epochs.oldWorkers(lb.Name, pool, reloadGrace(&lb, p), r.now()),
 		Memo:       memo,
@@ -359,6 +363,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		status, reason, msg = metav1.ConditionFalse, "InstanceUnreachable", statusErr.Error()
 	} else if len(errs) > 0 {
 		status, reason, msg = metav1.ConditionFalse, "ProviderError", errors.Join(errs...).Error()
+		if errors.Is(errors.Join(errs...), provider.ErrPoolFull) {
+			reason = ReasonPoolFull
+		}
 	}
 	if !grant.Allowed {
 		status, reason, msg = metav1.ConditionFalse, binding.ReasonPoolNotGranted, grant.Message
@@ -573,11 +580,26 @@ func servicePortName(svc *corev1.Service, ref intstr.IntOrString) (string, bool)
 	return "", false
 }
 
+// sharedStatus is status, shared with the pool's other bindings
+// (poolReads).
+func (r *TargetBindingReconciler) sharedStatus(ctx context.Context, key types.NamespacedName, mine []provider.Target, p provider.Provider, lb string, pool provider.Pool) (provider.PoolStatus, error) {
+	st, err, shared := r.reads.read(ctx, key, mine, lb, p, pool, r.shareWindow(p), r.now(), func(ctx context.Context, p provider.Provider, pool provider.Pool) (provider.PoolStatus, error) {
+		return r.status(ctx, p, lb, pool)
+	})
+	if shared && r.Metrics != nil {
+		r.Metrics.PoolReads.WithLabelValues(lb, pool.Name, "shared").Inc()
+	}
+	return st, err
+}
+
 // status reads the pool once (one call per instance) and records metrics.
 func (r *TargetBindingReconciler) status(ctx context.Context, p provider.Provider, lb string, pool provider.Pool) (provider.PoolStatus, error) {
 	start := time.Now()
 	s, err := p.Status(ctx, pool)
 	r.observeCall(lb, "status", start, err)
+	if r.Metrics != nil {
+		r.Metrics.PoolReads.WithLabelValues(lb, pool.Name, "read").Inc()
+	}
 	return s, err
 }
 
@@ -624,6 +646,8 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			callErr = p.Register(lbCtx, pref, tp.Target)
 		case actDrain:
 			callErr = p.SetDraining(lbCtx, pref, tp.Target)
+		case actEnable:
+			callErr = p.Enable(lbCtx, pref, tp.Target)
 		case actDeregister:
 			callErr = p.Deregister(lbCtx, pref, tp.Target)
 			if errors.Is(callErr, provider.ErrTargetBusy) {
@@ -668,6 +692,12 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 			}
 			r.Metrics.DrainDuration.WithLabelValues(b.Namespace, b.Name, result).Observe(tp.DrainLatency.Seconds())
 		}
+	}
+	if act == actRegister && errors.Is(callErr, provider.ErrPoolFull) && tp.Gate != nil && tp.Gate.Status != corev1.ConditionTrue {
+		// Tell the pod why it waits: the pool has no room for it.
+		g := *tp.Gate
+		g.Reason, g.Message = ReasonPoolFull, fmt.Sprintf("the load balancer has no room for the target in pool %s: %v", b.Spec.Pool, errors.Unwrap(callErr))
+		tp.Gate = &g
 	}
 	if tp.Gate != nil && pod != nil && !r.DrainOnly {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))

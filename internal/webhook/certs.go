@@ -458,3 +458,23 @@ func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 	return n
 }
+
+// EnsureCerts runs the rotator once before the manager starts. A serve
+// replica's reader retries while the Secret is missing or not yet valid:
+// at install the reconcile role issues it moments later.
+func EnsureCerts(ctx context.Context, rot *CertRotator, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		err := rot.Ensure(ctx)
+		if err == nil || !rot.ReadOnly {
+			return err
+		}
+		log.Info("waiting for the webhook certificate Secret", "secret", rot.Secret.String(), "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (is a --role=reconcile or --role=all controller running with the same --namespace and --webhook-service?)", err)
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
