@@ -61,4 +61,3 @@ func TestProviderTestKeptThroughAnAdapter(t *testing.T) {
 		t.Fatalf("want 4 kept of 4, got %+v (%v):\n%s", rep, err, out)
 	}
 }
-
