@@ -1,6 +1,6 @@
 // Command zerodrop-adapter is the reference provider adapter: it serves a
-// provider (today HAProxy, through its Runtime API) over zerodrop's
-// provider protocol (docs/provider-protocol.md), so that a LoadBalancer of
+// provider (HAProxy through its Runtime API, or NGINX open source through
+// its upstream include files and reloads) over zerodrop's provider protocol (docs/provider-protocol.md), so that a LoadBalancer of
 // provider "external" drives it.
 //
 //	zerodrop-adapter --provider haproxy \
@@ -56,11 +56,12 @@ type served struct {
 // that reads them.
 type backend func(fs *flag.FlagSet) func(c common) (served, error)
 
-// backends are the providers this binary serves, by --provider. To add one
-// (the NGINX provider, provider/nginx): write its flags-and-constructor in
-// its own file (as haproxy.go) and add it here.
+// backends are the providers this binary serves, by --provider. To add one,
+// write its flags-and-constructor in its own file (as haproxy.go, nginx.go)
+// and add it here.
 var backends = map[string]backend{
 	"haproxy": haproxyBackend,
+	"nginx":   nginxBackend,
 }
 
 // common holds the flags every backend reads.
