@@ -40,6 +40,7 @@ bench: deps build
 
 docs:
 	$(GO) run ./hack/gendocs
+	$(GO) run ./hack/genprotocol
 
 # generate regenerates deepcopy, CRDs and RBAC with controller-gen.
 generate:

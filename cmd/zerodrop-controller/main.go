@@ -188,9 +188,11 @@ func parse(args []string) (options, error) {
 
 // Providers returns the registry's constructors with this process's
 // settings; instances with tls get their client certificate from secrets
-// at each connection.
+// at each connection, and an external adapter's bearer token from its
+// Secret.
 func Providers(log *slog.Logger, timeout, breakerBackoff time.Duration, secrets *controller.TLSSecrets) map[zv1.ProviderType]controller.ProviderFactory {
-	return providers.Builtin(providers.Options{Log: log, Timeout: timeout, BreakerBackoff: breakerBackoff, TLS: secrets.For})
+	return providers.Builtin(providers.Options{Log: log, Timeout: timeout, BreakerBackoff: breakerBackoff, TLS: secrets.For,
+		Secret: providers.SecretKeys(secrets.Reader, secrets.Namespace)})
 }
 
 func run(ctx context.Context, args []string) error {

@@ -84,6 +84,7 @@ type Controller struct {
 	reconcileProbe           string // health-probe address of the reconcile process
 	mu                       sync.Mutex
 	serve, reconcile         *proc.Process
+	adapter                  *proc.Process // zerodrop-adapter, for a LoadBalancer of provider external
 	restarts                 int
 }
 
@@ -105,6 +106,13 @@ func labScheme() (*runtime.Scheme, error) {
 // HAProxy instances, and returns when the webhook serves. Stop removes all
 // of it again.
 func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Controller, err error) {
+	return startController(ctx, t, log, false)
+}
+
+// startController is StartController; viaAdapter also starts
+// zerodrop-adapter in front of the HAProxy instances and makes the
+// LoadBalancer one of provider external pointing at it.
+func startController(ctx context.Context, t Target, log *slog.Logger, viaAdapter bool) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
 	}
@@ -199,7 +207,15 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 	if err := installWebhook(ctx, kc, c.webhookConfig, "https://"+loop(webhookPort), caPEM); err != nil {
 		return c, err
 	}
-	if err := kc.Create(ctx, labLoadBalancer(t)); err != nil {
+	lb := labLoadBalancer(t)
+	if viaAdapter {
+		url, err := c.startAdapter(ctx, t)
+		if err != nil {
+			return c, err
+		}
+		lb = adapterLoadBalancer(lb, url)
+	}
+	if err := kc.Create(ctx, lb.DeepCopy()); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
 		}
@@ -207,7 +223,7 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		if err := kc.Get(ctx, types.NamespacedName{Name: LoadBalancerName}, &cur); err != nil {
 			return c, err
 		}
-		cur.Spec = labLoadBalancer(t).Spec
+		cur.Spec = lb.Spec
 		if err := kc.Update(ctx, &cur); err != nil {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
 		}
@@ -274,7 +290,7 @@ func (c *Controller) Stop() {
 		_ = client.IgnoreNotFound(c.c.Delete(ctx, &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}))
 	}
 	c.mu.Lock()
-	procs := []*proc.Process{c.reconcile, c.serve}
+	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}
 	c.mu.Unlock()
 	for _, p := range procs {
 		if p != nil {
@@ -301,11 +317,16 @@ func (c *Controller) Logs() string {
 // waitHTTP polls url until it answers 200, the process exits, or ctx ends
 // (bounded to one minute).
 func waitHTTP(ctx context.Context, url string, p *proc.Process) error {
+	return waitHTTPWith(ctx, http.DefaultClient, url, p)
+}
+
+// waitHTTPWith is waitHTTP with client hc.
+func waitHTTPWith(ctx context.Context, hc *http.Client, url string, p *proc.Process) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := hc.Do(req)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -125,9 +125,10 @@ var Scenarios = []Scenario{
 	},
 }
 
-// AllScenarios are the four baselines and the zerodrop scenario, in order.
+// AllScenarios are the four baselines, the zerodrop scenario and the
+// zerodrop scenario through the provider adapter, in order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.

@@ -41,7 +41,13 @@ const zerodropGrace = 45 * time.Second
 // scenario's Service to the HAProxy backend and opts the namespace in, then
 // waits until the webhook gives a new pod of the Service its gate.
 func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration, err error) {
-	ctl, err := StartController(ctx, t, nil)
+	return prepareZerodropWith(ctx, t, ns, false)
+}
+
+// prepareZerodropWith is prepareZerodrop; viaAdapter puts zerodrop-adapter
+// between the controller and HAProxy (ZerodropAdapterScenario).
+func prepareZerodropWith(ctx context.Context, t Target, ns string, viaAdapter bool) (in *Integration, err error) {
+	ctl, err := startController(ctx, t, nil, viaAdapter)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,8 @@ func Builtin(o Options) map[zv1.ProviderType]Factory {
 		o.Log = slog.Default()
 	}
 	return map[zv1.ProviderType]Factory{
-		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) { return newHAProxy(o, lb) },
+		zv1.ProviderHAProxy:  func(lb *zv1.LoadBalancer) (provider.Provider, error) { return newHAProxy(o, lb) },
+		zv1.ProviderExternal: func(lb *zv1.LoadBalancer) (provider.Provider, error) { return NewExternal(o, lb) },
 	}
 }
 

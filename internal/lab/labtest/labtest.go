@@ -66,3 +66,20 @@ func Require(t testing.TB) (k8sbin.Binaries, string) {
 	testenv.RequireBinary(t, "haproxy")
 	return Binaries(t), App(t)
 }
+
+// Adapter returns the zerodrop-adapter program: $ZERODROP_ADAPTER, or a
+// build of cmd/zerodrop-adapter into a temporary directory. It also sets
+// $ZERODROP_ADAPTER for the test, so that the lab finds it.
+func Adapter(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("ZERODROP_ADAPTER"); p != "" {
+		return p
+	}
+	p := filepath.Join(t.TempDir(), "zerodrop-adapter")
+	out, err := exec.Command("go", "build", "-o", p, "zerodrop.dev/zerodrop/cmd/zerodrop-adapter").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build zerodrop-adapter: %v\n%s", err, out)
+	}
+	t.Setenv("ZERODROP_ADAPTER", p)
+	return p
+}
