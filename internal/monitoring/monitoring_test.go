@@ -218,6 +218,7 @@ func TestDocsListEveryMetric(t *testing.T) {
 type alertRule struct {
 	Alert       string            `json:"alert"`
 	Expr        string            `json:"expr"`
+	For         string            `json:"for"`
 	Labels      map[string]string `json:"labels"`
 	Annotations map[string]string `json:"annotations"`
 }
@@ -230,6 +231,7 @@ func alerts(t *testing.T) []alertRule {
 	}
 	var f struct {
 		Groups []struct {
+			Name  string      `json:"name"`
 			Rules []alertRule `json:"rules"`
 		} `json:"groups"`
 	}

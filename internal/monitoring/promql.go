@@ -32,10 +32,22 @@ var labelListWords = map[string]bool{
 // string, brace or bracket is an error naming its offset.
 func MetricNames(expr string) ([]string, error) {
 	seen := map[string]bool{}
+	var open []int // offsets of unclosed parentheses
 	i := 0
 	for i < len(expr) {
 		c := expr[i]
 		switch {
+		case c == '(':
+			open = append(open, i)
+			i++
+		case c == ')':
+			if len(open) == 0 {
+				return nil, fmt.Errorf("offset %d: ')' closes nothing", i)
+			}
+			open = open[:len(open)-1]
+			i++
+		case c == '}' || c == ']':
+			return nil, fmt.Errorf("offset %d: %q closes nothing", i, c)
 		case c == '"' || c == '\'' || c == '`':
 			end, err := skipString(expr, i)
 			if err != nil {
@@ -83,6 +95,9 @@ func MetricNames(expr string) ([]string, error) {
 		default:
 			i++
 		}
+	}
+	if len(open) > 0 {
+		return nil, fmt.Errorf("offset %d: '(' never closed", open[len(open)-1])
 	}
 	out := make([]string, 0, len(seen))
 	for n := range seen {
