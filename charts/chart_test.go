@@ -199,6 +199,21 @@ func TestChartValues(t *testing.T) {
 			t.Errorf("image by digest = %v", got)
 		}
 	})
+	t.Run("values.schema.json rejects typos and bad values", func(t *testing.T) {
+		for _, tc := range []struct {
+			vals map[string]any
+			want string
+		}{
+			{map[string]any{"reconcile": map[string]any{"replica": 3}}, "replica"},
+			{map[string]any{"serve": map[string]any{"replicas": "two"}}, "replicas"},
+			{map[string]any{"image": map[string]any{"pullPolicy": "Sometimes"}}, "pullPolicy"},
+			{map[string]any{"reconcile": map[string]any{"providerPollInterval": "fast"}}, "providerPollInterval"},
+		} {
+			if _, err := renderErr(tc.vals); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("values %v: error %v, want one naming %s", tc.vals, err, tc.want)
+			}
+		}
+	})
 	t.Run("monitoring toggles", func(t *testing.T) {
 		objs := render(t, nil)
 		for k := range objs {

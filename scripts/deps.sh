@@ -5,6 +5,8 @@ need=()
 command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
+# promtool checks and unit-tests the alerts (config/monitoring).
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
