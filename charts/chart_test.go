@@ -135,8 +135,8 @@ func TestChartValues(t *testing.T) {
 		if v := firstWebhook(t, objs, "ValidatingWebhookConfiguration//zerodrop-controller"); v["failurePolicy"] != "Fail" {
 			t.Errorf("binding validator failurePolicy = %v, want Fail (always)", v["failurePolicy"])
 		}
-		if _, err := renderErr(map[string]any{"webhook": map[string]any{"failurePolicy": "Sometimes"}}); err == nil || !strings.Contains(err.Error(), "webhook.failurePolicy") {
-			t.Errorf("failurePolicy Sometimes: error %v, want one naming webhook.failurePolicy", err)
+		if _, err := renderErr(map[string]any{"webhook": map[string]any{"failurePolicy": "Sometimes"}}); err == nil || !strings.Contains(err.Error(), "webhook/failurePolicy") {
+			t.Errorf("failurePolicy Sometimes: error %v, want one naming webhook/failurePolicy", err)
 		}
 	})
 	t.Run("cert-manager mode: a Certificate, no self-managed certificate flow", func(t *testing.T) {
@@ -167,8 +167,8 @@ func TestChartValues(t *testing.T) {
 				t.Errorf("%s inject-ca-from = %v", k, got)
 			}
 		}
-		if _, err := renderErr(map[string]any{"webhook": map[string]any{"certMode": "vault"}}); err == nil || !strings.Contains(err.Error(), "webhook.certMode") {
-			t.Errorf("certMode vault: error %v, want one naming webhook.certMode", err)
+		if _, err := renderErr(map[string]any{"webhook": map[string]any{"certMode": "vault"}}); err == nil || !strings.Contains(err.Error(), "webhook/certMode") {
+			t.Errorf("certMode vault: error %v, want one naming webhook/certMode", err)
 		}
 	})
 	t.Run("image, resources, priorityClass", func(t *testing.T) {
