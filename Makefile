@@ -41,10 +41,13 @@ bench: deps build
 docs:
 	$(GO) run ./hack/gendocs
 	$(GO) run ./hack/genprotocol
+	$(GO) run ./hack/genchart
 
-# generate regenerates deepcopy, CRDs and RBAC with controller-gen.
+# generate regenerates deepcopy, CRDs and RBAC with controller-gen, then
+# the Helm chart's copies of them, the dashboard and the values table.
 generate:
 	bash hack/generate.sh
+	$(GO) run ./hack/genchart
 
 # image builds the controller's container image (needs a Docker engine).
 image:
