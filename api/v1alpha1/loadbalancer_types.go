@@ -22,9 +22,9 @@ const (
 // LoadBalancerSpec describes one external load balancer: its provider and how
 // to reach each of its instances (an HAProxy active/standby pair is one
 // LoadBalancer with two instances, and both must agree before a gate opens).
-// +kubebuilder:validation:XValidation:rule="self.provider != 'haproxy' || size(self.instances) >= 1",message="provider haproxy needs at least one instance"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'haproxy' || has(self.instances) && size(self.instances) >= 1",message="provider haproxy needs at least one instance"
 // +kubebuilder:validation:XValidation:rule="(self.provider == 'external') == has(self.external)",message="external is required with provider external and allowed only with it"
-// +kubebuilder:validation:XValidation:rule="self.provider != 'external' || size(self.instances) == 0",message="provider external: the adapter reports its instances; leave instances empty"
+// +kubebuilder:validation:XValidation:rule="self.provider != 'external' || !has(self.instances) || size(self.instances) == 0",message="provider external: the adapter reports its instances; leave instances empty"
 type LoadBalancerSpec struct {
 	// Provider is the kind of load balancer.
 	// +kubebuilder:default=haproxy

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -40,7 +41,7 @@ func TestCRDValidation(t *testing.T) {
 		{"tls secret name that is not a Secret name", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "Bad_Name"}}}), "secretRef.name"},
 		{"tls secret namespace that is not a namespace", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "s", Namespace: "a.b"}}}), "secretRef.namespace"},
 		{"tls server name with a space", lb(zv1.LoadBalancerInstance{Name: "a", Address: "10.0.0.1:9999", TLS: &zv1.InstanceTLS{SecretRef: zv1.SecretReference{Name: "s"}, ServerName: "lb a"}}), "serverName"},
-		{"no instance", lb(), "instances"},
+		{"no instance", lb(), "needs at least one instance"},
 		{"server options with a command separator", func() client.Object {
 			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
 			l.Spec.PoolDefaults.ServerOptions = "maxconn 10; del server be/x"
@@ -66,6 +67,21 @@ func TestCRDValidation(t *testing.T) {
 			l.Spec.Pools = []zv1.PoolGrant{{Name: "be_web"}, {Name: "be_web"}}
 			return l
 		}(), "Duplicate"},
+		{"provider external without external", &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-"}, Spec: zv1.LoadBalancerSpec{Provider: zv1.ProviderExternal}}, "external is required"},
+		{"provider external with instances", &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-"}, Spec: zv1.LoadBalancerSpec{Provider: zv1.ProviderExternal,
+			External: &zv1.ExternalProvider{URL: "https://adapter.lb:8443"}, Instances: []zv1.LoadBalancerInstance{{Name: "a", Socket: "/run/a.sock"}}}}, "leave instances empty"},
+		{"external on provider haproxy", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.External = &zv1.ExternalProvider{URL: "https://adapter.lb:8443"}
+			return l
+		}(), "external is required with provider external and allowed only with it"},
+		{"external over plain http", &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-"}, Spec: zv1.LoadBalancerSpec{Provider: zv1.ProviderExternal,
+			External: &zv1.ExternalProvider{URL: "http://adapter.lb:8080"}}}, "https://"},
+		{"reload grace over an hour", func() client.Object {
+			l := lb(zv1.LoadBalancerInstance{Name: "a", Socket: "/run/a.sock"})
+			l.Spec.ReloadGrace = &metav1.Duration{Duration: 2 * time.Hour}
+			return l
+		}(), "reloadGrace"},
 		{"binding name longer than a condition name", binding(strings.Repeat("a", 64), nil), "at most 63 characters"},
 		{"service port 0", binding("port0", func(b *zv1.TargetBinding) { b.Spec.ServiceRef.Port = intstr.FromInt32(0) }), "port must be"},
 		{"gate timeout below 1s", binding("short", func(b *zv1.TargetBinding) { b.Spec.Gate.Timeout = &metav1.Duration{Duration: 1} }), "timeout must be between"},
@@ -90,6 +106,15 @@ func TestCRDValidation(t *testing.T) {
 		if got := l.Spec.Pools[0].AllowedNamespaces.From; got != zv1.NamespacesFromSame {
 			t.Fatalf("allowedNamespaces.from defaulted to %q, want Same", got)
 		}
+	})
+
+	t.Run("provider external without instances", func(t *testing.T) {
+		l := &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{GenerateName: "ext-"}, Spec: zv1.LoadBalancerSpec{Provider: zv1.ProviderExternal,
+			External: &zv1.ExternalProvider{URL: "https://adapter.lb:8443", TokenSecretRef: &zv1.SecretReference{Name: "adapter-token"}}}}
+		if err := suite.c.Create(ctx, l); err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		t.Cleanup(func() { suite.c.Delete(ctx, l) })
 	})
 
 	t.Run("tls with a Secret in the controller's namespace", func(t *testing.T) {
