@@ -101,10 +101,11 @@ func labScheme() (*runtime.Scheme, error) {
 }
 
 // StartController installs the CRDs, starts both controller processes,
-// installs the webhook configuration and the LoadBalancer for the lab's
-// HAProxy instances, and returns when the webhook serves. Stop removes all
-// of it again.
-func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Controller, err error) {
+// installs the webhook configuration and the LoadBalancer lb (named
+// LoadBalancerName: labLoadBalancer for the lab's HAProxy instances,
+// nginxLoadBalancer for its NGINX instances behind the adapter), and returns
+// when the webhook serves. Stop removes all of it again.
+func StartController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
 	}
@@ -199,7 +200,8 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 	if err := installWebhook(ctx, kc, c.webhookConfig, "https://"+loop(webhookPort), caPEM); err != nil {
 		return c, err
 	}
-	if err := kc.Create(ctx, labLoadBalancer(t)); err != nil {
+	want := lb.Spec
+	if err := kc.Create(ctx, lb); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
 		}
@@ -207,7 +209,7 @@ func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Contro
 		if err := kc.Get(ctx, types.NamespacedName{Name: LoadBalancerName}, &cur); err != nil {
 			return c, err
 		}
-		cur.Spec = labLoadBalancer(t).Spec
+		cur.Spec = want
 		if err := kc.Update(ctx, &cur); err != nil {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
 		}

@@ -40,9 +40,22 @@ const zerodropGrace = 45 * time.Second
 // prepareZerodrop starts zerodrop-controller against the lab, binds the
 // scenario's Service to the HAProxy backend and opts the namespace in, then
 // waits until the webhook gives a new pod of the Service its gate.
-func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration, err error) {
-	ctl, err := StartController(ctx, t, nil)
+func prepareZerodrop(ctx context.Context, t Target, ns string) (*Integration, error) {
+	return prepareGates(ctx, t, ns, LBHAProxy, labLoadBalancer(t), nil)
+}
+
+// prepareGates starts zerodrop-controller with the LoadBalancer lb for the
+// lab's instances of kind k, binds the scenario's Service to its pool
+// BackendName and opts the namespace in, then waits until the webhook gives
+// a new pod of the Service its gate. after, when set, runs once the
+// controller has stopped (in the Integration's Stop, also when
+// prepareGates fails).
+func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.LoadBalancer, after func()) (in *Integration, err error) {
+	ctl, err := StartController(ctx, t, lb, nil)
 	if err != nil {
+		if after != nil {
+			after()
+		}
 		return nil, err
 	}
 	kc := ctl.c
@@ -71,7 +84,10 @@ func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration,
 			return apierrors.IsNotFound(err)
 		}))
 		ctl.Stop()
-		errs = append(errs, clearBackend(cctx, t.HAProxy))
+		if after != nil {
+			after()
+		}
+		errs = append(errs, t.clearPool(cctx, k))
 		if err := errors.Join(errs...); err != nil {
 			ctl.log.Warn("zerodrop scenario cleanup", "err", err)
 		}
