@@ -36,7 +36,10 @@ func (l *Lab) startNGINX(ctx context.Context, i int) error {
 		// Longer than the scenarios' slow requests (6 s): a reload does
 		// not cut them.
 		ShutdownTimeout: NGINXShutdownTimeout,
-		Logger:          l.log,
+		// As the lab HAProxy's `timeout connect`: a request sent to a pod
+		// whose address is gone fails after 1 s instead of 60 s.
+		ConnectTimeout: time.Second,
+		Logger:         l.log,
 	})
 	if err != nil {
 		return fmt.Errorf("lab: %s: %w", name, err)
