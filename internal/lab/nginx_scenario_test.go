@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -69,6 +71,36 @@ func TestNGINXNaiveScenarioDropsRequests(t *testing.T) {
 			t.Errorf("%s: rollout %d dropped nothing (per rollout %v)", res.Name(), i+1, res.FailedPerRollout)
 		}
 	}
+
+	// Close leaves no NGINX master or worker behind (a reload forks new
+	// workers: the state records them as they come).
+	l.recordNGINXPids()
+	var nginxProcs []Proc
+	for _, p := range l.State().Processes {
+		if strings.HasPrefix(p.Name, "nginx-") {
+			nginxProcs = append(nginxProcs, p)
+		}
+	}
+	if len(nginxProcs) < 2*(1+NGINXWorkers) {
+		t.Errorf("state records %d NGINX processes, want at least %d: %+v", len(nginxProcs), 2*(1+NGINXWorkers), nginxProcs)
+	}
+	if err := l.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	for _, p := range nginxProcs {
+		if isExe(p.PID, p.Exe) && !zombie(p.PID) {
+			t.Errorf("%s (pid %d) still runs after Close", p.Name, p.PID)
+		}
+	}
+}
+
+func zombie(pid int) bool {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(raw), ')')
+	return i > 0 && len(raw) > i+2 && raw[i+2] == 'Z'
 }
 
 // Scenario: zerodrop through NGINX — the naive app (exits at once on
