@@ -183,7 +183,9 @@ func nginxServersUp(ctx context.Context, in NGINXState, n int) (bool, string) {
 		return false, "no upstream " + in.Pool
 	}
 	var addrs []string
+	var since []time.Duration // per server in rotation: written at (boot clock), 0 unknown
 	down := 0
+	boot, _ := nginxproc.BootID()
 	for _, s := range u.Servers {
 		switch {
 		case s.Placeholder || s.Down && s.Addr == emptyPoolPlaceholder:
@@ -191,6 +193,11 @@ func nginxServersUp(ctx context.Context, in NGINXState, n int) (bool, string) {
 			down++
 		default:
 			addrs = append(addrs, s.Addr)
+			if f.Boot == boot {
+				since = append(since, s.Since)
+			} else {
+				since = append(since, 0)
+			}
 		}
 	}
 	if len(addrs) != n || down > 0 {
@@ -207,9 +214,18 @@ func nginxServersUp(ctx context.Context, in NGINXState, n int) (bool, string) {
 	for _, w := range cur {
 		// Start times are truncated to a tick; a worker forked in the
 		// same tick as the write did load it (NGINX parses before it
-		// forks, and the writers reload after writing).
-		if nginxproc.Wall(w.Started).Add(nginxproc.Tick).Before(fi.ModTime()) {
-			return false, fmt.Sprintf("worker %d started before the file's last change (reload pending)", w.PID)
+		// forks, and the writers reload after writing). Lines the NGINX
+		// provider wrote carry their own write time (it removes a
+		// drained line without a reload: the file's time would say a
+		// reload is pending); the baseline's lines have the file's.
+		for i, a := range addrs {
+			loaded := w.Started+nginxproc.Tick >= since[i]
+			if since[i] == 0 {
+				loaded = !nginxproc.Wall(w.Started).Add(nginxproc.Tick).Before(fi.ModTime())
+			}
+			if !loaded {
+				return false, fmt.Sprintf("worker %d started before server %s was written (reload pending)", w.PID, a)
+			}
 		}
 	}
 	c := http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
