@@ -253,6 +253,7 @@ const emptyPoolPlaceholder = "127.0.0.1:9"
 func clearNGINXPools(ctx context.Context, ns []NGINXState) error {
 	var errs []error
 	for _, in := range ns {
+		since := nginxproc.Now()
 		changed, err := nginxsync.Write(nginxsync.Instance{UpstreamFile: in.UpstreamFile, PidFile: in.PidFile},
 			labnginx.RenderUpstreams([]labnginx.Pool{{Name: in.Pool}}))
 		if err != nil {
@@ -260,7 +261,7 @@ func clearNGINXPools(ctx context.Context, ns []NGINXState) error {
 			continue
 		}
 		if changed {
-			if err := waitFreshWorkers(ctx, in, nil); err != nil {
+			if err := waitFreshWorkers(ctx, in, nil, since); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -283,13 +284,13 @@ func reloadNGINX(ctx context.Context, in NGINXState) error {
 	if err := syscall.Kill(m.PID, syscall.SIGHUP); err != nil {
 		return fmt.Errorf("lab: reload %s: SIGHUP to %d: %w", in.Name, m.PID, err)
 	}
-	return waitFreshWorkers(ctx, in, before)
+	return waitFreshWorkers(ctx, in, before, 0)
 }
 
 // waitFreshWorkers waits (up to 15 s) until the master's current workers
-// are none of old's (nil: until they started after now).
-func waitFreshWorkers(ctx context.Context, in NGINXState, old map[int]bool) error {
-	since := nginxproc.Now()
+// are none of old's (old nil: until every one started at since, on the boot
+// clock, or later).
+func waitFreshWorkers(ctx context.Context, in NGINXState, old map[int]bool, since time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	for {
