@@ -30,10 +30,12 @@ check-examples: build
 # demo: check the examples (exit 1 is expected: they include wrong
 # configurations), then the lab's four baseline scenarios and zerodrop
 # (10 rollouts, then under an HAProxy reload and a controller kill in the
-# middle of every rollout), at 1,000 requests/s through two HAProxy instances.
+# middle of every rollout), at 1,000 requests/s through two HAProxy instances,
+# then the NGINX baseline (sync by reload) and zerodrop through two NGINX
+# instances (3 rollouts each).
 demo: deps build
 	$(BIN)/zerodrop check examples/ || [ $$? -eq 1 ]
-	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json
+	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --nginx 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json
 
 bench: deps build
 	bash bench/run.sh

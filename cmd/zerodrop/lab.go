@@ -21,7 +21,7 @@ var labSubcommands []func() *cobra.Command
 func newLabCmd() *cobra.Command {
 	lab := &cobra.Command{
 		Use:   "lab",
-		Short: "A local cluster (real kube-apiserver, etcd, HAProxy) that reproduces and measures dropped requests",
+		Short: "A local cluster (real kube-apiserver, etcd, HAProxy, NGINX) that reproduces and measures dropped requests",
 	}
 	lab.AddCommand(newLabBinariesCmd())
 	for _, c := range labSubcommands {

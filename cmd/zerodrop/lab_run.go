@@ -33,6 +33,7 @@ type labFlags struct {
 	dir      string
 	nodes    int
 	haproxys int
+	nginxs   int
 	app      string
 	inter    time.Duration
 	rise     int
@@ -44,6 +45,7 @@ func (f *labFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.dir, "dir", lab.DefaultDir(), "run directory (state file, logs)")
 	cmd.Flags().IntVar(&f.nodes, "nodes", 2, "node agents (Nodes lab-node-0...)")
 	cmd.Flags().IntVar(&f.haproxys, "haproxy", 1, "HAProxy instances in front of the pods")
+	cmd.Flags().IntVar(&f.nginxs, "nginx", 0, "NGINX instances beside HAProxy, for the NGINX scenarios (lab run: default as many as --haproxy when a run needs them)")
 	cmd.Flags().StringVar(&f.app, "app", "", "zerodrop-app program (default: next to this executable, or on PATH)")
 	cmd.Flags().DurationVar(&f.inter, "check-interval", haproxy.DefaultCheckInterval, "HAProxy health-check interval")
 	cmd.Flags().IntVar(&f.rise, "check-rise", haproxy.DefaultCheckRise, "HAProxy health checks passed before a server is UP")
@@ -52,7 +54,7 @@ func (f *labFlags) register(cmd *cobra.Command) {
 
 func (f *labFlags) options(logger *slog.Logger) lab.Options {
 	return lab.Options{
-		Dir: f.dir, Nodes: f.nodes, HAProxyInstances: f.haproxys, AppBinary: f.app, Logger: logger,
+		Dir: f.dir, Nodes: f.nodes, HAProxyInstances: f.haproxys, NGINXInstances: f.nginxs, AppBinary: f.app, Logger: logger,
 		Check: haproxy.Check{Interval: f.inter, Rise: f.rise, Fall: f.fall},
 	}
 }
@@ -128,7 +130,7 @@ func labBackground(cmd *cobra.Command, f labFlags, verbose bool) error {
 	}
 	defer logf.Close()
 	args := []string{"lab", "up", "--foreground", "--dir", f.dir, "--nodes", fmt.Sprint(f.nodes),
-		"--haproxy", fmt.Sprint(f.haproxys), "--check-interval", f.inter.String(),
+		"--haproxy", fmt.Sprint(f.haproxys), "--nginx", fmt.Sprint(f.nginxs), "--check-interval", f.inter.String(),
 		"--check-rise", fmt.Sprint(f.rise), "--check-fall", fmt.Sprint(f.fall), "--timeout", f.timeout.String()}
 	if f.app != "" {
 		args = append(args, "--app", f.app)
@@ -177,6 +179,9 @@ func printLab(w io.Writer, st lab.State) {
 	fmt.Fprintf(w, "  nodes       %s (pods in %s on bridge %s)\n", strings.Join(st.Nodes, ", "), st.PodCIDR, st.Bridge)
 	for _, h := range st.HAProxy {
 		fmt.Fprintf(w, "  %s   http://%s (backend %s, runtime API %s)\n", h.Name, h.Frontend, h.Backend, h.Socket)
+	}
+	for _, n := range st.NGINX {
+		fmt.Fprintf(w, "  %s     http://%s (upstream %s in %s, pid file %s)\n", n.Name, n.Frontend, n.Pool, n.UpstreamFile, n.PidFile)
 	}
 	fmt.Fprintf(w, "  try: kubectl --kubeconfig %s get nodes\n", st.Kubeconfig)
 }
@@ -259,11 +264,14 @@ func newLabRunCmd() *cobra.Command {
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Roll a Deployment of the sample app K times under constant load through HAProxy; count failed requests",
+		Short: "Roll a Deployment of the sample app K times under constant load through HAProxy or NGINX; count failed requests",
 		Long: `Runs one scenario (or all) and prints the table: scenario, rollouts,
 requests, failed requests, failures per rollout and by class, rollout time.
 Uses the lab started by ` + "`zerodrop lab up`" + ` when one runs in --dir; otherwise
-starts a lab for this run and removes it afterwards.
+starts a lab for this run and removes it afterwards. Each scenario names its
+load balancer: the nginx scenarios run through the lab's NGINX instances
+(--nginx; a lab this command starts gets as many as --haproxy when a run
+needs them), the others through HAProxy.
 
 Scenarios:
 ` + scenarioHelp(),
@@ -289,10 +297,20 @@ Scenarios:
 			defer cancel()
 			// Warnings only: the progress lines and the table are the output.
 			logger := labLogger(cmd.ErrOrStderr(), slog.LevelWarn, verbose)
+			needNGINX := false
+			for _, r := range runs {
+				needNGINX = needNGINX || r.scenario.LB == lab.LBNGINX
+			}
+			if needNGINX && !cmd.Flags().Changed("nginx") {
+				f.nginxs = f.haproxys
+			}
 			var target lab.Target
 			if st, err := lab.ReadState(f.dir); err == nil && st.Ready && proc.Alive(st.Supervisor.PID, st.Supervisor.Exe) {
 				if target, err = lab.TargetFromState(st); err != nil {
 					return err
+				}
+				if needNGINX && len(target.NGINX) == 0 {
+					return fmt.Errorf("the lab in %s runs no NGINX instance, which the nginx scenarios need: start it with `zerodrop lab up --nginx 2`", f.dir)
 				}
 				fmt.Fprintf(cmd.ErrOrStderr(), "using the lab in %s\n", f.dir)
 			} else {
@@ -343,7 +361,7 @@ Scenarios:
 	f.register(cmd)
 	cmd.Flags().StringVar(&scenario, "scenario", "all", "scenario, or comma-separated runs NAME[+FAULT][:K] (zerodrop+kill, zerodrop:10), or all")
 	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
-	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through HAProxy (requests/s)")
+	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through the load balancer (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
@@ -354,21 +372,22 @@ Scenarios:
 func scenarioHelp() string {
 	var b strings.Builder
 	for _, s := range lab.AllScenarios() {
-		fmt.Fprintf(&b, "  %-10s %s\n", s.Name, s.Summary)
+		fmt.Fprintf(&b, "  %-15s %s\n", s.Name, s.Summary)
 	}
 	b.WriteString("\nRuns are NAME[+FAULT][:K]: K overrides --rollouts for that run.\n")
 	b.WriteString("Faults (NAME+FAULT), one in the middle of every rollout, when its first old pod is deleted:\n")
-	b.WriteString("  reload     every HAProxy instance is reloaded (state saved to the server-state file first)\n")
-	b.WriteString("  reloadall  every HAProxy instance is reloaded at the same moment (no instance answers for a while)\n")
+	b.WriteString("  reload     every instance is reloaded (HAProxy: state saved to the server-state file first; NGINX: SIGHUP)\n")
+	b.WriteString("  reloadall  every instance is reloaded at the same moment (no HAProxy instance answers for a while)\n")
 	b.WriteString("  kill       the controller's reconciler is killed with SIGKILL and restarted 1 s later\n")
 	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
 }
 
 // allRuns is what --scenario all runs: the four baselines, zerodrop, and
-// zerodrop under each fault.
+// zerodrop under each fault, then the NGINX baseline and zerodrop through
+// NGINX.
 // zerodrop's own run is at least 10 rollouts, the bar it has to clear.
-const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill"
+const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,nginx-naive,zerodrop-nginx"
 
 // labRun is one scenario with an optional fault and rollout count (0:
 // --rollouts).

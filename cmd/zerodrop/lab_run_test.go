@@ -8,8 +8,8 @@ import (
 )
 
 // Scenario: --scenario reads NAME[+FAULT][:K] lists; "all" is the four
-// baselines, zerodrop with at least 10 rollouts, and zerodrop under each
-// fault; bad names, faults and counts are refused with the item named.
+// baselines, zerodrop with at least 10 rollouts, zerodrop under each
+// fault, and the two NGINX scenarios; bad names, faults and counts are refused with the item named.
 func TestParseRuns(t *testing.T) {
 	runs, err := parseRuns("all")
 	if err != nil {
@@ -26,7 +26,7 @@ func TestParseRuns(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	if want := "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill"; strings.Join(got, ",") != want {
+	if want := "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,nginx-naive,zerodrop-nginx"; strings.Join(got, ",") != want {
 		t.Errorf("all = %s, want %s", strings.Join(got, ","), want)
 	}
 	for _, bad := range []string{"nope", "zerodrop+explode", "zerodrop:0", "zerodrop:x", "naive:101"} {

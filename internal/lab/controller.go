@@ -102,17 +102,18 @@ func labScheme() (*runtime.Scheme, error) {
 }
 
 // StartController installs the CRDs, starts both controller processes,
-// installs the webhook configuration and the LoadBalancer for the lab's
-// HAProxy instances, and returns when the webhook serves. Stop removes all
-// of it again.
-func StartController(ctx context.Context, t Target, log *slog.Logger) (c *Controller, err error) {
-	return startController(ctx, t, log, false)
+// installs the webhook configuration and the LoadBalancer lb (named
+// LoadBalancerName: labLoadBalancer for the lab's HAProxy instances,
+// nginxLoadBalancer for its NGINX instances behind the adapter), and returns
+// when the webhook serves. Stop removes all of it again.
+func StartController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger) (c *Controller, err error) {
+	return startController(ctx, t, lb, log, false)
 }
 
 // startController is StartController; viaAdapter also starts
-// zerodrop-adapter in front of the HAProxy instances and makes the
-// LoadBalancer one of provider external pointing at it.
-func startController(ctx context.Context, t Target, log *slog.Logger, viaAdapter bool) (c *Controller, err error) {
+// zerodrop-adapter in front of the HAProxy instances and makes lb one of
+// provider external pointing at it.
+func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
 	}
@@ -207,7 +208,6 @@ func startController(ctx context.Context, t Target, log *slog.Logger, viaAdapter
 	if err := installWebhook(ctx, kc, c.webhookConfig, "https://"+loop(webhookPort), caPEM); err != nil {
 		return c, err
 	}
-	lb := labLoadBalancer(t)
 	if viaAdapter {
 		url, err := c.startAdapter(ctx, t)
 		if err != nil {
@@ -215,6 +215,7 @@ func startController(ctx context.Context, t Target, log *slog.Logger, viaAdapter
 		}
 		lb = adapterLoadBalancer(lb, url)
 	}
+	want := lb.Spec
 	if err := kc.Create(ctx, lb.DeepCopy()); err != nil {
 		if !apierrors.IsAlreadyExists(err) {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
@@ -223,7 +224,7 @@ func startController(ctx context.Context, t Target, log *slog.Logger, viaAdapter
 		if err := kc.Get(ctx, types.NamespacedName{Name: LoadBalancerName}, &cur); err != nil {
 			return c, err
 		}
-		cur.Spec = lb.Spec
+		cur.Spec = want
 		if err := kc.Update(ctx, &cur); err != nil {
 			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
 		}

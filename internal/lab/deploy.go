@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -10,7 +9,7 @@ import (
 )
 
 // Deployed is a scenario's app and Service deployed in a fresh namespace,
-// with what keeps HAProxy's backend filled (the baseline syncer, or the
+// with what keeps the load balancer's pool filled (the baseline syncer, or the
 // scenario's own integration) running until Close.
 type Deployed struct {
 	// Namespace holds the Deployment "web" and the Service "web".
@@ -19,6 +18,8 @@ type Deployed struct {
 	Replicas int32
 	// Integration is what the scenario's Prepare started, if anything.
 	Integration Integration
+	// LB is the load balancer the scenario runs through.
+	LB LBKind
 
 	stops []func() // in start order; Close runs them in reverse
 }
@@ -27,13 +28,13 @@ type Deployed struct {
 // scenario's Prepare, starts the baseline syncer unless the scenario brings
 // its own load-balancer integration, creates the Service and the
 // Deployment, and waits until the rollout is complete and every replica
-// passes HAProxy's health checks on every instance. Only RunOptions'
+// passes the load balancer's checks on every instance. Only RunOptions'
 // Replicas, RolloutTimeout, Namespace, Logger and Progress matter here. On
 // error, what was created is removed again.
 func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deployed, err error) {
 	o.defaults(s)
-	if len(t.HAProxy) == 0 {
-		return nil, errors.New("lab: deploy: no HAProxy instance to serve through")
+	if _, _, err := t.instances(s.lb()); err != nil {
+		return nil, err
 	}
 	cs := t.Client
 	if err := recreateNamespace(ctx, cs, o.Namespace); err != nil {
@@ -41,10 +42,10 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 	}
 	// A clean backend: what an earlier scenario left (the baseline syncer
 	// stops before its namespace is deleted) would count as servers here.
-	if err := clearBackend(ctx, t.HAProxy); err != nil {
-		return nil, fmt.Errorf("lab: clear the HAProxy backend: %w", err)
+	if err := t.clearPool(ctx, s.lb()); err != nil {
+		return nil, fmt.Errorf("lab: clear the %s pool: %w", s.lb(), err)
 	}
-	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas}
+	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas, LB: s.lb()}
 	d.stops = append(d.stops, func() {
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
@@ -76,7 +77,7 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 		}
 	}
 	if !s.ExternalLB {
-		stopSync, err := startSyncer(ctx, t, o.Namespace, "web", o.Logger)
+		stopSync, err := t.startBaselineSyncer(ctx, s.lb(), o.Namespace, "web", o.Logger)
 		if err != nil {
 			return d, err
 		}
@@ -90,12 +91,12 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 	if _, err := cs.AppsV1().Deployments(o.Namespace).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
 		return d, fmt.Errorf("lab: create deployment: %w", err)
 	}
-	fmt.Fprintf(o.Progress, "[%s] deployed %d replicas; waiting until they serve through HAProxy\n", s.Name, o.Replicas)
+	fmt.Fprintf(o.Progress, "[%s] deployed %d replicas; waiting until they serve through %s\n", s.Name, o.Replicas, s.lb())
 	wctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
 	defer cancel()
 	err = waitRolledOut(wctx, cs, o.Namespace, "web")
 	if err == nil {
-		err = waitServersUp(wctx, t.HAProxy, int(o.Replicas))
+		err = t.waitServersUp(wctx, s.lb(), int(o.Replicas))
 	}
 	if err != nil {
 		return d, fmt.Errorf("lab: initial deployment: %w", err)

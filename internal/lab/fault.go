@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,11 +16,12 @@ type Fault string
 const (
 	// FaultNone: nothing goes wrong.
 	FaultNone Fault = ""
-	// FaultReload reloads every HAProxy instance (SIGUSR2 to the master
-	// after saving the servers' state, as `systemctl reload` does with
-	// the server-state-file practice).
+	// FaultReload reloads every instance of the scenario's load balancer:
+	// HAProxy by SIGUSR2 to the master after saving the servers' state, as
+	// `systemctl reload` does with the server-state-file practice; NGINX by
+	// SIGHUP to the master, as `nginx -s reload` does.
 	FaultReload Fault = "reload"
-	// FaultReloadAll reloads every HAProxy instance at the same moment (the
+	// FaultReloadAll reloads every instance at the same moment (the
 	// signals are sent together, not one instance after the other): for a
 	// moment no instance may answer the Runtime API, and a controller that
 	// took "nothing read" for "not registered" would release every drain.
@@ -103,37 +103,10 @@ func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollo
 			ev.Err = err.Error()
 		}
 	case FaultReload:
-		for _, h := range t.HAProxy {
-			if err := reloadHAProxy(ctx, h); err != nil {
-				ev.Err = err.Error()
-				break
-			}
-		}
+		ev.Err = t.reload(ctx, d.LB, false)
 	case FaultReloadAll:
-		ev.Err = reloadAtOnce(ctx, t.HAProxy)
+		ev.Err = t.reload(ctx, d.LB, true)
 	}
 	ev.Took = time.Since(struck)
 	return ev
-}
-
-// reloadAtOnce reloads every instance from its own goroutine, released
-// together, and returns the errors joined ("" when every reload worked).
-func reloadAtOnce(ctx context.Context, hs []HAProxyState) string {
-	errs := make([]error, len(hs))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, h := range hs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			<-start
-			errs[i] = reloadHAProxy(ctx, h)
-		}()
-	}
-	close(start)
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err.Error()
-	}
-	return ""
 }

@@ -1,9 +1,10 @@
 // Package lab assembles zerodrop's local lab: a real control plane (package
 // cluster), node agents that play the kubelet and run pods as processes in
 // their own network namespaces (packages node and netns), and real HAProxy
-// instances in front of the pods (package haproxy). Scenarios (scenario.go)
-// roll a Deployment of the sample app under constant load through HAProxy
-// and count the failed requests.
+// instances in front of the pods (package haproxy), and optionally real
+// NGINX instances beside them (package nginx). Scenarios (scenario.go) roll
+// a Deployment of the sample app under constant load through the scenario's
+// load balancer (HAProxy or NGINX) and count the failed requests.
 //
 // A lab records what it creates in a state file in its run directory, so
 // `zerodrop lab down` can remove everything after a crash: processes by
@@ -35,6 +36,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
 	"zerodrop.dev/zerodrop/internal/lab/netns"
+	labnginx "zerodrop.dev/zerodrop/internal/lab/nginx"
 	"zerodrop.dev/zerodrop/internal/lab/node"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
 )
@@ -59,6 +61,14 @@ const BackendSlots = 16
 // worker serves its connections after a reload.
 const HardStopAfter = 10 * time.Second
 
+// NGINXShutdownTimeout is the lab NGINX's worker_shutdown_timeout: how long
+// an old worker keeps its connections after a reload (as HardStopAfter,
+// longer than the scenarios' 6 s slow requests).
+const NGINXShutdownTimeout = 10 * time.Second
+
+// NGINXWorkers is worker_processes of the lab's NGINX instances.
+const NGINXWorkers = 2
+
 // DefaultBridge is the lab's bridge; its pod namespaces are DefaultBridge-N.
 const DefaultBridge = "zdlab0"
 
@@ -81,6 +91,10 @@ type Options struct {
 	// HAProxyInstances is how many HAProxy instances front the pods (each
 	// its own process, frontend and runtime socket); default 1.
 	HAProxyInstances int
+	// NGINXInstances is how many NGINX instances run beside HAProxy (each
+	// its own master, workers, frontend and upstream file), for the
+	// scenarios whose load balancer is NGINX; default 0.
+	NGINXInstances int
 	// Check is HAProxy's health check of the app's servers. Default:
 	// GET /healthz every 1 s, rise 3, fall 2 (ALB's 30 s x 5 / 2 scaled
 	// down so that a run takes minutes).
@@ -105,6 +119,8 @@ type Lab struct {
 	Network *netns.Network
 	// HAProxy are the instances in front of the pods.
 	HAProxy []*haproxy.Instance
+	// NGINX are the NGINX instances (Options.NGINXInstances).
+	NGINX []*labnginx.Instance
 	// AppBinary is the program the app image runs.
 	AppBinary string
 	// Check is the HAProxy health check in use.
@@ -323,6 +339,11 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		})
 		l.recordHAProxyPids()
 	}
+	for i := range opts.NGINXInstances {
+		if err := l.startNGINX(startCtx, i); err != nil {
+			return l, err
+		}
+	}
 	go l.refreshLoop(runCtx)
 	l.updateState(func(s *State) { s.Ready = true })
 	l.log.Info("lab ready", "dir", dir, "kubeconfig", l.Cluster.Kubeconfig, "nodes", nodeNames, "frontend", l.Frontends())
@@ -332,7 +353,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 // Target returns what scenarios run against: this lab's API and HAProxy
 // instances.
 func (l *Lab) Target() Target {
-	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: l.State().HAProxy, Check: l.Check}
+	st := l.State()
+	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check}
 }
 
 // TargetFromState connects to a lab recorded in a state file (one started
@@ -350,7 +372,7 @@ func TargetFromState(st *State) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("lab: client for %s: %w", st.Server, err)
 	}
-	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, Check: st.Check}, nil
+	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: st.Check}, nil
 }
 
 // Frontends returns the address of each HAProxy's app frontend.
@@ -413,6 +435,7 @@ func (l *Lab) refreshLoop(ctx context.Context) {
 			l.updateState(func(s *State) { s.Namespaces = names })
 		}
 		l.recordHAProxyPids()
+		l.recordNGINXPids()
 	}
 }
 
@@ -423,6 +446,9 @@ func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
 		var errs []error
 		for _, in := range l.HAProxy {
+			errs = append(errs, in.Stop())
+		}
+		for _, in := range l.NGINX {
 			errs = append(errs, in.Stop())
 		}
 		if l.cancel != nil {
@@ -472,6 +498,11 @@ func Down(ctx context.Context, dir string, log *slog.Logger) (bool, error) {
 	}
 	for _, h := range st.HAProxy {
 		if err := haproxy.StopDir(filepath.Dir(h.Config)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, n := range st.NGINX {
+		if err := stopNGINXFromState(ctx, n); err != nil {
 			errs = append(errs, err)
 		}
 	}

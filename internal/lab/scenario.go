@@ -2,7 +2,6 @@ package lab
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,12 +61,16 @@ type Scenario struct {
 	// default (30 s).
 	GracePeriod time.Duration
 
+	// LB is the load balancer the scenario runs through: its load, its
+	// baseline syncer and its "servers up" waits; "" is LBHAProxy.
+	LB LBKind
+
 	// The hooks below let a scenario bring its own load-balancer
 	// integration (zerodrop-controller's scenario: readiness gates and
 	// drain gates instead of the baseline syncer).
 
 	// ExternalLB skips the baseline syncer: something the scenario starts
-	// in Prepare keeps HAProxy's backend filled.
+	// in Prepare keeps the load balancer's pool filled.
 	ExternalLB bool
 	// Prepare runs after the namespace and the Service are created and
 	// before the Deployment is (label the namespace, create bindings, start
@@ -125,10 +128,22 @@ var Scenarios = []Scenario{
 	},
 }
 
-// AllScenarios are the four baselines, the zerodrop scenario and the
-// zerodrop scenario through the provider adapter, in order.
+// NGINXNaiveScenario is the naive scenario through NGINX instead of
+// HAProxy, with NGINX's own baseline: the upstream file rewritten from the
+// Service's Ready endpoints and NGINX reloaded (a template and a reload
+// loop), no gate.
+var NGINXNaiveScenario = Scenario{
+	Name:    "nginx-naive",
+	Summary: "naive through NGINX, synced by rewriting the upstream and reloading (no gate)",
+	App:     baseApp,
+	LB:      LBNGINX,
+}
+
+// AllScenarios are the four baselines, the zerodrop scenario, the zerodrop
+// scenario through the provider adapter, and the two NGINX scenarios, in
+// order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.
@@ -212,8 +227,8 @@ func (s Scenario) Service(ns string) *corev1.Service {
 type RunOptions struct {
 	// Rollouts is how many times the Deployment is rolled (K); default 3.
 	Rollouts int
-	// Rate is the constant request rate (per second, across all HAProxy
-	// instances); default 200.
+	// Rate is the constant request rate (per second, across all the
+	// load balancer's instances); default 200.
 	Rate float64
 	// SlowRate is the rate of slow requests sent besides Rate (reports,
 	// uploads: requests still in flight when a pod is told to stop);
@@ -246,8 +261,9 @@ type RunOptions struct {
 	Progress io.Writer
 }
 
-// Target is the lab a scenario runs against: its API and its HAProxy
-// instances (a lab in this process, or one started by `zerodrop lab up`).
+// Target is the lab a scenario runs against: its API and its HAProxy and
+// NGINX instances (a lab in this process, or one started by `zerodrop lab
+// up`).
 type Target struct {
 	// Config is the admin client configuration (for controllers a
 	// scenario starts); Client is built from it. Kubeconfig is the same
@@ -256,6 +272,7 @@ type Target struct {
 	Kubeconfig string
 	Client     kubernetes.Interface
 	HAProxy    []HAProxyState
+	NGINX      []NGINXState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
 }
@@ -347,15 +364,17 @@ func (o *RunOptions) defaults(s Scenario) {
 }
 
 // Run runs one scenario: it deploys the app and its Service in a fresh
-// namespace, keeps HAProxy's backend in sync with the Service's Ready
-// endpoints (the baseline syncer), waits until every replica serves through
-// HAProxy, then sends constant load through every HAProxy instance while
+// namespace, keeps the load balancer's pool in sync with the Service's Ready
+// endpoints (the baseline syncer of the scenario's LB, or the scenario's
+// own integration), waits until every replica serves through the load
+// balancer, then sends constant load through every instance of it while
 // rolling the Deployment K times, and counts what failed. The namespace is
 // deleted afterwards, also on failure.
 func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, err error) {
 	o.defaults(s)
-	if len(t.HAProxy) == 0 {
-		return res, errors.New("lab: run: no HAProxy instance to send load through")
+	lbNames, frontends, err := t.instances(s.lb())
+	if err != nil {
+		return res, err
 	}
 	cs := t.Client
 	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}, Fault: o.Fault}
@@ -377,7 +396,8 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
 	var probe *latencyProbe
-	if s.ExternalLB {
+	if s.ExternalLB && s.lb() == LBHAProxy {
+		// NGINX open source has no per-server counters to probe.
 		probe = startProbe(loadCtx, cs, o.Namespace, t.HAProxy)
 	}
 	var rec recorder
@@ -393,16 +413,16 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	if o.SlowRate > 0 {
 		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second, true})
 	}
-	for _, h := range t.HAProxy {
+	for _, fe := range frontends {
 		for _, st := range streams {
 			results, err := verify.Attack(loadCtx, verify.Load{
-				Target:   verify.Target{URL: "http://" + h.Frontend + st.path},
-				Rate:     st.rate / float64(len(t.HAProxy)),
+				Target:   verify.Target{URL: "http://" + fe + st.path},
+				Rate:     st.rate / float64(len(frontends)),
 				Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
 				Timeout:  st.timeout,
 			})
 			if err != nil {
-				return res, fmt.Errorf("lab: load through %s: %w", h.Frontend, err)
+				return res, fmt.Errorf("lab: load through %s: %w", fe, err)
 			}
 			wg.Add(1)
 			go func() {
@@ -413,8 +433,8 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			}()
 		}
 	}
-	step("load at %.0f req/s (+ %.0f req/s taking %s) through %d HAProxy instance(s); settling %s",
-		o.Rate, max(0, o.SlowRate), o.SlowLatency, len(t.HAProxy), o.Settle)
+	step("load at %.0f req/s (+ %.0f req/s taking %s) through %d %s instance(s); settling %s",
+		o.Rate, max(0, o.SlowRate), o.SlowLatency, len(frontends), s.lb(), o.Settle)
 	var runErr error
 	if !sleepCtx(ctx, o.Settle) {
 		runErr = ctx.Err()
@@ -450,9 +470,9 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		took := time.Since(start)
 		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
 		// Let the rollout's consequences land in its own window: new pods
-		// passing HAProxy's checks, then the settle time.
+		// passing the load balancer's checks, then the settle time.
 		rctx, cancel = context.WithTimeout(ctx, o.RolloutTimeout)
-		err = waitServersUp(rctx, t.HAProxy, int(o.Replicas))
+		err = t.waitServersUp(rctx, s.lb(), int(o.Replicas))
 		cancel()
 		if err != nil {
 			runErr = fmt.Errorf("lab: after rollout %d: %w", i+1, err)
@@ -468,11 +488,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	res.Ended = time.Now()
 	rec.fill(&res, marks)
 	if probe != nil {
-		var names []string
-		for _, h := range t.HAProxy {
-			names = append(names, h.Name)
-		}
-		res.Gates = probe.result(names, time.Duration(t.Check.Rise)*t.Check.Interval)
+		res.Gates = probe.result(lbNames, time.Duration(t.Check.Rise)*t.Check.Interval)
 	}
 	return res, runErr
 }

@@ -46,6 +46,9 @@ type State struct {
 	Namespaces []string `json:"namespaces,omitempty"`
 	// HAProxy lists the HAProxy instances in front of the pods.
 	HAProxy []HAProxyState `json:"haproxy,omitempty"`
+	// NGINX lists the NGINX instances in front of the pods (scenarios
+	// whose load balancer is NGINX send their load through them).
+	NGINX []NGINXState `json:"nginx,omitempty"`
 	// Check is HAProxy's health check of the app's servers.
 	Check haproxy.Check `json:"check"`
 	// AppBinary is the program the image zerodrop-lab/app runs.
@@ -88,6 +91,28 @@ type HAProxyState struct {
 	// lab's own way in (probe, reload, cleanup).
 	AdminTLS    string `json:"adminTLS,omitempty"`
 	AdminTLSDir string `json:"adminTLSDir,omitempty"`
+}
+
+// NGINXState is one NGINX instance of the lab.
+type NGINXState struct {
+	// Name distinguishes instances (nginx-0, nginx-1).
+	Name string `json:"name"`
+	// Frontend is the address clients send requests to (upstream Pool).
+	Frontend string `json:"frontend"`
+	// Pool is the upstream the syncer or the provider keeps filled.
+	Pool string `json:"pool"`
+	// UpstreamFile is the include file holding the upstreams; PidFile
+	// names the master (reloads: SIGHUP), running Exe.
+	UpstreamFile string `json:"upstreamFile"`
+	PidFile      string `json:"pidFile"`
+	Master       int    `json:"master,omitempty"`
+	Exe          string `json:"exe,omitempty"`
+	// Config is the main configuration file; ErrorLog NGINX's error log.
+	Config   string `json:"config"`
+	ErrorLog string `json:"errorLog"`
+	// ShutdownTimeout is worker_shutdown_timeout: how long an old worker
+	// keeps its connections after a reload.
+	ShutdownTimeout time.Duration `json:"shutdownTimeout"`
 }
 
 // ReadState reads a run directory's state file.

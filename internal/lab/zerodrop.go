@@ -40,15 +40,28 @@ const zerodropGrace = 45 * time.Second
 // prepareZerodrop starts zerodrop-controller against the lab, binds the
 // scenario's Service to the HAProxy backend and opts the namespace in, then
 // waits until the webhook gives a new pod of the Service its gate.
-func prepareZerodrop(ctx context.Context, t Target, ns string) (in *Integration, err error) {
+func prepareZerodrop(ctx context.Context, t Target, ns string) (*Integration, error) {
 	return prepareZerodropWith(ctx, t, ns, false)
 }
 
 // prepareZerodropWith is prepareZerodrop; viaAdapter puts zerodrop-adapter
 // between the controller and HAProxy (ZerodropAdapterScenario).
-func prepareZerodropWith(ctx context.Context, t Target, ns string, viaAdapter bool) (in *Integration, err error) {
-	ctl, err := startController(ctx, t, nil, viaAdapter)
+func prepareZerodropWith(ctx context.Context, t Target, ns string, viaAdapter bool) (*Integration, error) {
+	return prepareGates(ctx, t, ns, LBHAProxy, labLoadBalancer(t), nil, viaAdapter)
+}
+
+// prepareGates starts zerodrop-controller with the LoadBalancer lb for the
+// lab's instances of kind k, binds the scenario's Service to its pool
+// BackendName and opts the namespace in, then waits until the webhook gives
+// a new pod of the Service its gate. after, when set, runs once the
+// controller has stopped (in the Integration's Stop, also when
+// prepareGates fails). viaAdapter: see startController.
+func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.LoadBalancer, after func(), viaAdapter bool) (in *Integration, err error) {
+	ctl, err := startController(ctx, t, lb, nil, viaAdapter)
 	if err != nil {
+		if after != nil {
+			after()
+		}
 		return nil, err
 	}
 	kc := ctl.c
@@ -77,7 +90,10 @@ func prepareZerodropWith(ctx context.Context, t Target, ns string, viaAdapter bo
 			return apierrors.IsNotFound(err)
 		}))
 		ctl.Stop()
-		errs = append(errs, clearBackend(cctx, t.HAProxy))
+		if after != nil {
+			after()
+		}
+		errs = append(errs, t.clearPool(cctx, k))
 		if err := errors.Join(errs...); err != nil {
 			ctl.log.Warn("zerodrop scenario cleanup", "err", err)
 		}

@@ -1,6 +1,6 @@
 // Package labtest gives tests what the lab needs from the machine, in one
-// place: the Kubernetes binaries, root, ip and haproxy, and the sample app's
-// program. A missing piece skips the test locally and fails it in CI
+// place: the Kubernetes binaries, root, ip, haproxy and nginx, and the
+// programs of this repository the lab runs. A missing piece skips the test locally and fails it in CI
 // (package testenv).
 package labtest
 
@@ -57,19 +57,10 @@ func Controller(t *testing.T) string {
 	return p
 }
 
-// Require checks everything a whole lab needs (root, ip, haproxy, the
-// Kubernetes binaries) and returns the binaries and the app's program.
-func Require(t testing.TB) (k8sbin.Binaries, string) {
-	t.Helper()
-	testenv.RequireRoot(t)
-	testenv.RequireBinary(t, "ip")
-	testenv.RequireBinary(t, "haproxy")
-	return Binaries(t), App(t)
-}
-
-// Adapter returns the zerodrop-adapter program: $ZERODROP_ADAPTER, or a
-// build of cmd/zerodrop-adapter into a temporary directory. It also sets
-// $ZERODROP_ADAPTER for the test, so that the lab finds it.
+// Adapter returns the zerodrop-adapter program (the reference provider
+// adapter): $ZERODROP_ADAPTER, or a build of cmd/zerodrop-adapter into a
+// temporary directory. It also sets $ZERODROP_ADAPTER for the test, so that
+// the lab finds it.
 func Adapter(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("ZERODROP_ADAPTER"); p != "" {
@@ -82,4 +73,20 @@ func Adapter(t *testing.T) string {
 	}
 	t.Setenv("ZERODROP_ADAPTER", p)
 	return p
+}
+
+// RequireNGINX checks for the nginx program the lab's NGINX instances run.
+func RequireNGINX(t testing.TB) {
+	t.Helper()
+	testenv.RequireBinary(t, "nginx")
+}
+
+// Require checks everything a whole lab needs (root, ip, haproxy, the
+// Kubernetes binaries) and returns the binaries and the app's program.
+func Require(t testing.TB) (k8sbin.Binaries, string) {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "ip")
+	testenv.RequireBinary(t, "haproxy")
+	return Binaries(t), App(t)
 }

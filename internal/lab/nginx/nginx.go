@@ -58,6 +58,10 @@ type Config struct {
 	// ProxyTimeout is proxy_read_timeout and proxy_send_timeout; default
 	// 30s.
 	ProxyTimeout time.Duration
+	// ConnectTimeout is proxy_connect_timeout; zero leaves NGINX's default
+	// (60s). A pod whose network namespace is gone does not refuse: the
+	// connection hangs until this timeout, holding the client's request.
+	ConnectTimeout time.Duration
 	// StartTimeout bounds Start and Reload; default 15s.
 	StartTimeout time.Duration
 	// Logger receives lifecycle lines; slog.Default when nil.
@@ -118,7 +122,7 @@ func (c *Config) validate() error {
 	if strings.ContainsAny(c.NextUpstream, ";{}#\"'\\\n") {
 		return fmt.Errorf("nginx config: next upstream %q: quotes, braces, ';' and '#' are not allowed", c.NextUpstream)
 	}
-	if c.ShutdownTimeout < time.Millisecond || c.ProxyTimeout < time.Millisecond {
+	if c.ShutdownTimeout < time.Millisecond || c.ProxyTimeout < time.Millisecond || c.ConnectTimeout < 0 {
 		return fmt.Errorf("nginx config: timeouts must be at least 1ms")
 	}
 	return nil
@@ -169,6 +173,9 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_next_upstream {{$.NextUpstream}};
+{{- if $.ConnectTimeout}}
+            proxy_connect_timeout {{ms $.ConnectTimeout}}ms;
+{{- end}}
             proxy_read_timeout {{ms $.ProxyTimeout}}ms;
             proxy_send_timeout {{ms $.ProxyTimeout}}ms;
         }
