@@ -215,19 +215,8 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		}
 		lb = adapterLoadBalancer(lb, url)
 	}
-	want := lb.Spec
-	if err := kc.Create(ctx, lb.DeepCopy()); err != nil {
-		if !apierrors.IsAlreadyExists(err) {
-			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
-		}
-		var cur zv1.LoadBalancer
-		if err := kc.Get(ctx, types.NamespacedName{Name: LoadBalancerName}, &cur); err != nil {
-			return c, err
-		}
-		cur.Spec = want
-		if err := kc.Update(ctx, &cur); err != nil {
-			return c, fmt.Errorf("lab: LoadBalancer %s: %w", LoadBalancerName, err)
-		}
+	if err := putLoadBalancer(ctx, kc, lb); err != nil {
+		return c, err
 	}
 	log.Info("zerodrop-controller started", "serve", c.serve.PID(), "reconcile", c.reconcile.PID(), "dir", dir)
 	return c, nil
@@ -288,7 +277,16 @@ func (c *Controller) Stop() {
 	if c.c != nil {
 		_ = client.IgnoreNotFound(c.c.Delete(ctx, &admissionv1.MutatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.webhookConfig}}))
 		_ = client.IgnoreNotFound(c.c.Delete(ctx, &admissionv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: c.webhookConfig}}))
-		_ = client.IgnoreNotFound(c.c.Delete(ctx, &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}))
+		// The LoadBalancer's finalizer is removed by the reconciler: wait
+		// (bounded) until it is gone before stopping it, so the next run
+		// does not meet a terminating LoadBalancer.
+		if err := c.c.Delete(ctx, &zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: LoadBalancerName}}); err == nil {
+			wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+			_ = pollUntil(wctx, 100*time.Millisecond, func() bool {
+				return apierrors.IsNotFound(c.c.Get(wctx, types.NamespacedName{Name: LoadBalancerName}, &zv1.LoadBalancer{}))
+			})
+			wcancel()
+		}
 	}
 	c.mu.Lock()
 	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}
@@ -313,6 +311,40 @@ func (c *Controller) Logs() string {
 		}
 	}
 	return out
+}
+
+// putLoadBalancer creates lb, or gives an existing one lb's spec. A
+// LoadBalancer that an earlier run deleted may still be terminating (its
+// finalizer stays while TargetBindings of a deleted namespace are
+// finalized); updating it would be lost when it goes, so wait until it is
+// gone (bounded to two minutes) and create it anew.
+func putLoadBalancer(ctx context.Context, kc client.Client, lb *zv1.LoadBalancer) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	for {
+		err := kc.Create(ctx, lb.DeepCopy())
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("lab: LoadBalancer %s: %w", lb.Name, err)
+		}
+		var cur zv1.LoadBalancer
+		if err := kc.Get(ctx, types.NamespacedName{Name: lb.Name}, &cur); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("lab: LoadBalancer %s: %w", lb.Name, err)
+		} else if err == nil && cur.DeletionTimestamp == nil {
+			cur.Spec = lb.Spec
+			if err := kc.Update(ctx, &cur); err != nil {
+				return fmt.Errorf("lab: LoadBalancer %s: %w", lb.Name, err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: LoadBalancer %s is still being deleted (finalizer %s): %w", lb.Name, cur.Finalizers, ctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // waitHTTP polls url until it answers 200, the process exits, or ctx ends
