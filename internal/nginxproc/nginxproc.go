@@ -232,35 +232,70 @@ func parseStat(s string) (stat, error) {
 	return stat{state: f[0][0], ppid: ppid, startTicks: start}, nil
 }
 
-// children lists the child pids of pid: from /proc/<pid>/task/*/children
-// when the kernel has it, else by scanning every process's parent.
+// children lists the child pids of pid. /proc/<pid>/task/*/children alone
+// is not enough: the kernel walks the parent's list of children by position
+// between two reads of it, so when one child exits during the walk the next
+// one is skipped ("it was never promised to be accurate", fs/proc/array.c).
+// After a reload the old workers exit one by one, so that skip can hide an
+// old worker that still holds a request, or every current one. A scan of
+// /proc, which walks pids in numeric order, lists every process that lives
+// through the scan; a worker forked during it may be missed there, so the
+// children files are read too and the two lists are merged. Every pid found
+// is checked against its stat's ppid by the caller.
 func children(pid int) []int {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	if len(tasks) > 0 {
-		var out []int
-		for _, t := range tasks {
-			b, err := os.ReadFile(t)
-			if err != nil {
-				continue
-			}
-			for _, f := range strings.Fields(string(b)) {
-				if c, err := strconv.Atoi(f); err == nil {
-					out = append(out, c)
-				}
-			}
-		}
-		return out
-	}
-	ents, _ := os.ReadDir("/proc")
+	seen := map[int]bool{}
 	var out []int
-	for _, e := range ents {
-		c, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if st, err := readStat(c); err == nil && st.ppid == pid {
+	add := func(c int) {
+		if !seen[c] {
+			seen[c] = true
 			out = append(out, c)
 		}
 	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil {
+				add(c)
+			}
+		}
+	}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		c, err := strconv.Atoi(e.Name())
+		if err != nil || seen[c] {
+			continue
+		}
+		if st, err := readStat(c); err == nil && st.ppid == pid {
+			add(c)
+		}
+	}
 	return out
+}
+
+// SignalPending reports whether sig is pending for the process: sent, and
+// not yet taken by its handler (/proc/<pid>/status, ShdPnd and SigPnd).
+func SignalPending(pid int, sig unix.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	return signalPending(string(b), sig)
+}
+
+func signalPending(status string, sig unix.Signal) bool {
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k != "ShdPnd" && k != "SigPnd" {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err == nil && sig >= 1 && sig <= 64 && mask&(1<<(uint(sig)-1)) != 0 {
+			return true
+		}
+	}
+	return false
 }
