@@ -78,7 +78,7 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 	syscall.Kill(b.MasterPID(), syscall.SIGCONT)
 	stopped = false
 	resumed := time.Now()
-	took := r.waitHealth(pl, "pod-a", provider.HealthHealthy, 5*time.Second)
+	took := r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	t.Logf("Register -> Healthy on a: < %v; b resumed -> Healthy on both: %v", resumed.Sub(start), took)
 	for range 10 {
 		if code := get(b.Addr(), "/"); code != 200 {
@@ -103,8 +103,8 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
-	r.waitHealth(pl, "pod-b", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
+	r.waitHealth(pl, "pod-b", provider.HealthHealthy, 20*time.Second)
 	// Hold one request on pod-a (round robin: those that land on pod-b
 	// return at once).
 	var held sync.WaitGroup
@@ -114,7 +114,7 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 		held.Add(1)
 		go func() {
 			defer held.Done()
-			code := get(in.Addr(), "/slow")
+			code := getWithin(in.Addr(), "/slow", 2*time.Minute)
 			mu.Lock()
 			codes = append(codes, code)
 			mu.Unlock()
@@ -156,20 +156,34 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 	if n := a.hits.Load() - aHits; n != 0 {
 		t.Fatalf("the draining target got %d new request(s)", n)
 	}
-	// Meanwhile the new workers' siblings exit (nothing held): reading
-	// the workers while they do must still find the one holding the
-	// request, every time.
-	for i := range 200 {
+	// Meanwhile the old generation's idle workers exit: reading the
+	// workers while they do must still find the one holding the request,
+	// every time (well within worker_shutdown_timeout, at which NGINX
+	// itself drops the request).
+	for i := 0; i == 0 || i < 200 && time.Since(drainStart) < in.ShutdownTimeout()/2; i++ {
 		if err := r.p.Deregister(ctx, pl, a.target); !errors.Is(err, provider.ErrTargetBusy) {
-			t.Fatalf("Deregister #%d while a worker holds a request to it: %v, want ErrTargetBusy", i+1, err)
+			var alive []int
+			for _, w := range workers {
+				if nginxproc.Alive(w.PID) {
+					alive = append(alive, w.PID)
+				}
+			}
+			t.Fatalf("Deregister #%d while a worker holds a request to it: %v, want ErrTargetBusy (workers of before the drain alive: %v; requests held on pod-a: %d)", i+1, err, alive, a.active.Load())
 		}
-		if h := health(r.status(pl), "pod-a"); h[0] != provider.HealthDraining {
-			t.Fatalf("read #%d, request still held: %v, want Draining", i+1, h)
+		if st := r.status(pl); health(st, "pod-a")[0] != provider.HealthDraining {
+			var alive []int
+			for _, w := range workers {
+				if nginxproc.Alive(w.PID) {
+					alive = append(alive, w.PID)
+				}
+			}
+			now, _ := in.Workers()
+			t.Fatalf("read #%d, request still held: %+v, want Draining (workers of before the drain %v, alive: %v; now %v; requests held on pod-a: %d)", i+1, st.Instances[0].Targets["pod-a"], workers, alive, now, a.active.Load())
 		}
 	}
 	released := time.Now()
 	a.release()
-	took := r.waitHealth(pl, "pod-a", provider.HealthDrained, 5*time.Second)
+	took := r.waitHealth(pl, "pod-a", provider.HealthDrained, 20*time.Second)
 	// Drained is reported only once no worker of before the drain is alive.
 	for _, w := range workers {
 		if nginxproc.Alive(w.PID) {
@@ -233,7 +247,7 @@ func TestCallsAreIdempotent(t *testing.T) {
 		if err := s.call(); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		r.waitHealth(pl, "pod-a", s.want, 12*time.Second)
+		r.waitHealth(pl, "pod-a", s.want, 30*time.Second)
 		f0, e0 := snapshot()
 		if err := s.call(); err != nil {
 			t.Fatalf("%s again: %v", s.name, err)
@@ -271,7 +285,7 @@ func TestFreshProviderReportsTheSameStatus(t *testing.T) {
 	}
 	for _, step := range []string{"draining", "drained"} {
 		if step == "drained" {
-			r.waitHealth(pl, "pod-b", provider.HealthDrained, 12*time.Second)
+			r.waitHealth(pl, "pod-b", provider.HealthDrained, 30*time.Second)
 		}
 		// The fresh provider's read, between two reads of the first one
 		// that agree (an old worker may exit at any moment).
@@ -351,7 +365,7 @@ func TestErrorsNameTheInstance(t *testing.T) {
 	if err := b.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 
 	// A line NGINX refuses, written by hand: the change is refused with
 	// nginx -t's message and the file is left as it was.
@@ -407,7 +421,7 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if err := r.p.Register(ctx, pl, p.target); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	before := r.status(pl)
 	b := r.instances[1]
 	if err := b.Kill(); err != nil {
@@ -426,7 +440,7 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if err := b.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	after := r.status(pl)
 	if after.Instances[1].Epoch == before.Instances[1].Epoch {
 		t.Fatalf("epoch unchanged across a restart: %s", after.Instances[1].Epoch)
@@ -440,4 +454,37 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if p.hits.Load() != hits+5 {
 		t.Fatalf("the target got %d of 5 requests through b", p.hits.Load()-hits)
 	}
+}
+
+// A reload that was lost (the file written, the master never signalled) is
+// repaired by the next identical call; a repeat call while the reload it
+// signalled is still pending does not signal again.
+func TestRepeatCallRepairsALostReload(t *testing.T) {
+	r := newRig(t, 1)
+	in := r.instances[0]
+	p := startProbe(t, "pod-a", false)
+	pl := pool(p)
+	ctx := context.Background()
+	pidText, err := os.ReadFile(in.PidFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The master cannot be found: the line is written, no reload.
+	os.Remove(in.PidFile())
+	if err := r.p.Register(ctx, pl, p.target); !isUnreachable(err) {
+		t.Fatalf("Register with the pid file gone: %v, want Unreachable", err)
+	}
+	if err := os.WriteFile(in.PidFile(), pidText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h := health(r.status(pl), "pod-a"); h[0] != provider.HealthInitial {
+		t.Fatalf("written, never reloaded: %v, want Initial", h)
+	}
+	// The repeat call waits ReloadWait for a reload under way, finds
+	// none, and signals.
+	if err := r.fresh().Register(ctx, pl, p.target); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 }
