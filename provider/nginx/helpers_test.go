@@ -72,12 +72,16 @@ type rig struct {
 	p         *nginx.Provider
 }
 
-func newRig(t *testing.T, n int) *rig {
+func newRig(t *testing.T, n int) *rig { return newRigWith(t, n, 10*time.Second) }
+
+// newRigWith is newRig with the instances' worker_shutdown_timeout: how
+// long NGINX lets an old worker keep a request before it cuts it.
+func newRigWith(t *testing.T, n int, shutdown time.Duration) *rig {
 	t.Helper()
 	testenv.RequireBinary(t, "nginx")
 	r := &rig{t: t}
 	for i := range n {
-		in, err := lab.Start(context.Background(), lab.Config{ShutdownTimeout: 10 * time.Second})
+		in, err := lab.Start(context.Background(), lab.Config{ShutdownTimeout: shutdown})
 		if err != nil {
 			t.Fatal(err)
 		}
