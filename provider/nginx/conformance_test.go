@@ -20,6 +20,9 @@ func TestConformance(t *testing.T) {
 	// checks take; on a loaded machine that can pass NGINX's 10 s the
 	// other tests use, and NGINX would then cut them.
 	r := newRigWith(t, 2, 2*time.Minute)
+	// The kit expects a drain to show in the first Status after
+	// SetDraining returns: let calls wait out a slow reload.
+	r.cfg.ReloadWait = 30 * time.Second
 	build := func(extra ...nginx.Instance) func() (provider.Provider, error) {
 		return func() (provider.Provider, error) {
 			cfg := r.cfg

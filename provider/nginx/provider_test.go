@@ -92,7 +92,9 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 // until the request completes and the worker exits, then Drained; only then
 // does Deregister remove it.
 func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
-	r := newRig(t, 1)
+	// NGINX must not cut the held request (worker_shutdown_timeout) while
+	// a loaded machine runs the checks.
+	r := newRigWith(t, 1, 2*time.Minute)
 	in := r.instances[0]
 	a := startProbe(t, "pod-a", true)
 	b := startProbe(t, "pod-b", false)
@@ -158,9 +160,9 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 	}
 	// Meanwhile the old generation's idle workers exit: reading the
 	// workers while they do must still find the one holding the request,
-	// every time (well within worker_shutdown_timeout, at which NGINX
-	// itself drops the request).
-	for i := 0; i == 0 || i < 200 && time.Since(drainStart) < in.ShutdownTimeout()/2; i++ {
+	// every time (within worker_shutdown_timeout, at which NGINX itself
+	// drops the request).
+	for i := 0; i == 0 || i < 200 && time.Since(drainStart) < 30*time.Second; i++ {
 		if err := r.p.Deregister(ctx, pl, a.target); !errors.Is(err, provider.ErrTargetBusy) {
 			var alive []int
 			for _, w := range workers {
