@@ -275,3 +275,27 @@ func children(pid int) []int {
 	}
 	return out
 }
+
+// SignalPending reports whether sig is pending for the process: sent, and
+// not yet taken by its handler (/proc/<pid>/status, ShdPnd and SigPnd).
+func SignalPending(pid int, sig unix.Signal) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	return signalPending(string(b), sig)
+}
+
+func signalPending(status string, sig unix.Signal) bool {
+	for _, line := range strings.Split(status, "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || k != "ShdPnd" && k != "SigPnd" {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err == nil && sig >= 1 && sig <= 64 && mask&(1<<(uint(sig)-1)) != 0 {
+			return true
+		}
+	}
+	return false
+}

@@ -2,6 +2,8 @@ package nginxproc
 
 import (
 	"os"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,4 +47,61 @@ func FuzzParseStat(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		_, _ = parseStat(s) // never panics
 	})
+}
+
+func TestSignalPending(t *testing.T) {
+	st := "Name:\tnginx\nSigQ:\t0/1\nSigPnd:\t0000000000000000\nShdPnd:\t0000000000000001\nSigBlk:\t0000000000000001\n"
+	if !signalPending(st, 1) {
+		t.Fatal("SIGHUP in ShdPnd: not pending")
+	}
+	if signalPending(st, 2) || signalPending(st, 0) || signalPending("ShdPnd: zz\n", 1) {
+		t.Fatal("pending without its bit")
+	}
+	if SignalPending(os.Getpid(), 1) {
+		t.Fatal("this process has a SIGHUP pending")
+	}
+}
+
+// Children exiting while the list is read (old workers after a reload) must
+// not hide a child that lives through the read (the old worker holding a
+// request): the kernel's children file alone skips one now and then.
+func TestChildrenFindsTheLongLivedOneWhileOthersExit(t *testing.T) {
+	if _, err := exec.LookPath("sleep"); err != nil {
+		t.Skip("no sleep binary")
+	}
+	var short []*exec.Cmd
+	for range 30 {
+		c := exec.Command("sleep", "0.3")
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		short = append(short, c)
+	}
+	long := exec.Command("sleep", "60")
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		long.Process.Kill()
+		long.Wait()
+	}()
+	done := make(chan struct{})
+	go func() {
+		for _, c := range short {
+			c.Wait()
+		}
+		close(done)
+	}()
+	reads := 0
+	for running := true; running; reads++ {
+		select {
+		case <-done:
+			running = false
+		default:
+		}
+		if !slices.Contains(children(os.Getpid()), long.Process.Pid) {
+			t.Fatalf("read %d: the long-lived child %d is missing while others exit", reads, long.Process.Pid)
+		}
+	}
+	t.Logf("%d reads while 30 children exited", reads)
 }

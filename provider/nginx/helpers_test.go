@@ -72,12 +72,16 @@ type rig struct {
 	p         *nginx.Provider
 }
 
-func newRig(t *testing.T, n int) *rig {
+func newRig(t *testing.T, n int) *rig { return newRigWith(t, n, 10*time.Second) }
+
+// newRigWith is newRig with the instances' worker_shutdown_timeout: how
+// long NGINX lets an old worker keep a request before it cuts it.
+func newRigWith(t *testing.T, n int, shutdown time.Duration) *rig {
 	t.Helper()
 	testenv.RequireBinary(t, "nginx")
 	r := &rig{t: t}
 	for i := range n {
-		in, err := lab.Start(context.Background(), lab.Config{ShutdownTimeout: 10 * time.Second})
+		in, err := lab.Start(context.Background(), lab.Config{ShutdownTimeout: shutdown})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,8 +163,13 @@ func (r *rig) waitHealth(pl provider.Pool, id provider.TargetID, h provider.Heal
 
 // get sends one request through an instance and returns the status code
 // (0 on a transport error).
-func get(addr, path string) int {
-	c := http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+func get(addr, path string) int { return getWithin(addr, path, 5*time.Second) }
+
+// getWithin is get with a client timeout. A client that gives up closes its
+// connection, and NGINX then drops the request it was proxying: a held
+// request must outlive the test's waits.
+func getWithin(addr, path string, timeout time.Duration) int {
+	c := http.Client{Timeout: timeout, Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {
 		return 0

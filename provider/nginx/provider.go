@@ -298,6 +298,11 @@ func (p *Provider) each(ctx context.Context, fn func(Instance) error) error {
 // running: it is what NGINX loads when it starts.
 func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate func(*File, time.Duration) (bool, *Server)) error {
 	unlock, err := lockFile(ctx, in.UpstreamFile+".lock")
+	if errors.Is(err, os.ErrNotExist) {
+		// The directory is gone: the instance is not installed here (or
+		// its volume is not mounted), not a fault of the provider.
+		return provider.Errorf(provider.CodeUnreachable, in.Name, "upstream file %s: its directory does not exist: %w", in.UpstreamFile, err)
+	}
 	if err != nil {
 		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 	}
@@ -350,8 +355,21 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	if err != nil {
 		return unreachable(in, err)
 	}
-	if allLoaded(m.Current(), loadAfter) && len(m.Current()) > 0 {
+	if loaded(m, loadAfter) {
 		return nil
+	}
+	if !changed {
+		// A repeat call: the line was written by an earlier call, whose
+		// reload may still be under way (a busy master takes its time to
+		// parse and fork). Give it ReloadWait before reloading again; a
+		// reload that was lost (the master was down, or the caller
+		// crashed between the write and the signal) is repaired after.
+		if m, err = p.waitLoaded(ctx, in, m.PID, loadAfter); err != nil || loaded(m, loadAfter) {
+			return err
+		}
+		if reloadUnderWay(m, loadAfter) {
+			return nil
+		}
 	}
 	// Workers forked from now on must start after loadAfter, truncation to
 	// a tick included.
@@ -362,27 +380,56 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	if m, err = nginxproc.ReadPID(m.PID); err != nil {
 		return unreachable(in, err)
 	}
-	if err := syscall.Kill(m.PID, syscall.SIGHUP); err != nil {
-		return provider.Errorf(provider.CodeUnreachable, in.Name, "reload (SIGHUP to master %d from %s): %w", m.PID, in.PidFile, err)
-	}
-	deadline := time.Now().Add(p.cfg.ReloadWait)
-	for time.Now().Before(deadline) {
-		m, err := nginxproc.ReadPID(m.PID)
-		if err != nil {
-			return unreachable(in, err)
+	// A SIGHUP still pending (the master has not taken it yet) reloads
+	// after this write anyway: a second one would be merged with it.
+	if !nginxproc.SignalPending(m.PID, syscall.SIGHUP) {
+		if err := syscall.Kill(m.PID, syscall.SIGHUP); err != nil {
+			return provider.Errorf(provider.CodeUnreachable, in.Name, "reload (SIGHUP to master %d from %s): %w", m.PID, in.PidFile, err)
 		}
-		if cur := m.Current(); len(cur) > 0 && allLoaded(cur, loadAfter) {
-			return nil
+	}
+	// Not an error when the wait ends first: the master may be busy or
+	// the reload may have failed; Status says which workers run what.
+	_, err = p.waitLoaded(ctx, in, m.PID, loadAfter)
+	return err
+}
+
+// reloadUnderWay reports whether the master is reloading after the given
+// time: a SIGHUP it has not taken yet, or workers of a new generation
+// beside old ones it has not told to shut down yet.
+func reloadUnderWay(m nginxproc.Master, after time.Duration) bool {
+	for _, w := range m.Current() {
+		if w.Started >= after {
+			return true
+		}
+	}
+	return nginxproc.SignalPending(m.PID, syscall.SIGHUP)
+}
+
+// loaded reports whether the master has workers and every one that accepts
+// connections started after the given time.
+func loaded(m nginxproc.Master, after time.Duration) bool {
+	cur := m.Current()
+	return len(cur) > 0 && allLoaded(cur, after)
+}
+
+// waitLoaded polls the master for at most ReloadWait until its current
+// workers all started after the given time; it returns the last read.
+func (p *Provider) waitLoaded(ctx context.Context, in Instance, pid int, after time.Duration) (nginxproc.Master, error) {
+	deadline := time.Now().Add(p.cfg.ReloadWait)
+	for {
+		m, err := nginxproc.ReadPID(pid)
+		if err != nil {
+			return m, unreachable(in, err)
+		}
+		if loaded(m, after) || !time.Now().Before(deadline) {
+			return m, nil
 		}
 		select {
 		case <-ctx.Done():
-			return provider.Errorf(provider.CodeUnreachable, in.Name, "waiting for the reload: %w", ctx.Err())
+			return m, provider.Errorf(provider.CodeUnreachable, in.Name, "waiting for the reload: %w", ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	// Not an error: the master may be busy or the reload may have failed;
-	// Status says which workers run what.
-	return nil
 }
 
 func allLoaded(ws []nginxproc.Worker, after time.Duration) bool {
@@ -570,7 +617,7 @@ func (p *Provider) validate(ctx context.Context, in Instance, text []byte) error
 	if err := os.WriteFile(conf, []byte(wrapper), 0o644); err != nil {
 		return provider.Errorf(provider.CodeInternal, in.Name, "validate: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, p.bin, "-t", "-q", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf).CombinedOutput()
 	if err != nil {

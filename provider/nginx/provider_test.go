@@ -39,9 +39,22 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 	if err := r.p.Register(context.Background(), pl, p.target); err != nil {
 		t.Fatal(err)
 	}
-	st := r.status(pl)
-	if got := health(st, "pod-a"); got[0] != provider.HealthHealthy || got[1] != provider.HealthInitial {
-		t.Fatalf("health with b's master stopped: %v, want [Healthy Initial]: %+v", got, st)
+	// Register waits ReloadWait at most for the reloads; a busy machine
+	// may take longer to fork a's workers. b stays Initial all along.
+	var st provider.PoolStatus
+	for {
+		st = r.status(pl)
+		got := health(st, "pod-a")
+		if got[1] != provider.HealthInitial {
+			t.Fatalf("health with b's master stopped: %v, want b Initial: %+v", got, st)
+		}
+		if got[0] == provider.HealthHealthy {
+			break
+		}
+		if got[0] != provider.HealthInitial || time.Since(start) > 20*time.Second {
+			t.Fatalf("health with b's master stopped: %v, want [Healthy Initial] within 20s: %+v", got, st)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	if ts := st.Instances[1].Targets["pod-a"]; ts.Reason != "ReloadPending" || !strings.Contains(ts.Message, "reload pending") {
 		t.Errorf("b: %+v, want ReloadPending", ts)
@@ -65,7 +78,7 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 	syscall.Kill(b.MasterPID(), syscall.SIGCONT)
 	stopped = false
 	resumed := time.Now()
-	took := r.waitHealth(pl, "pod-a", provider.HealthHealthy, 5*time.Second)
+	took := r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	t.Logf("Register -> Healthy on a: < %v; b resumed -> Healthy on both: %v", resumed.Sub(start), took)
 	for range 10 {
 		if code := get(b.Addr(), "/"); code != 200 {
@@ -79,7 +92,9 @@ func TestRegisterHealthyOnlyWhenEveryInstanceLoaded(t *testing.T) {
 // until the request completes and the worker exits, then Drained; only then
 // does Deregister remove it.
 func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
-	r := newRig(t, 1)
+	// NGINX must not cut the held request (worker_shutdown_timeout) while
+	// a loaded machine runs the checks.
+	r := newRigWith(t, 1, 2*time.Minute)
 	in := r.instances[0]
 	a := startProbe(t, "pod-a", true)
 	b := startProbe(t, "pod-b", false)
@@ -90,8 +105,8 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
-	r.waitHealth(pl, "pod-b", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
+	r.waitHealth(pl, "pod-b", provider.HealthHealthy, 20*time.Second)
 	// Hold one request on pod-a (round robin: those that land on pod-b
 	// return at once).
 	var held sync.WaitGroup
@@ -101,7 +116,7 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 		held.Add(1)
 		go func() {
 			defer held.Done()
-			code := get(in.Addr(), "/slow")
+			code := getWithin(in.Addr(), "/slow", 2*time.Minute)
 			mu.Lock()
 			codes = append(codes, code)
 			mu.Unlock()
@@ -116,9 +131,22 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 	if err := r.p.SetDraining(ctx, pl, a.target); err != nil {
 		t.Fatal(err)
 	}
-	st := r.status(pl)
-	if h := health(st, "pod-a"); h[0] != provider.HealthDraining {
-		t.Fatalf("after SetDraining with a request held: %v, want Draining: %+v", h, st)
+	// SetDraining waits ReloadWait at most: on a busy machine the reload
+	// may still be under way (Healthy, DrainPending). Never Drained while
+	// the request is held.
+	for {
+		st := r.status(pl)
+		h := health(st, "pod-a")
+		if h[0] == provider.HealthDraining {
+			break
+		}
+		if h[0] != provider.HealthHealthy || time.Since(drainStart) > 20*time.Second {
+			t.Fatalf("after SetDraining with a request held: %v, want Draining (after Healthy while the reload is pending): %+v", h, st)
+		}
+		if err := r.p.Deregister(ctx, pl, a.target); !errors.Is(err, provider.ErrTargetBusy) {
+			t.Fatalf("Deregister before the drain reload took effect: %v, want ErrTargetBusy", err)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("SetDraining -> Draining: %v", time.Since(drainStart))
 	aHits := a.hits.Load()
@@ -130,16 +158,34 @@ func TestDrainWaitsForTheOldWorkerHoldingARequest(t *testing.T) {
 	if n := a.hits.Load() - aHits; n != 0 {
 		t.Fatalf("the draining target got %d new request(s)", n)
 	}
-	if err := r.p.Deregister(ctx, pl, a.target); !errors.Is(err, provider.ErrTargetBusy) {
-		t.Fatalf("Deregister while a worker holds a request to it: %v, want ErrTargetBusy", err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	if h := health(r.status(pl), "pod-a"); h[0] != provider.HealthDraining {
-		t.Fatalf("300ms later, request still held: %v, want Draining", h)
+	// Meanwhile the old generation's idle workers exit: reading the
+	// workers while they do must still find the one holding the request,
+	// every time (within worker_shutdown_timeout, at which NGINX itself
+	// drops the request).
+	for i := 0; i == 0 || i < 200 && time.Since(drainStart) < 30*time.Second; i++ {
+		if err := r.p.Deregister(ctx, pl, a.target); !errors.Is(err, provider.ErrTargetBusy) {
+			var alive []int
+			for _, w := range workers {
+				if nginxproc.Alive(w.PID) {
+					alive = append(alive, w.PID)
+				}
+			}
+			t.Fatalf("Deregister #%d while a worker holds a request to it: %v, want ErrTargetBusy (workers of before the drain alive: %v; requests held on pod-a: %d)", i+1, err, alive, a.active.Load())
+		}
+		if st := r.status(pl); health(st, "pod-a")[0] != provider.HealthDraining {
+			var alive []int
+			for _, w := range workers {
+				if nginxproc.Alive(w.PID) {
+					alive = append(alive, w.PID)
+				}
+			}
+			now, _ := in.Workers()
+			t.Fatalf("read #%d, request still held: %+v, want Draining (workers of before the drain %v, alive: %v; now %v; requests held on pod-a: %d)", i+1, st.Instances[0].Targets["pod-a"], workers, alive, now, a.active.Load())
+		}
 	}
 	released := time.Now()
 	a.release()
-	took := r.waitHealth(pl, "pod-a", provider.HealthDrained, 5*time.Second)
+	took := r.waitHealth(pl, "pod-a", provider.HealthDrained, 20*time.Second)
 	// Drained is reported only once no worker of before the drain is alive.
 	for _, w := range workers {
 		if nginxproc.Alive(w.PID) {
@@ -203,7 +249,7 @@ func TestCallsAreIdempotent(t *testing.T) {
 		if err := s.call(); err != nil {
 			t.Fatalf("%s: %v", s.name, err)
 		}
-		r.waitHealth(pl, "pod-a", s.want, 12*time.Second)
+		r.waitHealth(pl, "pod-a", s.want, 30*time.Second)
 		f0, e0 := snapshot()
 		if err := s.call(); err != nil {
 			t.Fatalf("%s again: %v", s.name, err)
@@ -241,7 +287,7 @@ func TestFreshProviderReportsTheSameStatus(t *testing.T) {
 	}
 	for _, step := range []string{"draining", "drained"} {
 		if step == "drained" {
-			r.waitHealth(pl, "pod-b", provider.HealthDrained, 12*time.Second)
+			r.waitHealth(pl, "pod-b", provider.HealthDrained, 30*time.Second)
 		}
 		// The fresh provider's read, between two reads of the first one
 		// that agree (an old worker may exit at any moment).
@@ -321,7 +367,7 @@ func TestErrorsNameTheInstance(t *testing.T) {
 	if err := b.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 
 	// A line NGINX refuses, written by hand: the change is refused with
 	// nginx -t's message and the file is left as it was.
@@ -377,7 +423,7 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if err := r.p.Register(ctx, pl, p.target); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	before := r.status(pl)
 	b := r.instances[1]
 	if err := b.Kill(); err != nil {
@@ -396,7 +442,7 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if err := b.Restart(ctx); err != nil {
 		t.Fatal(err)
 	}
-	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 3*time.Second)
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 	after := r.status(pl)
 	if after.Instances[1].Epoch == before.Instances[1].Epoch {
 		t.Fatalf("epoch unchanged across a restart: %s", after.Instances[1].Epoch)
@@ -410,4 +456,37 @@ func TestCrashAndRestartKeepTheRegistration(t *testing.T) {
 	if p.hits.Load() != hits+5 {
 		t.Fatalf("the target got %d of 5 requests through b", p.hits.Load()-hits)
 	}
+}
+
+// A reload that was lost (the file written, the master never signalled) is
+// repaired by the next identical call; a repeat call while the reload it
+// signalled is still pending does not signal again.
+func TestRepeatCallRepairsALostReload(t *testing.T) {
+	r := newRig(t, 1)
+	in := r.instances[0]
+	p := startProbe(t, "pod-a", false)
+	pl := pool(p)
+	ctx := context.Background()
+	pidText, err := os.ReadFile(in.PidFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The master cannot be found: the line is written, no reload.
+	os.Remove(in.PidFile())
+	if err := r.p.Register(ctx, pl, p.target); !isUnreachable(err) {
+		t.Fatalf("Register with the pid file gone: %v, want Unreachable", err)
+	}
+	if err := os.WriteFile(in.PidFile(), pidText, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if h := health(r.status(pl), "pod-a"); h[0] != provider.HealthInitial {
+		t.Fatalf("written, never reloaded: %v, want Initial", h)
+	}
+	// The repeat call waits ReloadWait for a reload under way, finds
+	// none, and signals.
+	if err := r.fresh().Register(ctx, pl, p.target); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 }
