@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -51,19 +50,7 @@ const (
 // next to the running executable (make build puts it in bin/), else on
 // PATH.
 func FindAdapter() (string, error) {
-	if p := os.Getenv("ZERODROP_ADAPTER"); p != "" {
-		return filepath.Abs(p)
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "zerodrop-adapter")
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("zerodrop-adapter"); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", errors.New("lab: zerodrop-adapter program not found next to this executable, on PATH or in $ZERODROP_ADAPTER (go build -o bin/zerodrop-adapter ./cmd/zerodrop-adapter)")
+	return findProgram("zerodrop-adapter", "ZERODROP_ADAPTER", "go build -o bin/zerodrop-adapter ./cmd/zerodrop-adapter")
 }
 
 // startAdapter runs zerodrop-adapter on 127.0.0.1 in front of the lab's

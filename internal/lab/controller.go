@@ -51,19 +51,25 @@ const BindingName = "web"
 // else next to the running executable (make build puts it in bin/), else on
 // PATH.
 func FindController() (string, error) {
-	if p := os.Getenv("ZERODROP_CONTROLLER"); p != "" {
+	return findProgram("zerodrop-controller", "ZERODROP_CONTROLLER", "make build")
+}
+
+// findProgram finds one of this repository's programs: $env, then next to
+// this executable, then on PATH; the error says how to build it.
+func findProgram(name, env, build string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return filepath.Abs(p)
 	}
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "zerodrop-controller")
+		p := filepath.Join(filepath.Dir(exe), name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath("zerodrop-controller"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return filepath.Abs(p)
 	}
-	return "", errors.New("lab: zerodrop-controller program not found next to this executable, on PATH or in $ZERODROP_CONTROLLER (run `make build`)")
+	return "", fmt.Errorf("lab: %s program not found next to this executable, on PATH or in $%s (%s)", name, env, build)
 }
 
 // Controller is zerodrop-controller running against the lab as two
