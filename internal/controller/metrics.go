@@ -19,6 +19,10 @@ type Metrics struct {
 	OrphansFreed     *prometheus.CounterVec
 	PodsUngated      *prometheus.GaugeVec
 	PoolReads        *prometheus.CounterVec
+	// InstanceReachable and CertificateExpiry are set by the LoadBalancer
+	// reconciler and by the webhook certificate rotator.
+	InstanceReachable *prometheus.GaugeVec
+	CertificateExpiry *prometheus.GaugeVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -77,9 +81,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_pool_status_reads_total",
 			Help: "Pool status reads by the binding reconcilers of this process: result=read made a Status call to the load balancer (one call per instance), result=shared took a read another binding of the pool made less than the share window ago.",
 		}, []string{"loadbalancer", "pool", "result"}),
+		InstanceReachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_loadbalancer_instance_reachable",
+			Help: "1 when the last pool status read of the load balancer instance succeeded, 0 when it failed (the LoadBalancer's status.instances[].reachable); absent until a TargetBinding has read the instance. Set by the leader.",
+		}, []string{"loadbalancer", "instance"}),
+		CertificateExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_webhook_certificate_expiry_timestamp_seconds",
+			Help: "When the webhook's serving certificate (self-managed mode) stops being valid, as a Unix time; set by every replica each time it checks the certificate Secret.",
+		}, []string{"secret"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads,
+		m.InstanceReachable, m.CertificateExpiry} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
