@@ -39,8 +39,9 @@ var ZerodropAdapterScenario = func() Scenario {
 	return s
 }()
 
-// Secrets the lab gives the controller for the adapter (names config/rbac
-// would have to grant outside the lab, whose controller runs as admin).
+// Secrets the lab gives the controller for the adapter. config/rbac does
+// not name them: the lab grants them with a Role of their own, as
+// docs/provider-protocol.md tells users to.
 const (
 	AdapterTLSSecret   = "zerodrop-adapter-client"
 	AdapterTokenSecret = "zerodrop-adapter-token"
@@ -94,6 +95,9 @@ func (c *Controller) startAdapter(ctx context.Context, t Target) (string, error)
 		if err := applySecret(ctx, c.c, s); err != nil {
 			return "", err
 		}
+	}
+	if err := grantSecrets(ctx, c.c, "zerodrop-lab-adapter", AdapterTLSSecret, AdapterTokenSecret); err != nil {
+		return "", err
 	}
 	ports, err := proc.FreePorts(1)
 	if err != nil {
