@@ -22,4 +22,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The lab's and envtest's Kubernetes binaries (kube-apiserver, etcd, ...):
 # built once from the Go module proxy into the cache (~10 min the first time).
-go run ./cmd/zerodrop lab binaries
+go run ./cmd/zerodrop-cluster lab binaries
