@@ -129,7 +129,7 @@ h1 { font-size: 20px; margin: 0 0 4px; }
 table { border-collapse: collapse; margin-top: 12px; }
 td, th { padding: 3px 12px 3px 0; text-align: left; vertical-align: top; }
 th { font-weight: 600; border-bottom: 1px solid #ccc; }
-td.num, th.num { text-align: right; }
+td.num, th.num { text-align: right; white-space: nowrap; }
 tr.failed td.failed { color: #c62828; font-weight: 600; }
 .muted { color: #757575; }
 </style>
