@@ -9,10 +9,11 @@ import (
 
 // smallInputBytes is the input size up to which check raises the garbage
 // collector's target. Below it (about 1,700 of the bench generator's
-// objects) the run is mostly start-up and decoding, the heap stays some tens of MB at most, and the
-// collections GOGC=100 runs in it cost about 13 % of the CPU time of a
-// 50-object check (bench/startup). Above it the default stays: at 10,000
-// objects GOGC=100 costs no more CPU than 400, with 40 MiB less memory.
+// objects) the run is mostly start-up and decoding, the heap stays some
+// tens of MB at most, and the collections GOGC=100 runs in it cost about
+// 13 % of the CPU time of a 50-object check (bench/startup). Above it the
+// default stays: at 10,000 objects GOGC=100 costs no more CPU than 400,
+// with 40 MiB less memory.
 const smallInputBytes = 1 << 20
 
 // gcForSmallInput sets GOGC=400 for the rest of the run when the files and
