@@ -424,6 +424,13 @@ func (in *Instance) stopProcesses(sig syscall.Signal) error {
 	if in.master == nil {
 		return nil
 	}
+	if sig == syscall.SIGKILL {
+		// Stop the master before its workers die: a running master
+		// respawns a worker killed under it, and that worker, unknown
+		// to the list below, outlives the master holding the listeners
+		// (Restart then fails with "Address already in use").
+		_ = syscall.Kill(in.master.PID(), syscall.SIGSTOP)
+	}
 	var workers []int
 	if m, err := nginxproc.ReadPID(in.master.PID()); err == nil {
 		for _, w := range m.Workers {

@@ -3,6 +3,7 @@ package nginx_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -85,4 +86,42 @@ func pids(ws []nginxproc.Worker) []int {
 		out = append(out, w.PID)
 	}
 	return out
+}
+
+// Kill crashes master and workers together: no worker survives it (a
+// running master respawns a worker killed under it, and the respawned one
+// would keep the listener), so Restart can bind the same address again.
+func TestKillLeavesNoWorkerBehind(t *testing.T) {
+	testenv.RequireBinary(t, "nginx")
+	ctx := context.Background()
+	in, err := lab.Start(ctx, lab.Config{Workers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Stop()
+	for i := range 15 {
+		ws, err := in.Workers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := in.Kill(); err != nil {
+			t.Fatalf("kill %d: %v", i, err)
+		}
+		// Killed processes close their sockets as they exit: give a
+		// loaded machine time.
+		for deadline := time.Now().Add(3 * time.Second); ; {
+			c, err := net.DialTimeout("tcp", in.Addr(), 200*time.Millisecond)
+			if err != nil {
+				break
+			}
+			c.Close()
+			if time.Now().After(deadline) {
+				t.Fatalf("kill %d: %s still accepts connections (workers before: %v)", i, in.Addr(), pids(ws))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := in.Restart(ctx); err != nil {
+			t.Fatalf("restart %d: %v", i, err)
+		}
+	}
 }
