@@ -36,9 +36,10 @@ func (l *Lab) startNGINX(ctx context.Context, i int) error {
 		// Longer than the scenarios' slow requests (6 s): a reload does
 		// not cut them.
 		ShutdownTimeout: NGINXShutdownTimeout,
-		// As the lab HAProxy's `timeout connect`: a request sent to a pod
-		// whose address is gone fails after 1 s instead of 60 s.
-		ConnectTimeout: time.Second,
+		// A request sent to a pod whose address is gone fails after
+		// 2.5 s instead of 60 s; a lost SYN to a live pod is retransmitted
+		// within it (NGINXConnectTimeout).
+		ConnectTimeout: NGINXConnectTimeout,
 		Logger:         l.log,
 	})
 	if err != nil {

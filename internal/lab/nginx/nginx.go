@@ -61,6 +61,8 @@ type Config struct {
 	// ConnectTimeout is proxy_connect_timeout; zero leaves NGINX's default
 	// (60s). A pod whose network namespace is gone does not refuse: the
 	// connection hangs until this timeout, holding the client's request.
+	// Keep it well above 1 s: Linux retransmits a lost SYN after 1 s, and a
+	// timeout of 1 s or less turns one lost packet into a 504.
 	ConnectTimeout time.Duration
 	// StartTimeout bounds Start and Reload; default 15s.
 	StartTimeout time.Duration

@@ -6,11 +6,15 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	zlab "zerodrop.dev/zerodrop/internal/lab"
 	lab "zerodrop.dev/zerodrop/internal/lab/nginx"
+	"zerodrop.dev/zerodrop/internal/lab/proc"
 	"zerodrop.dev/zerodrop/internal/nginxproc"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
@@ -124,4 +128,95 @@ func TestKillLeavesNoWorkerBehind(t *testing.T) {
 			t.Fatalf("restart %d: %v", i, err)
 		}
 	}
+}
+
+// Scenario: the first SYN NGINX sends to a live server is lost (here: the
+// server's accept queue is full for 300 ms, and Linux drops a SYN it cannot
+// queue; in the lab, any SYN or SYN-ACK lost or held up on a loaded machine
+// does the same) and TCP retransmits it 1 s later.
+// Expectation: with the lab's proxy_connect_timeout (lab.NGINXConnectTimeout)
+// the request succeeds after about 1 s. With 1 s, the lab's value before,
+// the timeout raced the retransmission: about half such requests failed
+// with 504 ("upstream timed out (110: Connection timed out) while
+// connecting to upstream").
+func TestLabConnectTimeoutOutlastsALostSYN(t *testing.T) {
+	testenv.RequireBinary(t, "nginx")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := range 3 {
+		addr := startSYNDropper(t, 300*time.Millisecond)
+		in, err := lab.Start(ctx, lab.Config{
+			Pools:          []lab.Pool{{Name: "app", Servers: []string{addr}}},
+			ConnectTimeout: zlab.NGINXConnectTimeout,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + in.Addr() + "/")
+		took := time.Since(start)
+		if err != nil {
+			in.Stop()
+			t.Fatalf("request %d: %v", i, err)
+		}
+		resp.Body.Close()
+		logTail := proc.TailFile(in.ErrorLog(), 1024)
+		in.Stop()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d: %s after %v, want 200 once TCP retransmitted the SYN; error log:\n%s", i, resp.Status, took.Round(time.Millisecond), logTail)
+		}
+		// The SYN was dropped: the response waited for its retransmission.
+		if took < 900*time.Millisecond {
+			t.Fatalf("request %d: answered after %v: the first SYN was not dropped, the test proves nothing", i, took)
+		}
+	}
+}
+
+// startSYNDropper serves "ok" on a loopback port whose accept queue is full
+// for the first hold: Linux drops the SYNs that arrive meanwhile, and the
+// client's TCP retransmits them after 1 s.
+func startSYNDropper(t *testing.T, hold time.Duration) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fd), "syn-dropper")
+	defer f.Close()
+	// Backlog 0 holds one connection: the filler below.
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.FileListener(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	filler, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-time.After(hold):
+		case <-t.Context().Done():
+		}
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+		filler.Close()
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }
