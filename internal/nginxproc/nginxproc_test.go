@@ -62,6 +62,31 @@ func TestSignalPending(t *testing.T) {
 	}
 }
 
+// A master is idle while it waits in sigsuspend: SIGHUP not blocked. During
+// a reload (parse, fork) it blocks SIGHUP; an unreadable status is not idle.
+func TestIdleFromSignalMask(t *testing.T) {
+	for _, c := range []struct {
+		status string
+		want   bool
+	}{
+		{"Name:\tnginx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigCgt:\t0000000018016a07\n", true},
+		// A SIGHUP pending does not matter: the reload it starts parses later.
+		{"Name:\tnginx\nShdPnd:\t0000000000000001\nSigBlk:\t0000000000000000\n", true},
+		// Reloading: SIGHUP (bit 0) blocked, with the rest of NGINX's set.
+		{"Name:\tnginx\nSigBlk:\t0000000018016a07\n", false},
+		{"Name:\tnginx\nSigBlk:\t0000000000000001\n", false},
+		{"Name:\tnginx\n", false},
+		{"Name:\tnginx\nSigBlk:\tzz\n", false},
+	} {
+		if got := idle(c.status); got != c.want {
+			t.Errorf("idle(%q) = %v, want %v", c.status, got, c.want)
+		}
+	}
+	if Idle(-1) {
+		t.Error("Idle(-1): a process that cannot be read is idle")
+	}
+}
+
 // Children exiting while the list is read (old workers after a reload) must
 // not hide a child that lives through the read (the old worker holding a
 // request): the kernel's children file alone skips one now and then.
