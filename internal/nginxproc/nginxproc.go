@@ -233,6 +233,20 @@ func parseStat(s string) (stat, error) {
 	return stat{state: f[0][0], ppid: ppid, startTicks: start}, nil
 }
 
+// Children lists the live child processes of pid, whatever their title: a
+// worker forked a moment ago still carries its master's title until it has
+// initialized, so Read does not count it yet, but it holds the master's
+// listeners already.
+func Children(pid int) []int {
+	var out []int
+	for _, c := range children(pid) {
+		if st, err := readStat(c); err == nil && st.state != 'Z' && st.ppid == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // children lists the child pids of pid. /proc/<pid>/task/*/children alone
 // is not enough: the kernel walks the parent's list of children by position
 // between two reads of it, so when one child exits during the walk the next

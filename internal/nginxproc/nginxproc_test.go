@@ -130,3 +130,19 @@ func TestChildrenFindsTheLongLivedOneWhileOthersExit(t *testing.T) {
 	}
 	t.Logf("%d reads while 30 children exited", reads)
 }
+
+// Children lists a child whatever its title, and not once it is reaped.
+func TestChildrenWhateverTheTitle(t *testing.T) {
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(Children(os.Getpid()), c.Process.Pid) {
+		t.Errorf("child %d not in %v", c.Process.Pid, Children(os.Getpid()))
+	}
+	c.Process.Kill()
+	c.Wait()
+	if slices.Contains(Children(os.Getpid()), c.Process.Pid) {
+		t.Errorf("reaped child %d still listed", c.Process.Pid)
+	}
+}

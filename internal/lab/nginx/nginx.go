@@ -433,12 +433,9 @@ func (in *Instance) stopProcesses(sig syscall.Signal) error {
 		// (Restart then fails with "Address already in use").
 		_ = syscall.Kill(in.master.PID(), syscall.SIGSTOP)
 	}
-	var workers []int
-	if m, err := nginxproc.ReadPID(in.master.PID()); err == nil {
-		for _, w := range m.Workers {
-			workers = append(workers, w.PID)
-		}
-	}
+	// Every child, not only the titled workers: a worker forked by a
+	// reload a moment ago has no title yet but holds the listeners.
+	workers := nginxproc.Children(in.master.PID())
 	if sig == syscall.SIGKILL {
 		for _, pid := range workers {
 			_ = syscall.Kill(pid, syscall.SIGKILL)

@@ -104,6 +104,12 @@ func TestKillLeavesNoWorkerBehind(t *testing.T) {
 	}
 	defer in.Stop()
 	for i := range 15 {
+		// Right after a reload: old workers exiting, new ones starting.
+		if i%2 == 1 {
+			if err := in.Reload(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
 		ws, err := in.Workers()
 		if err != nil {
 			t.Fatal(err)
