@@ -43,7 +43,10 @@ type Config struct {
 	// to count as having loaded it: NGINX parses its configuration before
 	// it forks the workers, so a reload that began before the write (one
 	// someone else signalled) forks workers after it with the old content.
-	// It bounds how long such a parse may take. Default 100ms.
+	// After each write the provider waits (up to ReloadWait) until the
+	// master is seen waiting for signals, and moves the line's time there
+	// if that took longer than the margin: such a reload cannot pass for
+	// one that loaded the write. Default 100ms.
 	LoadMargin time.Duration
 	// ReloadWait bounds how long a call that reloaded waits for the new
 	// workers, so that repeated calls do not reload again; Status tells the
