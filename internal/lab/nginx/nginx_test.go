@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -147,10 +148,17 @@ func TestKillLeavesNoWorkerBehind(t *testing.T) {
 // connecting to upstream").
 func TestLabConnectTimeoutOutlastsALostSYN(t *testing.T) {
 	testenv.RequireBinary(t, "nginx")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for i := range 3 {
-		addr := startSYNDropper(t, 300*time.Millisecond)
+	// A request that was answered at once never had its SYN dropped (on a
+	// loaded machine NGINX may connect only after the queue was freed):
+	// it proves nothing, and another is tried.
+	dropped := 0
+	for i := 0; dropped < 3; i++ {
+		if i == 10 {
+			t.Fatalf("only %d of %d requests had their SYN dropped", dropped, i)
+		}
+		addr, release := startSYNDropper(t)
 		in, err := lab.Start(ctx, lab.Config{
 			Pools:          []lab.Pool{{Name: "app", Servers: []string{addr}}},
 			ConnectTimeout: zlab.NGINXConnectTimeout,
@@ -158,6 +166,7 @@ func TestLabConnectTimeoutOutlastsALostSYN(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		time.AfterFunc(300*time.Millisecond, release)
 		start := time.Now()
 		resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + in.Addr() + "/")
 		took := time.Since(start)
@@ -168,20 +177,21 @@ func TestLabConnectTimeoutOutlastsALostSYN(t *testing.T) {
 		resp.Body.Close()
 		logTail := proc.TailFile(in.ErrorLog(), 1024)
 		in.Stop()
+		if took < 900*time.Millisecond {
+			t.Logf("request %d: answered after %v: its SYN was not dropped", i, took.Round(time.Millisecond))
+			continue
+		}
+		dropped++
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("request %d: %s after %v, want 200 once TCP retransmitted the SYN; error log:\n%s", i, resp.Status, took.Round(time.Millisecond), logTail)
-		}
-		// The SYN was dropped: the response waited for its retransmission.
-		if took < 900*time.Millisecond {
-			t.Fatalf("request %d: answered after %v: the first SYN was not dropped, the test proves nothing", i, took)
 		}
 	}
 }
 
 // startSYNDropper serves "ok" on a loopback port whose accept queue is full
-// for the first hold: Linux drops the SYNs that arrive meanwhile, and the
-// client's TCP retransmits them after 1 s.
-func startSYNDropper(t *testing.T, hold time.Duration) string {
+// until release is called: Linux drops the SYNs that arrive meanwhile, and
+// the client's TCP retransmits them after 1 s.
+func startSYNDropper(t *testing.T) (addr string, release func()) {
 	t.Helper()
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -206,11 +216,13 @@ func startSYNDropper(t *testing.T, hold time.Duration) string {
 		t.Fatal(err)
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
-	done := make(chan struct{})
+	done, free := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(free) }) }
 	go func() {
 		defer close(done)
 		select {
-		case <-time.After(hold):
+		case <-free:
 		case <-t.Context().Done():
 		}
 		if c, err := ln.Accept(); err == nil {
@@ -224,5 +236,5 @@ func startSYNDropper(t *testing.T, hold time.Duration) string {
 		ln.Close()
 		<-done
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), release
 }
