@@ -95,11 +95,11 @@ func (l *Lab) recordNGINXPids() {
 // stopNGINXFromState stops a recorded NGINX from any process: its master
 // (SIGTERM, then SIGKILL) and every worker the master had, by pid.
 func stopNGINXFromState(ctx context.Context, n NGINXState) error {
+	// Every child of the master: a worker forked a moment ago has no
+	// title yet, and Read does not count it.
 	var workers []int
 	if m, err := nginxproc.Read(n.PidFile); err == nil {
-		for _, w := range m.Workers {
-			workers = append(workers, w.PID)
-		}
+		workers = nginxproc.Children(m.PID)
 	}
 	var errs []error
 	if _, err := proc.Kill(ctx, n.Master, n.Exe, 5*time.Second); err != nil {
