@@ -69,6 +69,18 @@ const NGINXShutdownTimeout = 10 * time.Second
 // NGINXWorkers is worker_processes of the lab's NGINX instances.
 const NGINXWorkers = 2
 
+// NGINXConnectTimeout is the lab NGINX's proxy_connect_timeout. It is short,
+// so that a request sent to a pod whose address is gone fails (504) well
+// inside the load generator's 5 s timeout instead of holding a connection
+// for NGINX's default 60 s; but longer than Linux's first SYN
+// retransmission (1 s after the SYN, then 3 s and 7 s): with exactly 1 s, a
+// single SYN or SYN-ACK lost on the way to a live pod (the veths' per-CPU
+// backlog drops packets on a loaded machine) raced the retransmission and
+// failed the request with 504. 2.5 s lets TCP recover one lost packet with
+// 1.5 s to spare; proxy_next_upstream stays off, so nothing is retried on
+// another server.
+const NGINXConnectTimeout = 2500 * time.Millisecond
+
 // DefaultBridge is the lab's bridge; its pod namespaces are DefaultBridge-N.
 const DefaultBridge = "zdlab0"
 

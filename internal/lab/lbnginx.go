@@ -36,9 +36,10 @@ func (l *Lab) startNGINX(ctx context.Context, i int) error {
 		// Longer than the scenarios' slow requests (6 s): a reload does
 		// not cut them.
 		ShutdownTimeout: NGINXShutdownTimeout,
-		// As the lab HAProxy's `timeout connect`: a request sent to a pod
-		// whose address is gone fails after 1 s instead of 60 s.
-		ConnectTimeout: time.Second,
+		// A request sent to a pod whose address is gone fails after
+		// 2.5 s instead of 60 s; a lost SYN to a live pod is retransmitted
+		// within it (NGINXConnectTimeout).
+		ConnectTimeout: NGINXConnectTimeout,
 		Logger:         l.log,
 	})
 	if err != nil {
@@ -94,11 +95,11 @@ func (l *Lab) recordNGINXPids() {
 // stopNGINXFromState stops a recorded NGINX from any process: its master
 // (SIGTERM, then SIGKILL) and every worker the master had, by pid.
 func stopNGINXFromState(ctx context.Context, n NGINXState) error {
+	// Every child of the master: a worker forked a moment ago has no
+	// title yet, and Read does not count it.
 	var workers []int
 	if m, err := nginxproc.Read(n.PidFile); err == nil {
-		for _, w := range m.Workers {
-			workers = append(workers, w.PID)
-		}
+		workers = nginxproc.Children(m.PID)
 	}
 	var errs []error
 	if _, err := proc.Kill(ctx, n.Master, n.Exe, 5*time.Second); err != nil {

@@ -320,7 +320,28 @@ type Result struct {
 	// Report is verify's report of the run (RunOptions.Timeline), for its
 	// HTML timeline; not part of the JSON table.
 	Report *verify.Report `json:"-"`
+	// FailureSamples are the first failed requests (maxFailureSamples),
+	// in the order they ended: when, through which frontend, and how
+	// long each took tell a refused connection (instant 502) from a
+	// connect timeout (504 after proxy_connect_timeout).
+	FailureSamples []FailureSample `json:"failureSamples,omitempty"`
 }
+
+// FailureSample is one failed request.
+type FailureSample struct {
+	// Scheduled is when the request was due.
+	Scheduled time.Time `json:"scheduled"`
+	// Frontend is the load-balancer instance's address it went to.
+	Frontend string `json:"frontend"`
+	Class    string `json:"class"`
+	Code     int    `json:"code,omitempty"`
+	// LatencyMs is how long the client waited for the failure.
+	LatencyMs float64 `json:"latencyMs"`
+	Error     string  `json:"error,omitempty"`
+}
+
+// maxFailureSamples bounds Result.FailureSamples.
+const maxFailureSamples = 20
 
 // Name is the scenario's name with its fault, as the table shows it.
 func (r Result) Name() string {
@@ -445,7 +466,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			go func() {
 				defer wg.Done()
 				for r := range results {
-					rec.add(r, st.slow)
+					rec.add(r, st.slow, fe)
 					tl.add(r, st.slow)
 				}
 			}()
@@ -528,12 +549,13 @@ type recorder struct {
 	failed   uint64
 	byClass  map[string]uint64
 	failures []time.Time // scheduled time of each failed request
+	samples  []FailureSample
 	ok       verify.Histogram
 }
 
 // add counts one result; latency percentiles are of the main stream's
 // successful requests only (slow requests take their fixed time).
-func (r *recorder) add(x verify.Result, slow bool) {
+func (r *recorder) add(x verify.Result, slow bool, frontend string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.requests++
@@ -549,6 +571,12 @@ func (r *recorder) add(x verify.Result, slow bool) {
 	}
 	r.byClass[string(x.Class)]++
 	r.failures = append(r.failures, x.Scheduled)
+	if len(r.samples) < maxFailureSamples {
+		r.samples = append(r.samples, FailureSample{
+			Scheduled: x.Scheduled, Frontend: frontend, Class: string(x.Class), Code: x.Code,
+			LatencyMs: float64(x.Latency) / float64(time.Millisecond), Error: x.Error,
+		})
+	}
 }
 
 func (r *recorder) failedSoFar() uint64 {
@@ -568,6 +596,7 @@ func (r *recorder) fill(res *Result, marks []time.Time) {
 	for k, v := range r.byClass {
 		res.FailuresByClass[k] = v
 	}
+	res.FailureSamples = append([]FailureSample(nil), r.samples...)
 	res.FailedPerRollout = make([]uint64, len(marks))
 	for _, f := range r.failures {
 		i := sort.Search(len(marks), func(i int) bool { return marks[i].After(f) }) - 1

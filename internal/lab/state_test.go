@@ -117,7 +117,7 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		{Scheduled: at(3.0), Class: verify.Class503}, // rollout 2 (starts at 3.0)
 		{Scheduled: at(9.0), Class: verify.Class503}, // rollout 2, after its end: still its window
 	} {
-		r.add(x, false)
+		r.add(x, false, "127.0.0.1:8080")
 	}
 	res := Result{FailuresByClass: map[string]uint64{}}
 	r.fill(&res, []time.Time{at(1), at(3)})
@@ -129,6 +129,10 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 	}
 	if res.FailuresByClass["http_503"] != 2 || res.FailuresByClass["refused"] != 1 || res.FailuresByClass["http_502"] != 1 {
 		t.Errorf("by class %v", res.FailuresByClass)
+	}
+	// Each failure is kept with its time, frontend and class.
+	if len(res.FailureSamples) != 4 || res.FailureSamples[1].Class != "refused" || !res.FailureSamples[1].Scheduled.Equal(at(1.5)) || res.FailureSamples[1].Frontend != "127.0.0.1:8080" {
+		t.Errorf("failure samples %+v", res.FailureSamples)
 	}
 }
 

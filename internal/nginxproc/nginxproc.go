@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -232,6 +233,20 @@ func parseStat(s string) (stat, error) {
 	return stat{state: f[0][0], ppid: ppid, startTicks: start}, nil
 }
 
+// Children lists the live child processes of pid, whatever their title: a
+// worker forked a moment ago still carries its master's title until it has
+// initialized, so Read does not count it yet, but it holds the master's
+// listeners already.
+func Children(pid int) []int {
+	var out []int
+	for _, c := range children(pid) {
+		if st, err := readStat(c); err == nil && st.state != 'Z' && st.ppid == pid {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // children lists the child pids of pid. /proc/<pid>/task/*/children alone
 // is not enough: the kernel walks the parent's list of children by position
 // between two reads of it, so when one child exits during the walk the next
@@ -287,9 +302,39 @@ func SignalPending(pid int, sig unix.Signal) bool {
 }
 
 func signalPending(status string, sig unix.Signal) bool {
+	return inMask(status, sig, "ShdPnd", "SigPnd")
+}
+
+// Idle reports whether the master waits for a signal: an NGINX master
+// blocks its signals except inside sigsuspend, so SIGHUP missing from its
+// blocked set (/proc/<pid>/status, SigBlk) means it is there, not in the
+// middle of a reload. Whatever it starts after this moment, a reload's
+// parse included, reads the files as they are now. A process that cannot be
+// read is not idle.
+func Idle(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return false
+	}
+	return idle(string(b))
+}
+
+func idle(status string) bool {
+	for _, line := range strings.Split(status, "\n") {
+		if v, ok := strings.CutPrefix(line, "SigBlk:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return err == nil && mask&(1<<(uint(unix.SIGHUP)-1)) == 0
+		}
+	}
+	return false
+}
+
+// inMask reports whether sig is set in any of the named hexadecimal signal
+// masks of a /proc/<pid>/status text.
+func inMask(status string, sig unix.Signal, keys ...string) bool {
 	for _, line := range strings.Split(status, "\n") {
 		k, v, ok := strings.Cut(line, ":")
-		if !ok || k != "ShdPnd" && k != "SigPnd" {
+		if !ok || !slices.Contains(keys, k) {
 			continue
 		}
 		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)

@@ -62,6 +62,31 @@ func TestSignalPending(t *testing.T) {
 	}
 }
 
+// A master is idle while it waits in sigsuspend: SIGHUP not blocked. During
+// a reload (parse, fork) it blocks SIGHUP; an unreadable status is not idle.
+func TestIdleFromSignalMask(t *testing.T) {
+	for _, c := range []struct {
+		status string
+		want   bool
+	}{
+		{"Name:\tnginx\nSigPnd:\t0000000000000000\nSigBlk:\t0000000000000000\nSigCgt:\t0000000018016a07\n", true},
+		// A SIGHUP pending does not matter: the reload it starts parses later.
+		{"Name:\tnginx\nShdPnd:\t0000000000000001\nSigBlk:\t0000000000000000\n", true},
+		// Reloading: SIGHUP (bit 0) blocked, with the rest of NGINX's set.
+		{"Name:\tnginx\nSigBlk:\t0000000018016a07\n", false},
+		{"Name:\tnginx\nSigBlk:\t0000000000000001\n", false},
+		{"Name:\tnginx\n", false},
+		{"Name:\tnginx\nSigBlk:\tzz\n", false},
+	} {
+		if got := idle(c.status); got != c.want {
+			t.Errorf("idle(%q) = %v, want %v", c.status, got, c.want)
+		}
+	}
+	if Idle(-1) {
+		t.Error("Idle(-1): a process that cannot be read is idle")
+	}
+}
+
 // Children exiting while the list is read (old workers after a reload) must
 // not hide a child that lives through the read (the old worker holding a
 // request): the kernel's children file alone skips one now and then.
@@ -104,4 +129,20 @@ func TestChildrenFindsTheLongLivedOneWhileOthersExit(t *testing.T) {
 		}
 	}
 	t.Logf("%d reads while 30 children exited", reads)
+}
+
+// Children lists a child whatever its title, and not once it is reaped.
+func TestChildrenWhateverTheTitle(t *testing.T) {
+	c := exec.Command("sleep", "30")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(Children(os.Getpid()), c.Process.Pid) {
+		t.Errorf("child %d not in %v", c.Process.Pid, Children(os.Getpid()))
+	}
+	c.Process.Kill()
+	c.Wait()
+	if slices.Contains(Children(os.Getpid()), c.Process.Pid) {
+		t.Errorf("reaped child %d still listed", c.Process.Pid)
+	}
 }

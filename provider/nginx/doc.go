@@ -12,7 +12,9 @@
 // forks a new generation of workers on every reload and the old ones
 // ("worker process is shutting down") finish the requests they hold, until
 // worker_shutdown_timeout. A server line records when it was last written;
-// a worker that started more than LoadMargin after that loaded it. So:
+// a worker that started more than LoadMargin after that loaded it (after a
+// write the provider waits until the master is idle, not in the middle of an
+// older reload, and moves the line's time there if that took longer). So:
 //
 //   - Healthy: every worker that accepts connections loaded the server. There
 //     is no health check: the gate means "every instance sends to it", not

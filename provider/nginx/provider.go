@@ -43,7 +43,10 @@ type Config struct {
 	// to count as having loaded it: NGINX parses its configuration before
 	// it forks the workers, so a reload that began before the write (one
 	// someone else signalled) forks workers after it with the old content.
-	// It bounds how long such a parse may take. Default 100ms.
+	// After each write the provider waits (up to ReloadWait) until the
+	// master is seen waiting for signals, and moves the line's time there
+	// if that took longer than the margin: such a reload cannot pass for
+	// one that loaded the write. Default 100ms.
 	LoadMargin time.Duration
 	// ReloadWait bounds how long a call that reloaded waits for the new
 	// workers, so that repeated calls do not reload again; Status tells the
@@ -343,6 +346,9 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 		if err := writeAtomic(in.UpstreamFile, f.Render()); err != nil {
 			return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
 		}
+		if err := p.proveSince(ctx, in, f, written); err != nil {
+			return err
+		}
 	}
 	var loadAfter time.Duration
 	if want != nil && want.Since != 0 {
@@ -391,6 +397,48 @@ func (p *Provider) edit(ctx context.Context, in Instance, pool string, mutate fu
 	// the reload may have failed; Status says which workers run what.
 	_, err = p.waitLoaded(ctx, in, m.PID, loadAfter)
 	return err
+}
+
+// proveSince makes the load margin a proof for the lines just written at
+// the given time: a reload someone else signalled before the write may be
+// parsing the old file still and fork its workers more than the margin
+// later. The master takes no signal and starts no reload outside
+// sigsuspend, so once it is seen idle there every generation it forks
+// parsed after the write. If it was seen idle within the margin, the lines'
+// Since already says so; if it was busy longer (a slow parse on a loaded
+// machine), their Since moves to when it was seen idle (a rewrite of the
+// comments only), and a worker counts as having loaded them only if it
+// started after that. A master busy for longer than ReloadWait leaves the
+// last time it was seen, and the margin is a bound again.
+func (p *Provider) proveSince(ctx context.Context, in Instance, f *File, written time.Duration) error {
+	m, err := nginxproc.Read(in.PidFile)
+	if err != nil {
+		return nil // no master: the next one parses the file as it is
+	}
+	deadline := time.Now().Add(p.cfg.ReloadWait)
+	for !nginxproc.Idle(m.PID) && time.Now().Before(deadline) && nginxproc.Alive(m.PID) {
+		select {
+		case <-ctx.Done():
+			return provider.Errorf(provider.CodeUnreachable, in.Name, "waiting for the master to finish a reload: %w", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+	}
+	// Read after the master was seen idle: it was idle at or before seen.
+	seen := nginxproc.Now()
+	if seen <= written+p.cfg.LoadMargin {
+		return nil
+	}
+	for i := range f.Pools {
+		for j := range f.Pools[i].Servers {
+			if f.Pools[i].Servers[j].Since == written {
+				f.Pools[i].Servers[j].Since = seen
+			}
+		}
+	}
+	if err := writeAtomic(in.UpstreamFile, f.Render()); err != nil {
+		return provider.Errorf(provider.CodeInternal, in.Name, "%w", err)
+	}
+	return nil
 }
 
 // reloadUnderWay reports whether the master is reloading after the given

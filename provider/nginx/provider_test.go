@@ -490,3 +490,101 @@ func TestRepeatCallRepairsALostReload(t *testing.T) {
 	}
 	r.waitHealth(pl, "pod-a", provider.HealthHealthy, 20*time.Second)
 }
+
+// Scenario: a reload someone else signalled (`nginx -s reload` by hand, a
+// config-management run) is still parsing when SetDraining writes `down`:
+// its parse read the upstream file before the write, and a slow part after
+// it (a large map) makes it fork its workers, with the target still in
+// rotation, well after the load margin.
+// Expectation: the target is not Drained while those workers may send it
+// requests: none reaches it after Status first says Drained.
+func TestDrainedWaitsOutAReloadThatParsedBeforeTheWrite(t *testing.T) {
+	r := newRig(t, 1)
+	// The call waits for the master to finish the other reload.
+	r.cfg.ReloadWait = 10 * time.Second
+	r.p = r.fresh()
+	in := r.instances[0]
+	a, b := startProbe(t, "pod-a", false), startProbe(t, "pod-b", false)
+	pl := pool(a, b)
+	ctx := context.Background()
+	for _, p := range []*probe{a, b} {
+		if err := r.p.Register(ctx, pl, p.target); err != nil {
+			t.Fatal(err)
+		}
+		r.waitHealth(pl, provider.TargetID(p.name), provider.HealthHealthy, 20*time.Second)
+	}
+	// A large map, parsed after the upstream file.
+	var slow bytes.Buffer
+	slow.WriteString("map_hash_max_size 262144;\nmap_hash_bucket_size 128;\nmap $uri $zerodrop_test_slow {\n")
+	for i := range 60000 {
+		fmt.Fprintf(&slow, "    /p%d %d;\n", i, i)
+	}
+	slow.WriteString("}\n")
+	slowFile := in.Dir() + "/slow.conf"
+	if err := os.WriteFile(slowFile, slow.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(in.ConfigPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	inc := "include " + in.UpstreamFile() + ";\n"
+	if !bytes.Contains(conf, []byte(inc)) {
+		t.Fatalf("%s does not include %s", in.ConfigPath(), in.UpstreamFile())
+	}
+	conf = bytes.Replace(conf, []byte(inc), []byte(inc+"    include "+slowFile+";\n"), 1)
+	if err := os.WriteFile(in.ConfigPath(), conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Requests all along, each on a new connection (accepted by a current
+	// worker).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(3 * time.Millisecond):
+			}
+			getWithin(in.Addr(), "/", 2*time.Second)
+		}
+	}()
+	defer func() { close(stop); wg.Wait() }()
+
+	// Someone else's reload; once the master is in it (SIGHUP blocked),
+	// give it time to read the upstream file, then drain.
+	m, err := nginxproc.Read(in.PidFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(m.PID, syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); nginxproc.Idle(m.PID); {
+		if time.Now().After(deadline) {
+			t.Fatal("the master did not start the reload")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	busyAtWrite := !nginxproc.Idle(m.PID)
+	if err := r.p.SetDraining(ctx, pl, a.target); err != nil {
+		t.Fatal(err)
+	}
+	r.waitHealth(pl, "pod-a", provider.HealthDrained, 30*time.Second)
+	drained := time.Now().UnixNano()
+	// What the old workers held is done by now; anything later was sent
+	// after Drained.
+	time.Sleep(1500 * time.Millisecond)
+	if last := a.last.Load(); last > drained {
+		t.Fatalf("pod-a got a request %v after Status said Drained (master busy with the other reload at the write: %v)", time.Duration(last-drained), busyAtWrite)
+	}
+	if bh := b.hits.Load(); bh == 0 {
+		t.Fatal("pod-b got no request: the load did not run")
+	}
+	t.Logf("master busy with the other reload at the write: %v", busyAtWrite)
+}

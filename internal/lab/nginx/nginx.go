@@ -61,6 +61,8 @@ type Config struct {
 	// ConnectTimeout is proxy_connect_timeout; zero leaves NGINX's default
 	// (60s). A pod whose network namespace is gone does not refuse: the
 	// connection hangs until this timeout, holding the client's request.
+	// Keep it well above 1 s: Linux retransmits a lost SYN after 1 s, and a
+	// timeout of 1 s or less turns one lost packet into a 504.
 	ConnectTimeout time.Duration
 	// StartTimeout bounds Start and Reload; default 15s.
 	StartTimeout time.Duration
@@ -424,12 +426,16 @@ func (in *Instance) stopProcesses(sig syscall.Signal) error {
 	if in.master == nil {
 		return nil
 	}
-	var workers []int
-	if m, err := nginxproc.ReadPID(in.master.PID()); err == nil {
-		for _, w := range m.Workers {
-			workers = append(workers, w.PID)
-		}
+	if sig == syscall.SIGKILL {
+		// Stop the master before its workers die: a running master
+		// respawns a worker killed under it, and that worker, unknown
+		// to the list below, outlives the master holding the listeners
+		// (Restart then fails with "Address already in use").
+		_ = syscall.Kill(in.master.PID(), syscall.SIGSTOP)
 	}
+	// Every child, not only the titled workers: a worker forked by a
+	// reload a moment ago has no title yet but holds the listeners.
+	workers := nginxproc.Children(in.master.PID())
 	if sig == syscall.SIGKILL {
 		for _, pid := range workers {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
