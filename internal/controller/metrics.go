@@ -19,6 +19,7 @@ type Metrics struct {
 	OrphansFreed     *prometheus.CounterVec
 	PodsUngated      *prometheus.GaugeVec
 	PoolReads        *prometheus.CounterVec
+	VerdictEvents    *prometheus.CounterVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -77,9 +78,13 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_pool_status_reads_total",
 			Help: "Pool status reads by the binding reconcilers of this process: result=read made a Status call to the load balancer (one call per instance), result=shared took a read another binding of the pool made less than the share window ago.",
 		}, []string{"loadbalancer", "pool", "result"}),
+		VerdictEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_verdict_events_total",
+			Help: "Events pushed by load balancer instances (providers with pushesVerdicts): kind=Verdict woke the pool's bindings for a fresh read; StreamUp and StreamDown are the event stream's state changes (down: the instance is polled).",
+		}, []string{"loadbalancer", "instance", "kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads, m.VerdictEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
