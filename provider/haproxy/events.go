@@ -57,7 +57,11 @@ const maxEventLine = 64 << 10
 // (src/server.c srv_update_status, src/check.c).
 var (
 	serverLine = regexp.MustCompile(`(?:Backup )?Server ([A-Za-z0-9_.:-]+)/([A-Za-z0-9_.:-]+) (is UP|is DOWN|is stopping|is going DOWN for maintenance|was DOWN and now enters maintenance|enters drain state|is UP/READY|is DOWN \(leaving|is going)`)
-	checkLine  = regexp.MustCompile(`(?:Health|Agent) check for (?:backup )?server ([A-Za-z0-9_.:-]+)/([A-Za-z0-9_.:-]+) (succeeded|failed|conditionally succeeded)`)
+	// stopLine: the process's soft stop after a reload (the old worker
+	// logs it for every proxy); its CLI sessions, this stream included,
+	// stay with it until they end.
+	stopLine  = regexp.MustCompile(`(?:^|[> ])(?:Proxy [A-Za-z0-9_.:-]+ stopped|Stopping (?:backend|frontend|proxy) )`)
+	checkLine = regexp.MustCompile(`(?:Health|Agent) check for (?:backup )?server ([A-Za-z0-9_.:-]+)/([A-Za-z0-9_.:-]+) (succeeded|failed|conditionally succeeded)`)
 )
 
 // parseEventLine reads one ring line: its timestamp when the ring's format
@@ -144,7 +148,9 @@ func (c *Client) ShowEvents(ctx context.Context, ring string) ([]string, error) 
 	if err := validName("ring", ring); err != nil {
 		return nil, err
 	}
-	out, err := c.Dump(ctx, "show events "+ring)
+	// Raw, not Dump: an empty ring answers nothing at all, not even the
+	// empty line that ends other dumps.
+	out, err := c.Raw(ctx, "show events "+ring)
 	if err != nil {
 		var ce *CommandError
 		if errors.As(err, &ce) && strings.Contains(ce.Answer, "No such event sink") {
@@ -153,7 +159,7 @@ func (c *Client) ShowEvents(ctx context.Context, ring string) ([]string, error) 
 		return nil, err
 	}
 	var lines []string
-	for _, l := range strings.Split(strings.TrimSuffix(out[0], "\n"), "\n") {
+	for _, l := range strings.Split(out, "\n") {
 		if l != "" {
 			lines = append(lines, l)
 		}
@@ -162,11 +168,12 @@ func (c *Client) ShowEvents(ctx context.Context, ring string) ([]string, error) 
 }
 
 // StreamEvents sends `show events <ring> -w` and calls fn with every line
-// until the connection ends or ctx is done: first the ring's history,
-// unless onlyNew (-n), then every new line as HAProxy writes it. It returns nil when HAProxy closed the stream (idle `stats
+// until the connection ends, ctx is done or fn returns false: first the
+// ring's history, unless onlyNew (-n), then every new line as HAProxy
+// writes it. It returns nil when HAProxy closed the stream (idle `stats
 // timeout`, reload), ctx.Err() when ctx ended, and the error otherwise.
 // A line fn receives has no trailing newline.
-func (c *Client) StreamEvents(ctx context.Context, ring string, onlyNew bool, fn func(line string)) error {
+func (c *Client) StreamEvents(ctx context.Context, ring string, onlyNew bool, fn func(line string) (more bool)) error {
 	if err := validName("ring", ring); err != nil {
 		return err
 	}
@@ -226,8 +233,8 @@ func (c *Client) StreamEvents(ctx context.Context, ring string, onlyNew bool, fn
 				return &CommandError{Endpoint: c.String(), Command: cmd, Answer: a, Severity: sev, kind: classify(a)}
 			}
 		}
-		if line != "" {
-			fn(line)
+		if line != "" && !fn(line) {
+			return nil
 		}
 	}
 	if ctx.Err() != nil {
@@ -265,7 +272,8 @@ func (p *Provider) Watch(ctx context.Context, fn func(provider.Event)) error {
 func (p *Provider) watchInstance(ctx context.Context, in Instance, c *Client, fn func(provider.Event)) {
 	var mark ringMark // the last timestamped line received, kept across reconnects
 	backoff := watchMinBackoff
-	up := false // EventStreamUp reported, no EventStreamDown since
+	up := false  // EventStreamUp reported, no EventStreamDown since
+	gap := false // events may have been missed since the last EventStreamUp
 	for ctx.Err() == nil {
 		var err error
 		onlyNew := false
@@ -285,25 +293,35 @@ func (p *Provider) watchInstance(ctx context.Context, in Instance, c *Client, fn
 			}
 		}
 		if err == nil {
-			if !up || onlyNew {
-				up = true
+			if !up || onlyNew || gap {
+				up, gap = true, false
 				fn(provider.Event{Kind: provider.EventStreamUp, Instance: in.Name, At: time.Now()})
 			}
-			err = c.StreamEvents(ctx, p.ring, onlyNew, func(line string) {
+			err = c.StreamEvents(ctx, p.ring, onlyNew, func(line string) bool {
 				ts, ev, ok := parseEventLine(in.Name, line)
 				if mark.seen(ts, line) {
-					return // replayed: had it before the reconnect
+					return true // replayed: had it before the reconnect
 				}
 				if !ts.IsZero() {
 					mark.set(ts, line)
 				}
+				if stopLine.MatchString(line) {
+					// A reload: this stream is the old worker's, which
+					// checks nothing any more (and the session would keep
+					// it alive). Reconnect to the new worker, whose ring
+					// starts empty, and report the gap: the controller
+					// reads every pool and sees the new epoch at once.
+					mark, gap = ringMark{}, true
+					return false
+				}
 				if ok {
 					fn(ev)
 				}
+				return true
 			})
 			if err == nil {
-				// Closed by HAProxy (idle stats timeout, reload): resume at
-				// once from the mark, no loss to report.
+				// Closed by HAProxy (idle stats timeout) or left after a
+				// reload: resume at once from the mark.
 				backoff = watchMinBackoff
 				continue
 			}

@@ -195,6 +195,12 @@ func (c *cutter) restore(t *testing.T) {
 				continue
 			}
 			c.mu.Lock()
+			if c.l != l { // cut while this one was being accepted
+				c.mu.Unlock()
+				a.Close()
+				b.Close()
+				continue
+			}
 			c.conns = append(c.conns, a, b)
 			c.mu.Unlock()
 			go func() { io.Copy(b, a); b.Close() }()
@@ -270,4 +276,34 @@ func TestWatchWithoutTheRingReportsTheStreamDown(t *testing.T) {
 	if !errors.Is(ev.Err, hapi.ErrNoEventRing) {
 		t.Fatalf("EventStreamDown error %v, want ErrNoEventRing", ev.Err)
 	}
+}
+
+// After a reload the stream belongs to the old worker, which checks
+// nothing any more and would keep the session until HAProxy's stats
+// timeout. The watcher notices the old worker's soft stop in the ring,
+// reconnects to the new worker and reports the gap at once (the
+// controller then reads every pool and sees the new epoch), and the new
+// worker's verdicts arrive.
+func TestWatchFollowsAReload(t *testing.T) {
+	in, _ := startHAProxy(t)
+	p := newProvider(t, in)
+	evs := watch(t, p)
+	_, i := evs.await(t, 0, 10*time.Second, "EventStreamUp", isKind(provider.EventStreamUp, "haproxy-0"))
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := in.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The lab's stats timeout is 30 s and hard-stop-after 5 s: well
+	// within either, the watcher is with the new worker.
+	up, j := evs.await(t, i+1, 3*time.Second, "EventStreamUp after the reload", isKind(provider.EventStreamUp, "haproxy-0"))
+	t.Logf("reload -> stream up again on the new worker: %s", up.got.Sub(start).Round(time.Millisecond))
+
+	target := startProbe(t, "after-reload")
+	if err := p.Register(ctx, "app", target.target()); err != nil {
+		t.Fatal(err)
+	}
+	evs.await(t, j, 10*time.Second, "UP verdict from the new worker", verdict("app", target.name, provider.HealthHealthy))
 }
