@@ -86,6 +86,13 @@ func (ps *Providers) watch(lb string, p provider.Provider) *verdictWatch {
 			}
 			onEvent(lb, ev)
 		})
+		if ctx.Err() == nil {
+			// Watch gave up on its own: nothing is pushed any more.
+			w.mu.Lock()
+			w.up = map[string]bool{"": false}
+			w.mu.Unlock()
+			onEvent(lb, provider.Event{Kind: provider.EventStreamDown})
+		}
 	}()
 	return w
 }
