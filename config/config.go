@@ -6,8 +6,10 @@ package config
 
 import "embed"
 
-// FS holds crd/bases/*.yaml, webhook/manifests.yaml (the pod mutator) and
-// webhook/validating.yaml (the TargetBinding validator).
+// FS holds crd/bases/*.yaml, webhook/manifests.yaml (the pod mutator),
+// webhook/validating.yaml (the TargetBinding validator) and rbac/ (the
+// ServiceAccounts, roles and bindings of both roles, with its
+// kustomization files).
 //
-//go:embed crd/bases/*.yaml webhook/manifests.yaml webhook/validating.yaml
+//go:embed crd/bases/*.yaml webhook/manifests.yaml webhook/validating.yaml rbac
 var FS embed.FS

@@ -106,6 +106,42 @@ type LoadBalancerReconciler struct {
 	Providers *Providers
 	// Recorder emits Events on the LoadBalancer; nil emits none.
 	Recorder events.EventRecorder
+	// Metrics, when set, gets zerodrop_loadbalancer_instance_reachable.
+	Metrics *Metrics
+
+	mu       sync.Mutex
+	reported map[string][]string // LoadBalancer -> instances with a reachable series
+}
+
+// reportReachable sets lb's zerodrop_loadbalancer_instance_reachable series
+// to up and deletes those of instances no longer in it.
+func (r *LoadBalancerReconciler) reportReachable(lb string, up map[string]bool) {
+	if r.Metrics == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, name := range r.reported[lb] {
+		if _, ok := up[name]; !ok {
+			r.Metrics.InstanceReachable.DeleteLabelValues(lb, name)
+		}
+	}
+	names := make([]string, 0, len(up))
+	for name, ok := range up {
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		r.Metrics.InstanceReachable.WithLabelValues(lb, name).Set(v)
+		names = append(names, name)
+	}
+	if r.reported == nil {
+		r.reported = map[string][]string{}
+	}
+	r.reported[lb] = names
+	if len(names) == 0 {
+		delete(r.reported, lb)
+	}
 }
 
 // Reconcile implements reconcile.Reconciler.
@@ -145,6 +181,7 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 	next.Instances = nil
 	next.ReachableInstances = 0
 	var unreachable, unknown []string
+	up := map[string]bool{}
 	for _, in := range lb.Spec.Instances {
 		st, ok := seen[in.Name]
 		if in.TLS != nil && r.TLS != nil {
@@ -156,6 +193,7 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 			unknown = append(unknown, in.Name)
 			continue
 		}
+		up[in.Name] = st.Reachable
 		if st.Reachable {
 			next.ReachableInstances++
 		} else {
@@ -164,6 +202,7 @@ func (r *LoadBalancerReconciler) Reconcile(ctx context.Context, req reconcile.Re
 		next.Instances = append(next.Instances, st)
 	}
 	sort.Slice(next.Instances, func(i, j int) bool { return next.Instances[i].Name < next.Instances[j].Name })
+	r.reportReachable(lb.Name, up)
 	cond := metav1.Condition{Type: ConditionReady, Status: metav1.ConditionTrue, Reason: "Reachable",
 		Message: fmt.Sprintf("%d instance(s) reachable", next.ReachableInstances), ObservedGeneration: lb.Generation}
 	switch {
@@ -226,6 +265,7 @@ func (r *LoadBalancerReconciler) forget(lb string) {
 	if r.Instances != nil {
 		r.Instances.Forget(lb)
 	}
+	r.reportReachable(lb, nil)
 }
 
 // lbStatusEqual reports whether status a already says what b says, so that

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -42,5 +43,33 @@ func TestLBStatusEqual(t *testing.T) {
 				t.Fatalf("lbStatusEqual = %v, want %v\nhave %+v\nwant %+v", got, c.want, have, want)
 			}
 		})
+	}
+}
+
+// TestInstanceReachableMetric: zerodrop_loadbalancer_instance_reachable
+// follows what the binding's reads said about each instance (1, then 0
+// when one is down), and the series go with the LoadBalancer.
+func TestInstanceReachableMetric(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone)
+	h.lbr.Metrics = h.r.Metrics
+	h.r.Instances = h.lbr.Instances
+	h.reconcile()
+	h.reconcileLB()
+	a, b := "instance="+instA.Name+",loadbalancer="+hLB, "instance="+instB.Name+",loadbalancer="+hLB
+	if got := h.series("zerodrop_loadbalancer_instance_reachable"); got[a] != 1 || got[b] != 1 || len(got) != 2 {
+		t.Fatalf("both instances read: series %v, want %s and %s at 1", got, a, b)
+	}
+	h.w.mu.Lock()
+	h.w.down[keyB] = true
+	h.w.mu.Unlock()
+	h.advance(time.Second)
+	h.reconcile()
+	h.reconcileLB()
+	if got := h.series("zerodrop_loadbalancer_instance_reachable"); got[a] != 1 || got[b] != 0 || len(got) != 2 {
+		t.Fatalf("%s down: series %v, want %s at 0", instB.Name, got, b)
+	}
+	h.lbr.forget(hLB)
+	if got := h.series("zerodrop_loadbalancer_instance_reachable"); len(got) != 0 {
+		t.Fatalf("LoadBalancer forgotten: series %v remain", got)
 	}
 }

@@ -20,6 +20,10 @@ type Metrics struct {
 	PodsUngated      *prometheus.GaugeVec
 	PoolReads        *prometheus.CounterVec
 	VerdictEvents    *prometheus.CounterVec
+	// InstanceReachable and CertificateExpiry are set by the LoadBalancer
+	// reconciler and by the webhook certificate rotator.
+	InstanceReachable *prometheus.GaugeVec
+	CertificateExpiry *prometheus.GaugeVec
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -82,9 +86,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_verdict_events_total",
 			Help: "Events pushed by load balancer instances (providers with pushesVerdicts): kind=Verdict woke the pool's bindings for a fresh read; StreamUp and StreamDown are the event stream's state changes (down: the instance is polled).",
 		}, []string{"loadbalancer", "instance", "kind"}),
+		InstanceReachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_loadbalancer_instance_reachable",
+			Help: "1 when the last pool status read of the load balancer instance succeeded, 0 when it failed (the LoadBalancer's status.instances[].reachable); absent until a TargetBinding has read the instance. Set by the leader.",
+		}, []string{"loadbalancer", "instance"}),
+		CertificateExpiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_webhook_certificate_expiry_timestamp_seconds",
+			Help: "When the webhook's serving certificate (self-managed mode) stops being valid, as a Unix time; set by every replica each time it checks the certificate Secret.",
+		}, []string{"secret"}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads, m.VerdictEvents} {
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads,
+		m.InstanceReachable, m.CertificateExpiry, m.VerdictEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -122,27 +122,41 @@ func (s *TLSSecrets) Config(ctx context.Context, ref zv1.SecretReference) (*tls.
 func secretError(key types.NamespacedName, err error) error {
 	switch {
 	case apierrors.IsNotFound(err):
-		return fmt.Errorf("Secret %s not found (want %s, %s and %s)", key, SecretKeyCert, SecretKeyKey, SecretKeyCA)
+		return fmt.Errorf("Secret %s not found (want %s, and %s with %s for a client certificate)", key, SecretKeyCA, SecretKeyCert, SecretKeyKey)
 	case apierrors.IsForbidden(err):
 		return fmt.Errorf("Secret %s: the controller may not read it: its Roles name the Secrets it may get (docs/haproxy.md, RBAC): %w", key, err)
 	}
 	return fmt.Errorf("Secret %s: %w", key, err)
 }
 
-// parseTLSSecret checks the three keys and builds the configuration.
+// parseTLSSecret checks the keys and builds the configuration: ca.crt
+// always; tls.crt and tls.key together (a client certificate: mutual TLS,
+// what HAProxy's Runtime API frontend asks for) or neither (server TLS
+// only: an adapter that authenticates the controller by its bearer token).
 func parseTLSSecret(key types.NamespacedName, sec *corev1.Secret) (*tls.Config, error) {
-	for _, k := range []string{SecretKeyCert, SecretKeyKey, SecretKeyCA} {
-		if len(sec.Data[k]) == 0 {
-			return nil, fmt.Errorf("Secret %s: no key %q (want %s, %s and %s)", key, k, SecretKeyCert, SecretKeyKey, SecretKeyCA)
-		}
-	}
-	pair, err := tls.X509KeyPair(sec.Data[SecretKeyCert], sec.Data[SecretKeyKey])
-	if err != nil {
-		return nil, fmt.Errorf("Secret %s: keys %q and %q: %w", key, SecretKeyCert, SecretKeyKey, err)
+	want := fmt.Sprintf("want %s, and %s with %s for a client certificate", SecretKeyCA, SecretKeyCert, SecretKeyKey)
+	if len(sec.Data[SecretKeyCA]) == 0 {
+		return nil, fmt.Errorf("Secret %s: no key %q (%s)", key, SecretKeyCA, want)
 	}
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(sec.Data[SecretKeyCA]) {
 		return nil, fmt.Errorf("Secret %s: key %q holds no PEM certificate", key, SecretKeyCA)
 	}
-	return &tls.Config{Certificates: []tls.Certificate{pair}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	hasCert, hasKey := len(sec.Data[SecretKeyCert]) > 0, len(sec.Data[SecretKeyKey]) > 0
+	switch {
+	case hasCert != hasKey:
+		missing := SecretKeyKey
+		if !hasCert {
+			missing = SecretKeyCert
+		}
+		return nil, fmt.Errorf("Secret %s: no key %q beside the other half of the client certificate (%s)", key, missing, want)
+	case hasCert:
+		pair, err := tls.X509KeyPair(sec.Data[SecretKeyCert], sec.Data[SecretKeyKey])
+		if err != nil {
+			return nil, fmt.Errorf("Secret %s: keys %q and %q: %w", key, SecretKeyCert, SecretKeyKey, err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	return cfg, nil
 }

@@ -88,6 +88,8 @@ func TestTLSSecretsSayWhatIsWrong(t *testing.T) {
 	delete(noCA.Data, "ca.crt")
 	badKey := tlsSecret(t, "lb", "bad-key", "c")
 	badKey.Data["tls.key"] = tlsSecret(t, "lb", "other", "c").Data["tls.key"]
+	halfPair := tlsSecret(t, "lb", "half-pair", "c")
+	delete(halfPair.Data, "tls.key")
 	badCA := tlsSecret(t, "lb", "bad-ca", "c")
 	blk, _ := pem.Decode(badCA.Data["ca.crt"])
 	badCA.Data["ca.crt"] = blk.Bytes // DER, not PEM
@@ -97,7 +99,7 @@ func TestTLSSecretsSayWhatIsWrong(t *testing.T) {
 		}
 		return c.Get(ctx, key, obj, opts...)
 	}}
-	c := fake.NewClientBuilder().WithObjects(noCA, badKey, badCA).WithInterceptorFuncs(forbidden).Build()
+	c := fake.NewClientBuilder().WithObjects(noCA, badKey, badCA, halfPair).WithInterceptorFuncs(forbidden).Build()
 	now := time.Now()
 	s := &TLSSecrets{Reader: c, Namespace: "zerodrop-system", Now: func() time.Time { return now }}
 	for _, tc := range []struct {
@@ -107,6 +109,7 @@ func TestTLSSecretsSayWhatIsWrong(t *testing.T) {
 		{zv1.SecretReference{Name: "absent"}, []string{"Secret zerodrop-system/absent not found"}},
 		{zv1.SecretReference{Namespace: "lb", Name: "no-ca"}, []string{"Secret lb/no-ca", `no key "ca.crt"`}},
 		{zv1.SecretReference{Namespace: "lb", Name: "bad-key"}, []string{"Secret lb/bad-key", `"tls.crt" and "tls.key"`}},
+		{zv1.SecretReference{Namespace: "lb", Name: "half-pair"}, []string{"Secret lb/half-pair", `no key "tls.key" beside the other half`}},
 		{zv1.SecretReference{Namespace: "lb", Name: "bad-ca"}, []string{"Secret lb/bad-ca", `"ca.crt" holds no PEM certificate`}},
 		{zv1.SecretReference{Namespace: "lb", Name: "not-ours"}, []string{"Secret lb/not-ours", "may not read it", "RBAC"}},
 	} {
@@ -116,6 +119,17 @@ func TestTLSSecretsSayWhatIsWrong(t *testing.T) {
 				t.Errorf("%+v: error %v; want it to mention %q", tc.ref, err, w)
 			}
 		}
+	}
+	// CA only: server TLS without a client certificate (an adapter that
+	// takes a bearer token).
+	caOnly := tlsSecret(t, "lb", "ca-only", "c")
+	delete(caOnly.Data, "tls.crt")
+	delete(caOnly.Data, "tls.key")
+	if err := c.Create(ctx, caOnly); err != nil {
+		t.Fatal(err)
+	}
+	if cfg, err := s.Config(ctx, zv1.SecretReference{Namespace: "lb", Name: "ca-only"}); err != nil || cfg.RootCAs == nil || len(cfg.Certificates) != 0 {
+		t.Fatalf("CA-only Secret: config %+v, err %v; want server TLS without a client certificate", cfg, err)
 	}
 	if err := c.Create(ctx, tlsSecret(t, "zerodrop-system", "absent", "late")); err != nil {
 		t.Fatal(err)

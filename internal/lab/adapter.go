@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -40,8 +39,9 @@ var ZerodropAdapterScenario = func() Scenario {
 	return s
 }()
 
-// Secrets the lab gives the controller for the adapter (names config/rbac
-// would have to grant outside the lab, whose controller runs as admin).
+// Secrets the lab gives the controller for the adapter. config/rbac does
+// not name them: the lab grants them with a Role of their own, as
+// docs/provider-protocol.md tells users to.
 const (
 	AdapterTLSSecret   = "zerodrop-adapter-client"
 	AdapterTokenSecret = "zerodrop-adapter-token"
@@ -51,19 +51,7 @@ const (
 // next to the running executable (make build puts it in bin/), else on
 // PATH.
 func FindAdapter() (string, error) {
-	if p := os.Getenv("ZERODROP_ADAPTER"); p != "" {
-		return filepath.Abs(p)
-	}
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "zerodrop-adapter")
-		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("zerodrop-adapter"); err == nil {
-		return filepath.Abs(p)
-	}
-	return "", errors.New("lab: zerodrop-adapter program not found next to this executable, on PATH or in $ZERODROP_ADAPTER (go build -o bin/zerodrop-adapter ./cmd/zerodrop-adapter)")
+	return findProgram("zerodrop-adapter", "ZERODROP_ADAPTER", "go build -o bin/zerodrop-adapter ./cmd/zerodrop-adapter")
 }
 
 // startAdapter runs zerodrop-adapter on 127.0.0.1 in front of the lab's
@@ -107,6 +95,9 @@ func (c *Controller) startAdapter(ctx context.Context, t Target) (string, error)
 		if err := applySecret(ctx, c.c, s); err != nil {
 			return "", err
 		}
+	}
+	if err := grantSecrets(ctx, c.c, "zerodrop-lab-adapter", AdapterTLSSecret, AdapterTokenSecret); err != nil {
+		return "", err
 	}
 	ports, err := proc.FreePorts(1)
 	if err != nil {

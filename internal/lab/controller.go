@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,19 +52,25 @@ const BindingName = "web"
 // else next to the running executable (make build puts it in bin/), else on
 // PATH.
 func FindController() (string, error) {
-	if p := os.Getenv("ZERODROP_CONTROLLER"); p != "" {
+	return findProgram("zerodrop-controller", "ZERODROP_CONTROLLER", "make build")
+}
+
+// findProgram finds one of this repository's programs: $env, then next to
+// this executable, then on PATH; the error says how to build it.
+func findProgram(name, env, build string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		return filepath.Abs(p)
 	}
 	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "zerodrop-controller")
+		p := filepath.Join(filepath.Dir(exe), name)
 		if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath("zerodrop-controller"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return filepath.Abs(p)
 	}
-	return "", errors.New("lab: zerodrop-controller program not found next to this executable, on PATH or in $ZERODROP_CONTROLLER (run `make build`)")
+	return "", fmt.Errorf("lab: %s program not found next to this executable, on PATH or in $%s (%s)", name, env, build)
 }
 
 // Controller is zerodrop-controller running against the lab as two
@@ -75,7 +82,9 @@ func FindController() (string, error) {
 // the drain endpoint at 127.0.0.1 (the kubelet, not the pod, sends preStop
 // httpGet requests).
 type Controller struct {
-	bin, dir, kubeconfig string
+	bin, dir string
+	// kubeconfigs: each role's ServiceAccount kubeconfig (config/rbac).
+	kubeconfigs map[string]string
 	log                  *slog.Logger
 	c                    client.Client
 	webhookConfig        string
@@ -139,7 +148,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	if err != nil {
 		return nil, fmt.Errorf("lab: controller: %w", err)
 	}
-	c = &Controller{bin: bin, dir: dir, kubeconfig: t.Kubeconfig, log: log, c: kc, webhookConfig: "zerodrop-lab"}
+	c = &Controller{bin: bin, dir: dir, kubeconfigs: map[string]string{}, log: log, c: kc, webhookConfig: "zerodrop-lab"}
 	defer func() {
 		if err != nil {
 			c.Stop()
@@ -151,6 +160,18 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	}
 	if err := kc.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ControllerNamespace}}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return c, fmt.Errorf("lab: controller namespace: %w", err)
+	}
+	// Each process runs as its role's ServiceAccount under config/rbac,
+	// applied unchanged: what the ClusterRoles lack fails here (Forbidden).
+	if err := applyRBAC(ctx, kc); err != nil {
+		return c, err
+	}
+	for role, sa := range map[string]string{"serve": ServeServiceAccount, "reconcile": ReconcileServiceAccount} {
+		f, err := serviceAccountKubeconfig(ctx, t.Config, dir, sa)
+		if err != nil {
+			return c, err
+		}
+		c.kubeconfigs[role] = f
 	}
 	if err := applyAdminTLSSecret(ctx, kc, t); err != nil {
 		return c, err
@@ -230,7 +251,7 @@ func (c *Controller) start(role string, args []string) (*proc.Process, error) {
 		Name: "zerodrop-controller-" + role,
 		Path: c.bin,
 		Args: args,
-		Env:  []string{"KUBECONFIG=" + c.kubeconfig},
+		Env:  []string{"KUBECONFIG=" + c.kubeconfigs[role]},
 		Log:  filepath.Join(c.dir, fmt.Sprintf("%s-%d.log", role, n)),
 	})
 }
@@ -299,6 +320,19 @@ func (c *Controller) Stop() {
 	if os.Getenv("ZERODROP_KEEP_LOGS") == "" {
 		_ = os.RemoveAll(c.dir)
 	}
+}
+
+// Forbidden fails when a controller process logged a request RBAC refused
+// (config/rbac lacks a rule the controller needs), naming the lines.
+func (c *Controller) Forbidden() error {
+	lines := forbiddenLines(c.dir)
+	if len(lines) == 0 {
+		return nil
+	}
+	if len(lines) > 5 {
+		lines = append(lines[:5], fmt.Sprintf("... and %d more", len(lines)-5))
+	}
+	return fmt.Errorf("lab: zerodrop-controller was refused by RBAC (config/rbac):\n%s", strings.Join(lines, "\n"))
 }
 
 // Logs returns the tails of the controller's logs, for error messages.

@@ -91,6 +91,9 @@ type Integration struct {
 	// RestartController starts it again.
 	KillController    func() error
 	RestartController func(ctx context.Context) error
+	// Check, when set, runs after the rollouts: an error fails the run
+	// (the controller was refused by RBAC).
+	Check func() error
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -486,6 +489,9 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	stopLoad()
 	wg.Wait()
 	res.Ended = time.Now()
+	if runErr == nil && d.Integration.Check != nil {
+		runErr = d.Integration.Check()
+	}
 	rec.fill(&res, marks)
 	if probe != nil {
 		res.Gates = probe.result(lbNames, time.Duration(t.Check.Rise)*t.Check.Interval)

@@ -68,6 +68,7 @@ func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.Lo
 	in = &Integration{
 		KillController:    ctl.KillReconciler,
 		RestartController: ctl.StartReconciler,
+		Check:             ctl.Forbidden,
 	}
 	in.Stop = func() {
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).

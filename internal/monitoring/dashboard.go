@@ -83,6 +83,14 @@ var layout = []rowSpec{
 	}},
 	{title: "Load balancers", panels: []panelSpec{
 		{
+			title:       "Instances reachable",
+			description: "1 while the controller's reads of a load balancer instance succeed, 0 while they fail: gates wait for every instance, drains too.",
+			unit:        "short",
+			queries: []query{
+				{`max by (loadbalancer, instance) (zerodrop_loadbalancer_instance_reachable)`, "{{loadbalancer}} {{instance}}"},
+			},
+		},
+		{
 			title:       "Load balancer call errors",
 			description: "Failed provider calls per second by LoadBalancer and operation: an instance unreachable or refusing commands. A call covers every instance of the LoadBalancer.",
 			unit:        "ops",

@@ -146,7 +146,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o Options, log *slog.Logger, fa
 	}
 	w.Reconciler = r
 	if o.reconciles() {
-		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.ResyncInterval,
+		lbr := &controller.LoadBalancerReconciler{Client: mgr.GetClient(), Instances: r.Instances, Interval: o.ResyncInterval, Metrics: metrics,
 			TLS:       &controller.TLSSecrets{Reader: mgr.GetAPIReader(), Namespace: o.Namespace},
 			Providers: r.Providers, Recorder: r.Recorder}
 		if err := lbr.SetupWithManager(mgr); err != nil {
@@ -158,7 +158,11 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o Options, log *slog.Logger, fa
 		if err != nil {
 			return w, err
 		}
-		if err := mgr.Add(CertRotator(o, direct, log)); err != nil {
+		rot := CertRotator(o, direct, log)
+		rot.Observe = func(notAfter time.Time) {
+			metrics.CertificateExpiry.WithLabelValues(o.Namespace + "/" + o.WebhookSecret).Set(float64(notAfter.Unix()))
+		}
+		if err := mgr.Add(rot); err != nil {
 			return w, err
 		}
 	}

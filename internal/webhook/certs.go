@@ -65,6 +65,9 @@ type CertRotator struct {
 	Log *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// Observe, when set, is told the serving certificate's NotAfter each
+	// time Ensure succeeds (zerodrop_webhook_certificate_expiry_timestamp_seconds).
+	Observe func(notAfter time.Time)
 	// ReadOnly makes the rotator a reader (zerodrop-controller
 	// --role=serve): it copies the Secret's serving certificate to CertDir
 	// and never creates or renews the Secret nor patches the caBundle, so a
@@ -81,7 +84,7 @@ func (c *CertRotator) now() time.Time {
 	return time.Now()
 }
 
-// Start runs Ensure every CheckInterval until ctx ends (manager.Runnable;
+// Start runs Ensure at once and then every CheckInterval until ctx ends (manager.Runnable;
 // every replica runs it, leader or not, since every replica serves).
 func (c *CertRotator) Start(ctx context.Context) error {
 	every := c.CheckInterval
@@ -90,14 +93,19 @@ func (c *CertRotator) Start(ctx context.Context) error {
 	}
 	t := time.NewTicker(every)
 	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			if err := c.Ensure(ctx); err != nil && c.Log != nil {
-				c.Log.Error("webhook certificate rotation", "err", err)
+	for first := true; ; first = false {
+		// The first check runs at once: the certificate's expiry is
+		// exported from the start, and a Secret that changed since the
+		// process's first Ensure is picked up.
+		if !first {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
 			}
+		}
+		if err := c.Ensure(ctx); err != nil && c.Log != nil {
+			c.Log.Error("webhook certificate rotation", "err", err)
 		}
 	}
 }
@@ -117,7 +125,11 @@ func (c *CertRotator) Ensure(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		return c.writeFiles(bundle)
+		if err := c.writeFiles(bundle); err != nil {
+			return err
+		}
+		c.observe(bundle)
+		return nil
 	}
 	for attempt := 0; attempt < 5; attempt++ {
 		bundle, err := c.ensureSecret(ctx)
@@ -130,9 +142,23 @@ func (c *CertRotator) Ensure(ctx context.Context) error {
 		if err := c.writeFiles(bundle); err != nil {
 			return err
 		}
-		return c.patchCABundles(ctx, bundle.caBundle)
+		if err := c.patchCABundles(ctx, bundle.caBundle); err != nil {
+			return err
+		}
+		c.observe(bundle)
+		return nil
 	}
 	return fmt.Errorf("secret %s: conflicting updates, giving up for now", c.Secret)
+}
+
+// observe tells Observe the bundle's serving certificate's NotAfter.
+func (c *CertRotator) observe(b certBundle) {
+	if c.Observe == nil {
+		return
+	}
+	if leaf, _, err := parsePair(b.cert, b.key); err == nil {
+		c.Observe(leaf.NotAfter)
+	}
 }
 
 type certBundle struct {

@@ -33,6 +33,8 @@ func TestCertRotator(t *testing.T) {
 		DNSNames: []string{"zerodrop-webhook.zerodrop-system.svc"},
 		Now:      func() time.Time { return now },
 	}
+	var observed time.Time
+	r.Observe = func(notAfter time.Time) { observed = notAfter }
 	ctx := context.Background()
 	serving := func() (*x509.Certificate, []byte) {
 		t.Helper()
@@ -59,6 +61,9 @@ func TestCertRotator(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, bundle := serving()
+	if !observed.Equal(first.NotAfter) {
+		t.Fatalf("Observe told %v, the serving certificate ends %v", observed, first.NotAfter)
+	}
 
 	t.Run("a second replica reuses the Secret", func(t *testing.T) {
 		dir2 := t.TempDir()
@@ -89,6 +94,9 @@ func TestCertRotator(t *testing.T) {
 	renewed, bundle2 := serving()
 	if renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatalf("certificate not renewed with 25 of 90 days left")
+	}
+	if !observed.Equal(renewed.NotAfter) || !observed.After(first.NotAfter) {
+		t.Fatalf("after renewal Observe told %v, the renewed certificate ends %v", observed, renewed.NotAfter)
 	}
 	if !bytes.Equal(bundle, bundle2) {
 		t.Fatalf("CA changed although it is valid for years")
