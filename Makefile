@@ -12,6 +12,7 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 # deps installs what the tests need on a fresh machine (haproxy, nginx, iproute2, wrk,
+# chromium for the HTML report test,
 # the Kubernetes binaries). Idempotent: a second run only checks.
 deps:
 	bash scripts/deps.sh
@@ -32,10 +33,13 @@ check-examples: build
 # (10 rollouts, then under an HAProxy reload and a controller kill in the
 # middle of every rollout), at 1,000 requests/s through two HAProxy instances,
 # then the NGINX baseline (sync by reload) and zerodrop through two NGINX
-# instances (3 rollouts each).
+# instances (3 rollouts each). Every scenario's timeline (verify's HTML
+# report) goes to $(DEMO_HTML), with index.html linking them.
+DEMO_HTML := $(BIN)/demo-html
 demo: deps build
 	$(BIN)/zerodrop check examples/ || [ $$? -eq 1 ]
-	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --nginx 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json
+	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --nginx 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json --html $(DEMO_HTML)
+	@echo "demo: results in $(BIN)/demo.json; timelines: open $(DEMO_HTML)/index.html"
 
 bench: deps build
 	bash bench/run.sh
@@ -51,9 +55,12 @@ generate:
 	bash hack/generate.sh
 	$(GO) run ./hack/genchart
 
-# image builds the controller's container image (needs a Docker engine).
+# image builds the controller's container image without a container engine
+# (go-containerregistry): an OCI layout and docker-loadable tarballs for
+# linux/amd64 and linux/arm64 in bin/image, digests printed. With Docker,
+# `docker build -t zerodrop-controller .` builds the same from Dockerfile.
 image:
-	docker build -t zerodrop-controller .
+	$(GO) run ./hack/image -o bin/image -ref zerodrop-controller:dev
 
 # fuzz runs every fuzz target for FUZZTIME (default 30s) each.
 fuzz:

@@ -23,7 +23,7 @@ install() { # install NAME MODULE@VERSION
 install hey github.com/rakyll/hey@v0.1.5
 install bombardier github.com/codesenberg/bombardier@v1.2.6
 install vegeta github.com/tsenart/vegeta/v12@v12.13.0
-go build -o bin/zerodrop ./cmd/zerodrop
+go build -o bin/ ./cmd/zerodrop ./cmd/zerodrop-cluster # zerodrop hands verify to zerodrop-cluster
 go build -o "$cache/bin/verifybench" ./bench/verifybench
 exec nice -n 10 "$cache/bin/verifybench" -zerodrop bin/zerodrop -wrk "$(command -v wrk)" -hey "$cache/bin/hey" \
   -bombardier "$cache/bin/bombardier" -vegeta "$cache/bin/vegeta" \

@@ -11,6 +11,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 # promtool checks and unit-tests the alerts (config/monitoring).
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Headless Chromium renders verify's HTML report in a test
+# (internal/verify/html_browser_test.go, driven by chromedp).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "deps: installing ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
@@ -19,4 +22,4 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The lab's and envtest's Kubernetes binaries (kube-apiserver, etcd, ...):
 # built once from the Go module proxy into the cache (~10 min the first time).
-go run ./cmd/zerodrop lab binaries
+go run ./cmd/zerodrop-cluster lab binaries

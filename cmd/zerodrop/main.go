@@ -1,9 +1,11 @@
 // Command zerodrop finds, reproduces and measures the requests a Kubernetes
 // rolling deployment drops behind a load balancer.
 //
-// Subcommands: check (static analysis), verify (load during a rollout),
-// lab (a local cluster with a real HAProxy), provider-test (the provider
-// conformance kit against a real load balancer), version.
+// Subcommands: check (static analysis), version, and verify (load during a
+// rollout), lab (a local cluster with a real HAProxy), provider-test (the
+// provider conformance kit against a real load balancer). This binary
+// carries check; the other three are in zerodrop-cluster, which it runs
+// with the same arguments (see cluster.go for why).
 package main
 
 import (
@@ -44,7 +46,8 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Short: "Print the version",
 		Run:   func(cmd *cobra.Command, _ []string) { fmt.Fprintln(cmd.OutOrStdout(), version) },
 	})
-	root.AddCommand(newCheckCmd(), newVerifyCmd(), newLabCmd(), newProviderTestCmd())
+	root.AddCommand(newCheckCmd())
+	root.AddCommand(clusterCommands()...)
 	root.SetArgs(args)
 	root.SetIn(stdin)
 	root.SetOut(stdout)

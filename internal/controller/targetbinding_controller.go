@@ -65,6 +65,9 @@ const ReasonEndpointAddressMismatch = "EndpointAddressMismatch"
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=zerodrop-system,resources=leases,verbs=get;create;update
+// Leader election records its transitions as core/v1 Events on the Lease,
+// in the controller's namespace (found by the lab running under config/rbac).
+// +kubebuilder:rbac:groups="",namespace=zerodrop-system,resources=events,verbs=create;patch
 
 // TargetBindingReconciler reconciles TargetBindings.
 type TargetBindingReconciler struct {

@@ -84,10 +84,10 @@ func findProgram(name, env, build string) (string, error) {
 type Controller struct {
 	bin, dir string
 	// kubeconfigs: each role's ServiceAccount kubeconfig (config/rbac).
-	kubeconfigs map[string]string
-	log                  *slog.Logger
-	c                    client.Client
-	webhookConfig        string
+	kubeconfigs   map[string]string
+	log           *slog.Logger
+	c             client.Client
+	webhookConfig string
 
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process

@@ -161,4 +161,3 @@ func forbiddenLines(dir string) []string {
 	}
 	return out
 }
-

@@ -262,6 +262,12 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// Progress, when set, receives one line per step.
 	Progress io.Writer
+	// Timeline, when set, also builds verify's report of the run
+	// (Result.Report, for `lab run --html`): the main stream's requests,
+	// the slow stream's failures (its successes would set every bucket's
+	// p99 to the slow latency), the pods', endpoints' and Kubernetes
+	// events of the namespace, and each rollout's steps and fault.
+	Timeline bool
 }
 
 // Target is the lab a scenario runs against: its API and its HAProxy and
@@ -311,6 +317,9 @@ type Result struct {
 	// Gates are the measured gate and drain latencies (scenarios with their
 	// own load-balancer integration).
 	Gates *GateTimings `json:"gates,omitempty"`
+	// Report is verify's report of the run (RunOptions.Timeline), for its
+	// HTML timeline; not part of the JSON table.
+	Report *verify.Report `json:"-"`
 }
 
 // Name is the scenario's name with its fault, as the table shows it.
@@ -406,6 +415,11 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	var rec recorder
 	var wg sync.WaitGroup
 	res.Started = time.Now()
+	tl, err := startTimeline(ctx, t, o, res.Started)
+	if err != nil {
+		return res, err
+	}
+	defer tl.stop()
 	type stream struct {
 		path    string
 		rate    float64
@@ -432,6 +446,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 				defer wg.Done()
 				for r := range results {
 					rec.add(r, st.slow)
+					tl.add(r, st.slow)
 				}
 			}()
 		}
@@ -446,20 +461,24 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	for i := 0; runErr == nil && i < o.Rollouts; i++ {
 		start := time.Now()
 		marks = append(marks, start)
-		if _, err := verify.RolloutRestart(ctx, cs, o.Namespace, "web"); err != nil {
+		gen, err := verify.RolloutRestart(ctx, cs, o.Namespace, "web")
+		if err != nil {
 			runErr = err
 			break
 		}
+		tl.rollout(start, verify.RolloutStart, fmt.Sprintf("rollout %d/%d: restart", i+1, o.Rollouts), fmt.Sprintf("generation %d", gen))
 		rctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
 		var fault chan FaultEvent
 		if o.Fault != "" {
 			fault = make(chan FaultEvent, 1)
 			go func(i int) { fault <- injectFault(rctx, t, d, o, i, start) }(i + 1)
 		}
-		err := waitRolledOut(rctx, cs, o.Namespace, "web")
+		err = waitRolledOut(rctx, cs, o.Namespace, "web")
+		rolledOut := time.Now()
 		if fault != nil {
 			ev := <-fault
 			res.Faults = append(res.Faults, ev)
+			tl.fault(start, ev)
 			if ev.Err != "" && err == nil {
 				err = fmt.Errorf("fault %s: %s", ev.Kind, ev.Err)
 			}
@@ -467,10 +486,12 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 		cancel()
 		if err != nil {
+			tl.rollout(time.Now(), verify.RolloutFailed, fmt.Sprintf("rollout %d/%d", i+1, o.Rollouts), err.Error())
 			runErr = fmt.Errorf("lab: rollout %d: %w", i+1, err)
 			break
 		}
 		took := time.Since(start)
+		tl.rollout(rolledOut, verify.RolloutClean, fmt.Sprintf("rollout %d/%d: no old pod left", i+1, o.Rollouts), "")
 		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
 		// Let the rollout's consequences land in its own window: new pods
 		// passing the load balancer's checks, then the settle time.
@@ -493,6 +514,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		runErr = d.Integration.Check()
 	}
 	rec.fill(&res, marks)
+	res.Report = tl.report(res, frontends, o)
 	if probe != nil {
 		res.Gates = probe.result(lbNames, time.Duration(t.Check.Rise)*t.Check.Interval)
 	}

@@ -56,7 +56,94 @@ const (
 	panelH     = 130.0
 	panelGap   = 40.0
 	chartTop   = 40.0
+	laneH      = 14.0
+	laneGap    = 3.0
+	// maxLanes bounds the pod lanes drawn (10 rollouts of 3 replicas are
+	// 33 pods).
+	maxLanes = 60
 )
+
+// buildLanes follows each watched pod through its events: from when it was
+// first seen (present at the start, or created) to when it was gone (or the
+// end of the chart), colored by state.
+func buildLanes(r *Report, x func(float64) float64, spanMS float64, top float64) (lanes []podLane, more int) {
+	type life struct {
+		lane  int
+		state int
+		since float64
+		gone  bool
+	}
+	pods := map[string]*life{}
+	var segs [][]svgRect
+	var names []string
+	cut := func(l *life, atMS float64) {
+		if atMS > l.since {
+			y := top + float64(l.lane)*(laneH+laneGap)
+			st := podState[l.state]
+			segs[l.lane] = append(segs[l.lane], svgRect{X: x(l.since), Y: y, W: x(atMS) - x(l.since), H: laneH, Color: st.Color,
+				Title: fmt.Sprintf("%s %s %s–%s", names[l.lane], st.Name, fmtAt(l.since), fmtAt(atMS))})
+		}
+		l.since = atMS
+	}
+	for _, e := range r.Events {
+		if e.Kind != EventPod {
+			continue
+		}
+		l := pods[e.Object]
+		if l == nil {
+			if e.Type != PodPresent && e.Type != PodCreated {
+				continue // a pod first seen leaving: nothing to draw
+			}
+			if len(names) == maxLanes {
+				more++
+				pods[e.Object] = &life{lane: -1}
+				continue
+			}
+			l = &life{lane: len(names), since: math.Max(e.AtMS, 0)}
+			pods[e.Object] = l
+			names = append(names, strings.TrimPrefix(e.Object, "pod/"))
+			segs = append(segs, nil)
+			if strings.Contains(e.Detail, "Ready=True") {
+				l.state = 1
+			}
+			continue
+		}
+		if l.lane < 0 || l.gone {
+			continue
+		}
+		next := l.state
+		switch {
+		case e.Type == PodGone:
+			cut(l, e.AtMS)
+			l.gone = true
+			continue
+		case e.Type == PodDeleting:
+			next = 3
+		case l.state == 3:
+		case e.Type == PodCondition && e.Detail == "Ready=True":
+			next = 1
+		case e.Type == PodCondition && e.Detail == "Ready=False" && l.state == 1:
+			next = 2
+		}
+		if next != l.state {
+			cut(l, e.AtMS)
+			l.state = next
+		}
+	}
+	for _, l := range pods {
+		if l.lane >= 0 && !l.gone {
+			cut(l, spanMS)
+		}
+	}
+	for i, name := range names {
+		y := top + float64(i)*(laneH+laneGap)
+		lanes = append(lanes, podLane{Pod: name, Segs: segs[i]})
+		if len(segs[i]) > 0 {
+			lanes[i].Label = svgText{X: segs[i][0].X + 3, Y: y + laneH - 3.5, Text: name, Anchor: "start"}
+		}
+	}
+	return lanes, more
+}
 
 type svgRect struct {
 	X, Y, W, H float64
@@ -88,9 +175,29 @@ type svgPanel struct {
 	Labels []svgText
 }
 
+// podLane is one pod's life on the timeline: a segment per state.
+type podLane struct {
+	Pod   string
+	Label svgText
+	Segs  []svgRect
+}
+
+// podState colors a pod's lane: the states that decide whether it should
+// get traffic.
+var podState = []struct{ Name, Color string }{
+	{"starting", "#cfd8dc"},    // created, not Ready yet
+	{"ready", "#a5d6a7"},       // Ready=True
+	{"not ready", "#ffcc80"},   // Ready=False after having been Ready
+	{"terminating", "#ef9a9a"}, // deletionTimestamp set: preStop, SIGTERM
+}
+
 type chart struct {
 	W, H      float64
 	Panels    []svgPanel
+	Lanes     []podLane
+	LanesY    float64
+	MoreLanes int
+	States    []svgRect
 	Markers   []svgLine
 	XTicks    []svgText
 	XGrid     []svgLine
@@ -217,9 +324,20 @@ func buildChart(r *Report) chart {
 	}
 	c.Panels = []svgPanel{all, fail, lat}
 
+	// Pod lanes under the latency panel, when pods were watched.
+	bottom := lat.Y + panelH
+	c.LanesY = bottom + panelGap
+	c.Lanes, c.MoreLanes = buildLanes(r, x, spanMS, c.LanesY)
+	if len(c.Lanes) > 0 {
+		bottom = c.LanesY + float64(len(c.Lanes))*(laneH+laneGap) - laneGap
+		c.H = bottom + 30
+	}
+	for _, st := range podState {
+		c.States = append(c.States, svgRect{Color: st.Color, Title: st.Name})
+	}
+
 	// Time axis under the last panel, grid through all.
 	step := niceMax(spanMS / 10)
-	bottom := lat.Y + panelH
 	for i := 0; i <= 20 && float64(i)*step <= spanMS; i++ {
 		t := float64(i) * step
 		c.XTicks = append(c.XTicks, svgText{X: x(t), Y: bottom + 16, Text: fmt.Sprintf("%g s", t/1000), Anchor: "middle"})

@@ -274,6 +274,11 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// Judge gives the verdict on a report of a run that allowed max failures:
+// what Run puts in Report.Verdict, for reports built by other drivers (the
+// lab's scenarios).
+func Judge(rep *Report, max Threshold) Verdict { return verdict(rep, max) }
+
 func verdict(rep *Report, max Threshold) Verdict {
 	switch {
 	case rep.Requests == 0:

@@ -20,6 +20,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/lab"
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/lab/labreport"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
 )
 
@@ -258,7 +259,7 @@ func newLabStatusCmd() *cobra.Command {
 
 func newLabRunCmd() *cobra.Command {
 	var f labFlags
-	var scenario, jsonPath string
+	var scenario, jsonPath, htmlDir string
 	var rollouts, replicas int
 	var rate float64
 	var verbose bool
@@ -287,6 +288,12 @@ Scenarios:
 			}
 			if rate <= 0 || rate > 20000 {
 				return fmt.Errorf("--rate %v: want a rate in (0, 20000] requests/s", rate)
+			}
+			if htmlDir != "" {
+				// Before the long run, not after it.
+				if err := os.MkdirAll(htmlDir, 0o755); err != nil {
+					return fmt.Errorf("--html %s: %w", htmlDir, err)
+				}
 			}
 			// Bounded: generous per rollout, plus the lab's start.
 			budget := f.timeout
@@ -341,6 +348,7 @@ Scenarios:
 			for _, r := range runs {
 				res, err := lab.Run(ctx, target, r.scenario, lab.RunOptions{
 					Rollouts: r.count(rollouts), Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
+					Timeline: htmlDir != "",
 				})
 				if err != nil {
 					runErr = fmt.Errorf("scenario %s: %w", res.Name(), err)
@@ -355,6 +363,16 @@ Scenarios:
 					return fmt.Errorf("--json %s: %w", jsonPath, err)
 				}
 			}
+			if htmlDir != "" {
+				index, err := labreport.WriteHTML(htmlDir, results, k8sbin.KubernetesVersion)
+				if err != nil {
+					return fmt.Errorf("--html %s: %w", htmlDir, err)
+				}
+				if abs, err := filepath.Abs(index); err == nil {
+					index = abs
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "\ntimelines: file://%s\n", index)
+			}
 			return runErr
 		},
 	}
@@ -364,6 +382,7 @@ Scenarios:
 	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through the load balancer (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
+	cmd.Flags().StringVar(&htmlDir, "html", "", "also write verify's HTML report (timeline) of every scenario run into this directory, with index.html linking them")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 4*time.Minute, "give up starting the lab after this long")
 	return cmd
