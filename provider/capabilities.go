@@ -38,6 +38,10 @@ type Capabilities struct {
 	// own (NGINX open source): Healthy then means "every instance
 	// loaded the target", not "its checks passed".
 	ActiveHealthChecks bool `json:"activeHealthChecks"`
+	// PushesVerdicts: the provider implements Watcher and the LB reports
+	// verdict changes as they happen, so the controller need not poll
+	// pending targets quickly while the streams are up.
+	PushesVerdicts bool `json:"pushesVerdicts,omitempty"`
 }
 
 // Identity says how the LB names a target.

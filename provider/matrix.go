@@ -31,6 +31,7 @@ func CapabilityMatrix(caps map[string]Capabilities) string {
 		{"topology", func(c Capabilities) string { return string(c.Topology) }},
 		{"runtime state lost on reload", func(c Capabilities) string { return yesNo(c.VolatileRuntimeState) }},
 		{"reload grace (default)", func(c Capabilities) string { return durationOr(c.ReloadGrace.String(), c.ReloadGrace == 0) }},
+		{"pushes verdicts", func(c Capabilities) string { return yesNo(c.PushesVerdicts) }},
 		{"min. status interval", func(c Capabilities) string { return durationOr(c.MinStatusInterval.String(), c.MinStatusInterval == 0) }},
 		{"check defaults", func(c Capabilities) string {
 			h := c.HealthCheckDefaults

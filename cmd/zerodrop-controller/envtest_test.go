@@ -57,9 +57,11 @@ const (
 )
 
 var suite struct {
-	err      error // why the suite could not start
-	c        client.Client
-	lb       *fakeLB
+	err error // why the suite could not start
+	c   client.Client
+	lb  *fakeLB
+	// pushLB is LoadBalancer edge-push's: it pushes verdicts.
+	pushLB   *pushingFakeLB
 	drainURL string
 	webhook  *admissionv1.MutatingWebhookConfiguration
 	// validating is the TargetBinding validator's configuration.
@@ -138,19 +140,25 @@ func runSuite(m *testing.M) int {
 	drainAddr := freeAddr()
 	o, err := parse([]string{"--namespace=" + controllerNS, "--webhook-cert-mode=external",
 		"--drain-bind-address=" + drainAddr, "--drain-hook-host=" + drainHost,
-		"--provider-poll-interval=50ms", "--resync-interval=1s"})
+		"--provider-poll-interval=50ms", "--resync-interval=1s", "--pushed-poll-interval=30s"})
 	if err != nil {
 		suite.err = err
 		return m.Run()
 	}
 	suite.lb = newFakeLB("lb-a", "lb-b")
+	suite.pushLB = &pushingFakeLB{fakeLB: newFakeLB("lb-a", "lb-b"), events: make(chan provider.Event, 16)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("ZERODROP_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
 	factories := map[zv1.ProviderType]controller.ProviderFactory{
-		zv1.ProviderHAProxy: func(*zv1.LoadBalancer) (provider.Provider, error) { return suite.lb, nil },
+		zv1.ProviderHAProxy: func(lb *zv1.LoadBalancer) (provider.Provider, error) {
+			if lb.Name == "edge-push" {
+				return suite.pushLB, nil
+			}
+			return suite.lb, nil
+		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -177,6 +185,10 @@ func runSuite(m *testing.M) int {
 		// all explicitly (without spec.pools only the first namespace
 		// would hold it).
 		&zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: "edge"}, Spec: zv1.LoadBalancerSpec{
+			Provider:  zv1.ProviderHAProxy,
+			Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}, {Name: "lb-b", Address: "10.0.0.2:9999"}},
+			Pools:     []zv1.PoolGrant{{Name: pool, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}}},
+		&zv1.LoadBalancer{ObjectMeta: metav1.ObjectMeta{Name: "edge-push"}, Spec: zv1.LoadBalancerSpec{
 			Provider:  zv1.ProviderHAProxy,
 			Instances: []zv1.LoadBalancerInstance{{Name: "lb-a", Socket: "/run/a.sock"}, {Name: "lb-b", Address: "10.0.0.2:9999"}},
 			Pools:     []zv1.PoolGrant{{Name: pool, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}}}},
@@ -242,6 +254,12 @@ func newNamespace(t *testing.T, optIn bool) string {
 
 func createApp(t *testing.T, ns, app string, hook zv1.PreStopHook) *zv1.TargetBinding {
 	t.Helper()
+	return createAppOn(t, ns, app, "edge", hook)
+}
+
+// createAppOn is createApp with the binding on LoadBalancer lb.
+func createAppOn(t *testing.T, ns, app, lb string, hook zv1.PreStopHook) *zv1.TargetBinding {
+	t.Helper()
 	ctx := context.Background()
 	svc := &corev1.Service{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app},
@@ -252,7 +270,7 @@ func createApp(t *testing.T, ns, app string, hook zv1.PreStopHook) *zv1.TargetBi
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: app + "-edge"},
 		Spec: zv1.TargetBindingSpec{
 			ServiceRef:      zv1.ServiceReference{Name: app, Port: intstr.FromString("http")},
-			LoadBalancerRef: zv1.LoadBalancerReference{Name: "edge"},
+			LoadBalancerRef: zv1.LoadBalancerReference{Name: lb},
 			Pool:            pool,
 			Drain:           zv1.DrainSpec{PreStop: hook},
 		},
@@ -625,5 +643,38 @@ func TestWebhookDownDoesNotBlockPods(t *testing.T) {
 	}
 	if err := suite.c.Create(ctx, newPod(ns, "web-1", map[string]string{"app": "web"})); err != nil {
 		t.Fatalf("pod creation with the webhook down: %v (failurePolicy must be Ignore)", err)
+	}
+}
+
+// Scenario: a binding on LoadBalancer edge-push, whose provider pushes
+// verdicts, with --pushed-poll-interval=30s. web-1 is registered and
+// waits. Expectation: the LB marking it healthy on both instances opens
+// nothing by itself (the binding resyncs only every 30 s while the
+// streams are up); the verdict event opens the gate at once, through a
+// fresh read of the pool.
+func TestGateOpensOnAPushedVerdict(t *testing.T) {
+	requireSuite(t)
+	ns := newNamespace(t, true)
+	b := createAppOn(t, ns, "web", "edge-push", zv1.PreStopNone)
+	id := controller.TargetID(ns, b.Name, "web-1")
+	startPod(t, ns, "web-1", "web", "10.1.0.31")
+	eventually(t, "registration at ContainersReady", func() (bool, string) {
+		return suite.pushLB.called("register", pool, id), "not registered"
+	})
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+
+	suite.pushLB.setHealth(pool, id, "", provider.HealthHealthy)
+	time.Sleep(1500 * time.Millisecond)
+	if c := gate(t, ns, "web-1", b.Name); c == nil || c.Status != corev1.ConditionFalse {
+		t.Fatalf("gate %+v before any event, want still False (the slow resync is 30 s)", c)
+	}
+
+	start := time.Now()
+	suite.pushLB.events <- provider.Event{Kind: provider.EventVerdict, Instance: "lb-b", Pool: pool, Entry: string(id), Health: provider.HealthHealthy}
+	waitGate(t, ns, "web-1", b.Name, corev1.ConditionTrue, controller.ReasonHealthy)
+	took := time.Since(start)
+	t.Logf("verdict event -> gate True: %s", took.Round(time.Millisecond))
+	if took > 5*time.Second {
+		t.Errorf("gate opened %s after the event, want well within the 30 s resync", took)
 	}
 }

@@ -217,3 +217,31 @@ func (f *fakeLB) Capabilities() provider.Capabilities {
 
 // Enable does nothing: PromotionSelf.
 func (f *fakeLB) Enable(context.Context, provider.Pool, provider.Target) error { return nil }
+
+// pushingFakeLB is a fakeLB that pushes verdicts (provider.Watcher): both
+// instances' streams are up from the start, and the test sends verdict
+// events on events.
+type pushingFakeLB struct {
+	*fakeLB
+	events chan provider.Event
+}
+
+func (f *pushingFakeLB) Capabilities() provider.Capabilities {
+	c := f.fakeLB.Capabilities()
+	c.PushesVerdicts = true
+	return c
+}
+
+func (f *pushingFakeLB) Watch(ctx context.Context, fn func(provider.Event)) error {
+	for _, in := range f.instances {
+		fn(provider.Event{Kind: provider.EventStreamUp, Instance: in})
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case ev := <-f.events:
+			fn(ev)
+		}
+	}
+}

@@ -81,6 +81,8 @@ type options struct {
 	drainHookHost, drainService       string
 	drainHookPort                     int
 	pollInterval, resyncInterval      time.Duration
+	pushedPollInterval                time.Duration
+	verdictEvents                     bool
 	providerTimeout                   time.Duration
 	breakerBackoff, cycleTimeout      time.Duration
 	orphanGrace                       time.Duration
@@ -135,6 +137,8 @@ func parse(args []string) (options, error) {
 	fs.StringVar(&o.drainService, "drain-service", "zerodrop-drain", "Service in front of the drain endpoint, in the controller's namespace")
 	fs.IntVar(&o.drainHookPort, "drain-hook-port", 8082, "port injected preStop hooks call (the drain Service's port)")
 	fs.DurationVar(&o.pollInterval, "provider-poll-interval", 250*time.Millisecond, "cycle while a target registers or drains: one pool status read per instance per cycle")
+	fs.BoolVar(&o.verdictEvents, "verdict-events", true, "listen to verdicts a load balancer pushes (HAProxy: its event ring, docs/haproxy.md) and read a pool as soon as one arrives; false: poll only")
+	fs.DurationVar(&o.pushedPollInterval, "pushed-poll-interval", time.Second, "cycle of targets that wait only for the load balancer's verdict while it pushes verdicts (every instance's event stream up): a resync")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads")
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
 	fs.DurationVar(&o.breakerBackoff, "provider-breaker-backoff", 5*time.Second, "after a provider command to an LB instance times out, skip that instance this long (its calls fail at once), then probe it; doubles per failed probe up to 1m; negative never skips")
@@ -159,8 +163,8 @@ func parse(args []string) (options, error) {
 	if o.webhookCertMode != "self-managed" && o.webhookCertMode != "external" {
 		return o, fmt.Errorf("--webhook-cert-mode=%q: want self-managed or external", o.webhookCertMode)
 	}
-	if o.pollInterval <= 0 || o.resyncInterval <= 0 {
-		return o, errors.New("--provider-poll-interval and --resync-interval must be positive")
+	if o.pollInterval <= 0 || o.resyncInterval <= 0 || o.pushedPollInterval <= 0 {
+		return o, errors.New("--provider-poll-interval, --pushed-poll-interval and --resync-interval must be positive")
 	}
 	if o.retryPeriod <= 0 || o.renewDeadline <= o.retryPeriod*6/5 || o.leaseDuration <= o.renewDeadline {
 		// client-go's leader election refuses these too (with its jitter
@@ -355,7 +359,7 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o options, log *slog.Logger, fa
 func (o options) setup() setup.Options {
 	return setup.Options{
 		Role: o.role, Namespace: o.namespace, MetricsRegistry: o.metricsRegistry,
-		PollInterval: o.pollInterval, ResyncInterval: o.resyncInterval, OrphanGrace: o.orphanGrace, CycleTimeout: o.cycleTimeout, Workers: o.workers,
+		PollInterval: o.pollInterval, ResyncInterval: o.resyncInterval, PushedPollInterval: o.pushedPollInterval, NoVerdictEvents: !o.verdictEvents, OrphanGrace: o.orphanGrace, CycleTimeout: o.cycleTimeout, Workers: o.workers,
 		WebhookCertMode: o.webhookCertMode, WebhookCertDir: o.webhookCertDir, WebhookService: o.webhookService, WebhookConfig: o.webhookConfig, WebhookSecret: o.webhookSecret,
 		DrainAddr: o.drainAddr, DrainHookHost: o.drainHookHost, DrainService: o.drainService, DrainHookPort: o.drainHookPort,
 		DrainMaxHeld: o.drainMaxHeld, DrainMaxHeldPerPod: o.drainMaxHeldPerPod,

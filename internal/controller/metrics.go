@@ -19,6 +19,7 @@ type Metrics struct {
 	OrphansFreed     *prometheus.CounterVec
 	PodsUngated      *prometheus.GaugeVec
 	PoolReads        *prometheus.CounterVec
+	VerdictEvents    *prometheus.CounterVec
 	// InstanceReachable and CertificateExpiry are set by the LoadBalancer
 	// reconciler and by the webhook certificate rotator.
 	InstanceReachable *prometheus.GaugeVec
@@ -81,6 +82,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_pool_status_reads_total",
 			Help: "Pool status reads by the binding reconcilers of this process: result=read made a Status call to the load balancer (one call per instance), result=shared took a read another binding of the pool made less than the share window ago.",
 		}, []string{"loadbalancer", "pool", "result"}),
+		VerdictEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zerodrop_verdict_events_total",
+			Help: "Events pushed by load balancer instances (providers with pushesVerdicts): kind=Verdict woke the pool's bindings for a fresh read; StreamUp and StreamDown are the event stream's state changes (down: the instance is polled).",
+		}, []string{"loadbalancer", "instance", "kind"}),
 		InstanceReachable: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "zerodrop_loadbalancer_instance_reachable",
 			Help: "1 when the last pool status read of the load balancer instance succeeded, 0 when it failed (the LoadBalancer's status.instances[].reachable); absent until a TargetBinding has read the instance. Set by the leader.",
@@ -92,7 +97,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
 		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads,
-		m.InstanceReachable, m.CertificateExpiry} {
+		m.InstanceReachable, m.CertificateExpiry, m.VerdictEvents} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -29,6 +29,10 @@ type ProviderFactory = func(lb *zv1.LoadBalancer) (provider.Provider, error)
 type Providers struct {
 	// Factories maps a provider type to its constructor.
 	Factories map[zv1.ProviderType]ProviderFactory
+	// OnEvent, when set, receives the events of every built provider that
+	// pushes verdicts (verdicts.go), from the watch's goroutines. Set it
+	// before the first For.
+	OnEvent func(lb string, ev provider.Event)
 
 	mu      sync.Mutex
 	built   map[string]builtProvider
@@ -40,6 +44,7 @@ type builtProvider struct {
 	generation int64
 	spec       *zv1.LoadBalancerSpec
 	p          provider.Provider
+	watch      *verdictWatch // nil: not watched
 }
 
 // retiredInstance is an instance an edit took out of a LoadBalancer, still
@@ -74,6 +79,7 @@ func (ps *Providers) For(lb *zv1.LoadBalancer) (provider.Provider, error) {
 		return nil, fmt.Errorf("LoadBalancer %s: start %s provider: %w", lb.Name, lb.Spec.Provider, err)
 	}
 	if had {
+		old.watch.stop()
 		stop(old.p) // its memory is the controller's: nothing is lost
 	}
 	if ps.built == nil {
@@ -82,7 +88,7 @@ func (ps *Providers) For(lb *zv1.LoadBalancer) (provider.Provider, error) {
 	if had && old.uid == string(lb.UID) && old.spec != nil {
 		ps.retireLocked(lb, old.spec, f)
 	}
-	ps.built[lb.Name] = builtProvider{uid: string(lb.UID), generation: lb.Generation, spec: lb.Spec.DeepCopy(), p: p}
+	ps.built[lb.Name] = builtProvider{uid: string(lb.UID), generation: lb.Generation, spec: lb.Spec.DeepCopy(), p: p, watch: ps.watch(lb.Name, p)}
 	return p, nil
 }
 
@@ -176,6 +182,7 @@ func (ps *Providers) Forget(lb string) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
 	if b, ok := ps.built[lb]; ok {
+		b.watch.stop()
 		stop(b.p)
 	}
 	for _, ri := range ps.retired[lb] {

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +41,16 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 		name = "targetbinding-drain"
 		opts.NeedLeaderElection = ptr.To(false)
 	}
+	// Verdicts pushed by a load balancer wake its pools' bindings
+	// (verdicts.go). The drain-only reconciler does not listen: no LB
+	// pushes "drained".
+	r.wakes = make(chan event.GenericEvent, wakeBuffer)
+	if !r.DrainOnly && !r.NoVerdictEvents && r.Providers != nil && r.Providers.OnEvent == nil {
+		r.Providers.OnEvent = r.verdictEvent
+		if err := mgr.GetFieldIndexer().IndexField(context.Background(), &zv1.TargetBinding{}, poolIndex, poolIndexValues); err != nil {
+			return fmt.Errorf("TargetBinding index %s: %w", poolIndex, err)
+		}
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		For(&zv1.TargetBinding{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -50,6 +61,7 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 		Watches(&zv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfLoadBalancer),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(nudges, &handler.EnqueueRequestForObject{})).
+		WatchesRawSource(source.Channel(r.wakes, &handler.EnqueueRequestForObject{})).
 		WithOptions(opts).
 		Complete(r)
 }

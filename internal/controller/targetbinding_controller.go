@@ -29,6 +29,7 @@ import (
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
@@ -92,6 +93,14 @@ type TargetBindingReconciler struct {
 	// PendingInterval is the cycle while any target registers or drains
 	// (sub-second: it bounds gate and drain latency beyond the LB's own).
 	PendingInterval time.Duration
+	// PushedPendingInterval is the cycle while the only pending targets
+	// wait for the LB's verdict and the LB pushes verdicts (every
+	// instance's event stream is up, Providers.Pushing): the event wakes
+	// the binding, so this is only a resync. Default 1s; never below
+	// PendingInterval.
+	PushedPendingInterval time.Duration
+	// NoVerdictEvents ignores verdicts that providers push: poll only.
+	NoVerdictEvents bool
 	// SteadyInterval is the cycle when nothing is pending: it re-checks
 	// healthy targets and notices LB reloads.
 	SteadyInterval time.Duration
@@ -134,6 +143,9 @@ type TargetBindingReconciler struct {
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
 	// reads shares pool status reads among a pool's bindings.
 	reads poolReads
+	// wakes carries the bindings an LB's event concerns to the work
+	// queue (verdicts.go); nil: events wake nothing.
+	wakes chan event.GenericEvent
 	// epochs is what was seen of each instance's process (reloads).
 	epochs epochs
 	// book is what each binding knows of its targets' addresses: every
@@ -319,6 +331,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 
 	counts := zv1.TargetCounts{}
 	pending := false
+	// verdictsOnly: every pending target waits for the LB's verdict on its
+	// registration, which a pushing LB reports by itself.
+	verdictsOnly := true
 	var stuck, waiting int
 	var errs []error
 	for i := range plans {
@@ -327,6 +342,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 			errs = append(errs, err)
 		}
 		pending = pending || tp.Pending
+		if tp.Pending && (tp.State != stRegistering || tp.Action != actNone) {
+			verdictsOnly = false
+		}
 		switch tp.State {
 		case stRegistering:
 			counts.Registering++
@@ -361,7 +379,12 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	}
 
 	requeue := r.steady()
-	if pending || statusErr != nil || len(errs) > 0 {
+	switch {
+	case statusErr != nil || len(errs) > 0:
+		requeue = r.pending()
+	case pending && verdictsOnly && !r.DrainOnly && r.Providers.Pushing(lb.Name):
+		requeue = r.pushedPending()
+	case pending:
 		requeue = r.pending()
 	}
 	status, reason, msg := metav1.ConditionTrue, "Resolved", resolveMsg

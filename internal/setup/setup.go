@@ -41,8 +41,12 @@ type Options struct {
 	Role, Namespace string
 	// MetricsRegistry, when set, replaces controller-runtime's registry
 	// (tests run several managers in one process).
-	MetricsRegistry                              prometheus.Registerer
-	PollInterval, ResyncInterval                 time.Duration
+	MetricsRegistry              prometheus.Registerer
+	PollInterval, ResyncInterval time.Duration
+	// PushedPollInterval: TargetBindingReconciler.PushedPendingInterval.
+	PushedPollInterval time.Duration
+	// NoVerdictEvents: ignore verdicts load balancers push; poll only.
+	NoVerdictEvents                              bool
 	OrphanGrace, CycleTimeout                    time.Duration
 	Workers                                      int
 	WebhookCertMode, WebhookCertDir              string
@@ -116,17 +120,19 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o Options, log *slog.Logger, fa
 		return svc.Spec.ClusterIP, nil
 	}
 	r := &controller.TargetBindingReconciler{
-		Client:          mgr.GetClient(),
-		APIReader:       mgr.GetAPIReader(),
-		Providers:       &controller.Providers{Factories: factories},
-		Drains:          drains,
-		Metrics:         metrics,
-		Log:             log.With("controller", "targetbinding"),
-		PendingInterval: o.PollInterval,
-		SteadyInterval:  o.ResyncInterval,
-		DrainOnly:       o.Role == RoleServe,
-		OrphanGrace:     o.OrphanGrace,
-		CycleTimeout:    o.CycleTimeout,
+		Client:                mgr.GetClient(),
+		APIReader:             mgr.GetAPIReader(),
+		Providers:             &controller.Providers{Factories: factories},
+		Drains:                drains,
+		Metrics:               metrics,
+		Log:                   log.With("controller", "targetbinding"),
+		PendingInterval:       o.PollInterval,
+		PushedPendingInterval: o.PushedPollInterval,
+		NoVerdictEvents:       o.NoVerdictEvents,
+		SteadyInterval:        o.ResyncInterval,
+		DrainOnly:             o.Role == RoleServe,
+		OrphanGrace:           o.OrphanGrace,
+		CycleTimeout:          o.CycleTimeout,
 	}
 	if r.DrainOnly {
 		r.Log = log.With("controller", "targetbinding-drain")

@@ -31,6 +31,7 @@ const (
 type event struct {
 	check  bool // GET /ready (HAProxy's health check) vs a balanced request
 	status int  // the status the probe answered (checks)
+	at     time.Time
 }
 
 // probe is an app on 127.0.0.1 that answers health checks on /ready as told
@@ -106,6 +107,7 @@ func (p *probe) serve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (p *probe) log(e event) {
+	e.at = time.Now()
 	p.mu.Lock()
 	p.events = append(p.events, e)
 	p.mu.Unlock()

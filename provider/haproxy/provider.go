@@ -1,6 +1,7 @@
 package haproxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -44,6 +45,9 @@ type Config struct {
 	BreakerBackoff time.Duration
 	// Logger receives one line per change; slog.Default when nil.
 	Logger *slog.Logger
+	// EventRing is the `ring` whose lines Watch reads (events.go);
+	// DefaultEventRing when empty. An instance without it is polled.
+	EventRing string
 }
 
 // DefaultCheck is the health check used when neither the Config nor the
@@ -57,6 +61,7 @@ type Provider struct {
 	clients   []*Client
 	check     provider.HealthCheck
 	log       *slog.Logger
+	ring      string // EventRing
 
 	mu     sync.Mutex
 	warned map[string]bool // "instance/pool" warned about an IP template
@@ -72,7 +77,10 @@ type Provider struct {
 	claimMu sync.Mutex // one slot claim at a time
 }
 
-var _ provider.Provider = (*Provider)(nil)
+var (
+	_ provider.Provider = (*Provider)(nil)
+	_ provider.Watcher  = (*Provider)(nil)
+)
 
 // New checks the configuration and returns a Provider. It does not contact
 // the instances.
@@ -85,6 +93,10 @@ func New(cfg Config) (*Provider, error) {
 		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse}
 	if p.log == nil {
 		p.log = slog.Default()
+	}
+	p.ring = cmp.Or(cfg.EventRing, DefaultEventRing)
+	if err := validName("event ring", p.ring); err != nil {
+		return nil, fmt.Errorf("haproxy provider: EventRing: %w", err)
 	}
 	seen := map[string]bool{}
 	for i, in := range cfg.Instances {
@@ -178,6 +190,7 @@ func (p *Provider) Capabilities() provider.Capabilities {
 		ReloadGrace:          DefaultReloadGrace,
 		HealthCheckDefaults:  DefaultCheck,
 		ActiveHealthChecks:   true,
+		PushesVerdicts:       true, // from the event ring, when the instances have it (events.go)
 	}
 }
 

@@ -125,6 +125,10 @@ type Config struct {
 	// front of the admin unix socket (docs/haproxy.md). The unix socket
 	// stays, for the lab's own reloads.
 	AdminTLS *AdminTLS
+	// NoEventRing leaves out the ring that every backend logs its server
+	// verdicts to (hapi.DefaultEventRing, read by the provider's Watch):
+	// an HAProxy configured without it, polled only.
+	NoEventRing bool
 }
 
 // AdminTLS is the PEM-encoded material of a mutual-TLS Runtime API socket.
@@ -284,6 +288,15 @@ defaults
 {{- if .Redispatch}}
     option redispatch
 {{- end}}
+{{- if not .NoEventRing}}
+
+# Server verdicts ("Server app/s1 is UP") go to this ring; the controller
+# reads them as they happen with "show events {{.Ring}} -w" (docs/haproxy.md).
+ring {{.Ring}}
+    format timed
+    maxlen 1024
+    size 1048576
+{{- end}}
 {{- if .TLSAddr}}
 
 # The Runtime API over mutual TLS: only a client certificate signed by the
@@ -316,6 +329,10 @@ backend {{.Name}}
     # Runtime servers do not inherit default-server: add them with their own
     # "check inter .. rise .. fall ..".
     default-server inter {{ms .Check.Interval}}ms rise {{.Check.Rise}} fall {{.Check.Fall}}
+{{- if not $.NoEventRing}}
+    option log-health-checks
+    log ring@{{$.Ring}} local0
+{{- end}}
 {{- range .Servers}}
     server {{.Name}} {{.Addr}}{{if not .NoCheck}} check{{end}}
 {{- end}}
@@ -331,6 +348,9 @@ type cfgData struct {
 	// TLSAddr, TLSCert and TLSCA: the mutual-TLS socket (Config.AdminTLS).
 	TLSAddr, TLSCert, TLSCA string
 }
+
+// Ring is the event ring's name (hapi.DefaultEventRing).
+func (cfgData) Ring() string { return hapi.DefaultEventRing }
 
 // Render returns the configuration file Start would write, for a Config
 // whose frontends all have a Listen address, without a server-state file.
