@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -91,10 +90,17 @@ type Controller struct {
 
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process
+	serveProbe               string // readiness address of the serve process
+	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
 	serve, reconcile         *proc.Process
 	adapter                  *proc.Process // zerodrop-adapter, for a LoadBalancer of provider external
 	restarts                 int
+	// Supervision (controller_supervise.go): processes the lab killed on
+	// purpose, unexpected exits per role, and whether Stop has begun.
+	killed   map[*proc.Process]bool
+	crashes  map[string]int
+	stopping bool
 }
 
 var setCtrlLogger sync.Once
@@ -205,6 +211,8 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
 	c.reconcileProbe = loop(ports[5])
+	c.serveProbe = loop(ports[3])
+	c.drainAddr = loop(drainPort)
 	c.reconcileArgs = append([]string{
 		"--role=reconcile",
 		"--leader-elect",
@@ -217,11 +225,8 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--health-probe-bind-address=" + c.reconcileProbe,
 	}, common...)
 
-	if c.serve, err = c.start("serve", c.serveArgs); err != nil {
+	if err := c.startRole(ctx, roleServe); err != nil {
 		return c, err
-	}
-	if err := waitHTTP(ctx, "http://"+loop(ports[3])+"/readyz", c.serve); err != nil {
-		return c, fmt.Errorf("lab: controller (serve) not ready: %w", err)
 	}
 	if err := c.StartReconciler(ctx); err != nil {
 		return c, err
@@ -259,35 +264,14 @@ func (c *Controller) start(role string, args []string) (*proc.Process, error) {
 // StartReconciler starts the reconcile process (again, after KillReconciler)
 // and waits until it answers its health probe.
 func (c *Controller) StartReconciler(ctx context.Context) error {
-	p, err := c.start("reconcile", c.reconcileArgs)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.reconcile = p
-	c.mu.Unlock()
-	if err := waitHTTP(ctx, "http://"+c.reconcileProbe+"/healthz", p); err != nil {
-		return fmt.Errorf("lab: controller (reconcile) not healthy: %w", err)
-	}
-	return nil
+	return c.startRole(ctx, roleReconcile)
 }
 
 // KillReconciler kills the reconcile process with SIGKILL, as an OOM kill or
-// a node failure would, and waits until it is gone.
+// a node failure would, and waits until it is gone. It stays down until
+// StartReconciler.
 func (c *Controller) KillReconciler() error {
-	c.mu.Lock()
-	p := c.reconcile
-	c.restarts++
-	c.mu.Unlock()
-	if p == nil {
-		return errors.New("lab: controller: no reconciler running")
-	}
-	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
-		return fmt.Errorf("lab: kill reconciler %d: %w", p.PID(), err)
-	}
-	<-p.Done()
-	c.log.Info("zerodrop-controller reconciler killed", "pid", p.PID())
-	return nil
+	return c.kill(roleReconcile)
 }
 
 // Stop removes the webhook configurations and the LoadBalancer, stops both
@@ -310,6 +294,7 @@ func (c *Controller) Stop() {
 		}
 	}
 	c.mu.Lock()
+	c.stopping = true
 	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}
 	c.mu.Unlock()
 	for _, p := range procs {

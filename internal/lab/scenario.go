@@ -94,6 +94,9 @@ type Integration struct {
 	// Check, when set, runs after the rollouts: an error fails the run
 	// (the controller was refused by RBAC).
 	Check func() error
+	// Controller is the zerodrop-controller the scenario started, for the
+	// cluster-side faults (fault_cluster.go); nil when it has none.
+	Controller *Controller
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -284,6 +287,10 @@ type Target struct {
 	NGINX      []NGINXState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
+
+	// controlPlane restarts control-plane processes (fault_cluster.go);
+	// nil for a lab in another process.
+	controlPlane controlPlane
 }
 
 // Result is the outcome of one scenario run.
