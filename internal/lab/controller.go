@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,9 +77,12 @@ func findProgram(name, env, build string) (string, error) {
 // processes, as config/ deploys it: the data path (role serve: the pod
 // webhook and the drain endpoint the injected preStop hooks call) and the
 // reconciler (role reconcile: registration, gates, drain, leader-elected).
-// Both listen on 127.0.0.1 only; the API server calls the webhook by URL
-// with a certificate for 127.0.0.1 the lab issues, and the node agents call
-// the drain endpoint at 127.0.0.1 (the kubelet, not the pod, sends preStop
+// Both listen on 127.0.0.1 only, but for the drain endpoint, which listens on
+// the nodes' address (the pod network's host end) when the lab has nodes:
+// the node agents call it there for the injected preStop hooks, and an app
+// using the graceful package reaches it from its pod, as the drain Service's
+// ClusterIP serves both in a cluster. The API server calls the webhook by URL
+// with a certificate for 127.0.0.1 the lab issues (the kubelet, not the pod, sends preStop
 // httpGet requests).
 type Controller struct {
 	bin, dir string
@@ -200,19 +204,21 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		// Loopback only: plain HTTP metrics, no TokenReview round trips.
 		"--metrics-secure=false",
 	}
+	drainHost := nodeAddress(ctx, kc)
+	drainAddr := net.JoinHostPort(drainHost, strconv.Itoa(drainPort))
 	c.serveArgs = append([]string{
 		"--role=serve",
 		"--webhook-bind-host=127.0.0.1",
 		"--webhook-port=" + strconv.Itoa(webhookPort),
-		"--drain-bind-address=" + loop(drainPort),
-		"--drain-hook-host=127.0.0.1",
+		"--drain-bind-address=" + drainAddr,
+		"--drain-hook-host=" + drainHost,
 		"--drain-hook-port=" + strconv.Itoa(drainPort),
 		"--metrics-bind-address=" + loop(ports[2]),
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
 	c.reconcileProbe = loop(ports[5])
 	c.serveProbe = loop(ports[3])
-	c.drainAddr = loop(drainPort)
+	c.drainAddr = drainAddr
 	c.reconcileArgs = append([]string{
 		"--role=reconcile",
 		"--leader-elect",
@@ -330,6 +336,22 @@ func (c *Controller) Logs() string {
 		}
 	}
 	return out
+}
+
+// nodeAddress is the InternalIP of the lab's first Node (every lab node
+// shares the pod network's host address), or 127.0.0.1 when there is none.
+func nodeAddress(ctx context.Context, kc client.Client) string {
+	var nodes corev1.NodeList
+	if err := kc.List(ctx, &nodes); err == nil {
+		for _, n := range nodes.Items {
+			for _, a := range n.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP && a.Address != "" {
+					return a.Address
+				}
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 // putLoadBalancer creates lb, or gives an existing one lb's spec. A

@@ -146,10 +146,10 @@ var NGINXNaiveScenario = Scenario{
 }
 
 // AllScenarios are the four baselines, the zerodrop scenario, the zerodrop
-// scenario through the provider adapter, and the two NGINX scenarios, in
-// order.
+// scenario through the provider adapter, the two NGINX scenarios and the
+// zerodrop scenario with an app using the graceful package, in order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.
