@@ -49,6 +49,10 @@ var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook}
 // ClusterFaultReport is what a cluster-side fault left behind, measured
 // once the rollout it struck is complete.
 type ClusterFaultReport struct {
+	// Undone is how long after striking the fault was undone (the part
+	// serves again, the webhook is reachable again); FaultEvent.Took also
+	// counts the wait for the rollout before measuring.
+	Undone time.Duration `json:"undone"`
 	// HookHeld: a drain hook was held at the moment the serve process was
 	// killed (a connection to the drain endpoint was open).
 	HookHeld bool `json:"hookHeld,omitempty"`
@@ -107,6 +111,7 @@ func (f Fault) checkCluster(in Integration) error {
 func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent) error {
 	rep := &ClusterFaultReport{}
 	ev.Cluster = rep
+	struck := time.Now()
 	ctl := d.Integration.Controller
 	var err error
 	switch o.Fault {
@@ -148,6 +153,7 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	default:
 		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
 	}
+	rep.Undone = time.Since(struck)
 	if err != nil {
 		return err
 	}
