@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -114,5 +115,49 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 				t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
 			}
 		}
+	}
+}
+
+// Scenario: the serve fault strikes only once a drain hook is held, which
+// it reads as an established connection to the drain endpoint in this
+// network namespace: one open connection counts, none once it is closed,
+// and a connection to another port does not.
+func TestEstablishedToCountsConnectionsToTheEndpoint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Fatalf("before any connection: %d established", n)
+	}
+	c, err := net.Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Errorf("a connection to another port counted: %d", n)
+	}
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := establishedTo(ln.Addr().String()); n != 1 {
+		t.Errorf("one open connection: %d established, want 1", n)
+	}
+	conn.Close()
+	srv.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Errorf("after closing: %d established, want 0", n)
 	}
 }
