@@ -43,6 +43,11 @@ const (
 	FaultWebhook Fault = "webhook"
 )
 
+// forbiddenSettle is how long after an API server restart the controller's
+// refused requests are put down to the API server (its RBAC informers
+// syncing) rather than to config/rbac.
+const forbiddenSettle = 5 * time.Second
+
 // clusterFaults are the faults of this file, in Faults' order.
 var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook}
 
@@ -65,6 +70,11 @@ type ClusterFaultReport struct {
 	// them (its report that they were not gated).
 	UngatedPods       []string `json:"ungatedPods,omitempty"`
 	GateMissingEvents int      `json:"gateMissingEvents"`
+	// ExcusedForbidden counts the controller's log lines of refused
+	// requests while a restarted API server's authorizer was filling its
+	// caches (up to forbiddenSettle after the restart): expected, so the
+	// run's RBAC check does not count them.
+	ExcusedForbidden int `json:"excusedForbidden,omitempty"`
 	// ControllerCrashes counts controller processes that exited by
 	// themselves during the run (and were started again), by role.
 	ControllerCrashes map[string]int `json:"controllerCrashes,omitempty"`
@@ -114,6 +124,7 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	struck := time.Now()
 	ctl := d.Integration.Controller
 	var err error
+	var excuseFrom map[string]int64 // controller log sizes before an API server restart
 	switch o.Fault {
 	case FaultServe:
 		// Strike while the serve process holds a drain hook: the node
@@ -137,6 +148,9 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 		if o.Fault == FaultEtcd {
 			name, kill = cluster.Etcd, true
 		}
+		if ctl != nil {
+			excuseFrom = ctl.logSizes()
+		}
 		err = t.controlPlane.Restart(ctx, name, kill, o.RestartDelay)
 	case FaultWebhook:
 		var restore func() error
@@ -156,6 +170,10 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	rep.Undone = time.Since(struck)
 	if err != nil {
 		return err
+	}
+	if excuseFrom != nil {
+		sleepCtx(context.WithoutCancel(ctx), forbiddenSettle)
+		rep.ExcusedForbidden = ctl.excuseForbidden(excuseFrom, ctl.logSizes())
 	}
 	// The rest is measured once the rollout is complete (or its time is
 	// up: then the counts are what they are).

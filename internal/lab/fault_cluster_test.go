@@ -3,6 +3,8 @@ package lab
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -161,5 +163,44 @@ func TestEstablishedToCountsConnectionsToTheEndpoint(t *testing.T) {
 	srv.Close()
 	if n := establishedTo(ln.Addr().String()); n != 0 {
 		t.Errorf("after closing: %d established, want 0", n)
+	}
+}
+
+// Scenario: under the apiserver fault the restarted API server refuses
+// requests until its authorizer has synced; the refusals the controller
+// logs in that window (in its old log and in a log started meanwhile) are
+// excused, and one logged before or after it still fails the RBAC check.
+func TestForbiddenLinesInARestartWindowAreExcused(t *testing.T) {
+	dir := t.TempDir()
+	c := &Controller{dir: dir}
+	write := func(name, text string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("reconcile-0.log", "ok\npods is forbidden: before\n")
+	from := c.logSizes()
+	write("reconcile-0.log", "pods is forbidden: during\n")
+	write("reconcile-1.log", "leases is forbidden: during, new log\n")
+	if n := c.excuseForbidden(from, c.logSizes()); n != 2 {
+		t.Errorf("excused %d lines, want 2", n)
+	}
+	write("reconcile-1.log", "secrets is forbidden: after\n")
+	err := c.Forbidden()
+	if err == nil {
+		t.Fatal("no RBAC error for the lines outside the window")
+	}
+	for _, want := range []string{"before", "after"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("RBAC error misses the line logged %s the window: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "during") {
+		t.Errorf("RBAC error names an excused line: %v", err)
 	}
 }
