@@ -398,6 +398,10 @@ func scenarioHelp() string {
 	b.WriteString("  reload     every instance is reloaded (HAProxy: state saved to the server-state file first; NGINX: SIGHUP)\n")
 	b.WriteString("  reloadall  every instance is reloaded at the same moment (no HAProxy instance answers for a while)\n")
 	b.WriteString("  kill       the controller's reconciler is killed with SIGKILL and restarted 1 s later\n")
+	b.WriteString("  serve      the controller's serve process (webhook, drain endpoint) is SIGKILLed while it holds a drain hook, restarted 1 s later\n")
+	b.WriteString("  apiserver  kube-apiserver is stopped and started again 1 s later (same port, certificates, etcd)\n")
+	b.WriteString("  etcd       etcd is SIGKILLed and started again 1 s later (same data)\n")
+	b.WriteString("  webhook    the pod webhook is unreachable until the rollout's new pods exist (admitted without gates)\n")
 	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
 }

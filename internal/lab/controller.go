@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -13,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -77,9 +77,12 @@ func findProgram(name, env, build string) (string, error) {
 // processes, as config/ deploys it: the data path (role serve: the pod
 // webhook and the drain endpoint the injected preStop hooks call) and the
 // reconciler (role reconcile: registration, gates, drain, leader-elected).
-// Both listen on 127.0.0.1 only; the API server calls the webhook by URL
-// with a certificate for 127.0.0.1 the lab issues, and the node agents call
-// the drain endpoint at 127.0.0.1 (the kubelet, not the pod, sends preStop
+// Both listen on 127.0.0.1 only, but for the drain endpoint, which listens on
+// the nodes' address (the pod network's host end) when the lab has nodes:
+// the node agents call it there for the injected preStop hooks, and an app
+// using the graceful package reaches it from its pod, as the drain Service's
+// ClusterIP serves both in a cluster. The API server calls the webhook by URL
+// with a certificate for 127.0.0.1 the lab issues (the kubelet, not the pod, sends preStop
 // httpGet requests).
 type Controller struct {
 	bin, dir string
@@ -91,10 +94,20 @@ type Controller struct {
 
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process
+	serveProbe               string // readiness address of the serve process
+	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
 	serve, reconcile         *proc.Process
 	adapter                  *proc.Process // zerodrop-adapter, for a LoadBalancer of provider external
 	restarts                 int
+	// Supervision (controller_supervise.go): processes the lab killed on
+	// purpose, unexpected exits per role, and whether Stop has begun.
+	killed   map[*proc.Process]bool
+	crashes  map[string]int
+	stopping bool
+	// excused are log ranges whose "forbidden" lines a fault expected
+	// (controller_supervise.go).
+	excused []logRange
 }
 
 var setCtrlLogger sync.Once
@@ -194,17 +207,21 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		// Loopback only: plain HTTP metrics, no TokenReview round trips.
 		"--metrics-secure=false",
 	}
+	drainHost := nodeAddress(ctx, kc)
+	drainAddr := net.JoinHostPort(drainHost, strconv.Itoa(drainPort))
 	c.serveArgs = append([]string{
 		"--role=serve",
 		"--webhook-bind-host=127.0.0.1",
 		"--webhook-port=" + strconv.Itoa(webhookPort),
-		"--drain-bind-address=" + loop(drainPort),
-		"--drain-hook-host=127.0.0.1",
+		"--drain-bind-address=" + drainAddr,
+		"--drain-hook-host=" + drainHost,
 		"--drain-hook-port=" + strconv.Itoa(drainPort),
 		"--metrics-bind-address=" + loop(ports[2]),
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
 	c.reconcileProbe = loop(ports[5])
+	c.serveProbe = loop(ports[3])
+	c.drainAddr = drainAddr
 	c.reconcileArgs = append([]string{
 		"--role=reconcile",
 		"--leader-elect",
@@ -217,11 +234,8 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--health-probe-bind-address=" + c.reconcileProbe,
 	}, common...)
 
-	if c.serve, err = c.start("serve", c.serveArgs); err != nil {
+	if err := c.startRole(ctx, roleServe); err != nil {
 		return c, err
-	}
-	if err := waitHTTP(ctx, "http://"+loop(ports[3])+"/readyz", c.serve); err != nil {
-		return c, fmt.Errorf("lab: controller (serve) not ready: %w", err)
 	}
 	if err := c.StartReconciler(ctx); err != nil {
 		return c, err
@@ -259,35 +273,14 @@ func (c *Controller) start(role string, args []string) (*proc.Process, error) {
 // StartReconciler starts the reconcile process (again, after KillReconciler)
 // and waits until it answers its health probe.
 func (c *Controller) StartReconciler(ctx context.Context) error {
-	p, err := c.start("reconcile", c.reconcileArgs)
-	if err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.reconcile = p
-	c.mu.Unlock()
-	if err := waitHTTP(ctx, "http://"+c.reconcileProbe+"/healthz", p); err != nil {
-		return fmt.Errorf("lab: controller (reconcile) not healthy: %w", err)
-	}
-	return nil
+	return c.startRole(ctx, roleReconcile)
 }
 
 // KillReconciler kills the reconcile process with SIGKILL, as an OOM kill or
-// a node failure would, and waits until it is gone.
+// a node failure would, and waits until it is gone. It stays down until
+// StartReconciler.
 func (c *Controller) KillReconciler() error {
-	c.mu.Lock()
-	p := c.reconcile
-	c.restarts++
-	c.mu.Unlock()
-	if p == nil {
-		return errors.New("lab: controller: no reconciler running")
-	}
-	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
-		return fmt.Errorf("lab: kill reconciler %d: %w", p.PID(), err)
-	}
-	<-p.Done()
-	c.log.Info("zerodrop-controller reconciler killed", "pid", p.PID())
-	return nil
+	return c.kill(roleReconcile)
 }
 
 // Stop removes the webhook configurations and the LoadBalancer, stops both
@@ -310,6 +303,7 @@ func (c *Controller) Stop() {
 		}
 	}
 	c.mu.Lock()
+	c.stopping = true
 	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}
 	c.mu.Unlock()
 	for _, p := range procs {
@@ -325,7 +319,7 @@ func (c *Controller) Stop() {
 // Forbidden fails when a controller process logged a request RBAC refused
 // (config/rbac lacks a rule the controller needs), naming the lines.
 func (c *Controller) Forbidden() error {
-	lines := forbiddenLines(c.dir)
+	lines := forbiddenLines(c.dir, c.isExcused)
 	if len(lines) == 0 {
 		return nil
 	}
@@ -345,6 +339,22 @@ func (c *Controller) Logs() string {
 		}
 	}
 	return out
+}
+
+// nodeAddress is the InternalIP of the lab's first Node (every lab node
+// shares the pod network's host address), or 127.0.0.1 when there is none.
+func nodeAddress(ctx context.Context, kc client.Client) string {
+	var nodes corev1.NodeList
+	if err := kc.List(ctx, &nodes); err == nil {
+		for _, n := range nodes.Items {
+			for _, a := range n.Status.Addresses {
+				if a.Type == corev1.NodeInternalIP && a.Address != "" {
+					return a.Address
+				}
+			}
+		}
+	}
+	return "127.0.0.1"
 }
 
 // putLoadBalancer creates lb, or gives an existing one lb's spec. A

@@ -32,7 +32,7 @@ const (
 )
 
 // Faults lists the faults `--fault` accepts.
-var Faults = []Fault{FaultReload, FaultReloadAll, FaultKillController}
+var Faults = append([]Fault{FaultReload, FaultReloadAll, FaultKillController}, clusterFaults...)
 
 // ParseFault reads a --fault value.
 func ParseFault(s string) (Fault, error) {
@@ -56,7 +56,7 @@ func (f Fault) check(in Integration) error {
 	if f == FaultKillController && (in.KillController == nil || in.RestartController == nil) {
 		return errors.New("fault kill: the scenario runs no controller")
 	}
-	return nil
+	return f.checkCluster(in)
 }
 
 // FaultEvent is one injected fault.
@@ -68,6 +68,8 @@ type FaultEvent struct {
 	At   time.Duration `json:"at"`
 	Took time.Duration `json:"took"`
 	Err  string        `json:"error,omitempty"`
+	// Cluster is what a cluster-side fault (fault_cluster.go) measured.
+	Cluster *ClusterFaultReport `json:"cluster,omitempty"`
 }
 
 // injectFault waits until the rollout deletes its first old pod, then
@@ -106,6 +108,10 @@ func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollo
 		ev.Err = t.reload(ctx, d.LB, false)
 	case FaultReloadAll:
 		ev.Err = t.reload(ctx, d.LB, true)
+	default:
+		if err := injectClusterFault(ctx, t, d, o, &ev); err != nil {
+			ev.Err = err.Error()
+		}
 	}
 	ev.Took = time.Since(struck)
 	return ev

@@ -366,7 +366,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 // instances.
 func (l *Lab) Target() Target {
 	st := l.State()
-	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check}
+	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check,
+		controlPlane: labControlPlane{l}}
 }
 
 // TargetFromState connects to a lab recorded in a state file (one started

@@ -94,6 +94,9 @@ type Integration struct {
 	// Check, when set, runs after the rollouts: an error fails the run
 	// (the controller was refused by RBAC).
 	Check func() error
+	// Controller is the zerodrop-controller the scenario started, for the
+	// cluster-side faults (fault_cluster.go); nil when it has none.
+	Controller *Controller
 }
 
 // The app's knobs shared by every scenario: a start that takes a moment,
@@ -143,10 +146,10 @@ var NGINXNaiveScenario = Scenario{
 }
 
 // AllScenarios are the four baselines, the zerodrop scenario, the zerodrop
-// scenario through the provider adapter, and the two NGINX scenarios, in
-// order.
+// scenario through the provider adapter, the two NGINX scenarios and the
+// zerodrop scenario with an app using the graceful package, in order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.
@@ -284,6 +287,10 @@ type Target struct {
 	NGINX      []NGINXState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
+
+	// controlPlane restarts control-plane processes (fault_cluster.go);
+	// nil for a lab in another process.
+	controlPlane controlPlane
 }
 
 // Result is the outcome of one scenario run.

@@ -69,6 +69,7 @@ func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.Lo
 		KillController:    ctl.KillReconciler,
 		RestartController: ctl.StartReconciler,
 		Check:             ctl.Forbidden,
+		Controller:        ctl,
 	}
 	in.Stop = func() {
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).

@@ -86,7 +86,10 @@ type Cluster struct {
 
 	keepDir bool
 	log     *slog.Logger
+	mu      sync.Mutex      // procs and specs (Restart replaces a process)
 	procs   []*proc.Process // start order
+	specs   []proc.Spec     // procs[i] was started from specs[i]
+	stopped bool            // Stop has begun: Restart starts nothing
 	once    sync.Once
 }
 
@@ -100,6 +103,8 @@ type Process struct {
 
 // Processes lists the control-plane processes in start order.
 func (c *Cluster) Processes() []Process {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	out := make([]Process, 0, len(c.procs))
 	for _, p := range c.procs {
 		out = append(out, Process{Name: p.Name, PID: p.PID(), Exe: p.Path, Log: p.Log})
@@ -276,8 +281,12 @@ func (c *Cluster) Clientset() (kubernetes.Interface, error) {
 // 10 s) and removes the work directory unless it is kept. Safe to call twice.
 func (c *Cluster) Stop() {
 	c.once.Do(func() {
-		for i := len(c.procs) - 1; i >= 0; i-- {
-			c.procs[i].Stop(10 * time.Second)
+		c.mu.Lock()
+		c.stopped = true
+		procs := c.procs
+		c.mu.Unlock()
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].Stop(10 * time.Second)
 		}
 		if !c.keepDir && c.Dir != "" {
 			if err := os.RemoveAll(c.Dir); err != nil {
@@ -292,7 +301,10 @@ func (c *Cluster) start(s proc.Spec) error {
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
+	c.mu.Lock()
 	c.procs = append(c.procs, p)
+	c.specs = append(c.specs, s)
+	c.mu.Unlock()
 	c.log.Debug("started", "name", s.Name, "pid", p.PID(), "log", s.Log)
 	return nil
 }
@@ -335,7 +347,10 @@ func (c *Cluster) waitHTTP(ctx context.Context, name, url string, cfg *rest.Conf
 
 // exited returns an error naming the first process that has exited.
 func (c *Cluster) exited() error {
-	for _, p := range c.procs {
+	c.mu.Lock()
+	procs := c.procs
+	c.mu.Unlock()
+	for _, p := range procs {
 		if done, werr := p.Exited(); done {
 			return fmt.Errorf("cluster: %s (pid %d) exited during start (%v); log %s ends:\n%s",
 				p.Name, p.PID(), werr, p.Log, p.Tail(3000))

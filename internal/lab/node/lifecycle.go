@@ -42,6 +42,25 @@ func deletionGrace(pod *v1.Pod) int64 {
 	return int64(minimumStopWindow / time.Second)
 }
 
+// retryUntilDone calls f until it returns nil or ctx ends, waiting 100 ms
+// after the first failure and doubling up to most between attempts. It
+// returns f's last error, or ctx's.
+func retryUntilDone(ctx context.Context, most time.Duration, f func() error) error {
+	wait := 100 * time.Millisecond
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, most)
+	}
+}
+
 // probeKillGrace is the grace period for a container killed by a failed
 // liveness or startup probe: the probe's own terminationGracePeriodSeconds
 // when set, else the pod's.

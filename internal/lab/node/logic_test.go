@@ -1,6 +1,8 @@
 package node
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -337,4 +339,33 @@ func FuzzImageRepository(f *testing.F) {
 			t.Fatalf("imageRepository(%q) = %q: want a prefix of the reference", s, r)
 		}
 	})
+}
+
+// Scenario: the final status update and deletion of a terminated pod meet
+// an API server that is away (restarted): the agent tries again until it
+// answers, as the kubelet's status manager does, instead of leaving the pod
+// terminating for ever; it stops trying when the agent stops.
+func TestFinalReportIsRetriedUntilTheAPIServerAnswers(t *testing.T) {
+	calls := 0
+	err := retryUntilDone(context.Background(), 20*time.Millisecond, func() error {
+		calls++
+		if calls < 5 {
+			return errors.New("connect: connection refused")
+		}
+		return nil
+	})
+	if err != nil || calls != 5 {
+		t.Fatalf("retryUntilDone: %v after %d calls, want success at the 5th", err, calls)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err = retryUntilDone(ctx, 20*time.Millisecond, func() error { return errors.New("connection refused") })
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("retryUntilDone with an API server that never answers: %v, want the context's error", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("retryUntilDone kept trying %s after the agent stopped", d)
+	}
 }

@@ -603,22 +603,49 @@ func (w *podWorker) terminate(grace int64) {
 	w.mu.Unlock()
 
 	if !gone && w.ctx.Err() == nil {
-		if err := w.syncStatus(); err != nil {
-			w.log.Warn("final status update failed", "err", err)
-		}
-		pod := w.podSnapshot()
-		zero := int64(0)
-		err := w.agent.Client.CoreV1().Pods(pod.Namespace).Delete(w.ctx, pod.Name, metav1.DeleteOptions{
-			GracePeriodSeconds: &zero,
-			Preconditions:      &metav1.Preconditions{UID: &w.uid},
+		// The kubelet's status manager retries until the API server takes
+		// the final status and the deletion: an API server (or etcd) away
+		// at this moment must not leave the pod terminating for ever.
+		err := retryUntilDone(w.ctx, finalReportRetry, func() error {
+			err := w.finalReport()
+			if err != nil {
+				w.log.Warn("final status update or delete failed; retrying", "err", err)
+			}
+			return err
 		})
-		if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
-			w.log.Warn("final delete failed", "err", err)
-		} else {
+		if err == nil {
 			w.log.Info("pod deleted")
 		}
 	}
 	w.cleanup()
+}
+
+// finalReportRetry is the longest wait between two attempts of the final
+// status update and deletion.
+const finalReportRetry = 2 * time.Second
+
+// finalReport patches the terminal status and deletes the pod object
+// (grace 0, this pod's UID only); a pod already gone is done.
+func (w *podWorker) finalReport() error {
+	if err := w.syncStatus(); err != nil {
+		return err
+	}
+	w.mu.Lock()
+	gone := w.gone
+	w.mu.Unlock()
+	if gone {
+		return nil
+	}
+	pod := w.podSnapshot()
+	zero := int64(0)
+	err := w.agent.Client.CoreV1().Pods(pod.Namespace).Delete(w.ctx, pod.Name, metav1.DeleteOptions{
+		GracePeriodSeconds: &zero,
+		Preconditions:      &metav1.Preconditions{UID: &w.uid},
+	})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("delete %s: %w", w.key, err)
+	}
+	return nil
 }
 
 // cleanup removes the pod's namespace and directory, once.

@@ -1,0 +1,288 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/lab/cluster"
+	"zerodrop.dev/zerodrop/internal/lab/proc"
+)
+
+// Cluster-side faults: the parts of Kubernetes and of zerodrop-controller
+// that a rollout leans on fail in its middle, and undo themselves. Their
+// promises and measured results are in docs/faults.md.
+const (
+	// FaultServe kills the controller's serve process (pod webhook and
+	// drain endpoint) with SIGKILL while it holds a drain hook, and starts
+	// it again after RunOptions.RestartDelay.
+	FaultServe Fault = "serve"
+	// FaultAPIServer stops kube-apiserver (SIGTERM, as a rolling upgrade
+	// does) and starts it again after RestartDelay on the same port,
+	// certificates and etcd.
+	FaultAPIServer Fault = "apiserver"
+	// FaultEtcd kills etcd (SIGKILL) and starts it again after
+	// RestartDelay on the same data directory.
+	FaultEtcd Fault = "etcd"
+	// FaultWebhook makes the pod webhook unreachable (its configuration
+	// points at a closed port, as when its Service has no endpoints) until
+	// the rollout has created all its new pods: failurePolicy Ignore admits
+	// them without readiness gate and drain hook.
+	FaultWebhook Fault = "webhook"
+)
+
+// forbiddenSettle is how long after an API server restart the controller's
+// refused requests are put down to the API server (its RBAC informers
+// syncing) rather than to config/rbac.
+const forbiddenSettle = 5 * time.Second
+
+// clusterFaults are the faults of this file, in Faults' order.
+var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook}
+
+// ClusterFaultReport is what a cluster-side fault left behind, measured
+// once the rollout it struck is complete.
+type ClusterFaultReport struct {
+	// Undone is how long after striking the fault was undone (the part
+	// serves again, the webhook is reachable again); FaultEvent.Took also
+	// counts the wait for the rollout before measuring.
+	Undone time.Duration `json:"undone"`
+	// HookHeld: a drain hook was held at the moment the serve process was
+	// killed (a connection to the drain endpoint was open).
+	HookHeld bool `json:"hookHeld,omitempty"`
+	// FailedPreStopHooks counts FailedPreStopHook events in the scenario's
+	// namespace: hooks that ended with an error (connection cut or
+	// refused), after which the node sent SIGTERM at once.
+	FailedPreStopHooks int `json:"failedPreStopHooks"`
+	// UngatedPods are the rollout's new pods that carry no readiness gate;
+	// GateMissingEvents counts the controller's GateMissing warnings about
+	// them (its report that they were not gated).
+	UngatedPods       []string `json:"ungatedPods,omitempty"`
+	GateMissingEvents int      `json:"gateMissingEvents"`
+	// ExcusedForbidden counts the controller's log lines of refused
+	// requests while a restarted API server's authorizer was filling its
+	// caches (up to forbiddenSettle after the restart): expected, so the
+	// run's RBAC check does not count them.
+	ExcusedForbidden int `json:"excusedForbidden,omitempty"`
+	// ControllerCrashes counts controller processes that exited by
+	// themselves during the run (and were started again), by role.
+	ControllerCrashes map[string]int `json:"controllerCrashes,omitempty"`
+}
+
+// controlPlane restarts control-plane processes (the lab in this process;
+// a lab in another process offers none).
+type controlPlane interface {
+	Restart(ctx context.Context, name string, kill bool, down time.Duration) error
+}
+
+// labControlPlane restarts a process of l's cluster and records its new pid
+// in the state file (for `zerodrop lab down`).
+type labControlPlane struct{ l *Lab }
+
+func (p labControlPlane) Restart(ctx context.Context, name string, kill bool, down time.Duration) error {
+	err := p.l.Cluster.Restart(ctx, name, kill, down)
+	procs := p.l.Cluster.Processes()
+	p.l.updateState(func(s *State) {
+		for i := range s.Processes {
+			for _, cp := range procs {
+				if s.Processes[i].Name == cp.Name {
+					s.Processes[i].PID = cp.PID
+				}
+			}
+		}
+	})
+	return err
+}
+
+// checkCluster reports whether the scenario can suffer a cluster-side fault.
+func (f Fault) checkCluster(in Integration) error {
+	switch f {
+	case FaultServe, FaultWebhook:
+		if in.Controller == nil {
+			return fmt.Errorf("fault %s: the scenario runs no zerodrop-controller", f)
+		}
+	}
+	return nil
+}
+
+// injectClusterFault strikes f (the rollout has just deleted its first old
+// pod) and undoes it; the report is filled once the rollout is complete.
+func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent) error {
+	rep := &ClusterFaultReport{}
+	ev.Cluster = rep
+	struck := time.Now()
+	ctl := d.Integration.Controller
+	var err error
+	var excuseFrom map[string]int64 // controller log sizes before an API server restart
+	switch o.Fault {
+	case FaultServe:
+		// Strike while the serve process holds a drain hook: the node
+		// agent calls it as soon as it sees the deletion.
+		hctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		_ = pollUntil(hctx, 10*time.Millisecond, func() bool {
+			rep.HookHeld = establishedTo(ctl.drainAddr) > 0
+			return rep.HookHeld
+		})
+		cancel()
+		if err = ctl.KillServe(); err != nil {
+			break
+		}
+		sleepCtx(ctx, o.RestartDelay)
+		err = ctl.StartServe(context.WithoutCancel(ctx))
+	case FaultAPIServer, FaultEtcd:
+		if t.controlPlane == nil {
+			return fmt.Errorf("fault %s: needs the lab in this process (`zerodrop lab run` without --dir of a running lab)", o.Fault)
+		}
+		name, kill := cluster.KubeAPIServer, false
+		if o.Fault == FaultEtcd {
+			name, kill = cluster.Etcd, true
+		}
+		if ctl != nil {
+			excuseFrom = ctl.logSizes()
+		}
+		err = t.controlPlane.Restart(ctx, name, kill, o.RestartDelay)
+	case FaultWebhook:
+		var restore func() error
+		restore, err = ctl.breakWebhook(ctx)
+		if err != nil {
+			break
+		}
+		// Down until every new pod of the rollout exists.
+		werr := pollUntil(ctx, 50*time.Millisecond, func() bool {
+			dep, err := t.Client.AppsV1().Deployments(d.Namespace).Get(ctx, "web", metav1.GetOptions{})
+			return err == nil && dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas >= d.Replicas
+		})
+		err = errors.Join(werr, restore())
+	default:
+		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
+	}
+	rep.Undone = time.Since(struck)
+	if err != nil {
+		return err
+	}
+	if excuseFrom != nil {
+		sleepCtx(context.WithoutCancel(ctx), forbiddenSettle)
+		rep.ExcusedForbidden = ctl.excuseForbidden(excuseFrom, ctl.logSizes())
+	}
+	// The rest is measured once the rollout is complete (or its time is
+	// up: then the counts are what they are).
+	_ = waitRolledOut(ctx, t.Client, d.Namespace, "web")
+	rctx := context.WithoutCancel(ctx)
+	gate := corev1.PodConditionType(zv1.GateConditionType(BindingName))
+	if pods, err := t.Client.CoreV1().Pods(d.Namespace).List(rctx, metav1.ListOptions{LabelSelector: "app=web"}); err == nil {
+		for _, p := range pods.Items {
+			gated := false
+			for _, g := range p.Spec.ReadinessGates {
+				gated = gated || g.ConditionType == gate
+			}
+			if !gated && p.DeletionTimestamp == nil {
+				rep.UngatedPods = append(rep.UngatedPods, p.Name)
+			}
+		}
+	}
+	if evs, err := t.Client.CoreV1().Events(d.Namespace).List(rctx, metav1.ListOptions{}); err == nil {
+		for _, e := range evs.Items {
+			switch e.Reason {
+			case "FailedPreStopHook":
+				rep.FailedPreStopHooks++
+			case "GateMissing":
+				rep.GateMissingEvents++
+			}
+		}
+	}
+	if ctl != nil {
+		rep.ControllerCrashes = ctl.Crashes()
+	}
+	return nil
+}
+
+// breakWebhook points the pod webhook of the controller's configuration at
+// a closed port on loopback; restore puts the URL back (also when ctx has
+// ended).
+func (c *Controller) breakWebhook(ctx context.Context) (restore func() error, err error) {
+	var mwc admissionv1.MutatingWebhookConfiguration
+	if err := c.c.Get(ctx, types.NamespacedName{Name: c.webhookConfig}, &mwc); err != nil {
+		return nil, fmt.Errorf("lab: webhook configuration %s: %w", c.webhookConfig, err)
+	}
+	orig := mwc.DeepCopy()
+	closed, err := closedPort()
+	if err != nil {
+		return nil, err
+	}
+	for i := range mwc.Webhooks {
+		u := ptr.Deref(mwc.Webhooks[i].ClientConfig.URL, "")
+		if rest, ok := strings.CutPrefix(u, "https://"); ok {
+			_, path, _ := strings.Cut(rest, "/")
+			mwc.Webhooks[i].ClientConfig.URL = ptr.To("https://127.0.0.1:" + strconv.Itoa(closed) + "/" + path)
+		}
+	}
+	if err := c.c.Update(ctx, &mwc); err != nil {
+		return nil, fmt.Errorf("lab: break webhook %s: %w", c.webhookConfig, err)
+	}
+	c.log.Info("pod webhook unreachable", "port", closed)
+	return func() error {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		var cur admissionv1.MutatingWebhookConfiguration
+		if err := c.c.Get(rctx, types.NamespacedName{Name: c.webhookConfig}, &cur); err != nil {
+			return fmt.Errorf("lab: restore webhook %s: %w", c.webhookConfig, err)
+		}
+		cur.Webhooks = orig.Webhooks
+		if err := c.c.Update(rctx, &cur); err != nil {
+			return fmt.Errorf("lab: restore webhook %s: %w", c.webhookConfig, err)
+		}
+		c.log.Info("pod webhook reachable again")
+		return nil
+	}, nil
+}
+
+// closedPort returns a loopback port nothing listens on (picked free and
+// released: connections to it are refused).
+func closedPort() (int, error) {
+	ports, err := proc.FreePorts(1)
+	if err != nil {
+		return 0, err
+	}
+	return ports[0], nil
+}
+
+// establishedTo counts the established TCP connections whose server side
+// is addr (host:port on loopback), from /proc/net/tcp of this network
+// namespace.
+func establishedTo(addr string) int {
+	_, port, ok := strings.Cut(addr, ":")
+	if !ok {
+		return 0
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return 0
+	}
+	f, err := os.Open("/proc/net/tcp")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	want := fmt.Sprintf(":%04X", p)
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		// sl local_address rem_address st ...; st 01 is ESTABLISHED.
+		if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "01" {
+			n++
+		}
+	}
+	return n
+}

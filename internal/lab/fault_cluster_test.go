@@ -1,0 +1,209 @@
+package lab
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"zerodrop.dev/zerodrop/internal/lab/labtest"
+)
+
+// Scenario: the zerodrop scenario (naive app behind the readiness gate and
+// the drain gate, two HAProxy instances, 1,000 requests/s) rolled once
+// under each cluster-side fault keeps the promise docs/faults.md states:
+//   - apiserver, etcd: nothing fails; the reconciler, which loses its lease
+//     when the API is away longer than its renew deadline, comes back;
+//   - webhook: the pods created while it is down are admitted without a
+//     gate, the controller reports each (GateMissing), and they are still
+//     registered: the rollout ends with every pod UP in every instance;
+//   - serve: a held drain hook is cut, the node sends SIGTERM at once
+//     (FailedPreStopHook). The naive app exits at once, so what it was
+//     serving fails: bounded by one pod's share of the load for the slow
+//     requests' length. An app using the graceful package asks the drain
+//     endpoint itself, retrying until the serve process is back: nothing
+//     fails (zerodrop-graceful+serve).
+//
+// In every case the rollout completes (no gate stuck) and the backend holds
+// exactly the new pods, all UP (no pod left in HAProxy).
+func TestClusterFaultsKeepTheirPromises(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end lab run")
+	}
+	opts := requireLab(t)
+	labtest.Controller(t)
+	opts.Nodes = 2
+	opts.HAProxyInstances = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	l, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+
+	const replicas, rate = 3, 1000
+	type run struct {
+		s Scenario
+		f Fault
+	}
+	var runs []run
+	for _, f := range clusterFaults {
+		runs = append(runs, run{ZerodropScenario, f})
+	}
+	runs = append(runs, run{ZerodropGracefulScenario, FaultServe})
+	for _, r := range runs {
+		f := r.f
+		res, err := Run(ctx, l.Target(), r.s, RunOptions{
+			Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
+		})
+		var sb strings.Builder
+		PrintTable(&sb, []Result{res})
+		t.Logf("%s:\n%s", res.Name(), sb.String())
+		if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
+			t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
+		}
+		if err != nil {
+			t.Errorf("%s: %v", res.Name(), err)
+			continue
+		}
+		if len(res.Faults) != 1 || res.Faults[0].Cluster == nil {
+			t.Errorf("%s: faults %+v, want one with a cluster report", res.Name(), res.Faults)
+			continue
+		}
+		ev := res.Faults[0]
+		rep := ev.Cluster
+		t.Logf("%s: struck at +%s, undone after %s", res.Name(), ev.At.Round(time.Millisecond), rep.Undone.Round(time.Millisecond))
+		if ev.Err != "" {
+			t.Errorf("%s: %s", res.Name(), ev.Err)
+		}
+		if res.Requests < 10000 {
+			t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
+		}
+		switch f {
+		case FaultAPIServer, FaultEtcd:
+			if res.Failed != 0 {
+				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
+			}
+			if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
+				t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
+			}
+		case FaultWebhook:
+			if res.Failed != 0 {
+				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
+			}
+			if len(rep.UngatedPods) == 0 {
+				t.Errorf("%s: no pod admitted without a gate: the fault did not strike", res.Name())
+			}
+			if rep.GateMissingEvents < len(rep.UngatedPods) {
+				t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
+			}
+		case FaultServe:
+			if !rep.HookHeld {
+				t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
+			}
+			if r.s.App.Drain {
+				// The app's own drain wait retries the restarted serve
+				// process: the cut hook costs nothing.
+				if res.Failed != 0 {
+					t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
+				}
+				break
+			}
+			// The pod was already in drain (no new requests): what fails is
+			// what it was serving when the app exited, one pod's share of
+			// the in-flight requests: slow ones (rate/50 for 6 s) and fast
+			// ones (rate for 20 ms), twice that as the bound (one run: 21).
+			inFlight := (rate/50*6 + rate*0.02) / replicas
+			if bound := uint64(2 * inFlight); res.Failed > bound {
+				t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
+			}
+		}
+	}
+}
+
+// Scenario: the serve fault strikes only once a drain hook is held, which
+// it reads as an established connection to the drain endpoint in this
+// network namespace: one open connection counts, none once it is closed,
+// and a connection to another port does not.
+func TestEstablishedToCountsConnectionsToTheEndpoint(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	other, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Fatalf("before any connection: %d established", n)
+	}
+	c, err := net.Dial("tcp", other.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Errorf("a connection to another port counted: %d", n)
+	}
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := establishedTo(ln.Addr().String()); n != 1 {
+		t.Errorf("one open connection: %d established, want 1", n)
+	}
+	conn.Close()
+	srv.Close()
+	if n := establishedTo(ln.Addr().String()); n != 0 {
+		t.Errorf("after closing: %d established, want 0", n)
+	}
+}
+
+// Scenario: under the apiserver fault the restarted API server refuses
+// requests until its authorizer has synced; the refusals the controller
+// logs in that window (in its old log and in a log started meanwhile) are
+// excused, and one logged before or after it still fails the RBAC check.
+func TestForbiddenLinesInARestartWindowAreExcused(t *testing.T) {
+	dir := t.TempDir()
+	c := &Controller{dir: dir}
+	write := func(name, text string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("reconcile-0.log", "ok\npods is forbidden: before\n")
+	from := c.logSizes()
+	write("reconcile-0.log", "pods is forbidden: during\n")
+	write("reconcile-1.log", "leases is forbidden: during, new log\n")
+	if n := c.excuseForbidden(from, c.logSizes()); n != 2 {
+		t.Errorf("excused %d lines, want 2", n)
+	}
+	write("reconcile-1.log", "secrets is forbidden: after\n")
+	err := c.Forbidden()
+	if err == nil {
+		t.Fatal("no RBAC error for the lines outside the window")
+	}
+	for _, want := range []string{"before", "after"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("RBAC error misses the line logged %s the window: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "during") {
+		t.Errorf("RBAC error names an excused line: %v", err)
+	}
+}
