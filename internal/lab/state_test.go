@@ -117,10 +117,10 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		{Scheduled: at(3.0), Class: verify.Class503}, // rollout 2 (starts at 3.0)
 		{Scheduled: at(9.0), Class: verify.Class503}, // rollout 2, after its end: still its window
 	} {
-		r.add(x, false)
+		r.add(x, StreamMain, 0)
 	}
 	res := Result{FailuresByClass: map[string]uint64{}}
-	r.fill(&res, []time.Time{at(1), at(3)})
+	r.fill(&res, []time.Time{at(1), at(3)}, map[string]string{StreamMain: "GET"})
 	if res.Requests != 5 || res.Failed != 4 {
 		t.Errorf("requests %d failed %d, want 5 and 4", res.Requests, res.Failed)
 	}
