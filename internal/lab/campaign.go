@@ -58,16 +58,19 @@ type RolloutRecord struct {
 	Requests uint64        `json:"requests"`
 	Failed   uint64        `json:"failed"`
 	Streams  []StreamCount `json:"streams"`
-	// VictimDown are the windows the fault's victim instance was stopped
-	// (lbdown, lbflap) or cut off from the controller (partition);
-	// FailedVictimDown counts the failed requests sent through a stopped
-	// victim's own frontend meanwhile (plus a second): the LB's outage,
-	// which a VIP or DNS failover, not the rollout, decides.
+	// VictimDown are the windows the fault's victim instance did not serve
+	// (lbdown, lbflap: from its stop until a server of its restarted pool
+	// is UP again); FailedVictimDown counts the failed requests sent
+	// through the victim's own frontend meanwhile (plus a second): the
+	// LB's outage, which a VIP or DNS failover, not the rollout, decides.
 	VictimDown       []Window `json:"victimDown,omitempty"`
 	FailedVictimDown uint64   `json:"failedVictimDown"`
-	// GatesOpenedBlind counts new pods that turned Ready inside a
-	// VictimDown window: gates opened without every instance's verdict.
-	GatesOpenedBlind int `json:"gatesOpenedBlind"`
+	// VerdictMissing are the windows the controller could not read the
+	// victim (stopped until its Runtime API answered again, or cut off by
+	// partition); GatesOpenedBlind counts new pods that turned Ready
+	// inside one: gates opened without every instance's verdict.
+	VerdictMissing   []Window `json:"verdictMissing,omitempty"`
+	GatesOpenedBlind int      `json:"gatesOpenedBlind"`
 	// GateReasons are the gate condition reasons new pods showed while
 	// the rollout ran (PoolFull, NotRegistered, L4CON, Healthy...).
 	GateReasons []string `json:"gateReasons,omitempty"`
@@ -562,10 +565,11 @@ func (rec *RolloutRecord) finish(ctx context.Context, t Target, r *recorder, pro
 		rec.Error = err.Error()
 	}
 	now := time.Now()
-	rec.VictimDown = rig.blindWindows(rec.Rollout)
+	rec.VictimDown = rig.outageWindows(rec.Rollout)
+	rec.VerdictMissing = rig.blindWindows(rec.Rollout)
 	if probe != nil {
 		rec.Gates = probe.window(lbNames, minWait, start, now)
-		rec.GatesOpenedBlind = probe.readyDuring(start, rec.VictimDown)
+		rec.GatesOpenedBlind = probe.readyDuring(start, rec.VerdictMissing)
 	}
 	if s.lb() == LBHAProxy {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -66,7 +66,7 @@ func TestLBFaultCampaignKeepsEveryPromise(t *testing.T) {
 		}
 		switch rec.Fault {
 		case FaultLBDown, FaultLBFlap, FaultPartition:
-			if len(rec.VictimDown) == 0 {
+			if len(rec.VerdictMissing) == 0 {
 				t.Errorf("rollout %d (%s): no window without the victim's verdict recorded", rec.Rollout, rec.Fault)
 			}
 		case FaultFull:

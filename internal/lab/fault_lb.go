@@ -161,17 +161,17 @@ type lbRig struct {
 	victim int
 	proxy  *adminProxy
 
-	mu       sync.Mutex
-	blind    map[int][]Window // rollout -> windows without the victim's verdict
-	starts   []*exec.Cmd
-	startErr []error
+	mu     sync.Mutex
+	blind  map[int][]Window // rollout -> windows without the victim's verdict
+	outage map[int][]Window // rollout -> windows the victim did not serve
+	starts []*exec.Cmd
 }
 
 // newLBRig prepares the LB faults of faults for t. When one needs the
 // admin proxy, the proxy is started and t's victim reaches the controller
 // through it (t is changed: call before the controller starts).
 func newLBRig(t *Target, faults []Fault) (*lbRig, error) {
-	r := &lbRig{victim: len(t.HAProxy) - 1, blind: map[int][]Window{}}
+	r := &lbRig{victim: len(t.HAProxy) - 1, blind: map[int][]Window{}, outage: map[int][]Window{}}
 	for _, f := range faults {
 		if f.needsAdminProxy() && r.proxy == nil && r.victim >= 0 && t.HAProxy[r.victim].AdminTLS != "" {
 			p, err := startAdminProxy(t.HAProxy[r.victim].AdminTLS)
@@ -203,10 +203,48 @@ func (r *lbRig) addBlind(rollout int, w Window) {
 	r.blind[rollout] = append(r.blind[rollout], w)
 }
 
+func (r *lbRig) addOutage(rollout int, w Window) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.outage[rollout] = append(r.outage[rollout], w)
+}
+
 func (r *lbRig) blindWindows(rollout int) []Window {
+	if r == nil {
+		return nil
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return append([]Window(nil), r.blind[rollout]...)
+}
+
+func (r *lbRig) outageWindows(rollout int) []Window {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Window(nil), r.outage[rollout]...)
+}
+
+// bounce stops the victim, waits down, starts it again and waits until it
+// serves; it records the window without its verdict (until its Runtime API
+// answers) and the outage (until a server of its backend is UP again: a
+// restarted instance answers 503 until its pool is registered and checked).
+func (r *lbRig) bounce(ctx context.Context, t Target, down time.Duration, rollout int, start time.Time) error {
+	h := &t.HAProxy[r.victim]
+	from := time.Since(start)
+	if err := stopHAProxy(ctx, *h); err != nil {
+		return err
+	}
+	sleepCtx(ctx, down)
+	err := r.startHAProxy(context.WithoutCancel(ctx), h)
+	r.addBlind(rollout, Window{from, time.Since(start)})
+	if err == nil {
+		err = waitServing(context.WithoutCancel(ctx), *h, 30*time.Second)
+	}
+	r.addOutage(rollout, Window{from, time.Since(start)})
+	return err
 }
 
 // injectLB runs the LB fault o's fault; it returns what went wrong ("" when
@@ -215,24 +253,10 @@ func (r *lbRig) inject(ctx context.Context, t Target, f Fault, hold time.Duratio
 	since := func() time.Duration { return time.Since(start) }
 	switch f {
 	case FaultLBDown:
-		from := since()
-		if err := stopHAProxy(ctx, t.HAProxy[r.victim]); err != nil {
-			return err.Error()
-		}
-		sleepCtx(ctx, hold)
-		err := r.startHAProxy(context.WithoutCancel(ctx), &t.HAProxy[r.victim])
-		r.addBlind(rollout, Window{from, since()})
-		return errString(err)
+		return errString(r.bounce(ctx, t, hold, rollout, start))
 	case FaultLBFlap:
 		for i := range lbFlapCycles {
-			from := since()
-			if err := stopHAProxy(ctx, t.HAProxy[r.victim]); err != nil {
-				return fmt.Sprintf("flap %d: %v", i+1, err)
-			}
-			sleepCtx(ctx, lbFlapDown)
-			err := r.startHAProxy(context.WithoutCancel(ctx), &t.HAProxy[r.victim])
-			r.addBlind(rollout, Window{from, since()})
-			if err != nil {
+			if err := r.bounce(ctx, t, lbFlapDown, rollout, start); err != nil {
 				return fmt.Sprintf("flap %d: %v", i+1, err)
 			}
 			if i+1 < lbFlapCycles {
@@ -330,6 +354,32 @@ func (r *lbRig) startHAProxy(ctx context.Context, h *HAProxyState) error {
 		return err == nil
 	}); err != nil {
 		return fmt.Errorf("start %s: the Runtime API does not answer: %w\n%s", h.Name, err, proc.TailFile(h.Log, 2000))
+	}
+	return nil
+}
+
+// waitServing waits until the instance's backend has a server UP whose
+// last check passed.
+func waitServing(ctx context.Context, h HAProxyState, limit time.Duration) error {
+	c, err := hapi.NewClient(h.Socket)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	if err := pollUntil(ctx, 50*time.Millisecond, func() bool {
+		states, err := c.ShowServersState(ctx, h.Backend)
+		if err != nil {
+			return false
+		}
+		for _, s := range states {
+			if s.Up() && !s.Admin.Maint() && s.CheckResult == hapi.CheckPassed {
+				return true
+			}
+		}
+		return false
+	}); err != nil {
+		return fmt.Errorf("%s serves no server %s after its restart: %w", h.Name, limit, err)
 	}
 	return nil
 }
