@@ -3,6 +3,7 @@ package lab
 import (
 	"bufio"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -134,6 +135,32 @@ func TestParseFaultKnowsTheLBFaults(t *testing.T) {
 		}
 		if _, ok := f.Promise(); !ok {
 			t.Errorf("fault %s has no promise", f)
+		}
+	}
+}
+
+// docs/faults.md's table says what the code promises: each LB fault's row
+// holds its promise and its reason as lab.LBFaultPromises states them.
+func TestFaultDocsStateThePromises(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/faults.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "| `"); ok {
+			name, _, _ := strings.Cut(rest, "`")
+			rows[name] = line
+		}
+	}
+	for _, p := range LBFaultPromises {
+		row, ok := rows[string(p.Fault)]
+		if !ok {
+			t.Errorf("docs/faults.md has no row for %s", p.Fault)
+			continue
+		}
+		if !strings.Contains(row, "| "+p.Promise+" |") || !strings.Contains(row, "| "+p.Why+" |") {
+			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\n  why: %s\nrow: %s", p.Fault, p.Promise, p.Why, row)
 		}
 	}
 }

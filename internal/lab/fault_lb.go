@@ -83,19 +83,19 @@ type FaultPromise struct {
 var LBFaultPromises = []FaultPromise{
 	{FaultLBDown, true, true,
 		"0 failed through the live instance; no gate opens while the victim is down: the rollout waits (FailClosed) and resumes once it is back; nothing stuck, nothing left in HAProxy",
-		"a gate needs every instance's verdict and a missing one is never \"healthy\" (controller promise 4); the old pods keep serving through the live instance, and the restarted instance's slots are registered again"},
+		"a gate needs every instance's verdict and a missing one is never \"healthy\" (controller promise 4); the old pods keep serving through the live instance, and the restarted instance's pool is registered again"},
 	{FaultLBFlap, true, true,
 		"0 failed through the live instance; the drain of the deleted pod waits until the flapping instance has been read again",
-		"a drain verdict needs a read of every instance (promise 1); each restart is seen as a new instance epoch and the targets are registered again"},
+		"a drain verdict needs a read of every instance (promise 1); each restart is a new instance epoch and its targets are registered again"},
 	{FaultSlowLB, true, false,
-		"0 failed; gates and drains only slower (each Runtime API answer 400 ms late, under the 5 s command timeout)",
-		"verdicts wait for the answers; nothing is judged on a missing one"},
+		"0 failed; gates and drains only slower",
+		"verdicts wait for the answers (400 ms is under the 5 s command timeout); nothing is judged on a missing one"},
 	{FaultPartition, true, true,
-		"0 failed while the partition is shorter than drain.timeout (30 s): gates and drains wait for the partitioned instance; no gate opens on its missing verdict",
-		"an unreadable instance is never \"drained\" nor \"healthy\" (promises 1, 4, 13); the partitioned instance keeps sending to the pod, which the drain gate keeps alive"},
+		"0 failed while the partition is shorter than `drain.timeout` (30 s); no gate opens on the victim's missing verdict",
+		"an unreadable instance is never \"drained\" nor \"healthy\" (promises 1, 4, 13); the partitioned instance keeps sending to the deleted pod, which its drain gate keeps alive"},
 	{FaultFull, true, false,
-		"0 failed; the surge pod waits with its gate False (reason PoolFull) until a slot is free, then the rollout goes on",
-		"a target the pool has no room for is never Ready (promise 15); maxUnavailable 0 keeps the old pods serving"},
+		"0 failed; the surge pod waits with its gate False, reason `PoolFull`, then the rollout goes on",
+		"a target the pool has no room for is never Ready (promise 15); `maxUnavailable: 0` keeps the old pods serving"},
 }
 
 // Promise returns f's promise, if it has one.
@@ -568,7 +568,10 @@ func (p *adminProxy) carry(c net.Conn) {
 				}
 			}
 			if err != nil {
-				if errors.Is(err, io.EOF) {
+				// A close passes on, but not through a blackhole: the
+				// instance giving up on a silent client must not look
+				// like an answer.
+				if mode, _ := p.current(); errors.Is(err, io.EOF) && mode != proxyBlackhole {
 					if tc, ok := dst.(*net.TCPConn); ok {
 						tc.CloseWrite()
 					}
