@@ -49,6 +49,9 @@ type StreamCount struct {
 type RolloutRecord struct {
 	Rollout int   `json:"rollout"`
 	Fault   Fault `json:"fault,omitempty"`
+	// Started is when the rollout was started; its window of the load
+	// runs to the next rollout's Started (the last one's to the run's end).
+	Started time.Time `json:"started"`
 	// FaultEvent is what the fault did (nil for none).
 	FaultEvent *FaultEvent `json:"faultEvent,omitempty"`
 	// Seconds is from the restart to the last old pod gone.

@@ -270,6 +270,12 @@ type RunOptions struct {
 	Logger *slog.Logger
 	// Progress, when set, receives one line per step.
 	Progress io.Writer
+	// OnResult, when set, sees every request's result with its stream
+	// (StreamMain, StreamSlow, StreamPost) and the index of the instance it
+	// went through (e.g. to build a verify timeline per rollout, cut at
+	// Result.PerRollout[].Started). It runs on the results' path, from
+	// several goroutines: keep it fast and safe for concurrent use.
+	OnResult func(stream string, instance int, r verify.Result)
 
 	lbRig *lbRig // the LB faults' shared parts (Run sets it)
 }
@@ -470,6 +476,9 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 				defer wg.Done()
 				for r := range results {
 					rec.add(r, st.name, i)
+					if o.OnResult != nil {
+						o.OnResult(st.name, i, r)
+					}
 				}
 			}()
 		}
@@ -488,7 +497,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		ro := o
 		ro.Fault = o.faultFor(i + 1)
 		ro.lbRig = rig
-		record := RolloutRecord{Rollout: i + 1, Fault: ro.Fault}
+		record := RolloutRecord{Rollout: i + 1, Fault: ro.Fault, Started: start}
 		gctx, stopGates := context.WithCancel(ctx)
 		gates := watchGateReasons(gctx, t, o.Namespace)
 		if _, err := verify.RolloutRestart(ctx, cs, o.Namespace, "web"); err != nil {
