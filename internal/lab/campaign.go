@@ -93,7 +93,10 @@ type RolloutRecord struct {
 
 // failure is one failed request.
 type failure struct {
-	at       time.Time // scheduled
+	// at is when it ended (scheduled + latency): a request a fault cuts
+	// fails when the fault strikes, whenever it was sent (a slow request
+	// may have been sent seconds before), and counts there.
+	at       time.Time
 	stream   string
 	instance int
 	class    string
@@ -144,7 +147,7 @@ func (r *recorder) add(x verify.Result, stream string, instance int) {
 		r.byClass = map[string]uint64{}
 	}
 	r.byClass[string(x.Class)]++
-	r.failures = append(r.failures, failure{x.Scheduled, stream, instance, string(x.Class)})
+	r.failures = append(r.failures, failure{x.Scheduled.Add(x.Latency), stream, instance, string(x.Class)})
 }
 
 func (r *recorder) failedSoFar() uint64 {
@@ -154,7 +157,7 @@ func (r *recorder) failedSoFar() uint64 {
 }
 
 // window counts the streams' requests scheduled in [from, to) (to zero:
-// no end), at the buckets' resolution, and their failures exactly.
+// no end), at the buckets' resolution, and the failures that ended in it.
 func (r *recorder) window(from, to time.Time, methods map[string]string) []StreamCount {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -188,15 +191,16 @@ func (r *recorder) window(from, to time.Time, methods map[string]string) []Strea
 	return out
 }
 
-// failedThrough counts the failures sent through instance and scheduled
-// inside one of ws (each widened by slack), ws relative to base.
-func (r *recorder) failedThrough(instance int, base time.Time, ws []Window, slack time.Duration) uint64 {
+// failedThrough counts the failures sent through instance that ended
+// inside one of ws (each widened by slack), ws relative to base, and in
+// [base, to).
+func (r *recorder) failedThrough(instance int, base, to time.Time, ws []Window, slack time.Duration) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	var n uint64
 	for _, f := range r.failures {
-		if f.instance != instance {
-			continue
+		if f.instance != instance || f.at.Before(base) || !to.IsZero() && !f.at.Before(to) {
+			continue // another instance, or another rollout's window
 		}
 		for _, w := range ws {
 			if !f.at.Before(base.Add(w.From-slack)) && f.at.Before(base.Add(w.To+slack)) {
@@ -221,9 +225,9 @@ func streamOrder(name string) int {
 }
 
 // fill writes the totals and the failures per rollout window: rollout i
-// owns the failures from its start to the next rollout's start (the last
-// one to the end of the run); failures before the first rollout are counted
-// in the totals only.
+// owns the failures that ended from its start to the next rollout's start
+// (the last one to the end of the run); failures before the first rollout
+// are counted in the totals only.
 func (r *recorder) fill(res *Result, marks []time.Time, methods map[string]string) {
 	res.Streams = r.window(time.Time{}, time.Time{}, methods)
 	r.mu.Lock()
@@ -597,7 +601,7 @@ func (rec *RolloutRecord) recount(r *recorder, from, to time.Time, methods map[s
 	}
 	rec.FailedVictimDown = 0
 	if rig != nil && (rec.Fault == FaultLBDown || rec.Fault == FaultLBFlap) {
-		rec.FailedVictimDown = r.failedThrough(rig.victim, from, down, time.Second)
+		rec.FailedVictimDown = r.failedThrough(rig.victim, from, to, down, time.Second)
 	}
 	rec.judge()
 }

@@ -308,7 +308,7 @@ type Result struct {
 	// FailuresByClass counts failed requests per verify class (http_502,
 	// refused, reset, eof, timeout, ...).
 	FailuresByClass map[string]uint64 `json:"failuresByClass"`
-	// FailedPerRollout lists the failed requests counted while each
+	// FailedPerRollout lists the failed requests that ended while each
 	// rollout ran (from its start to the next one's, or the run's end).
 	FailedPerRollout []uint64 `json:"failedPerRollout"`
 	// RolloutSeconds is how long each rollout took, from the restart to
