@@ -115,8 +115,8 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		{Scheduled: at(0.5), Class: verify.Class502},     // before rollout 1
 		{Scheduled: at(1.5), Class: verify.ClassRefused}, // rollout 1
 		{Scheduled: at(1.6), Class: verify.ClassOK, Latency: 20 * time.Millisecond},
-		{Scheduled: at(3.0), Class: verify.Class503}, // rollout 2 (starts at 3.0)
-		{Scheduled: at(9.0), Class: verify.Class503}, // rollout 2, after its end: still its window
+		{Scheduled: at(3.0), Class: verify.Class503},                       // rollout 2 (starts at 3.0)
+		{Scheduled: at(9.0), Class: verify.Class503},                       // rollout 2, after its end: still its window
 		{Scheduled: at(2.5), Latency: time.Second, Class: verify.ClassEOF}, // sent in rollout 1, cut in rollout 2
 	} {
 		r.add(x, StreamMain, 0)
