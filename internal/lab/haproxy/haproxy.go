@@ -298,6 +298,8 @@ defaults
 # frontend in front of the local socket is what works.)
 frontend runtime_api_tls
     mode tcp
+    # An HTTP option from defaults; HAProxy warns about it in TCP mode.
+    no option idle-close-on-response
     bind {{.TLSAddr}} ssl crt {{.TLSCert}} ca-file {{.TLSCA}} verify required
     default_backend runtime_api
 
