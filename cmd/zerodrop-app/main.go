@@ -221,7 +221,13 @@ type response struct {
 	Version string  `json:"version"`
 	SleptMS float64 `json:"slept_ms"`
 	Path    string  `json:"path"`
+	// Received is the length of the request body the app read (a POST's
+	// order); it is omitted for requests without a body.
+	Received int64 `json:"received,omitempty"`
 }
+
+// maxBody bounds the request body the app reads.
+const maxBody = 1 << 20
 
 func appHandler(cfg config, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -234,7 +240,14 @@ func appHandler(cfg config, log *slog.Logger) http.HandlerFunc {
 			}
 			sleep = d
 		}
-		log.Debug("request started", "path", r.URL.Path, "sleep", sleep)
+		log.Debug("request started", "method", r.Method, "path", r.URL.Path, "sleep", sleep)
+		// The body is read before the answer, as a service that stores an
+		// order does: a connection cut while it arrives fails the request.
+		n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBody))
+		if err != nil {
+			http.Error(w, fmt.Sprintf("reading the request body: %v", err), http.StatusBadRequest)
+			return
+		}
 		if sleep > 0 {
 			t := time.NewTimer(sleep)
 			select {
@@ -248,7 +261,7 @@ func appHandler(cfg config, log *slog.Logger) http.HandlerFunc {
 		w.Header().Set("X-Pod-Name", cfg.podName)
 		w.Header().Set("X-App-Version", cfg.version)
 		json.NewEncoder(w).Encode(response{Pod: cfg.podName, Version: cfg.version,
-			SleptMS: float64(sleep) / float64(time.Millisecond), Path: r.URL.Path})
+			SleptMS: float64(sleep) / float64(time.Millisecond), Path: r.URL.Path, Received: n})
 	}
 }
 

@@ -335,3 +335,22 @@ func TestBadKnobsNameTheKnob(t *testing.T) {
 		}
 	}
 }
+
+// Scenario: a POST with a body (the lab's non-idempotent stream) is read to
+// the end and answered with the length the app received.
+func TestPOSTBodyIsReadAndCounted(t *testing.T) {
+	a := startApp(t, "--shutdown immediate")
+	body := strings.Repeat("x", 3000)
+	resp, err := client.Post(a.url("/orders"), "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r response
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || r.Received != int64(len(body)) || r.Path != "/orders" {
+		t.Errorf("POST /orders with %d bytes: status %d, %+v; want 200 and received %d", len(body), resp.StatusCode, r, len(body))
+	}
+}

@@ -260,8 +260,9 @@ func newLabStatusCmd() *cobra.Command {
 func newLabRunCmd() *cobra.Command {
 	var f labFlags
 	var scenario, jsonPath, htmlDir string
-	var rollouts, replicas int
+	var rollouts, replicas, campaign int
 	var rate float64
+	var faultHold time.Duration
 	var verbose bool
 	cmd := &cobra.Command{
 		Use:   "run",
@@ -278,12 +279,28 @@ Scenarios:
 ` + scenarioHelp(),
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if campaign > 0 && !cmd.Flags().Changed("scenario") {
+				scenario = "zerodrop"
+			}
 			runs, err := parseRuns(scenario)
 			if err != nil {
 				return err
 			}
+			if campaign != 0 {
+				if campaign < 1 || campaign > 1000 {
+					return fmt.Errorf("--campaign %d: want 1..1000 rollouts", campaign)
+				}
+				if len(runs) != 1 || runs[0].fault != "" || runs[0].rollouts != 0 {
+					return fmt.Errorf("--campaign: give one scenario without a fault or count (--scenario zerodrop); the campaign cycles through every fault")
+				}
+				runs[0].rollouts = campaign
+				runs[0].campaign = true
+			}
+			if faultHold < 0 {
+				return fmt.Errorf("--fault-hold %s: must not be negative", faultHold)
+			}
 
-			if rollouts < 1 || rollouts > 100 {
+			if rollouts < 1 || rollouts > 100 && campaign == 0 {
 				return fmt.Errorf("--rollouts %d: want 1..100", rollouts)
 			}
 			if rate <= 0 || rate > 20000 {
@@ -346,17 +363,29 @@ Scenarios:
 			var results []lab.Result
 			var runErr error
 			for _, r := range runs {
-				res, err := lab.Run(ctx, target, r.scenario, lab.RunOptions{
-					Rollouts: r.count(rollouts), Rate: rate, Replicas: int32(replicas), Fault: r.fault, Logger: logger, Progress: cmd.ErrOrStderr(),
+				o := lab.RunOptions{
+					Rollouts: r.count(rollouts), Rate: rate, Replicas: int32(replicas), Fault: r.fault, FaultHold: faultHold, Logger: logger, Progress: cmd.ErrOrStderr(),
 					Timeline: htmlDir != "",
-				})
+				}
+				if r.campaign {
+					o.Faults = campaignFaults()
+				}
+				res, err := lab.Run(ctx, target, r.scenario, o)
 				if err != nil {
 					runErr = fmt.Errorf("scenario %s: %w", res.Name(), err)
+					if r.campaign {
+						results = append(results, res) // what the campaign measured so far
+					}
 					break
 				}
 				results = append(results, res)
 			}
 			lab.PrintTable(cmd.OutOrStdout(), results)
+			for _, res := range results {
+				if len(res.FaultCycle) > 0 {
+					lab.PrintCampaign(cmd.OutOrStdout(), res)
+				}
+			}
 			if jsonPath != "" {
 				raw, _ := json.MarshalIndent(map[string]any{"kubernetes": k8sbin.KubernetesVersion, "results": results}, "", "  ")
 				if err := os.WriteFile(jsonPath, append(raw, '\n'), 0o644); err != nil {
@@ -381,6 +410,8 @@ Scenarios:
 	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
 	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through the load balancer (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
+	cmd.Flags().IntVar(&campaign, "campaign", 0, "fault campaign: N rollouts of one deployed scenario (default zerodrop), cycling through none and every fault; per-rollout records in --json, a summary by fault in the text")
+	cmd.Flags().DurationVar(&faultHold, "fault-hold", lab.DefaultFaultHold, "how long lbdown, slowlb, partition and full last")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
 	cmd.Flags().StringVar(&htmlDir, "html", "", "also write verify's HTML report (timeline) of every scenario run into this directory, with index.html linking them")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
@@ -402,6 +433,12 @@ func scenarioHelp() string {
 	b.WriteString("  apiserver  kube-apiserver is stopped and started again 1 s later (same port, certificates, etcd)\n")
 	b.WriteString("  etcd       etcd is SIGKILLed and started again 1 s later (same data)\n")
 	b.WriteString("  webhook    the pod webhook is unreachable until the rollout's new pods exist (admitted without gates)\n")
+	b.WriteString("  lbdown     the last HAProxy instance is stopped at the rollout's start and started again --fault-hold later\n")
+	b.WriteString("  lbflap     the last HAProxy instance is stopped and started 3 times (2 s down, 3 s up)\n")
+	b.WriteString("  slowlb     the last instance's Runtime API answers 400 ms late for --fault-hold (a proxy the lab owns)\n")
+	b.WriteString("  partition  the controller cannot reach the last instance's Runtime API for --fault-hold (blackhole)\n")
+	b.WriteString("  full       every free server-template slot is taken at the rollout's start, freed --fault-hold later\n")
+	b.WriteString("--campaign N cycles through none and every fault, one per rollout (docs/faults.md).\n")
 	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
 }
@@ -418,6 +455,13 @@ type labRun struct {
 	scenario lab.Scenario
 	fault    lab.Fault
 	rollouts int
+	campaign bool // cycle through every fault (--campaign)
+}
+
+// campaignFaults is the cycle of --campaign: a plain rollout, then every
+// fault the lab knows.
+func campaignFaults() []lab.Fault {
+	return append([]lab.Fault{lab.FaultNone}, lab.Faults...)
 }
 
 // count is the run's rollouts: its own K, else def (--rollouts).

@@ -36,3 +36,33 @@ func TestParseRuns(t *testing.T) {
 		}
 	}
 }
+
+// Scenario: --campaign takes one scenario without a fault or count, and a
+// count in range; the cycle is a plain rollout then every fault.
+func TestLabRunCampaignFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--campaign", "5", "--scenario", "zerodrop+kill"}, "--campaign: give one scenario"},
+		{[]string{"--campaign", "5", "--scenario", "naive,zerodrop"}, "--campaign: give one scenario"},
+		{[]string{"--campaign", "-1"}, "--campaign -1: want 1..1000"},
+		{[]string{"--campaign", "2", "--fault-hold", "-1s"}, "--fault-hold -1s"},
+	} {
+		cmd := newLabRunCmd()
+		cmd.SetArgs(tc.args)
+		cmd.SilenceUsage, cmd.SilenceErrors = true, true
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("lab run %v: %v, want an error with %q", tc.args, err, tc.want)
+		}
+	}
+	cycle := campaignFaults()
+	if cycle[0] != lab.FaultNone || len(cycle) != len(lab.Faults)+1 {
+		t.Errorf("campaign cycle %v, want none then every fault", cycle)
+	}
+	for _, f := range lab.LBFaults {
+		if !strings.Contains(scenarioHelp(), "  "+string(f)+" ") {
+			t.Errorf("lab run's help does not describe fault %s", f)
+		}
+	}
+}

@@ -36,6 +36,8 @@ type verifyFlags struct {
 	headers     []string
 	body        string
 	bodyFile    string
+	postShare   float64
+	postBody    string
 
 	kubeconfig string
 	namespace  string
@@ -96,6 +98,8 @@ Exit status: 0 when the verdict passes, 1 when more requests failed than
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, `request header "Name: value" (repeatable; "Host: x" sets the Host)`)
 	fl.StringVar(&f.body, "body", "", "request body")
 	fl.StringVar(&f.bodyFile, "body-file", "", "read the request body from this file")
+	fl.Float64Var(&f.postShare, "post-share", 0, "send this share of --rate (0 to 0.9) as POST requests with --post-body to URL, counted apart: no client retries a cut POST")
+	fl.StringVar(&f.postBody, "post-body", verify.DefaultPostBody, "body of the --post-share stream")
 
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
 	fl.StringVarP(&f.namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's)")
@@ -242,6 +246,19 @@ func verifyBuildConfig(f *verifyFlags, args []string, changed func(string) bool)
 	}
 	if err := cfg.Load.Validate(); err != nil {
 		return cfg, verifyUsageError("%v", err)
+	}
+	if f.postShare != 0 || changed("post-body") {
+		switch {
+		case !(f.postShare > 0 && f.postShare <= 0.9): // also rejects NaN
+			return cfg, verifyUsageError("--post-share %v: want a share of --rate between 0 and 0.9 (e.g. 0.1)", f.postShare)
+		case f.connections > 0:
+			return cfg, verifyUsageError("--post-share: needs the open model (--rate), not --connections")
+		case f.requests > 0:
+			return cfg, verifyUsageError("--post-share and --requests: bound the run with --duration")
+		}
+		post := verify.PostStream(cfg.Load, rate*f.postShare, []byte(f.postBody))
+		cfg.Load.Rate = rate * (1 - f.postShare)
+		cfg.Streams = []verify.Stream{post}
 	}
 	cfg.Selector, cfg.Service = f.selector, f.service
 	cfg.Warmup, cfg.Settle, cfg.Bucket = verifyNoneIfZero(f.warmup), verifyNoneIfZero(f.settle), f.bucket

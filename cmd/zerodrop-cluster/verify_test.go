@@ -60,6 +60,9 @@ func TestVerifyCLIExitCodes(t *testing.T) {
 		{"only deployments roll out", []string{"--restart", "statefulset/db", ok.URL}, 2, "only deployments"},
 		{"stray argument", []string{ok.URL, "app=x"}, 2, "go with --set-image"},
 		{"bad header", []string{"-H", "nocolon", ok.URL}, 2, `--header "nocolon"`},
+		{"POST stream counted apart", []string{"--rate", "200", "--duration", "500ms", "--post-share", "0.2", ok.URL}, 0, "POST at 40/s"},
+		{"POST share out of range", []string{"--post-share", "1", ok.URL}, 2, "--post-share 1: want a share"},
+		{"POST stream needs the open model", []string{"--connections", "2", "--post-share", "0.1", ok.URL}, 2, "needs the open model"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			out, errOut, code := runVerifyCmd(t, append([]string{"--progress", "never"}, tc.args...)...)

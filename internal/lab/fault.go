@@ -31,8 +31,9 @@ const (
 	FaultKillController Fault = "kill"
 )
 
-// Faults lists the faults `--fault` accepts.
-var Faults = append([]Fault{FaultReload, FaultReloadAll, FaultKillController}, clusterFaults...)
+// Faults lists the faults `--fault` accepts (the LB faults in fault_lb.go,
+// the cluster's in fault_cluster.go).
+var Faults = append(append([]Fault{FaultReload, FaultReloadAll, FaultKillController}, LBFaults...), clusterFaults...)
 
 // ParseFault reads a --fault value.
 func ParseFault(s string) (Fault, error) {
@@ -72,11 +73,14 @@ type FaultEvent struct {
 	Cluster *ClusterFaultReport `json:"cluster,omitempty"`
 }
 
-// injectFault waits until the rollout deletes its first old pod, then
-// strikes.
+// injectFault waits until the rollout deletes its first old pod (or not, for
+// faults that strike at the rollout's start), then strikes.
 func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollout int, start time.Time) FaultEvent {
 	ev := FaultEvent{Rollout: rollout, Kind: o.Fault}
 	err := pollUntil(ctx, 20*time.Millisecond, func() bool {
+		if o.Fault.atRolloutStart() {
+			return true
+		}
 		pods, err := t.Client.CoreV1().Pods(d.Namespace).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
 		if err != nil {
 			return false
@@ -108,6 +112,8 @@ func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollo
 		ev.Err = t.reload(ctx, d.LB, false)
 	case FaultReloadAll:
 		ev.Err = t.reload(ctx, d.LB, true)
+	case FaultLBDown, FaultLBFlap, FaultSlowLB, FaultPartition, FaultFull:
+		ev.Err = o.lbRig.inject(ctx, t, o.Fault, o.FaultHold, rollout, start)
 	default:
 		if err := injectClusterFault(ctx, t, d, o, &ev); err != nil {
 			ev.Err = err.Error()

@@ -460,6 +460,9 @@ func (l *Lab) Close() error {
 		var errs []error
 		for _, in := range l.HAProxy {
 			errs = append(errs, in.Stop())
+			// A master a fault restarted (lbdown, lbflap) is not the
+			// Instance's child: stop it by the pid file.
+			errs = append(errs, haproxy.StopDir(in.Dir()))
 		}
 		for _, in := range l.NGINX {
 			errs = append(errs, in.Stop())

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -258,9 +258,20 @@ type RunOptions struct {
 	// moment its first old pod is deleted (drain hooks waiting, new pods
 	// registering).
 	Fault Fault
+	// Faults, when set, replaces Fault: rollout i suffers
+	// Faults[(i-1) mod len(Faults)] ("" for none), a fault campaign in one
+	// deployed scenario.
+	Faults []Fault
+	// FaultHold is how long lbdown, slowlb, partition and full last;
+	// default DefaultFaultHold.
+	FaultHold time.Duration
 	// RestartDelay is how long a killed controller stays down before it is
 	// started again (FaultKillController); default 1 s.
 	RestartDelay time.Duration
+	// PostRate is the rate of the POST stream sent besides Rate (an order
+	// with a body the app reads: a cut connection no client retries);
+	// default Rate/10; negative for none.
+	PostRate float64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
 	// Progress, when set, receives one line per step.
@@ -271,6 +282,14 @@ type RunOptions struct {
 	// p99 to the slow latency), the pods', endpoints' and Kubernetes
 	// events of the namespace, and each rollout's steps and fault.
 	Timeline bool
+	// OnResult, when set, sees every request's result with its stream
+	// (StreamMain, StreamSlow, StreamPost) and the index of the instance it
+	// went through (e.g. to build a verify timeline per rollout, cut at
+	// Result.PerRollout[].Started). It runs on the results' path, from
+	// several goroutines: keep it fast and safe for concurrent use.
+	OnResult func(stream string, instance int, r verify.Result)
+
+	lbRig *lbRig // the LB faults' shared parts (Run sets it)
 }
 
 // Target is the lab a scenario runs against: its API and its HAProxy and
@@ -305,7 +324,7 @@ type Result struct {
 	// FailuresByClass counts failed requests per verify class (http_502,
 	// refused, reset, eof, timeout, ...).
 	FailuresByClass map[string]uint64 `json:"failuresByClass"`
-	// FailedPerRollout lists the failed requests counted while each
+	// FailedPerRollout lists the failed requests that ended while each
 	// rollout ran (from its start to the next one's, or the run's end).
 	FailedPerRollout []uint64 `json:"failedPerRollout"`
 	// RolloutSeconds is how long each rollout took, from the restart to
@@ -332,6 +351,12 @@ type Result struct {
 	// long each took tell a refused connection (instant 502) from a
 	// connect timeout (504 after proxy_connect_timeout).
 	FailureSamples []FailureSample `json:"failureSamples,omitempty"`
+	// Streams counts each load stream apart (main, slow, post).
+	Streams []StreamCount `json:"streams,omitempty"`
+	// Faults when the run cycled through several (RunOptions.Faults).
+	FaultCycle []Fault `json:"faultCycle,omitempty"`
+	// PerRollout is what each rollout measured.
+	PerRollout []RolloutRecord `json:"perRollout"`
 }
 
 // FailureSample is one failed request.
@@ -352,6 +377,9 @@ const maxFailureSamples = 20
 
 // Name is the scenario's name with its fault, as the table shows it.
 func (r Result) Name() string {
+	if len(r.FaultCycle) > 0 {
+		return r.Scenario + "+campaign"
+	}
 	if r.Fault != "" {
 		return r.Scenario + "+" + string(r.Fault)
 	}
@@ -395,6 +423,12 @@ func (o *RunOptions) defaults(s Scenario) {
 	if o.RestartDelay <= 0 {
 		o.RestartDelay = time.Second
 	}
+	if o.PostRate == 0 {
+		o.PostRate = max(1, o.Rate/10)
+	}
+	if o.FaultHold <= 0 {
+		o.FaultHold = DefaultFaultHold
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -417,7 +451,19 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		return res, err
 	}
 	cs := t.Client
-	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}, Fault: o.Fault}
+	res = Result{Scenario: s.Name, Summary: s.Summary, Rollouts: o.Rollouts, Rate: o.Rate, FailuresByClass: map[string]uint64{}, Fault: o.Fault, FaultCycle: o.Faults}
+	faults := o.Faults
+	if len(faults) == 0 && o.Fault != "" {
+		faults = []Fault{o.Fault}
+	}
+	// The LB faults may change how the controller reaches the victim
+	// (their proxy) and restart instances: on a copy of the instances.
+	t.HAProxy = slices.Clone(t.HAProxy)
+	rig, err := newLBRig(&t, faults)
+	if err != nil {
+		return res, err
+	}
+	defer rig.close()
 	step := func(format string, args ...any) {
 		fmt.Fprintf(o.Progress, "[%s] %s\n", s.Name, fmt.Sprintf(format, args...))
 	}
@@ -428,8 +474,13 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	}
 	defer d.Close()
 
-	if err := o.Fault.check(d.Integration); err != nil {
-		return res, fmt.Errorf("lab: scenario %s: %w", s.Name, err)
+	for _, f := range faults {
+		if err := f.check(d.Integration); err != nil {
+			return res, fmt.Errorf("lab: scenario %s: %w", s.Name, err)
+		}
+		if err := f.checkLB(t, s.lb(), d.Integration); err != nil {
+			return res, fmt.Errorf("lab: scenario %s: %w", s.Name, err)
+		}
 	}
 
 	// Load through every instance, the rate split evenly.
@@ -448,20 +499,16 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		return res, err
 	}
 	defer tl.stop()
-	type stream struct {
-		path    string
-		rate    float64
-		timeout time.Duration
-		slow    bool
-	}
-	streams := []stream{{"/", o.Rate, 5 * time.Second, false}}
-	if o.SlowRate > 0 {
-		streams = append(streams, stream{"/slow?sleep=" + o.SlowLatency.String(), o.SlowRate, o.SlowLatency + 10*time.Second, true})
-	}
-	for _, fe := range frontends {
-		for _, st := range streams {
+	methods := map[string]string{}
+	for i, fe := range frontends {
+		for _, st := range o.streams() {
+			methods[st.name] = st.method
+			var header http.Header
+			if st.body != nil {
+				header = http.Header{"Content-Type": {"application/json"}}
+			}
 			results, err := verify.Attack(loadCtx, verify.Load{
-				Target:   verify.Target{URL: "http://" + fe + st.path},
+				Target:   verify.Target{Method: st.method, URL: "http://" + fe + st.path, Body: st.body, Header: header},
 				Rate:     st.rate / float64(len(frontends)),
 				Duration: 24 * time.Hour, // bounded by loadCtx: stopped after the last rollout
 				Timeout:  st.timeout,
@@ -473,33 +520,44 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			go func() {
 				defer wg.Done()
 				for r := range results {
-					rec.add(r, st.slow, fe)
-					tl.add(r, st.slow)
+					rec.add(r, st.name, i, fe)
+					tl.add(r, st.name == StreamSlow)
+					if o.OnResult != nil {
+						o.OnResult(st.name, i, r)
+					}
 				}
 			}()
 		}
 	}
-	step("load at %.0f req/s (+ %.0f req/s taking %s) through %d %s instance(s); settling %s",
-		o.Rate, max(0, o.SlowRate), o.SlowLatency, len(frontends), s.lb(), o.Settle)
+	step("load at %.0f req/s (+ %.0f req/s taking %s, + %.0f POST/s) through %d %s instance(s); settling %s",
+		o.Rate, max(0, o.SlowRate), o.SlowLatency, max(0, o.PostRate), len(frontends), s.lb(), o.Settle)
 	var runErr error
 	if !sleepCtx(ctx, o.Settle) {
 		runErr = ctx.Err()
 	}
 	var marks []time.Time
+	minWait := time.Duration(t.Check.Rise) * t.Check.Interval
 	for i := 0; runErr == nil && i < o.Rollouts; i++ {
 		start := time.Now()
 		marks = append(marks, start)
+		ro := o
+		ro.Fault = o.faultFor(i + 1)
+		ro.lbRig = rig
+		record := RolloutRecord{Rollout: i + 1, Fault: ro.Fault, Started: start}
+		gctx, stopGates := context.WithCancel(ctx)
+		gates := watchGateReasons(gctx, t, o.Namespace)
 		gen, err := verify.RolloutRestart(ctx, cs, o.Namespace, "web")
 		if err != nil {
+			stopGates()
 			runErr = err
 			break
 		}
 		tl.rollout(start, verify.RolloutStart, fmt.Sprintf("rollout %d/%d: restart", i+1, o.Rollouts), fmt.Sprintf("generation %d", gen))
 		rctx, cancel := context.WithTimeout(ctx, o.RolloutTimeout)
 		var fault chan FaultEvent
-		if o.Fault != "" {
+		if ro.Fault != "" {
 			fault = make(chan FaultEvent, 1)
-			go func(i int) { fault <- injectFault(rctx, t, d, o, i, start) }(i + 1)
+			go func(i int) { fault <- injectFault(rctx, t, d, ro, i, start) }(i + 1)
 		}
 		err = waitRolledOut(rctx, cs, o.Namespace, "web")
 		rolledOut := time.Now()
@@ -507,33 +565,39 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 			ev := <-fault
 			res.Faults = append(res.Faults, ev)
 			tl.fault(start, ev)
+			record.FaultEvent = &ev
 			if ev.Err != "" && err == nil {
 				err = fmt.Errorf("fault %s: %s", ev.Kind, ev.Err)
 			}
 			step("rollout %d: %s at +%s (took %s)", i+1, ev.Kind, ev.At.Round(10*time.Millisecond), ev.Took.Round(10*time.Millisecond))
 		}
 		cancel()
+		took := time.Since(start)
+		if err == nil {
+			res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
+			// Let the rollout's consequences land in its own window: new
+			// pods passing the load balancer's checks, then the settle time.
+			rctx, cancel = context.WithTimeout(ctx, o.RolloutTimeout)
+			if err = t.waitServersUp(rctx, s.lb(), int(o.Replicas)); err != nil {
+				err = fmt.Errorf("after the rollout: %w", err)
+			}
+			cancel()
+			if err == nil && !sleepCtx(ctx, o.Settle) {
+				err = ctx.Err()
+			}
+		}
+		stopGates()
+		record.GateReasons = gates.stop()
+		record.Seconds = took.Seconds()
+		record.finish(ctx, t, &rec, probe, rig, s, o, lbNames, minWait, start, methods, err)
+		res.PerRollout = append(res.PerRollout, record)
 		if err != nil {
 			tl.rollout(time.Now(), verify.RolloutFailed, fmt.Sprintf("rollout %d/%d", i+1, o.Rollouts), err.Error())
 			runErr = fmt.Errorf("lab: rollout %d: %w", i+1, err)
 			break
 		}
-		took := time.Since(start)
 		tl.rollout(rolledOut, verify.RolloutClean, fmt.Sprintf("rollout %d/%d: no old pod left", i+1, o.Rollouts), "")
-		res.RolloutSeconds = append(res.RolloutSeconds, took.Seconds())
-		// Let the rollout's consequences land in its own window: new pods
-		// passing the load balancer's checks, then the settle time.
-		rctx, cancel = context.WithTimeout(ctx, o.RolloutTimeout)
-		err = t.waitServersUp(rctx, s.lb(), int(o.Replicas))
-		cancel()
-		if err != nil {
-			runErr = fmt.Errorf("lab: after rollout %d: %w", i+1, err)
-			break
-		}
-		if !sleepCtx(ctx, o.Settle) {
-			runErr = ctx.Err()
-		}
-		step("rollout %d/%d done in %s; %d failed so far", i+1, o.Rollouts, took.Round(10*time.Millisecond), rec.failedSoFar())
+		step("rollout %d/%d%s done in %s; %d failed so far%s", i+1, o.Rollouts, faultLabel(ro.Fault), took.Round(10*time.Millisecond), rec.failedSoFar(), promiseLabel(record.Promise))
 	}
 	stopLoad()
 	wg.Wait()
@@ -541,80 +605,23 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	if runErr == nil && d.Integration.Check != nil {
 		runErr = d.Integration.Check()
 	}
-	rec.fill(&res, marks)
+	// The last rollout's counts end with the load (the others' were taken
+	// at the next rollout's start, when their window closed).
+	if n := len(res.PerRollout); n > 0 {
+		last := &res.PerRollout[n-1]
+		last.recount(&rec, marks[n-1], time.Time{}, methods, rig, last.VictimDown)
+	}
+	for j := range res.PerRollout {
+		if j+1 < len(marks) {
+			res.PerRollout[j].recount(&rec, marks[j], marks[j+1], methods, rig, res.PerRollout[j].VictimDown)
+		}
+	}
+	rec.fill(&res, marks, methods)
 	res.Report = tl.report(res, frontends, o)
 	if probe != nil {
-		res.Gates = probe.result(lbNames, time.Duration(t.Check.Rise)*t.Check.Interval)
+		res.Gates = probe.result(lbNames, minWait)
 	}
 	return res, runErr
-}
-
-// recorder aggregates load results.
-type recorder struct {
-	mu       sync.Mutex
-	requests uint64
-	failed   uint64
-	byClass  map[string]uint64
-	failures []time.Time // scheduled time of each failed request
-	samples  []FailureSample
-	ok       verify.Histogram
-}
-
-// add counts one result; latency percentiles are of the main stream's
-// successful requests only (slow requests take their fixed time).
-func (r *recorder) add(x verify.Result, slow bool, frontend string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.requests++
-	if !x.Failed() {
-		if !slow {
-			r.ok.Record(x.Latency)
-		}
-		return
-	}
-	r.failed++
-	if r.byClass == nil {
-		r.byClass = map[string]uint64{}
-	}
-	r.byClass[string(x.Class)]++
-	r.failures = append(r.failures, x.Scheduled)
-	if len(r.samples) < maxFailureSamples {
-		r.samples = append(r.samples, FailureSample{
-			Scheduled: x.Scheduled, Frontend: frontend, Class: string(x.Class), Code: x.Code,
-			LatencyMs: float64(x.Latency) / float64(time.Millisecond), Error: x.Error,
-		})
-	}
-}
-
-func (r *recorder) failedSoFar() uint64 {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.failed
-}
-
-// fill writes the totals and the failures per rollout window: rollout i
-// owns the failures from its start to the next rollout's start (the last
-// one to the end of the run); failures before the first rollout are counted
-// in the totals only.
-func (r *recorder) fill(res *Result, marks []time.Time) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	res.Requests, res.Failed = r.requests, r.failed
-	for k, v := range r.byClass {
-		res.FailuresByClass[k] = v
-	}
-	res.FailureSamples = append([]FailureSample(nil), r.samples...)
-	res.FailedPerRollout = make([]uint64, len(marks))
-	for _, f := range r.failures {
-		i := sort.Search(len(marks), func(i int) bool { return marks[i].After(f) }) - 1
-		if i >= 0 {
-			res.FailedPerRollout[i]++
-		}
-	}
-	if r.ok.Count() > 0 {
-		res.LatencyP50ms = float64(r.ok.Quantile(0.50)) / float64(time.Millisecond)
-		res.LatencyP99ms = float64(r.ok.Quantile(0.99)) / float64(time.Millisecond)
-	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -103,9 +103,10 @@ func TestReadStateNamesBadFile(t *testing.T) {
 	}
 }
 
-// Failures are counted in the rollout whose window they fall in: from its
-// start to the next rollout's start; failures before the first rollout
-// count only in the totals.
+// Failures are counted in the rollout whose window they ended in: from its
+// start to the next rollout's start (a request cut by a fault counts where
+// the fault struck); failures before the first rollout count only in the
+// totals.
 func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 	t0 := time.Now()
 	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
@@ -114,24 +115,25 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		{Scheduled: at(0.5), Class: verify.Class502},     // before rollout 1
 		{Scheduled: at(1.5), Class: verify.ClassRefused}, // rollout 1
 		{Scheduled: at(1.6), Class: verify.ClassOK, Latency: 20 * time.Millisecond},
-		{Scheduled: at(3.0), Class: verify.Class503}, // rollout 2 (starts at 3.0)
-		{Scheduled: at(9.0), Class: verify.Class503}, // rollout 2, after its end: still its window
+		{Scheduled: at(3.0), Class: verify.Class503},                       // rollout 2 (starts at 3.0)
+		{Scheduled: at(9.0), Class: verify.Class503},                       // rollout 2, after its end: still its window
+		{Scheduled: at(2.5), Latency: time.Second, Class: verify.ClassEOF}, // sent in rollout 1, cut in rollout 2
 	} {
-		r.add(x, false, "127.0.0.1:8080")
+		r.add(x, StreamMain, 0, "127.0.0.1:8080")
 	}
 	res := Result{FailuresByClass: map[string]uint64{}}
-	r.fill(&res, []time.Time{at(1), at(3)})
-	if res.Requests != 5 || res.Failed != 4 {
-		t.Errorf("requests %d failed %d, want 5 and 4", res.Requests, res.Failed)
+	r.fill(&res, []time.Time{at(1), at(3)}, map[string]string{StreamMain: "GET"})
+	if res.Requests != 6 || res.Failed != 5 {
+		t.Errorf("requests %d failed %d, want 6 and 5", res.Requests, res.Failed)
 	}
-	if got := res.FailedPerRollout; len(got) != 2 || got[0] != 1 || got[1] != 2 {
-		t.Errorf("failed per rollout %v, want [1 2]", got)
+	if got := res.FailedPerRollout; len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Errorf("failed per rollout %v, want [1 3]", got)
 	}
 	if res.FailuresByClass["http_503"] != 2 || res.FailuresByClass["refused"] != 1 || res.FailuresByClass["http_502"] != 1 {
 		t.Errorf("by class %v", res.FailuresByClass)
 	}
 	// Each failure is kept with its time, frontend and class.
-	if len(res.FailureSamples) != 4 || res.FailureSamples[1].Class != "refused" || !res.FailureSamples[1].Scheduled.Equal(at(1.5)) || res.FailureSamples[1].Frontend != "127.0.0.1:8080" {
+	if len(res.FailureSamples) != 5 || res.FailureSamples[1].Class != "refused" || !res.FailureSamples[1].Scheduled.Equal(at(1.5)) || res.FailureSamples[1].Frontend != "127.0.0.1:8080" {
 		t.Errorf("failure samples %+v", res.FailureSamples)
 	}
 }

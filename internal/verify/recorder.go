@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -59,6 +60,7 @@ type Recorder struct {
 	samples   []Result
 	events    []Event
 	rolloutSt string
+	streams   map[string]*StreamStats
 }
 
 // NewRecorder returns a recorder whose time zero is start and whose timeline
@@ -97,12 +99,20 @@ func (r *Recorder) Add(res Result) {
 	if end := res.Scheduled.Add(res.Latency); end.After(r.lastEnd) {
 		r.lastEnd = end
 	}
+	st := r.stream(res.Stream)
+	st.Requests++
 	if !res.Failed() {
 		b.ok++
 		r.ok++
+		st.OK++
 		return
 	}
 	r.failed++
+	st.Failed++
+	if st.Failures == nil {
+		st.Failures = map[Class]int64{}
+	}
+	st.Failures[res.Class]++
 	if b.firstFail.IsZero() || res.Scheduled.Before(b.firstFail) {
 		b.firstFail, b.firstFailEnd = res.Scheduled, res.Scheduled.Add(res.Latency)
 	}
@@ -128,6 +138,22 @@ func (r *Recorder) Add(res Result) {
 	if len(r.samples) < MaxSamples {
 		r.samples = append(r.samples, res)
 	}
+}
+
+// stream returns the counts of the named stream ("" is MainStream).
+func (r *Recorder) stream(name string) *StreamStats {
+	if name == "" {
+		name = MainStream
+	}
+	if r.streams == nil {
+		r.streams = map[string]*StreamStats{}
+	}
+	s := r.streams[name]
+	if s == nil {
+		s = &StreamStats{Name: name}
+		r.streams[name] = s
+	}
+	return s
 }
 
 // AddEvent records one event; AtMS is filled in from Time.
@@ -214,6 +240,16 @@ func (r *Recorder) Report() *Report {
 			Example: c.example,
 		})
 	}
+	rep.Streams = []StreamStats{}
+	for _, st := range r.streams {
+		c := *st
+		c.Failures = maps.Clone(st.Failures)
+		rep.Streams = append(rep.Streams, c)
+	}
+	sort.Slice(rep.Streams, func(i, j int) bool {
+		a, b := rep.Streams[i].Name, rep.Streams[j].Name
+		return a == MainStream && b != MainStream || (a != MainStream) == (b != MainStream) && a < b
+	})
 	rep.Events = slices.Clone(r.events)
 	sort.SliceStable(rep.Events, func(i, j int) bool { return rep.Events[i].Time.Before(rep.Events[j].Time) })
 	if rep.Events == nil {

@@ -34,6 +34,10 @@ type Report struct {
 	// first and the last request actually sent (not scheduled), so a load
 	// generator that falls behind shows here and in Lag.
 	Rate float64 `json:"rate"`
+	// Streams counts each load stream apart: the main stream first, then
+	// Config.Streams (a POST stream beside the GETs), so failures of a
+	// request no client would retry are seen on their own.
+	Streams []StreamStats `json:"streams"`
 	// Failures has one entry per failure class that occurred, in
 	// FailureClasses order.
 	Failures []ClassStats `json:"failures"`

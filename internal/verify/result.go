@@ -23,6 +23,9 @@ type Result struct {
 	Error string `json:"error,omitempty"`
 	// BytesIn counts response body bytes read.
 	BytesIn int64 `json:"bytes_in"`
+	// Stream names the load stream the request belongs to (Config.Streams);
+	// empty for the main stream (Config.Load).
+	Stream string `json:"stream,omitempty"`
 }
 
 // Lag returns how late the request was sent relative to its schedule.

@@ -23,6 +23,11 @@ type Config struct {
 	// Load is the load to send. Its Duration bounds the whole run; with a
 	// Rollout the run ends earlier, Settle after the rollout completed.
 	Load Load
+	// Streams are further loads sent beside Load for as long as it runs
+	// (their Duration and Requests are Load's), e.g. a POST stream whose
+	// cut connections no client retry can hide. The report counts every
+	// stream apart (Report.Streams) as well as together.
+	Streams []Stream
 	// Kube is the cluster to watch; nil runs load only.
 	Kube kubernetes.Interface
 	// Namespace of the pods, EndpointSlices, Events and Deployment.
@@ -86,6 +91,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := cfg.Load.Validate(); err != nil {
 		return nil, err
 	}
+	if err := cfg.validateStreams(); err != nil {
+		return nil, err
+	}
 	if (cfg.Rollout != nil || cfg.WatchDeployment != "" || cfg.Selector != "") && cfg.Kube == nil {
 		return nil, errors.New("verify: a rollout or a pod selector needs a Kubernetes client")
 	}
@@ -125,12 +133,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	loadCtx, stopLoad := context.WithCancel(ctx)
 	defer stopLoad()
-	results, err := Attack(loadCtx, cfg.Load)
+	results, err := attackAll(loadCtx, cfg)
 	if err != nil {
 		return nil, err
 	}
 	loadStart := time.Now()
-	sink(Event{Time: loadStart, Kind: EventLoad, Object: "load", Type: LoadStart, Detail: cfg.Load.describe()})
+	sink(Event{Time: loadStart, Kind: EventLoad, Object: "load", Type: LoadStart, Detail: cfg.describeLoad()})
 	loadEnd := loadStart.Add(cfg.Load.Duration)
 
 	consumed := make(chan struct{})
@@ -173,6 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	rep := rec.Report()
 	rep.Config = cfg.reportConfig(selector, warmup, settle)
+	rep.Streams = cfg.streamStats(rep.Streams)
 	rep.Rollout = rollout
 	rep.Verdict = verdict(rep, cfg.MaxFailures)
 	if runErr == nil && ctx.Err() != nil {

@@ -109,6 +109,11 @@ func WriteText(w io.Writer, r *Report) error {
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "requests\t%d\tok %d\tfailed %d (%.3f%%)\trate %.1f/s\n", r.Requests, r.OK, r.Failed, r.FailedPercent, r.Rate)
+	if len(r.Streams) > 1 {
+		for _, st := range r.Streams {
+			fmt.Fprintf(tw, "  %s\t%d\tok %d\tfailed %d\t%s at %g/s %s\n", st.Name, st.Requests, st.OK, st.Failed, st.Method, st.Rate, failuresOrDash(st.Failures))
+		}
+	}
 	l := r.Latency
 	fmt.Fprintf(tw, "latency\tp50 %s\tp90 %s\tp99 %s\tp99.9 %s\tmax %s\t(from the scheduled time)\n", fmtMS(l.P50MS), fmtMS(l.P90MS), fmtMS(l.P99MS), fmtMS(l.P999MS), fmtMS(l.MaxMS))
 	g := r.Lag
@@ -175,4 +180,11 @@ func ProgressLine(p Progress) string {
 		s += "  rollout: " + p.Rollout
 	}
 	return s
+}
+
+func failuresOrDash(m map[Class]int64) string {
+	if len(m) == 0 {
+		return ""
+	}
+	return "(" + classCounts(m) + ")"
 }

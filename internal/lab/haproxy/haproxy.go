@@ -282,6 +282,12 @@ defaults
     timeout client {{ms .TimeoutClient}}ms
     timeout server {{ms .TimeoutServer}}ms
     retries {{.Retries}}
+    # On a reload the old worker would close its idle client connections;
+    # a POST written on one at that moment fails, and no client resends a
+    # POST. With this option they wait for one more request and close after
+    # its answer (until hard-stop-after). docs/faults.md: 12 of 20 POSTs
+    # failed without it, 0 with it.
+    option idle-close-on-response
 {{- if .StateFile}}
     load-server-state-from-file global
 {{- end}}
@@ -305,6 +311,8 @@ ring {{.Ring}}
 # frontend in front of the local socket is what works.)
 frontend runtime_api_tls
     mode tcp
+    # An HTTP option from defaults; HAProxy warns about it in TCP mode.
+    no option idle-close-on-response
     bind {{.TLSAddr}} ssl crt {{.TLSCert}} ca-file {{.TLSCA}} verify required
     default_backend runtime_api
 

@@ -186,7 +186,7 @@ func TestRenderWritesWhatTheLabPromises(t *testing.T) {
 	}
 	for _, want := range []string{
 		"stats socket /tmp/x/admin.sock mode 600 level admin expose-fd listeners",
-		"retries 0", "option redispatch", "bind 127.0.0.1:8080", "balance roundrobin",
+		"retries 0", "option redispatch", "option idle-close-on-response", "bind 127.0.0.1:8080", "balance roundrobin",
 		"option httpchk GET /ready", "default-server inter 500ms rise 5 fall 2",
 		// Verdicts pushed to the provider's Watch (docs/haproxy.md).
 		"ring zerodrop", "format timed", "option log-health-checks", "log ring@zerodrop local0",

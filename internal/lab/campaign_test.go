@@ -1,0 +1,168 @@
+package lab
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"zerodrop.dev/zerodrop/internal/verify"
+)
+
+// A rollout's record counts each stream apart, and for a fault that stops
+// the victim instance the failures sent through that instance while it
+// was down are the outage, not a broken promise; a POST failure through
+// the live instance is.
+func TestRolloutRecordCountsStreamsAndJudgesThePromise(t *testing.T) {
+	t0 := time.Now()
+	at := func(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Second))) }
+	var r recorder
+	add := func(s float64, stream string, instance int, c verify.Class) {
+		r.add(verify.Result{Scheduled: at(s), Class: c}, stream, instance, "127.0.0.1:8080")
+	}
+	for i := range 100 {
+		add(float64(i)*0.1, StreamMain, i%2, verify.ClassOK)
+	}
+	add(2.0, StreamMain, 1, verify.ClassRefused) // victim (1) down from 1.5 s to 4 s
+	add(3.0, StreamPost, 1, verify.ClassRefused)
+	add(3.5, StreamPost, 0, verify.ClassOK)
+	methods := map[string]string{StreamMain: "GET", StreamPost: "POST"}
+	rig := &lbRig{victim: 1}
+
+	rec := RolloutRecord{Rollout: 1, Fault: FaultLBDown, StuckGates: []string{}, Leftovers: []string{}}
+	down := []Window{{From: 1500 * time.Millisecond, To: 4 * time.Second}}
+	rec.recount(&r, at(0), time.Time{}, methods, rig, down)
+	if rec.Requests != 103 || rec.Failed != 2 || rec.FailedVictimDown != 2 {
+		t.Fatalf("record %+v: want 103 requests, 2 failed, both through the stopped victim", rec)
+	}
+	if len(rec.Streams) != 2 || rec.Streams[1].Name != StreamPost || rec.Streams[1].Requests != 2 || rec.Streams[1].Failed != 1 || rec.Streams[1].FailuresByClass["refused"] != 1 {
+		t.Fatalf("streams %+v: want main, then post with 2 requests and 1 refused", rec.Streams)
+	}
+	if rec.Promise != "kept" {
+		t.Fatalf("promise %q, want kept (the failures are the stopped instance's own)", rec.Promise)
+	}
+
+	add(5.0, StreamPost, 0, verify.ClassEOF) // through the live instance, after the outage
+	rec.recount(&r, at(0), time.Time{}, methods, rig, down)
+	if !strings.HasPrefix(rec.Promise, "broken: 1 failed requests") {
+		t.Fatalf("promise %q, want broken by the failure through the live instance", rec.Promise)
+	}
+
+	// Under partition the victim still serves: its failures count.
+	part := RolloutRecord{Rollout: 2, Fault: FaultPartition, GatesOpenedBlind: 1}
+	part.recount(&r, at(0), at(4), methods, rig, down)
+	if part.FailedVictimDown != 0 || !strings.Contains(part.Promise, "2 failed requests") || !strings.Contains(part.Promise, "1 gates opened") {
+		t.Fatalf("partition record %+v", part)
+	}
+
+	res := Result{Scenario: "zerodrop", PerRollout: []RolloutRecord{rec, part}}
+	sum := res.SummaryByFault()
+	if len(sum) != 2 || sum[0].Fault != FaultLBDown || sum[0].FailedPost != 2 || sum[0].Broken != 1 || sum[1].Fault != FaultPartition {
+		t.Fatalf("summary %+v", sum)
+	}
+	var b strings.Builder
+	PrintCampaign(&b, res)
+	if !strings.Contains(b.String(), "lbdown") || !strings.Contains(b.String(), "rollout 2 (partition): broken") {
+		t.Fatalf("campaign table:\n%s", b.String())
+	}
+}
+
+// The admin proxy passes the Runtime API's bytes through, delays the
+// answers in delay mode, and in blackhole mode lets nothing through either
+// way while the connection stays open (a partition, not a refusal).
+func TestAdminProxyPassesDelaysAndBlackholes(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					c.Write([]byte("echo " + s.Text() + "\n"))
+				}
+			}()
+		}
+	}()
+	p, err := startAdminProxy(ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	ask := func(line string, wait time.Duration) (string, time.Duration, error) {
+		c, err := net.Dial("tcp", p.Addr())
+		if err != nil {
+			return "", 0, err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(wait))
+		start := time.Now()
+		c.Write([]byte(line + "\n"))
+		got, err := bufio.NewReader(c).ReadString('\n')
+		return got, time.Since(start), err
+	}
+	if got, _, err := ask("show info", time.Second); err != nil || got != "echo show info\n" {
+		t.Fatalf("pass: %q, %v", got, err)
+	}
+	p.set(proxyDelay, 300*time.Millisecond)
+	if got, took, err := ask("show stat", 2*time.Second); err != nil || got != "echo show stat\n" || took < 300*time.Millisecond {
+		t.Fatalf("delay: %q after %s, %v; want the answer 300 ms late", got, took, err)
+	}
+	p.set(proxyBlackhole, 0)
+	if got, _, err := ask("show servers state", 500*time.Millisecond); err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("blackhole: %q, %v; want a timeout", got, err)
+	}
+	p.set(proxyPass, 0)
+	if got, _, err := ask("show info", time.Second); err != nil || got != "echo show info\n" {
+		t.Fatalf("healed: %q, %v", got, err)
+	}
+}
+
+func TestParseFaultKnowsTheLBFaults(t *testing.T) {
+	for _, f := range LBFaults {
+		got, err := ParseFault(string(f))
+		if err != nil || got != f {
+			t.Errorf("ParseFault(%q) = %q, %v", f, got, err)
+		}
+		if _, ok := f.Promise(); !ok {
+			t.Errorf("fault %s has no promise", f)
+		}
+	}
+}
+
+// docs/faults.md's table says what the code promises: each LB fault's row
+// holds its promise and its reason as lab.LBFaultPromises states them.
+func TestFaultDocsStateThePromises(t *testing.T) {
+	raw, err := os.ReadFile("../../docs/faults.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if rest, ok := strings.CutPrefix(line, "| `"); ok {
+			name, _, _ := strings.Cut(rest, "`")
+			if _, seen := rows[name]; !seen { // the promise table comes first
+				rows[name] = line
+			}
+		}
+	}
+	for _, p := range LBFaultPromises {
+		row, ok := rows[string(p.Fault)]
+		if !ok {
+			t.Errorf("docs/faults.md has no row for %s", p.Fault)
+			continue
+		}
+		if !strings.Contains(row, "| "+p.Promise+" |") || !strings.Contains(row, "| "+p.Why+" |") {
+			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\n  why: %s\nrow: %s", p.Fault, p.Promise, p.Why, row)
+		}
+	}
+}
