@@ -56,18 +56,8 @@ func TestZerodropAdapterScenarioDropsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
-	opts := requireLab(t)
-	labtest.Controller(t)
 	labtest.Adapter(t)
-	opts.Nodes = 2
-	opts.HAProxyInstances = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	l, err := Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l, opts := controllerLab(t)
 	for _, tc := range []struct {
 		fault    Fault
 		rollouts int

@@ -1,13 +1,10 @@
 package lab
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
-
-	"zerodrop.dev/zerodrop/internal/lab/labtest"
 )
 
 // Scenario: a short fault campaign — one rollout under each load-balancer
@@ -20,17 +17,7 @@ func TestLBFaultCampaignKeepsEveryPromise(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
-	opts := requireLab(t)
-	labtest.Controller(t)
-	opts.Nodes = 2
-	opts.HAProxyInstances = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	l, err := Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l, opts := controllerLab(t)
 
 	res, err := Run(ctx, l.Target(), ZerodropScenario, RunOptions{
 		Rollouts: len(LBFaults), Faults: LBFaults, Rate: 1000, Replicas: 3, Settle: 2 * time.Second, Logger: opts.Logger,

@@ -1,15 +1,12 @@
 package lab
 
 import (
-	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"zerodrop.dev/zerodrop/internal/lab/labtest"
 )
 
 // Scenario: the zerodrop scenario (naive app behind the readiness gate and
@@ -33,17 +30,7 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
-	opts := requireLab(t)
-	labtest.Controller(t)
-	opts.Nodes = 2
-	opts.HAProxyInstances = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	l, err := Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l, opts := controllerLab(t)
 
 	const replicas, rate = 3, 1000
 	type run struct {

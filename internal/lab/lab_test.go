@@ -22,6 +22,25 @@ import (
 // requireLab returns the options of a lab for this test process (names and
 // pod range carry the pid so parallel test packages do not meet); it skips
 // (fails in CI) unless everything a lab needs is here (package labtest).
+// controllerLab starts the lab the controller's scenarios run in: two
+// nodes, two HAProxy instances, zerodrop-controller built; bounded to 20
+// minutes, closed when the test ends.
+func controllerLab(t *testing.T) (context.Context, *Lab, Options) {
+	t.Helper()
+	opts := requireLab(t)
+	labtest.Controller(t)
+	opts.Nodes = 2
+	opts.HAProxyInstances = 2
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	t.Cleanup(cancel)
+	l, err := Up(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return ctx, l, opts
+}
+
 func requireLab(t *testing.T) Options {
 	t.Helper()
 	bins, app := labtest.Require(t)

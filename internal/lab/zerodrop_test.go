@@ -1,12 +1,9 @@
 package lab
 
 import (
-	"context"
 	"strings"
 	"testing"
 	"time"
-
-	"zerodrop.dev/zerodrop/internal/lab/labtest"
 )
 
 // Scenario: the zerodrop scenario — the naive app, which exits at once on
@@ -22,17 +19,7 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
-	opts := requireLab(t)
-	labtest.Controller(t)
-	opts.Nodes = 2
-	opts.HAProxyInstances = 2
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-	defer cancel()
-	l, err := Up(ctx, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	ctx, l, opts := controllerLab(t)
 
 	const replicas = 3
 	for _, tc := range []struct {
