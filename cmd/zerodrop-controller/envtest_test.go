@@ -652,6 +652,22 @@ func TestWebhookDownDoesNotBlockPods(t *testing.T) {
 // nothing by itself (the binding resyncs only every 30 s while the
 // streams are up); the verdict event opens the gate at once, through a
 // fresh read of the pool.
+// quiet waits (bounded to 30 s) until lb has had no Status call for d.
+func quiet(t *testing.T, lb *fakeLB, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	last, since := lb.statusReads(), time.Now()
+	for time.Since(since) < d {
+		if time.Now().After(deadline) {
+			t.Fatalf("the controller kept reading the pool for 30 s (%d reads)", lb.statusReads())
+		}
+		time.Sleep(50 * time.Millisecond)
+		if n := lb.statusReads(); n != last {
+			last, since = n, time.Now()
+		}
+	}
+}
+
 func TestGateOpensOnAPushedVerdict(t *testing.T) {
 	requireSuite(t)
 	ns := newNamespace(t, true)
@@ -662,6 +678,11 @@ func TestGateOpensOnAPushedVerdict(t *testing.T) {
 		return suite.pushLB.called("register", pool, id), "not registered"
 	})
 	waitGate(t, ns, "web-1", b.Name, corev1.ConditionFalse, "INI")
+	// The gate patch and the registration wake the binding a few more
+	// times; any of those reads would see the new health. Wait until the
+	// controller is quiet (no Status read for a second): from then on only
+	// the slow resync (30 s) or an event makes it read.
+	quiet(t, suite.pushLB.fakeLB, time.Second)
 
 	suite.pushLB.setHealth(pool, id, "", provider.HealthHealthy)
 	time.Sleep(1500 * time.Millisecond)
