@@ -270,7 +270,9 @@ type RunOptions struct {
 	RestartDelay time.Duration
 	// PostRate is the rate of the POST stream sent besides Rate (an order
 	// with a body the app reads: a cut connection no client retries);
-	// default Rate/10; negative for none.
+	// default Rate/10 through HAProxy, none through NGINX (its reloads
+	// close idle keep-alive connections: docs/nginx.md, "Known limits");
+	// negative for none.
 	PostRate float64
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
@@ -423,7 +425,7 @@ func (o *RunOptions) defaults(s Scenario) {
 	if o.RestartDelay <= 0 {
 		o.RestartDelay = time.Second
 	}
-	if o.PostRate == 0 {
+	if o.PostRate == 0 && s.lb() != LBNGINX {
 		o.PostRate = max(1, o.Rate/10)
 	}
 	if o.FaultHold <= 0 {
