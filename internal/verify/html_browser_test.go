@@ -156,7 +156,9 @@ func TestHTMLReportDrawsInChromium(t *testing.T) {
 	defer cancel()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe),
 		chromedp.NoSandbox, // tests run as root in CI, where Chromium's sandbox refuses to start
-		chromedp.WindowSize(1280, 1000), chromedp.UserDataDir(t.TempDir()))
+		chromedp.WindowSize(1280, 1000), chromedp.UserDataDir(t.TempDir()),
+		// Chromium keeps scratch files in $TMPDIR: the test's own, removed with it.
+		chromedp.Env("TMPDIR="+t.TempDir()))
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelAlloc()
 	bctx, cancelBrowser := chromedp.NewContext(actx)
