@@ -274,22 +274,27 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 	if a.load.Transport != nil {
 		shared = a.load.Transport
 	}
+	// loop is one connection's worker: the next request as soon as the
+	// last one answered, until ctx ends, the end time or the request count.
+	loop := func(send func(seq uint64, now time.Time) Result) {
+		for ctx.Err() == nil {
+			now := time.Now()
+			if !end.IsZero() && !now.Before(end) {
+				return
+			}
+			s := seq.Add(1) - 1
+			if a.load.Requests > 0 && s >= a.load.Requests {
+				return
+			}
+			a.results <- send(s, now)
+		}
+	}
 	for range a.load.Connections {
 		if shared == nil && !a.load.DisableKeepAlive {
 			if w, ok := newWire(a.load.Target, a.method, a.host, a.timeout); ok {
 				wg.Go(func() {
 					defer w.close()
-					for ctx.Err() == nil {
-						now := time.Now()
-						if !end.IsZero() && !now.Before(end) {
-							return
-						}
-						s := seq.Add(1) - 1
-						if a.load.Requests > 0 && s >= a.load.Requests {
-							return
-						}
-						a.results <- a.hitWire(w, s, now)
-					}
+					loop(func(s uint64, now time.Time) Result { return a.hitWire(w, s, now) })
 				})
 				continue
 			}
@@ -301,17 +306,7 @@ func (a *attacker) closed(ctx context.Context, end time.Time) {
 		client := &http.Client{Transport: tr, CheckRedirect: noRedirect}
 		wg.Go(func() {
 			defer client.CloseIdleConnections()
-			for ctx.Err() == nil {
-				now := time.Now()
-				if !end.IsZero() && !now.Before(end) {
-					return
-				}
-				s := seq.Add(1) - 1
-				if a.load.Requests > 0 && s >= a.load.Requests {
-					return
-				}
-				a.results <- a.hit(client, s, now)
-			}
+			loop(func(s uint64, now time.Time) Result { return a.hit(client, s, now) })
 		})
 	}
 	wg.Wait()
