@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"regexp"
 	"strings"
 	"sync"
@@ -62,7 +63,29 @@ var (
 	// stay with it until they end.
 	stopLine  = regexp.MustCompile(`(?:^|[> ])(?:Proxy [A-Za-z0-9_.:-]+ stopped|Stopping (?:backend|frontend|proxy) )`)
 	checkLine = regexp.MustCompile(`(?:Health|Agent) check for (?:backup )?server ([A-Za-z0-9_.:-]+)/([A-Za-z0-9_.:-]+) (succeeded|failed|conditionally succeeded)`)
+	// checkTurn: the counter a check line ends with. "succeeded ...
+	// status: 2/2 UP" (full rise) and "failed ... status: 0/3 DOWN" (full
+	// fall) are the checks that change the verdict: HAProxy writes the
+	// "Server ... is UP/DOWN" line right after them.
+	checkTurn = regexp.MustCompile(`status: (\d+)/(\d+) (UP|DOWN)\.?$`)
 )
+
+// turnsVerdict reports whether a check line is one after which HAProxy
+// writes a verdict line for the same server.
+func turnsVerdict(line string) bool {
+	m := checkLine.FindStringSubmatch(line)
+	t := checkTurn.FindStringSubmatch(line)
+	if m == nil || t == nil {
+		return false
+	}
+	switch {
+	case m[3] == "succeeded" && t[3] == "UP":
+		return t[1] == t[2]
+	case m[3] == "failed" && t[3] == "DOWN":
+		return t[1] == "0"
+	}
+	return false
+}
 
 // parseEventLine reads one ring line: its timestamp when the ring's format
 // has one, and the event it reports (ok false for lines of no interest,
@@ -268,28 +291,143 @@ func (p *Provider) Watch(ctx context.Context, fn func(provider.Event)) error {
 	return ctx.Err()
 }
 
+// catchUpAfter: how long the watcher waits for the verdict line a
+// deciding check line announces before it reads the ring itself.
+const catchUpAfter = 20 * time.Millisecond
+
+// ringReader is one instance's watch state: the mark, and the verdict
+// line a deciding check announced. HAProxy 2.6 sometimes does not wake a
+// `-w` reader for the last line of a burst (measured: the "Server is UP"
+// line written 0.3 ms after its check line reached the stream only with
+// the next line, seconds later); the check line announces it, so when it
+// has not come within catchUpAfter the reader dumps the ring once (`show
+// events`, without -w) and delivers what the stream held back. Lines the
+// stream then delivers late are skipped by the mark.
+type ringReader struct {
+	instance string
+	fn       func(provider.Event)
+
+	mu      sync.Mutex
+	mark    ringMark // the last timestamped line received, kept across reconnects
+	awaited string   // "pool/entry" whose verdict line a check announced
+}
+
+// handle takes one line of the stream (or, fromDump, of a catch-up
+// dump); false ends the stream (a reload: see watchInstance).
+func (r *ringReader) handle(line string, fromDump bool) (more bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ts, ev, ok := parseEventLine(r.instance, line)
+	if stopLine.MatchString(line) {
+		if fromDump {
+			// The stream must meet it itself to reconnect; a dump
+			// right after a reload is the new worker's anyway.
+			return false
+		}
+		// A reload: this stream is the old worker's, which checks
+		// nothing any more (and the session would keep it alive).
+		// Reconnect to the new worker, whose ring starts empty, and
+		// report the gap: the controller reads every pool and sees the
+		// new epoch at once.
+		r.mark, r.awaited = ringMark{}, ""
+		return false
+	}
+	if r.mark.seen(ts, line) {
+		return true // replayed, or caught up before the stream had it
+	}
+	if !ts.IsZero() {
+		r.mark.set(ts, line)
+	}
+	if !ok {
+		return true
+	}
+	switch {
+	case ev.Kind == provider.EventCheck && turnsVerdict(line):
+		r.awaited = ev.Pool + "/" + ev.Entry
+	case ev.Kind == provider.EventVerdict && r.awaited == ev.Pool+"/"+ev.Entry:
+		r.awaited = ""
+	}
+	r.fn(ev)
+	return true
+}
+
+// awaiting reports whether a verdict line is announced and not yet
+// received, and whether the ring is timestamped (a dump of an untimed
+// ring cannot be told from what the stream already delivered).
+func (r *ringReader) awaiting() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.awaited != "" && !r.mark.at.IsZero()
+}
+
+// catchUp reads the ring once and delivers the lines after the mark.
+func (r *ringReader) catchUp(ctx context.Context, c *Client, ring string, log *slog.Logger) {
+	if !r.awaiting() {
+		return
+	}
+	lines, err := c.ShowEvents(ctx, ring)
+	if err != nil {
+		log.Debug("haproxy: event catch-up failed", "instance", r.instance, "err", err)
+		return
+	}
+	for _, l := range lines {
+		if !r.handle(l, true) {
+			break
+		}
+	}
+	r.mu.Lock()
+	r.awaited = "" // delivered now, or never written (a server in maintenance)
+	r.mu.Unlock()
+}
+
 // watchInstance keeps one instance's stream up until ctx ends.
 func (p *Provider) watchInstance(ctx context.Context, in Instance, c *Client, fn func(provider.Event)) {
-	var mark ringMark // the last timestamped line received, kept across reconnects
+	r := &ringReader{instance: in.Name, fn: fn}
+	kick := make(chan struct{}, 1)
+	caught := make(chan struct{})
+	go func() { // the catch-up of announced verdicts the stream holds back
+		defer close(caught)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-kick:
+			}
+			t := time.NewTimer(catchUpAfter)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			}
+			r.catchUp(ctx, c, p.ring, p.log)
+		}
+	}()
+	defer func() { <-caught }()
 	backoff := watchMinBackoff
 	up := false  // EventStreamUp reported, no EventStreamDown since
 	gap := false // events may have been missed since the last EventStreamUp
 	for ctx.Err() == nil {
 		var err error
 		onlyNew := false
-		if mark.at.IsZero() {
+		r.mu.Lock()
+		resume := !r.mark.at.IsZero()
+		r.mu.Unlock()
+		if !resume {
 			// Nothing to resume from: the ring's last line is the mark, so
 			// the stream (which replays the ring) loses nothing between
 			// the two commands. Without timestamps nothing can be skipped:
 			// ask for new lines only (-n), and report the gap.
 			var hist []string
 			if hist, err = c.ShowEvents(ctx, p.ring); err == nil {
+				r.mu.Lock()
 				for _, l := range hist {
 					if ts := lineTime(l); !ts.IsZero() {
-						mark.set(ts, l)
+						r.mark.set(ts, l)
 					}
 				}
-				onlyNew = len(hist) > 0 && mark.at.IsZero()
+				onlyNew = len(hist) > 0 && r.mark.at.IsZero()
+				r.mu.Unlock()
 			}
 		}
 		if err == nil {
@@ -298,26 +436,16 @@ func (p *Provider) watchInstance(ctx context.Context, in Instance, c *Client, fn
 				fn(provider.Event{Kind: provider.EventStreamUp, Instance: in.Name, At: time.Now()})
 			}
 			err = c.StreamEvents(ctx, p.ring, onlyNew, func(line string) bool {
-				ts, ev, ok := parseEventLine(in.Name, line)
-				if mark.seen(ts, line) {
-					return true // replayed: had it before the reconnect
+				more := r.handle(line, false)
+				if !more {
+					gap = true
+				} else if r.awaiting() {
+					select {
+					case kick <- struct{}{}:
+					default:
+					}
 				}
-				if !ts.IsZero() {
-					mark.set(ts, line)
-				}
-				if stopLine.MatchString(line) {
-					// A reload: this stream is the old worker's, which
-					// checks nothing any more (and the session would keep
-					// it alive). Reconnect to the new worker, whose ring
-					// starts empty, and report the gap: the controller
-					// reads every pool and sees the new epoch at once.
-					mark, gap = ringMark{}, true
-					return false
-				}
-				if ok {
-					fn(ev)
-				}
-				return true
+				return more
 			})
 			if err == nil {
 				// Closed by HAProxy (idle stats timeout) or left after a

@@ -73,3 +73,69 @@ func TestRingMarkSkipsWhatWasReceived(t *testing.T) {
 		t.Error("an rfc3164 line has no precise timestamp, want zero")
 	}
 }
+
+// The check that decides a verdict announces the verdict line; HAProxy
+// 2.6 sometimes holds that line back from a `-w` stream (events.go,
+// ringReader), and a dump of the ring then delivers it, once: the stream
+// delivering it late is skipped. A stop line in a dump does not end the
+// stream's view of the ring (only the stream's own stop line does).
+func TestAnnouncedVerdictIsCaughtUpOnce(t *testing.T) {
+	const (
+		check1 = "<5>2026-12-07T02:59:07.362498+00:00 Health check for server app/tb succeeded, reason: Layer7 check passed, code: 200, check duration: 0ms, status: 2/3 DOWN."
+		check2 = "<5>2026-12-07T02:59:07.463918+00:00 Health check for server app/tb succeeded, reason: Layer7 check passed, code: 200, check duration: 0ms, status: 2/2 UP."
+		up     = "<5>2026-12-07T02:59:07.464230+00:00 Server app/tb is UP. 2 active and 0 backup servers online. 0 sessions requeued, 0 total in queue."
+		stop   = "<4>2026-12-07T02:59:08.000000+00:00 Proxy app stopped (cumulated conns: FE: 0, BE: 0)."
+		fail   = "<5>2026-12-07T02:59:09.154354+00:00 Health check for server app/tb failed, reason: Layer7 wrong status, code: 503, info: \"Service Unavailable\", check duration: 0ms, status: 0/3 DOWN."
+	)
+	var got []provider.Event
+	r := &ringReader{instance: "i", fn: func(ev provider.Event) { got = append(got, ev) }}
+	r.handle(check1, false)
+	if r.awaiting() {
+		t.Fatal("a check that does not reach rise announces a verdict")
+	}
+	r.handle(check2, false)
+	if !r.awaiting() {
+		t.Fatal("the check that reaches rise does not announce the UP line")
+	}
+	// The dump: the ring up to now (what the stream had, then the line it
+	// held back, then a stop line the stream must meet itself).
+	for _, l := range []string{check1, check2, up, stop} {
+		if !r.handle(l, true) {
+			break
+		}
+	}
+	if r.awaiting() {
+		t.Error("still awaiting after the dump delivered the UP line")
+	}
+	if !r.handle(up, false) { // the stream, late
+		t.Fatal("a late line ended the stream")
+	}
+	var verdicts int
+	for _, ev := range got {
+		if ev.Kind == provider.EventVerdict {
+			verdicts++
+		}
+	}
+	if len(got) != 3 || verdicts != 1 {
+		t.Errorf("events %+v: want check, check, verdict, each once", got)
+	}
+	if r.handle(stop, false) {
+		t.Error("the stream's stop line did not end the stream")
+	}
+	if !r.mark.at.IsZero() {
+		t.Error("the mark survived the reload")
+	}
+	r.handle(fail, false)
+	if !r.awaiting() {
+		t.Error("the check that reaches fall does not announce the DOWN line")
+	}
+	for _, l := range []string{
+		"<5>2026-12-07T02:59:07.053028+00:00 Health check for server app/ta failed, reason: Layer7 wrong status, code: 503, check duration: 0ms, status: 1/2 UP.",
+		"<5>2026-12-07T02:59:06.747433+00:00 Health check for server app/ta succeeded, reason: Layer7 check passed, code: 200, check duration: 0ms, status: 1/3 DOWN.",
+		up,
+	} {
+		if turnsVerdict(l) {
+			t.Errorf("turnsVerdict(%q) = true, want false", l)
+		}
+	}
+}
