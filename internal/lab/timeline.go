@@ -24,13 +24,28 @@ type timeline struct {
 	watch *verify.Watcher
 
 	mu sync.Mutex
-	// windows are a campaign's recorders, one per rollout from its start
-	// on, in order.
-	windows []*verify.Recorder
+	// windows are a campaign's rollouts, from each one's start on, in
+	// order.
+	windows []*window
 	// pods is what the watch last said of each pod, so that a rollout's
 	// window opens with the pods then present (their lanes).
 	pods map[string]podLook
 }
+
+// window is one campaign rollout's part of the timeline: its recorder
+// while results and events may still arrive, then its report (a
+// recorder's per-bucket latency histograms, kept for a 100-rollout
+// campaign, would weigh hundreds of MB).
+type window struct {
+	start time.Time
+	rec   *verify.Recorder
+	rep   *verify.Report
+}
+
+// frozenBehind is how many rollouts after a window it is closed: one
+// rollout later no request of its window is still in flight (the slow
+// stream's timeout is 16 s, a rollout and its settling take longer).
+const frozenBehind = 2
 
 // podLook is a pod's state as its lane shows it.
 type podLook struct{ ready, terminating bool }
@@ -54,14 +69,14 @@ func startTimeline(ctx context.Context, t Target, o RunOptions, start time.Time)
 	return tl, nil
 }
 
-// windowAt is the campaign recorder whose window holds at (nil before the
-// first rollout). tl.mu is held.
+// windowAt is the recorder of the campaign window that holds at (nil
+// before the first rollout, or when that window is closed). tl.mu is held.
 func (tl *timeline) windowAt(at time.Time) *verify.Recorder {
-	i := sort.Search(len(tl.windows), func(i int) bool { return tl.windows[i].Start().After(at) }) - 1
+	i := sort.Search(len(tl.windows), func(i int) bool { return tl.windows[i].start.After(at) }) - 1
 	if i < 0 {
 		return nil
 	}
-	return tl.windows[i]
+	return tl.windows[i].rec
 }
 
 // event records one event in the recorder of its time.
@@ -145,7 +160,17 @@ func (tl *timeline) openRollout(start time.Time) {
 		}
 		rec.AddEvent(verify.Event{Time: start, Kind: verify.EventPod, Object: obj, Type: verify.PodPresent, Detail: detail})
 	}
-	tl.windows = append(tl.windows, rec)
+	tl.windows = append(tl.windows, &window{start: start, rec: rec})
+	if n := len(tl.windows) - 1 - frozenBehind; n >= 0 {
+		tl.windows[n].close()
+	}
+}
+
+// close turns the window's recorder into its report. tl.mu is held.
+func (w *window) close() {
+	if w.rec != nil {
+		w.rep, w.rec = w.rec.Report(), nil
+	}
 }
 
 // rollout records a step of the scenario's rollouts.
@@ -230,6 +255,9 @@ func (tl *timeline) report(res *Result, frontends []string, o RunOptions) {
 		return
 	}
 	tl.mu.Lock()
+	for _, w := range tl.windows {
+		w.close()
+	}
 	windows := slices.Clone(tl.windows)
 	tl.mu.Unlock()
 	for i := range res.PerRollout {
@@ -237,10 +265,10 @@ func (tl *timeline) report(res *Result, frontends []string, o RunOptions) {
 			break
 		}
 		rec := &res.PerRollout[i]
-		rep := windows[i].Report()
+		rep := windows[i].rep
 		end := res.Ended
 		if i+1 < len(windows) {
-			end = windows[i+1].Start()
+			end = windows[i+1].start
 		}
 		action := fmt.Sprintf("rollout %d/%d of %s: restart deployment/web, fault %s", rec.Rollout, res.Rollouts, res.Name(), FaultName(rec.Fault))
 		rep.Config = config(end.Sub(rec.Started), action)

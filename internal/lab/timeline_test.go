@@ -168,3 +168,35 @@ func TestCampaignTimelineCutsAReportPerRollout(t *testing.T) {
 		}
 	}
 }
+
+// Scenario: a campaign's third rollout starts. Expectation: the first
+// rollout's window is closed into its report (its recorder's histograms
+// freed), the second still records; a request of the first window that
+// ends only now is left out, not counted in another window.
+func TestCampaignTimelineClosesAWindowTwoRolloutsLater(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	tl := &timeline{pods: map[string]podLook{}}
+	ok := func(at time.Time) verify.Result {
+		return verify.Result{Scheduled: at, Sent: at, Latency: time.Millisecond, Code: 200, Class: verify.ClassOK}
+	}
+	tl.openRollout(t0)
+	tl.add(ok(t0.Add(time.Second)), StreamMain)
+	tl.openRollout(t0.Add(30 * time.Second))
+	if tl.windows[0].rec == nil {
+		t.Fatal("the first window closed one rollout later; want it open until the rollout after")
+	}
+	tl.openRollout(t0.Add(60 * time.Second))
+	if w := tl.windows[0]; w.rec != nil || w.rep == nil || w.rep.Requests != 1 {
+		t.Fatalf("first window %+v; want closed into a report of its 1 request", w)
+	}
+	if tl.windows[1].rec == nil || tl.windows[2].rec == nil {
+		t.Fatal("the second or third window closed too early")
+	}
+	tl.add(ok(t0.Add(2*time.Second)), StreamMain) // late
+	if got := tl.windows[0].rep.Requests; got != 1 {
+		t.Errorf("first window's report has %d requests after a late one, want 1", got)
+	}
+	if tl.windows[1].rec.Report().Requests != 0 {
+		t.Error("a late request of the first window landed in the second")
+	}
+}
