@@ -126,7 +126,8 @@ func WriteHTML(dir string, results []lab.Result, kubernetes string) (string, err
 // writeCampaign writes a page per rollout of campaign r that has a report
 // into dir/sub and returns the campaign's section of the index.
 func writeCampaign(dir, sub string, r lab.Result) (*Campaign, error) {
-	c := &Campaign{Anchor: "campaign-" + sub}
+	// No "+" in the anchor: html/template would escape it in the link.
+	c := &Campaign{Anchor: "campaign-" + strings.ReplaceAll(sub, "+", "-")}
 	width := len(fmt.Sprint(max(r.Rollouts, len(r.PerRollout))))
 	for _, rec := range r.PerRollout {
 		row := RolloutRow{RolloutRecord: rec}
@@ -271,6 +272,8 @@ table { border-collapse: collapse; margin-top: 12px; }
 td, th { padding: 3px 12px 3px 0; text-align: left; vertical-align: top; }
 th { font-weight: 600; border-bottom: 1px solid #ccc; }
 td.num, th.num { text-align: right; white-space: nowrap; }
+th.wrap { white-space: normal; max-width: 6em; }
+th.group { text-align: center; border-bottom: 1px solid #ccc; }
 tr.failed td.failed, td.bad, a.bad { color: #c62828; font-weight: 600; }
 td.good { color: #2e7d32; }
 tr.unreached td { color: #9e9e9e; }
@@ -298,22 +301,23 @@ Each scenario's page shows its timeline: requests by outcome, failures by class,
 <h2 id="{{.Anchor}}">{{$r.Name}}: {{len .Rollouts}} of {{$r.Rollouts}} rollouts, by fault</h2>
 <div class="muted">One deployed scenario ({{$r.Scenario}}) rolled again and again, each rollout under the next fault of the cycle. A rollout's counts run from its start to the next one's; its page is verify's timeline of that window, with the fault's start and end marked.</div>
 <table class="faults">
-<tr><th>fault</th><th>rollouts</th><th class="num">requests</th><th class="num">failed</th><th class="num">GET</th><th class="num">POST</th><th class="num">through live instances</th><th class="num">through the stopped instance</th><th>promise kept</th><th class="num">gates opened blind</th><th class="num">stuck</th><th class="num">left in LB</th><th class="num">rollout median</th><th class="num">max</th></tr>
+<tr><th rowspan="2">fault</th><th rowspan="2">rollouts</th><th rowspan="2" class="num">requests</th><th colspan="5" class="group">failed requests</th><th rowspan="2" class="wrap">promise kept</th><th rowspan="2" class="num wrap">gates opened blind</th><th rowspan="2" class="num">stuck</th><th rowspan="2" class="num wrap">left in LB</th><th colspan="2" class="group">rollout time</th></tr>
+<tr><th class="num">all</th><th class="num">GET</th><th class="num">POST</th><th class="num wrap">through live instances</th><th class="num wrap">through the stopped instance</th><th class="num">median</th><th class="num">max</th></tr>
 {{range .Faults}}{{if .Rollouts}}<tr>
 <td>{{fault .Fault}}</td>
 <td>{{.Rollouts}}: {{range $i, $l := .Links}}{{if $i}} {{end}}{{if $l.File}}<a href="{{href $l.File}}"{{if $l.Broken}} class="bad"{{end}}>#{{$l.Rollout}}</a>{{else}}#{{$l.Rollout}}{{end}}{{end}}</td>
 <td class="num">{{.Requests}}</td><td class="num">{{.Failed}}</td><td class="num">{{.FailedGet}}</td><td class="num">{{.FailedPost}}</td>
 <td class="num{{if .FailedLive}} bad{{end}}">{{.FailedLive}}</td><td class="num">{{if .VictimStopped}}{{.FailedVictimDown}}{{else}}–{{end}}</td>
-<td{{if .Judged}}{{if .PromiseKept}} class="good">yes{{else}} class="bad">no: {{.Broken}} of {{.Rollouts}} broken{{end}}{{else}} class="muted">no promise judged{{end}}</td>
+<td{{if .Judged}}{{if .PromiseKept}} class="good">yes{{else}} class="bad">no: {{.Broken}} of {{.Rollouts}} broken{{end}}{{else}} class="muted" title="no promise the lab judges for this fault">–{{end}}</td>
 <td class="num{{if .GatesOpenedBlind}} bad{{end}}">{{.GatesOpenedBlind}}</td><td class="num{{if .Stuck}} bad{{end}}">{{.Stuck}}</td><td class="num{{if .Leftovers}} bad{{end}}">{{.Leftovers}}</td>
 <td class="num">{{sec .MedianRolloutSec}}</td><td class="num">{{sec .MaxRolloutSec}}</td>
 </tr>
 {{else}}<tr class="unreached"><td>{{fault .Fault}}</td><td colspan="13">not reached: the campaign ended first</td></tr>
 {{end}}{{end}}</table>
-<p class="muted small">GET and POST split the failed requests by stream (the GETs, the slow GETs and the POSTs no client retries). Through the stopped instance: sent through the victim's own frontend while it was stopped and until its pool was UP again, plus 1 s (lbdown, lbflap): the LB's outage, which a VIP failover decides; the rest went through live instances. Gates opened blind: new pods that turned Ready while the victim's verdict was missing. Stuck: pods whose gate was not True, or still terminating, once the rollout settled; left in LB: servers an HAProxy instance still had for an address no pod has. Rollout: from the restart to the last old pod gone.</p>
+<p class="muted small">Promise kept: – for a fault without a promise the lab judges (lab.LBFaultPromises). GET and POST split the failed requests by stream (the GETs, the slow GETs and the POSTs no client retries). Through the stopped instance: sent through the victim's own frontend while it was stopped and until its pool was UP again, plus 1 s (lbdown, lbflap): the LB's outage, which a VIP failover decides; the rest went through live instances. Gates opened blind: new pods that turned Ready while the victim's verdict was missing. Stuck: pods whose gate was not True, or still terminating, once the rollout settled; left in LB: servers an HAProxy instance still had for an address no pod has. Rollout: from the restart to the last old pod gone.</p>
 <h3>The promises</h3>
 <dl class="small">{{range .Faults}}{{if .Promise}}<dt>{{fault .Fault}}</dt><dd>{{.Promise}}</dd>{{end}}{{end}}</dl>
-<p class="muted small">Faults without a promise here are judged against none: their pages' verdicts are against zero failed requests, nothing stuck and nothing left in HAProxy.</p>
+<p class="muted small">The rollouts of a fault without a promise here are judged on their pages against zero failed requests, nothing stuck and nothing left in HAProxy.</p>
 <h3>Every rollout</h3>
 <table class="rollouts">
 <tr><th class="num">rollout</th><th>fault</th><th>started</th><th class="num">took</th><th class="num">requests</th><th class="num">failed GET</th><th class="num">failed POST</th><th class="num">through the stopped instance</th><th class="num">gates opened blind</th><th>gate reasons</th><th>verdict</th></tr>
