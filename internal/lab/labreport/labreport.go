@@ -81,9 +81,10 @@ func (r RolloutRow) Broken() bool {
 // WriteHTML writes one report per result that has one (Result.Report) into
 // dir, named after the run ("zerodrop+kill.html"), one per rollout of a
 // campaign that has them (RolloutRecord.Report) into a directory named
-// after the run ("zerodrop+campaign/rollout-07-lbdown.html"), and the
-// index page (IndexFile) with the scenario table and each campaign's
-// section linking to them. It creates dir and returns the index's path.
+// after the run ("zerodrop+campaign/rollout-007-lbdown.html", the number
+// padded to the campaign's width), and the index page (IndexFile) with the
+// scenario table and each campaign's section linking to them. It creates
+// dir and returns the index's path.
 func WriteHTML(dir string, results []lab.Result, kubernetes string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("html report directory: %w", err)
