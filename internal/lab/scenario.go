@@ -348,7 +348,8 @@ type Result struct {
 	// own load-balancer integration).
 	Gates *GateTimings `json:"gates,omitempty"`
 	// Report is verify's report of the run (RunOptions.Timeline), for its
-	// HTML timeline; not part of the JSON table.
+	// HTML timeline; not part of the JSON table. A campaign has none: its
+	// rollouts have one each (RolloutRecord.Report).
 	Report *verify.Report `json:"-"`
 	// FailureSamples are the first failed requests (maxFailureSamples),
 	// in the order they ended: when, through which frontend, and how
