@@ -37,6 +37,7 @@ func TestRulesCatalogue(t *testing.T) {
 	for _, id := range []string{RuleBadAnnotation, RuleNoReadinessProbe, RuleSameProbes, RuleStartupGap, RuleRollingUpdate, RuleHPAFasterThanGates,
 		RuleSIGKILL, RuleGraceBuffer, RuleEarlyExit, RuleShellSleep, RuleInFlightCut, RuleLongLived, RuleGKEDrain,
 		RuleDeregistrationShort, RuleDeregistrationDefault, RuleGateCannotWork, RuleGateNotInjected, RuleWebhookFail, RuleHAProxyNoCheck,
+		RuleZerodropGateNotInjected, RuleGateTimeoutShort, RuleDrainOutlivesGrace, RuleBindingDangling, RuleEventRing, RuleIdleClose,
 		RuleNoPDB, RulePDBBlocks} {
 		if !seen[id] {
 			t.Errorf("%s has no catalogue entry", id)
