@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"zerodrop.dev/zerodrop/internal/haproxycfg"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
@@ -304,4 +305,36 @@ func TestIdleCloseOnResponse(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzHAProxyRules checks arbitrary haproxy.cfg text with the binding set
+// (pool be_web) and, through the annotation, a static front on backend
+// be_api: Analyze must not panic, and every finding on the file must name
+// it and a line it has (ZD306, ZD311, ZD312 point at the line to change).
+func FuzzHAProxyRules(f *testing.F) {
+	f.Add(recommendedCfg)
+	f.Add(strings.Replace(recommendedCfg, "    format timed\n", "", 1))
+	f.Add("global\n log ring@zerodrop local0 warning\nring zerodrop\n format rfc3164\nfrontend fe\n mode http\n use_backend be_%[var(txn.x)]\nbackend be_web\n log global\nbackend be_api\n mode http\n server a 10.0.0.1:80\n")
+	f.Add("defaults\n mode http\nlisten be_web\n bind :80\n no option idle-close-on-response\n no log\n")
+	objs := decodeYAML(f, "test/binding.yaml", []byte(bindingSet(gatesOn, slowChecks, goodGate, goodDrain, grace45, "http")+
+		"---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: shop, annotations: {zerodrop.dev/haproxy-backend: be_api}}\nspec: {selector: {app: web}, ports: [{port: 81}]}\n"))
+	f.Fuzz(func(t *testing.T, data string) {
+		cfg, err := haproxycfg.Parse(strings.NewReader(data), "fuzz.cfg")
+		if err != nil {
+			return
+		}
+		lines := strings.Count(data, "\n") + 1
+		r := Analyze(objs, Options{haproxy: cfg})
+		for _, fd := range r.Findings {
+			if fd.Object.APIVersion != "haproxy" {
+				continue
+			}
+			if fd.Source.File != "fuzz.cfg" || fd.Source.Line < 1 || fd.Source.Line > lines {
+				t.Fatalf("%s %s at %s:%d: not a line of fuzz.cfg (%d lines)", fd.RuleID, fd.Object, fd.Source.File, fd.Source.Line, lines)
+			}
+			if fd.Message == "" || fd.Consequence == "" || fd.Fix == "" || fd.Field == "" {
+				t.Fatalf("%s: incomplete finding %+v", fd.RuleID, fd)
+			}
+		}
+	})
 }

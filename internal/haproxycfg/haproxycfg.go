@@ -602,9 +602,13 @@ func (s *section) keyword(w []string, line int, global []Log) error {
 			return fmt.Errorf("log: missing target")
 		}
 		if w[1] == "global" {
+			// A second "log global" adds the same targets again; keeping
+			// one copy bounds a section's targets by the file's log lines.
 			for _, g := range global {
-				g.Via = line
-				s.logs = append(s.logs, g)
+				if !slices.ContainsFunc(s.logs, func(l Log) bool { return l.Via > 0 && l.Line == g.Line }) {
+					g.Via = line
+					s.logs = append(s.logs, g)
+				}
 			}
 			break
 		}

@@ -2,6 +2,7 @@ package haproxycfg
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -300,6 +301,30 @@ func TestParseFrontendsRingsAndLogs(t *testing.T) {
 	}
 	if len(cfg.Backends) != 4 || cfg.Backend("stats") == nil {
 		t.Errorf("backends = %v, want the listen section among them", cfg.Names())
+	}
+}
+
+// A repeated "log global" adds nothing HAProxy would not already send, and
+// must not multiply the targets: 300 global log lines x 300 "log global"
+// x 300 sections once took the parser 10 s for 13 KB (found by FuzzParse).
+func TestRepeatedLogGlobalKeepsOneCopy(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("global\n  log /dev/log local0\n  log ring@zerodrop local0\ndefaults\n")
+	for range 300 {
+		b.WriteString("  log global\n")
+	}
+	b.WriteString("  log 127.0.0.1:514 local1\n")
+	for i := range 300 {
+		fmt.Fprintf(&b, "backend b%d\n  log global\n", i)
+	}
+	cfg, err := Parse(strings.NewReader(b.String()), "x.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, bk := range cfg.Backends {
+		if len(bk.Logs) != 3 || bk.Logs[0].Via != 5 || bk.Logs[2].Target != "127.0.0.1:514" {
+			t.Fatalf("backend %s logs = %+v, want the two global targets (via line 5) and the defaults' own", bk.Name, bk.Logs)
+		}
 	}
 }
 
