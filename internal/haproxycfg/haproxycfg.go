@@ -426,7 +426,7 @@ func Parse(r io.Reader, file string) (*Config, error) {
 			flush()
 			cur, ring, inGlobal = nil, nil, kw == "global"
 			if kw == "ring" {
-				if len(words) < 2 {
+				if len(words) < 2 || words[1] == "" {
 					return nil, fail("ring section without a name")
 				}
 				ring = &Ring{Name: words[1], Line: n, Format: "raw"}
@@ -485,13 +485,13 @@ func Parse(r io.Reader, file string) (*Config, error) {
 			}
 		case ring != nil:
 			if kw == "format" {
-				if len(words) < 2 {
+				if len(words) < 2 || words[1] == "" {
 					return nil, fail("ring %s: format: missing format", ring.Name)
 				}
 				ring.Format, ring.FormatLine = words[1], n
 			}
 		case inGlobal:
-			if kw == "log" && len(words) >= 2 && words[1] != "global" {
+			if kw == "log" && len(words) >= 2 && words[1] != "" && words[1] != "global" {
 				cfg.GlobalLogs = append(cfg.GlobalLogs, parseLog(words, n))
 			}
 		}
@@ -598,7 +598,7 @@ func (s *section) keyword(w []string, line int, global []Log) error {
 			s.logs = nil
 		}
 	case "log":
-		if len(w) < 2 {
+		if len(w) < 2 || w[1] == "" {
 			return fmt.Errorf("log: missing target")
 		}
 		if w[1] == "global" {
@@ -614,7 +614,7 @@ func (s *section) keyword(w []string, line int, global []Log) error {
 		}
 		s.logs = append(s.logs, parseLog(w, line))
 	case "default_backend", "use_backend":
-		if len(w) < 2 {
+		if len(w) < 2 || w[1] == "" {
 			return fmt.Errorf("%s: missing backend name", w[0])
 		}
 		ref := BackendRef{Name: w[1], Line: line, Dynamic: strings.Contains(w[1], "%[")}

@@ -159,6 +159,8 @@ func TestErrorsNameFileAndLine(t *testing.T) {
 		{"zero inter", "backend b\n  server s 1.1.1.1:80 inter 0\n", "must be greater than 0"},
 		{"unnamed frontend", "\nfrontend\n", "f.cfg:2: frontend section without a name"},
 		{"unnamed ring", "ring\n", "f.cfg:1: ring section without a name"},
+		{"empty ring name", "ring \\\n", "f.cfg:1: ring section without a name"},
+		{"empty log target", "global\ndefaults\n  log \"\"\n", "f.cfg:3: log: missing target"},
 		{"ring format", "ring r\n  format\n", "f.cfg:2: ring r: format: missing format"},
 		{"server in frontend", "frontend fe\n  server s 1.1.1.1:80\n", "f.cfg:2: server is not allowed in a frontend section"},
 		{"frontend timeout", "frontend fe\n  timeout client soon\n", "f.cfg:2: timeout client: bad time \"soon\""},
