@@ -121,7 +121,9 @@ func checkEventRing(opts *Options, ix *index) []Finding {
 				ringFix(bk.Name)))
 			continue
 		case toRing == nil && filtered != nil:
-			out = append(out, newFinding(RuleEventRing, obj(logLine(*filtered)), "log",
+			// The line to change is the one with the level, in the global
+			// section too when "log global" brought it in.
+			out = append(out, newFinding(RuleEventRing, obj(filtered.Line), "log",
 				fmt.Sprintf("%s: `log ring@%s` at level %s (line %d) drops notice lines: \"Server %s/<server> is UP\" never reaches the ring", who, eventRing, filtered.Level, filtered.Line, bk.Name),
 				"the controller's stream is up, so it takes this pool's verdicts as pushed and re-reads it only every --pushed-poll-interval (1 s) while targets register: a gate opens up to 1 s after HAProxy marked the server UP (DOWN lines, level alert, still arrive); drains are polled as before",
 				fmt.Sprintf("Drop the level (or make it notice or lower): `log ring@%s local0`.", eventRing)))
