@@ -232,8 +232,9 @@ func targetDeleting(t observedTarget) bool {
 // pod is drained only when the pool was read on every instance and no
 // instance sends it traffic (pool nil: nothing was read), or once
 // drain.timeout has passed since its drain started: a load balancer that
-// cannot be asked is never taken for a drained one. It reports whether
-// some pod is still held.
+// cannot be asked is never taken for a drained one. A pod an earlier cycle
+// reported drained keeps that verdict. It reports whether some pod is still
+// held.
 func (r *TargetBindingReconciler) holdDrains(b *zv1.TargetBinding, targets []observedTarget, pool *provider.PoolStatus, why string) bool {
 	now := r.now()
 	memos := r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
@@ -251,7 +252,13 @@ func (r *TargetBindingReconciler) holdDrains(b *zv1.TargetBinding, targets []obs
 		}
 		m.incarnation(t.Pod)
 		start := m.startDrain(t.Pod, now)
+		drainedBefore := !m.drainedAt.IsZero()
 		r.mu.Unlock()
+		if prev, had := r.Drains.Lookup(t.Key, b.Name); drainedBefore && had && prev.Drained {
+			// A cycle that read the load balancer let the pod go already:
+			// what cannot be read now takes nothing back.
+			continue
+		}
 		var v drain.State
 		switch drained, sessions := drainedIn(pool, id); {
 		case !b.Spec.DrainEnabled():

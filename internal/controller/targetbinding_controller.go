@@ -306,10 +306,16 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 	}
 	if statusErr != nil && pool.NoneRead() {
-		// Not one instance was read: retry on the pending cycle; gates and
-		// drain verdicts keep their last word (plan would not report a
-		// drain without every instance read either).
+		// Not one instance was read: nothing is planned from an empty read
+		// (no registration, gate, orphan or count decision) and no call is
+		// sent: a blind drain could not reach an instance that just failed
+		// (refused, or skipped by the provider's breaker). Gates keep their
+		// last word. A deleting pod is held as when the LoadBalancer is
+		// missing: Draining, and DrainTimeout at drain.timeout since its
+		// deletion request, never drained before. Retry on the pending
+		// cycle.
 		log.Warn("read pool status", "loadbalancer", lb.Name, "pool", b.Spec.Pool, "err", statusErr)
+		r.holdDrains(&b, targets, nil, fmt.Sprintf("LoadBalancer %q: no instance could be read", lb.Name))
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
 	}
 
