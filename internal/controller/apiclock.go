@@ -86,9 +86,18 @@ func (t apiClockTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 	return resp, err
 }
 
+// stepSlack is how far the wall and monotonic clocks may disagree over one
+// request before it counts as straddling a step of the local clock.
+const stepSlack = 10 * time.Millisecond
+
 // Sample records a response whose Date header said date, for a request
-// sent at local time sent whose response headers arrived at received.
+// sent at local time sent whose response headers arrived at received. A
+// request during which the local wall clock was stepped (its wall and
+// monotonic durations disagree) bounds nothing and is dropped.
 func (c *APIClock) Sample(date, sent, received time.Time) {
+	if d := received.Sub(sent) - received.Round(0).Sub(sent.Round(0)); d > stepSlack || d < -stepSlack {
+		return
+	}
 	lo := date.Sub(received.Round(0))
 	hi := date.Add(time.Second).Sub(sent.Round(0))
 	c.mu.Lock()

@@ -218,6 +218,28 @@ func TestAPIClockBoundsTheAPIServersOffset(t *testing.T) {
 	}
 }
 
+// Scenario: the local wall clock is stepped 45 s back while a request is
+// in flight (sent on the old clock, answered on the new one), then a
+// steady response follows. Expectation: the straddling response bounds
+// nothing (its bounds would say the API server is 45 s ahead, and no
+// drain could time out until the estimate was reset); the estimate stays
+// the steady one's.
+func TestAPIClockDropsAResponseThatStraddlesAStep(t *testing.T) {
+	c := &APIClock{}
+	sent := time.Now()
+	date := sent.Round(0).Truncate(time.Second)
+	c.Sample(date, sent, stepped(t, sent.Add(20*time.Millisecond), -45*time.Second))
+	if _, _, known := c.Offset(); known {
+		lo, hi, _ := c.Offset()
+		t.Fatalf("a response across a step was sampled: offset in [%s, %s]", lo, hi)
+	}
+	sent = sent.Add(time.Second)
+	c.Sample(sent.Round(0).Truncate(time.Second), sent, sent.Add(20*time.Millisecond))
+	if lo, hi, known := c.Offset(); !known || lo > 0 || hi < 0 {
+		t.Fatalf("steady response: offset in [%s, %s] (known %v), want 0 inside", lo, hi, known)
+	}
+}
+
 // Scenario: a binding is deleted while its target keeps a session open;
 // the controller machine's wall clock is then stepped 2 minutes forward
 // while 1 s passes. Expectation: the binding's drain does not end at the
