@@ -407,6 +407,21 @@ func (rec *RolloutRecord) judge() {
 	if p.NoGateOpensWithoutVerdict && rec.GatesOpenedBlind > 0 {
 		broken = append(broken, fmt.Sprintf("%d gates opened without the victim's verdict", rec.GatesOpenedBlind))
 	}
+	broken = append(broken, rec.leftBehind()...)
+	if rec.Error != "" {
+		broken = append(broken, rec.Error)
+	}
+	if len(broken) == 0 {
+		rec.Promise = "kept"
+		return
+	}
+	rec.Promise = "broken: " + strings.Join(broken, "; ")
+}
+
+// leftBehind is what every rollout must not leave, whatever its fault
+// promises: stuck gates, servers left in HAProxy, a fault that failed.
+func (rec *RolloutRecord) leftBehind() []string {
+	var broken []string
 	if len(rec.StuckGates) > 0 {
 		broken = append(broken, "stuck: "+strings.Join(rec.StuckGates, ", "))
 	}
@@ -416,14 +431,7 @@ func (rec *RolloutRecord) judge() {
 	if rec.FaultEvent != nil && rec.FaultEvent.Err != "" {
 		broken = append(broken, "fault: "+rec.FaultEvent.Err)
 	}
-	if rec.Error != "" {
-		broken = append(broken, rec.Error)
-	}
-	if len(broken) == 0 {
-		rec.Promise = "kept"
-		return
-	}
-	rec.Promise = "broken: " + strings.Join(broken, "; ")
+	return broken
 }
 
 // verdict judges verify's report of a rollout's window as the rollout's
@@ -442,15 +450,7 @@ func (rec *RolloutRecord) verdict(rep *verify.Report) verify.Verdict {
 	}
 	v := verify.Judge(rep, verify.Threshold{})
 	var broken []string
-	if len(rec.StuckGates) > 0 {
-		broken = append(broken, "stuck: "+strings.Join(rec.StuckGates, ", "))
-	}
-	if len(rec.Leftovers) > 0 {
-		broken = append(broken, "left in HAProxy: "+strings.Join(rec.Leftovers, ", "))
-	}
-	if rec.FaultEvent != nil && rec.FaultEvent.Err != "" {
-		broken = append(broken, "fault: "+rec.FaultEvent.Err)
-	}
+	broken = append(broken, rec.leftBehind()...)
 	if len(broken) > 0 {
 		v.Pass, v.ExitCode = false, 1
 		v.Reason += "; " + strings.Join(broken, "; ")
