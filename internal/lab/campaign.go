@@ -401,6 +401,9 @@ func (rec *RolloutRecord) judge() {
 			broken = append(broken, fmt.Sprintf("%d failed requests", n))
 		}
 	}
+	if bound, ok := rec.lossBound(); ok && rec.Failed > bound {
+		broken = append(broken, fmt.Sprintf("%d failed requests, more than the bound %d", rec.Failed, bound))
+	}
 	if p.NoGateOpensWithoutVerdict && rec.GatesOpenedBlind > 0 {
 		broken = append(broken, fmt.Sprintf("%d gates opened without the victim's verdict", rec.GatesOpenedBlind))
 	}
