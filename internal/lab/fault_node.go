@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
@@ -65,7 +66,7 @@ type NodeFaultReport struct {
 	Evicted time.Duration `json:"evicted"`
 	// Back: the node booted again and is Ready.
 	Back time.Duration `json:"back"`
-	// PodsGone: no pod object is bound to the node any more (its agent
+	// PodsGone: the evicted pods' objects are gone (the node's agent
 	// finished their deletion).
 	PodsGone time.Duration `json:"podsGone"`
 	// ServersRemoved: no instance holds a server for a dead pod's address
@@ -154,6 +155,7 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 
 	wctx, cancel := context.WithTimeout(rctx, NodeMonitorGracePeriod+PodUnreachableToleration+nodeFaultSlack)
 	var waitErr error
+	var evicted map[types.UID]bool // the node's pods, all being deleted
 	onNode := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("spec.nodeName", victim).String()}
 	if err := pollUntil(wctx, 100*time.Millisecond, func() bool {
 		n, err := cs.CoreV1().Nodes().Get(wctx, victim, metav1.GetOptions{})
@@ -172,10 +174,12 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 		if err != nil {
 			return false
 		}
+		evicted = map[types.UID]bool{}
 		for _, p := range on.Items {
 			if p.DeletionTimestamp == nil {
 				return false
 			}
+			evicted[p.UID] = true
 		}
 		nr.Evicted = since()
 		return true
@@ -192,11 +196,20 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 	}
 	nr.Back = since()
 	rep.Undone = nr.Back
+	// The node takes new pods again once Ready: wait for the evicted ones.
 	if err := pollUntil(bctx, 100*time.Millisecond, func() bool {
 		on, err := cs.CoreV1().Pods(d.Namespace).List(bctx, onNode)
-		return err == nil && len(on.Items) == 0
+		if err != nil {
+			return false
+		}
+		for _, p := range on.Items {
+			if evicted[p.UID] {
+				return false
+			}
+		}
+		return true
 	}); err != nil {
-		return errors.Join(waitErr, fmt.Errorf("fault node: the pods of %s not gone %s after it came back: %w", victim, nodeFaultSlack, err))
+		return errors.Join(waitErr, fmt.Errorf("fault node: the evicted pods of %s not gone %s after it came back: %w", victim, nodeFaultSlack, err))
 	}
 	nr.PodsGone = since()
 	// The servers of the dead pods leave HAProxy once drained: they are
@@ -209,9 +222,12 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 }
 
 // nodeToLose picks the node the node fault powers off: one that runs pods
-// serving the rollout (Ready, not being deleted) and leaves at least one
-// serving pod on another node (the fault is a node's loss, not the
-// Service's); of those, the one with the most serving pods, then by name.
+// serving the rollout (Ready, not being deleted) and leaves at least two
+// serving pods on other nodes, as a Service spread over its nodes should
+// (with one left, a single failed check of that pod under the shifted load
+// is an outage of the Service the fault did not cause); failing that, one
+// that leaves one. Of those, the one with the most serving pods, then by
+// name.
 func nodeToLose(pods []corev1.Pod) (string, error) {
 	serving := map[string]int{}
 	total := 0
@@ -221,16 +237,18 @@ func nodeToLose(pods []corev1.Pod) (string, error) {
 			total++
 		}
 	}
-	best, most := "", 0
-	for n, c := range serving {
-		if c < total && (c > most || c == most && n < best) {
-			best, most = n, c
+	for _, left := range []int{2, 1} {
+		best, most := "", 0
+		for n, c := range serving {
+			if total-c >= left && (c > most || c == most && n < best) {
+				best, most = n, c
+			}
+		}
+		if best != "" {
+			return best, nil
 		}
 	}
-	if best == "" {
-		return "", fmt.Errorf("fault node: no node to lose that leaves a serving pod elsewhere (serving pods by node: %v)", serving)
-	}
-	return best, nil
+	return "", fmt.Errorf("fault node: no node to lose that leaves a serving pod elsewhere (serving pods by node: %v)", serving)
 }
 
 // inRotation reports whether HAProxy balances new requests to s.

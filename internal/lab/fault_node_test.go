@@ -10,9 +10,10 @@ import (
 )
 
 // Scenario: the node fault loses a node that runs serving pods and leaves
-// one serving elsewhere: of two such nodes the one with more serving pods;
-// pods being deleted or not Ready do not count as serving; when every
-// serving pod runs on one node there is no node to lose.
+// two serving elsewhere if it can, else one: of the nodes that do, the one
+// with the most serving pods; pods being deleted or not Ready do not count
+// as serving; when every serving pod runs on one node there is no node to
+// lose.
 func TestNodeToLoseLeavesAServingPodElsewhere(t *testing.T) {
 	pod := func(node string, ready, deleting bool) corev1.Pod {
 		p := corev1.Pod{Spec: corev1.PodSpec{NodeName: node}}
@@ -31,9 +32,10 @@ func TestNodeToLoseLeavesAServingPodElsewhere(t *testing.T) {
 		pods []corev1.Pod
 		want string
 	}{
-		{"the node with more serving pods", []corev1.Pod{pod("a", true, false), pod("b", true, false), pod("b", true, false)}, "b"},
-		{"a deleted and an unready pod do not serve", []corev1.Pod{pod("a", true, false), pod("a", true, false), pod("b", true, false), pod("b", true, true), pod("b", false, false)}, "a"},
-		{"a tie goes by name", []corev1.Pod{pod("b", true, false), pod("a", true, false)}, "a"},
+		{"two left elsewhere", []corev1.Pod{pod("a", true, false), pod("b", true, false), pod("b", true, false)}, "a"},
+		{"the most serving pods that leave two", []corev1.Pod{pod("a", true, false), pod("b", true, false), pod("b", true, false), pod("c", true, false), pod("c", true, false), pod("c", true, false)}, "c"},
+		{"a deleted and an unready pod do not serve", []corev1.Pod{pod("a", true, false), pod("a", true, false), pod("b", true, false), pod("b", true, false), pod("b", true, true), pod("b", false, false), pod("c", true, false)}, "a"},
+		{"one left when two cannot be", []corev1.Pod{pod("b", true, false), pod("a", true, false)}, "a"},
 		{"every serving pod on one node", []corev1.Pod{pod("a", true, false), pod("a", true, false), pod("b", true, true)}, ""},
 	} {
 		got, err := nodeToLose(tc.pods)

@@ -19,7 +19,8 @@ import (
 // node lifecycle controller to find stale. The pod is then deleted while
 // the node is away, as that controller's eviction does; when the node
 // comes back (a new agent under the same name) its agent finishes the
-// deletion without starting anything: no second start, no preStop.
+// deletion without starting anything: no sandbox, no second start, no
+// preStop.
 func TestPowerOffKillsPodsSilentlyAndTheNodeBackFinishesTheirDeletion(t *testing.T) {
 	l := requireLab(t)
 	name := l.nodeName + "-off"
@@ -95,6 +96,7 @@ func TestPowerOffKillsPodsSilentlyAndTheNodeBackFinishesTheirDeletion(t *testing
 	if err := l.client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	sandboxes := len(l.network.Names().Namespaces)
 	stop, done := run()
 	defer func() {
 		stop()
@@ -104,6 +106,9 @@ func TestPowerOffKillsPodsSilentlyAndTheNodeBackFinishesTheirDeletion(t *testing
 	ev = events(t, rec)
 	if len(ev["start"]) != 1 || len(ev["sigterm"]) != 0 || len(ev["prestop"]) != 0 {
 		t.Errorf("records %v after the node came back: want the pod not started again and no hook run", keys(ev))
+	}
+	if n := len(l.network.Names().Namespaces) - sandboxes; n != 0 {
+		t.Errorf("the node back made %d pod sandbox(es) for a pod deleted while it was away, want none", n)
 	}
 }
 
