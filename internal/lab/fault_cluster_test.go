@@ -1,12 +1,15 @@
 package lab
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Scenario: the zerodrop scenario (naive app behind the readiness gate and
@@ -51,6 +54,7 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	for _, r := range runs {
 		f := r.f
 		began := time.Now()
+		lostBefore := nodesFoundLost(t, l)
 		res, err := Run(ctx, l.Target(), r.s, RunOptions{
 			Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
 		})
@@ -76,6 +80,14 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 		}
 		if res.Requests < 10000 {
 			t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
+		}
+		// Only the node fault may make the node lifecycle controller take a
+		// node for lost: under the others every node lives, and a short
+		// NodeMonitorGracePeriod would evict their pods.
+		if lost := nodesFoundLost(t, l) - lostBefore; f != FaultNode && lost != 0 {
+			t.Errorf("%s: %d NodeNotReady event(s): a node was taken for lost (NodeMonitorGracePeriod %s shorter than the fault's API outage?)", res.Name(), lost, NodeMonitorGracePeriod)
+		} else if f == FaultNode && lost == 0 {
+			t.Errorf("%s: no NodeNotReady event: the lost node was not found lost", res.Name())
 		}
 		switch f {
 		case FaultAPIServer, FaultEtcd:
@@ -232,4 +244,24 @@ func TestForbiddenLinesInARestartWindowAreExcused(t *testing.T) {
 	if strings.Contains(err.Error(), "during") {
 		t.Errorf("RBAC error names an excused line: %v", err)
 	}
+}
+
+// nodesFoundLost counts the node lifecycle controller's NodeNotReady events
+// about Nodes (namespace default).
+func nodesFoundLost(t *testing.T, l *Lab) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evs, err := l.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("list node events: %v", err)
+		return 0
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Reason == "NodeNotReady" && e.InvolvedObject.Kind == "Node" {
+			n += int(max(1, e.Count))
+		}
+	}
+	return n
 }

@@ -22,10 +22,12 @@ const (
 	// --node-monitor-grace-period (default 50 s in v1.37): a node whose
 	// Lease has not been renewed for this long turns Ready=Unknown, its
 	// pods Ready=False, and it is tainted node.kubernetes.io/unreachable.
-	// 20 renewals; longer than the lab's API server restart (the
-	// apiserver fault: about 16 s without an API), so that fault does not
-	// make live nodes look lost.
-	NodeMonitorGracePeriod = 20 * time.Second
+	// It must be longer than any outage of the API that the other faults
+	// cause, with room for the agents to renew after it: the apiserver
+	// fault leaves the lab without an API for 16 to 21 s, and a live node
+	// whose renewal the controller has not seen within the grace period is
+	// taken for lost (and its pods evicted 2 s later). 30 renewals.
+	NodeMonitorGracePeriod = 30 * time.Second
 	// NodeMonitorPeriod is --node-monitor-period (default 5 s): how often
 	// the node lifecycle controller looks.
 	NodeMonitorPeriod = time.Second
