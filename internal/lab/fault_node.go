@@ -45,6 +45,9 @@ type NodeFaultReport struct {
 	// that moment ("name ip").
 	Node     string   `json:"node"`
 	DeadPods []string `json:"deadPods"`
+	// ServingByNode counts the pods serving the rollout (Ready, not being
+	// deleted) per node at the power-off: what the node was chosen from.
+	ServingByNode map[string]int `json:"servingByNode"`
 	// Serving counts the servers in rotation (UP, not in drain or
 	// maintenance) at the power-off, on the instance where the dead pods
 	// had the largest share; ServingDead of them were the dead pods', and
@@ -79,8 +82,8 @@ type NodeFaultReport struct {
 // NodeFaultPromise is the node fault's promise; a rollout's failed
 // requests are judged against the bound its report computed.
 var NodeFaultPromise = FaultPromise{FaultNode, false, false,
-	"bounded: the requests in flight on the dead pods and those HAProxy sends them before its checks mark them DOWN (fall x interval) are lost, at most what arrives in that window (`NodeLossBound`); then no gate stuck for the replacement pods, no drain held for ever, the dead pods' servers removed from HAProxy, the rollout finishes",
-	"no preStop runs on a dead node and no controller can drain what it cannot reach: the LB's own checks take the dead servers out; the eviction deletes the pods, the controller drains and deregisters their servers (DOWN, so drained once their sessions end) and gates the replacements as any new pod"}
+	"bounded: what the dead pods were serving and what HAProxy sends them until its checks mark them DOWN (fall × interval) is lost, with or without zerodrop: at most what arrives in that window (`NodeLossBound`); then no gate stuck for the replacement pods, no drain held for ever, the dead pods' servers removed from HAProxy, the rollout finishes",
+	"no preStop runs on a dead node and nothing drains what it cannot reach: HAProxy's own checks take the dead servers out; the eviction deletes the pods, the controller drains their servers (DOWN: drained once their sessions end), deregisters them and gates the replacements as any new pod"}
 
 // lossBound is the number of failed requests the rollout's fault allows,
 // when the fault computed one (node).
@@ -130,7 +133,7 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 	if err != nil {
 		return err
 	}
-	nr := &NodeFaultReport{Node: victim}
+	nr := &NodeFaultReport{Node: victim, ServingByNode: servingByNode(pods.Items)}
 	rep.Node = nr
 	dead := map[string]bool{}
 	for _, p := range pods.Items {
@@ -229,13 +232,10 @@ func injectNodeFault(ctx context.Context, t Target, d *Deployed, o RunOptions, r
 // that leaves one. Of those, the one with the most serving pods, then by
 // name.
 func nodeToLose(pods []corev1.Pod) (string, error) {
-	serving := map[string]int{}
+	serving := servingByNode(pods)
 	total := 0
-	for _, p := range pods {
-		if p.DeletionTimestamp == nil && p.Spec.NodeName != "" && podReady(&p) {
-			serving[p.Spec.NodeName]++
-			total++
-		}
+	for _, c := range serving {
+		total += c
 	}
 	for _, left := range []int{2, 1} {
 		best, most := "", 0
@@ -249,6 +249,18 @@ func nodeToLose(pods []corev1.Pod) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("fault node: no node to lose that leaves a serving pod elsewhere (serving pods by node: %v)", serving)
+}
+
+// servingByNode counts the pods serving the rollout (Ready, not being
+// deleted) per node.
+func servingByNode(pods []corev1.Pod) map[string]int {
+	serving := map[string]int{}
+	for _, p := range pods {
+		if p.DeletionTimestamp == nil && p.Spec.NodeName != "" && podReady(&p) {
+			serving[p.Spec.NodeName]++
+		}
+	}
+	return serving
 }
 
 // inRotation reports whether HAProxy balances new requests to s.
