@@ -410,10 +410,10 @@ Scenarios:
 	cmd.Flags().IntVar(&rollouts, "rollouts", 3, "rollouts per scenario (K)")
 	cmd.Flags().Float64Var(&rate, "rate", 200, "constant request rate through the load balancer (requests/s)")
 	cmd.Flags().IntVar(&replicas, "replicas", 3, "replicas of the Deployment")
-	cmd.Flags().IntVar(&campaign, "campaign", 0, "fault campaign: N rollouts of one deployed scenario (default zerodrop), cycling through none and every fault; per-rollout records in --json, a summary by fault in the text")
+	cmd.Flags().IntVar(&campaign, "campaign", 0, "fault campaign: N rollouts of one deployed scenario (default zerodrop), cycling through none and every fault; per-rollout records in --json, a summary by fault in the text, and with --html a summary by fault linking a timeline per rollout")
 	cmd.Flags().DurationVar(&faultHold, "fault-hold", lab.DefaultFaultHold, "how long lbdown, slowlb, partition and full last")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
-	cmd.Flags().StringVar(&htmlDir, "html", "", "also write verify's HTML report (timeline) of every scenario run into this directory, with index.html linking them")
+	cmd.Flags().StringVar(&htmlDir, "html", "", "also write verify's HTML report (timeline) of every scenario run into this directory, with index.html linking them (a campaign: one per rollout)")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 4*time.Minute, "give up starting the lab after this long")
 	return cmd
@@ -439,7 +439,8 @@ func scenarioHelp() string {
 	b.WriteString("  slowlb     the last instance's Runtime API answers 400 ms late for --fault-hold (a proxy the lab owns)\n")
 	b.WriteString("  partition  the controller cannot reach the last instance's Runtime API for --fault-hold (blackhole)\n")
 	b.WriteString("  full       every free server-template slot is taken at the rollout's start, freed --fault-hold later\n")
-	b.WriteString("--campaign N cycles through none and every fault, one per rollout (docs/faults.md).\n")
+	b.WriteString("--campaign N cycles through none and every fault, one per rollout (docs/faults.md); with --html\n")
+	b.WriteString("DIR, DIR/index.html sums the rollouts by fault and links verify's timeline of each.\n")
 	b.WriteString("\nall = " + allRuns + "\n")
 	return b.String()
 }

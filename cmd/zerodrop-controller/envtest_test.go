@@ -34,6 +34,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -45,6 +46,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/drain"
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
+	"zerodrop.dev/zerodrop/internal/setup"
 	"zerodrop.dev/zerodrop/internal/testenv"
 	"zerodrop.dev/zerodrop/internal/webhook"
 	"zerodrop.dev/zerodrop/provider"
@@ -69,6 +71,8 @@ var suite struct {
 	env        *envtest.Environment
 	assets     string
 	nsSeq      atomic.Int64
+	// apiClock samples the manager's API responses, as main's does.
+	apiClock *controller.APIClock
 }
 
 // assetsDir finds kube-apiserver and etcd: $KUBEBUILDER_ASSETS, else the
@@ -125,7 +129,10 @@ func runSuite(m *testing.M) int {
 	_ = clientgoscheme.AddToScheme(scheme)
 	_ = zv1.AddToScheme(scheme)
 	wo := &env.WebhookInstallOptions
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+	// The manager's clients sample the API server's clock, as main's do.
+	mcfg := rest.CopyConfig(cfg)
+	suite.apiClock = setup.WatchAPIClock(mcfg)
+	mgr, err := ctrl.NewManager(mcfg, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
@@ -145,6 +152,7 @@ func runSuite(m *testing.M) int {
 		suite.err = err
 		return m.Run()
 	}
+	o.apiClock = suite.apiClock
 	suite.lb = newFakeLB("lb-a", "lb-b")
 	suite.pushLB = &pushingFakeLB{fakeLB: newFakeLB("lb-a", "lb-b"), events: make(chan provider.Event, 16)}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -570,12 +578,15 @@ func TestDrain(t *testing.T) {
 	suite.lb.setSessions(pool, id, 0)
 	select {
 	case r := <-answered:
-		if r.err != nil || r.code != http.StatusOK || !r.a.Drained || r.a.Bindings[0].Reason != controller.ReasonDrained {
+		if r.err != nil || r.code != http.StatusOK || !r.a.Drained || r.a.Reason != "Drained" {
 			t.Fatalf("drained pod: answer %d %+v %v", r.code, r.a, r.err)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("drain endpoint did not answer after the sessions ended")
 	}
+	// The answer says drained, not why: the verdict's reason (the LB
+	// drained it, not drain.timeout) is told to operators by an Event.
+	waitEvent(t, ns, "web-1", controller.ReasonDrained, corev1.EventTypeNormal)
 	eventually(t, "Deregister after drained", func() (bool, string) { return !suite.lb.has(pool, id), "" })
 	_ = suite.c.Delete(ctx, p, client.GracePeriodSeconds(0))
 }

@@ -92,6 +92,9 @@ type options struct {
 	// metricsRegistry, when set, replaces controller-runtime's registry
 	// (tests run several managers in one process). Not a flag.
 	metricsRegistry prometheus.Registerer
+	// apiClock samples the API server's clock (setup.WatchAPIClock); set
+	// by run, not a flag.
+	apiClock *controller.APIClock
 }
 
 // reconciles reports whether the role runs the reconcilers.
@@ -224,6 +227,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	o.apiClock = setup.WatchAPIClock(cfg)
 
 	if o.webhookCertMode == "self-managed" {
 		// The webhook server reads its files at start: they must exist
@@ -363,6 +367,7 @@ func (o options) setup() setup.Options {
 		WebhookCertMode: o.webhookCertMode, WebhookCertDir: o.webhookCertDir, WebhookService: o.webhookService, WebhookConfig: o.webhookConfig, WebhookSecret: o.webhookSecret,
 		DrainAddr: o.drainAddr, DrainHookHost: o.drainHookHost, DrainService: o.drainService, DrainHookPort: o.drainHookPort,
 		DrainMaxHeld: o.drainMaxHeld, DrainMaxHeldPerPod: o.drainMaxHeldPerPod,
+		APIClock: o.apiClock,
 	}
 }
 

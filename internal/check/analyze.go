@@ -130,13 +130,19 @@ func Analyze(objs []*Object, opts Options) *Report {
 		r.Skipped = ix.skipped
 	}
 	var fs []Finding
-	usedBackends := map[string]bool{}
+	// HAProxy backends the workloads' traffic goes through, by name: their
+	// static fronts (used) and, in served too, their TargetBindings' pools.
+	usedBackends, servedBackends := map[string][]string{}, map[string][]string{}
 	for _, w := range ix.workloads {
 		c := newWctx(w, ix, &opts)
 		c.frontsFor(ix, &opts)
 		for _, f := range c.fronts {
 			if f.hapBk != "" {
-				usedBackends[f.hapBk] = true
+				usedBackends[f.hapBk] = append(usedBackends[f.hapBk], c.ref())
+				servedBackends[f.hapBk] = append(servedBackends[f.hapBk], c.ref())
+			}
+			if f.binding != nil {
+				servedBackends[f.binding.tb.Spec.Pool] = append(servedBackends[f.binding.tb.Spec.Pool], c.ref())
 			}
 		}
 		wf := c.check(ix)
@@ -155,6 +161,8 @@ func Analyze(objs []*Object, opts Options) *Report {
 	fs = append(fs, checkWebhooks(ix)...)
 	fs = append(fs, checkPDBs(ix)...)
 	fs = append(fs, checkHAProxy(&opts, usedBackends)...)
+	fs = append(fs, checkEventRing(&opts, ix)...)
+	fs = append(fs, checkIdleClose(&opts, servedBackends)...)
 	fs = append(fs, checkBindingRefs(ix)...)
 	r.Findings = finalize(fs, ix)
 	sort.SliceStable(r.Explanations, func(i, j int) bool {

@@ -596,32 +596,6 @@ func (c *wctx) checkLBSettings(ix *index, fr *front, add func(Finding)) {
 	}
 }
 
-// ZD306: HAProxy backends fronting workloads whose servers are not checked.
-func checkHAProxy(opts *Options, used map[string]bool) []Finding {
-	var out []Finding
-	if opts.haproxy == nil {
-		return nil
-	}
-	for _, b := range opts.haproxy.Backends {
-		if !used[b.Name] || b.Health().Check {
-			continue
-		}
-		line, field := b.Line, "default-server"
-		for _, s := range b.Servers {
-			if !s.Params.Check {
-				line, field = s.Line, "server "+s.Name
-				break
-			}
-		}
-		o := &Object{Ref: ObjectRef{APIVersion: "haproxy", Kind: "backend", Name: b.Name}, Source: Source{File: opts.haproxy.File, Line: line}}
-		out = append(out, newFinding(RuleHAProxyNoCheck, o, field,
-			fmt.Sprintf("HAProxy backend %s: %s has no check", b.Name, field),
-			"HAProxy sends to pods that exited until its configuration changes, and to new ones before they listen: 502/503",
-			"```\nbackend "+b.Name+"\n    option httpchk GET /ready\n    default-server check inter 2s fall 2 rise 2\n```"))
-	}
-	return out
-}
-
 // ZD105.
 func (c *wctx) checkHPAs(add func(Finding)) {
 	if len(c.w.hpas) == 0 {

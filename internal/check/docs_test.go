@@ -29,6 +29,9 @@ func TestRulesCatalogue(t *testing.T) {
 		if r.Title == "" || r.Rationale == "" || r.Fix == "" || len(r.ID) != 5 || !strings.HasPrefix(r.ID, "ZD") {
 			t.Errorf("incomplete rule %+v", r)
 		}
+		if strings.Contains(r.Formula, "`") {
+			t.Errorf("%s: the formula is rendered in a code span, a backtick breaks it", r.ID)
+		}
 		if !strings.Contains(RulesMarkdown(), "### "+r.ID) {
 			t.Errorf("%s missing from the markdown", r.ID)
 		}
@@ -37,6 +40,7 @@ func TestRulesCatalogue(t *testing.T) {
 	for _, id := range []string{RuleBadAnnotation, RuleNoReadinessProbe, RuleSameProbes, RuleStartupGap, RuleRollingUpdate, RuleHPAFasterThanGates,
 		RuleSIGKILL, RuleGraceBuffer, RuleEarlyExit, RuleShellSleep, RuleInFlightCut, RuleLongLived, RuleGKEDrain,
 		RuleDeregistrationShort, RuleDeregistrationDefault, RuleGateCannotWork, RuleGateNotInjected, RuleWebhookFail, RuleHAProxyNoCheck,
+		RuleZerodropGateNotInjected, RuleGateTimeoutShort, RuleDrainOutlivesGrace, RuleBindingDangling, RuleEventRing, RuleIdleClose,
 		RuleNoPDB, RulePDBBlocks} {
 		if !seen[id] {
 			t.Errorf("%s has no catalogue entry", id)

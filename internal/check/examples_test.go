@@ -29,7 +29,7 @@ func TestExamples(t *testing.T) {
 	}{
 		{"seed000-eks-alb-wrong.yaml", "", []string{"ZD103", "ZD201", "ZD302", "ZD304", "ZD401"}},
 		{"seed000-eks-alb-right.yaml", "", nil},
-		{"seed000-onprem-haproxy-wrong.yaml", "seed000-onprem-haproxy.cfg", []string{"ZD203"}},
+		{"seed000-onprem-haproxy-wrong.yaml", "seed000-onprem-haproxy.cfg", []string{"ZD203", "ZD312"}},
 		{"seed000-onprem-haproxy-right.yaml", "seed000-onprem-haproxy-nodeport.cfg", nil},
 		{"seed001-stage1-readiness-only.yaml", "", []string{"ZD203", "ZD401"}},
 		{"seed001-stage2-prestop40.yaml", "", []string{"ZD201", "ZD401"}},

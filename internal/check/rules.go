@@ -42,6 +42,8 @@ const (
 	RuleGateTimeoutShort        = "ZD308"
 	RuleDrainOutlivesGrace      = "ZD309"
 	RuleBindingDangling         = "ZD310"
+	RuleEventRing               = "ZD311"
+	RuleIdleClose               = "ZD312"
 	RuleNoPDB                   = "ZD401"
 	RulePDBBlocks               = "ZD402"
 )
@@ -190,6 +192,18 @@ var rules = []Rule{
 		Rationale: "A TargetBinding whose Service, Service port or LoadBalancer does not exist is never Ready: the controller registers no target, so the pool stays empty, and pods are neither gated nor drained. Reported only when the input holds Services (for a missing Service or port) or LoadBalancers (for a missing LoadBalancer), so a partial manifest set is not flagged.",
 		Formula:   "serviceRef.name not among the input's Services of the namespace; serviceRef.port not a port name or number of it; loadBalancerRef.name not among the input's LoadBalancers",
 		Fix:       "Point `spec.serviceRef` (port: the Service's port name or `port` number, not the targetPort) and `spec.loadBalancerRef` at existing objects.",
+	},
+	{
+		ID: RuleEventRing, Title: "HAProxy pool's verdicts not pushed to zerodrop's event ring", Severity: SeverityInfo,
+		Rationale: "zerodrop's controller reads HAProxy's health verdicts as they happen from the `zerodrop` ring (`show events zerodrop -w` on the Runtime API): HAProxy writes \"Server be_web/s1 is UP\" there within a millisecond of the deciding check, and the gate opens then. A pool whose lines do not reach the ring is polled instead. With no `ring zerodrop` section the event stream fails and the LoadBalancer's bindings poll at --provider-poll-interval (250 ms) while targets register. With the ring but no `log ring@zerodrop` for the backend (or one at a level that drops notice lines, the level of \"is UP\"), the stream is up, so the controller takes the pool as pushed and re-reads it only every --pushed-poll-interval (1 s). Without `option log-health-checks` verdict lines arrive, but not the check lines that announce them, which the controller needs to catch up a verdict line HAProxy 2.6 holds back from the stream. A ring format without timestamps (raw, HAProxy's default; short, priority, local, rfc3164) makes every reconnect (after the idle `stats timeout`, after a reload) lose the lines written meanwhile, and rules out that catch-up. Gates open up to a poll later; drains are polled either way, and no request fails for it (docs/haproxy.md, \"Event-driven verdicts\").",
+		Formula:   "backend named by a TargetBinding's pool (LoadBalancer provider haproxy, or not in the input) and not all of: a ring zerodrop section; log ring@zerodrop in the backend or its defaults section (directly or through log global), at no level or one that sends notice; option log-health-checks. And: ring zerodrop's format not timed, iso or rfc5424",
+		Fix:       "```\nring zerodrop\n    format timed          # timestamps: a reconnect resumes without loss\n    maxlen 1024\n    size 1048576\n\nbackend be_web\n    option log-health-checks\n    log ring@zerodrop local0\n```\n(in every HAProxy instance of the LoadBalancer; `log ring@zerodrop local0` and `option log-health-checks` may go in `defaults`).",
+	},
+	{
+		ID: RuleIdleClose, Title: "HAProxy closes idle keep-alive connections at a reload (POSTs fail)", Severity: SeverityWarning,
+		Rationale: "On a reload (a config manager applying a change, `systemctl reload`, SIGUSR2 to the master) the old HAProxy worker closes its idle client keep-alive connections. A request a client writes on one at that moment meets a closed connection; clients resend idempotent requests (GET), never a POST, so POSTs fail with no backend server involved (zerodrop's lab, docs/faults.md: 14 and 27 POSTs cut by reload faults, no GET; 12 of 20 tries without the option, 0 with it). HAProxy 2.6's `option idle-close-on-response` makes an idle connection wait for one more request and close after its response instead; older HAProxy has no such option.",
+		Formula:   "frontend or listen section in mode http that routes to a backend a workload uses (default_backend, use_backend, a use_backend built at run time, or the listen section itself) without option idle-close-on-response (its own or its defaults section's); when no frontend of the file routes to the backend: the backend's defaults section lacks it",
+		Fix:       "```\ndefaults\n    option idle-close-on-response   # HAProxy 2.6 and later, HTTP mode\n```\nand `no option idle-close-on-response` in TCP frontends that inherit it (HAProxy warns about it there). Old workers then live until their idle connections' next response or `hard-stop-after`.",
 	},
 	{
 		ID: RuleNoPDB, Title: "No PodDisruptionBudget for a served workload", Severity: SeverityInfo,

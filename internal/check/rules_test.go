@@ -143,7 +143,7 @@ func analyze(t *testing.T, objs []runtime.Object, opts Options) *Report {
 		if f.Message == "" || f.Consequence == "" || f.Fix == "" || f.Field == "" {
 			t.Errorf("%s: incomplete finding %+v", f.RuleID, f)
 		}
-		if f.Object.Kind != "backend" && f.Source.Line != 100+len(f.Field) {
+		if f.Object.APIVersion != "haproxy" && f.Source.Line != 100+len(f.Field) {
 			t.Errorf("%s: source line %d is not the line of field %q", f.RuleID, f.Source.Line, f.Field)
 		}
 		checkFixYAML(t, f)
@@ -693,6 +693,14 @@ func TestLBRules(t *testing.T) {
 		{name: "HAProxy backend without check", rule: RuleHAProxyNoCheck, want: true, opts: Options{HAProxyConfig: "testdata/nocheck.cfg"},
 			objs: func() []runtime.Object { return baseline(nil) }},
 		{name: "HAProxy backend with check", rule: RuleHAProxyNoCheck, opts: Options{HAProxyConfig: "../../examples/seed000-onprem-haproxy-nodeport.cfg"},
+			objs: func() []runtime.Object { return baseline(nil) }},
+
+		{name: "HTTP frontend without idle-close-on-response", rule: RuleIdleClose, want: true, severity: &sevWarning, opts: Options{HAProxyConfig: "testdata/noidleclose.cfg"},
+			contains: []string{"HAProxy frontend fe_web (mode http) routes to web (line 11; used by Deployment prod/web)", "POSTs fail", "option idle-close-on-response"},
+			objs:     func() []runtime.Object { return baseline(nil) }},
+		{name: "HTTP frontend with idle-close-on-response in defaults", rule: RuleIdleClose, opts: Options{HAProxyConfig: "../../examples/seed000-onprem-haproxy-nodeport.cfg"},
+			objs: func() []runtime.Object { return baseline(nil) }},
+		{name: "TCP backend, no frontend in the file", rule: RuleIdleClose, opts: Options{HAProxyConfig: "testdata/nocheck.cfg"},
 			objs: func() []runtime.Object { return baseline(nil) }},
 	})
 }

@@ -948,7 +948,8 @@ func (c *wctx) applyBackendConfig(lb *timing.LB, bc *Object) bool {
 
 // haproxyFront links the workload to a backend of the --haproxy-config file:
 // by annotation zerodrop.dev/haproxy-backend (workload, template or one of
-// its Services), by --haproxy-backend, or when the file has one backend.
+// its Services), by --haproxy-backend, or when the file has one backend;
+// nil when that backend is the pool of one of its TargetBindings.
 func (c *wctx) haproxyFront(opts *Options) *front {
 	cfg := opts.haproxy
 	if cfg == nil {
@@ -972,6 +973,14 @@ func (c *wctx) haproxyFront(opts *Options) *front {
 	b := cfg.Backend(name)
 	if b == nil {
 		return nil
+	}
+	// A pool of one of the workload's TargetBindings is not a static list:
+	// zerodrop's controller registers and drains its servers, with checks,
+	// and the binding's own front models that.
+	for _, bd := range c.w.bindings {
+		if bd.tb.Spec.Pool == b.Name {
+			return nil
+		}
 	}
 	// Servers on a Service's nodePort are node targets (kube-proxy picks
 	// pods); other servers are taken to be pods.

@@ -1,12 +1,15 @@
 package controller
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/binding"
 	"zerodrop.dev/zerodrop/provider"
 )
@@ -99,4 +102,61 @@ func TestRefuseRegistrations(t *testing.T) {
 			t.Fatalf("plan %+v drain %+v: want deregister, drained", p, p.Drain)
 		}
 	})
+}
+
+// Scenario: shop/web-edge holds pool be_web (no spec.pools: first come)
+// and, as the pool's only binding, judges its orphans: an entry at an
+// address no binding knows has been seen for 25 s of a 30 s grace. Then
+// the LoadBalancer lists its pools and grants be_web to another team only.
+// Expectation: from the first cycle after the revocation, while the
+// binding's status still says Resolved, it never drains or frees the
+// orphan: an ungranted binding does not judge the pool's entries. Granted
+// again, it judges them again (the grace starts anew).
+func TestUngrantedBindingJudgesNoOrphans(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, zv1.PreStopNone)
+	h.r.OrphanGrace = 30 * time.Second
+	orphan := provider.TargetID(provider.OrphanPrefix + "zd-slot3")
+	h.w.put(keyA, hPool, orphan, "10.1.9.9:8080", provider.HealthHealthy, 0)
+	h.w.put(keyB, hPool, orphan, "10.1.9.9:8080", provider.HealthHealthy, 0)
+	for range 6 {
+		h.reconcile()
+		h.advance(5 * time.Second)
+	}
+	if calls := append(h.w.callsOf("drain"), h.w.callsOf("deregister")...); len(calls) != 0 {
+		t.Fatalf("orphan judged before its 30 s grace: %v", calls)
+	}
+	setPools := func(pools []zv1.PoolGrant) {
+		t.Helper()
+		var lb zv1.LoadBalancer
+		if err := h.c.Get(ctx, types.NamespacedName{Name: hLB}, &lb); err != nil {
+			t.Fatal(err)
+		}
+		lb.Spec.Pools = pools
+		lb.Generation++
+		if err := h.c.Update(ctx, &lb); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setPools([]zv1.PoolGrant{{Name: hPool, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromSelector,
+		Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": "other"}}}}})
+	for range 12 {
+		h.advance(5 * time.Second)
+		h.reconcile()
+		if calls := append(h.w.callsOf("drain"), h.w.callsOf("deregister")...); len(calls) != 0 {
+			t.Fatalf("the ungranted binding judged the pool's orphan: %v", calls)
+		}
+	}
+	b, _ := h.binding()
+	if !refused(b) {
+		t.Fatalf("binding status %+v, want Ready False %s", b.Status.Conditions, binding.ReasonPoolNotGranted)
+	}
+	setPools([]zv1.PoolGrant{{Name: hPool, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}}})
+	for range 10 {
+		h.advance(5 * time.Second)
+		h.reconcile()
+	}
+	if len(h.w.callsOf("drain")) == 0 {
+		t.Fatalf("granted again, the binding never drained the orphan (seen for 50 s, grace 30 s)")
+	}
 }

@@ -67,7 +67,7 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 		return reconcile.Result{}, nil
 	}
 	now := r.now()
-	deleted := b.DeletionTimestamp.Time
+	deleted := r.deletedAt(key, b.DeletionTimestamp.Time, now)
 	timeout := b.Spec.DrainTimeout()
 	if !b.Spec.DrainEnabled() {
 		timeout = 0
@@ -215,6 +215,26 @@ func (r *TargetBindingReconciler) finalize(ctx context.Context, log *slog.Logger
 	return reconcile.Result{}, nil
 }
 
+// anchored is a time read from the API (at) and the local instant it was
+// anchored to when first seen (local).
+type anchored struct{ at, local time.Time }
+
+// deletedAt returns the local instant of binding key's deletion, at as the
+// API says: anchored the first time it is seen (see anchor).
+func (r *TargetBindingReconciler) deletedAt(key types.NamespacedName, at, now time.Time) time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d, ok := r.deleted[key]; ok && d.at.Equal(at) {
+		return d.local
+	}
+	if r.deleted == nil {
+		r.deleted = map[types.NamespacedName]anchored{}
+	}
+	d := anchored{at, anchor(at, now, r.APIClock.readOffset())}
+	r.deleted[key] = d
+	return d.local
+}
+
 func pluralTargets(n int) string {
 	if n == 1 {
 		return "1 target"
@@ -232,8 +252,9 @@ func targetDeleting(t observedTarget) bool {
 // pod is drained only when the pool was read on every instance and no
 // instance sends it traffic (pool nil: nothing was read), or once
 // drain.timeout has passed since its drain started: a load balancer that
-// cannot be asked is never taken for a drained one. It reports whether
-// some pod is still held.
+// cannot be asked is never taken for a drained one. A pod an earlier cycle
+// reported drained keeps that verdict. It reports whether some pod is still
+// held.
 func (r *TargetBindingReconciler) holdDrains(b *zv1.TargetBinding, targets []observedTarget, pool *provider.PoolStatus, why string) bool {
 	now := r.now()
 	memos := r.memoFor(types.NamespacedName{Namespace: b.Namespace, Name: b.Name})
@@ -250,8 +271,14 @@ func (r *TargetBindingReconciler) holdDrains(b *zv1.TargetBinding, targets []obs
 			memos[id] = m
 		}
 		m.incarnation(t.Pod)
-		start := m.startDrain(t.Pod, now)
+		start := m.startDrain(t.Pod, now, r.APIClock.readOffset())
+		drainedBefore := !m.drainedAt.IsZero()
 		r.mu.Unlock()
+		if prev, had := r.Drains.Lookup(t.Key, b.Name); drainedBefore && had && prev.Drained {
+			// A cycle that read the load balancer let the pod go already:
+			// what cannot be read now takes nothing back.
+			continue
+		}
 		var v drain.State
 		switch drained, sessions := drainedIn(pool, id); {
 		case !b.Spec.DrainEnabled():

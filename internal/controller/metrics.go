@@ -24,6 +24,8 @@ type Metrics struct {
 	// reconciler and by the webhook certificate rotator.
 	InstanceReachable *prometheus.GaugeVec
 	CertificateExpiry *prometheus.GaugeVec
+	// APIServerClockOffset is set by the process's APIClock.
+	APIServerClockOffset prometheus.Gauge
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
@@ -94,10 +96,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_webhook_certificate_expiry_timestamp_seconds",
 			Help: "When the webhook's serving certificate (self-managed mode) stops being valid, as a Unix time; set by every replica each time it checks the certificate Secret.",
 		}, []string{"secret"}),
+		APIServerClockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zerodrop_apiserver_clock_offset_seconds",
+			Help: "The API server's clock minus this process's, estimated from the Date header of its responses (the middle of the bounds they allow, at most a second and a round trip apart). Times read from the API are anchored with the lower bound, so that no gate or drain timeout fires early.",
+		}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
 		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads,
-		m.InstanceReachable, m.CertificateExpiry, m.VerdictEvents} {
+		m.InstanceReachable, m.CertificateExpiry, m.VerdictEvents, m.APIServerClockOffset} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

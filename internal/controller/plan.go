@@ -99,14 +99,23 @@ type observedTarget struct {
 type memo struct {
 	// uid is the pod incarnation the memo is about: a pod re-created under
 	// the same name (StatefulSet) starts a new memo.
-	uid                 types.UID
+	uid types.UID
+	// Every time here is a local instant with a monotonic reading: times
+	// read from the API are anchored once, when first seen (anchor), so
+	// that a step of the wall clock moves no timeout.
 	containersReadySeen time.Time
+	// gateFalseAt is the gate condition's lastTransitionTime (to False) as
+	// read from the API, and gateFalseSince its anchored instant.
+	gateFalseAt, gateFalseSince time.Time
 	// staleDrainStart is when the drain of the previous incarnation's
 	// server (another address under the same name) started.
 	staleDrainStart time.Time
 	drainStart      time.Time
-	drainedAt       time.Time
-	drainReason     string
+	// deletionSeen: the pod's deletion request time was read (and the
+	// drain start anchored to it).
+	deletionSeen bool
+	drainedAt    time.Time
+	drainReason  string
 	// target is the target with the address it had last cycle: the
 	// binding keeps telling the provider's address book about it while it
 	// is on the load balancer, also after its pod and endpoint are gone.
@@ -165,6 +174,9 @@ type planInput struct {
 	Binding *zv1.TargetBinding
 	Check   provider.HealthCheck
 	Now     time.Time
+	// APIOffset is the API server's clock minus this process's, its lower
+	// bound (APIClock.Offset): times read from the API are anchored with it.
+	APIOffset time.Duration
 	// Targets are the pods the cluster knows (endpoints and gated pods).
 	Targets []observedTarget
 	// Pool is the provider's status of the pool, read once this cycle.
@@ -276,7 +288,8 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	}
 	// A pod alive again after a drain (an endpoint flapping terminating)
 	// starts over.
-	*m = memo{uid: m.uid, containersReadySeen: m.containersReadySeen, staleDrainStart: m.staleDrainStart, target: m.target}
+	*m = memo{uid: m.uid, containersReadySeen: m.containersReadySeen, gateFalseAt: m.gateFalseAt, gateFalseSince: m.gateFalseSince,
+		staleDrainStart: m.staleDrainStart, target: m.target}
 
 	gated := binding.HasGate(t.Pod, b.Name)
 	cr := podCondition(t.Pod, corev1.ContainersReady)
@@ -284,10 +297,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	if containersReady && m.containersReadySeen.IsZero() {
 		// The condition's time survives a controller restart or failover;
 		// its one-second resolution does not matter for a timeout.
-		m.containersReadySeen = in.Now
-		if lt := cr.LastTransitionTime.Time; !lt.IsZero() && lt.Before(in.Now) {
-			m.containersReadySeen = lt
-		}
+		m.containersReadySeen = anchor(cr.LastTransitionTime.Time, in.Now, in.APIOffset)
 	}
 	setGate := func(g gateCondition) {
 		if gated {
@@ -348,8 +358,13 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 			return p
 		}
 		since := m.containersReadySeen
-		if current != nil && current.Status == corev1.ConditionFalse && current.LastTransitionTime.Time.After(since) {
-			since = current.LastTransitionTime.Time
+		if current != nil && current.Status == corev1.ConditionFalse && !current.LastTransitionTime.IsZero() {
+			if lt := current.LastTransitionTime.Time; !lt.Equal(m.gateFalseAt) {
+				m.gateFalseAt, m.gateFalseSince = lt, anchor(lt, in.Now, in.APIOffset)
+			}
+			if m.gateFalseSince.After(since) {
+				since = m.gateFalseSince
+			}
 		}
 		if since.IsZero() {
 			since = in.Now
@@ -430,7 +445,7 @@ func planDrain(in planInput, t observedTarget, m *memo, onLB bool, p *targetPlan
 	b := in.Binding
 	id := p.Target.ID
 	p.State = stDraining
-	m.startDrain(t.Pod, in.Now)
+	m.startDrain(t.Pod, in.Now, in.APIOffset)
 	timedOut := in.Now.Sub(m.drainStart) >= b.Spec.DrainTimeout()
 	if !b.Spec.DrainEnabled() && (onLB || !in.Pool.AllRead()) {
 		// Nobody waits: removed at once from every instance, an unread one
@@ -526,14 +541,18 @@ func (m *memo) incarnation(pod *corev1.Pod) {
 
 // startDrain records when the target's drain started and returns it: the
 // deletion request's time, which survives a controller restart or
-// failover. The endpoint's terminating flag and a gone pod carry no time:
-// the first sighting (now) stands in, until the cache shows the deletion.
-func (m *memo) startDrain(pod *corev1.Pod, now time.Time) time.Time {
+// failover, anchored when first read (offset: APIClock's lower bound).
+// The endpoint's terminating flag and a gone pod carry no time: the first
+// sighting (now) stands in, until the cache shows the deletion.
+func (m *memo) startDrain(pod *corev1.Pod, now time.Time, offset time.Duration) time.Time {
 	if m.drainStart.IsZero() {
 		m.drainStart = now
 	}
-	if at, ok := deletionRequested(pod); ok && at.Before(m.drainStart) {
-		m.drainStart = at
+	if at, ok := deletionRequested(pod); ok && !m.deletionSeen {
+		m.deletionSeen = true
+		if at := anchor(at, now, offset); at.Before(m.drainStart) {
+			m.drainStart = at
+		}
 	}
 	return m.drainStart
 }

@@ -296,27 +296,38 @@ func unreadable(s provider.PoolStatus, i ...int) provider.PoolStatus {
 // Scenario: a pod is deleted while some or all LB instances cannot be read.
 // An instance that was not read may still balance to the pod, so the pod is
 // reported drained only once every instance was read and none has it in
-// rotation or with sessions, or when the drain timeout passes. Meanwhile the
-// target is drained blindly (SetDraining ignores absent targets), since an
-// instance that fails reads may still take commands.
+// rotation or with sessions, or when the drain timeout passes. While some
+// instance was read the target is drained blindly on the unread ones too
+// (SetDraining ignores absent targets): the call reaches the read ones
+// anyway, and an instance whose read failed may take the command.
+//
+// With no instance read, Reconcile does not reach plan: it sends no call
+// (none could reach an instance that just failed: refused, or skipped by
+// the provider's breaker) and reports the verdict through holdDrains, by
+// the same rule (TestNoInstanceReadHoldsTheDrain). The case stays here for
+// the verdict plan would give, not for its action, which nobody sends.
 func TestPlanDrainNeedsEveryInstanceRead(t *testing.T) {
 	pod := gatedPod("web-1", true, nil)
 	targets := []observedTarget{endpoint(pod, true)}
 	for _, c := range []struct {
-		name string
-		pool provider.PoolStatus
+		name    string
+		pool    provider.PoolStatus
+		planned bool // Reconcile plans this read: some instance was read
 	}{
-		{"no instance read", unreadable(pool(id, "", "", 0), 0, 1)},
-		{"one instance read, target absent there", unreadable(pool(id, "", "", 0), 1)},
-		{"one instance read, target drained there", unreadable(pool(id, provider.HealthDrained, "", 0), 1)},
+		{"no instance read", unreadable(pool(id, "", "", 0), 0, 1), false},
+		{"one instance read, target absent there", unreadable(pool(id, "", "", 0), 1), true},
+		{"one instance read, target drained there", unreadable(pool(id, provider.HealthDrained, "", 0), 1), true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
+			if c.pool.NoneRead() == c.planned {
+				t.Fatalf("case %q: NoneRead %v, but Reconcile plans only a read with some instance", c.name, c.pool.NoneRead())
+			}
 			m := map[provider.TargetID]*memo{}
 			p := one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0, Pool: c.pool, Memo: m, Targets: targets})
 			if p.Drain == nil || p.Drain.Drained || !p.Pending {
 				t.Fatalf("not every instance read: want not drained and pending; got %+v", p.Drain)
 			}
-			if p.Action != actDrain {
+			if c.planned && p.Action != actDrain {
 				t.Fatalf("an unread instance may still have the target in rotation: want a drain call, got %v", p.Action)
 			}
 			p = one(t, planInput{Binding: testBinding(zv1.FailClosed), Now: t0.Add(21 * time.Second), Pool: c.pool, Memo: m, Targets: targets})

@@ -114,6 +114,10 @@ type TargetBindingReconciler struct {
 	CycleTimeout time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
+	// APIClock estimates the API server's clock offset from this
+	// process's (from its responses, see APIClock.Wrap): times read from
+	// the API are anchored with it. Nil assumes synchronised clocks.
+	APIClock *APIClock
 	// DrainOnly makes the reconciler the drain observer of a serve replica
 	// (zerodrop-controller --role=serve): it reads the same objects and the
 	// same pool status every cycle and plans exactly as the leader does, but
@@ -138,6 +142,9 @@ type TargetBindingReconciler struct {
 
 	mu    sync.Mutex
 	memos map[types.NamespacedName]map[provider.TargetID]*memo
+	// deleted maps a deleted binding to its deletion time, read from the
+	// API and anchored when first seen (finalize).
+	deleted map[types.NamespacedName]anchored
 	// orphans maps a binding to when each orphan of its pool was first
 	// seen (see planOrphans).
 	orphans map[types.NamespacedName]map[provider.TargetID]time.Time
@@ -200,6 +207,7 @@ func (r *TargetBindingReconciler) orphanMemoFor(key types.NamespacedName) map[pr
 func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
 	r.mu.Lock()
 	delete(r.memos, key)
+	delete(r.deleted, key)
 	delete(r.orphans, key)
 	delete(r.foreign, key)
 	delete(r.checkWarned, key)
@@ -306,10 +314,16 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 	}
 	if statusErr != nil && pool.NoneRead() {
-		// Not one instance was read: retry on the pending cycle; gates and
-		// drain verdicts keep their last word (plan would not report a
-		// drain without every instance read either).
+		// Not one instance was read: nothing is planned from an empty read
+		// (no registration, gate, orphan or count decision) and no call is
+		// sent: a blind drain could not reach an instance that just failed
+		// (refused, or skipped by the provider's breaker). Gates keep their
+		// last word. A deleting pod is held as when the LoadBalancer is
+		// missing: Draining, and DrainTimeout at drain.timeout since its
+		// deletion request, never drained before. Retry on the pending
+		// cycle.
 		log.Warn("read pool status", "loadbalancer", lb.Name, "pool", b.Spec.Pool, "err", statusErr)
+		r.holdDrains(&b, targets, nil, fmt.Sprintf("LoadBalancer %q: no instance could be read", lb.Name))
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "LoadBalancerUnreachable", statusErr.Error(), r.pending())
 	}
 
@@ -317,6 +331,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		Binding:   &b,
 		Check:     r.targetCheck(log, &lb, &b, p.Capabilities()),
 		Now:       r.now(),
+		APIOffset: r.APIClock.readOffset(),
 		Targets:   targets,
 		Pool:      pool,
 		Promotion: p.Capabilities().Promotion,
@@ -874,7 +889,8 @@ func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, 
 	if sameCondition(current, g) {
 		return false, nil
 	}
-	transition := metav1.NewTime(r.now())
+	// In the API server's time, as every other time of the pod.
+	transition := metav1.NewTime(r.APIClock.apiTime(r.now()))
 	if current != nil && current.Status == g.Status {
 		transition = current.LastTransitionTime
 	}

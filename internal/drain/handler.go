@@ -106,22 +106,36 @@ type Handler struct {
 	lastNudge map[types.NamespacedName]time.Time
 }
 
-// Answer is the drain endpoint's JSON body.
+// Answer is the drain endpoint's JSON body. It says no more than the
+// status does (its callers need no more, and the endpoint needs no
+// authentication): not the bindings, their verdicts' messages (sessions per
+// instance), the pod a token names or the namespace. The detail is logged
+// at Debug.
 type Answer struct {
-	Namespace string `json:"namespace"`
-	Pod       string `json:"pod,omitempty"`
-	Drained   bool   `json:"drained"`
+	Drained bool `json:"drained"`
 	// Reason is Drained, NotDrained, NotBound or TooManyRequests.
-	Reason   string          `json:"reason"`
-	Bindings []BindingAnswer `json:"bindings,omitempty"`
+	Reason string `json:"reason"`
 }
 
-// BindingAnswer is one binding's verdict.
-type BindingAnswer struct {
-	Name    string `json:"name"`
-	Drained bool   `json:"drained"`
-	Reason  string `json:"reason"`
-	Message string `json:"message,omitempty"`
+// verdict is what the handler knows of one pod's drain: the Answer, and
+// each binding's verdict for the Debug log.
+type verdict struct {
+	pod      types.NamespacedName
+	answer   Answer
+	bindings []bindingVerdict
+}
+
+// bindingVerdict is one binding's verdict.
+type bindingVerdict struct {
+	Name    string
+	Drained bool
+	Reason  string
+	Message string
+}
+
+// String renders a binding's verdict for the log.
+func (b bindingVerdict) String() string {
+	return fmt.Sprintf("%s: drained=%v %s: %s", b.Name, b.Drained, b.Reason, b.Message)
 }
 
 // Register adds the handler's routes to mux.
@@ -179,7 +193,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if pod == nil {
-		h.write(w, http.StatusNotFound, Answer{Namespace: ns, Pod: r.PathValue("name"), Reason: "NotBound"})
+		h.write(w, http.StatusNotFound, verdict{pod: types.NamespacedName{Namespace: ns, Name: r.PathValue("name")}, answer: Answer{Reason: "NotBound"}})
 		return
 	}
 	bindings, err := h.bindings(r.Context(), pod)
@@ -188,7 +202,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(bindings) == 0 {
-		h.write(w, http.StatusNotFound, Answer{Namespace: ns, Pod: pod.Name, Reason: "NotBound"})
+		h.write(w, http.StatusNotFound, verdict{pod: types.NamespacedName{Namespace: ns, Name: pod.Name}, answer: Answer{Reason: "NotBound"}})
 		return
 	}
 	names := make([]string, len(bindings))
@@ -209,16 +223,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 // not being deleted: AliveHold). It keeps only the pod's key and binding
 // names, not the objects read to find them.
 func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.NamespacedName, names []string, deleting bool, deadline time.Time) {
-	ans := h.answer(key, names)
-	if ans.Drained {
-		h.write(w, http.StatusOK, ans)
+	v := h.verdict(key, names)
+	if v.answer.Drained {
+		h.write(w, http.StatusOK, v)
 		return
 	}
 	if deleting {
 		h.nudge(key.Namespace, names)
 	}
 	if !time.Now().Before(deadline) {
-		h.write(w, http.StatusServiceUnavailable, ans)
+		h.write(w, http.StatusServiceUnavailable, v)
 		return
 	}
 	if !h.admit(key) {
@@ -226,7 +240,7 @@ func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.Namespa
 		// An open idle connection costs about what a held request does:
 		// do not keep the refused ones.
 		w.Header().Set("Connection", "close")
-		h.write(w, http.StatusServiceUnavailable, Answer{Namespace: key.Namespace, Pod: key.Name, Reason: "TooManyRequests"})
+		h.write(w, http.StatusServiceUnavailable, verdict{pod: key, answer: Answer{Reason: "TooManyRequests"}})
 		return
 	}
 	defer h.release(key)
@@ -239,10 +253,10 @@ func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.Namespa
 	defer timer.Stop()
 	for {
 		changed, stop := h.Drains.Changed(key)
-		ans = h.answer(key, names)
-		if ans.Drained {
+		v = h.verdict(key, names)
+		if v.answer.Drained {
 			stop()
-			h.write(w, http.StatusOK, ans)
+			h.write(w, http.StatusOK, v)
 			return
 		}
 		var timedOut bool
@@ -268,7 +282,7 @@ func (h *Handler) hold(w http.ResponseWriter, r *http.Request, key types.Namespa
 					continue
 				}
 			}
-			h.write(w, http.StatusServiceUnavailable, h.answer(key, names))
+			h.write(w, http.StatusServiceUnavailable, h.verdict(key, names))
 			return
 		}
 	}
@@ -326,20 +340,22 @@ func orDefault(v, d int) int {
 	return d
 }
 
-func (h *Handler) answer(pod types.NamespacedName, bindings []string) Answer {
-	a := Answer{Namespace: pod.Namespace, Pod: pod.Name, Drained: true, Reason: "Drained"}
+// verdict is the pod's drain verdict over the named bindings: drained when
+// every one says so.
+func (h *Handler) verdict(pod types.NamespacedName, bindings []string) verdict {
+	v := verdict{pod: pod, answer: Answer{Drained: true, Reason: "Drained"}}
 	for _, b := range bindings {
 		s, ok := h.Drains.Lookup(pod, b)
-		ba := BindingAnswer{Name: b, Drained: s.Drained, Reason: s.Reason, Message: s.Message}
+		bv := bindingVerdict{Name: b, Drained: s.Drained, Reason: s.Reason, Message: s.Message}
 		if !ok {
-			ba.Reason, ba.Message = "Pending", "the controller has not started draining the pod"
+			bv.Reason, bv.Message = "Pending", "the controller has not started draining the pod"
 		}
-		if !ba.Drained {
-			a.Drained, a.Reason = false, "NotDrained"
+		if !bv.Drained {
+			v.answer.Drained, v.answer.Reason = false, "NotDrained"
 		}
-		a.Bindings = append(a.Bindings, ba)
+		v.bindings = append(v.bindings, bv)
 	}
-	return a
+	return v
 }
 
 // findPod resolves the pod by name or by drain token; nil when unknown.
@@ -464,12 +480,13 @@ func (h *Handler) logWarn(msg string, args ...any) {
 	}
 }
 
-func (h *Handler) write(w http.ResponseWriter, code int, a Answer) {
-	if h.Log != nil {
-		// Debug: one line per request would let any client flood the log.
-		h.Log.Debug("drain answer", "namespace", a.Namespace, "pod", a.Pod, "code", code, "reason", a.Reason)
+// write sends v's Answer, and logs v whole at Debug (one line per request
+// at a higher level would let any client flood the log).
+func (h *Handler) write(w http.ResponseWriter, code int, v verdict) {
+	if h.Log != nil && h.Log.Enabled(context.Background(), slog.LevelDebug) {
+		h.Log.Debug("drain answer", "namespace", v.pod.Namespace, "pod", v.pod.Name, "code", code, "reason", v.answer.Reason, "bindings", v.bindings)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(a)
+	_ = json.NewEncoder(w).Encode(v.answer)
 }

@@ -29,7 +29,7 @@ func startWaiters(r *Registry, pods []types.NamespacedName, stop <-chan struct{}
 					started.Done()
 					first = false
 				}
-				_ = h.answer(pod, bindings)
+				_ = h.verdict(pod, bindings)
 				select {
 				case <-ch:
 					wakes.Add(1)

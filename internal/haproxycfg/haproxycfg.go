@@ -1,9 +1,12 @@
 // Package haproxycfg reads the parts of an HAProxy configuration file that
-// decide a rollout's timing: per backend, the health checks of its servers
-// (check, inter, fastinter, downinter, rise, fall), its timeouts (server,
-// client, connect, check, tunnel, ...), its balance algorithm and whether it
-// checks over HTTP (option httpchk). Settings from defaults sections are
-// inherited as HAProxy does. Errors name file:line.
+// decide a rollout's timing and what zerodrop's controller can learn from
+// HAProxy: per backend, the health checks of its servers (check, inter,
+// fastinter, downinter, rise, fall), its timeouts (server, client,
+// connect, check, tunnel, ...), its balance algorithm, whether it checks
+// over HTTP (option httpchk), its mode, options and log targets; per
+// frontend, which backends it routes to; the ring sections and the global
+// log targets. Settings from defaults sections are inherited as HAProxy
+// does. Errors name file:line, and so does every setting it reports.
 //
 // It is not a full HAProxy parser: keywords it does not need are skipped.
 package haproxycfg
@@ -12,8 +15,10 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +37,24 @@ type Config struct {
 	File string
 	// Backends holds every backend and listen section, in file order.
 	Backends []*Backend
+	// Frontends holds every frontend and listen section (a listen section
+	// is both: it is in Backends too), in file order.
+	Frontends []*Frontend
+	// Rings holds the ring sections, in file order.
+	Rings []*Ring
+	// GlobalLogs are the log lines of the global section, which "log
+	// global" in a proxy section refers to.
+	GlobalLogs []Log
+}
+
+// Ring returns the ring section called name, or nil.
+func (c *Config) Ring(name string) *Ring {
+	for _, r := range c.Rings {
+		if r.Name == name {
+			return r
+		}
+	}
+	return nil
 }
 
 // Backend returns the backend or listen section called name, or nil.
@@ -50,6 +73,14 @@ type Backend struct {
 	Name    string
 	Section string // "backend" or "listen"
 	Line    int    // line of the section header
+	// Mode is "tcp" (HAProxy's default), "http" or what "mode" said.
+	Mode string
+	// Options holds every "option X" and "no option X", by X.
+	Options map[string]Option
+	// Logs are the effective log targets: the defaults section's, then
+	// the section's own ("no log" drops those before it, "log global"
+	// adds the global section's).
+	Logs []Log
 	// Balance is the load-balancing algorithm ("roundrobin" when unset, as
 	// in HAProxy).
 	Balance string
@@ -62,6 +93,126 @@ type Backend struct {
 	DefaultServer ServerParams
 	// Servers in file order, with default-server applied.
 	Servers []Server
+}
+
+// Option is the state of one "option X": On after "option X", off after
+// "no option X"; Line is the line that said so (0 when nothing did).
+type Option struct {
+	On   bool
+	Line int
+}
+
+// Log is one log target of a section: "log <target> [len <n>] [format
+// <f>] [sample <r>:<s>] <facility> [<level> [<minlevel>]]".
+type Log struct {
+	Target   string // "ring@zerodrop", "/dev/log", "127.0.0.1:514", "stdout", ...
+	Facility string
+	Level    string // "" when unset: every message is sent
+	// Line is the line that names the target; Via the line of the "log
+	// global" that brought a global target into a section (0 otherwise).
+	Line, Via int
+}
+
+// RingName returns the ring a "ring@<name>" target writes to, "" for other
+// targets.
+func (l Log) RingName() string {
+	if name, ok := strings.CutPrefix(l.Target, "ring@"); ok {
+		return name
+	}
+	return ""
+}
+
+// syslogLevels are the levels of a log line, most severe first.
+var syslogLevels = []string{"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"}
+
+// Sends reports whether a message of the given severity ("notice", ...)
+// reaches the target: without a level every message does, with one only
+// messages at least as severe.
+func (l Log) Sends(severity string) bool {
+	if l.Level == "" {
+		return true
+	}
+	lv, sv := slices.Index(syslogLevels, l.Level), slices.Index(syslogLevels, severity)
+	return lv < 0 || sv < 0 || sv <= lv
+}
+
+// Ring is one ring section: a buffer that log lines can be sent to and
+// that the Runtime API reads with "show events <ring>".
+type Ring struct {
+	Name string
+	Line int // line of the section header
+	// Format is how lines are stored: "raw" (HAProxy's default when the
+	// section has no format line), "timed", "iso", "rfc5424", "rfc3164",
+	// "local", "short" or "priority". FormatLine is 0 when unset.
+	Format     string
+	FormatLine int
+}
+
+// Timestamped reports whether the ring's lines start with a timestamp of
+// microseconds (formats timed, iso and rfc5424; rfc3164 and local have one
+// of seconds without a year).
+func (r *Ring) Timestamped() bool {
+	switch r.Format {
+	case "timed", "iso", "rfc5424":
+		return true
+	}
+	return false
+}
+
+// Frontend is one frontend or listen section: where clients connect, and
+// which backends it sends them to.
+type Frontend struct {
+	Name    string
+	Section string // "frontend" or "listen"
+	Line    int    // line of the section header
+	// Mode is "tcp" (HAProxy's default), "http" or what "mode" said.
+	Mode string
+	// Options holds every "option X" and "no option X", by X.
+	Options map[string]Option
+	Logs    []Log
+	// DefaultBackend is its default_backend (or its defaults section's);
+	// Name is "" when none.
+	DefaultBackend BackendRef
+	// UseBackends are its use_backend rules, in file order.
+	UseBackends []BackendRef
+}
+
+// BackendRef is a backend named by a default_backend or use_backend line.
+type BackendRef struct {
+	Name string
+	Line int
+	// Dynamic is true when the name is built at run time ("%[...]"): it
+	// may be any backend.
+	Dynamic bool
+}
+
+// Routes reports whether the frontend may send requests to the backend
+// called name, and the line that says so: its default_backend, a
+// use_backend, a use_backend whose name is built at run time, or, for a
+// listen section, the section itself.
+func (f *Frontend) Routes(name string) (BackendRef, bool) {
+	if f.Section == "listen" && f.Name == name {
+		return BackendRef{Name: name, Line: f.Line}, true
+	}
+	if f.DefaultBackend.Name == name {
+		return f.DefaultBackend, true
+	}
+	var dynamic *BackendRef
+	for i, u := range f.UseBackends {
+		if u.Name == name {
+			return u, true
+		}
+		if u.Dynamic && dynamic == nil {
+			dynamic = &f.UseBackends[i]
+		}
+	}
+	if f.DefaultBackend.Dynamic {
+		return f.DefaultBackend, true
+	}
+	if dynamic != nil {
+		return *dynamic, true
+	}
+	return BackendRef{}, false
 }
 
 // Setting is one time value and the line that set it.
@@ -199,23 +350,33 @@ func ParseFile(path string) (*Config, error) {
 	return Parse(f, path)
 }
 
-// section is the state of a defaults/backend/listen section while parsing.
+// section is the state of a defaults/frontend/backend/listen section while
+// parsing.
 type section struct {
-	kind, name    string
-	line          int
-	balance       string
-	httpchk       bool
-	timeouts      map[string]Setting
-	defaultServer ServerParams
-	servers       []Server
+	kind, name     string
+	line           int
+	balance        string
+	httpchk        bool
+	mode           string
+	options        map[string]Option
+	logs           []Log
+	defaultBackend BackendRef
+	useBackends    []BackendRef
+	timeouts       map[string]Setting
+	defaultServer  ServerParams
+	servers        []Server
 }
 
+func newSection() *section {
+	return &section{timeouts: map[string]Setting{}, options: map[string]Option{}}
+}
+
+// clone starts a section that inherits s (a defaults section): what a
+// defaults section can set. use_backend and servers are not inherited.
 func (s *section) clone(kind, name string, line int) *section {
-	c := &section{kind: kind, name: name, line: line, balance: s.balance, httpchk: s.httpchk,
-		timeouts: map[string]Setting{}, defaultServer: s.defaultServer.overlay(ServerParams{})}
-	for k, v := range s.timeouts {
-		c.timeouts[k] = v
-	}
+	c := &section{kind: kind, name: name, line: line, balance: s.balance, httpchk: s.httpchk, mode: s.mode,
+		options: maps.Clone(s.options), logs: slices.Clone(s.logs), defaultBackend: s.defaultBackend,
+		timeouts: maps.Clone(s.timeouts), defaultServer: s.defaultServer.overlay(ServerParams{})}
 	return c
 }
 
@@ -230,11 +391,19 @@ func Parse(r io.Reader, file string) (*Config, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 4096), maxLine)
 	named := map[string]*section{}
-	lastDefaults := &section{timeouts: map[string]Setting{}}
-	var cur *section // nil in global and sections we skip
+	lastDefaults := newSection()
+	var cur *section  // the proxy section being read; nil elsewhere
+	var ring *Ring    // the ring section being read
+	inGlobal := false // in the global section
 	flush := func() {
-		if cur != nil && (cur.kind == "backend" || cur.kind == "listen") {
+		if cur == nil {
+			return
+		}
+		if cur.kind == "backend" || cur.kind == "listen" {
 			cfg.Backends = append(cfg.Backends, cur.backend())
+		}
+		if cur.kind == "frontend" || cur.kind == "listen" {
+			cfg.Frontends = append(cfg.Frontends, cur.frontend())
 		}
 	}
 	n := 0
@@ -252,13 +421,21 @@ func Parse(r io.Reader, file string) (*Config, error) {
 		}
 		kw := words[0]
 		switch kw {
-		case "global", "frontend", "peers", "resolvers", "userlist", "mailers", "program",
+		case "global", "peers", "resolvers", "userlist", "mailers", "program",
 			"http-errors", "ring", "cache", "fcgi-app", "crt-store", "traces", "log-forward":
 			flush()
-			cur = nil
+			cur, ring, inGlobal = nil, nil, kw == "global"
+			if kw == "ring" {
+				if len(words) < 2 || words[1] == "" {
+					return nil, fail("ring section without a name")
+				}
+				ring = &Ring{Name: words[1], Line: n, Format: "raw"}
+				cfg.Rings = append(cfg.Rings, ring)
+			}
 			continue
-		case "defaults", "backend", "listen":
+		case "defaults", "frontend", "backend", "listen":
 			flush()
+			ring, inGlobal = nil, false
 			name := ""
 			if len(words) > 1 && words[1] != "from" {
 				name = words[1]
@@ -271,7 +448,7 @@ func Parse(r io.Reader, file string) (*Config, error) {
 			// last defaults section, or the one named after "from".
 			parent := lastDefaults
 			if kw == "defaults" {
-				parent = &section{timeouts: map[string]Setting{}}
+				parent = newSection()
 			}
 			for i := 1; i < len(words); i++ {
 				if words[i] == "from" {
@@ -286,12 +463,13 @@ func Parse(r io.Reader, file string) (*Config, error) {
 				}
 			}
 			cur = parent.clone(kw, name, n)
-			if kw == "defaults" {
+			switch kw {
+			case "defaults":
 				lastDefaults = cur
 				if name != "" {
 					named[name] = cur
 				}
-			} else {
+			case "backend", "listen":
 				for _, b := range cfg.Backends {
 					if b.Name == name {
 						return nil, fail("%s %s: a backend or listen section with this name already exists at line %d", kw, name, b.Line)
@@ -300,11 +478,22 @@ func Parse(r io.Reader, file string) (*Config, error) {
 			}
 			continue
 		}
-		if cur == nil {
-			continue // a keyword of global, frontend or a section we skip
-		}
-		if err := cur.keyword(words, n); err != nil {
-			return nil, fail("%v", err)
+		switch {
+		case cur != nil:
+			if err := cur.keyword(words, n, cfg.GlobalLogs); err != nil {
+				return nil, fail("%v", err)
+			}
+		case ring != nil:
+			if kw == "format" {
+				if len(words) < 2 || words[1] == "" {
+					return nil, fail("ring %s: format: missing format", ring.Name)
+				}
+				ring.Format, ring.FormatLine = words[1], n
+			}
+		case inGlobal:
+			if kw == "log" && len(words) >= 2 && words[1] != "" && words[1] != "global" {
+				cfg.GlobalLogs = append(cfg.GlobalLogs, parseLog(words, n))
+			}
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -319,6 +508,7 @@ func Parse(r io.Reader, file string) (*Config, error) {
 
 func (s *section) backend() *Backend {
 	b := &Backend{Name: s.name, Section: s.kind, Line: s.line, Balance: s.balance, HTTPCheck: s.httpchk,
+		Mode: s.effectiveMode(), Options: s.options, Logs: s.logs,
 		Timeouts: s.timeouts, DefaultServer: s.defaultServer, Servers: s.servers}
 	if b.Balance == "" {
 		b.Balance = "roundrobin"
@@ -326,8 +516,39 @@ func (s *section) backend() *Backend {
 	return b
 }
 
-// keyword applies one line of a defaults/backend/listen section.
-func (s *section) keyword(w []string, line int) error {
+func (s *section) frontend() *Frontend {
+	return &Frontend{Name: s.name, Section: s.kind, Line: s.line, Mode: s.effectiveMode(),
+		Options: maps.Clone(s.options), Logs: slices.Clone(s.logs), DefaultBackend: s.defaultBackend, UseBackends: s.useBackends}
+}
+
+func (s *section) effectiveMode() string {
+	if s.mode == "" {
+		return "tcp"
+	}
+	return s.mode
+}
+
+// parseLog reads a log line (at least "log <target>").
+func parseLog(w []string, line int) Log {
+	l := Log{Target: w[1], Line: line}
+	i := 2
+	for i+1 < len(w) && (w[i] == "len" || w[i] == "format" || w[i] == "sample") {
+		i += 2
+	}
+	if i < len(w) {
+		l.Facility = w[i]
+		i++
+	}
+	if i < len(w) {
+		l.Level = w[i]
+	}
+	return l
+}
+
+// keyword applies one line of a defaults/frontend/backend/listen section;
+// global holds the global section's log targets read so far (what "log
+// global" copies, as HAProxy does when it reads the line).
+func (s *section) keyword(w []string, line int, global []Log) error {
 	switch w[0] {
 	case "timeout":
 		if len(w) < 3 {
@@ -354,13 +575,53 @@ func (s *section) keyword(w []string, line int) error {
 			return fmt.Errorf("balance: missing algorithm")
 		}
 		s.balance = w[1]
+	case "mode":
+		if len(w) < 2 {
+			return fmt.Errorf("mode: missing mode")
+		}
+		s.mode = w[1]
 	case "option":
-		if len(w) >= 2 && w[1] == "httpchk" {
-			s.httpchk = true
+		if len(w) >= 2 {
+			s.options[w[1]] = Option{On: true, Line: line}
+			if w[1] == "httpchk" {
+				s.httpchk = true
+			}
 		}
 	case "no":
-		if len(w) >= 3 && w[1] == "option" && w[2] == "httpchk" {
-			s.httpchk = false
+		switch {
+		case len(w) >= 3 && w[1] == "option":
+			s.options[w[2]] = Option{On: false, Line: line}
+			if w[2] == "httpchk" {
+				s.httpchk = false
+			}
+		case len(w) == 2 && w[1] == "log":
+			s.logs = nil
+		}
+	case "log":
+		if len(w) < 2 || w[1] == "" {
+			return fmt.Errorf("log: missing target")
+		}
+		if w[1] == "global" {
+			// A second "log global" adds the same targets again; keeping
+			// one copy bounds a section's targets by the file's log lines.
+			for _, g := range global {
+				if !slices.ContainsFunc(s.logs, func(l Log) bool { return l.Via > 0 && l.Line == g.Line }) {
+					g.Via = line
+					s.logs = append(s.logs, g)
+				}
+			}
+			break
+		}
+		s.logs = append(s.logs, parseLog(w, line))
+	case "default_backend", "use_backend":
+		if len(w) < 2 || w[1] == "" {
+			return fmt.Errorf("%s: missing backend name", w[0])
+		}
+		ref := BackendRef{Name: w[1], Line: line, Dynamic: strings.Contains(w[1], "%[")}
+		if w[0] == "default_backend" {
+			s.defaultBackend = ref
+		} else {
+			s.useBackends = append(s.useBackends, ref)
 		}
 	case "default-server":
 		p, err := serverParams(w[1:], line)
@@ -369,8 +630,8 @@ func (s *section) keyword(w []string, line int) error {
 		}
 		s.defaultServer = s.defaultServer.overlay(p)
 	case "server", "server-template":
-		if s.kind == "defaults" {
-			return fmt.Errorf("%s is not allowed in a defaults section", w[0])
+		if s.kind == "defaults" || s.kind == "frontend" {
+			return fmt.Errorf("%s is not allowed in a %s section", w[0], s.kind)
 		}
 		args := 2 // server <name> <addr>
 		if w[0] == "server-template" {

@@ -89,6 +89,9 @@ type RolloutRecord struct {
 	// without one): "kept", or what broke it.
 	Promise string `json:"promise,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Report is verify's report of the rollout's window (a campaign run
+	// with RunOptions.Timeline), for its HTML timeline; not in the JSON.
+	Report *verify.Report `json:"-"`
 }
 
 // failure is one failed request.
@@ -426,44 +429,116 @@ func (rec *RolloutRecord) judge() {
 	rec.Promise = "broken: " + strings.Join(broken, "; ")
 }
 
+// verdict judges verify's report of a rollout's window as the rollout's
+// record was judged: against its fault's promise when it has one, else
+// against zero failed requests, nothing stuck, nothing left in HAProxy and
+// a fault that did what it should.
+func (rec *RolloutRecord) verdict(rep *verify.Report) verify.Verdict {
+	bound, bounded := rec.lossBound()
+	switch {
+	case rec.Promise == "kept" && rec.Failed > 0 && bounded:
+		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, within the fault's bound of %d (what a lost node's pods served and were sent until the LB's checks took them out)",
+			rec.Failed, rec.Requests, bound)}
+	case rec.Promise == "kept" && rec.Failed > 0:
+		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, every one through the stopped instance while it was down (the LB's outage, counted apart)",
+			rec.Failed, rec.Requests)}
+	case rec.Promise == "kept":
+		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: all %d requests succeeded", rec.Requests)}
+	case rec.Promise != "":
+		return verify.Verdict{Pass: false, ExitCode: 1, Reason: "promise " + rec.Promise}
+	}
+	v := verify.Judge(rep, verify.Threshold{})
+	var broken []string
+	if len(rec.StuckGates) > 0 {
+		broken = append(broken, "stuck: "+strings.Join(rec.StuckGates, ", "))
+	}
+	if len(rec.Leftovers) > 0 {
+		broken = append(broken, "left in HAProxy: "+strings.Join(rec.Leftovers, ", "))
+	}
+	if rec.FaultEvent != nil && rec.FaultEvent.Err != "" {
+		broken = append(broken, "fault: "+rec.FaultEvent.Err)
+	}
+	if len(broken) > 0 {
+		v.Pass, v.ExitCode = false, 1
+		v.Reason += "; " + strings.Join(broken, "; ")
+	}
+	return v
+}
+
 // FaultSummary sums a run's rollouts of one fault.
 type FaultSummary struct {
-	Fault            Fault   `json:"fault"`
-	Rollouts         int     `json:"rollouts"`
-	Requests         uint64  `json:"requests"`
-	Failed           uint64  `json:"failed"`
-	FailedPost       uint64  `json:"failedPost"`
-	FailedVictimDown uint64  `json:"failedVictimDown"`
-	GatesOpenedBlind int     `json:"gatesOpenedBlind"`
-	Stuck            int     `json:"stuck"`
-	Leftovers        int     `json:"leftovers"`
+	Fault Fault `json:"fault"`
+	// Rollouts counts the rollouts that suffered the fault; RolloutNumbers
+	// are theirs (RolloutRecord.Rollout), in order. A fault of the
+	// campaign's cycle that no rollout reached has none.
+	Rollouts       int    `json:"rollouts"`
+	RolloutNumbers []int  `json:"rolloutNumbers"`
+	Requests       uint64 `json:"requests"`
+	// Failed splits into FailedGet and FailedPost by the streams' method,
+	// and into FailedVictimDown (sent through the stopped instance while it
+	// was down: the LB's outage) and FailedLive (the rest).
+	Failed           uint64 `json:"failed"`
+	FailedGet        uint64 `json:"failedGet"`
+	FailedPost       uint64 `json:"failedPost"`
+	FailedVictimDown uint64 `json:"failedVictimDown"`
+	FailedLive       uint64 `json:"failedLive"`
+	// VictimStopped: some rollout recorded a window in which the fault's
+	// victim instance was stopped, so FailedVictimDown means something.
+	VictimStopped    bool `json:"victimStopped"`
+	GatesOpenedBlind int  `json:"gatesOpenedBlind"`
+	Stuck            int  `json:"stuck"`
+	Leftovers        int  `json:"leftovers"`
+	// Kept and Broken count the rollouts judged against the fault's
+	// promise; both are 0 for a fault without one.
 	Kept             int     `json:"kept"`
 	Broken           int     `json:"broken"`
+	MedianRolloutSec float64 `json:"medianRolloutSeconds"`
 	MaxRolloutSec    float64 `json:"maxRolloutSeconds"`
 }
 
-// SummaryByFault sums r's rollouts per fault, in the order faults first
-// struck.
+// Judged reports whether the fault's rollouts were judged against a
+// promise (Fault.Promise).
+func (s FaultSummary) Judged() bool { return s.Kept+s.Broken > 0 }
+
+// PromiseKept reports whether they were, and every one kept it.
+func (s FaultSummary) PromiseKept() bool { return s.Judged() && s.Broken == 0 }
+
+// SummaryByFault sums r's rollouts per fault: every fault of the run's
+// cycle (FaultCycle) in its order, those no rollout reached with zero
+// rollouts, then any other fault in the order it first struck.
 func (r Result) SummaryByFault() []FaultSummary {
 	var out []FaultSummary
 	idx := map[Fault]int{}
-	for _, rec := range r.PerRollout {
-		i, ok := idx[rec.Fault]
+	row := func(f Fault) *FaultSummary {
+		i, ok := idx[f]
 		if !ok {
 			i = len(out)
-			idx[rec.Fault] = i
-			out = append(out, FaultSummary{Fault: rec.Fault})
+			idx[f] = i
+			out = append(out, FaultSummary{Fault: f, RolloutNumbers: []int{}})
 		}
-		s := &out[i]
+		return &out[i]
+	}
+	for _, f := range r.FaultCycle {
+		row(f)
+	}
+	secs := map[Fault][]float64{}
+	for _, rec := range r.PerRollout {
+		s := row(rec.Fault)
 		s.Rollouts++
+		s.RolloutNumbers = append(s.RolloutNumbers, rec.Rollout)
 		s.Requests += rec.Requests
 		s.Failed += rec.Failed
 		for _, st := range rec.Streams {
-			if st.Name == StreamPost {
+			switch st.Method {
+			case http.MethodPost:
 				s.FailedPost += st.Failed
+			case http.MethodGet:
+				s.FailedGet += st.Failed
 			}
 		}
 		s.FailedVictimDown += rec.FailedVictimDown
+		s.FailedLive += rec.Failed - min(rec.Failed, rec.FailedVictimDown)
+		s.VictimStopped = s.VictimStopped || len(rec.VictimDown) > 0
 		s.GatesOpenedBlind += rec.GatesOpenedBlind
 		s.Stuck += len(rec.StuckGates)
 		s.Leftovers += len(rec.Leftovers)
@@ -474,8 +549,34 @@ func (r Result) SummaryByFault() []FaultSummary {
 			s.Broken++
 		}
 		s.MaxRolloutSec = max(s.MaxRolloutSec, rec.Seconds)
+		secs[rec.Fault] = append(secs[rec.Fault], rec.Seconds)
+	}
+	for i := range out {
+		out[i].MedianRolloutSec = median(secs[out[i].Fault])
 	}
 	return out
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count); 0 for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(xs))
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// FaultName is how tables name a fault: "none" for no fault.
+func FaultName(f Fault) string {
+	if f == FaultNone {
+		return "none"
+	}
+	return string(f)
 }
 
 // PrintCampaign writes the per-fault summary of a run's rollouts and the
@@ -483,20 +584,24 @@ func (r Result) SummaryByFault() []FaultSummary {
 func PrintCampaign(w io.Writer, r Result) {
 	fmt.Fprintf(w, "\n%s: %d rollouts by fault\n", r.Scenario, len(r.PerRollout))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "fault\trollouts\trequests\tfailed\tfailed POST\tvictim down\tblind gates\tstuck\tleftovers\tpromise kept\tlongest rollout\t")
+	fmt.Fprintln(tw, "fault\trollouts\trequests\tfailed\tfailed GET\tfailed POST\tvictim down\tblind gates\tstuck\tleftovers\tpromise kept\trollout median\tmax\t")
+	var unreached []string
 	for _, s := range r.SummaryByFault() {
-		name := string(s.Fault)
-		if name == "" {
-			name = "none"
+		if s.Rollouts == 0 {
+			unreached = append(unreached, FaultName(s.Fault))
+			continue
 		}
 		kept := "-"
-		if s.Kept+s.Broken > 0 {
+		if s.Judged() {
 			kept = fmt.Sprintf("%d/%d", s.Kept, s.Kept+s.Broken)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t\n", name, s.Rollouts, s.Requests, s.Failed, s.FailedPost,
-			s.FailedVictimDown, s.GatesOpenedBlind, s.Stuck, s.Leftovers, kept, s.MaxRolloutSec)
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t%.1fs\t%.1fs\t\n", FaultName(s.Fault), s.Rollouts, s.Requests, s.Failed, s.FailedGet, s.FailedPost,
+			s.FailedVictimDown, s.GatesOpenedBlind, s.Stuck, s.Leftovers, kept, s.MedianRolloutSec, s.MaxRolloutSec)
 	}
 	tw.Flush()
+	if len(unreached) > 0 {
+		fmt.Fprintf(w, "  not reached (the campaign ended first): %s\n", strings.Join(unreached, ", "))
+	}
 	for _, rec := range r.PerRollout {
 		if strings.HasPrefix(rec.Promise, "broken") {
 			fmt.Fprintf(w, "  rollout %d (%s): %s\n", rec.Rollout, rec.Fault, rec.Promise)

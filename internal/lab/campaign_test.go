@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"os"
 	"strings"
@@ -169,5 +170,70 @@ func TestFaultDocsStateThePromises(t *testing.T) {
 	// states its promise; its section the reason.
 	if row := rows[string(FaultNode)]; !strings.Contains(row, "| "+NodeFaultPromise.Promise+" |") {
 		t.Errorf("docs/faults.md's row for node does not state\n  promise: %s\nrow: %s", NodeFaultPromise.Promise, row)
+	}
+}
+
+// Scenario: a campaign of 7 rollouts cycling through none, reload, lbdown
+// and partition (partition never reached). Expectation: a row per fault of
+// the cycle in its order, the unreached one with no rollout; each row sums
+// its rollouts, splits the failures by method and by instance (through the
+// stopped victim or live), counts the promises kept and broken, and takes
+// the median and the longest rollout.
+func TestSummaryByFaultSumsEveryFaultOfTheCycle(t *testing.T) {
+	streams := func(get, post uint64) []StreamCount {
+		return []StreamCount{
+			{Name: StreamMain, Method: "GET", Requests: 1000, Failed: get},
+			{Name: StreamSlow, Method: "GET", Requests: 20},
+			{Name: StreamPost, Method: "POST", Requests: 100, Failed: post},
+		}
+	}
+	down := []Window{{From: time.Second, To: 9 * time.Second}}
+	res := Result{
+		Scenario:   "zerodrop",
+		FaultCycle: []Fault{FaultNone, FaultReload, FaultLBDown, FaultPartition},
+		PerRollout: []RolloutRecord{
+			{Rollout: 1, Seconds: 20, Requests: 1120, Streams: streams(0, 0)},
+			{Rollout: 2, Fault: FaultReload, Seconds: 30, Requests: 1120, Failed: 2, Streams: streams(0, 2)},
+			{Rollout: 3, Fault: FaultLBDown, Seconds: 40, Requests: 1120, Failed: 50, FailedVictimDown: 50, VictimDown: down,
+				Streams: streams(45, 5), Promise: "kept"},
+			{Rollout: 4, Seconds: 24, Requests: 1120, Streams: streams(0, 0)},
+			{Rollout: 5, Fault: FaultReload, Seconds: 45, Requests: 1120, StuckGates: []string{"web-1 (gate not True)"}, Streams: streams(0, 0)},
+			{Rollout: 6, Fault: FaultLBDown, Seconds: 41, Requests: 1120, Failed: 53, FailedVictimDown: 50, VictimDown: down, GatesOpenedBlind: 1,
+				Leftovers: []string{"haproxy-1/web1 10.0.0.9"}, Streams: streams(50, 3), Promise: "broken: 3 failed requests"},
+			{Rollout: 7, Fault: FaultReload, Seconds: 32, Requests: 1120, Streams: streams(0, 0)},
+		},
+	}
+	sum := res.SummaryByFault()
+	var got []string
+	for _, s := range sum {
+		got = append(got, FaultName(s.Fault))
+	}
+	if strings.Join(got, " ") != "none reload lbdown partition" {
+		t.Fatalf("rows %v, want the cycle's order: none reload lbdown partition", got)
+	}
+	none, reload, lbdown, partition := sum[0], sum[1], sum[2], sum[3]
+	if none.Rollouts != 2 || fmt.Sprint(none.RolloutNumbers) != "[1 4]" || none.Requests != 2240 || none.Failed != 0 ||
+		none.MedianRolloutSec != 22 || none.MaxRolloutSec != 24 || none.Judged() {
+		t.Errorf("none: %+v; want rollouts 1 and 4, 2240 requests, median 22 s (of 20 and 24), max 24 s, no promise judged", none)
+	}
+	if reload.Rollouts != 3 || reload.Failed != 2 || reload.FailedPost != 2 || reload.FailedGet != 0 || reload.FailedLive != 2 ||
+		reload.VictimStopped || reload.Stuck != 1 || reload.MedianRolloutSec != 32 || reload.MaxRolloutSec != 45 {
+		t.Errorf("reload: %+v; want 2 failed POSTs through live instances, 1 stuck, median 32 s (of 30, 45, 32), max 45 s", reload)
+	}
+	if lbdown.Failed != 103 || lbdown.FailedGet != 95 || lbdown.FailedPost != 8 || lbdown.FailedVictimDown != 100 || lbdown.FailedLive != 3 ||
+		!lbdown.VictimStopped || lbdown.GatesOpenedBlind != 1 || lbdown.Leftovers != 1 || lbdown.Kept != 1 || lbdown.Broken != 1 ||
+		!lbdown.Judged() || lbdown.PromiseKept() || lbdown.MedianRolloutSec != 40.5 {
+		t.Errorf("lbdown: %+v; want 103 failed (95 GET, 8 POST; 100 through the stopped victim, 3 live), 1 blind gate, 1 left over, promise kept 1 of 2", lbdown)
+	}
+	if partition.Rollouts != 0 || len(partition.RolloutNumbers) != 0 || partition.Requests != 0 {
+		t.Errorf("partition: %+v; want a row without rollouts (not reached)", partition)
+	}
+
+	var b strings.Builder
+	PrintCampaign(&b, res)
+	for _, want := range []string{"not reached (the campaign ended first): partition", "rollout 6 (lbdown): broken: 3 failed requests"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("campaign text lacks %q:\n%s", want, b.String())
+		}
 	}
 }

@@ -73,6 +73,10 @@ func TestNodeFaultIsJudgedAgainstItsBound(t *testing.T) {
 	if r := rec(100, []string{}, []string{}); r.Promise != "kept" {
 		t.Errorf("100 failed under a bound of 100: promise %q, want kept", r.Promise)
 	}
+	kept := rec(100, []string{}, []string{})
+	if v := kept.verdict(nil); !v.Pass || !strings.Contains(v.Reason, "within the fault's bound of 100") {
+		t.Errorf("the rollout's verdict %+v, want a pass that names the bound", v)
+	}
 	if r := rec(101, []string{}, []string{}); !strings.Contains(r.Promise, "101 failed requests, more than the bound 100") {
 		t.Errorf("101 failed under a bound of 100: promise %q, want broken", r.Promise)
 	}

@@ -130,7 +130,8 @@ func TestZerodropNGINXScenarioDropsNothing(t *testing.T) {
 				t.Logf("  failed: %s via %s: %s %d after %.0f ms %s", f.Scheduled.Format("15:04:05.000"), f.Frontend, f.Class, f.Code, f.LatencyMs, f.Error)
 			}
 			for _, n := range l.State().NGINX {
-				t.Logf("%s error log: %s", n.Name, n.ErrorLog)
+				// The lab's directory goes with the test: the log's tail now.
+				t.Logf("%s error log %s, last 3 KiB:\n%s", n.Name, n.ErrorLog, proc.TailFile(n.ErrorLog, 3072))
 			}
 		}
 		if min := uint64(tc.rollouts) * 10000; res.Requests < min {

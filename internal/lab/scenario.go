@@ -279,10 +279,12 @@ type RunOptions struct {
 	// Progress, when set, receives one line per step.
 	Progress io.Writer
 	// Timeline, when set, also builds verify's report of the run
-	// (Result.Report, for `lab run --html`): the main stream's requests,
-	// the slow stream's failures (its successes would set every bucket's
-	// p99 to the slow latency), the pods', endpoints' and Kubernetes
-	// events of the namespace, and each rollout's steps and fault.
+	// (Result.Report, for `lab run --html`): the main and POST streams'
+	// requests, the slow stream's failures (its successes would set every
+	// bucket's p99 to the slow latency), the pods', endpoints' and
+	// Kubernetes events of the namespace, and each rollout's steps and
+	// fault. In a campaign (Faults) it builds one report per rollout
+	// instead (RolloutRecord.Report), of the rollout's window.
 	Timeline bool
 	// OnResult, when set, sees every request's result with its stream
 	// (StreamMain, StreamSlow, StreamPost) and the index of the instance it
@@ -349,7 +351,8 @@ type Result struct {
 	// own load-balancer integration).
 	Gates *GateTimings `json:"gates,omitempty"`
 	// Report is verify's report of the run (RunOptions.Timeline), for its
-	// HTML timeline; not part of the JSON table.
+	// HTML timeline; not part of the JSON table. A campaign has none: its
+	// rollouts have one each (RolloutRecord.Report).
 	Report *verify.Report `json:"-"`
 	// FailureSamples are the first failed requests (maxFailureSamples),
 	// in the order they ended: when, through which frontend, and how
@@ -526,7 +529,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 				defer wg.Done()
 				for r := range results {
 					rec.add(r, st.name, i, fe)
-					tl.add(r, st.name == StreamSlow)
+					tl.add(r, st.name)
 					if o.OnResult != nil {
 						o.OnResult(st.name, i, r)
 					}
@@ -545,6 +548,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	for i := 0; runErr == nil && i < o.Rollouts; i++ {
 		start := time.Now()
 		marks = append(marks, start)
+		tl.openRollout(start)
 		ro := o
 		ro.Fault = o.faultFor(i + 1)
 		ro.lbRig = rig
@@ -595,6 +599,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		record.GateReasons = gates.stop()
 		record.Seconds = took.Seconds()
 		record.finish(ctx, t, &rec, probe, rig, s, o, lbNames, minWait, start, methods, err)
+		tl.faultWindows(start, record, rig.victimName(t))
 		res.PerRollout = append(res.PerRollout, record)
 		if err != nil {
 			tl.rollout(time.Now(), verify.RolloutFailed, fmt.Sprintf("rollout %d/%d", i+1, o.Rollouts), err.Error())
@@ -622,7 +627,7 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		}
 	}
 	rec.fill(&res, marks, methods)
-	res.Report = tl.report(res, frontends, o)
+	tl.report(&res, frontends, o)
 	if probe != nil {
 		res.Gates = probe.result(lbNames, minWait)
 	}

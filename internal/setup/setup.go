@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
@@ -54,6 +55,20 @@ type Options struct {
 	DrainAddr, DrainHookHost, DrainService       string
 	DrainHookPort                                int
 	DrainMaxHeld, DrainMaxHeldPerPod             int
+	// APIClock, when set, samples the API server's responses (the
+	// manager's rest.Config wrapped with WatchAPIClock): the reconcilers
+	// anchor times read from the API with its offset, and
+	// zerodrop_apiserver_clock_offset_seconds reports it.
+	APIClock *controller.APIClock
+}
+
+// WatchAPIClock wraps cfg's transport so that every response of the API
+// server samples its clock, and returns the estimate (Options.APIClock).
+// Call it before building clients or a manager from cfg.
+func WatchAPIClock(cfg *rest.Config) *controller.APIClock {
+	c := &controller.APIClock{}
+	cfg.Wrap(c.Wrap)
+	return c
 }
 
 func (o Options) reconciles() bool { return o.Role == RoleAll || o.Role == RoleReconcile }
@@ -133,6 +148,10 @@ func Wire(ctx context.Context, mgr ctrl.Manager, o Options, log *slog.Logger, fa
 		DrainOnly:             o.Role == RoleServe,
 		OrphanGrace:           o.OrphanGrace,
 		CycleTimeout:          o.CycleTimeout,
+		APIClock:              o.APIClock,
+	}
+	if o.APIClock != nil {
+		o.APIClock.Report(metrics.APIServerClockOffset)
 	}
 	if r.DrainOnly {
 		r.Log = log.With("controller", "targetbinding-drain")

@@ -24,24 +24,30 @@ const (
 
 // Event types (Event.Type) for pods, endpoints and the rollout.
 const (
-	PodPresent    = "present"   // the pod existed when watching began
-	PodCreated    = "created"   // the pod object was created
-	PodCondition  = "condition" // a pod condition changed: Detail "Ready=True"
-	PodGate       = "gate"      // a readiness-gate condition changed: Detail "<type>=True"
-	PodDeleting   = "deleting"  // deletionTimestamp set: preStop, then SIGTERM, begin now
-	PodContainer  = "container" // a container started or terminated
-	PodGone       = "gone"      // the pod object was removed
-	EndpointAdded = "added"     // the pod's endpoint appeared in an EndpointSlice
-	EndpointMoved = "changed"   // its ready/serving/terminating conditions changed
-	EndpointGone  = "removed"   // it left every EndpointSlice
-	RolloutStart  = "started"   // verify patched the Deployment
-	RolloutStep   = "progress"  // the Deployment's replica counts changed
-	RolloutDone   = "complete"  // the rollout is complete (as kubectl rollout status says)
-	RolloutClean  = "old_gone"  // no pod of the rollout is terminating any more
-	RolloutFailed = "failed"    // the rollout failed (progress deadline exceeded)
-	LoadStart     = "start"     // the first request was due
-	LoadEnd       = "end"       // no further request was sent
+	PodPresent      = "present"   // the pod existed when watching began
+	PodCreated      = "created"   // the pod object was created
+	PodCondition    = "condition" // a pod condition changed: Detail "Ready=True"
+	PodGate         = "gate"      // a readiness-gate condition changed: Detail "<type>=True"
+	PodDeleting     = "deleting"  // deletionTimestamp set: preStop, then SIGTERM, begin now
+	PodContainer    = "container" // a container started or terminated
+	PodGone         = "gone"      // the pod object was removed
+	EndpointAdded   = "added"     // the pod's endpoint appeared in an EndpointSlice
+	EndpointMoved   = "changed"   // its ready/serving/terminating conditions changed
+	EndpointGone    = "removed"   // it left every EndpointSlice
+	RolloutStart    = "started"   // verify patched the Deployment
+	RolloutStep     = "progress"  // the Deployment's replica counts changed
+	RolloutDone     = "complete"  // the rollout is complete (as kubectl rollout status says)
+	RolloutClean    = "old_gone"  // no pod of the rollout is terminating any more
+	RolloutFailed   = "failed"    // the rollout failed (progress deadline exceeded)
+	RolloutFault    = "fault"     // a fault injected into the rollout strikes (the lab's campaigns)
+	RolloutFaultEnd = "fault_end" // that fault is undone
+	LoadStart       = "start"     // the first request was due
+	LoadEnd         = "end"       // no further request was sent
 )
+
+// PodTerminating is the word the Detail of a PodPresent or PodCreated event
+// holds when the pod was already being deleted then.
+const PodTerminating = "terminating"
 
 // Event is one thing that happened outside the load: a pod condition, an
 // endpoint change, a Kubernetes Event, a rollout step. Time is when verify

@@ -32,9 +32,14 @@ var classColor = map[Class]string{
 	ClassOther:   "#9e9e9e",
 }
 
+// faultColor marks a fault's start and end.
+const faultColor = "#8e24aa"
+
 // eventColor colors an event marker by what it means for traffic.
 func eventColor(e Event) string {
 	switch {
+	case e.Kind == EventRollout && (e.Type == RolloutFault || e.Type == RolloutFaultEnd):
+		return faultColor
 	case e.Type == PodDeleting || e.Type == PodGone || e.Type == EndpointGone || e.Type == RolloutFailed:
 		return "#d32f2f"
 	case strings.HasSuffix(e.Detail, "=False") || strings.Contains(e.Detail, "ready=false"):
@@ -105,6 +110,9 @@ func buildLanes(r *Report, x func(float64) float64, spanMS float64, top float64)
 			segs = append(segs, nil)
 			if strings.Contains(e.Detail, "Ready=True") {
 				l.state = 1
+			}
+			if strings.Contains(e.Detail, PodTerminating) {
+				l.state = 3
 			}
 			continue
 		}
@@ -360,21 +368,47 @@ func buildChart(r *Report) chart {
 
 type htmlData struct {
 	R       *Report
+	Page    HTMLPage
 	Chart   chart
 	Verdict string
 	Colors  map[Class]string
 	EvColor func(Event) string
 	Watched bool
+	Faults  bool
+}
+
+// HTMLPage is what a report's page says around the report when it is one
+// of several (the lab's campaign: a page per rollout).
+type HTMLPage struct {
+	// Title replaces the page's title and heading ("zerodrop verify").
+	Title string
+	// Links are shown above the heading (back to an index, the previous
+	// and the next page).
+	Links []HTMLLink
+}
+
+// HTMLLink is one link of HTMLPage.Links.
+type HTMLLink struct {
+	Text string
+	Href string
 }
 
 // WriteHTML writes a self-contained HTML report: summary, the timeline chart
 // (inline SVG: requests by outcome, failures by class, latency, with a
 // marker per event), the failure episodes and the event list. It fetches
 // nothing from the network.
-func WriteHTML(w io.Writer, r *Report) error {
+func WriteHTML(w io.Writer, r *Report) error { return WriteHTMLPage(w, r, HTMLPage{}) }
+
+// WriteHTMLPage writes the report as WriteHTML does, with page's title and
+// links.
+func WriteHTMLPage(w io.Writer, r *Report, page HTMLPage) error {
 	v := "PASS"
 	if !r.Verdict.Pass {
 		v = "FAIL"
 	}
-	return reportTemplate.Execute(w, htmlData{R: r, Chart: buildChart(r), Verdict: v, Colors: classColor, EvColor: eventColor, Watched: watched(r)})
+	faults := false
+	for _, e := range r.Events {
+		faults = faults || eventColor(e) == faultColor
+	}
+	return reportTemplate.Execute(w, htmlData{R: r, Page: page, Chart: buildChart(r), Verdict: v, Colors: classColor, EvColor: eventColor, Watched: watched(r), Faults: faults})
 }

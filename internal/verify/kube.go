@@ -386,6 +386,9 @@ func podSummary(p *corev1.Pod) string {
 			parts = append(parts, string(c.Type)+"="+string(c.Status))
 		}
 	}
+	if p.DeletionTimestamp != nil {
+		parts = append(parts, PodTerminating)
+	}
 	return strings.Join(parts, " ")
 }
 

@@ -32,15 +32,41 @@ import (
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations,verbs=get;patch,resourceNames=zerodrop-controller
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=validatingwebhookconfigurations,verbs=get;patch,resourceNames=zerodrop-controller
 
+// Defaults of the CA renewal.
+const (
+	// DefaultCATrustDelay is how long every webhook configuration's
+	// caBundle must have been seen carrying a new CA before a certificate
+	// that CA signed is issued: each API server sees a changed webhook
+	// configuration through its informer, within moments.
+	DefaultCATrustDelay = 10 * time.Minute
+	// DefaultOldCAGrace is how long the previous CA stays in the caBundles
+	// once its successor signs: serve replicas re-read the Secret every
+	// minute, and one that cannot read it meanwhile still serves a
+	// certificate of the previous CA.
+	DefaultOldCAGrace = 24 * time.Hour
+)
+
+// Keys of the CA renewal in the Secret, besides ca.crt, ca.key, tls.crt,
+// tls.key and ca-bundle.crt.
+const (
+	secretNextCACert    = "next-ca.crt"
+	secretNextCAKey     = "next-ca.key"
+	secretNextCATrusted = "next-ca-trusted-at"
+	secretOldCADropAt   = "previous-ca-drop-at"
+)
+
 // CertRotator keeps the webhook's serving certificate valid without
 // cert-manager: a CA and a serving certificate live in one Secret (shared by
 // every replica, so they agree), are written to the webhook server's
 // certificate directory (controller-runtime reloads changed files), and the
 // CA is patched into the caBundle of the MutatingWebhookConfiguration and
 // of the ValidatingWebhookConfiguration of the same name. The
-// serving certificate is renewed when a third of its validity is left; the
-// CA likewise, with old and new CA both in the caBundle until the old one
-// expires.
+// serving certificate is renewed when a third of its validity is left. The
+// CA likewise, in three steps, so that the API server never meets a
+// certificate its caBundle does not trust: a new CA joins the caBundles
+// next to the current one (which keeps signing); once every caBundle has
+// been seen carrying it for CATrustDelay, it signs a new serving
+// certificate; OldCAGrace later the previous CA leaves the caBundles.
 type CertRotator struct {
 	// Client reads and writes the Secret and the webhook configuration
 	// directly (not through a cache).
@@ -59,6 +85,9 @@ type CertRotator struct {
 	DNSNames []string
 	// CertValidity defaults to 90 days, CAValidity to 10 years.
 	CertValidity, CAValidity time.Duration
+	// CATrustDelay and OldCAGrace time a CA renewal; they default to
+	// DefaultCATrustDelay and DefaultOldCAGrace.
+	CATrustDelay, OldCAGrace time.Duration
 	// CheckInterval defaults to one hour.
 	CheckInterval time.Duration
 	// Log is the structured logger.
@@ -163,6 +192,14 @@ func (c *CertRotator) observe(b certBundle) {
 
 type certBundle struct {
 	caCert, caKey, cert, key, caBundle []byte
+	// nextCACert and nextCAKey are a CA in the caBundle that signs
+	// nothing yet; nextTrusted is when every caBundle was first seen
+	// carrying it (zero: not yet).
+	nextCACert, nextCAKey []byte
+	nextTrusted           time.Time
+	// dropOldCA is when the caBundle loses every CA but the current
+	// (and the next); zero: nothing to drop.
+	dropOldCA time.Time
 }
 
 func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
@@ -172,7 +209,9 @@ func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
 	if err != nil && !apierrors.IsNotFound(err) {
 		return certBundle{}, fmt.Errorf("get secret %s: %w", c.Secret, err)
 	}
-	b := certBundle{caCert: s.Data["ca.crt"], caKey: s.Data["ca.key"], cert: s.Data["tls.crt"], key: s.Data["tls.key"], caBundle: s.Data["ca-bundle.crt"]}
+	b := certBundle{caCert: s.Data["ca.crt"], caKey: s.Data["ca.key"], cert: s.Data["tls.crt"], key: s.Data["tls.key"], caBundle: s.Data["ca-bundle.crt"],
+		nextCACert: s.Data[secretNextCACert], nextCAKey: s.Data[secretNextCAKey],
+		nextTrusted: parseTime(s.Data[secretNextCATrusted]), dropOldCA: parseTime(s.Data[secretOldCADropAt])}
 	now := c.now()
 	certValidity, caValidity := c.CertValidity, c.CAValidity
 	if certValidity <= 0 {
@@ -181,20 +220,75 @@ func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
 	if caValidity <= 0 {
 		caValidity = 10 * 365 * 24 * time.Hour
 	}
+	trustDelay, oldGrace := c.CATrustDelay, c.OldCAGrace
+	if trustDelay <= 0 {
+		trustDelay = DefaultCATrustDelay
+	}
+	if oldGrace <= 0 {
+		oldGrace = DefaultOldCAGrace
+	}
 	changed := false
 	ca, caKey, caErr := parsePair(b.caCert, b.caKey)
-	if caErr != nil || now.After(ca.NotAfter.Add(-caValidity/3)) {
+	next, nextKey, nextErr := parsePair(b.nextCACert, b.nextCAKey)
+	if len(b.nextCACert) > 0 && nextErr != nil {
+		b.nextCACert, b.nextCAKey, b.nextTrusted, changed = nil, nil, time.Time{}, true
+	}
+	switch {
+	case caErr != nil || !now.Before(ca.NotAfter):
+		// No CA that signs (a new install, or the CA lost or expired):
+		// nothing served now can stay valid, so a new CA signs at once.
 		oldCA := b.caCert
 		if b.caCert, b.caKey, err = newCA(now, caValidity, "zerodrop-webhook-ca"); err != nil {
 			return certBundle{}, err
 		}
 		ca, caKey, _ = parsePair(b.caCert, b.caKey)
-		b.caBundle = append(append([]byte{}, b.caCert...), stillValid(oldCA, now)...)
+		b.caBundle = joinPEM(b.caCert, stillValid(oldCA, now))
 		b.cert = nil
+		b.nextCACert, b.nextCAKey, b.nextTrusted, b.dropOldCA = nil, nil, time.Time{}, time.Time{}
 		changed = true
+	case len(b.nextCACert) == 0 && now.After(ca.NotAfter.Add(-caValidity/3)):
+		// Renewal, step 1: the next CA joins the caBundles (patched at
+		// the end of this Ensure); the current CA keeps signing.
+		if b.nextCACert, b.nextCAKey, err = newCA(now, caValidity, "zerodrop-webhook-ca"); err != nil {
+			return certBundle{}, err
+		}
+		b.nextTrusted = time.Time{}
+		b.caBundle = joinPEM(validCerts(b.caBundle, now), b.nextCACert)
+		changed = true
+	case len(b.nextCACert) > 0:
+		// Step 2: the next CA signs once every caBundle has been seen
+		// carrying it for trustDelay (read back, not assumed: a patch may
+		// have failed, or another replica patched an older bundle).
+		carried, err := c.caBundlesCarry(ctx, next)
+		if err != nil {
+			return certBundle{}, err
+		}
+		switch {
+		case !carried:
+			if !b.nextTrusted.IsZero() {
+				b.nextTrusted, changed = time.Time{}, true
+			}
+		case b.nextTrusted.IsZero():
+			b.nextTrusted, changed = now, true
+		case !now.Before(b.nextTrusted.Add(trustDelay)):
+			b.caCert, b.caKey, ca, caKey = b.nextCACert, b.nextCAKey, next, nextKey
+			b.nextCACert, b.nextCAKey, b.nextTrusted = nil, nil, time.Time{}
+			b.cert = nil
+			b.dropOldCA = now.Add(oldGrace)
+			changed = true
+			if c.Log != nil {
+				c.Log.Info("webhook CA renewed: the new CA signs from now on", "secret", c.Secret.String(), "previousCADroppedAt", b.dropOldCA)
+			}
+		}
 	}
-	if len(b.caBundle) == 0 {
-		b.caBundle, changed = b.caCert, true
+	if !b.dropOldCA.IsZero() && !now.Before(b.dropOldCA) {
+		// Step 3: no replica serves a certificate of the previous CA any
+		// more.
+		b.caBundle = joinPEM(b.caCert, b.nextCACert)
+		b.dropOldCA, changed = time.Time{}, true
+	}
+	if !pemHolds(b.caBundle, ca) {
+		b.caBundle, changed = joinPEM(b.caCert, b.caBundle), true
 	}
 	leaf, _, leafErr := parsePair(b.cert, b.key)
 	if leafErr != nil || now.After(leaf.NotAfter.Add(-certValidity/3)) || !coversNames(leaf, c.DNSNames) ||
@@ -210,6 +304,15 @@ func (c *CertRotator) ensureSecret(ctx context.Context) (certBundle, error) {
 	s.Namespace, s.Name = c.Secret.Namespace, c.Secret.Name
 	s.Type = corev1.SecretTypeOpaque
 	s.Data = map[string][]byte{"ca.crt": b.caCert, "ca.key": b.caKey, "tls.crt": b.cert, "tls.key": b.key, "ca-bundle.crt": b.caBundle}
+	if len(b.nextCACert) > 0 {
+		s.Data[secretNextCACert], s.Data[secretNextCAKey] = b.nextCACert, b.nextCAKey
+	}
+	if !b.nextTrusted.IsZero() {
+		s.Data[secretNextCATrusted] = []byte(b.nextTrusted.UTC().Format(time.RFC3339))
+	}
+	if !b.dropOldCA.IsZero() {
+		s.Data[secretOldCADropAt] = []byte(b.dropOldCA.UTC().Format(time.RFC3339))
+	}
 	if exists {
 		err = c.Client.Update(ctx, &s)
 	} else {
@@ -267,6 +370,38 @@ func (c *CertRotator) writeFiles(b certBundle) error {
 		}
 	}
 	return nil
+}
+
+// caBundlesCarry reports whether every client config of the webhook
+// configurations (as the API server has them now) trusts ca; true when the
+// rotator patches none.
+func (c *CertRotator) caBundlesCarry(ctx context.Context, ca *x509.Certificate) (bool, error) {
+	if c.WebhookConfiguration == "" {
+		return true, nil
+	}
+	key := types.NamespacedName{Name: c.WebhookConfiguration}
+	var mwc admissionregistrationv1.MutatingWebhookConfiguration
+	if err := c.Client.Get(ctx, key, &mwc); err != nil {
+		return false, fmt.Errorf("get MutatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	for _, w := range mwc.Webhooks {
+		if !pemHolds(w.ClientConfig.CABundle, ca) {
+			return false, nil
+		}
+	}
+	var vwc admissionregistrationv1.ValidatingWebhookConfiguration
+	if err := c.Client.Get(ctx, key, &vwc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return true, nil
+		}
+		return false, fmt.Errorf("get ValidatingWebhookConfiguration %s: %w", c.WebhookConfiguration, err)
+	}
+	for _, w := range vwc.Webhooks {
+		if !pemHolds(w.ClientConfig.CABundle, ca) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // patchCABundles gives the MutatingWebhookConfiguration (the pod gate
@@ -344,6 +479,67 @@ func parsePair(certPEM, keyPEM []byte) (*x509.Certificate, *ecdsa.PrivateKey, er
 		return nil, nil, errors.New("key is not ECDSA")
 	}
 	return cert, key, nil
+}
+
+// pemCerts parses every certificate of a PEM bundle, skipping what does
+// not parse.
+func pemCerts(bundle []byte) []*x509.Certificate {
+	var out []*x509.Certificate
+	for rest := bundle; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return out
+		}
+		if cert, err := x509.ParseCertificate(blk.Bytes); err == nil {
+			out = append(out, cert)
+		}
+	}
+}
+
+// pemHolds reports whether the PEM bundle holds cert.
+func pemHolds(bundle []byte, cert *x509.Certificate) bool {
+	for _, c := range pemCerts(bundle) {
+		if c.Equal(cert) {
+			return true
+		}
+	}
+	return false
+}
+
+// validCerts returns the bundle's certificates that have not expired.
+func validCerts(bundle []byte, now time.Time) []byte {
+	var out []byte
+	for _, c := range pemCerts(bundle) {
+		if !now.After(c.NotAfter) {
+			out = append(out, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
+		}
+	}
+	return out
+}
+
+// joinPEM concatenates PEM bundles.
+func joinPEM(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		if len(p) == 0 {
+			continue
+		}
+		out = append(out, p...)
+		if p[len(p)-1] != '\n' {
+			out = append(out, '\n')
+		}
+	}
+	return out
+}
+
+// parseTime reads a time the rotator wrote (RFC 3339); zero if absent or
+// unreadable.
+func parseTime(b []byte) time.Time {
+	t, err := time.Parse(time.RFC3339, string(b))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }
 
 func stillValid(certPEM []byte, now time.Time) []byte {

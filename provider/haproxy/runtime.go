@@ -362,21 +362,36 @@ func (c *Client) Dump(ctx context.Context, cmds ...string) ([]string, error) {
 	if !strings.HasPrefix(raw, "\n") {
 		return nil, c.notRuntimeAPI(what, raw)
 	}
-	parts := strings.Split(strings.TrimPrefix(raw, "\n"), "\n\n")
-	if len(parts) != len(cmds)+1 || parts[len(cmds)] != "" {
-		return nil, &CommandError{Endpoint: c.String(), Command: what, Answer: truncate(raw), Severity: -1,
-			kind: fmt.Errorf("%w: %d answers for %d commands", ErrUnexpectedAnswer, len(parts)-1, len(cmds))}
+	parts, err := splitDump(raw, len(cmds))
+	if err != nil {
+		return nil, &CommandError{Endpoint: c.String(), Command: what, Answer: truncate(raw), Severity: -1, kind: err}
 	}
 	out := make([]string, len(cmds))
 	for i, cmd := range cmds {
-		// Restore the newline the split removed: parsers see whole lines.
-		answer, err := c.checkAnswer(cmd, parts[i]+"\n")
+		answer, err := c.checkAnswer(cmd, parts[i])
 		if err != nil {
 			return nil, err
 		}
 		out[i] = answer
 	}
 	return out, nil
+}
+
+// splitDump splits the answer to n batched dump commands (after the empty
+// line of "set severity-output") into n answers, each ending with a
+// newline. An answer cut anywhere (a connection reset, a crash of the
+// worker) has fewer than n empty-line ends and is an error wrapping
+// ErrUnexpectedAnswer: a partial reading is never taken for a whole one.
+func splitDump(raw string, n int) ([]string, error) {
+	parts := strings.Split(strings.TrimPrefix(raw, "\n"), "\n\n")
+	if len(parts) != n+1 || parts[n] != "" {
+		return nil, fmt.Errorf("%w: %d answers for %d commands", ErrUnexpectedAnswer, len(parts)-1, n)
+	}
+	for i := range parts[:n] {
+		// Restore the newline the split removed: parsers see whole lines.
+		parts[i] += "\n"
+	}
+	return parts[:n], nil
 }
 
 // splitSeverity strips the empty answer of "set severity-output" and the
