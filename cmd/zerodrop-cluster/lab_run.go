@@ -433,6 +433,7 @@ func scenarioHelp() string {
 	b.WriteString("  apiserver  kube-apiserver is stopped and started again 1 s later (same port, certificates, etcd)\n")
 	b.WriteString("  etcd       etcd is SIGKILLed and started again 1 s later (same data)\n")
 	b.WriteString("  webhook    the pod webhook is unreachable until the rollout's new pods exist (admitted without gates)\n")
+	b.WriteString("  node       a node running serving pods loses its power (pods SIGKILLed, network cut); it boots again once its pods are evicted\n")
 	b.WriteString("  lbdown     the last HAProxy instance is stopped at the rollout's start and started again --fault-hold later\n")
 	b.WriteString("  lbflap     the last HAProxy instance is stopped and started 3 times (2 s down, 3 s up)\n")
 	b.WriteString("  slowlb     the last instance's Runtime API answers 400 ms late for --fault-hold (a proxy the lab owns)\n")

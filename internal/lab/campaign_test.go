@@ -166,6 +166,11 @@ func TestFaultDocsStateThePromises(t *testing.T) {
 			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\n  why: %s\nrow: %s", p.Fault, p.Promise, p.Why, row)
 		}
 	}
+	// The cluster faults' table has no "why" column: the node fault's row
+	// states its promise; its section the reason.
+	if row := rows[string(FaultNode)]; !strings.Contains(row, "| "+NodeFaultPromise.Promise+" |") {
+		t.Errorf("docs/faults.md's row for node does not state\n  promise: %s\nrow: %s", NodeFaultPromise.Promise, row)
+	}
 }
 
 // Scenario: a campaign of 7 rollouts cycling through none, reload, lbdown

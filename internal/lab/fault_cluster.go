@@ -49,7 +49,7 @@ const (
 const forbiddenSettle = 5 * time.Second
 
 // clusterFaults are the faults of this file, in Faults' order.
-var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook}
+var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook, FaultNode}
 
 // ClusterFaultReport is what a cluster-side fault left behind, measured
 // once the rollout it struck is complete.
@@ -78,6 +78,8 @@ type ClusterFaultReport struct {
 	// ControllerCrashes counts controller processes that exited by
 	// themselves during the run (and were started again), by role.
 	ControllerCrashes map[string]int `json:"controllerCrashes,omitempty"`
+	// Node is what the node fault measured (fault_node.go).
+	Node *NodeFaultReport `json:"node,omitempty"`
 }
 
 // controlPlane restarts control-plane processes (the lab in this process;
@@ -164,10 +166,14 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			return err == nil && dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas >= d.Replicas
 		})
 		err = errors.Join(werr, restore())
+	case FaultNode:
+		err = injectNodeFault(ctx, t, d, o, rep)
 	default:
 		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
 	}
-	rep.Undone = time.Since(struck)
+	if rep.Undone == 0 {
+		rep.Undone = time.Since(struck)
+	}
 	if err != nil {
 		return err
 	}

@@ -1,12 +1,15 @@
 package lab
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Scenario: the zerodrop scenario (naive app behind the readiness gate and
@@ -22,7 +25,13 @@ import (
 //     serving fails: bounded by one pod's share of the load for the slow
 //     requests' length. An app using the graceful package asks the drain
 //     endpoint itself, retrying until the serve process is back: nothing
-//     fails (zerodrop-graceful+serve).
+//     fails (zerodrop-graceful+serve);
+//   - node: a node running serving pods loses its power. What the dead
+//     pods were serving and what HAProxy sends them before its checks mark
+//     them DOWN is lost, bounded by NodeLossBound; the node is found lost
+//     and its pods evicted within the lab's node timings, the dead pods'
+//     servers leave HAProxy, the node comes back and finishes their
+//     deletion.
 //
 // In every case the rollout completes (no gate stuck) and the backend holds
 // exactly the new pods, all UP (no pod left in HAProxy).
@@ -44,12 +53,14 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	runs = append(runs, run{ZerodropGracefulScenario, FaultServe})
 	for _, r := range runs {
 		f := r.f
+		began := time.Now()
+		lostBefore := nodesFoundLost(t, l)
 		res, err := Run(ctx, l.Target(), r.s, RunOptions{
 			Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
 		})
 		var sb strings.Builder
 		PrintTable(&sb, []Result{res})
-		t.Logf("%s:\n%s", res.Name(), sb.String())
+		t.Logf("%s (%s):\n%s", res.Name(), time.Since(began).Round(time.Second), sb.String())
 		if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
 			t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
 		}
@@ -70,6 +81,14 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 		if res.Requests < 10000 {
 			t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
 		}
+		// Only the node fault may make the node lifecycle controller take a
+		// node for lost: under the others every node lives, and a short
+		// NodeMonitorGracePeriod would evict their pods.
+		if lost := nodesFoundLost(t, l) - lostBefore; f != FaultNode && lost != 0 {
+			t.Errorf("%s: %d NodeNotReady event(s): a node was taken for lost (NodeMonitorGracePeriod %s shorter than the fault's API outage?)", res.Name(), lost, NodeMonitorGracePeriod)
+		} else if f == FaultNode && lost == 0 {
+			t.Errorf("%s: no NodeNotReady event: the lost node was not found lost", res.Name())
+		}
 		switch f {
 		case FaultAPIServer, FaultEtcd:
 			if res.Failed != 0 {
@@ -87,6 +106,38 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 			}
 			if rep.GateMissingEvents < len(rep.UngatedPods) {
 				t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
+			}
+		case FaultNode:
+			nr := rep.Node
+			if nr == nil {
+				t.Errorf("%s: no node report", res.Name())
+				break
+			}
+			t.Logf("%s: node %s lost with %v; %d of %d servers in rotation were its (%d UP); DOWN everywhere after %s, NotReady after %s, evicted after %s, back after %s, pods gone after %s, servers removed after %s; %d failed, bound %d",
+				res.Name(), nr.Node, nr.DeadPods, nr.ServingDead, nr.Serving, nr.OnLBDead, nr.Down.Round(time.Millisecond), nr.NotReady.Round(time.Millisecond),
+				nr.Evicted.Round(time.Millisecond), nr.Back.Round(time.Millisecond), nr.PodsGone.Round(time.Millisecond), nr.ServersRemoved.Round(time.Millisecond), res.Failed, nr.Bound)
+			if nr.ServingDead == 0 {
+				t.Errorf("%s: the lost node ran no server in rotation: the fault did not strike a serving pod", res.Name())
+			}
+			// HAProxy takes a dead server out after fall failed checks, each
+			// at most interval apart and timeout long (the lab's timeout is
+			// the interval), however the kill lines up with the checks.
+			check := l.Check
+			if most := time.Duration(check.Fall)*2*check.Interval + time.Second; nr.Down <= 0 || nr.Down > most {
+				t.Errorf("%s: the dead servers DOWN everywhere after %s, want within %s (fall x (interval + timeout) + 1 s)", res.Name(), nr.Down, most)
+			}
+			if most := NodeMonitorGracePeriod + NodeMonitorPeriod + 5*time.Second; nr.NotReady <= 0 || nr.NotReady > most {
+				t.Errorf("%s: node NotReady after %s, want within %s", res.Name(), nr.NotReady, most)
+			}
+			if nr.Evicted < nr.NotReady || nr.Back < nr.Evicted || nr.PodsGone < nr.Back || nr.ServersRemoved <= 0 {
+				t.Errorf("%s: NotReady %s, evicted %s, back %s, pods gone %s, servers removed %s: want each step done, in this order, and the servers removed",
+					res.Name(), nr.NotReady, nr.Evicted, nr.Back, nr.PodsGone, nr.ServersRemoved)
+			}
+			if res.Failed > nr.Bound {
+				t.Errorf("%s: %d of %d requests failed (%v), want at most the bound %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, nr.Bound)
+			}
+			if len(res.PerRollout) != 1 || res.PerRollout[0].Promise != "kept" {
+				t.Errorf("%s: per rollout %+v, want the promise kept (nothing stuck, nothing left in HAProxy)", res.Name(), res.PerRollout)
 			}
 		case FaultServe:
 			if !rep.HookHeld {
@@ -193,4 +244,24 @@ func TestForbiddenLinesInARestartWindowAreExcused(t *testing.T) {
 	if strings.Contains(err.Error(), "during") {
 		t.Errorf("RBAC error names an excused line: %v", err)
 	}
+}
+
+// nodesFoundLost counts the node lifecycle controller's NodeNotReady events
+// about Nodes (namespace default).
+func nodesFoundLost(t *testing.T, l *Lab) int {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	evs, err := l.Client.CoreV1().Events(metav1.NamespaceDefault).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Errorf("list node events: %v", err)
+		return 0
+	}
+	n := 0
+	for _, e := range evs.Items {
+		if e.Reason == "NodeNotReady" && e.InvolvedObject.Kind == "Node" {
+			n += int(max(1, e.Count))
+		}
+	}
+	return n
 }

@@ -100,6 +100,9 @@ var LBFaultPromises = []FaultPromise{
 
 // Promise returns f's promise, if it has one.
 func (f Fault) Promise() (FaultPromise, bool) {
+	if f == FaultNode {
+		return NodeFaultPromise, true
+	}
 	for _, p := range LBFaultPromises {
 		if p.Fault == f {
 			return p, true

@@ -142,7 +142,11 @@ type Lab struct {
 	state       *State
 	stateMu     sync.Mutex
 	cancel      context.CancelFunc
+	runCtx      context.Context // the node agents run until it ends (Close)
+	images      map[string]node.Program
 	agents      sync.WaitGroup
+	nodesMu     sync.Mutex
+	nodes       map[string]*nodeAgent // by node name: the agent running it now
 	closeOnce   sync.Once
 	closeErr    error
 	ownsDir     bool
@@ -270,6 +274,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	l.log.Info("starting control plane", "kubernetes", opts.Binaries.Version, "binaries", opts.Binaries.Dir)
 	l.Cluster, err = cluster.Start(startCtx, cluster.Options{
 		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log,
+		ControllerManagerArgs: nodeLifecycleArgs, APIServerArgs: podTolerationArgs,
 	})
 	if err != nil {
 		return l, err
@@ -290,24 +295,13 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	}
 	l.updateState(func(s *State) { s.Namespaces = l.Network.Names().Namespaces })
 
-	images := map[string]node.Program{AppImage: {Path: opts.AppBinary, Name: AppEntrypoint}}
+	l.runCtx = runCtx
+	l.images = map[string]node.Program{AppImage: {Path: opts.AppBinary, Name: AppEntrypoint}}
 	var nodeNames []string
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("lab-node-%d", i)
 		nodeNames = append(nodeNames, name)
-		a := &node.Agent{
-			Client: l.Client, NodeName: name, Network: l.Network, Images: images,
-			Log: l.log, StateDir: filepath.Join(dir, "nodes", name),
-			// Restarted containers come back quickly in the lab.
-			RestartBackoff: 2 * time.Second,
-		}
-		l.agents.Add(1)
-		go func() {
-			defer l.agents.Done()
-			if err := a.Run(runCtx); err != nil {
-				l.log.Error("node agent stopped", "node", name, "err", err)
-			}
-		}()
+		l.startAgent(name)
 	}
 	l.updateState(func(s *State) { s.Nodes = nodeNames })
 	if err := waitNodesReady(startCtx, l.Client, nodeNames); err != nil {
@@ -367,7 +361,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 func (l *Lab) Target() Target {
 	st := l.State()
 	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check,
-		controlPlane: labControlPlane{l}}
+		controlPlane: labControlPlane{l}, nodes: l}
 }
 
 // TargetFromState connects to a lab recorded in a state file (one started

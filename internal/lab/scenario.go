@@ -314,6 +314,9 @@ type Target struct {
 	// controlPlane restarts control-plane processes (fault_cluster.go);
 	// nil for a lab in another process.
 	controlPlane controlPlane
+	// nodes powers nodes off and on (fault_node.go); nil for a lab in
+	// another process.
+	nodes nodePower
 }
 
 // Result is the outcome of one scenario run.

@@ -62,6 +62,9 @@ type Options struct {
 	// ControllerManagerArgs are appended to kube-controller-manager's flags
 	// (a later flag wins), e.g. "--node-monitor-grace-period=20s".
 	ControllerManagerArgs []string
+	// APIServerArgs are appended to kube-apiserver's flags (a later flag
+	// wins), e.g. "--default-unreachable-toleration-seconds=2".
+	APIServerArgs []string
 }
 
 // Cluster is a running control plane.
@@ -204,7 +207,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	if err := c.start(proc.Spec{
 		Name: "kube-apiserver", Path: bins.Path(k8sbin.KubeAPIServer), Log: filepath.Join(logs, "kube-apiserver.log"),
-		Args: []string{
+		Args: append([]string{
 			"--etcd-servers=" + c.EtcdURL,
 			"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", "--secure-port=" + strconv.Itoa(apiPort),
 			"--cert-dir=" + filepath.Join(dir, "pki", "generated"),
@@ -218,7 +221,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			// would carry 127.0.0.1, which endpoint validation rejects.
 			"--endpoint-reconciler-type=none",
 			"--profiling=false", "--v=1",
-		},
+		}, opts.APIServerArgs...),
 	}); err != nil {
 		return c, err
 	}

@@ -280,6 +280,18 @@ func (p *PodNet) Remove() error {
 	return removeNamespace(p.Namespace, p.HostVeth)
 }
 
+// Unplug deletes the pod's veth pair and keeps the namespace and the
+// address: the pod is cut off at once, as a machine that lost its power is,
+// and nothing its processes send (not even the FIN or RST of a process
+// that dies) leaves the namespace. Remove still has to run. Unplug is
+// idempotent.
+func (p *PodNet) Unplug() error {
+	if err := ip("link", "del", p.HostVeth); err != nil && !isNotFound(err) {
+		return fmt.Errorf("netns: unplug %s (veth %s): %w", p.Namespace, p.HostVeth, err)
+	}
+	return nil
+}
+
 // removeNamespace deletes a namespace and, first, the veth whose host end is
 // hostVeth (when known): deleting a namespace frees its interfaces
 // asynchronously, and an explicit delete makes the host end vanish at once.

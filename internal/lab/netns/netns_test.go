@@ -2,6 +2,7 @@ package netns
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -115,6 +116,66 @@ func TestTwoPodsReachEachOtherAndTheHost(t *testing.T) {
 	if string(out) != want {
 		t.Errorf("pod b -> pod a answered %q, want %q", out, want)
 	}
+}
+
+// Scenario: a pod that is unplugged (its node lost its power) falls
+// silent: when its server then dies, a connection the host holds to it
+// sees neither FIN nor RST, and a new connection is not refused but
+// unanswered; Remove still removes what is left.
+func TestUnpluggedPodFallsSilent(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	a, err := n.AddPod("pod-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := a.Command(context.Background(), os.Args[0])
+	server.Env = append(os.Environ(), "NETNS_TEST_ROLE=serve")
+	if err := server.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = server.Process.Kill(); _ = server.Wait() })
+	addr := netip.AddrPortFrom(a.Addr, 8080).String()
+	var conn net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if conn, err = net.DialTimeout("tcp", addr, time.Second); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("host -> pod at %s: %v", addr, err)
+		}
+	}
+	defer conn.Close()
+
+	if err := a.Unplug(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Unplug(); err != nil {
+		t.Fatalf("second Unplug: %v, want nil (idempotent)", err)
+	}
+	// The server dies after the cut: its kernel would send a FIN (or RST)
+	// for the open connection, which must not reach the host.
+	_ = server.Process.Kill()
+	_ = server.Wait()
+	_ = conn.SetReadDeadline(time.Now().Add(1500 * time.Millisecond))
+	if _, err := conn.Read(make([]byte, 1)); !isTimeout(err) {
+		t.Errorf("read on the open connection after the cut and the server's death: %v, want a timeout (no FIN or RST)", err)
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Errorf("a new connection to %s succeeded after the cut", addr)
+	} else if !isTimeout(err) && !strings.Contains(err.Error(), "no route to host") {
+		t.Errorf("new connection to %s after the cut: %v, want a timeout (no answer), not a refusal", addr, err)
+	}
+	if err := a.Remove(); err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, Names{Bridge: "-", Namespaces: []string{a.Namespace}}, []*PodNet{a})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func TestDestroyLeavesNothingBehind(t *testing.T) {

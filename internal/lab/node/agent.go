@@ -79,9 +79,11 @@ type Agent struct {
 	stateDir string
 	recorder record.EventRecorder
 
-	mu       sync.Mutex
-	workers  map[types.UID]*podWorker
-	finished map[types.UID]bool // pods already run to the end here
+	mu         sync.Mutex
+	workers    map[types.UID]*podWorker
+	finished   map[types.UID]bool // pods already run to the end here
+	cancel     context.CancelFunc // ends Run
+	poweredOff bool               // PowerOff was called: start nothing more
 }
 
 // Run registers the node, runs its pods and keeps the node's heartbeat until
@@ -95,6 +97,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	a.ctx = runCtx
+	a.mu.Lock()
+	a.cancel = cancel
+	if a.poweredOff {
+		cancel()
+	}
+	a.mu.Unlock()
 	if a.StateDir == "" {
 		dir, err := os.MkdirTemp("", "zerodrop-node-"+a.NodeName+"-")
 		if err != nil {
@@ -157,6 +165,34 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// PowerOff stops the node as a machine losing its power does. Every pod's
+// network is cut first, so nothing leaves a pod any more (not even the FIN
+// or RST of a dying process: clients and load balancers see silence, not a
+// refusal); then the agent stops without another API call and SIGKILLs
+// every container process and hook: no preStop hook, no SIGTERM, no status
+// update, no final delete. The Node, its Lease and its pods stay in the API
+// as they were, for the node lifecycle controller to find stale. Run
+// returns once every process is reaped and every pod's namespace removed.
+// An agent Run again later with the same NodeName plays the node coming
+// back (registerNode takes the Node over).
+func (a *Agent) PowerOff() {
+	a.mu.Lock()
+	a.poweredOff = true
+	workers := make([]*podWorker, 0, len(a.workers))
+	for _, w := range a.workers {
+		workers = append(workers, w)
+	}
+	cancel := a.cancel
+	a.mu.Unlock()
+	a.log.Info("node losing power: cutting every pod's network, then SIGKILL", "pods", len(workers))
+	for _, w := range workers {
+		w.unplug()
+	}
+	if cancel != nil {
+		cancel()
+	}
+}
+
 func (a *Agent) init() error {
 	switch {
 	case a.Client == nil:
@@ -180,8 +216,10 @@ func (a *Agent) init() error {
 	if a.RestartBackoff <= 0 {
 		a.RestartBackoff = 10 * time.Second
 	}
+	a.mu.Lock()
 	a.workers = map[types.UID]*podWorker{}
 	a.finished = map[types.UID]bool{}
+	a.mu.Unlock()
 	return nil
 }
 
@@ -191,6 +229,10 @@ func (a *Agent) podSeen(obj any) {
 		return
 	}
 	a.mu.Lock()
+	if a.poweredOff {
+		a.mu.Unlock()
+		return
+	}
 	w, running := a.workers[pod.UID]
 	done := a.finished[pod.UID]
 	if !running && !done {
@@ -207,6 +249,18 @@ func (a *Agent) podSeen(obj any) {
 		w = newPodWorker(a, pod)
 		a.workers[pod.UID] = w
 		a.mu.Unlock()
+		if pod.DeletionTimestamp != nil {
+			// Deleted before this agent ever ran it: its node was down
+			// (evicted by the node lifecycle controller), or it was deleted
+			// right after binding. As the kubelet (pod workers never start
+			// a pod whose termination was requested first), nothing is
+			// started and no hook runs: the containers are reported
+			// terminated and the deletion is finished.
+			a.log.Info("pod bound to this node was deleted before it ran here: finishing its deletion", "pod", pod.Namespace+"/"+pod.Name)
+			go a.forget(w)
+			go w.terminate(deletionGrace(pod))
+			return
+		}
 		a.log.Info("pod bound to this node", "pod", pod.Namespace+"/"+pod.Name)
 		w.start()
 		go a.forget(w)

@@ -32,6 +32,8 @@ type lab struct {
 	client   kubernetes.Interface
 	nodeName string
 	network  *netns.Network
+	images   map[string]Program
+	log      *slog.Logger
 }
 
 var (
@@ -102,17 +104,11 @@ func startLab() (*lab, func(), error) {
 		stop()
 		return nil, nil, err
 	}
-	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network}
-	agent := &Agent{
-		Client:   client,
-		NodeName: l.nodeName,
-		Network:  network,
-		Images: map[string]Program{
+	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, log: logger,
+		images: map[string]Program{
 			"zerodrop-lab/helper": {Path: self, Env: []string{"ZD_NODE_HELPER=1"}, Name: "/helper", Args: []string{"serve"}},
-		},
-		Log:            logger,
-		RestartBackoff: time.Second,
-	}
+		}}
+	agent := l.agent(l.nodeName)
 	runCtx, stopAgent := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- agent.Run(runCtx) }()
@@ -125,8 +121,23 @@ func startLab() (*lab, func(), error) {
 		}
 	})
 	// Ready to use once the scheduler can see a Ready node.
-	if err := waitFor(ctx, func() (bool, error) {
-		n, err := client.CoreV1().Nodes().Get(ctx, l.nodeName, metav1.GetOptions{})
+	if err := l.waitNodeReady(ctx, l.nodeName); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("node %s never Ready: %w", l.nodeName, err)
+	}
+	return l, stop, nil
+}
+
+// agent is an agent for node name on the lab's network, with the test
+// image.
+func (l *lab) agent(name string) *Agent {
+	return &Agent{Client: l.client, NodeName: name, Network: l.network, Images: l.images, Log: l.log, RestartBackoff: time.Second}
+}
+
+// waitNodeReady waits until Node name reports Ready=True.
+func (l *lab) waitNodeReady(ctx context.Context, name string) error {
+	return waitFor(ctx, func() (bool, error) {
+		n, err := l.client.CoreV1().Nodes().Get(ctx, name, metav1.GetOptions{})
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
@@ -139,11 +150,7 @@ func startLab() (*lab, func(), error) {
 			}
 		}
 		return false, nil
-	}); err != nil {
-		stop()
-		return nil, nil, fmt.Errorf("node %s never Ready: %w", l.nodeName, err)
-	}
-	return l, stop, nil
+	})
 }
 
 func waitFor(ctx context.Context, cond func() (bool, error)) error {

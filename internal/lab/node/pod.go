@@ -451,6 +451,12 @@ func newContainerID() string {
 
 // killNow stops a process at once (postStart failure, agent shutdown).
 func (w *podWorker) killNow(p *process) {
+	if w.ctx.Err() != nil {
+		// The agent is stopping or lost its power: no SIGTERM.
+		p.kill()
+		<-p.exited
+		return
+	}
 	p.signal(syscall.SIGTERM)
 	t := time.NewTimer(minimumStopWindow)
 	defer t.Stop()
@@ -496,10 +502,13 @@ func (w *podWorker) kill(c *container, p *process, grace int64, reason string) {
 		}
 		t.Stop()
 	}
-	window := stopWindow(grace, time.Since(begin))
 	if w.ctx.Err() != nil {
-		window = 0
+		// The agent is stopping or lost its power: no SIGTERM.
+		p.kill()
+		<-p.exited
+		return
 	}
+	window := stopWindow(grace, time.Since(begin))
 	p.signal(syscall.SIGTERM)
 	t := time.NewTimer(window)
 	defer t.Stop()
@@ -646,6 +655,20 @@ func (w *podWorker) finalReport() error {
 		return fmt.Errorf("delete %s: %w", w.key, err)
 	}
 	return nil
+}
+
+// unplug cuts the pod's network (PowerOff): from now on nothing its
+// processes send leaves the namespace.
+func (w *podWorker) unplug() {
+	w.mu.Lock()
+	pn := w.net
+	w.mu.Unlock()
+	if pn == nil {
+		return
+	}
+	if err := pn.Unplug(); err != nil {
+		w.log.Warn("unplug pod network", "err", err)
+	}
 }
 
 // cleanup removes the pod's namespace and directory, once.
