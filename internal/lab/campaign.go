@@ -407,6 +407,9 @@ func (rec *RolloutRecord) judge() {
 	if p.NoGateOpensWithoutVerdict && rec.GatesOpenedBlind > 0 {
 		broken = append(broken, fmt.Sprintf("%d gates opened without the victim's verdict", rec.GatesOpenedBlind))
 	}
+	if ev := rec.FaultEvent; p.NoDrainTimeout && ev != nil && ev.Cluster != nil && ev.Cluster.DrainTimeouts > 0 {
+		broken = append(broken, fmt.Sprintf("%d drain gates released by drain.timeout", ev.Cluster.DrainTimeouts))
+	}
 	if len(rec.StuckGates) > 0 {
 		broken = append(broken, "stuck: "+strings.Join(rec.StuckGates, ", "))
 	}

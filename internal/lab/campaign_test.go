@@ -70,6 +70,34 @@ func TestRolloutRecordCountsStreamsAndJudgesThePromise(t *testing.T) {
 	}
 }
 
+// Scenario: rollouts under the clock fault: one whose drains all waited
+// for the load balancer, one where the controller released a drain gate
+// by drain.timeout (the step made the timeout fire early), one where a
+// request failed. Expectation: the first keeps the promise, the other two
+// break it and say why.
+func TestClockRolloutIsJudgedByItsDrainTimeouts(t *testing.T) {
+	var r recorder
+	t0 := time.Now()
+	r.add(verify.Result{Scheduled: t0, Class: verify.ClassOK}, StreamMain, 0, "127.0.0.1:8080")
+	methods := map[string]string{StreamMain: "GET"}
+	record := func(drainTimeouts int) RolloutRecord {
+		rec := RolloutRecord{Rollout: 1, Fault: FaultClock, StuckGates: []string{}, Leftovers: []string{},
+			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, DrainTimeouts: drainTimeouts}}}
+		rec.recount(&r, t0, time.Time{}, methods, nil, nil)
+		return rec
+	}
+	if rec := record(0); rec.Promise != "kept" {
+		t.Errorf("no drain timeout, nothing failed: promise %q, want kept", rec.Promise)
+	}
+	if rec := record(2); !strings.Contains(rec.Promise, "broken") || !strings.Contains(rec.Promise, "2 drain gates released by drain.timeout") {
+		t.Errorf("two drains released by their timeout: promise %q, want broken, saying so", rec.Promise)
+	}
+	r.add(verify.Result{Scheduled: t0.Add(time.Second), Class: verify.ClassEOF}, StreamMain, 0, "127.0.0.1:8080")
+	if rec := record(0); !strings.Contains(rec.Promise, "broken: 1 failed requests") {
+		t.Errorf("one request failed: promise %q, want broken", rec.Promise)
+	}
+}
+
 // The admin proxy passes the Runtime API's bytes through, delays the
 // answers in delay mode, and in blackhole mode lets nothing through either
 // way while the connection stays open (a partition, not a refusal).
@@ -129,7 +157,7 @@ func TestAdminProxyPassesDelaysAndBlackholes(t *testing.T) {
 }
 
 func TestParseFaultKnowsTheLBFaults(t *testing.T) {
-	for _, f := range LBFaults {
+	for _, f := range append(append([]Fault(nil), LBFaults...), FaultClock) {
 		got, err := ParseFault(string(f))
 		if err != nil || got != f {
 			t.Errorf("ParseFault(%q) = %q, %v", f, got, err)
@@ -164,6 +192,20 @@ func TestFaultDocsStateThePromises(t *testing.T) {
 		}
 		if !strings.Contains(row, "| "+p.Promise+" |") || !strings.Contains(row, "| "+p.Why+" |") {
 			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\n  why: %s\nrow: %s", p.Fault, p.Promise, p.Why, row)
+		}
+	}
+	// The cluster faults' table has no "why" column: their section says it.
+	for _, p := range ClusterFaultPromises {
+		row, ok := rows[string(p.Fault)]
+		if !ok {
+			t.Errorf("docs/faults.md has no row for %s", p.Fault)
+			continue
+		}
+		if !strings.Contains(row, "| "+p.Promise+" |") {
+			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\nrow: %s", p.Fault, p.Promise, row)
+		}
+		if !strings.Contains(string(raw), p.Why) {
+			t.Errorf("docs/faults.md does not say why %s keeps its promise: %s", p.Fault, p.Why)
 		}
 	}
 }

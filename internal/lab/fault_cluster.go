@@ -48,8 +48,9 @@ const (
 // syncing) rather than to config/rbac.
 const forbiddenSettle = 5 * time.Second
 
-// clusterFaults are the faults of this file, in Faults' order.
-var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook}
+// clusterFaults are the faults of this file (and FaultClock's), in Faults'
+// order.
+var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook, FaultClock}
 
 // ClusterFaultReport is what a cluster-side fault left behind, measured
 // once the rollout it struck is complete.
@@ -78,6 +79,18 @@ type ClusterFaultReport struct {
 	// ControllerCrashes counts controller processes that exited by
 	// themselves during the run (and were started again), by role.
 	ControllerCrashes map[string]int `json:"controllerCrashes,omitempty"`
+	// ClockStep is how far the clock fault stepped the wall clock (and
+	// back); ClockError is how far the wall clock was off the monotonic
+	// one's progress once stepped back (the steps' own cost).
+	ClockStep  time.Duration `json:"clockStep,omitempty"`
+	ClockError time.Duration `json:"clockError,omitempty"`
+	// DrainTimeouts counts the controller's DrainTimeout Warning events
+	// from the strike to the rollout's end: drain gates released by the
+	// timeout, not because the load balancer had drained the pod.
+	// GateTimeouts counts its gate events for a gate timeout
+	// (GateTimeoutFailClosed, GateTimeoutFailOpen) in that time.
+	DrainTimeouts int `json:"drainTimeouts"`
+	GateTimeouts  int `json:"gateTimeouts"`
 }
 
 // controlPlane restarts control-plane processes (the lab in this process;
@@ -108,10 +121,13 @@ func (p labControlPlane) Restart(ctx context.Context, name string, kill bool, do
 // checkCluster reports whether the scenario can suffer a cluster-side fault.
 func (f Fault) checkCluster(in Integration) error {
 	switch f {
-	case FaultServe, FaultWebhook:
+	case FaultServe, FaultWebhook, FaultClock:
 		if in.Controller == nil {
 			return fmt.Errorf("fault %s: the scenario runs no zerodrop-controller", f)
 		}
+	}
+	if f == FaultClock {
+		return canStepClock()
 	}
 	return nil
 }
@@ -121,8 +137,11 @@ func (f Fault) checkCluster(in Integration) error {
 func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent) error {
 	rep := &ClusterFaultReport{}
 	ev.Cluster = rep
-	struck := time.Now()
 	ctl := d.Integration.Controller
+	// Timeout events are counted from here (their own times are wall
+	// times, which the clock fault steps).
+	drainTimeouts0, gateTimeouts0 := timeoutEvents(context.WithoutCancel(ctx), t, d.Namespace)
+	struck := time.Now()
 	var err error
 	var excuseFrom map[string]int64 // controller log sizes before an API server restart
 	switch o.Fault {
@@ -164,6 +183,8 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			return err == nil && dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas >= d.Replicas
 		})
 		err = errors.Join(werr, restore())
+	case FaultClock:
+		err = injectClockFault(ctx, t, d, o.FaultHold, rep)
 	default:
 		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
 	}
@@ -201,10 +222,36 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			}
 		}
 	}
+	drainTimeouts, gateTimeouts := timeoutEvents(rctx, t, d.Namespace)
+	rep.DrainTimeouts, rep.GateTimeouts = drainTimeouts-drainTimeouts0, gateTimeouts-gateTimeouts0
 	if ctl != nil {
 		rep.ControllerCrashes = ctl.Crashes()
 	}
 	return nil
+}
+
+// timeoutEvents counts the controller's events in ns for a drain released
+// by its timeout (reason DrainTimeout) and for a gate timeout (a gate
+// event naming GateTimeoutFailClosed or GateTimeoutFailOpen). An event
+// repeated counts its repetitions.
+func timeoutEvents(ctx context.Context, t Target, ns string) (drains, gates int) {
+	evs, err := t.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range evs.Items {
+		n := max(1, int(e.Count))
+		if e.Series != nil {
+			n = max(n, int(e.Series.Count))
+		}
+		switch {
+		case e.Reason == "DrainTimeout":
+			drains += n
+		case strings.HasPrefix(e.Reason, "Gate") && strings.Contains(e.Message, "GateTimeoutFail"):
+			gates += n
+		}
+	}
+	return drains, gates
 }
 
 // breakWebhook points the pod webhook of the controller's configuration at

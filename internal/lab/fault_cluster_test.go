@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"context"
 	"net"
 	"os"
 	"path/filepath"
@@ -22,17 +23,22 @@ import (
 //     serving fails: bounded by one pod's share of the load for the slow
 //     requests' length. An app using the graceful package asks the drain
 //     endpoint itself, retrying until the serve process is back: nothing
-//     fails (zerodrop-graceful+serve).
+//     fails (zerodrop-graceful+serve);
+//   - clock: the machine's wall clock is stepped ClockStep (45 s, more than
+//     drain.timeout) forward while a drain is held, and back after the
+//     fault hold: nothing fails, no drain gate is released by its timeout,
+//     and the clock ends where it should be.
 //
 // In every case the rollout completes (no gate stuck) and the backend holds
-// exactly the new pods, all UP (no pod left in HAProxy).
+// exactly the new pods, all UP (no pod left in HAProxy). Each run is a
+// subtest named after it (-run 'TestClusterFaultsKeepTheirPromises/zerodrop\+clock$'
+// runs one; the lab starts once either way).
 func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
 	ctx, l, opts := controllerLab(t)
 
-	const replicas, rate = 3, 1000
 	type run struct {
 		s Scenario
 		f Fault
@@ -43,71 +49,88 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	}
 	runs = append(runs, run{ZerodropGracefulScenario, FaultServe})
 	for _, r := range runs {
-		f := r.f
-		res, err := Run(ctx, l.Target(), r.s, RunOptions{
-			Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
-		})
-		var sb strings.Builder
-		PrintTable(&sb, []Result{res})
-		t.Logf("%s:\n%s", res.Name(), sb.String())
-		if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
-			t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
+		t.Run(r.s.Name+"+"+string(r.f), func(t *testing.T) { clusterFaultRun(t, ctx, l, opts, r.s, r.f) })
+	}
+}
+
+// clusterFaultRun rolls s once under f in lab l and asserts f's promise.
+func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s Scenario, f Fault) {
+	const replicas, rate = 3, 1000
+	res, err := Run(ctx, l.Target(), s, RunOptions{
+		Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
+	})
+	var sb strings.Builder
+	PrintTable(&sb, []Result{res})
+	t.Logf("%s:\n%s", res.Name(), sb.String())
+	if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
+		t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", res.Name(), err)
+	}
+	if len(res.Faults) != 1 || res.Faults[0].Cluster == nil {
+		t.Fatalf("%s: faults %+v, want one with a cluster report", res.Name(), res.Faults)
+	}
+	ev := res.Faults[0]
+	rep := ev.Cluster
+	t.Logf("%s: struck at +%s, undone after %s", res.Name(), ev.At.Round(time.Millisecond), rep.Undone.Round(time.Millisecond))
+	if ev.Err != "" {
+		t.Errorf("%s: %s", res.Name(), ev.Err)
+	}
+	if res.Requests < 10000 {
+		t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
+	}
+	noneFailed := func() {
+		t.Helper()
+		if res.Failed != 0 {
+			t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
 		}
-		if err != nil {
-			t.Errorf("%s: %v", res.Name(), err)
-			continue
+	}
+	switch f {
+	case FaultAPIServer, FaultEtcd:
+		noneFailed()
+		if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
+			t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
 		}
-		if len(res.Faults) != 1 || res.Faults[0].Cluster == nil {
-			t.Errorf("%s: faults %+v, want one with a cluster report", res.Name(), res.Faults)
-			continue
+	case FaultWebhook:
+		noneFailed()
+		if len(rep.UngatedPods) == 0 {
+			t.Errorf("%s: no pod admitted without a gate: the fault did not strike", res.Name())
 		}
-		ev := res.Faults[0]
-		rep := ev.Cluster
-		t.Logf("%s: struck at +%s, undone after %s", res.Name(), ev.At.Round(time.Millisecond), rep.Undone.Round(time.Millisecond))
-		if ev.Err != "" {
-			t.Errorf("%s: %s", res.Name(), ev.Err)
+		if rep.GateMissingEvents < len(rep.UngatedPods) {
+			t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
 		}
-		if res.Requests < 10000 {
-			t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
+	case FaultServe:
+		if !rep.HookHeld {
+			t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
 		}
-		switch f {
-		case FaultAPIServer, FaultEtcd:
-			if res.Failed != 0 {
-				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-			}
-			if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
-				t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
-			}
-		case FaultWebhook:
-			if res.Failed != 0 {
-				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-			}
-			if len(rep.UngatedPods) == 0 {
-				t.Errorf("%s: no pod admitted without a gate: the fault did not strike", res.Name())
-			}
-			if rep.GateMissingEvents < len(rep.UngatedPods) {
-				t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
-			}
-		case FaultServe:
-			if !rep.HookHeld {
-				t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
-			}
-			if r.s.App.Drain {
-				// The app's own drain wait retries the restarted serve
-				// process: the cut hook costs nothing.
-				if res.Failed != 0 {
-					t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-				}
-				break
-			}
-			// The pod was already in drain (no new requests): what fails is
-			// what it was serving when the app exited, one pod's share of
-			// the in-flight requests: slow ones (rate/50 for 6 s) and fast
-			// ones (rate for 20 ms), twice that as the bound (one run: 21).
-			inFlight := (rate/50*6 + rate*0.02) / replicas
-			if bound := uint64(2 * inFlight); res.Failed > bound {
-				t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
-			}
+		if s.App.Drain {
+			// The app's own drain wait retries the restarted serve
+			// process: the cut hook costs nothing.
+			noneFailed()
+			break
+		}
+		// The pod was already in drain (no new requests): what fails is
+		// what it was serving when the app exited, one pod's share of
+		// the in-flight requests: slow ones (rate/50 for 6 s) and fast
+		// ones (rate for 20 ms), twice that as the bound (one run: 21).
+		inFlight := (rate/50*6 + rate*0.02) / replicas
+		if bound := uint64(2 * inFlight); res.Failed > bound {
+			t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
+		}
+	case FaultClock:
+		if !rep.HookHeld || rep.ClockStep != ClockStep {
+			t.Errorf("%s: hook held %v, clock stepped %s: the fault did not strike while a drain was held", res.Name(), rep.HookHeld, rep.ClockStep)
+		}
+		noneFailed()
+		if rep.DrainTimeouts != 0 || rep.GateTimeouts != 0 {
+			t.Errorf("%s: %d drain gates released by drain.timeout, %d gate timeouts: want none (the step moved a timeout)", res.Name(), rep.DrainTimeouts, rep.GateTimeouts)
+		}
+		if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
+			t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
+		}
+		if rep.ClockError > 100*time.Millisecond || rep.ClockError < -100*time.Millisecond {
+			t.Errorf("%s: the wall clock is %s off after the step back", res.Name(), rep.ClockError)
 		}
 	}
 }
