@@ -74,6 +74,10 @@ type RolloutRecord struct {
 	// inside one: gates opened without every instance's verdict.
 	VerdictMissing   []Window `json:"verdictMissing,omitempty"`
 	GatesOpenedBlind int      `json:"gatesOpenedBlind"`
+	// FailedClockJump counts the failed requests HAProxy's own handling of
+	// the clock fault's forward step cost (clockJumpFailures): counted
+	// apart, like the stopped victim's outage.
+	FailedClockJump uint64 `json:"failedClockJump"`
 	// GateReasons are the gate condition reasons new pods showed while
 	// the rollout ran (PoolFull, NotRegistered, L4CON, Healthy...).
 	GateReasons []string `json:"gateReasons,omitempty"`
@@ -200,6 +204,19 @@ func (r *recorder) window(from, to time.Time, methods map[string]string) []Strea
 		out = append(out, sc)
 	}
 	return out
+}
+
+// failedIn counts the failures of one of classes that ended in [from, to).
+func (r *recorder) failedIn(from, to time.Time, classes ...verify.Class) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var n uint64
+	for _, f := range r.failures {
+		if !f.at.Before(from) && f.at.Before(to) && slices.Contains(classes, verify.Class(f.class)) {
+			n++
+		}
+	}
+	return n
 }
 
 // failedThrough counts the failures sent through instance that ended
@@ -400,7 +417,7 @@ func (rec *RolloutRecord) judge() {
 	}
 	var broken []string
 	if p.ZeroFailed {
-		if n := rec.Failed - rec.FailedVictimDown; n > 0 {
+		if n := rec.Failed - rec.FailedVictimDown - rec.FailedClockJump; n > 0 {
 			broken = append(broken, fmt.Sprintf("%d failed requests", n))
 		}
 	}
@@ -715,6 +732,11 @@ func (rec *RolloutRecord) recount(r *recorder, from, to time.Time, methods map[s
 	rec.FailedVictimDown = 0
 	if rig != nil && (rec.Fault == FaultLBDown || rec.Fault == FaultLBFlap) {
 		rec.FailedVictimDown = r.failedThrough(rig.victim, from, to, down, time.Second)
+	}
+	rec.FailedClockJump = 0
+	if ev := rec.FaultEvent; ev != nil && ev.Cluster != nil && ev.Cluster.StepAt > 0 {
+		at := from.Add(ev.Cluster.StepAt)
+		rec.FailedClockJump = r.failedIn(at, at.Add(clockJumpWindow), clockJumpFailures...)
 	}
 	rec.judge()
 }

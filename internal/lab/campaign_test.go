@@ -70,31 +70,49 @@ func TestRolloutRecordCountsStreamsAndJudgesThePromise(t *testing.T) {
 	}
 }
 
-// Scenario: rollouts under the clock fault: one whose drains all waited
-// for the load balancer, one where the controller released a drain gate
-// by drain.timeout (the step made the timeout fire early), one where a
-// request failed. Expectation: the first keeps the promise, the other two
-// break it and say why.
+// Scenario: rollouts under the clock fault. Expectation: a rollout whose
+// drains all waited for the load balancer keeps the promise, also when an
+// HAProxy instance answered 504 and closed a POST's connection at the
+// step's instant (its own clock jump, counted apart); one where the
+// controller released a drain gate by drain.timeout breaks it, and so does
+// a failure of another kind at the step (502: a pod that exited) or a 504
+// later.
 func TestClockRolloutIsJudgedByItsDrainTimeouts(t *testing.T) {
-	var r recorder
 	t0 := time.Now()
-	r.add(verify.Result{Scheduled: t0, Class: verify.ClassOK}, StreamMain, 0, "127.0.0.1:8080")
-	methods := map[string]string{StreamMain: "GET"}
-	record := func(drainTimeouts int) RolloutRecord {
+	stepAt := 5 * time.Second
+	methods := map[string]string{StreamMain: "GET", StreamPost: "POST"}
+	record := func(r *recorder, drainTimeouts int) RolloutRecord {
 		rec := RolloutRecord{Rollout: 1, Fault: FaultClock, StuckGates: []string{}, Leftovers: []string{},
-			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, DrainTimeouts: drainTimeouts}}}
-		rec.recount(&r, t0, time.Time{}, methods, nil, nil)
+			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, StepAt: stepAt, DrainTimeouts: drainTimeouts}}}
+		rec.recount(r, t0, time.Time{}, methods, nil, nil)
 		return rec
 	}
-	if rec := record(0); rec.Promise != "kept" {
-		t.Errorf("no drain timeout, nothing failed: promise %q, want kept", rec.Promise)
+	fail := func(r *recorder, ended time.Duration, stream string, c verify.Class) {
+		r.add(verify.Result{Scheduled: t0.Add(ended - time.Second), Latency: time.Second, Class: c}, stream, 0, "127.0.0.1:8080")
 	}
-	if rec := record(2); !strings.Contains(rec.Promise, "broken") || !strings.Contains(rec.Promise, "2 drain gates released by drain.timeout") {
+	atStep := func() *recorder {
+		var r recorder
+		r.add(verify.Result{Scheduled: t0, Class: verify.ClassOK}, StreamMain, 0, "127.0.0.1:8080")
+		fail(&r, stepAt+10*time.Millisecond, StreamMain, verify.Class504)
+		fail(&r, stepAt+120*time.Millisecond, StreamPost, verify.ClassEOF)
+		return &r
+	}
+	r := atStep()
+	if rec := record(r, 0); rec.Promise != "kept" || rec.FailedClockJump != 2 {
+		t.Errorf("only HAProxy's failures at the step: promise %q, %d counted apart; want kept, 2", rec.Promise, rec.FailedClockJump)
+	}
+	if rec := record(r, 2); !strings.Contains(rec.Promise, "broken") || !strings.Contains(rec.Promise, "2 drain gates released by drain.timeout") {
 		t.Errorf("two drains released by their timeout: promise %q, want broken, saying so", rec.Promise)
 	}
-	r.add(verify.Result{Scheduled: t0.Add(time.Second), Class: verify.ClassEOF}, StreamMain, 0, "127.0.0.1:8080")
-	if rec := record(0); !strings.Contains(rec.Promise, "broken: 1 failed requests") {
-		t.Errorf("one request failed: promise %q, want broken", rec.Promise)
+	for _, c := range []struct {
+		ended time.Duration
+		class verify.Class
+	}{{stepAt + 100*time.Millisecond, verify.Class502}, {stepAt + time.Second, verify.Class504}, {stepAt - 100*time.Millisecond, verify.ClassEOF}} {
+		r := atStep()
+		fail(r, c.ended, StreamMain, c.class)
+		if rec := record(r, 0); !strings.Contains(rec.Promise, "broken: 1 failed requests") {
+			t.Errorf("a %s ending %s after the step: promise %q, want broken by it", c.class, c.ended-stepAt, rec.Promise)
+		}
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"zerodrop.dev/zerodrop/internal/verify"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
 
@@ -43,9 +44,24 @@ const ClockStep = 45 * time.Second
 // TestClusterFaultsKeepTheirPromises).
 var ClusterFaultPromises = []FaultPromise{
 	{Fault: FaultClock, ZeroFailed: true, NoDrainTimeout: true,
-		Promise: "0 failed; no drain gate released by `drain.timeout` (each waits for the load balancer's drained verdict); nothing stuck, nothing left in HAProxy",
+		Promise: "0 failed but HAProxy's own at the step (an instance with a thread busy at that instant misses it and times out what it holds: counted apart); no drain gate released by `drain.timeout` (each waits for the load balancer's drained verdict); nothing stuck, nothing left in HAProxy",
 		Why:     "the controller anchors every time it reads from the API (deletion request, ContainersReady, its gate's transition) to its monotonic clock when it first sees it (controller promise 8), so a step of the wall clock moves no timeout; every other wait (drain endpoint holds, reload grace, node agent grace periods) is monotonic already"},
 }
+
+// HAProxy 2.6 corrects a step of the wall clock only when it happens while
+// a thread sleeps in poll: it compares the time after poll with the time
+// before (src/clock.c). A thread busy at the step's instant misses it, its
+// internal clock jumps ClockStep forward, and every timeout shorter than
+// that expires at once: 504 (timeout server) for each request in flight
+// through that instance, and its idle client connections closed (timeout
+// client), which fails the POST next written on each (eof; a GET is sent
+// again). The lab counts those apart (RolloutRecord.FailedClockJump): they
+// end within clockJumpWindow of the step and are of clockJumpFailures'
+// classes, while a drain gate released early fails what the pod serves
+// with 502 once its app exits.
+const clockJumpWindow = 250 * time.Millisecond
+
+var clockJumpFailures = []verify.Class{verify.Class504, verify.ClassEOF}
 
 // capSysTime is CAP_SYS_TIME's bit in /proc/self/status's CapEff.
 const capSysTime = 25
@@ -117,7 +133,8 @@ func stepClock(d time.Duration) (restore func() error, err error) {
 // injectClockFault strikes FaultClock: it waits until a drain is held (a
 // hook open to the drain endpoint, and the deleted pod's server in drain on
 // every instance), steps the clock forward by ClockStep for hold, and back.
-func injectClockFault(ctx context.Context, t Target, d *Deployed, hold time.Duration, rep *ClusterFaultReport) error {
+// start is the rollout's start (rep.StepAt counts from it).
+func injectClockFault(ctx context.Context, t Target, d *Deployed, hold time.Duration, rep *ClusterFaultReport, start time.Time) error {
 	ctl := d.Integration.Controller
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err := pollUntil(hctx, 10*time.Millisecond, func() bool {
@@ -137,7 +154,7 @@ func injectClockFault(ctx context.Context, t Target, d *Deployed, hold time.Dura
 		return fmt.Errorf("fault clock: %w", err)
 	}
 	defer restore()
-	rep.ClockStep = ClockStep
+	rep.ClockStep, rep.StepAt = ClockStep, max(time.Since(start), time.Nanosecond)
 	sleepCtx(ctx, hold)
 	err = restore()
 	// What the clock is off by now: its wall progress minus the monotonic.

@@ -84,6 +84,9 @@ type ClusterFaultReport struct {
 	// one's progress once stepped back (the steps' own cost).
 	ClockStep  time.Duration `json:"clockStep,omitempty"`
 	ClockError time.Duration `json:"clockError,omitempty"`
+	// StepAt is when the clock was stepped forward, from the rollout's
+	// start (like FaultEvent.At).
+	StepAt time.Duration `json:"stepAt,omitempty"`
 	// DrainTimeouts counts the controller's DrainTimeout Warning events
 	// from the strike to the rollout's end: drain gates released by the
 	// timeout, not because the load balancer had drained the pod.
@@ -134,7 +137,7 @@ func (f Fault) checkCluster(in Integration) error {
 
 // injectClusterFault strikes f (the rollout has just deleted its first old
 // pod) and undoes it; the report is filled once the rollout is complete.
-func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent) error {
+func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent, start time.Time) error {
 	rep := &ClusterFaultReport{}
 	ev.Cluster = rep
 	ctl := d.Integration.Controller
@@ -184,7 +187,7 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 		})
 		err = errors.Join(werr, restore())
 	case FaultClock:
-		err = injectClockFault(ctx, t, d, o.FaultHold, rep)
+		err = injectClockFault(ctx, t, d, o.FaultHold, rep, start)
 	default:
 		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
 	}
