@@ -424,8 +424,12 @@ func (rec *RolloutRecord) judge() {
 	if p.NoGateOpensWithoutVerdict && rec.GatesOpenedBlind > 0 {
 		broken = append(broken, fmt.Sprintf("%d gates opened without the victim's verdict", rec.GatesOpenedBlind))
 	}
-	if ev := rec.FaultEvent; p.NoDrainTimeout && ev != nil && ev.Cluster != nil && ev.Cluster.DrainTimeouts > 0 {
-		broken = append(broken, fmt.Sprintf("%d drain gates released by drain.timeout", ev.Cluster.DrainTimeouts))
+	if ev := rec.FaultEvent; p.NoDrainTimeout && ev != nil && ev.Cluster != nil {
+		// The leader's Events and the serve processes' verdicts are about
+		// the same pods: the larger count.
+		if n := max(ev.Cluster.DrainTimeouts, ev.Cluster.HooksReleasedByTimeout); n > 0 {
+			broken = append(broken, fmt.Sprintf("%d drain gates released by drain.timeout", n))
+		}
 	}
 	if len(rec.StuckGates) > 0 {
 		broken = append(broken, "stuck: "+strings.Join(rec.StuckGates, ", "))

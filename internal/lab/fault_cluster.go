@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/lab/cluster"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
 )
@@ -94,6 +96,12 @@ type ClusterFaultReport struct {
 	// (GateTimeoutFailClosed, GateTimeoutFailOpen) in that time.
 	DrainTimeouts int `json:"drainTimeouts"`
 	GateTimeouts  int `json:"gateTimeouts"`
+	// HooksReleasedByTimeout counts the serve processes' logged drain
+	// verdicts that turned DrainTimeout from the strike to the rollout's
+	// end (controller.DrainTimedOutLog): the verdicts the drain endpoint
+	// answers held hooks from. The leader's Event may say Drained instead,
+	// when the pod's sessions ended because the serve process let it go.
+	HooksReleasedByTimeout int `json:"hooksReleasedByTimeout"`
 }
 
 // controlPlane restarts control-plane processes (the lab in this process;
@@ -144,6 +152,10 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	// Timeout events are counted from here (their own times are wall
 	// times, which the clock fault steps).
 	drainTimeouts0, gateTimeouts0 := timeoutEvents(context.WithoutCancel(ctx), t, d.Namespace)
+	var logsAtStrike map[string]int64
+	if ctl != nil {
+		logsAtStrike = ctl.logSizes()
+	}
 	struck := time.Now()
 	var err error
 	var excuseFrom map[string]int64 // controller log sizes before an API server restart
@@ -229,8 +241,32 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	rep.DrainTimeouts, rep.GateTimeouts = drainTimeouts-drainTimeouts0, gateTimeouts-gateTimeouts0
 	if ctl != nil {
 		rep.ControllerCrashes = ctl.Crashes()
+		rep.HooksReleasedByTimeout = len(logLinesSince(ctl.dir, "serve-", logsAtStrike, controller.DrainTimedOutLog))
 	}
 	return nil
+}
+
+// logLinesSince returns the lines containing s that the logs in dir whose
+// name starts with prefix gained since from (their sizes then; a log new
+// since counts from its start).
+func logLinesSince(dir, prefix string, from map[string]int64, s string) []string {
+	var out []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".log" || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || int64(len(data)) < from[e.Name()] {
+			continue
+		}
+		for _, line := range strings.Split(string(data[from[e.Name()]:]), "\n") {
+			if strings.Contains(line, s) {
+				out = append(out, e.Name()+": "+line)
+			}
+		}
+	}
+	return out
 }
 
 // timeoutEvents counts the controller's events in ns for a drain released

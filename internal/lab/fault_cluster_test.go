@@ -136,8 +136,9 @@ func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s 
 		if rec.Promise != "kept" {
 			t.Errorf("%s: promise %s", res.Name(), rec.Promise)
 		}
-		if rep.DrainTimeouts != 0 || rep.GateTimeouts != 0 {
-			t.Errorf("%s: %d drain gates released by drain.timeout, %d gate timeouts: want none (the step moved a timeout)", res.Name(), rep.DrainTimeouts, rep.GateTimeouts)
+		if rep.DrainTimeouts != 0 || rep.HooksReleasedByTimeout != 0 || rep.GateTimeouts != 0 {
+			t.Errorf("%s: drain gates released by drain.timeout: %d (Events), %d (serve's verdicts); %d gate timeouts: want none (the step moved a timeout)",
+				res.Name(), rep.DrainTimeouts, rep.HooksReleasedByTimeout, rep.GateTimeouts)
 		}
 		if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
 			t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
@@ -145,6 +146,34 @@ func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s 
 		if rep.ClockError > 100*time.Millisecond || rep.ClockError < -100*time.Millisecond {
 			t.Errorf("%s: the wall clock is %s off after the step back", res.Name(), rep.ClockError)
 		}
+	}
+}
+
+// Scenario: the clock fault counts the drain verdicts the serve processes
+// logged as timed out from the strike on: lines of serve logs written
+// after the sizes taken at the strike (a log started since counts whole),
+// not earlier ones nor the reconciler's.
+func TestLogLinesSinceCountsOnlyNewServeLines(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("serve-0.log", "{\"msg\":\"drain timed out: before\"}\n")
+	write("reconcile-0.log", "")
+	from := (&Controller{dir: dir}).logSizes()
+	write("serve-0.log", "{\"msg\":\"drain timed out: after\"}\nother\n")
+	write("serve-1.log", "{\"msg\":\"drain timed out: new log\"}\n")
+	write("reconcile-0.log", "{\"msg\":\"drain timed out: leader\"}\n")
+	got := logLinesSince(dir, "serve-", from, "drain timed out")
+	if len(got) != 2 || !strings.Contains(strings.Join(got, "|"), "after") || !strings.Contains(strings.Join(got, "|"), "new log") {
+		t.Fatalf("lines %q, want the two serve lines written since", got)
 	}
 }
 
