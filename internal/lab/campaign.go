@@ -206,13 +206,22 @@ func (r *recorder) window(from, to time.Time, methods map[string]string) []Strea
 	return out
 }
 
-// failedIn counts the failures of one of classes that ended in [from, to).
-func (r *recorder) failedIn(from, to time.Time, classes ...verify.Class) uint64 {
+// failedClockJump counts the failures HAProxy's missed clock step cost
+// (see clockJumpWindow): an instance that answered 504 within
+// clockJumpWindow of the step missed it; its failures of
+// clockJumpFailures' classes from the step to end are counted.
+func (r *recorder) failedClockJump(step, end time.Time) uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	missed := map[int]bool{}
+	for _, f := range r.failures {
+		if verify.Class(f.class) == verify.Class504 && !f.at.Before(step) && f.at.Before(step.Add(clockJumpWindow)) {
+			missed[f.instance] = true
+		}
+	}
 	var n uint64
 	for _, f := range r.failures {
-		if !f.at.Before(from) && f.at.Before(to) && slices.Contains(classes, verify.Class(f.class)) {
+		if missed[f.instance] && !f.at.Before(step) && f.at.Before(end) && slices.Contains(clockJumpFailures, verify.Class(f.class)) {
 			n++
 		}
 	}
@@ -739,8 +748,8 @@ func (rec *RolloutRecord) recount(r *recorder, from, to time.Time, methods map[s
 	}
 	rec.FailedClockJump = 0
 	if ev := rec.FaultEvent; ev != nil && ev.Cluster != nil && ev.Cluster.StepAt > 0 {
-		at := from.Add(ev.Cluster.StepAt)
-		rec.FailedClockJump = r.failedIn(at, at.Add(clockJumpWindow), clockJumpFailures...)
+		c := ev.Cluster
+		rec.FailedClockJump = r.failedClockJump(from.Add(c.StepAt), from.Add(max(c.StepBackAt, c.StepAt)+time.Second))
 	}
 	rec.judge()
 }

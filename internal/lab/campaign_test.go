@@ -72,46 +72,54 @@ func TestRolloutRecordCountsStreamsAndJudgesThePromise(t *testing.T) {
 
 // Scenario: rollouts under the clock fault. Expectation: a rollout whose
 // drains all waited for the load balancer keeps the promise, also when an
-// HAProxy instance answered 504 and closed a POST's connection at the
-// step's instant (its own clock jump, counted apart); one where the
-// controller released a drain gate by drain.timeout breaks it, and so does
-// a failure of another kind at the step (502: a pod that exited) or a 504
-// later.
+// HAProxy instance missed the step (it answered 504 at its instant) and
+// closed POSTs' connections during the fault (its own clock jump, counted
+// apart); one where the controller released a drain gate by drain.timeout
+// breaks it, and so does any other failure: a 502 at the step (a pod that
+// exited), an eof through the instance that did not miss the step, a 504
+// after the step back.
 func TestClockRolloutIsJudgedByItsDrainTimeouts(t *testing.T) {
 	t0 := time.Now()
-	stepAt := 5 * time.Second
+	stepAt, backAt := 5*time.Second, 15*time.Second
 	methods := map[string]string{StreamMain: "GET", StreamPost: "POST"}
 	record := func(r *recorder, drainTimeouts int) RolloutRecord {
 		rec := RolloutRecord{Rollout: 1, Fault: FaultClock, StuckGates: []string{}, Leftovers: []string{},
-			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, StepAt: stepAt, DrainTimeouts: drainTimeouts}}}
+			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, StepAt: stepAt, StepBackAt: backAt, DrainTimeouts: drainTimeouts}}}
 		rec.recount(r, t0, time.Time{}, methods, nil, nil)
 		return rec
 	}
-	fail := func(r *recorder, ended time.Duration, stream string, c verify.Class) {
-		r.add(verify.Result{Scheduled: t0.Add(ended - time.Second), Latency: time.Second, Class: c}, stream, 0, "127.0.0.1:8080")
+	fail := func(r *recorder, ended time.Duration, stream string, instance int, c verify.Class) {
+		r.add(verify.Result{Scheduled: t0.Add(ended - time.Second), Latency: time.Second, Class: c}, stream, instance, "127.0.0.1:8080")
 	}
 	atStep := func() *recorder {
 		var r recorder
 		r.add(verify.Result{Scheduled: t0, Class: verify.ClassOK}, StreamMain, 0, "127.0.0.1:8080")
-		fail(&r, stepAt+10*time.Millisecond, StreamMain, verify.Class504)
-		fail(&r, stepAt+120*time.Millisecond, StreamPost, verify.ClassEOF)
+		fail(&r, stepAt+10*time.Millisecond, StreamMain, 1, verify.Class504)
+		fail(&r, stepAt+120*time.Millisecond, StreamPost, 1, verify.ClassEOF)
+		fail(&r, stepAt+3*time.Second, StreamPost, 1, verify.ClassEOF)
 		return &r
 	}
 	r := atStep()
-	if rec := record(r, 0); rec.Promise != "kept" || rec.FailedClockJump != 2 {
-		t.Errorf("only HAProxy's failures at the step: promise %q, %d counted apart; want kept, 2", rec.Promise, rec.FailedClockJump)
+	if rec := record(r, 0); rec.Promise != "kept" || rec.FailedClockJump != 3 {
+		t.Errorf("only HAProxy's failures through the instance that missed the step: promise %q, %d counted apart; want kept, 3", rec.Promise, rec.FailedClockJump)
 	}
 	if rec := record(r, 2); !strings.Contains(rec.Promise, "broken") || !strings.Contains(rec.Promise, "2 drain gates released by drain.timeout") {
 		t.Errorf("two drains released by their timeout: promise %q, want broken, saying so", rec.Promise)
 	}
 	for _, c := range []struct {
-		ended time.Duration
-		class verify.Class
-	}{{stepAt + 100*time.Millisecond, verify.Class502}, {stepAt + time.Second, verify.Class504}, {stepAt - 100*time.Millisecond, verify.ClassEOF}} {
+		ended    time.Duration
+		instance int
+		class    verify.Class
+	}{
+		{stepAt + 100*time.Millisecond, 1, verify.Class502},
+		{stepAt + 100*time.Millisecond, 0, verify.ClassEOF},
+		{backAt + 2*time.Second, 1, verify.Class504},
+		{stepAt - 100*time.Millisecond, 1, verify.ClassEOF},
+	} {
 		r := atStep()
-		fail(r, c.ended, StreamMain, c.class)
+		fail(r, c.ended, StreamMain, c.instance, c.class)
 		if rec := record(r, 0); !strings.Contains(rec.Promise, "broken: 1 failed requests") {
-			t.Errorf("a %s ending %s after the step: promise %q, want broken by it", c.class, c.ended-stepAt, rec.Promise)
+			t.Errorf("a %s through instance %d ending %s after the step: promise %q, want broken by it", c.class, c.instance, c.ended-stepAt, rec.Promise)
 		}
 	}
 }

@@ -50,15 +50,18 @@ var ClusterFaultPromises = []FaultPromise{
 
 // HAProxy 2.6 corrects a step of the wall clock only when it happens while
 // a thread sleeps in poll: it compares the time after poll with the time
-// before (src/clock.c). A thread busy at the step's instant misses it, its
+// before (src/clock.c; HAProxy's commit ef8d8215d, 3.1: "if it changes
+// between two poll() calls ... no correction is applied"; 3.1 also uses
+// CLOCK_MONOTONIC). A thread busy at the step's instant misses it, its
 // internal clock jumps ClockStep forward, and every timeout shorter than
 // that expires at once: 504 (timeout server) for each request in flight
 // through that instance, and its idle client connections closed (timeout
 // client), which fails the POST next written on each (eof; a GET is sent
-// again). The lab counts those apart (RolloutRecord.FailedClockJump): they
-// end within clockJumpWindow of the step and are of clockJumpFailures'
-// classes, while a drain gate released early fails what the pod serves
-// with 502 once its app exits.
+// again). The lab counts those apart (RolloutRecord.FailedClockJump): an
+// instance that answered 504 within clockJumpWindow of the step missed
+// it, and its failures of clockJumpFailures' classes until a second after
+// the step back are HAProxy's; a drain gate released early fails what the
+// pod serves with 502 once its app exits, through any instance.
 const clockJumpWindow = 250 * time.Millisecond
 
 var clockJumpFailures = []verify.Class{verify.Class504, verify.ClassEOF}
@@ -87,14 +90,19 @@ func canStepClock() error {
 	return errors.New("fault clock: no CapEff in /proc/self/status")
 }
 
-// stepClockBy moves CLOCK_REALTIME by d from its current reading.
+// stepClockBy moves CLOCK_REALTIME by d (microseconds) from its current
+// reading, in one call: the kernel adds the offset (clock_adjtime
+// ADJ_SETOFFSET), so no time passes between reading the clock and setting
+// it, and stepping back by -d puts it exactly where it would be. (Without
+// ADJ_NANO, which would leave the kernel's NTP state in nanosecond mode.)
 func stepClockBy(d time.Duration) error {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_REALTIME, &ts); err != nil {
-		return fmt.Errorf("read the clock: %w", err)
+	us := d.Microseconds()
+	sec, usec := us/1e6, us%1e6
+	if usec < 0 { // the kernel wants 0 <= usec < 1e6, sec may be negative
+		sec, usec = sec-1, usec+1e6
 	}
-	ts = unix.NsecToTimespec(ts.Nano() + int64(d))
-	if err := unix.ClockSettime(unix.CLOCK_REALTIME, &ts); err != nil {
+	tx := unix.Timex{Modes: unix.ADJ_SETOFFSET, Time: unix.Timeval{Sec: sec, Usec: usec}}
+	if _, err := unix.ClockAdjtime(unix.CLOCK_REALTIME, &tx); err != nil {
 		return fmt.Errorf("step the clock by %s: %w", d, err)
 	}
 	return nil
@@ -157,6 +165,7 @@ func injectClockFault(ctx context.Context, t Target, d *Deployed, hold time.Dura
 	rep.ClockStep, rep.StepAt = ClockStep, max(time.Since(start), time.Nanosecond)
 	sleepCtx(ctx, hold)
 	err = restore()
+	rep.StepBackAt = time.Since(start)
 	// What the clock is off by now: its wall progress minus the monotonic.
 	rep.ClockError = time.Now().Round(0).Sub(before.Round(0)) - time.Since(before)
 	if err != nil {

@@ -86,9 +86,10 @@ type ClusterFaultReport struct {
 	// one's progress once stepped back (the steps' own cost).
 	ClockStep  time.Duration `json:"clockStep,omitempty"`
 	ClockError time.Duration `json:"clockError,omitempty"`
-	// StepAt is when the clock was stepped forward, from the rollout's
-	// start (like FaultEvent.At).
-	StepAt time.Duration `json:"stepAt,omitempty"`
+	// StepAt and StepBackAt are when the clock was stepped forward and
+	// back, from the rollout's start (like FaultEvent.At).
+	StepAt     time.Duration `json:"stepAt,omitempty"`
+	StepBackAt time.Duration `json:"stepBackAt,omitempty"`
 	// DrainTimeouts counts the controller's DrainTimeout Warning events
 	// from the strike to the rollout's end: drain gates released by the
 	// timeout, not because the load balancer had drained the pod.
