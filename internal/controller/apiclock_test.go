@@ -1,8 +1,11 @@
 package controller
 
 import (
+	"bytes"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -237,6 +240,28 @@ func TestAPIClockDropsAResponseThatStraddlesAStep(t *testing.T) {
 	c.Sample(sent.Round(0).Truncate(time.Second), sent, sent.Add(20*time.Millisecond))
 	if lo, hi, known := c.Offset(); !known || lo > 0 || hi < 0 {
 		t.Fatalf("steady response: offset in [%s, %s] (known %v), want 0 inside", lo, hi, known)
+	}
+}
+
+// Scenario: a serve replica (DrainOnly), which answers the drain hooks and
+// emits no Event, times a pod's drain out. Expectation: it logs
+// DrainTimedOutLog once, on the transition, not every cycle.
+func TestDrainOnlyReplicaLogsItsDrainTimeouts(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+	var buf bytes.Buffer
+	h.r.DrainOnly = true
+	h.r.Log = slog.New(slog.NewJSONHandler(&buf, nil))
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthDraining, 1)
+	h.deletePod("web-1")
+	h.reconcile()
+	if strings.Contains(buf.String(), DrainTimedOutLog) {
+		t.Fatalf("logged a drain timeout at once: %s", buf.String())
+	}
+	h.advance(11 * time.Second) // past drain.timeout (10 s)
+	h.reconcile()
+	h.reconcile()
+	if n := strings.Count(buf.String(), DrainTimedOutLog); n != 1 {
+		t.Fatalf("%d drain-timeout lines after drain.timeout over two cycles, want 1:\n%s", n, buf.String())
 	}
 }
 

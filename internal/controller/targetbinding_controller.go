@@ -830,8 +830,19 @@ func (r *TargetBindingReconciler) recordVerdict(b *zv1.TargetBinding, pod *corev
 	}
 	prev, had := r.Drains.Lookup(tp.Key, b.Name)
 	r.Drains.Report(tp.Key, b.Name, drain.State{Drained: tp.Drain.Drained, Reason: tp.Drain.Reason, Message: tp.Drain.Message, Since: r.now()})
-	return pod != nil && (!had || prev.Drained != tp.Drain.Drained || prev.Reason != tp.Drain.Reason)
+	changed = pod != nil && (!had || prev.Drained != tp.Drain.Drained || prev.Reason != tp.Drain.Reason)
+	if changed && tp.Drain.Reason == ReasonDrainTimeout {
+		// Every role says so (a serve replica, which answers the hooks,
+		// emits no Event): the pod's drain gate opens without the load
+		// balancer's drained verdict.
+		r.Log.Warn(DrainTimedOutLog, "pod", tp.Key.String(), "binding", b.Name, "message", tp.Drain.Message)
+	}
+	return changed
 }
+
+// DrainTimedOutLog is the message a reconciler logs (Warn) when a pod's
+// drain verdict turns DrainTimeout.
+const DrainTimedOutLog = "drain timed out: the pod's drain gate is released without the load balancer's drained verdict"
 
 // reportRotation emits the Event of a live pod taken out of rotation or put
 // back by the call act that just succeeded. The plan flags only the cycle

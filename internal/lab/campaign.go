@@ -74,6 +74,10 @@ type RolloutRecord struct {
 	// inside one: gates opened without every instance's verdict.
 	VerdictMissing   []Window `json:"verdictMissing,omitempty"`
 	GatesOpenedBlind int      `json:"gatesOpenedBlind"`
+	// FailedClockJump counts the failed requests HAProxy's own handling of
+	// the clock fault's forward step cost (clockJumpFailures): counted
+	// apart, like the stopped victim's outage.
+	FailedClockJump uint64 `json:"failedClockJump"`
 	// GateReasons are the gate condition reasons new pods showed while
 	// the rollout ran (PoolFull, NotRegistered, L4CON, Healthy...).
 	GateReasons []string `json:"gateReasons,omitempty"`
@@ -200,6 +204,28 @@ func (r *recorder) window(from, to time.Time, methods map[string]string) []Strea
 		out = append(out, sc)
 	}
 	return out
+}
+
+// failedClockJump counts the failures HAProxy's missed clock step cost
+// (see clockJumpWindow): an instance that answered 504 within
+// clockJumpWindow of the step missed it; its failures of
+// clockJumpFailures' classes from the step to end are counted.
+func (r *recorder) failedClockJump(step, end time.Time) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	missed := map[int]bool{}
+	for _, f := range r.failures {
+		if verify.Class(f.class) == verify.Class504 && !f.at.Before(step) && f.at.Before(step.Add(clockJumpWindow)) {
+			missed[f.instance] = true
+		}
+	}
+	var n uint64
+	for _, f := range r.failures {
+		if missed[f.instance] && !f.at.Before(step) && f.at.Before(end) && slices.Contains(clockJumpFailures, verify.Class(f.class)) {
+			n++
+		}
+	}
+	return n
 }
 
 // failedThrough counts the failures sent through instance that ended
@@ -400,7 +426,7 @@ func (rec *RolloutRecord) judge() {
 	}
 	var broken []string
 	if p.ZeroFailed {
-		if n := rec.Failed - rec.FailedVictimDown; n > 0 {
+		if n := rec.Failed - rec.FailedVictimDown - rec.FailedClockJump; n > 0 {
 			broken = append(broken, fmt.Sprintf("%d failed requests", n))
 		}
 	}
@@ -409,6 +435,13 @@ func (rec *RolloutRecord) judge() {
 	}
 	if p.NoGateOpensWithoutVerdict && rec.GatesOpenedBlind > 0 {
 		broken = append(broken, fmt.Sprintf("%d gates opened without the victim's verdict", rec.GatesOpenedBlind))
+	}
+	if ev := rec.FaultEvent; p.NoDrainTimeout && ev != nil && ev.Cluster != nil {
+		// The leader's Events and the serve processes' verdicts are about
+		// the same pods: the larger count.
+		if n := max(ev.Cluster.DrainTimeouts, ev.Cluster.HooksReleasedByTimeout); n > 0 {
+			broken = append(broken, fmt.Sprintf("%d drain gates released by drain.timeout", n))
+		}
 	}
 	broken = append(broken, rec.leftBehind()...)
 	if rec.Error != "" {
@@ -447,6 +480,9 @@ func (rec *RolloutRecord) verdict(rep *verify.Report) verify.Verdict {
 	case rec.Promise == "kept" && rec.Failed > 0 && bounded:
 		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, within the fault's bound of %d (what a lost node's pods served and were sent until the LB's checks took them out)",
 			rec.Failed, rec.Requests, bound)}
+	case rec.Promise == "kept" && rec.Failed > 0 && rec.FailedClockJump > 0:
+		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, every one HAProxy's own at the clock step (an instance that missed the step timed out what it held, counted apart)",
+			rec.Failed, rec.Requests)}
 	case rec.Promise == "kept" && rec.Failed > 0:
 		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, every one through the stopped instance while it was down (the LB's outage, counted apart)",
 			rec.Failed, rec.Requests)}
@@ -719,6 +755,11 @@ func (rec *RolloutRecord) recount(r *recorder, from, to time.Time, methods map[s
 	rec.FailedVictimDown = 0
 	if rig != nil && (rec.Fault == FaultLBDown || rec.Fault == FaultLBFlap) {
 		rec.FailedVictimDown = r.failedThrough(rig.victim, from, to, down, time.Second)
+	}
+	rec.FailedClockJump = 0
+	if ev := rec.FaultEvent; ev != nil && ev.Cluster != nil && ev.Cluster.StepAt > 0 {
+		c := ev.Cluster
+		rec.FailedClockJump = r.failedClockJump(from.Add(c.StepAt), from.Add(max(c.StepBackAt, c.StepAt)+time.Second))
 	}
 	rec.judge()
 }

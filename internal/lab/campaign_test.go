@@ -70,6 +70,60 @@ func TestRolloutRecordCountsStreamsAndJudgesThePromise(t *testing.T) {
 	}
 }
 
+// Scenario: rollouts under the clock fault. Expectation: a rollout whose
+// drains all waited for the load balancer keeps the promise, also when an
+// HAProxy instance missed the step (it answered 504 at its instant) and
+// closed POSTs' connections during the fault (its own clock jump, counted
+// apart); one where the controller released a drain gate by drain.timeout
+// breaks it, and so does any other failure: a 502 at the step (a pod that
+// exited), an eof through the instance that did not miss the step, a 504
+// after the step back.
+func TestClockRolloutIsJudgedByItsDrainTimeouts(t *testing.T) {
+	t0 := time.Now()
+	stepAt, backAt := 5*time.Second, 15*time.Second
+	methods := map[string]string{StreamMain: "GET", StreamPost: "POST"}
+	record := func(r *recorder, drainTimeouts int) RolloutRecord {
+		rec := RolloutRecord{Rollout: 1, Fault: FaultClock, StuckGates: []string{}, Leftovers: []string{},
+			FaultEvent: &FaultEvent{Kind: FaultClock, Cluster: &ClusterFaultReport{ClockStep: ClockStep, StepAt: stepAt, StepBackAt: backAt, DrainTimeouts: drainTimeouts}}}
+		rec.recount(r, t0, time.Time{}, methods, nil, nil)
+		return rec
+	}
+	fail := func(r *recorder, ended time.Duration, stream string, instance int, c verify.Class) {
+		r.add(verify.Result{Scheduled: t0.Add(ended - time.Second), Latency: time.Second, Class: c}, stream, instance, "127.0.0.1:8080")
+	}
+	atStep := func() *recorder {
+		var r recorder
+		r.add(verify.Result{Scheduled: t0, Class: verify.ClassOK}, StreamMain, 0, "127.0.0.1:8080")
+		fail(&r, stepAt+10*time.Millisecond, StreamMain, 1, verify.Class504)
+		fail(&r, stepAt+120*time.Millisecond, StreamPost, 1, verify.ClassEOF)
+		fail(&r, stepAt+3*time.Second, StreamPost, 1, verify.ClassEOF)
+		return &r
+	}
+	r := atStep()
+	if rec := record(r, 0); rec.Promise != "kept" || rec.FailedClockJump != 3 {
+		t.Errorf("only HAProxy's failures through the instance that missed the step: promise %q, %d counted apart; want kept, 3", rec.Promise, rec.FailedClockJump)
+	}
+	if rec := record(r, 2); !strings.Contains(rec.Promise, "broken") || !strings.Contains(rec.Promise, "2 drain gates released by drain.timeout") {
+		t.Errorf("two drains released by their timeout: promise %q, want broken, saying so", rec.Promise)
+	}
+	for _, c := range []struct {
+		ended    time.Duration
+		instance int
+		class    verify.Class
+	}{
+		{stepAt + 100*time.Millisecond, 1, verify.Class502},
+		{stepAt + 100*time.Millisecond, 0, verify.ClassEOF},
+		{backAt + 2*time.Second, 1, verify.Class504},
+		{stepAt - 100*time.Millisecond, 1, verify.ClassEOF},
+	} {
+		r := atStep()
+		fail(r, c.ended, StreamMain, c.instance, c.class)
+		if rec := record(r, 0); !strings.Contains(rec.Promise, "broken: 1 failed requests") {
+			t.Errorf("a %s through instance %d ending %s after the step: promise %q, want broken by it", c.class, c.instance, c.ended-stepAt, rec.Promise)
+		}
+	}
+}
+
 // The admin proxy passes the Runtime API's bytes through, delays the
 // answers in delay mode, and in blackhole mode lets nothing through either
 // way while the connection stays open (a partition, not a refusal).
@@ -129,7 +183,7 @@ func TestAdminProxyPassesDelaysAndBlackholes(t *testing.T) {
 }
 
 func TestParseFaultKnowsTheLBFaults(t *testing.T) {
-	for _, f := range LBFaults {
+	for _, f := range append(append([]Fault(nil), LBFaults...), FaultClock) {
 		got, err := ParseFault(string(f))
 		if err != nil || got != f {
 			t.Errorf("ParseFault(%q) = %q, %v", f, got, err)
@@ -166,10 +220,19 @@ func TestFaultDocsStateThePromises(t *testing.T) {
 			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\n  why: %s\nrow: %s", p.Fault, p.Promise, p.Why, row)
 		}
 	}
-	// The cluster faults' table has no "why" column: the node fault's row
-	// states its promise; its section the reason.
-	if row := rows[string(FaultNode)]; !strings.Contains(row, "| "+NodeFaultPromise.Promise+" |") {
-		t.Errorf("docs/faults.md's row for node does not state\n  promise: %s\nrow: %s", NodeFaultPromise.Promise, row)
+	// The cluster faults' table has no "why" column: their section says it.
+	for _, p := range ClusterFaultPromises {
+		row, ok := rows[string(p.Fault)]
+		if !ok {
+			t.Errorf("docs/faults.md has no row for %s", p.Fault)
+			continue
+		}
+		if !strings.Contains(row, "| "+p.Promise+" |") {
+			t.Errorf("docs/faults.md's row for %s does not state\n  promise: %s\nrow: %s", p.Fault, p.Promise, row)
+		}
+		if !strings.Contains(string(raw), p.Why) {
+			t.Errorf("docs/faults.md does not say why %s keeps its promise: %s", p.Fault, p.Why)
+		}
 	}
 }
 

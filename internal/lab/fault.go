@@ -115,7 +115,7 @@ func injectFault(ctx context.Context, t Target, d *Deployed, o RunOptions, rollo
 	case FaultLBDown, FaultLBFlap, FaultSlowLB, FaultPartition, FaultFull:
 		ev.Err = o.lbRig.inject(ctx, t, o.Fault, o.FaultHold, rollout, start)
 	default:
-		if err := injectClusterFault(ctx, t, d, o, &ev); err != nil {
+		if err := injectClusterFault(ctx, t, d, o, &ev, start); err != nil {
 			ev.Err = err.Error()
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -17,6 +18,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/controller"
 	"zerodrop.dev/zerodrop/internal/lab/cluster"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
 )
@@ -48,8 +50,9 @@ const (
 // syncing) rather than to config/rbac.
 const forbiddenSettle = 5 * time.Second
 
-// clusterFaults are the faults of this file, in Faults' order.
-var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook, FaultNode}
+// clusterFaults are the faults of this file (and fault_node.go's and
+// fault_clock.go's), in Faults' order.
+var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook, FaultNode, FaultClock}
 
 // ClusterFaultReport is what a cluster-side fault left behind, measured
 // once the rollout it struck is complete.
@@ -80,6 +83,28 @@ type ClusterFaultReport struct {
 	ControllerCrashes map[string]int `json:"controllerCrashes,omitempty"`
 	// Node is what the node fault measured (fault_node.go).
 	Node *NodeFaultReport `json:"node,omitempty"`
+	// ClockStep is how far the clock fault stepped the wall clock (and
+	// back); ClockError is how far the wall clock was off the monotonic
+	// one's progress once stepped back (the steps' own cost).
+	ClockStep  time.Duration `json:"clockStep,omitempty"`
+	ClockError time.Duration `json:"clockError,omitempty"`
+	// StepAt and StepBackAt are when the clock was stepped forward and
+	// back, from the rollout's start (like FaultEvent.At).
+	StepAt     time.Duration `json:"stepAt,omitempty"`
+	StepBackAt time.Duration `json:"stepBackAt,omitempty"`
+	// DrainTimeouts counts the controller's DrainTimeout Warning events
+	// from the strike to the rollout's end: drain gates released by the
+	// timeout, not because the load balancer had drained the pod.
+	// GateTimeouts counts its gate events for a gate timeout
+	// (GateTimeoutFailClosed, GateTimeoutFailOpen) in that time.
+	DrainTimeouts int `json:"drainTimeouts"`
+	GateTimeouts  int `json:"gateTimeouts"`
+	// HooksReleasedByTimeout counts the serve processes' logged drain
+	// verdicts that turned DrainTimeout from the strike to the rollout's
+	// end (controller.DrainTimedOutLog): the verdicts the drain endpoint
+	// answers held hooks from. The leader's Event may say Drained instead,
+	// when the pod's sessions ended because the serve process let it go.
+	HooksReleasedByTimeout int `json:"hooksReleasedByTimeout"`
 }
 
 // controlPlane restarts control-plane processes (the lab in this process;
@@ -110,21 +135,31 @@ func (p labControlPlane) Restart(ctx context.Context, name string, kill bool, do
 // checkCluster reports whether the scenario can suffer a cluster-side fault.
 func (f Fault) checkCluster(in Integration) error {
 	switch f {
-	case FaultServe, FaultWebhook:
+	case FaultServe, FaultWebhook, FaultClock:
 		if in.Controller == nil {
 			return fmt.Errorf("fault %s: the scenario runs no zerodrop-controller", f)
 		}
+	}
+	if f == FaultClock {
+		return canStepClock()
 	}
 	return nil
 }
 
 // injectClusterFault strikes f (the rollout has just deleted its first old
 // pod) and undoes it; the report is filled once the rollout is complete.
-func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent) error {
+func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions, ev *FaultEvent, start time.Time) error {
 	rep := &ClusterFaultReport{}
 	ev.Cluster = rep
-	struck := time.Now()
 	ctl := d.Integration.Controller
+	// Timeout events are counted from here (their own times are wall
+	// times, which the clock fault steps).
+	drainTimeouts0, gateTimeouts0 := timeoutEvents(context.WithoutCancel(ctx), t, d.Namespace)
+	var logsAtStrike map[string]int64
+	if ctl != nil {
+		logsAtStrike = ctl.logSizes()
+	}
+	struck := time.Now()
 	var err error
 	var excuseFrom map[string]int64 // controller log sizes before an API server restart
 	switch o.Fault {
@@ -168,6 +203,8 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 		err = errors.Join(werr, restore())
 	case FaultNode:
 		err = injectNodeFault(ctx, t, d, o, rep)
+	case FaultClock:
+		err = injectClockFault(ctx, t, d, o.FaultHold, rep, start)
 	default:
 		return fmt.Errorf("fault %s: not a cluster-side fault", o.Fault)
 	}
@@ -207,10 +244,60 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			}
 		}
 	}
+	drainTimeouts, gateTimeouts := timeoutEvents(rctx, t, d.Namespace)
+	rep.DrainTimeouts, rep.GateTimeouts = drainTimeouts-drainTimeouts0, gateTimeouts-gateTimeouts0
 	if ctl != nil {
 		rep.ControllerCrashes = ctl.Crashes()
+		rep.HooksReleasedByTimeout = len(logLinesSince(ctl.dir, "serve-", logsAtStrike, controller.DrainTimedOutLog))
 	}
 	return nil
+}
+
+// logLinesSince returns the lines containing s that the logs in dir whose
+// name starts with prefix gained since from (their sizes then; a log new
+// since counts from its start).
+func logLinesSince(dir, prefix string, from map[string]int64, s string) []string {
+	var out []string
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if filepath.Ext(e.Name()) != ".log" || !strings.HasPrefix(e.Name(), prefix) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil || int64(len(data)) < from[e.Name()] {
+			continue
+		}
+		for _, line := range strings.Split(string(data[from[e.Name()]:]), "\n") {
+			if strings.Contains(line, s) {
+				out = append(out, e.Name()+": "+line)
+			}
+		}
+	}
+	return out
+}
+
+// timeoutEvents counts the controller's events in ns for a drain released
+// by its timeout (reason DrainTimeout) and for a gate timeout (a gate
+// event naming GateTimeoutFailClosed or GateTimeoutFailOpen). An event
+// repeated counts its repetitions.
+func timeoutEvents(ctx context.Context, t Target, ns string) (drains, gates int) {
+	evs, err := t.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range evs.Items {
+		n := max(1, int(e.Count))
+		if e.Series != nil {
+			n = max(n, int(e.Series.Count))
+		}
+		switch {
+		case e.Reason == "DrainTimeout":
+			drains += n
+		case strings.HasPrefix(e.Reason, "Gate") && strings.Contains(e.Message, "GateTimeoutFail"):
+			gates += n
+		}
+	}
+	return drains, gates
 }
 
 // breakWebhook points the pod webhook of the controller's configuration at

@@ -31,17 +31,23 @@ import (
 //     them DOWN is lost, bounded by NodeLossBound; the node is found lost
 //     and its pods evicted within the lab's node timings, the dead pods'
 //     servers leave HAProxy, the node comes back and finishes their
-//     deletion.
+//     deletion;
+//   - clock: the machine's wall clock is stepped ClockStep (45 s, more than
+//     drain.timeout) forward while a drain is held, and back after the
+//     fault hold: nothing fails but what HAProxy 2.6 itself fails at the
+//     step when one of its threads misses it (counted apart), no drain
+//     gate is released by its timeout, and the clock ends where it should.
 //
 // In every case the rollout completes (no gate stuck) and the backend holds
-// exactly the new pods, all UP (no pod left in HAProxy).
+// exactly the new pods, all UP (no pod left in HAProxy). Each run is a
+// subtest named after it (-run 'TestClusterFaultsKeepTheirPromises/zerodrop\+clock$'
+// runs one; the lab starts once either way).
 func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
 	ctx, l, opts := controllerLab(t)
 
-	const replicas, rate = 3, 1000
 	type run struct {
 		s Scenario
 		f Fault
@@ -52,114 +58,171 @@ func TestClusterFaultsKeepTheirPromises(t *testing.T) {
 	}
 	runs = append(runs, run{ZerodropGracefulScenario, FaultServe})
 	for _, r := range runs {
-		f := r.f
-		began := time.Now()
-		lostBefore := nodesFoundLost(t, l)
-		res, err := Run(ctx, l.Target(), r.s, RunOptions{
-			Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
-		})
-		var sb strings.Builder
-		PrintTable(&sb, []Result{res})
-		t.Logf("%s (%s):\n%s", res.Name(), time.Since(began).Round(time.Second), sb.String())
-		if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
-			t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
+		t.Run(r.s.Name+"+"+string(r.f), func(t *testing.T) { clusterFaultRun(t, ctx, l, opts, r.s, r.f) })
+	}
+}
+
+// clusterFaultRun rolls s once under f in lab l and asserts f's promise.
+func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s Scenario, f Fault) {
+	const replicas, rate = 3, 1000
+	began := time.Now()
+	lostBefore := nodesFoundLost(t, l)
+	res, err := Run(ctx, l.Target(), s, RunOptions{
+		Rollouts: 1, Rate: rate, Replicas: replicas, Settle: 2 * time.Second, Fault: f, Logger: opts.Logger,
+	})
+	var sb strings.Builder
+	PrintTable(&sb, []Result{res})
+	t.Logf("%s (%s):\n%s", res.Name(), time.Since(began).Round(time.Second), sb.String())
+	if len(res.Faults) == 1 && res.Faults[0].Cluster != nil {
+		t.Logf("%s: report %+v", res.Name(), *res.Faults[0].Cluster)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", res.Name(), err)
+	}
+	if len(res.Faults) != 1 || res.Faults[0].Cluster == nil {
+		t.Fatalf("%s: faults %+v, want one with a cluster report", res.Name(), res.Faults)
+	}
+	ev := res.Faults[0]
+	rep := ev.Cluster
+	t.Logf("%s: struck at +%s, undone after %s", res.Name(), ev.At.Round(time.Millisecond), rep.Undone.Round(time.Millisecond))
+	if ev.Err != "" {
+		t.Errorf("%s: %s", res.Name(), ev.Err)
+	}
+	if res.Requests < 10000 {
+		t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
+	}
+	// Only the node fault may make the node lifecycle controller take a
+	// node for lost: under the others every node lives, and a short
+	// NodeMonitorGracePeriod would evict their pods.
+	if lost := nodesFoundLost(t, l) - lostBefore; f != FaultNode && lost != 0 {
+		t.Errorf("%s: %d NodeNotReady event(s): a node was taken for lost (NodeMonitorGracePeriod %s shorter than the fault's API outage?)", res.Name(), lost, NodeMonitorGracePeriod)
+	} else if f == FaultNode && lost == 0 {
+		t.Errorf("%s: no NodeNotReady event: the lost node was not found lost", res.Name())
+	}
+	noneFailed := func() {
+		t.Helper()
+		if res.Failed != 0 {
+			t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
 		}
+	}
+	switch f {
+	case FaultAPIServer, FaultEtcd:
+		noneFailed()
+		if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
+			t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
+		}
+	case FaultWebhook:
+		noneFailed()
+		if len(rep.UngatedPods) == 0 {
+			t.Errorf("%s: no pod admitted without a gate: the fault did not strike", res.Name())
+		}
+		if rep.GateMissingEvents < len(rep.UngatedPods) {
+			t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
+		}
+	case FaultNode:
+		nr := rep.Node
+		if nr == nil {
+			t.Fatalf("%s: no node report", res.Name())
+		}
+		t.Logf("%s: node %s lost with %v; %d of %d servers in rotation were its (%d UP); DOWN everywhere after %s, NotReady after %s, evicted after %s, back after %s, pods gone after %s, servers removed after %s; %d failed, bound %d",
+			res.Name(), nr.Node, nr.DeadPods, nr.ServingDead, nr.Serving, nr.OnLBDead, nr.Down.Round(time.Millisecond), nr.NotReady.Round(time.Millisecond),
+			nr.Evicted.Round(time.Millisecond), nr.Back.Round(time.Millisecond), nr.PodsGone.Round(time.Millisecond), nr.ServersRemoved.Round(time.Millisecond), res.Failed, nr.Bound)
+		if nr.ServingDead == 0 {
+			t.Errorf("%s: the lost node ran no server in rotation: the fault did not strike a serving pod", res.Name())
+		}
+		// HAProxy takes a dead server out after fall failed checks, each
+		// at most interval apart and timeout long (the lab's timeout is
+		// the interval), however the kill lines up with the checks.
+		check := l.Check
+		if most := time.Duration(check.Fall)*2*check.Interval + time.Second; nr.Down <= 0 || nr.Down > most {
+			t.Errorf("%s: the dead servers DOWN everywhere after %s, want within %s (fall x (interval + timeout) + 1 s)", res.Name(), nr.Down, most)
+		}
+		if most := NodeMonitorGracePeriod + NodeMonitorPeriod + 5*time.Second; nr.NotReady <= 0 || nr.NotReady > most {
+			t.Errorf("%s: node NotReady after %s, want within %s", res.Name(), nr.NotReady, most)
+		}
+		if nr.Evicted < nr.NotReady || nr.Back < nr.Evicted || nr.PodsGone < nr.Back || nr.ServersRemoved <= 0 {
+			t.Errorf("%s: NotReady %s, evicted %s, back %s, pods gone %s, servers removed %s: want each step done, in this order, and the servers removed",
+				res.Name(), nr.NotReady, nr.Evicted, nr.Back, nr.PodsGone, nr.ServersRemoved)
+		}
+		if res.Failed > nr.Bound {
+			t.Errorf("%s: %d of %d requests failed (%v), want at most the bound %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, nr.Bound)
+		}
+		if len(res.PerRollout) != 1 || res.PerRollout[0].Promise != "kept" {
+			t.Errorf("%s: per rollout %+v, want the promise kept (nothing stuck, nothing left in HAProxy)", res.Name(), res.PerRollout)
+		}
+	case FaultServe:
+		if !rep.HookHeld {
+			t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
+		}
+		if s.App.Drain {
+			// The app's own drain wait retries the restarted serve
+			// process: the cut hook costs nothing.
+			noneFailed()
+			break
+		}
+		// The pod was already in drain (no new requests): what fails is
+		// what it was serving when the app exited, one pod's share of
+		// the in-flight requests: slow ones (rate/50 for 6 s) and fast
+		// ones (rate for 20 ms), twice that as the bound (one run: 21).
+		inFlight := (rate/50*6 + rate*0.02) / replicas
+		if bound := uint64(2 * inFlight); res.Failed > bound {
+			t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
+		}
+	case FaultClock:
+		if !rep.HookHeld || rep.ClockStep != ClockStep {
+			t.Errorf("%s: hook held %v, clock stepped %s: the fault did not strike while a drain was held", res.Name(), rep.HookHeld, rep.ClockStep)
+		}
+		// HAProxy's own failures at the step (an instance that missed it,
+		// see clockJumpWindow) are counted apart; nothing else may fail.
+		if len(res.PerRollout) != 1 {
+			t.Fatalf("%s: %d rollout records, want 1", res.Name(), len(res.PerRollout))
+		}
+		rec := res.PerRollout[0]
+		t.Logf("%s: %d failed at the step by HAProxy's clock jump; promise %s", res.Name(), rec.FailedClockJump, rec.Promise)
+		if n := res.Failed - rec.FailedClockJump; n != 0 {
+			t.Errorf("%s: %d of %d requests failed (%v), %d of them HAProxy's at the step", res.Name(), res.Failed, res.Requests, res.FailuresByClass, rec.FailedClockJump)
+		}
+		if rec.Promise != "kept" {
+			t.Errorf("%s: promise %s", res.Name(), rec.Promise)
+		}
+		if rep.DrainTimeouts != 0 || rep.HooksReleasedByTimeout != 0 || rep.GateTimeouts != 0 {
+			t.Errorf("%s: drain gates released by drain.timeout: %d (Events), %d (serve's verdicts); %d gate timeouts: want none (the step moved a timeout)",
+				res.Name(), rep.DrainTimeouts, rep.HooksReleasedByTimeout, rep.GateTimeouts)
+		}
+		if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
+			t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
+		}
+		if rep.ClockError > 100*time.Millisecond || rep.ClockError < -100*time.Millisecond {
+			t.Errorf("%s: the wall clock is %s off after the step back", res.Name(), rep.ClockError)
+		}
+	}
+}
+
+// Scenario: the clock fault counts the drain verdicts the serve processes
+// logged as timed out from the strike on: lines of serve logs written
+// after the sizes taken at the strike (a log started since counts whole),
+// not earlier ones nor the reconciler's.
+func TestLogLinesSinceCountsOnlyNewServeLines(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) {
+		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 		if err != nil {
-			t.Errorf("%s: %v", res.Name(), err)
-			continue
+			t.Fatal(err)
 		}
-		if len(res.Faults) != 1 || res.Faults[0].Cluster == nil {
-			t.Errorf("%s: faults %+v, want one with a cluster report", res.Name(), res.Faults)
-			continue
+		defer f.Close()
+		if _, err := f.WriteString(text); err != nil {
+			t.Fatal(err)
 		}
-		ev := res.Faults[0]
-		rep := ev.Cluster
-		t.Logf("%s: struck at +%s, undone after %s", res.Name(), ev.At.Round(time.Millisecond), rep.Undone.Round(time.Millisecond))
-		if ev.Err != "" {
-			t.Errorf("%s: %s", res.Name(), ev.Err)
-		}
-		if res.Requests < 10000 {
-			t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
-		}
-		// Only the node fault may make the node lifecycle controller take a
-		// node for lost: under the others every node lives, and a short
-		// NodeMonitorGracePeriod would evict their pods.
-		if lost := nodesFoundLost(t, l) - lostBefore; f != FaultNode && lost != 0 {
-			t.Errorf("%s: %d NodeNotReady event(s): a node was taken for lost (NodeMonitorGracePeriod %s shorter than the fault's API outage?)", res.Name(), lost, NodeMonitorGracePeriod)
-		} else if f == FaultNode && lost == 0 {
-			t.Errorf("%s: no NodeNotReady event: the lost node was not found lost", res.Name())
-		}
-		switch f {
-		case FaultAPIServer, FaultEtcd:
-			if res.Failed != 0 {
-				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-			}
-			if len(rep.UngatedPods) != 0 || rep.FailedPreStopHooks != 0 {
-				t.Errorf("%s: ungated pods %v, failed preStop hooks %d: want none", res.Name(), rep.UngatedPods, rep.FailedPreStopHooks)
-			}
-		case FaultWebhook:
-			if res.Failed != 0 {
-				t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-			}
-			if len(rep.UngatedPods) == 0 {
-				t.Errorf("%s: no pod admitted without a gate: the fault did not strike", res.Name())
-			}
-			if rep.GateMissingEvents < len(rep.UngatedPods) {
-				t.Errorf("%s: %d GateMissing events for %d ungated pods %v: the controller must report each", res.Name(), rep.GateMissingEvents, len(rep.UngatedPods), rep.UngatedPods)
-			}
-		case FaultNode:
-			nr := rep.Node
-			if nr == nil {
-				t.Errorf("%s: no node report", res.Name())
-				break
-			}
-			t.Logf("%s: node %s lost with %v; %d of %d servers in rotation were its (%d UP); DOWN everywhere after %s, NotReady after %s, evicted after %s, back after %s, pods gone after %s, servers removed after %s; %d failed, bound %d",
-				res.Name(), nr.Node, nr.DeadPods, nr.ServingDead, nr.Serving, nr.OnLBDead, nr.Down.Round(time.Millisecond), nr.NotReady.Round(time.Millisecond),
-				nr.Evicted.Round(time.Millisecond), nr.Back.Round(time.Millisecond), nr.PodsGone.Round(time.Millisecond), nr.ServersRemoved.Round(time.Millisecond), res.Failed, nr.Bound)
-			if nr.ServingDead == 0 {
-				t.Errorf("%s: the lost node ran no server in rotation: the fault did not strike a serving pod", res.Name())
-			}
-			// HAProxy takes a dead server out after fall failed checks, each
-			// at most interval apart and timeout long (the lab's timeout is
-			// the interval), however the kill lines up with the checks.
-			check := l.Check
-			if most := time.Duration(check.Fall)*2*check.Interval + time.Second; nr.Down <= 0 || nr.Down > most {
-				t.Errorf("%s: the dead servers DOWN everywhere after %s, want within %s (fall x (interval + timeout) + 1 s)", res.Name(), nr.Down, most)
-			}
-			if most := NodeMonitorGracePeriod + NodeMonitorPeriod + 5*time.Second; nr.NotReady <= 0 || nr.NotReady > most {
-				t.Errorf("%s: node NotReady after %s, want within %s", res.Name(), nr.NotReady, most)
-			}
-			if nr.Evicted < nr.NotReady || nr.Back < nr.Evicted || nr.PodsGone < nr.Back || nr.ServersRemoved <= 0 {
-				t.Errorf("%s: NotReady %s, evicted %s, back %s, pods gone %s, servers removed %s: want each step done, in this order, and the servers removed",
-					res.Name(), nr.NotReady, nr.Evicted, nr.Back, nr.PodsGone, nr.ServersRemoved)
-			}
-			if res.Failed > nr.Bound {
-				t.Errorf("%s: %d of %d requests failed (%v), want at most the bound %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, nr.Bound)
-			}
-			if len(res.PerRollout) != 1 || res.PerRollout[0].Promise != "kept" {
-				t.Errorf("%s: per rollout %+v, want the promise kept (nothing stuck, nothing left in HAProxy)", res.Name(), res.PerRollout)
-			}
-		case FaultServe:
-			if !rep.HookHeld {
-				t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
-			}
-			if r.s.App.Drain {
-				// The app's own drain wait retries the restarted serve
-				// process: the cut hook costs nothing.
-				if res.Failed != 0 {
-					t.Errorf("%s: %d of %d requests failed (%v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass)
-				}
-				break
-			}
-			// The pod was already in drain (no new requests): what fails is
-			// what it was serving when the app exited, one pod's share of
-			// the in-flight requests: slow ones (rate/50 for 6 s) and fast
-			// ones (rate for 20 ms), twice that as the bound (one run: 21).
-			inFlight := (rate/50*6 + rate*0.02) / replicas
-			if bound := uint64(2 * inFlight); res.Failed > bound {
-				t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
-			}
-		}
+	}
+	write("serve-0.log", "{\"msg\":\"drain timed out: before\"}\n")
+	write("reconcile-0.log", "")
+	from := (&Controller{dir: dir}).logSizes()
+	write("serve-0.log", "{\"msg\":\"drain timed out: after\"}\nother\n")
+	write("serve-1.log", "{\"msg\":\"drain timed out: new log\"}\n")
+	write("reconcile-0.log", "{\"msg\":\"drain timed out: leader\"}\n")
+	got := logLinesSince(dir, "serve-", from, "drain timed out")
+	if len(got) != 2 || !strings.Contains(strings.Join(got, "|"), "after") || !strings.Contains(strings.Join(got, "|"), "new log") {
+		t.Fatalf("lines %q, want the two serve lines written since", got)
 	}
 }
 

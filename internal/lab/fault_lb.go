@@ -77,33 +77,33 @@ type FaultPromise struct {
 	NoGateOpensWithoutVerdict bool   `json:"noGateOpensWithoutVerdict"`
 	Promise                   string `json:"promise"`
 	Why                       string `json:"why"`
+	// NoDrainTimeout: no drain gate is released by drain.timeout (each
+	// waits for the load balancer's drained verdict).
+	NoDrainTimeout bool `json:"noDrainTimeout,omitempty"`
 }
 
 // LBFaultPromises are the promises of LBFaults.
 var LBFaultPromises = []FaultPromise{
 	{FaultLBDown, true, true,
 		"0 failed through the live instance; no gate opens while the victim is down: the rollout waits (FailClosed) and resumes once it is back; nothing stuck, nothing left in HAProxy",
-		"a gate needs every instance's verdict and a missing one is never \"healthy\" (controller promise 4); the old pods keep serving through the live instance, and the restarted instance's pool is registered again"},
+		"a gate needs every instance's verdict and a missing one is never \"healthy\" (controller promise 4); the old pods keep serving through the live instance, and the restarted instance's pool is registered again", false},
 	{FaultLBFlap, true, true,
 		"0 failed through the live instance; the drain of the deleted pod waits until the flapping instance has been read again",
-		"a drain verdict needs a read of every instance (promise 1); each restart is a new instance epoch and its targets are registered again"},
+		"a drain verdict needs a read of every instance (promise 1); each restart is a new instance epoch and its targets are registered again", false},
 	{FaultSlowLB, true, false,
 		"0 failed; gates and drains only slower",
-		"verdicts wait for the answers (400 ms is under the 5 s command timeout); nothing is judged on a missing one"},
+		"verdicts wait for the answers (400 ms is under the 5 s command timeout); nothing is judged on a missing one", false},
 	{FaultPartition, true, true,
 		"0 failed while the partition is shorter than `drain.timeout` (30 s); no gate opens on the victim's missing verdict",
-		"an unreadable instance is never \"drained\" nor \"healthy\" (promises 1, 4, 13); the partitioned instance keeps sending to the deleted pod, which its drain gate keeps alive"},
+		"an unreadable instance is never \"drained\" nor \"healthy\" (promises 1, 4, 13); the partitioned instance keeps sending to the deleted pod, which its drain gate keeps alive", false},
 	{FaultFull, true, false,
 		"0 failed; the surge pod waits with its gate False, reason `PoolFull`, then the rollout goes on",
-		"a target the pool has no room for is never Ready (promise 15); `maxUnavailable: 0` keeps the old pods serving"},
+		"a target the pool has no room for is never Ready (promise 15); `maxUnavailable: 0` keeps the old pods serving", false},
 }
 
 // Promise returns f's promise, if it has one.
 func (f Fault) Promise() (FaultPromise, bool) {
-	if f == FaultNode {
-		return NodeFaultPromise, true
-	}
-	for _, p := range LBFaultPromises {
+	for _, p := range append(append([]FaultPromise(nil), LBFaultPromises...), ClusterFaultPromises...) {
 		if p.Fault == f {
 			return p, true
 		}

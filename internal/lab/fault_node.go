@@ -83,7 +83,7 @@ type NodeFaultReport struct {
 // requests are judged against the bound its report computed.
 var NodeFaultPromise = FaultPromise{FaultNode, false, false,
 	"bounded: what the dead pods were serving and what HAProxy sends them until its checks mark them DOWN (fall × interval) is lost, with or without zerodrop: at most what arrives in that window (`NodeLossBound`); then no gate stuck for the replacement pods, no drain held for ever, the dead pods' servers removed from HAProxy, the rollout finishes",
-	"no preStop runs on a dead node and nothing drains what it cannot reach: HAProxy's own checks take the dead servers out; the eviction deletes the pods, the controller drains their servers (DOWN: drained once their sessions end), deregisters them and gates the replacements as any new pod"}
+	"no preStop runs on a dead node and nothing drains what it cannot reach: HAProxy's own checks take the dead servers out; the eviction deletes the pods, the controller drains their servers (DOWN: drained once their sessions end), deregisters them and gates the replacements as any new pod", false}
 
 // lossBound is the number of failed requests the rollout's fault allows,
 // when the fault computed one (node).

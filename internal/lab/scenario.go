@@ -262,7 +262,7 @@ type RunOptions struct {
 	// Faults[(i-1) mod len(Faults)] ("" for none), a fault campaign in one
 	// deployed scenario.
 	Faults []Fault
-	// FaultHold is how long lbdown, slowlb, partition and full last;
+	// FaultHold is how long lbdown, slowlb, partition, full and clock last;
 	// default DefaultFaultHold.
 	FaultHold time.Duration
 	// RestartDelay is how long a killed controller stays down before it is
