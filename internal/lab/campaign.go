@@ -478,8 +478,12 @@ func (rec *RolloutRecord) verdict(rep *verify.Report) verify.Verdict {
 	bound, bounded := rec.lossBound()
 	switch {
 	case rec.Promise == "kept" && rec.Failed > 0 && bounded:
-		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, within the fault's bound of %d (what a lost node's pods served and were sent until the LB's checks took them out)",
-			rec.Failed, rec.Requests, bound)}
+		what := "what a lost node's pods served and were sent until the LB's checks took them out"
+		if rec.Fault == FaultServe {
+			what = "what the pod whose drain hook was cut was serving when its app exited"
+		}
+		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, within the fault's bound of %d (%s)",
+			rec.Failed, rec.Requests, bound, what)}
 	case rec.Promise == "kept" && rec.Failed > 0 && rec.FailedClockJump > 0:
 		return verify.Verdict{Pass: true, Reason: fmt.Sprintf("promise kept: %d of %d requests failed, every one HAProxy's own at the clock step (an instance that missed the step timed out what it held, counted apart)",
 			rec.Failed, rec.Requests)}

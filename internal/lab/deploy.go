@@ -20,6 +20,8 @@ type Deployed struct {
 	Integration Integration
 	// LB is the load balancer the scenario runs through.
 	LB LBKind
+	// App is the scenario's app (how its pods answer and stop).
+	App App
 
 	stops []func() // in start order; Close runs them in reverse
 }
@@ -45,7 +47,7 @@ func Deploy(ctx context.Context, t Target, s Scenario, o RunOptions) (d *Deploye
 	if err := t.clearPool(ctx, s.lb()); err != nil {
 		return nil, fmt.Errorf("lab: clear the %s pool: %w", s.lb(), err)
 	}
-	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas, LB: s.lb()}
+	d = &Deployed{Namespace: o.Namespace, Replicas: o.Replicas, LB: s.lb(), App: s.App}
 	d.stops = append(d.stops, func() {
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)

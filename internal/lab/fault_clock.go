@@ -39,15 +39,10 @@ const FaultClock Fault = "clock"
 // lease's renewTime lies behind the one written during the step).
 const ClockStep = 45 * time.Second
 
-// ClusterFaultPromises are the cluster-side faults' promises the lab
-// judges per rollout (the others are asserted by
-// TestClusterFaultsKeepTheirPromises).
-var ClusterFaultPromises = []FaultPromise{
-	{Fault: FaultClock, ZeroFailed: true, NoDrainTimeout: true,
-		Promise: "0 failed but HAProxy's own at the step (an instance with a thread busy at that instant misses it and times out what it holds: counted apart); no drain gate released by `drain.timeout` (each waits for the load balancer's drained verdict); nothing stuck, nothing left in HAProxy",
-		Why:     "the controller anchors every time it reads from the API (deletion request, ContainersReady, its gate's transition) to its monotonic clock when it first sees it (controller promise 8), so a step of the wall clock moves no timeout; every other wait (drain endpoint holds, reload grace, node agent grace periods) is monotonic already"},
-	NodeFaultPromise,
-}
+// ClockFaultPromise is the clock fault's promise.
+var ClockFaultPromise = FaultPromise{Fault: FaultClock, ZeroFailed: true, NoDrainTimeout: true,
+	Promise: "0 failed but HAProxy's own at the step (an instance with a thread busy at that instant misses it and times out what it holds: counted apart); no drain gate released by `drain.timeout` (each waits for the load balancer's drained verdict); nothing stuck, nothing left in HAProxy",
+	Why:     "the controller anchors every time it reads from the API (deletion request, ContainersReady, its gate's transition) to its monotonic clock when it first sees it (controller promise 8), so a step of the wall clock moves no timeout; every other wait (drain endpoint holds, reload grace, node agent grace periods) is monotonic already"}
 
 // HAProxy 2.6 corrects a step of the wall clock only when it happens while
 // a thread sleeps in poll: it compares the time after poll with the time

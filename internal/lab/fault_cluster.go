@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -54,6 +55,44 @@ const forbiddenSettle = 5 * time.Second
 // fault_clock.go's), in Faults' order.
 var clusterFaults = []Fault{FaultServe, FaultAPIServer, FaultEtcd, FaultWebhook, FaultNode, FaultClock}
 
+// ClusterFaultPromises are the cluster-side faults' promises the lab
+// judges per rollout (a campaign's table) and
+// TestClusterFaultsKeepTheirPromises asserts; docs/faults.md's rows state
+// them word for word.
+var ClusterFaultPromises = []FaultPromise{
+	{Fault: FaultServe,
+		Promise: "the held hook ends with an error (the node agent, like the kubelet, records `FailedPreStopHook` and sends SIGTERM at once). **Zero** when the app waits itself (the graceful package: `zerodrop-graceful`): it asks the drain endpoint on SIGTERM and retries until the restarted serve process answers. **Bounded** when the hook is the only wait and the app exits at once (`zerodrop`): the requests that pod is serving at that moment fail (the controller had already put it in drain, so no new ones): at most one pod's in-flight requests (the bound, `ServeLossBound`: twice that, 95 at 1,000 req/s). Pods created while serve is down are admitted without gate (as `webhook`)",
+		Why:     "the drain hook is one request held open to the serve process: killed, it ends with an error and the kubelet sends SIGTERM at once, so only an app that waits itself (the graceful package retries the drain endpoint) covers the cut; the pod is already in drain, so what it drops is what it was serving"},
+	{Fault: FaultAPIServer, ZeroFailed: true,
+		Promise: "**zero** failed requests; no gate stuck; the reconciler loses its lease after its renew deadline (3 s in the lab), exits (controller-runtime), and is restarted by its Deployment (the lab: after 1 s, crash-looping until the API answers); gates and drain verdicts wait for it. For a few seconds the restarted API server refuses requests (`forbidden`: its RBAC informers are not synced yet); the controller retries",
+		Why:     "every gate and drain verdict needs the reconciler's reading of the API and of every instance, and a missing reading never opens a gate nor releases a drain: while the API is away new pods wait (their gate stays False), held preStop hooks stay held, the old pods keep serving through HAProxy, which needs no API; the reconciler resumes from the API's state"},
+	{Fault: FaultEtcd, ZeroFailed: true,
+		Promise: "**zero**, as `apiserver`",
+		Why:     "every gate and drain verdict needs the reconciler's reading of the API and of every instance, and a missing reading never opens a gate nor releases a drain: while the API is away new pods wait (their gate stays False), held preStop hooks stay held, the old pods keep serving through HAProxy, which needs no API; the reconciler resumes from the API's state"},
+	{Fault: FaultWebhook, ZeroFailed: true,
+		Promise: "the pods are admitted **without readiness gate and drain hook**; the controller still registers them (the rollout ends with every pod UP in every instance) and reports each with a `GateMissing` Warning event and `zerodrop_pods_ungated`; their Ready does not wait for the LB (the startup race of the seeds: at most rise × interval per pod without a healthy target, which 3 replicas and maxSurge 1 hid here); when they are deleted later nothing holds them: an app that exits at once drops what it serves then, so recreate them (`kubectl rollout restart`) once the webhook is back",
+		Why:     "`failurePolicy: Ignore` admits the pods without gates, and the reconciler registers every pod of a bound Service, gated or not, reporting the ungated ones (`GateMissing`): HAProxy still sends only to pods its own checks mark UP"},
+	NodeFaultPromise,
+	ClockFaultPromise,
+}
+
+// ServeLossBound is the serve fault's promise in numbers: nothing when the
+// app waits itself (it asks the drain endpoint again until the restarted
+// serve process answers); else what the pod whose hook was cut is serving
+// when its app exits at once, one replica's share of the requests in
+// flight (the slow stream's, SlowLatency each, and the others', the app's
+// latency each), with a margin of 2. The pod is in drain already: no new
+// requests reach it.
+func ServeLossBound(o RunOptions, app App) uint64 {
+	if app.Drain || o.Replicas <= 0 {
+		return 0
+	}
+	fast := max(0, o.Rate) + max(0, o.PostRate)
+	slow := max(0, o.SlowRate)
+	inFlight := (slow*o.SlowLatency.Seconds() + fast*app.Latency.Seconds()) / float64(o.Replicas)
+	return uint64(math.Ceil(2 * inFlight))
+}
+
 // ClusterFaultReport is what a cluster-side fault left behind, measured
 // once the rollout it struck is complete.
 type ClusterFaultReport struct {
@@ -64,6 +103,9 @@ type ClusterFaultReport struct {
 	// HookHeld: a drain hook was held at the moment the serve process was
 	// killed (a connection to the drain endpoint was open).
 	HookHeld bool `json:"hookHeld,omitempty"`
+	// ServeBound is how many requests the serve fault may cost
+	// (ServeLossBound): 0 when the app waits itself.
+	ServeBound uint64 `json:"serveBound,omitempty"`
 	// FailedPreStopHooks counts FailedPreStopHook events in the scenario's
 	// namespace: hooks that ended with an error (connection cut or
 	// refused), after which the node sent SIGTERM at once.
@@ -172,6 +214,7 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			return rep.HookHeld
 		})
 		cancel()
+		rep.ServeBound = ServeLossBound(o, d.App)
 		if err = ctl.KillServe(); err != nil {
 			break
 		}

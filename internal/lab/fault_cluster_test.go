@@ -154,6 +154,11 @@ func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s 
 		if !rep.HookHeld {
 			t.Errorf("%s: no drain hook held when the serve process was killed", res.Name())
 		}
+		o := RunOptions{Rate: rate, Replicas: replicas}
+		o.defaults(s)
+		if want := ServeLossBound(o, s.App); rep.ServeBound != want || (want == 0) != s.App.Drain {
+			t.Errorf("%s: serve bound %d, want %d", res.Name(), rep.ServeBound, want)
+		}
 		if s.App.Drain {
 			// The app's own drain wait retries the restarted serve
 			// process: the cut hook costs nothing.
@@ -162,11 +167,10 @@ func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s 
 		}
 		// The pod was already in drain (no new requests): what fails is
 		// what it was serving when the app exited, one pod's share of
-		// the in-flight requests: slow ones (rate/50 for 6 s) and fast
-		// ones (rate for 20 ms), twice that as the bound (one run: 21).
-		inFlight := (rate/50*6 + rate*0.02) / replicas
-		if bound := uint64(2 * inFlight); res.Failed > bound {
-			t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, bound)
+		// the in-flight requests, twice that as the bound (one run: 21 of
+		// 95).
+		if res.Failed > rep.ServeBound {
+			t.Errorf("%s: %d of %d requests failed (%v), want at most %d", res.Name(), res.Failed, res.Requests, res.FailuresByClass, rep.ServeBound)
 		}
 	case FaultClock:
 		if !rep.HookHeld || rep.ClockStep != ClockStep {
@@ -328,3 +332,43 @@ func nodesFoundLost(t *testing.T, l *Lab) int {
 	}
 	return n
 }
+
+// Scenario: a campaign judges every cluster-side rollout against its
+// fault's promise: zero failed for apiserver, etcd and webhook; for serve,
+// at most the bound the fault computed (none when the app waits itself).
+func TestClusterFaultsAreJudgedByTheirPromises(t *testing.T) {
+	o := RunOptions{Rate: 1000, PostRate: 100, SlowRate: 20, SlowLatency: 6 * time.Second, Replicas: 3}
+	// (20/s x 6 s + 1,100/s x 20 ms) / 3 replicas = 47.3, twice that.
+	if got := ServeLossBound(o, App{Latency: 20 * time.Millisecond}); got != 95 {
+		t.Errorf("ServeLossBound = %d, want 95", got)
+	}
+	if got := ServeLossBound(o, App{Latency: 20 * time.Millisecond, Drain: true}); got != 0 {
+		t.Errorf("ServeLossBound for an app that waits itself = %d, want 0", got)
+	}
+	judged := func(f Fault, failed, serveBound uint64) RolloutRecord {
+		r := RolloutRecord{Fault: f, Failed: failed, Requests: 30000,
+			FaultEvent: &FaultEvent{Kind: f, Cluster: &ClusterFaultReport{ServeBound: serveBound}}}
+		r.judge()
+		return r
+	}
+	for _, f := range []Fault{FaultAPIServer, FaultEtcd, FaultWebhook} {
+		if r := judged(f, 0, 0); r.Promise != "kept" {
+			t.Errorf("%s with 0 failed: promise %q, want kept", f, r.Promise)
+		}
+		if r := judged(f, 1, 0); !strings.Contains(r.Promise, "broken: 1 failed requests") {
+			t.Errorf("%s with 1 failed: promise %q, want broken", f, r.Promise)
+		}
+	}
+	if r := judged(FaultServe, 95, 95); r.Promise != "kept" {
+		t.Errorf("serve with 95 failed under a bound of 95: promise %q, want kept", r.Promise)
+	} else if v := r.verdict(nil); !v.Pass || !strings.Contains(v.Reason, "drain hook was cut") {
+		t.Errorf("serve's verdict %+v, want a pass that says what the bound is", v)
+	}
+	if r := judged(FaultServe, 96, 95); !strings.Contains(r.Promise, "96 failed requests, more than the bound 95") {
+		t.Errorf("serve with 96 failed under a bound of 95: promise %q, want broken", r.Promise)
+	}
+	if r := judged(FaultServe, 1, 0); !strings.Contains(r.Promise, "broken") {
+		t.Errorf("serve with a graceful app (bound 0) and 1 failed: promise %q, want broken", r.Promise)
+	}
+}
+

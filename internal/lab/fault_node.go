@@ -88,8 +88,14 @@ var NodeFaultPromise = FaultPromise{FaultNode, false, false,
 // lossBound is the number of failed requests the rollout's fault allows,
 // when the fault computed one (node).
 func (rec *RolloutRecord) lossBound() (uint64, bool) {
-	if ev := rec.FaultEvent; ev != nil && ev.Cluster != nil && ev.Cluster.Node != nil {
+	ev := rec.FaultEvent
+	switch {
+	case ev == nil || ev.Cluster == nil:
+		return 0, false
+	case ev.Cluster.Node != nil:
 		return ev.Cluster.Node.Bound, true
+	case rec.Fault == FaultServe:
+		return ev.Cluster.ServeBound, true
 	}
 	return 0, false
 }
