@@ -371,4 +371,3 @@ func TestClusterFaultsAreJudgedByTheirPromises(t *testing.T) {
 		t.Errorf("serve with a graceful app (bound 0) and 1 failed: promise %q, want broken", r.Promise)
 	}
 }
-
