@@ -385,14 +385,8 @@ func settledState(ctx context.Context, t Target, ns string, gated bool) (stuck, 
 		if !gated {
 			continue
 		}
-		open := false
-		for _, c := range p.Status.Conditions {
-			if c.Type == gate && c.Status == corev1.ConditionTrue {
-				open = true
-			}
-		}
-		if !open {
-			stuck = append(stuck, p.Name+" (gate not True)")
+		if why := gateStuck(&p, gate); why != "" {
+			stuck = append(stuck, p.Name+" ("+why+")")
 		}
 	}
 	for _, h := range t.HAProxy {
@@ -414,6 +408,27 @@ func settledState(ctx context.Context, t Target, ns string, gated bool) (stuck, 
 		}
 	}
 	return stuck, leftovers, nil
+}
+
+// gateStuck says why a settled pod of a gated scenario is stuck, or "": a
+// pod that carries the gate is stuck while the gate is not True; a pod
+// admitted without it (the webhook was down: reported as ungated, not
+// stuck) while it is not Ready.
+func gateStuck(p *corev1.Pod, gate corev1.PodConditionType) string {
+	carries := false
+	for _, g := range p.Spec.ReadinessGates {
+		carries = carries || g.ConditionType == gate
+	}
+	want, why := gate, "gate not True"
+	if !carries {
+		want, why = corev1.PodReady, "ungated and not Ready"
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == want && c.Status == corev1.ConditionTrue {
+			return ""
+		}
+	}
+	return why
 }
 
 // judge checks a rollout's record against its fault's promise, and the

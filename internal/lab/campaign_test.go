@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/verify"
 )
 
@@ -297,6 +300,40 @@ func TestSummaryByFaultSumsEveryFaultOfTheCycle(t *testing.T) {
 	for _, want := range []string{"not reached (the campaign ended first): partition", "rollout 6 (lbdown): broken: 3 failed requests"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("campaign text lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// Scenario: once a rollout has settled, a pod that carries the gate is
+// stuck while its gate is not True; a pod the webhook could not gate
+// (admitted without the gate, reported as ungated) is stuck only while it
+// is not Ready. The campaign's webhook rollouts listed every ungated pod
+// as stuck before.
+func TestSettledPodIsStuckByItsOwnGate(t *testing.T) {
+	gate := corev1.PodConditionType(zv1.GateConditionType(BindingName))
+	pod := func(gated bool, conds ...corev1.PodConditionType) *corev1.Pod {
+		p := &corev1.Pod{}
+		if gated {
+			p.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: gate}}
+		}
+		for _, c := range conds {
+			p.Status.Conditions = append(p.Status.Conditions, corev1.PodCondition{Type: c, Status: corev1.ConditionTrue})
+		}
+		return p
+	}
+	for _, c := range []struct {
+		name string
+		pod  *corev1.Pod
+		want string
+	}{
+		{"gated, gate True", pod(true, gate, corev1.PodReady), ""},
+		{"gated, gate not True though Ready", pod(true, corev1.PodReady), "gate not True"},
+		{"gated, nothing True", pod(true), "gate not True"},
+		{"ungated, Ready", pod(false, corev1.PodReady), ""},
+		{"ungated, not Ready", pod(false), "ungated and not Ready"},
+	} {
+		if got := gateStuck(c.pod, gate); got != c.want {
+			t.Errorf("%s: gateStuck = %q, want %q", c.name, got, c.want)
 		}
 	}
 }
