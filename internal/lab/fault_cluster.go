@@ -196,7 +196,7 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 	ctl := d.Integration.Controller
 	// Timeout events are counted from here (their own times are wall
 	// times, which the clock fault steps).
-	drainTimeouts0, gateTimeouts0 := timeoutEvents(context.WithoutCancel(ctx), t, d.Namespace)
+	events0 := countEvents(context.WithoutCancel(ctx), t, d.Namespace)
 	var logsAtStrike map[string]int64
 	if ctl != nil {
 		logsAtStrike = ctl.logSizes()
@@ -277,18 +277,11 @@ func injectClusterFault(ctx context.Context, t Target, d *Deployed, o RunOptions
 			}
 		}
 	}
-	if evs, err := t.Client.CoreV1().Events(d.Namespace).List(rctx, metav1.ListOptions{}); err == nil {
-		for _, e := range evs.Items {
-			switch e.Reason {
-			case "FailedPreStopHook":
-				rep.FailedPreStopHooks++
-			case "GateMissing":
-				rep.GateMissingEvents++
-			}
-		}
-	}
-	drainTimeouts, gateTimeouts := timeoutEvents(rctx, t, d.Namespace)
-	rep.DrainTimeouts, rep.GateTimeouts = drainTimeouts-drainTimeouts0, gateTimeouts-gateTimeouts0
+	// A campaign rolls one namespace many times: only the events since
+	// the strike are this fault's.
+	evs := countEvents(rctx, t, d.Namespace).since(events0)
+	rep.FailedPreStopHooks, rep.GateMissingEvents = evs.failedPreStopHooks, evs.gateMissing
+	rep.DrainTimeouts, rep.GateTimeouts = evs.drainTimeouts, evs.gateTimeouts
 	if ctl != nil {
 		rep.ControllerCrashes = ctl.Crashes()
 		rep.HooksReleasedByTimeout = len(logLinesSince(ctl.dir, "serve-", logsAtStrike, controller.DrainTimedOutLog))
@@ -319,14 +312,36 @@ func logLinesSince(dir, prefix string, from map[string]int64, s string) []string
 	return out
 }
 
-// timeoutEvents counts the controller's events in ns for a drain released
-// by its timeout (reason DrainTimeout) and for a gate timeout (a gate
-// event naming GateTimeoutFailClosed or GateTimeoutFailOpen). An event
-// repeated counts its repetitions.
-func timeoutEvents(ctx context.Context, t Target, ns string) (drains, gates int) {
+// eventCounts counts the events of a namespace the cluster faults judge;
+// an event repeated counts its repetitions.
+type eventCounts struct {
+	// drainTimeouts: the controller's events for a drain released by its
+	// timeout (reason DrainTimeout); gateTimeouts: its gate events naming
+	// GateTimeoutFailClosed or GateTimeoutFailOpen.
+	drainTimeouts, gateTimeouts int
+	// failedPreStopHooks: the node agents' FailedPreStopHook events;
+	// gateMissing: the controller's GateMissing events (a pod admitted
+	// without its gate).
+	failedPreStopHooks, gateMissing int
+}
+
+// since is what c counted beyond before (never below zero: events expire,
+// after an hour by default, and a long campaign outlives them).
+func (c eventCounts) since(before eventCounts) eventCounts {
+	return eventCounts{
+		drainTimeouts:      max(0, c.drainTimeouts-before.drainTimeouts),
+		gateTimeouts:       max(0, c.gateTimeouts-before.gateTimeouts),
+		failedPreStopHooks: max(0, c.failedPreStopHooks-before.failedPreStopHooks),
+		gateMissing:        max(0, c.gateMissing-before.gateMissing),
+	}
+}
+
+// countEvents counts ns's events (zero when they cannot be listed).
+func countEvents(ctx context.Context, t Target, ns string) eventCounts {
+	var c eventCounts
 	evs, err := t.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{})
 	if err != nil {
-		return 0, 0
+		return c
 	}
 	for _, e := range evs.Items {
 		n := max(1, int(e.Count))
@@ -335,12 +350,18 @@ func timeoutEvents(ctx context.Context, t Target, ns string) (drains, gates int)
 		}
 		switch {
 		case e.Reason == "DrainTimeout":
-			drains += n
+			c.drainTimeouts += n
 		case strings.HasPrefix(e.Reason, "Gate") && strings.Contains(e.Message, "GateTimeoutFail"):
-			gates += n
+			c.gateTimeouts += n
+		}
+		switch e.Reason {
+		case "FailedPreStopHook":
+			c.failedPreStopHooks += n
+		case "GateMissing":
+			c.gateMissing += n
 		}
 	}
-	return drains, gates
+	return c
 }
 
 // breakWebhook points the pod webhook of the controller's configuration at
