@@ -28,6 +28,7 @@ type served struct {
 	url    string
 	pki    webhook.MutualTLS // the adapter's CA, serving and client certificates
 	client *http.Client      // trusts the adapter, presents pki's client certificate
+	h      *adapter.Handler
 }
 
 func serve(t *testing.T, mutate func(*adapter.Options)) served {
@@ -60,7 +61,7 @@ func serve(t *testing.T, mutate func(*adapter.Options)) served {
 	srv.TLS.Certificates = []tls.Certificate{pair} // else StartTLS adds its own, which wins without SNI
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return served{url: srv.URL, pki: m, client: httpsClient(t, m.CA, m.ClientCert, m.ClientKey)}
+	return served{url: srv.URL, pki: m, client: httpsClient(t, m.CA, m.ClientCert, m.ClientKey), h: h}
 }
 
 // httpsClient trusts ca and presents cert/key (none when nil).

@@ -3,6 +3,7 @@ package adapter
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -51,7 +52,13 @@ func FromEvent(ev provider.Event) Event {
 	w := Event{Kind: string(ev.Kind), Instance: ev.Instance, Pool: ev.Pool, Entry: ev.Entry, Health: string(ev.Health),
 		At: ev.At.UTC(), Message: ev.Message}
 	if ev.Err != nil {
-		e := FromError(ev.Err)[0]
+		// A stream that could not be had is an unreachable one, unless
+		// the provider said otherwise with a code.
+		e := Error{Code: string(provider.CodeUnreachable), Message: ev.Err.Error()}
+		var pe *provider.Error
+		if errors.As(ev.Err, &pe) {
+			e = FromError(ev.Err)[0]
+		}
 		if e.Instance == "" {
 			e.Instance = ev.Instance
 		}

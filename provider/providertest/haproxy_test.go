@@ -261,6 +261,21 @@ func (c codeless) Register(ctx context.Context, pool provider.Pool, t provider.T
 	return flatten(c.Provider.Register(ctx, pool, t))
 }
 
+// silentWatch declares pushed verdicts and reports every instance's stream
+// up, but pushes no verdict.
+type silentWatch struct {
+	*hapi.Provider
+	instances []string
+}
+
+func (w silentWatch) Watch(ctx context.Context, fn func(provider.Event)) error {
+	for _, in := range w.instances {
+		fn(provider.Event{Kind: provider.EventStreamUp, Instance: in, At: time.Now()})
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // Scenario: the kit fails a provider that breaks a promise. Each broken
 // provider wraps the real HAProxy provider and breaks one thing; the
 // promises listed must come out broken.
@@ -287,6 +302,8 @@ func TestKitCatchesBrokenProviders(t *testing.T) {
 			[]string{"DeregisterBusy"}},
 		{"errors without codes", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return codeless{p} },
 			[]string{"UnreachableInstance", "PoolFull"}},
+		{"pushed verdicts declared, none pushed", func(s *lbSetup, p *hapi.Provider) provider.Provider { return silentWatch{p, s.names} },
+			[]string{"VerdictsPushed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkBroken(t, tc.wrap, tc.want...) })
 	}
