@@ -265,7 +265,6 @@ func TestVersionNegotiation(t *testing.T) {
 				t.Fatalf("capabilities %s (%v), want apiVersion %s of provider haproxy", raw, err, provider.Version)
 			}
 			want := (&haproxy.Provider{}).Capabilities()
-			want.PushesVerdicts = false // events do not cross the adapter protocol: a remote provider is polled
 			if got := adapter.ToCapabilities(caps.Capabilities); got != want {
 				t.Fatalf("capabilities through the wire %+v, want %+v", got, want)
 			}
