@@ -331,37 +331,39 @@ func (h *Handler) authenticate(r *http.Request) error {
 // application/json and MediaType without a version or with a version
 // served are acceptable.
 func acceptable(values []string) error {
-	if len(values) == 0 {
+	asked, ok := accepts(values, func(mt string, params map[string]string) bool {
+		switch mt {
+		case "*/*", "application/*", "application/json":
+			return true
+		case MediaType:
+			v, has := params["version"]
+			return !has || served(v)
+		}
+		return false
+	})
+	if ok {
 		return nil
 	}
-	var asked []string
+	return fmt.Errorf("Accept %s: this adapter serves %s;version=%s", strings.Join(asked, ", "), MediaType, strings.Join(Versions, ","))
+}
+
+// accepts reports whether the Accept headers accept what the adapter
+// answers: absent, empty, or naming one media range that ok takes. When
+// not, asked lists the ranges named.
+func accepts(values []string, ok func(mt string, params map[string]string) bool) (asked []string, accepted bool) {
 	for _, v := range values {
 		for _, part := range strings.Split(v, ",") {
 			part = strings.TrimSpace(part)
 			if part == "" {
 				continue
 			}
-			mt, params, err := mime.ParseMediaType(part)
-			if err != nil {
-				asked = append(asked, part)
-				continue
-			}
-			switch mt {
-			case "*/*", "application/*", "application/json":
-				return nil
-			case MediaType:
-				v, has := params["version"]
-				if !has || served(v) {
-					return nil
-				}
+			if mt, params, err := mime.ParseMediaType(part); err == nil && ok(mt, params) {
+				return nil, true
 			}
 			asked = append(asked, part)
 		}
 	}
-	if len(asked) == 0 {
-		return nil
-	}
-	return fmt.Errorf("Accept %s: this adapter serves %s;version=%s", strings.Join(asked, ", "), MediaType, strings.Join(Versions, ","))
+	return asked, len(asked) == 0
 }
 
 // jsonContent checks a request's Content-Type: application/json or

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"mime"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -184,23 +183,10 @@ func (h *Handler) CloseEventStreams() { h.close() }
 // eventsAcceptable checks the Accept headers of an event stream request:
 // absent, */*, application/* and EventsMediaType are acceptable.
 func eventsAcceptable(values []string) error {
-	if len(values) == 0 {
-		return nil
-	}
-	var asked []string
-	for _, v := range values {
-		for _, part := range strings.Split(v, ",") {
-			part = strings.TrimSpace(part)
-			if part == "" {
-				continue
-			}
-			if mt, _, err := mime.ParseMediaType(part); err == nil && (mt == "*/*" || mt == "application/*" || mt == EventsMediaType) {
-				return nil
-			}
-			asked = append(asked, part)
-		}
-	}
-	if len(asked) == 0 {
+	asked, ok := accepts(values, func(mt string, _ map[string]string) bool {
+		return mt == "*/*" || mt == "application/*" || mt == EventsMediaType
+	})
+	if ok {
 		return nil
 	}
 	return fmt.Errorf("Accept %s: the event stream is %s", strings.Join(asked, ", "), EventsMediaType)
