@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"zerodrop.dev/zerodrop/provider"
@@ -106,17 +105,9 @@ func (c *Client) stream(ctx context.Context, fn func(provider.Event)) (connected
 	where := fmt.Sprintf("adapter %s: GET %s", c.base, path)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base.String()+path, nil)
+	req, err := c.request(ctx, http.MethodGet, path, nil, adapter.EventsMediaType, where)
 	if err != nil {
-		return false, provider.Errorf(provider.CodeInvalid, "", "%s: %v", where, err)
-	}
-	req.Header.Set("Accept", adapter.EventsMediaType)
-	if c.cfg.Token != nil {
-		tok, err := c.cfg.Token(ctx)
-		if err != nil {
-			return false, provider.Errorf(provider.CodeUnreachable, "", "%s: bearer token: %v", where, err)
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		return false, err
 	}
 	// Silence (no answer, then no line) for too long ends the stream.
 	errSilent := fmt.Errorf("silent for too long: no answer within %s or no line within %s (the adapter sends a heartbeat every %s)",
