@@ -39,23 +39,41 @@ func (l *pushLog) snapshot() []pushed {
 	return append([]pushed(nil), l.events...)
 }
 
-// streamsUp returns the instances whose last stream event is StreamUp.
-func (l *pushLog) streamsUp() []string {
-	state := map[string]bool{}
+// streamGrace is how long the kit waits for an instance whose stream is
+// down to come up: the first reconnections of a watch.
+const streamGrace = 3 * time.Second
+
+// streams returns each instance's last stream event (StreamUp or
+// StreamDown).
+func (l *pushLog) streams() map[string]provider.Event {
+	last := map[string]provider.Event{}
 	for _, p := range l.snapshot() {
 		switch p.ev.Kind {
 		case provider.EventStreamUp, provider.EventStreamDown:
-			state[p.ev.Instance] = p.ev.Kind == provider.EventStreamUp
+			last[p.ev.Instance] = p.ev
 		}
 	}
+	return last
+}
+
+// streamsUp returns the instances whose last stream event is StreamUp.
+func (l *pushLog) streamsUp() []string {
 	var up []string
-	for in, ok := range state {
-		if ok {
+	for in, ev := range l.streams() {
+		if ev.Kind == provider.EventStreamUp {
 			up = append(up, in)
 		}
 	}
 	sort.Strings(up)
 	return up
+}
+
+func keys(m map[string]provider.Event) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // firstVerdict returns, per instance, the first verdict event of health h
@@ -77,7 +95,9 @@ func (l *pushLog) firstVerdict(pool string, h provider.Health, since time.Time) 
 }
 
 // VerdictsPushed: a provider that declares PushesVerdicts implements
-// provider.Watcher, reports every instance's stream up, and pushes the
+// provider.Watcher, reports every instance's stream state (an instance
+// whose stream stays down, with a reason, skips the promise: its verdicts
+// are polled, as the contract allows), and, with every stream up, pushes the
 // LB's verdict on a kit target, on every instance, no later than polling
 // Status every cycle sees it (within pushSlack): Healthy once its checks
 // pass, and Unhealthy once they fail (with ActiveHealthChecks).
@@ -110,11 +130,29 @@ func checkVerdictsPushed(ctx context.Context, k *run) verdict {
 		instances = append(instances, in.Instance)
 	}
 	if err := poll(ctx, k.h.Timeout, 10*time.Millisecond, func() (bool, string) {
-		up := log.streamsUp()
-		missing := missingFrom(instances, up)
-		return len(missing) == 0, fmt.Sprintf("Watch reported no stream up for instance(s) %s (up: %v)", strings.Join(missing, ", "), up)
+		reported := log.streams()
+		missing := missingFrom(instances, keys(reported))
+		return len(missing) == 0, fmt.Sprintf("Watch reported no stream state for instance(s) %s", strings.Join(missing, ", "))
 	}); err != nil {
 		return broken("%v", err)
+	}
+	// A stream down with a reason is the contract kept (the controller
+	// polls that instance), but nothing to check a push on: give it the
+	// first reconnections, then say why.
+	_ = poll(ctx, streamGrace, 10*time.Millisecond, func() (bool, string) {
+		return len(missingFrom(instances, log.streamsUp())) == 0, ""
+	})
+	if down := missingFrom(instances, log.streamsUp()); len(down) > 0 {
+		reported := log.streams()
+		var why []string
+		for _, in := range down {
+			ev := reported[in]
+			if ev.Err == nil {
+				return broken("instance %s: stream reported down without a reason", in)
+			}
+			why = append(why, fmt.Sprintf("%s: %v", in, ev.Err))
+		}
+		return skipped("the provider declares PushesVerdicts, but the stream of %s is down (the controller polls it): %s", strings.Join(down, ", "), strings.Join(why, "; "))
 	}
 
 	tg, err := k.target(true)
@@ -181,7 +219,15 @@ func (k *run) pushedBeforePolled(ctx context.Context, p provider.Provider, log *
 	for _, in := range instances {
 		ev, ok := got[in]
 		if !ok {
-			return "", fmt.Errorf("instance %s: Status reports %s %s, but no %s verdict event was pushed (within %s of the poll that saw it)", in, id, h, h, pushSlack)
+			// Say whether it is late or missing: wait the timeout for it.
+			_ = poll(ctx, k.h.Timeout, 10*time.Millisecond, func() (bool, string) {
+				ev, ok = log.firstVerdict(k.h.Pool, h, since)[in]
+				return ok, ""
+			})
+			if ok {
+				return "", fmt.Errorf("instance %s: the %s verdict on %s was pushed %s after the poll that saw it: polling was faster (%q)", in, h, id, ev.at.Sub(polled[in]).Round(time.Millisecond), ev.ev.Message)
+			}
+			return "", fmt.Errorf("instance %s: Status reports %s %s, but no %s verdict event was pushed (waited %s after the poll that saw it)", in, id, h, h, k.h.Timeout)
 		}
 		if lag := ev.at.Sub(polled[in]); lag > pushSlack {
 			return "", fmt.Errorf("instance %s: the %s verdict was pushed %s after Status reported it: polling was faster", in, h, lag.Round(time.Millisecond))
