@@ -44,6 +44,7 @@ func haproxyBackend(fs *flag.FlagSet) func(common) (served, error) {
 	fs.Var(&ins, "haproxy-instance", "an HAProxy instance as name=address, address a Runtime API socket path or tcp:host:port (level admin); repeat for each instance")
 	tlsDir := fs.String("haproxy-tls-dir", "", "directory with tls.crt, tls.key (the adapter's client certificate) and ca.crt (verifies HAProxy): mutual TLS to every tcp: instance; read at each connection")
 	serverName := fs.String("haproxy-tls-server-name", "", "name verified in the instances' certificates (default: the address's host)")
+	ring := fs.String("haproxy-event-ring", haproxy.DefaultEventRing, "the ring the instances log their server verdicts to (docs/haproxy.md, \"Event-driven verdicts\"): streamed to clients of GET /v1/events; an instance without it is polled")
 	return func(c common) (served, error) {
 		if len(ins) == 0 {
 			return served{}, errors.New("no --haproxy-instance")
@@ -65,7 +66,7 @@ func haproxyBackend(fs *flag.FlagSet) func(common) (served, error) {
 				}
 			}
 		}
-		p, err := haproxy.New(haproxy.Config{Instances: ins, Timeout: c.timeout, Logger: c.log,
+		p, err := haproxy.New(haproxy.Config{Instances: ins, Timeout: c.timeout, Logger: c.log, EventRing: *ring,
 			Check: provider.HealthCheck{Interval: c.checkInterval, Rise: c.checkRise, Fall: c.checkFall}})
 		if err != nil {
 			return served{}, err

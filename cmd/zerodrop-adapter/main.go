@@ -1,7 +1,9 @@
 // Command zerodrop-adapter is the reference provider adapter: it serves a
 // provider (HAProxy through its Runtime API, or NGINX open source through
 // its upstream include files and reloads) over zerodrop's provider protocol (docs/provider-protocol.md), so that a LoadBalancer of
-// provider "external" drives it.
+// provider "external" drives it. When the provider pushes its verdicts
+// (HAProxy with an event ring), clients may hold GET /v1/events and get
+// them within milliseconds instead of polling.
 //
 //	zerodrop-adapter --provider haproxy \
 //	  --haproxy-instance haproxy-a=/run/haproxy/admin.sock \
@@ -205,6 +207,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(addr s
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: o.requestTimeout + 10*time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelWarn)}
+	hs.RegisterOnShutdown(h.CloseEventStreams) // a stream never ends by itself
 	o.log.Info("zerodrop-adapter serving", "provider", o.provider, "listen", l.Addr().String(), "tls", tlsCfg != nil,
 		"token", ho.TokenSource != nil, "clientCA", ho.ClientCAs != nil, "instances", srv.instances)
 	if ready != nil {

@@ -82,7 +82,6 @@ func TestProvidersReachAnAdapterWithSecrets(t *testing.T) {
 		t.Fatalf("status through the adapter: %v %v, want haproxy-a read", st, err)
 	}
 	want := hp.Capabilities()
-	want.PushesVerdicts = false // events do not cross the adapter protocol: a remote provider is polled
 	if got := p.Capabilities(); got != want {
 		t.Fatalf("capabilities %+v, want HAProxy's", got)
 	}

@@ -33,7 +33,8 @@ const MaxWait = 10 * time.Minute
 // Defaults of the Handler's bounds.
 const (
 	// DefaultMaxHeld is how many requests may be held at once in total. A
-	// held request costs 20-35 KiB (TestHeldRequestCost); the default keeps
+	// held request costs about 26 KiB, 2 goroutines (BenchmarkHeldDrainRequests,
+	// docs/controller.md); the default keeps
 	// them to a few tens of MiB, and far above the pods that terminate at once in
 	// most clusters (each holds one request per hooked container).
 	DefaultMaxHeld = 1024

@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -355,49 +353,17 @@ func TestServerLimits(t *testing.T) {
 }
 
 // TestHeldRequestCost measures the memory of one held drain request on the
-// server side (raw TCP clients, so the client's own buffers do not count):
-// go test -run HeldRequestCost -v ./internal/drain/
+// server side (raw TCP clients, so the client's own buffers do not count),
+// read through the fake client (BenchmarkHeldDrainRequests compares with
+// net/http's own cost): go test -run HeldRequestCost -v ./internal/drain/
 func TestHeldRequestCost(t *testing.T) {
 	const n = 1000
 	h := &Handler{Reader: fixture(), Drains: NewRegistry(), MaxHeld: 2 * n, MaxHeldPerPod: 2 * n}
 	mux := http.NewServeMux()
 	h.Register(mux)
-	s := NewServer(mux)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(ln)
-	defer s.Close()
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	for i := range n {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			// Not a skip: a cost nobody measured is a cost nobody bounds.
-			// Go raises the soft open-file limit to the hard one at start,
-			// so only a hard limit under ~2n+100 gets here.
-			t.Fatalf("dial connection %d of %d: %v: the test holds %d connections, two file descriptors each; raise the hard open-file limit (ulimit -Hn) to at least %d",
-				i+1, n, err, n, 2*n+100)
-		}
-		conns = append(conns, c)
-		fmt.Fprintf(c, "GET /drain/v1/namespaces/shop/pods/web-1?wait=30s HTTP/1.1\r\nHost: drain\r\n\r\n")
-	}
-	waitHeld(t, h, n)
-	for range 4 { // each GC halves the stacks that use under a quarter: a long-running process's steady state
-		runtime.GC()
-	}
-	runtime.ReadMemStats(&after)
-	t.Logf("heap %.1f KiB, stacks %.1f KiB per request", float64(after.HeapInuse-before.HeapInuse)/n/1024, float64(after.StackInuse-before.StackInuse)/n/1024)
-	per := float64(after.HeapInuse+after.StackInuse-before.HeapInuse-before.StackInuse) / n / 1024
-	t.Logf("%d held drain requests: %.1f KiB each (heap in use + stacks, server side)", n, per)
+	c := holdOpen(t, n, mux, func(int) string { return "/drain/v1/namespaces/shop/pods/web-1?wait=30s" }, h.Held)
+	per := c.bytes / 1024
+	t.Logf("%d held drain requests: %.1f KiB and %.1f goroutines each (heap in use + stacks, server side)", n, per, c.goroutines)
 	if per > 40 {
 		t.Fatalf("a held request costs %.1f KiB, want under 40 KiB", per)
 	}

@@ -36,7 +36,7 @@ var schemas = []any{
 	adapter.CapabilitiesResponse{}, adapter.Capabilities{}, adapter.HealthCheck{}, adapter.Target{},
 	adapter.StatusRequest{}, adapter.PoolStatus{}, adapter.InstanceStatus{}, adapter.TargetStatus{},
 	adapter.ChangesRequest{}, adapter.Change{}, adapter.ChangesResponse{}, adapter.ChangeResult{},
-	adapter.Error{}, adapter.ErrorResponse{}, adapter.HealthResponse{}, adapter.InstanceHealth{},
+	adapter.Event{}, adapter.Error{}, adapter.ErrorResponse{}, adapter.HealthResponse{}, adapter.InstanceHealth{},
 }
 
 // closed are the request types: the adapter refuses unknown fields in them.
@@ -131,6 +131,15 @@ func paths() obj {
 			{"parameters", []any{pool}},
 			{"requestBody", body("ChangesRequest")},
 			{"responses", append(obj{{"200", answer("One result per change, in order.", "ChangesResponse")}}, refused(post...)...)},
+		}}}},
+		{"/v1/events", obj{{"get", obj{
+			{"operationId", "events"},
+			{"summary", "Served when capabilities.pushesVerdicts is true: a stream of the LB's verdict changes as they happen, one Event per line (" + adapter.EventsMediaType + "), each flushed at once, for as long as the client holds the request. It starts with every instance's StreamUp or StreamDown; a Heartbeat comes at least every " + adapter.EventsHeartbeat.String() + ". An event is a hint to read the pool's status, never a verdict; a client that loses the stream (or reads nothing for three heartbeats) polls status until it is back, then reads every pool once."},
+			{"responses", append(obj{
+				{"200", obj{{"description", "The stream: one Event per line."}, {"content", obj{{adapter.EventsMediaType, obj{{"schema", ref("Event")}}}}}}},
+				{"404", answer("The adapter does not push verdicts (capabilities.pushesVerdicts false): code NotFound. Poll status.", "ErrorResponse")},
+				{"503", answer("The adapter's limit of open streams is reached: code Unreachable. Retry with backoff, poll meanwhile.", "ErrorResponse")},
+			}, refused()[1:]...)},
 		}}}},
 		{"/healthz", obj{{"get", obj{
 			{"operationId", "healthz"},

@@ -12,6 +12,7 @@
 //	GET  /v1/capabilities              CapabilitiesResponse
 //	POST /v1/pools/{pool}/status       StatusRequest  -> PoolStatus
 //	POST /v1/pools/{pool}/changes      ChangesRequest -> ChangesResponse
+//	GET  /v1/events                    a stream of Event, one JSON line each (when capabilities.pushesVerdicts)
 //	GET  /healthz                      HealthResponse (liveness, no authentication)
 //	GET  /readyz                       HealthResponse (200 when every LB instance is reachable, else 503)
 package adapter
@@ -30,6 +31,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"zerodrop.dev/zerodrop/provider"
@@ -84,13 +86,20 @@ type Options struct {
 	// Instances names them all. nil: /readyz reports ready.
 	Ready     func(ctx context.Context) error
 	Instances []string
+	// MaxEventStreams bounds the event streams (GET /v1/events) open at
+	// once, each a watch of the provider; DefaultMaxEventStreams when
+	// zero.
+	MaxEventStreams int
 	// Logger receives refused requests; slog.Default when nil.
 	Logger *slog.Logger
 }
 
 // Handler is the adapter's http.Handler.
 type Handler struct {
-	o Options
+	o       Options
+	streams atomic.Int64 // event streams open
+	closing context.Context
+	close   context.CancelFunc
 }
 
 // New checks the options and returns the Handler.
@@ -110,7 +119,12 @@ func New(o Options) (*Handler, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
-	return &Handler{o: o}, nil
+	if o.MaxEventStreams <= 0 {
+		o.MaxEventStreams = DefaultMaxEventStreams
+	}
+	h := &Handler{o: o}
+	h.closing, h.close = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // ServeHTTP routes a request.
@@ -138,6 +152,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.o.Logger.Info("adapter: refused an unauthenticated request", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 		w.Header().Set("WWW-Authenticate", `Bearer realm="zerodrop-adapter"`)
 		h.write(w, http.StatusUnauthorized, ErrorResponse{Error: Error{Code: CodeUnauthenticated, Message: err.Error()}})
+		return
+	}
+	if path == "/v1/events" { // its own media type: see events.go
+		h.events(w, r)
 		return
 	}
 	if err := acceptable(r.Header.Values("Accept")); err != nil {
@@ -313,37 +331,39 @@ func (h *Handler) authenticate(r *http.Request) error {
 // application/json and MediaType without a version or with a version
 // served are acceptable.
 func acceptable(values []string) error {
-	if len(values) == 0 {
+	asked, ok := accepts(values, func(mt string, params map[string]string) bool {
+		switch mt {
+		case "*/*", "application/*", "application/json":
+			return true
+		case MediaType:
+			v, has := params["version"]
+			return !has || served(v)
+		}
+		return false
+	})
+	if ok {
 		return nil
 	}
-	var asked []string
+	return fmt.Errorf("Accept %s: this adapter serves %s;version=%s", strings.Join(asked, ", "), MediaType, strings.Join(Versions, ","))
+}
+
+// accepts reports whether the Accept headers accept what the adapter
+// answers: absent, empty, or naming one media range that ok takes. When
+// not, asked lists the ranges named.
+func accepts(values []string, ok func(mt string, params map[string]string) bool) (asked []string, accepted bool) {
 	for _, v := range values {
 		for _, part := range strings.Split(v, ",") {
 			part = strings.TrimSpace(part)
 			if part == "" {
 				continue
 			}
-			mt, params, err := mime.ParseMediaType(part)
-			if err != nil {
-				asked = append(asked, part)
-				continue
-			}
-			switch mt {
-			case "*/*", "application/*", "application/json":
-				return nil
-			case MediaType:
-				v, has := params["version"]
-				if !has || served(v) {
-					return nil
-				}
+			if mt, params, err := mime.ParseMediaType(part); err == nil && ok(mt, params) {
+				return nil, true
 			}
 			asked = append(asked, part)
 		}
 	}
-	if len(asked) == 0 {
-		return nil
-	}
-	return fmt.Errorf("Accept %s: this adapter serves %s;version=%s", strings.Join(asked, ", "), MediaType, strings.Join(Versions, ","))
+	return asked, len(asked) == 0
 }
 
 // jsonContent checks a request's Content-Type: application/json or

@@ -28,6 +28,7 @@ type served struct {
 	url    string
 	pki    webhook.MutualTLS // the adapter's CA, serving and client certificates
 	client *http.Client      // trusts the adapter, presents pki's client certificate
+	h      *adapter.Handler
 }
 
 func serve(t *testing.T, mutate func(*adapter.Options)) served {
@@ -60,7 +61,7 @@ func serve(t *testing.T, mutate func(*adapter.Options)) served {
 	srv.TLS.Certificates = []tls.Certificate{pair} // else StartTLS adds its own, which wins without SNI
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
-	return served{url: srv.URL, pki: m, client: httpsClient(t, m.CA, m.ClientCert, m.ClientKey)}
+	return served{url: srv.URL, pki: m, client: httpsClient(t, m.CA, m.ClientCert, m.ClientKey), h: h}
 }
 
 // httpsClient trusts ca and presents cert/key (none when nil).
@@ -264,7 +265,6 @@ func TestVersionNegotiation(t *testing.T) {
 				t.Fatalf("capabilities %s (%v), want apiVersion %s of provider haproxy", raw, err, provider.Version)
 			}
 			want := (&haproxy.Provider{}).Capabilities()
-			want.PushesVerdicts = false // events do not cross the adapter protocol: a remote provider is polled
 			if got := adapter.ToCapabilities(caps.Capabilities); got != want {
 				t.Fatalf("capabilities through the wire %+v, want %+v", got, want)
 			}

@@ -16,6 +16,7 @@ func FromCapabilities(c provider.Capabilities) Capabilities {
 		DrainSignal: string(c.DrainSignal), Topology: string(c.Topology), VolatileRuntimeState: c.VolatileRuntimeState,
 		ReloadGrace: Duration(c.ReloadGrace), MinStatusInterval: Duration(c.MinStatusInterval),
 		HealthCheckDefaults: fromCheck(c.HealthCheckDefaults), ActiveHealthChecks: c.ActiveHealthChecks,
+		PushesVerdicts: c.PushesVerdicts,
 	}
 }
 
@@ -27,6 +28,7 @@ func ToCapabilities(c Capabilities) provider.Capabilities {
 		Topology: provider.Topology(c.Topology), VolatileRuntimeState: c.VolatileRuntimeState,
 		ReloadGrace: time.Duration(c.ReloadGrace), MinStatusInterval: time.Duration(c.MinStatusInterval),
 		HealthCheckDefaults: toCheck(c.HealthCheckDefaults), ActiveHealthChecks: c.ActiveHealthChecks,
+		PushesVerdicts: c.PushesVerdicts,
 	}
 }
 

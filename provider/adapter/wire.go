@@ -61,6 +61,10 @@ type Capabilities struct {
 	// ActiveHealthChecks: false when the LB has no active check of its
 	// own; Healthy then means "every instance loaded the target".
 	ActiveHealthChecks bool `json:"activeHealthChecks"`
+	// PushesVerdicts: the adapter serves GET /v1/events, a stream of the
+	// LB's verdict changes as they happen. Absent (an adapter older than
+	// the stream): false, and the client polls status.
+	PushesVerdicts bool `json:"pushesVerdicts,omitempty"`
 }
 
 // HealthCheck is how the LB checks a target; zero or absent fields take
@@ -233,6 +237,38 @@ type InstanceHealth struct {
 	// Reachable: the adapter reached it just now.
 	Reachable bool `json:"reachable"`
 	// Error says why not (authenticated callers only).
+	Error *Error `json:"error,omitempty"`
+}
+
+// Event is one line of the answer to GET /v1/events (JSON Lines: one
+// document per line): a change the LB reported, or the state of an
+// instance's stream. An event is a hint to read the pool's status, never a
+// verdict itself.
+type Event struct {
+	// Kind says what is reported: Verdict (the LB changed its verdict on
+	// an entry of pool), Check (a health check's counter moved, no
+	// verdict), Admin (an entry's administrative state changed),
+	// StreamUp (the adapter receives the instance's events, again after
+	// a loss: read every pool once), StreamDown (it does not: poll that
+	// instance until StreamUp), Heartbeat (nothing happened; sent at least
+	// every 10 s so that a client can tell a silent stream from a lost
+	// one).
+	Kind string `json:"kind" enum:"Verdict,Check,Admin,StreamUp,StreamDown,Heartbeat"`
+	// Instance names the LB instance; absent for Heartbeat.
+	Instance string `json:"instance,omitempty"`
+	// Pool is the pool concerned; absent for stream events and Heartbeat.
+	Pool string `json:"pool,omitempty"`
+	// Entry is the LB's own name of the entry (a target's id, or a slot
+	// name for an LB that knows only addresses).
+	Entry string `json:"entry,omitempty"`
+	// Health is what the LB says of the entry now (Healthy or Unhealthy
+	// for a verdict); absent when the event does not say.
+	Health string `json:"health,omitempty" enum:"Unknown,Initial,Healthy,Unhealthy,Draining,Drained"`
+	// At is when the LB reported it (its own timestamp when it gives one).
+	At time.Time `json:"at"`
+	// Message is the LB's text, e.g. its log line.
+	Message string `json:"message,omitempty"`
+	// Error says why the stream is down (StreamDown).
 	Error *Error `json:"error,omitempty"`
 }
 

@@ -261,6 +261,21 @@ func (c codeless) Register(ctx context.Context, pool provider.Pool, t provider.T
 	return flatten(c.Provider.Register(ctx, pool, t))
 }
 
+// silentWatch declares pushed verdicts and reports every instance's stream
+// up, but pushes no verdict.
+type silentWatch struct {
+	*hapi.Provider
+	instances []string
+}
+
+func (w silentWatch) Watch(ctx context.Context, fn func(provider.Event)) error {
+	for _, in := range w.instances {
+		fn(provider.Event{Kind: provider.EventStreamUp, Instance: in, At: time.Now()})
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 // Scenario: the kit fails a provider that breaks a promise. Each broken
 // provider wraps the real HAProxy provider and breaks one thing; the
 // promises listed must come out broken.
@@ -287,8 +302,43 @@ func TestKitCatchesBrokenProviders(t *testing.T) {
 			[]string{"DeregisterBusy"}},
 		{"errors without codes", func(_ *lbSetup, p *hapi.Provider) provider.Provider { return codeless{p} },
 			[]string{"UnreachableInstance", "PoolFull"}},
+		{"pushed verdicts declared, none pushed", func(s *lbSetup, p *hapi.Provider) provider.Provider { return silentWatch{p, s.names} },
+			[]string{"VerdictsPushed"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { checkBroken(t, tc.wrap, tc.want...) })
+	}
+}
+
+// Scenario: an HAProxy instance without the event ring (no `ring`
+// section): the provider declares PushesVerdicts, and its watch reports
+// the instance's stream down with the reason. Expectation: VerdictsPushed
+// is skipped, naming the instance and the missing ring, not broken: the
+// controller polls such an instance, as the contract allows.
+func TestKitSkipsPushWithoutEventRing(t *testing.T) {
+	testenv.RequireBinary(t, "haproxy")
+	app := lab.Backend{Name: "app", Check: lab.Check{HTTPPath: "/ready", Interval: testCheck.Interval, Rise: testCheck.Rise, Fall: testCheck.Fall, Timeout: time.Second},
+		Servers: []lab.Server{{Name: "anchor", Addr: startAnchor(t)}}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	in, err := lab.Start(ctx, lab.Config{Backends: []lab.Backend{app}, Retries: -1, NoEventRing: true, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { in.Stop() })
+	s := &lbSetup{instances: []*lab.Instance{in}, names: []string{"haproxy-a"}}
+	h := s.harness(t)
+	h.LimitedPool = nil
+	suite, err := providertest.NewSuite(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := suite.CheckAll(t.Context(), "VerdictsPushed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := rep.Result("VerdictsPushed")
+	if r.Outcome != providertest.Skipped || !strings.Contains(r.Detail, "haproxy-a") || !strings.Contains(r.Detail, "no such event ring") {
+		t.Fatalf("VerdictsPushed without a ring: %s (%s), want skipped naming haproxy-a and the missing ring", r.Outcome, r.Detail)
 	}
 }
 

@@ -27,6 +27,7 @@ var promises = []Promise{
 	{ID: "UnreachableInstance", Title: "an unreachable instance is reported with code Unreachable, the others still are", check: checkUnreachable},
 	{ID: "Stateless", Title: "a fresh provider given the same Pool.Known reports and drives the same targets", check: checkStateless},
 	{ID: "Enable", Title: "Enable is a no-op with PromotionSelf and required with PromotionExplicit", check: checkEnable},
+	{ID: "VerdictsPushed", Title: "a provider that declares PushesVerdicts pushes every instance's verdict no later than a poll sees it", check: checkVerdictsPushed},
 }
 
 // NoTrafficBeforeChecksPass: a target registered while its app passes the

@@ -350,20 +350,12 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, rd)
+	req, err := c.request(ctx, method, path, rd, adapter.ContentType, where)
 	if err != nil {
-		return false, provider.Errorf(provider.CodeInvalid, "", "%s: %v", where, err)
+		return false, err
 	}
-	req.Header.Set("Accept", adapter.ContentType)
 	if body != nil {
 		req.Header.Set("Content-Type", adapter.ContentType)
-	}
-	if c.cfg.Token != nil {
-		tok, err := c.cfg.Token(ctx)
-		if err != nil {
-			return false, provider.Errorf(provider.CodeUnreachable, "", "%s: bearer token: %v", where, err)
-		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -395,6 +387,24 @@ func (c *Client) attempt(ctx context.Context, method, path string, body []byte, 
 		return false, provider.Errorf(provider.CodeInternal, "", "%s: answer is not protocol v1: %v: %s", where, err, snippet(raw))
 	}
 	return false, nil
+}
+
+// request builds a request to the adapter accepting accept, with the
+// bearer token read now; its errors are *provider.Error naming where.
+func (c *Client) request(ctx context.Context, method, path string, body io.Reader, accept, where string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, provider.Errorf(provider.CodeInvalid, "", "%s: %v", where, err)
+	}
+	req.Header.Set("Accept", accept)
+	if c.cfg.Token != nil {
+		tok, err := c.cfg.Token(ctx)
+		if err != nil {
+			return nil, provider.Errorf(provider.CodeUnreachable, "", "%s: bearer token: %v", where, err)
+		}
+		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	}
+	return req, nil
 }
 
 func snippet(b []byte) string {

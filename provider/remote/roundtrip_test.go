@@ -32,7 +32,6 @@ func TestRoundTripRegisterDrainDeregister(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := (&haproxy.Provider{}).Capabilities()
-	want.PushesVerdicts = false // events do not cross the adapter protocol: a remote provider is polled
 	if got := w.client.Capabilities(); got != want {
 		t.Fatalf("capabilities through the adapter %+v, want HAProxy's %+v", got, want)
 	}
