@@ -92,6 +92,10 @@ func assetsDir() (string, error) {
 }
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(podAppEnv); addr != "" {
+		servePodApp(addr) // this binary re-executed as a pod's app (alerts_test.go)
+		return
+	}
 	flag.Parse()
 	code := runSuite(m)
 	if binary.path != "" {
@@ -233,7 +237,14 @@ func freeAddr() string {
 // eventually polls cond every 20 ms; the deadline only guards against a hang.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	eventuallyWithin(t, what, 30*time.Second, 20*time.Millisecond, cond)
+}
+
+// eventuallyWithin polls cond every interval until it holds, for at most
+// timeout.
+func eventuallyWithin(t *testing.T, what string, timeout, interval time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
 		ok, msg := cond()
@@ -241,9 +252,9 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 			return
 		}
 		last = msg
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
-	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 }
 
 // newNamespace creates a uniquely named namespace, opted in or not.
@@ -393,8 +404,15 @@ func writeSliceIn(t *testing.T, c client.Client, ns, app string, p *corev1.Pod, 
 
 func gate(t *testing.T, ns, name, binding string) *corev1.PodCondition {
 	t.Helper()
+	return gateIn(t, suite.c, ns, name, binding)
+}
+
+// gateIn is the pod's condition of the binding's gate (nil when absent),
+// read from the API server behind c.
+func gateIn(t *testing.T, c client.Client, ns, pod, binding string) *corev1.PodCondition {
+	t.Helper()
 	var p corev1.Pod
-	if err := suite.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &p); err != nil {
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: pod}, &p); err != nil {
 		t.Fatal(err)
 	}
 	for i := range p.Status.Conditions {

@@ -31,6 +31,10 @@ import (
 type Job struct {
 	Name    string
 	Targets []string
+	// HonorLabels keeps a scraped series' own labels where they clash with
+	// the target's (job, instance, and the namespace, pod, service labels a
+	// Kubernetes scrape adds) instead of renaming them exported_*.
+	HonorLabels bool
 }
 
 // Config describes the Prometheus to run. Zero fields take the defaults
@@ -86,6 +90,7 @@ func Render(cfg Config) ([]byte, error) {
 	}
 	type scrapeConfig struct {
 		JobName       string         `json:"job_name"`
+		HonorLabels   bool           `json:"honor_labels,omitempty"`
 		StaticConfigs []staticConfig `json:"static_configs"`
 	}
 	file := struct {
@@ -117,7 +122,7 @@ func Render(cfg Config) ([]byte, error) {
 				return nil, fmt.Errorf("prometheus: job %q: target %q: %w", j.Name, t, err)
 			}
 		}
-		file.ScrapeConfigs = append(file.ScrapeConfigs, scrapeConfig{JobName: j.Name, StaticConfigs: []staticConfig{{Targets: j.Targets}}})
+		file.ScrapeConfigs = append(file.ScrapeConfigs, scrapeConfig{JobName: j.Name, HonorLabels: j.HonorLabels, StaticConfigs: []staticConfig{{Targets: j.Targets}}})
 	}
 	return yaml.Marshal(file)
 }
@@ -271,6 +276,9 @@ type Rule struct {
 	Duration       float64   `json:"duration"` // the rule's for:, in seconds
 	Alerts         []Alert   `json:"alerts"`
 }
+
+// For is the rule's `for:` duration.
+func (r Rule) For() time.Duration { return time.Duration(r.Duration * float64(time.Second)) }
 
 // Sample is one series of an instant query's vector result.
 type Sample struct {

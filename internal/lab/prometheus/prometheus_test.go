@@ -119,11 +119,11 @@ func TestRenderRefusesBadInput(t *testing.T) {
 			}
 		})
 	}
-	raw, err := Render(Config{ScrapeInterval: 250 * time.Millisecond, Jobs: []Job{{Name: "c", Targets: []string{"127.0.0.1:1"}}}})
+	raw, err := Render(Config{ScrapeInterval: 250 * time.Millisecond, Jobs: []Job{{Name: "c", Targets: []string{"127.0.0.1:1"}, HonorLabels: true}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"scrape_interval: 250ms", "evaluation_interval: 1s", "job_name: c", "- 127.0.0.1:1"} {
+	for _, want := range []string{"scrape_interval: 250ms", "evaluation_interval: 1s", "job_name: c", "honor_labels: true", "- 127.0.0.1:1"} {
 		if !strings.Contains(string(raw), want) {
 			t.Errorf("prometheus.yml lacks %q:\n%s", want, raw)
 		}
