@@ -17,7 +17,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	lab "zerodrop.dev/zerodrop/internal/lab/haproxy"
@@ -152,19 +151,8 @@ func TestAlertsInARealPrometheus(t *testing.T) {
 
 	// The controller as a user runs it (one process, leader-elected),
 	// with plain-HTTP metrics on loopback for Prometheus.
-	user, err := e.env.AddUser(envtest.User{Name: "zerodrop-controller", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	kcFile := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kcFile, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kcFile := mastersKubeconfig(t, e.env, "zerodrop-controller", dir)
 	metricsAddr, probeAddr, drainAddr := freeAddr(), freeAddr(), freeAddr()
 	ctl, err := proc.Start(proc.Spec{Name: "zerodrop-controller", Path: bin, Log: filepath.Join(dir, "controller.log"), Args: []string{
 		"--kubeconfig=" + kcFile, "--role=all", "--leader-elect", "--namespace=" + controllerNS,

@@ -234,6 +234,26 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
+// mastersKubeconfig writes, into dir, a kubeconfig for a new user of env in
+// the group system:masters (the controller binary's credentials) and returns
+// its path.
+func mastersKubeconfig(t *testing.T, env *envtest.Environment, name, dir string) string {
+	t.Helper()
+	user, err := env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(file, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // eventually polls cond every 20 ms; the deadline only guards against a hang.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
