@@ -347,6 +347,20 @@ func TestAlertsInARealPrometheus(t *testing.T) {
 	t.Logf("fault: gates_stuck=1 in Prometheus %s after api-1's endpoint; pending seen %s after the fault, firing %s after pending (for: %s)",
 		stuckSeen.Round(time.Millisecond), pendingAt.Sub(fault).Round(time.Millisecond), firingAt.Sub(pendingAt).Round(time.Millisecond), stuckRule.For())
 
+	// Per-instance verdicts, as HAProxy gave them.
+	verdicts := func(binding string) map[string]float64 {
+		return query(`zerodrop_targets{namespace="shop",binding="`+binding+`",loadbalancer="edge",instance="haproxy-a"}`, "health")
+	}
+	if v := verdicts("web-edge"); len(v) != 1 || v["Healthy"] != 1 {
+		t.Errorf("zerodrop_targets of web-edge on haproxy-a: %v, want 1 Healthy", v)
+	}
+	// Never UP: still Initial (no check ever passed) or Unhealthy.
+	if v := verdicts("api-edge"); len(v) != 1 || v["Initial"]+v["Unhealthy"] != 1 {
+		t.Errorf("zerodrop_targets of api-edge on haproxy-a: %v, want 1 Initial or Unhealthy", v)
+	} else {
+		t.Logf("zerodrop_targets of api-edge on haproxy-a: %v", v)
+	}
+
 	// The healthy parts stayed quiet, on series that exist.
 	if r := query(`zerodrop_loadbalancer_instance_reachable{loadbalancer="edge"}`, "instance"); r["haproxy-a"] != 1 {
 		t.Errorf("instance reachable %v, want haproxy-a 1", r)
