@@ -229,6 +229,11 @@ func TestChartValues(t *testing.T) {
 		if got := field(t, objs, "ServiceMonitor/"+namespace+"/zerodrop-controller", "metadata", "labels", "release"); got != "kps" {
 			t.Errorf("ServiceMonitor label release = %v, want kps", got)
 		}
+		// The alerts group by the series' own namespace and instance
+		// labels, which the operator's target labels would rename.
+		if eps, _ := field(t, objs, "ServiceMonitor/"+namespace+"/zerodrop-controller", "spec", "endpoints").([]any); len(eps) != 1 || eps[0].(map[string]any)["honorLabels"] != true {
+			t.Errorf("ServiceMonitor endpoints %v, want one with honorLabels: true", eps)
+		}
 		// The PrometheusRule carries exactly the groups of the plain rules
 		// file.
 		var plain map[string]any

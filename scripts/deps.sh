@@ -9,8 +9,10 @@ command -v haproxy >/dev/null 2>&1 || need+=(haproxy)
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
-# promtool checks and unit-tests the alerts (config/monitoring).
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# promtool checks and unit-tests the alerts (config/monitoring); the
+# prometheus server (same package) evaluates them against the real
+# controller (cmd/zerodrop-controller, TestAlertsInARealPrometheus).
+{ command -v promtool && command -v prometheus; } >/dev/null 2>&1 || need+=(prometheus)
 # Headless Chromium renders verify's HTML report in a test
 # (internal/verify/html_browser_test.go, driven by chromedp).
 command -v chromium >/dev/null 2>&1 || need+=(chromium)

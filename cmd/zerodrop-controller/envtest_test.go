@@ -92,6 +92,10 @@ func assetsDir() (string, error) {
 }
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(podAppEnv); addr != "" {
+		servePodApp(addr) // this binary re-executed as a pod's app (alerts_test.go)
+		return
+	}
 	flag.Parse()
 	code := runSuite(m)
 	if binary.path != "" {
@@ -230,10 +234,37 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
+// mastersKubeconfig writes, into dir, a kubeconfig for a new user of env in
+// the group system:masters (the controller binary's credentials) and returns
+// its path.
+func mastersKubeconfig(t *testing.T, env *envtest.Environment, name, dir string) string {
+	t.Helper()
+	user, err := env.AddUser(envtest.User{Name: name, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(file, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
 // eventually polls cond every 20 ms; the deadline only guards against a hang.
 func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	eventuallyWithin(t, what, 30*time.Second, 20*time.Millisecond, cond)
+}
+
+// eventuallyWithin polls cond every interval until it holds, for at most
+// timeout.
+func eventuallyWithin(t *testing.T, what string, timeout, interval time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	last := ""
 	for time.Now().Before(deadline) {
 		ok, msg := cond()
@@ -241,9 +272,9 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 			return
 		}
 		last = msg
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(interval)
 	}
-	t.Fatalf("timed out waiting for %s; last: %s", what, last)
+	t.Fatalf("timed out after %s waiting for %s; last: %s", timeout, what, last)
 }
 
 // newNamespace creates a uniquely named namespace, opted in or not.
@@ -393,8 +424,15 @@ func writeSliceIn(t *testing.T, c client.Client, ns, app string, p *corev1.Pod, 
 
 func gate(t *testing.T, ns, name, binding string) *corev1.PodCondition {
 	t.Helper()
+	return gateIn(t, suite.c, ns, name, binding)
+}
+
+// gateIn is the pod's condition of the binding's gate (nil when absent),
+// read from the API server behind c.
+func gateIn(t *testing.T, c client.Client, ns, pod, binding string) *corev1.PodCondition {
+	t.Helper()
 	var p corev1.Pod
-	if err := suite.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: name}, &p); err != nil {
+	if err := c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: pod}, &p); err != nil {
 		t.Fatal(err)
 	}
 	for i := range p.Status.Conditions {

@@ -27,7 +27,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/drain"
@@ -137,19 +136,8 @@ func TestDrainFloodServeRole(t *testing.T) {
 		}
 	})
 
-	user, err := suite.env.AddUser(envtest.User{Name: "flood", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
 	dir := t.TempDir()
-	kcFile := filepath.Join(dir, "kubeconfig")
-	if err := os.WriteFile(kcFile, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kcFile := mastersKubeconfig(t, suite.env, "flood", dir)
 	wo := &suite.env.WebhookInstallOptions
 	drainAddr, probeAddr, metricsAddr := freeAddr(), freeAddr(), freeAddr()
 	_, webhookPort, _ := net.SplitHostPort(freeAddr())

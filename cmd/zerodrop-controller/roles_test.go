@@ -492,18 +492,7 @@ func TestRoleProcesses(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	user, err := e.env.AddUser(envtest.User{Name: "lab", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kc, err := user.KubeConfig()
-	if err != nil {
-		t.Fatal(err)
-	}
-	kcFile := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kcFile, kc, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kcFile := mastersKubeconfig(t, e.env, "lab", t.TempDir())
 	if err := e.c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: controllerNS}}); err != nil {
 		t.Fatal(err)
 	}

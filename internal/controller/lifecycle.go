@@ -380,6 +380,7 @@ func (r *TargetBindingReconciler) forgetBinding(key types.NamespacedName) {
 	match := prometheus.Labels{"namespace": key.Namespace, "binding": key.Name}
 	r.Metrics.GateLatency.DeletePartialMatch(match)
 	r.Metrics.DrainDuration.DeletePartialMatch(match)
+	r.Metrics.TargetVerdicts.DeletePartialMatch(match)
 }
 
 // checkInjection finds the pods the binding selects that the webhook did

@@ -3,6 +3,8 @@ package controller
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"zerodrop.dev/zerodrop/provider"
 )
 
 // Metrics are the controller's Prometheus series, registered on
@@ -18,6 +20,7 @@ type Metrics struct {
 	Orphans          *prometheus.GaugeVec
 	OrphansFreed     *prometheus.CounterVec
 	PodsUngated      *prometheus.GaugeVec
+	TargetVerdicts   *prometheus.GaugeVec
 	PoolReads        *prometheus.CounterVec
 	VerdictEvents    *prometheus.CounterVec
 	// InstanceReachable and CertificateExpiry are set by the LoadBalancer
@@ -29,6 +32,44 @@ type Metrics struct {
 }
 
 var latencyBuckets = []float64{.05, .1, .25, .5, 1, 2, 5, 10, 30, 60, 120, 300}
+
+// targetHealths are the values of zerodrop_targets' health label: the
+// provider's verdicts and Absent.
+var targetHealths = []string{string(provider.HealthInitial), string(provider.HealthHealthy), string(provider.HealthUnhealthy),
+	string(provider.HealthDraining), string(provider.HealthDrained), string(provider.HealthUnknown), healthAbsent}
+
+// healthAbsent counts targets an instance's pool does not hold.
+const healthAbsent = "Absent"
+
+// setTargetVerdicts counts the binding's live targets by each read
+// instance's verdict; an instance not read loses its series (no verdict is
+// known), as does a health no target has.
+func (m *Metrics) setTargetVerdicts(ns, binding, lb string, pool provider.PoolStatus, plans []targetPlan) {
+	for _, in := range pool.Instances {
+		if in.Err != nil {
+			m.TargetVerdicts.DeletePartialMatch(prometheus.Labels{"namespace": ns, "binding": binding, "loadbalancer": lb, "instance": in.Instance})
+			continue
+		}
+		counts := map[string]int{}
+		for i := range plans {
+			if plans[i].State == stDone {
+				continue
+			}
+			if st, ok := in.Targets[plans[i].Target.ID]; ok {
+				counts[string(st.Health)]++
+			} else {
+				counts[healthAbsent]++
+			}
+		}
+		for _, h := range targetHealths {
+			if n := counts[h]; n > 0 {
+				m.TargetVerdicts.WithLabelValues(ns, binding, lb, in.Instance, h).Set(float64(n))
+			} else {
+				m.TargetVerdicts.DeleteLabelValues(ns, binding, lb, in.Instance, h)
+			}
+		}
+	}
+}
 
 // NewMetrics creates the series and registers them on reg (nil: the
 // controller-runtime registry). Registering twice returns the error.
@@ -80,6 +121,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "zerodrop_pods_ungated",
 			Help: "Pods a binding selects, in a namespace opted in to gates, that lack the binding's readiness gate, lack the drain hook drain.preStop asks for, or whose drain hook names a host that is not the drain Service's current ClusterIP.",
 		}, []string{"namespace", "binding"}),
+		TargetVerdicts: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zerodrop_targets",
+			Help: "A binding's targets by what one load balancer instance reported of each at the last pool read: health is Initial, Healthy, Unhealthy, Draining, Drained, Unknown, or Absent (not in the instance's pool). An instance the read failed on has no series. Set by the leader.",
+		}, []string{"namespace", "binding", "loadbalancer", "instance", "health"}),
 		PoolReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zerodrop_pool_status_reads_total",
 			Help: "Pool status reads by the binding reconcilers of this process: result=read made a Status call to the load balancer (one call per instance), result=shared took a read another binding of the pool made less than the share window ago.",
@@ -102,7 +147,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.GateLatency, m.DrainDuration, m.GatesPending, m.GatesStuck,
-		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.PoolReads,
+		m.ProviderErrors, m.ProviderLatency, m.InstanceRestarts, m.Orphans, m.OrphansFreed, m.PodsUngated, m.TargetVerdicts, m.PoolReads,
 		m.InstanceReachable, m.CertificateExpiry, m.VerdictEvents, m.APIServerClockOffset} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -381,6 +381,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if r.Metrics != nil && !r.DrainOnly {
 		r.Metrics.GatesPending.WithLabelValues(b.Namespace, b.Name).Set(float64(waiting))
 		r.Metrics.GatesStuck.WithLabelValues(b.Namespace, b.Name).Set(float64(stuck))
+		r.Metrics.setTargetVerdicts(b.Namespace, b.Name, lb.Name, pool, plans)
 	}
 	r.forgetGone(&b, plans)
 	if r.retire(lbCtx, log, &b, lb.Name, targets) {

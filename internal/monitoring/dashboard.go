@@ -91,6 +91,14 @@ var layout = []rowSpec{
 			},
 		},
 		{
+			title:       "Target verdicts per instance",
+			description: "The bindings' targets by what each load balancer instance reports of them (Healthy, Initial, Unhealthy, Draining, Drained, Absent): an instance that disagrees with the others shows here.",
+			unit:        "short",
+			queries: []query{
+				{`sum by (loadbalancer, instance, health) (zerodrop_targets{namespace=~"$namespace"})`, "{{loadbalancer}} {{instance}} {{health}}"},
+			},
+		},
+		{
 			title:       "Load balancer call errors",
 			description: "Failed provider calls per second by LoadBalancer and operation: an instance unreachable or refusing commands. A call covers every instance of the LoadBalancer.",
 			unit:        "ops",
