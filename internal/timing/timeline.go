@@ -86,6 +86,11 @@ func (t Timeline) FailureSeconds() float64 {
 	return s
 }
 
+// timelineEvents is room for the events of a typical timeline, so that
+// adding them does not grow the slice step by step (check builds two
+// timelines for each of thousands of workloads).
+const timelineEvents = 12
+
 func (t *Timeline) add(at float64, actor, state, note string) {
 	t.Events = append(t.Events, Event{At: at, Actor: actor, State: state, Note: note})
 }
@@ -172,7 +177,7 @@ func (lb LB) GateWorks() bool { return lb.TargetsPods && lb.GateCondition != "" 
 // at ContainersReady and is Ready only when the LB says healthy: no gap,
 // slower rollouts.
 func Startup(p Pod, lb LB, a Assumptions) Timeline {
-	var t Timeline
+	t := Timeline{Events: make([]Event, 0, timelineEvents)}
 	actor := lb.Actor()
 	up := a.Startup // the app answers requests from here on
 	cr := p.ContainersReady
@@ -267,7 +272,7 @@ func (lb LB) StopSending(sigterm float64) float64 {
 // deregistration delay closing connections before their requests end; GKE
 // connection draining past SIGTERM.
 func Termination(p Pod, lb LB, a Assumptions) Timeline {
-	var t Timeline
+	t := Timeline{Events: make([]Event, 0, timelineEvents)}
 	actor := lb.Actor()
 	P, G, shutdown := p.PreStop, p.Grace, a.Shutdown
 	sigterm, kill := P, G

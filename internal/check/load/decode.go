@@ -43,7 +43,11 @@ func KeepUnstructured(gvk schema.GroupVersionKind) bool {
 // decodeChunk decodes one document (or a List of objects) into objects,
 // turning every failure into an InputError. It never panics: a panic in a
 // parser becomes an InputError too, so one bad document cannot stop a check.
-func decodeChunk(c chunk) (res *Result) {
+func decodeChunk(c chunk) *Result { return decodeChunkVia(c, false) }
+
+// decodeChunkVia is decodeChunk; with viaJSON every object takes the JSON
+// path (tests compare the two paths).
+func decodeChunkVia(c chunk, viaJSON bool) (res *Result) {
 	res = &Result{}
 	if c.err != nil {
 		res.Errors = append(res.Errors, *c.err)
@@ -57,7 +61,7 @@ func decodeChunk(c chunk) (res *Result) {
 	if !c.json {
 		p := simpleParsers.Get().(*simpleParser)
 		if top, ok := p.parse(c.data); ok {
-			d := &document{file: c.file, doc: c.doc, lineOffset: c.line - 1}
+			d := &document{file: c.file, doc: c.doc, lineOffset: c.line - 1, viaJSON: viaJSON || len(c.data) > maxTypedDocument}
 			d.object(top, res, 0)
 			if !d.keptTree {
 				// No object holds on to the tree: its nodes can be reused.
@@ -93,7 +97,7 @@ func decodeChunk(c chunk) (res *Result) {
 		if top.Kind == yaml.ScalarNode && top.ShortTag() == "!!null" {
 			continue
 		}
-		d := &document{file: c.file, doc: c.doc + sub, lineOffset: c.line - 1}
+		d := &document{file: c.file, doc: c.doc + sub, lineOffset: c.line - 1, viaJSON: viaJSON || len(c.data) > maxTypedDocument}
 		d.object(top, res, 0)
 	}
 }
@@ -104,6 +108,7 @@ type document struct {
 	doc        int
 	lineOffset int  // added to node lines: the chunk's first line minus 1
 	keptTree   bool // an object's LineOf holds on to the node tree
+	viaJSON    bool // decode typed objects through JSON only (decodeTyped not tried)
 }
 
 func (d *document) src(n *yaml.Node) check.Source {
@@ -171,6 +176,12 @@ func (d *document) object(n *yaml.Node, res *Result, depth int) {
 	if !known && !KeepUnstructured(gvk) {
 		res.skip(apiVersion, kind)
 		return
+	}
+	if known && !d.viaJSON {
+		if typed, err := scheme.Scheme.New(gvk); err == nil && decodeTyped(n, typed) {
+			res.Objects = append(res.Objects, d.newObject(n, typed, apiVersion, kind))
+			return
+		}
 	}
 	var enc jsonEncoder
 	if b := jsonBuffers.Get(); b != nil {

@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"zerodrop.dev/zerodrop/internal/check"
 )
@@ -201,6 +202,7 @@ func duplicates(objs []*check.Object) []check.InputError {
 }
 
 // Bytes reads the manifests in data as if they came from a file called name.
+// The objects share data's memory: it must not be changed afterwards.
 func Bytes(name string, data []byte) *Result {
 	return loadInputs([]input{{name: name, data: data}})
 }
@@ -244,21 +246,24 @@ func decodeChunks(chunks []chunk) *Result {
 	if workers > len(chunks) {
 		workers = len(chunks)
 	}
+	// Workers take the next chunk from a counter: a channel hand-off per
+	// chunk woke goroutines (futex calls, context switches) thousands of
+	// times on large inputs.
 	var wg sync.WaitGroup
-	next := make(chan int)
+	var next atomic.Int64
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range next {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(chunks) {
+					return
+				}
 				results[i] = decodeChunk(chunks[i])
 			}
 		}()
 	}
-	for i := range chunks {
-		next <- i
-	}
-	close(next)
 	wg.Wait()
 	out := &Result{}
 	for i := 0; i < len(chunks); {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"unicode/utf8"
+	"unsafe"
 
 	yaml "go.yaml.in/yaml/v3"
 )
@@ -30,11 +31,16 @@ var simpleParsers = sync.Pool{New: func() any { return new(simpleParser) }}
 // reset readies p for another document. The trees it built before must no
 // longer be in use: their nodes are overwritten.
 func (p *simpleParser) reset() {
-	p.ls, p.i = p.ls[:0], 0
+	p.ls, p.i, p.stack = p.ls[:0], 0, p.stack[:0]
 	if cap(p.slab) > 1<<16 {
 		p.slab = nil // keep the pool small after an unusually large document
 	}
 	p.slab = p.slab[:0]
+	if cap(p.content) > 1<<17 {
+		p.content = nil
+	}
+	clear(p.content)
+	p.content = p.content[:0]
 }
 
 func (p *simpleParser) parse(data []byte) (top *yaml.Node, ok bool) {
@@ -64,6 +70,31 @@ type simpleParser struct {
 	ls   []sline
 	i    int
 	slab []yaml.Node // nodes are allocated in blocks: fewer, larger allocations
+	// Children of the collections being parsed are gathered on stack, then
+	// copied to content (allocated in blocks) at their final size, instead
+	// of every Content slice growing step by step.
+	stack   []*yaml.Node
+	content []*yaml.Node
+}
+
+// children moves the stack's entries from start on into a Content slice.
+func (p *simpleParser) children(start int) []*yaml.Node {
+	c := p.stack[start:]
+	p.stack = p.stack[:start]
+	if len(c) == 0 {
+		return nil
+	}
+	if cap(p.content)-len(p.content) < len(c) {
+		size := 4*(len(p.ls)-p.i) + len(c)
+		if size < 512 {
+			size = 512
+		}
+		p.content = make([]*yaml.Node, 0, size)
+	}
+	n := len(p.content)
+	p.content = append(p.content, c...)
+	clear(c)
+	return p.content[n : n+len(c) : n+len(c)]
 }
 
 // node copies n into the parser's slab and returns its address.
@@ -84,7 +115,9 @@ func (p *simpleParser) lines(data []byte) bool {
 	if !printable(data) {
 		return false
 	}
-	s := string(data)
+	// Values are substrings of data, shared without a copy: the loader
+	// never changes file contents once read (see Bytes).
+	s := unsafe.String(unsafe.SliceData(data), len(data))
 	num := 0
 	for len(s) > 0 {
 		num++
@@ -159,6 +192,7 @@ func isSeqItem(t string) bool { return t == "-" || strings.HasPrefix(t, "- ") }
 
 func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 	m := p.node(yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: p.ls[p.i].num})
+	start := len(p.stack)
 	for p.i < len(p.ls) {
 		l := p.ls[p.i]
 		if l.indent < indent {
@@ -195,13 +229,15 @@ func (p *simpleParser) mapping(indent int) (*yaml.Node, bool) {
 		if !ok {
 			return nil, false
 		}
-		m.Content = append(m.Content, key, val)
+		p.stack = append(p.stack, key, val)
 	}
+	m.Content = p.children(start)
 	return m, true
 }
 
 func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 	s := p.node(yaml.Node{Kind: yaml.SequenceNode, Tag: "!!seq", Line: p.ls[p.i].num})
+	start := len(p.stack)
 	for p.i < len(p.ls) {
 		l := p.ls[p.i]
 		if l.indent < indent || (l.indent == indent && !isSeqItem(l.text)) {
@@ -222,7 +258,7 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 			if !ok {
 				return nil, false
 			}
-			s.Content = append(s.Content, item)
+			p.stack = append(p.stack, item)
 			continue
 		}
 		body := l.text[2:]
@@ -240,7 +276,7 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 			if !ok {
 				return nil, false
 			}
-			s.Content = append(s.Content, item)
+			p.stack = append(p.stack, item)
 			continue
 		}
 		p.i++
@@ -248,8 +284,9 @@ func (p *simpleParser) sequence(indent int) (*yaml.Node, bool) {
 		if !ok || (p.i < len(p.ls) && p.ls[p.i].indent > indent) {
 			return nil, false
 		}
-		s.Content = append(s.Content, item)
+		p.stack = append(p.stack, item)
 	}
+	s.Content = p.children(start)
 	return s, true
 }
 
@@ -495,18 +532,18 @@ func (f *flowParser) value() (*yaml.Node, bool) {
 }
 
 func (f *flowParser) seq() (*yaml.Node, bool) {
-	return f.collection(yaml.SequenceNode, "!!seq", ']', func(n *yaml.Node) bool {
+	return f.collection(yaml.SequenceNode, "!!seq", ']', func() bool {
 		v, ok := f.value()
 		if !ok {
 			return false
 		}
-		n.Content = append(n.Content, v)
+		f.p.stack = append(f.p.stack, v)
 		return true
 	})
 }
 
 func (f *flowParser) mapping() (*yaml.Node, bool) {
-	return f.collection(yaml.MappingNode, "!!map", '}', func(n *yaml.Node) bool {
+	return f.collection(yaml.MappingNode, "!!map", '}', func() bool {
 		k, ok := f.value()
 		if !ok || k.Kind != yaml.ScalarNode {
 			return false
@@ -521,17 +558,18 @@ func (f *flowParser) mapping() (*yaml.Node, bool) {
 		if !ok {
 			return false
 		}
-		n.Content = append(n.Content, k, v)
+		f.p.stack = append(f.p.stack, k, v)
 		return true
 	})
 }
 
 // collection parses a flow sequence or mapping from its opening bracket to
-// closing: item parses one entry into n. It declines (false) anything but
+// closing: item parses one entry onto the parser's stack. It declines (false) anything but
 // entries separated by commas, such as a trailing comma, to leave it to
 // yaml.v3.
-func (f *flowParser) collection(kind yaml.Kind, tag string, closing byte, item func(n *yaml.Node) bool) (*yaml.Node, bool) {
+func (f *flowParser) collection(kind yaml.Kind, tag string, closing byte, item func() bool) (*yaml.Node, bool) {
 	n := f.p.node(yaml.Node{Kind: kind, Tag: tag, Style: yaml.FlowStyle, Line: f.line})
+	start := len(f.p.stack)
 	f.i++ // [ or {
 	f.space()
 	if f.i < len(f.s) && f.s[f.i] == closing {
@@ -539,7 +577,7 @@ func (f *flowParser) collection(kind yaml.Kind, tag string, closing byte, item f
 		return n, true
 	}
 	for {
-		if !item(n) {
+		if !item() {
 			return nil, false
 		}
 		f.space()
@@ -555,6 +593,7 @@ func (f *flowParser) collection(kind yaml.Kind, tag string, closing byte, item f
 			}
 		case closing:
 			f.i++
+			n.Content = f.p.children(start)
 			return n, true
 		default:
 			return nil, false
