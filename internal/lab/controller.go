@@ -94,6 +94,7 @@ type Controller struct {
 
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process
+	reconcileMetrics         string // metrics address of the reconcile process
 	serveProbe               string // readiness address of the serve process
 	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
@@ -220,6 +221,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
 	c.reconcileProbe = loop(ports[5])
+	c.reconcileMetrics = loop(ports[4])
 	c.serveProbe = loop(ports[3])
 	c.drainAddr = drainAddr
 	c.reconcileArgs = append([]string{
@@ -616,4 +618,18 @@ func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error 
 		return fmt.Errorf("lab: Secret %s/%s: %w", ControllerNamespace, AdminTLSSecret, err)
 	}
 	return nil
+}
+
+// ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
+func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }
+
+// ReconcilePID is the pid of the reconcile process running now (0 when it
+// is down).
+func (c *Controller) ReconcilePID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.reconcile == nil {
+		return 0
+	}
+	return c.reconcile.PID()
 }
