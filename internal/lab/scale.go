@@ -490,4 +490,3 @@ func (s *Scale) Close() error {
 	}
 	return errors.Join(errs...)
 }
-
