@@ -23,9 +23,11 @@ import (
 )
 
 // DefaultBulkPrefix is the address range of the scale harness's light pods:
-// outside the lab's pod range (10.77.0.0/16), and not loopback, link-local
-// or unspecified, which the API server refuses in endpoints.
-var DefaultBulkPrefix = netip.MustParsePrefix("10.78.0.0/16")
+// outside the lab's pod range (10.77.0.0/16) and the test ranges
+// (10.78.0.0/15, netns.PrefixForPID), and not loopback, link-local or
+// unspecified, which the API server refuses in endpoints
+// (TestAPIServerAcceptsBulkAddresses).
+var DefaultBulkPrefix = netip.MustParsePrefix("10.80.0.0/16")
 
 // BulkPort is the port every light pod "listens" on.
 const BulkPort = 8080

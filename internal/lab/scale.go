@@ -21,7 +21,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
-	"zerodrop.dev/zerodrop/internal/lab/haproxy"
 	"zerodrop.dev/zerodrop/internal/lab/node"
 	hapi "zerodrop.dev/zerodrop/provider/haproxy"
 )
@@ -48,24 +47,20 @@ var LightTaint = corev1.Taint{Key: "zerodrop.dev/light-node", Value: "true", Eff
 
 // ScaleOptions configure StartScale. Zero fields take the defaults noted.
 type ScaleOptions struct {
-	// Dir is the lab's run directory; default DefaultDir().
-	Dir string
+	// Lab configures the lab under the harness (run directory, bridge,
+	// binaries, health check, logger, start timeout); StartScale sets its
+	// Nodes (one real node: the drain endpoint listens on the nodes'
+	// address), Pools and ControllerManagerArgs, and HAProxyInstances
+	// defaults to 2.
+	Lab Options
 	// Pods is the most pods the run holds at once; HAProxy's slots are
 	// sized for it. Required.
 	Pods int
 	// Bindings is how many TargetBindings (each its own Service and
 	// HAProxy backend) the pods are spread over; default 1.
 	Bindings int
-	// HAProxyInstances; default 2.
-	HAProxyInstances int
-	// Check is HAProxy's health check; default the lab's.
-	Check haproxy.Check
 	// Prefix is the light pods' address range; default DefaultBulkPrefix.
 	Prefix netip.Prefix
-	// Logger; default slog.Default().
-	Logger *slog.Logger
-	// StartTimeout bounds StartScale; default 5 minutes.
-	StartTimeout time.Duration
 }
 
 // Scale is a running scale harness. Close removes everything.
@@ -112,8 +107,8 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	if o.Bindings > o.Pods {
 		return nil, fmt.Errorf("lab: scale: %d bindings for %d pods: want at most one binding per pod", o.Bindings, o.Pods)
 	}
-	if o.HAProxyInstances <= 0 {
-		o.HAProxyInstances = 2
+	if o.Lab.HAProxyInstances <= 0 {
+		o.Lab.HAProxyInstances = 2
 	}
 	if !o.Prefix.IsValid() {
 		o.Prefix = DefaultBulkPrefix
@@ -121,30 +116,29 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	if 1<<(32-o.Prefix.Bits()) < 2*o.Pods+4 {
 		return nil, fmt.Errorf("lab: scale: range %s is too small for %d pods (and a rollout's as many again)", o.Prefix, o.Pods)
 	}
-	if o.Logger == nil {
-		o.Logger = slog.Default()
+	if o.Lab.Logger == nil {
+		o.Lab.Logger = slog.Default()
 	}
-	if o.StartTimeout <= 0 {
-		o.StartTimeout = 5 * time.Minute
+	if o.Lab.StartTimeout <= 0 {
+		o.Lab.StartTimeout = 5 * time.Minute
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.StartTimeout)
+	ctx, cancel := context.WithTimeout(ctx, o.Lab.StartTimeout)
 	defer cancel()
 	slots := slotsPerPool(o.Pods, o.Bindings)
-	var pools []Pool
+	o.Lab.Pools = nil
 	for i := range o.Bindings {
-		pools = append(pools, Pool{Name: PoolName(i), Slots: slots})
+		o.Lab.Pools = append(o.Lab.Pools, Pool{Name: PoolName(i), Slots: slots})
 	}
-	l, err := Up(ctx, Options{
-		Dir: o.Dir, Nodes: 1, HAProxyInstances: o.HAProxyInstances, Check: o.Check, Logger: o.Logger,
-		StartTimeout: o.StartTimeout, Pools: pools,
-		// kube-controller-manager's default 20 requests/s would make the
-		// EndpointSlice controller the bottleneck of thousands of pods.
-		ControllerManagerArgs: []string{"--kube-api-qps=500", "--kube-api-burst=1000", "--concurrent-service-endpoint-syncs=20"},
-	})
+	o.Lab.Nodes = 1
+	// kube-controller-manager's default 20 requests/s would make the
+	// EndpointSlice controller the bottleneck of thousands of pods.
+	o.Lab.ControllerManagerArgs = []string{"--kube-api-qps=500", "--kube-api-burst=1000", "--concurrent-service-endpoint-syncs=20"}
+	l, err := Up(ctx, o.Lab)
 	if err != nil {
 		return nil, err
 	}
-	s = &Scale{Lab: l, Bindings: o.Bindings, log: o.Logger}
+	pools := o.Lab.Pools
+	s = &Scale{Lab: l, Bindings: o.Bindings, log: o.Lab.Logger}
 	defer func() {
 		if err != nil {
 			_ = s.Close()
@@ -175,7 +169,7 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	for _, p := range pools {
 		lb.Spec.Pools = append(lb.Spec.Pools, zv1.PoolGrant{Name: p.Name, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}})
 	}
-	if s.Controller, err = StartController(ctx, t, lb, o.Logger); err != nil {
+	if s.Controller, err = StartController(ctx, t, lb, o.Lab.Logger); err != nil {
 		return s, err
 	}
 	if err := s.createBindings(ctx); err != nil {
