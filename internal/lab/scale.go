@@ -318,6 +318,33 @@ func (s *Scale) DeletePods(ctx context.Context, names []string) (map[string]time
 	return at, err
 }
 
+// WaitGone waits until none of the named pods exists any more.
+func (s *Scale) WaitGone(ctx context.Context, names []string) error {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	for {
+		left := 0
+		live, err := s.Pods(ctx)
+		if err == nil {
+			for _, p := range live {
+				if want[p.Name] {
+					left++
+				}
+			}
+			if left == 0 {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: scale: %d of %d deleted pods still exist: %w", left, len(names), ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
 // Pods lists the harness's pods.
 func (s *Scale) Pods(ctx context.Context) ([]corev1.Pod, error) {
 	list, err := s.Client.CoreV1().Pods(ScaleNamespace).List(ctx, metav1.ListOptions{ResourceVersion: "0"})
