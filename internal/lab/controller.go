@@ -623,6 +623,17 @@ func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error 
 // ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
 func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }
 
+// ServePID is the pid of the serve process running now (0 when it is
+// down).
+func (c *Controller) ServePID() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.serve == nil {
+		return 0
+	}
+	return c.serve.PID()
+}
+
 // ReconcilePID is the pid of the reconcile process running now (0 when it
 // is down).
 func (c *Controller) ReconcilePID() int {
