@@ -304,6 +304,13 @@ func (c *Controller) Stop() {
 			wcancel()
 		}
 	}
+	c.stopProcesses()
+}
+
+// stopProcesses stops the controller's processes and removes the run
+// directory, leaving its objects in the API (a lab about to be removed
+// whole: the scale harness).
+func (c *Controller) stopProcesses() {
 	c.mu.Lock()
 	c.stopping = true
 	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}

@@ -497,11 +497,15 @@ func (s *Scale) WaitSettled(ctx context.Context, gone []netip.Addr) (GateCheck, 
 	}
 }
 
-// Close stops the controller, the bulk network and the lab.
+// Close stops the controller, the bulk network and the lab (processes by
+// pid, the namespace, the host route, the run directory).
 func (s *Scale) Close() error {
 	var errs []error
 	if s.Controller != nil {
-		s.Controller.Stop()
+		// The lab goes whole: its objects need no orderly removal
+		// (Controller.Stop would wait for a LoadBalancer the bindings
+		// keep).
+		s.Controller.stopProcesses()
 	}
 	if s.Net != nil {
 		errs = append(errs, s.Net.Close())
