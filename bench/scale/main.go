@@ -15,7 +15,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -107,36 +106,26 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 
 	// A 10 % rollout: as many pods deleted as created.
 	n := max(1, pods/10)
-	victims, addrs, gone, err := pickReady(ctx, s, n)
-	if err != nil {
-		return f, err
-	}
 	w = startWindow(ctx, s)
 	start = time.Now()
-	deleted, err := s.DeletePods(ctx, victims)
+	r, err := s.Replace(ctx, n)
 	if err != nil {
 		return f, err
 	}
-	fresh, err := s.CreatePods(ctx, n)
-	if err != nil {
-		return f, err
-	}
-	if err := s.WaitGone(ctx, victims); err != nil {
-		return f, err
-	}
-	if _, err := s.WaitSettled(ctx, gone); err != nil {
+	if _, err := s.WaitReplaced(ctx, r); err != nil {
 		return f, err
 	}
 	f.rollout = time.Since(start)
 	f.cpuRollout, f.serveRollout, f.apiRollout, f.callsRollout, f.readsRollout = w.end(ctx)
 	f.checksPerSec = float64(s.Net.Requests()-checks0) / time.Since(checksAt).Seconds()
-	f.rssMiB, f.hwmMiB = memMiB(s.Controller.ReconcilePID())
-	f.serveRSSMiB, _ = memMiB(s.Controller.ServePID())
+	servePID, reconcilePID := s.Controller.PIDs()
+	f.rssMiB, f.hwmMiB = memMiB(reconcilePID)
+	f.serveRSSMiB, _ = memMiB(servePID)
 
-	gate, early, missing := times.GateLatencies(append(names, fresh...))
+	gate, early, missing := times.GateLatencies(append(names, r.New...))
 	f.gateN, f.gateEarly, f.gateMissing = len(gate), len(early), len(missing)
 	f.gateP50, f.gateP99 = lab.Quantile(gate, 0.5), lab.Quantile(gate, 0.99)
-	drain, undrained := times.DrainLatencies(deleted, addrs)
+	drain, undrained := times.DrainLatencies(r.Deleted, r.Addrs)
 	f.drainN, f.drainMissing = len(drain), len(undrained)
 	f.drainP50, f.drainP99 = lab.Quantile(drain, 0.5), lab.Quantile(drain, 0.99)
 	f.unresolved = times.Lost()
@@ -147,59 +136,18 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 	if err := s.Controller.KillReconciler(); err != nil {
 		return f, err
 	}
-	victims, _, gone, err = pickReady(ctx, s, m)
-	if err != nil {
-		return f, err
-	}
-	if _, err := s.DeletePods(ctx, victims); err != nil {
-		return f, err
-	}
-	if _, err := s.CreatePods(ctx, m); err != nil {
+	if r, err = s.Replace(ctx, m); err != nil {
 		return f, err
 	}
 	start = time.Now()
 	if err := s.Controller.StartReconciler(ctx); err != nil {
 		return f, err
 	}
-	if err := s.WaitGone(ctx, victims); err != nil {
-		return f, err
-	}
-	if _, err := s.WaitSettled(ctx, gone); err != nil {
+	if _, err := s.WaitReplaced(ctx, r); err != nil {
 		return f, err
 	}
 	f.converge = time.Since(start)
 	return f, s.Controller.Forbidden()
-}
-
-// pickReady picks n Ready pods, with their addresses.
-func pickReady(ctx context.Context, s *lab.Scale, n int) (names []string, addrs map[string]netip.Addr, gone []netip.Addr, err error) {
-	live, err := s.Pods(ctx)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	addrs = map[string]netip.Addr{}
-	for _, p := range live {
-		if len(names) == n {
-			break
-		}
-		ready := false
-		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" && c.Status == "True" {
-				ready = true
-			}
-		}
-		ip, err := netip.ParseAddr(p.Status.PodIP)
-		if !ready || err != nil || p.DeletionTimestamp != nil {
-			continue
-		}
-		names = append(names, p.Name)
-		addrs[p.Name] = ip
-		gone = append(gone, ip)
-	}
-	if len(names) < n {
-		return nil, nil, nil, fmt.Errorf("only %d Ready pods, want %d", len(names), n)
-	}
-	return names, addrs, gone, nil
 }
 
 // window measures the controller's CPU and the request rates over a span.
@@ -212,7 +160,8 @@ type window struct {
 
 func startWindow(ctx context.Context, s *lab.Scale) *window {
 	w := &window{s: s, at: time.Now()}
-	w.cpu, w.serve = cpuSeconds(s.Controller.ReconcilePID()), cpuSeconds(s.Controller.ServePID())
+	serve, reconcile := s.Controller.PIDs()
+	w.cpu, w.serve = cpuSeconds(reconcile), cpuSeconds(serve)
 	w.api = apiRequests(ctx, s)
 	w.calls, w.reads = controllerCounts(s.Controller.ReconcileMetricsURL())
 	return w
@@ -220,7 +169,8 @@ func startWindow(ctx context.Context, s *lab.Scale) *window {
 
 func (w *window) end(ctx context.Context) (cpu, serve, api, calls, reads float64) {
 	d := time.Since(w.at).Seconds()
-	c, sv := cpuSeconds(w.s.Controller.ReconcilePID()), cpuSeconds(w.s.Controller.ServePID())
+	servePID, reconcilePID := w.s.Controller.PIDs()
+	c, sv := cpuSeconds(reconcilePID), cpuSeconds(servePID)
 	a := apiRequests(ctx, w.s)
 	k, r := controllerCounts(w.s.Controller.ReconcileMetricsURL())
 	return (c - w.cpu) / d, (sv - w.serve) / d, (a - w.api) / d, (k - w.calls) / d, (r - w.reads) / d

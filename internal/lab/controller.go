@@ -630,24 +630,16 @@ func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error 
 // ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
 func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }
 
-// ServePID is the pid of the serve process running now (0 when it is
-// down).
-func (c *Controller) ServePID() int {
+// PIDs are the pids of the serve and reconcile processes started last (0
+// for one never started).
+func (c *Controller) PIDs() (serve, reconcile int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.serve == nil {
-		return 0
+	if c.serve != nil {
+		serve = c.serve.PID()
 	}
-	return c.serve.PID()
-}
-
-// ReconcilePID is the pid of the reconcile process running now (0 when it
-// is down).
-func (c *Controller) ReconcilePID() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.reconcile == nil {
-		return 0
+	if c.reconcile != nil {
+		reconcile = c.reconcile.PID()
 	}
-	return c.reconcile.PID()
+	return serve, reconcile
 }

@@ -254,34 +254,23 @@ func (s *Scale) CreatePods(ctx context.Context, n int) ([]string, error) {
 		binding := ScaleBindingName(k % s.Bindings)
 		pod := lightPod(fmt.Sprintf("%s-%d", binding, k), binding)
 		names[i] = pod.Name
-		return retry(ctx, func() error {
-			_, err := s.Client.CoreV1().Pods(ScaleNamespace).Create(ctx, pod, metav1.CreateOptions{})
+		// An API server busy with thousands of writes may refuse one
+		// (429, timeouts): try again until the run's deadline, but not
+		// a request it judged wrong.
+		var err error
+		_ = pollUntil(ctx, 200*time.Millisecond, func() bool {
+			_, err = s.Client.CoreV1().Pods(ScaleNamespace).Create(ctx, pod, metav1.CreateOptions{})
 			if apierrors.IsAlreadyExists(err) {
-				return nil
+				err = nil
 			}
-			return err
+			return err == nil || apierrors.IsInvalid(err) || apierrors.IsBadRequest(err) || apierrors.IsForbidden(err)
 		})
+		return err
 	})
 	if err != nil {
 		return names, fmt.Errorf("lab: scale: create pods: %w", err)
 	}
 	return names, nil
-}
-
-// retry calls f until it succeeds, for up to 10 attempts.
-func retry(ctx context.Context, f func() error) error {
-	var err error
-	for i := range 10 {
-		if err = f(); err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(time.Duration(100*(i+1)) * time.Millisecond):
-		}
-	}
-	return err
 }
 
 func lightPod(name, binding string) *corev1.Pod {
@@ -316,6 +305,54 @@ func (s *Scale) DeletePods(ctx context.Context, names []string) (map[string]time
 		return nil
 	})
 	return at, err
+}
+
+// Replacement is what Replace did: the pods deleted (when, at which
+// address) and the pods created in their place.
+type Replacement struct {
+	Deleted map[string]time.Time
+	Addrs   map[string]netip.Addr
+	Old     []string
+	Gone    []netip.Addr
+	New     []string
+}
+
+// Replace replaces n Ready pods the listener answers, as a rollout does:
+// they are deleted (their drain hooks held until every instance drained
+// them) and n new pods are created.
+func (s *Scale) Replace(ctx context.Context, n int) (r Replacement, err error) {
+	live, err := s.Pods(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.Addrs = map[string]netip.Addr{}
+	for i := range live {
+		p := &live[i]
+		ip, err := netip.ParseAddr(p.Status.PodIP)
+		if len(r.Old) == n || err != nil || p.DeletionTimestamp != nil || !podReady(p) || s.Net.failingAddr(ip) {
+			continue
+		}
+		r.Old = append(r.Old, p.Name)
+		r.Addrs[p.Name] = ip
+		r.Gone = append(r.Gone, ip)
+	}
+	if len(r.Old) < n {
+		return r, fmt.Errorf("lab: scale: only %d Ready pods to replace, want %d", len(r.Old), n)
+	}
+	if r.Deleted, err = s.DeletePods(ctx, r.Old); err != nil {
+		return r, err
+	}
+	r.New, err = s.CreatePods(ctx, n)
+	return r, err
+}
+
+// WaitReplaced waits until r's old pods are gone from the API and from
+// every instance, and the harness is settled.
+func (s *Scale) WaitReplaced(ctx context.Context, r Replacement) (GateCheck, error) {
+	if err := s.WaitGone(ctx, r.Old); err != nil {
+		return GateCheck{}, err
+	}
+	return s.WaitSettled(ctx, r.Gone)
 }
 
 // WaitGone waits until none of the named pods exists any more.

@@ -111,44 +111,22 @@ func TestScaleGatesAndDrainsStayCorrect(t *testing.T) {
 
 	// A 10 % rollout: 50 old pods deleted (their drain hooks held until
 	// every instance drained them), 50 new ones created.
-	live, err := s.Pods(ctx)
+	r, err := s.Replace(ctx, pods/10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs := map[string]netip.Addr{}
-	var victims []string
-	var gone []netip.Addr
-	for _, p := range live {
-		ip, _ := netip.ParseAddr(p.Status.PodIP)
-		if len(victims) < pods/10 && !s.Net.failingAddr(ip) && podReady(&p) {
-			victims = append(victims, p.Name)
-			addrs[p.Name] = ip
-			gone = append(gone, ip)
-		}
-	}
-	deleted, err := s.DeletePods(ctx, victims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fresh, err := s.CreatePods(ctx, len(victims))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.WaitGone(ctx, victims); err != nil {
-		t.Fatal(err)
-	}
-	if g, err = s.WaitSettled(ctx, gone); err != nil {
+	if g, err = s.WaitReplaced(ctx, r); err != nil {
 		t.Fatalf("after the rollout: %v\n%s", err, strings.Join(head(g.Wrong, 20), "\n"))
 	}
 	if g.Ready != pods-failing || g.Failing != failing {
 		t.Fatalf("after the rollout: %d Ready and %d failing, want %d and %d", g.Ready, g.Failing, pods-failing, failing)
 	}
 
-	gate, early, missing := times.GateLatencies(append(names, fresh...))
+	gate, early, missing := times.GateLatencies(append(names, r.New...))
 	if len(early) > 0 {
 		t.Errorf("%d pods Ready before every instance said UP:\n%s", len(early), strings.Join(head(early, 20), "\n"))
 	}
-	drain, undrained := times.DrainLatencies(deleted, addrs)
+	drain, undrained := times.DrainLatencies(r.Deleted, r.Addrs)
 	if len(undrained) > 0 {
 		t.Errorf("%d deleted pods never set to drain on every instance: %v", len(undrained), head(undrained, 20))
 	}
