@@ -137,7 +137,6 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	if err != nil {
 		return nil, err
 	}
-	pools := o.Lab.Pools
 	s = &Scale{Lab: l, Bindings: o.Bindings, log: o.Lab.Logger}
 	defer func() {
 		if err != nil {
@@ -166,9 +165,10 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	}
 	t := l.Target()
 	lb := labLoadBalancer(t)
-	for _, p := range pools {
-		lb.Spec.Pools = append(lb.Spec.Pools, zv1.PoolGrant{Name: p.Name, AllowedNamespaces: zv1.AllowedNamespaces{From: zv1.NamespacesFromAll}})
-	}
+	// No grants listed: every pool is its oldest binding's namespace's
+	// (from: Same), and all the harness's bindings are in one namespace.
+	// (A listed grant per pool would stop at the CRD's 256.)
+	lb.Spec.Pools = nil
 	if s.Controller, err = StartController(ctx, t, lb, o.Lab.Logger); err != nil {
 		return s, err
 	}
