@@ -70,7 +70,10 @@ func (s *Scale) RecordTimes(ctx context.Context) (*ScaleTimes, func(), error) {
 			se := slotEvent{instance: ev.Instance, pool: ev.Pool, entry: ev.Entry, at: ev.At}
 			switch {
 			case ev.Kind == provider.EventVerdict && ev.Health == provider.HealthHealthy:
-			case ev.Kind == provider.EventAdmin && strings.Contains(ev.Message, "drain"):
+			// "enters drain state": ready -> drain. Registration's maint ->
+			// drain ("is UP/DRAIN (leaving forced maintenance)", "remains
+			// in forced drain mode") is not a drain.
+			case ev.Kind == provider.EventAdmin && strings.Contains(ev.Message, "enters drain state"):
 				se.drain = true
 			default:
 				return
