@@ -279,7 +279,9 @@ func lightPod(name, binding string) *corev1.Pod {
 		Spec: corev1.PodSpec{
 			NodeName:                      LightNodeName,
 			Tolerations:                   []corev1.Toleration{{Key: LightTaint.Key, Operator: corev1.TolerationOpExists, Effect: LightTaint.Effect}},
-			TerminationGracePeriodSeconds: ptr.To(int64(30)),
+			// drain.timeout (30 s) and 10 s for an app's shutdown, as
+			// the webhook asks (it warns at every creation otherwise).
+			TerminationGracePeriodSeconds: ptr.To(int64(45)),
 			Containers: []corev1.Container{{
 				Name: "app", Image: AppImage + ":light",
 				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: BulkPort}},
