@@ -277,8 +277,8 @@ func lightPod(name, binding string) *corev1.Pod {
 	return &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ScaleNamespace, Labels: map[string]string{scaleBindingLabel: binding}},
 		Spec: corev1.PodSpec{
-			NodeName:                      LightNodeName,
-			Tolerations:                   []corev1.Toleration{{Key: LightTaint.Key, Operator: corev1.TolerationOpExists, Effect: LightTaint.Effect}},
+			NodeName:    LightNodeName,
+			Tolerations: []corev1.Toleration{{Key: LightTaint.Key, Operator: corev1.TolerationOpExists, Effect: LightTaint.Effect}},
 			// drain.timeout (30 s) and 10 s for an app's shutdown, as
 			// the webhook asks (it warns at every creation otherwise).
 			TerminationGracePeriodSeconds: ptr.To(int64(45)),
