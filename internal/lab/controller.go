@@ -94,6 +94,7 @@ type Controller struct {
 
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process
+	reconcileMetrics         string // metrics address of the reconcile process
 	serveProbe               string // readiness address of the serve process
 	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
@@ -220,6 +221,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
 	c.reconcileProbe = loop(ports[5])
+	c.reconcileMetrics = loop(ports[4])
 	c.serveProbe = loop(ports[3])
 	c.drainAddr = drainAddr
 	c.reconcileArgs = append([]string{
@@ -302,6 +304,13 @@ func (c *Controller) Stop() {
 			wcancel()
 		}
 	}
+	c.stopProcesses()
+}
+
+// stopProcesses stops the controller's processes and removes the run
+// directory, leaving its objects in the API (a lab about to be removed
+// whole: the scale harness).
+func (c *Controller) stopProcesses() {
 	c.mu.Lock()
 	c.stopping = true
 	procs := []*proc.Process{c.reconcile, c.serve, c.adapter}
@@ -616,4 +625,21 @@ func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error 
 		return fmt.Errorf("lab: Secret %s/%s: %w", ControllerNamespace, AdminTLSSecret, err)
 	}
 	return nil
+}
+
+// ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
+func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }
+
+// PIDs are the pids of the serve and reconcile processes started last (0
+// for one never started).
+func (c *Controller) PIDs() (serve, reconcile int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.serve != nil {
+		serve = c.serve.PID()
+	}
+	if c.reconcile != nil {
+		reconcile = c.reconcile.PID()
+	}
+	return serve, reconcile
 }

@@ -117,6 +117,19 @@ type Options struct {
 	Logger *slog.Logger
 	// StartTimeout bounds Up; default 3 minutes.
 	StartTimeout time.Duration
+	// Pools are HAProxy backends besides BackendName, each with its own
+	// server-template slots (the scale harness gives each binding one).
+	Pools []Pool
+	// ControllerManagerArgs are appended to kube-controller-manager's
+	// flags (the scale harness raises its API request rate).
+	ControllerManagerArgs []string
+}
+
+// Pool is an extra HAProxy backend of the lab, filled by
+// zerodrop-controller through its server-template slots.
+type Pool struct {
+	Name  string
+	Slots int
 }
 
 // Lab is a running lab.
@@ -274,7 +287,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	l.log.Info("starting control plane", "kubernetes", opts.Binaries.Version, "binaries", opts.Binaries.Dir)
 	l.Cluster, err = cluster.Start(startCtx, cluster.Options{
 		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log,
-		ControllerManagerArgs: nodeLifecycleArgs, APIServerArgs: podTolerationArgs,
+		ControllerManagerArgs: append(slices.Clone(nodeLifecycleArgs), opts.ControllerManagerArgs...), APIServerArgs: podTolerationArgs,
 	})
 	if err != nil {
 		return l, err
@@ -315,6 +328,10 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	if err != nil {
 		return l, err
 	}
+	backends := []haproxy.Backend{{Name: BackendName, Check: opts.Check, Slots: BackendSlots}}
+	for _, p := range opts.Pools {
+		backends = append(backends, haproxy.Backend{Name: p.Name, Check: opts.Check, Slots: p.Slots})
+	}
 	for i := range opts.HAProxyInstances {
 		name := fmt.Sprintf("haproxy-%d", i)
 		in, err := haproxy.Start(startCtx, haproxy.Config{
@@ -322,7 +339,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			// Slots: servers from the configuration file, which a reload
 			// keeps (with the server-state file); zerodrop-controller
 			// fills them. The baseline syncer adds runtime servers.
-			Backends: []haproxy.Backend{{Name: BackendName, Check: opts.Check, Slots: BackendSlots}},
+			Backends: backends,
 			// Longer than the scenarios' slow requests (6 s): a reload
 			// does not cut them.
 			HardStopAfter: HardStopAfter,

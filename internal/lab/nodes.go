@@ -62,13 +62,16 @@ type nodeAgent struct {
 
 // startAgent starts a node agent for node name; it runs until PowerOffNode
 // or Close.
-func (l *Lab) startAgent(name string) *nodeAgent {
+func (l *Lab) startAgent(name string, tune ...func(*node.Agent)) *nodeAgent {
 	a := &node.Agent{
 		Client: l.Client, NodeName: name, Network: l.Network, Images: l.images,
 		Log: l.log, StateDir: filepath.Join(l.Dir, "nodes", name),
 		// Restarted containers come back quickly in the lab.
 		RestartBackoff: 2 * time.Second,
 		LeaseDuration:  NodeLeaseDuration,
+	}
+	for _, f := range tune {
+		f(a)
 	}
 	na := &nodeAgent{agent: a, done: make(chan struct{})}
 	l.nodesMu.Lock()

@@ -73,6 +73,11 @@ type Agent struct {
 	// RestartBackoff is the first crash-loop back-off delay (doubling up to
 	// five minutes); default 10s as in the kubelet.
 	RestartBackoff time.Duration
+	// Light, when set, makes this a light node (light.go): pods run no
+	// process and take their addresses from Light.Addresses.
+	Light *Light
+	// Taints are the Node's taints at registration.
+	Taints []v1.Taint
 
 	ctx      context.Context
 	log      *slog.Logger
@@ -138,12 +143,26 @@ func (a *Agent) Run(ctx context.Context) error {
 			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", a.NodeName).String()
 		}))
 	podInformer := factory.Core().V1().Pods().Informer()
-	_, err = podInformer.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	handlers := cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { a.podSeen(obj) },
 		UpdateFunc: func(_, obj any) { a.podSeen(obj) },
 		DeleteFunc: a.podGone,
-	})
-	if err != nil {
+	}
+	if a.Light != nil {
+		light, err := newLightPods(a)
+		if err != nil {
+			return err
+		}
+		light.store = podInformer.GetStore()
+		handlers = cache.ResourceEventHandlerFuncs{
+			AddFunc:    light.enqueue,
+			UpdateFunc: func(_, obj any) { light.enqueue(obj) },
+			DeleteFunc: light.gone,
+		}
+		bg.Add(1)
+		go func() { defer bg.Done(); light.run(runCtx) }()
+	}
+	if _, err = podInformer.AddEventHandler(handlers); err != nil {
 		return fmt.Errorf("node %s: pod informer: %w", a.NodeName, err)
 	}
 	factory.Start(runCtx.Done())
@@ -382,7 +401,7 @@ func (a *Agent) nodeObject() *v1.Node {
 	for k, v := range a.Labels {
 		labels[k] = v
 	}
-	return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.NodeName, Labels: labels}}
+	return &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: a.NodeName, Labels: labels}, Spec: v1.NodeSpec{Taints: a.Taints}}
 }
 
 func (a *Agent) capacity() v1.ResourceList {

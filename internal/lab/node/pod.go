@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
+	"k8s.io/client-go/kubernetes"
 
 	"zerodrop.dev/zerodrop/internal/lab/netns"
 )
@@ -728,34 +729,49 @@ func (w *podWorker) syncStatus() error {
 	pod := w.pod.DeepCopy()
 	st := w.buildStatus(pod, metav1.Now().Rfc3339Copy())
 	w.mu.Unlock()
-	oldJSON, err := json.Marshal(v1.Pod{Status: pod.Status})
-	if err != nil {
-		return err
-	}
-	newJSON, err := json.Marshal(v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: pod.UID}, Status: st})
-	if err != nil {
-		return err
-	}
-	patch, err := strategicpatch.CreateTwoWayMergePatch(oldJSON, newJSON, v1.Pod{})
-	if err != nil {
-		return fmt.Errorf("status patch for %s: %w", w.key, err)
-	}
-	if onlyUID(patch) {
-		return nil
-	}
-	updated, err := w.agent.Client.CoreV1().Pods(pod.Namespace).Patch(w.ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	updated, err := patchStatus(w.ctx, w.agent.Client, pod, st)
 	if apierrors.IsNotFound(err) {
 		w.mu.Lock()
 		w.gone = true
 		w.mu.Unlock()
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("patch status of %s: %w", w.key, err)
+	if err != nil || updated == nil {
+		return err
 	}
-	w.log.Debug("status patched", "patch", string(patch))
 	w.update(updated)
 	return nil
+}
+
+// patchStatus sends the difference between pod's status and st as one
+// strategic merge patch with the pod's UID as precondition, as the kubelet's
+// status manager does. It returns the updated pod, or nil when there was
+// nothing to send.
+func patchStatus(ctx context.Context, cs kubernetes.Interface, pod *v1.Pod, st v1.PodStatus) (*v1.Pod, error) {
+	key := pod.Namespace + "/" + pod.Name
+	oldJSON, err := json.Marshal(v1.Pod{Status: pod.Status})
+	if err != nil {
+		return nil, err
+	}
+	newJSON, err := json.Marshal(v1.Pod{ObjectMeta: metav1.ObjectMeta{UID: pod.UID}, Status: st})
+	if err != nil {
+		return nil, err
+	}
+	patch, err := strategicpatch.CreateTwoWayMergePatch(oldJSON, newJSON, v1.Pod{})
+	if err != nil {
+		return nil, fmt.Errorf("status patch for %s: %w", key, err)
+	}
+	if onlyUID(patch) {
+		return nil, nil
+	}
+	updated, err := cs.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.StrategicMergePatchType, patch, metav1.PatchOptions{}, "status")
+	if apierrors.IsNotFound(err) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("patch status of %s: %w", key, err)
+	}
+	return updated, nil
 }
 
 // onlyUID reports whether a status patch carries nothing but the UID

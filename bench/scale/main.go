@@ -1,0 +1,311 @@
+// Command scale measures zerodrop-controller at scale in the lab (issue 12):
+// N light pods (the scale harness: pod objects on a light node, one
+// listener answering every pod address, real HAProxy checks) across B
+// TargetBindings and 2 HAProxy instances, and the same figures for 3 pods
+// beside them, with the issue's goals. It needs root and the lab's
+// binaries; run it through bench/scale.sh.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"zerodrop.dev/zerodrop/internal/lab"
+	"zerodrop.dev/zerodrop/internal/lab/haproxy"
+)
+
+func main() {
+	pods := flag.Int("pods", 1000, "pods of the large run (1000, 5000, 10000)")
+	bindings := flag.Int("bindings", 100, "TargetBindings (each its own Service and HAProxy backend) of the large run")
+	interval := flag.Duration("check-interval", time.Second, "HAProxy check interval (every pod is checked by each instance at this rate)")
+	small := flag.Int("small", 3, "pods of the comparison run (0 skips it)")
+	timeout := flag.Duration("timeout", 20*time.Minute, "bound of each run")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var runs []figures
+	for _, size := range []struct{ pods, bindings int }{{*small, 1}, {*pods, *bindings}} {
+		if size.pods <= 0 {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "scale: %d pods over %d bindings, 2 HAProxy instances ...\n", size.pods, size.bindings)
+		f, err := measure(size.pods, size.bindings, *interval, *timeout, log)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "scale: %d pods: %v\n", size.pods, err)
+			os.Exit(1)
+		}
+		runs = append(runs, f)
+	}
+	report(os.Stdout, runs, *interval)
+}
+
+// figures are one run's measurements.
+type figures struct {
+	pods, bindings                int
+	fill                          time.Duration // create every pod -> every gate correct
+	gateP50, gateP99              time.Duration // HAProxy's last UP -> pod seen Ready
+	gateN, gateMissing, gateEarly int
+	drainP50, drainP99            time.Duration // deletion -> drain set on every instance
+	drainN, drainMissing          int
+	rollout                       time.Duration
+	converge                      time.Duration // reconcile process started again -> every gate correct
+	cpuSteady, cpuRollout         float64       // cores, reconcile process
+	serveSteady, serveRollout     float64       // cores, serve process
+	rssMiB, hwmMiB, serveRSSMiB   float64
+	apiSteady, apiRollout         float64 // API server requests/s
+	callsSteady, callsRollout     float64 // Runtime API calls/s (the controller's provider calls)
+	readsSteady, readsRollout     float64 // pool status reads/s
+	checksPerSec                  float64 // health checks the listener answered per second
+	unresolved                    int
+}
+
+func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logger) (f figures, err error) {
+	f.pods, f.bindings = pods, bindings
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	s, err := lab.StartScale(ctx, lab.ScaleOptions{
+		Lab:  lab.Options{Logger: log, Check: haproxy.Check{Interval: interval}},
+		Pods: pods, Bindings: bindings,
+	})
+	if err != nil {
+		return f, err
+	}
+	defer func() { err = errors.Join(err, s.Close()) }()
+	times, stop, err := s.RecordTimes(ctx)
+	if err != nil {
+		return f, err
+	}
+	defer stop()
+
+	start := time.Now()
+	names, err := s.CreatePods(ctx, pods)
+	if err != nil {
+		return f, err
+	}
+	if _, err := s.WaitSettled(ctx, nil); err != nil {
+		return f, err
+	}
+	f.fill = time.Since(start)
+
+	// Steady: nothing changes for 10 s.
+	time.Sleep(3 * time.Second)
+	w := startWindow(ctx, s)
+	time.Sleep(10 * time.Second)
+	f.cpuSteady, f.serveSteady, f.apiSteady, f.callsSteady, f.readsSteady = w.end(ctx)
+	checks0, checksAt := s.Net.Requests(), time.Now()
+
+	// A 10 % rollout: as many pods deleted as created.
+	n := max(1, pods/10)
+	w = startWindow(ctx, s)
+	start = time.Now()
+	r, err := s.Replace(ctx, n)
+	if err != nil {
+		return f, err
+	}
+	if _, err := s.WaitReplaced(ctx, r); err != nil {
+		return f, err
+	}
+	f.rollout = time.Since(start)
+	f.cpuRollout, f.serveRollout, f.apiRollout, f.callsRollout, f.readsRollout = w.end(ctx)
+	f.checksPerSec = float64(s.Net.Requests()-checks0) / time.Since(checksAt).Seconds()
+	servePID, reconcilePID := s.Controller.PIDs()
+	f.rssMiB, f.hwmMiB = memMiB(reconcilePID)
+	f.serveRSSMiB, _ = memMiB(servePID)
+
+	gate, early, missing := times.GateLatencies(append(names, r.New...))
+	f.gateN, f.gateEarly, f.gateMissing = len(gate), len(early), len(missing)
+	f.gateP50, f.gateP99 = lab.Quantile(gate, 0.5), lab.Quantile(gate, 0.99)
+	drain, undrained := times.DrainLatencies(r.Deleted, r.Addrs)
+	f.drainN, f.drainMissing = len(drain), len(undrained)
+	f.drainP50, f.drainP99 = lab.Quantile(drain, 0.5), lab.Quantile(drain, 0.99)
+	f.unresolved = times.Lost()
+
+	// Convergence after a restart: the reconcile process is killed, 1 %
+	// of the pods are replaced while it is down, and it is started again.
+	m := max(1, pods/100)
+	if err := s.Controller.KillReconciler(); err != nil {
+		return f, err
+	}
+	if r, err = s.Replace(ctx, m); err != nil {
+		return f, err
+	}
+	start = time.Now()
+	if err := s.Controller.StartReconciler(ctx); err != nil {
+		return f, err
+	}
+	if _, err := s.WaitReplaced(ctx, r); err != nil {
+		return f, err
+	}
+	f.converge = time.Since(start)
+	return f, s.Controller.Forbidden()
+}
+
+// window measures the controller's CPU and the request rates over a span.
+type window struct {
+	s                 *lab.Scale
+	at                time.Time
+	cpu, serve        float64
+	api, calls, reads float64
+}
+
+func startWindow(ctx context.Context, s *lab.Scale) *window {
+	w := &window{s: s, at: time.Now()}
+	serve, reconcile := s.Controller.PIDs()
+	w.cpu, w.serve = cpuSeconds(reconcile), cpuSeconds(serve)
+	w.api = apiRequests(ctx, s)
+	w.calls, w.reads = controllerCounts(s.Controller.ReconcileMetricsURL())
+	return w
+}
+
+func (w *window) end(ctx context.Context) (cpu, serve, api, calls, reads float64) {
+	d := time.Since(w.at).Seconds()
+	servePID, reconcilePID := w.s.Controller.PIDs()
+	c, sv := cpuSeconds(reconcilePID), cpuSeconds(servePID)
+	a := apiRequests(ctx, w.s)
+	k, r := controllerCounts(w.s.Controller.ReconcileMetricsURL())
+	return (c - w.cpu) / d, (sv - w.serve) / d, (a - w.api) / d, (k - w.calls) / d, (r - w.reads) / d
+}
+
+// cpuSeconds is a process's user + system CPU time (/proc/PID/stat).
+func cpuSeconds(pid int) float64 {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(raw)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100 // USER_HZ
+}
+
+// memMiB is a process's resident set now and at its peak.
+func memMiB(pid int) (rss, hwm float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb / 1024
+		case "VmHWM:":
+			hwm = kb / 1024
+		}
+	}
+	return rss, hwm
+}
+
+// apiRequests is the API server's apiserver_request_total, summed.
+func apiRequests(ctx context.Context, s *lab.Scale) float64 {
+	raw, err := s.Lab.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return 0
+	}
+	return sumMetric(strings.NewReader(string(raw)), "apiserver_request_total")
+}
+
+// controllerCounts reads the reconcile process's provider calls and pool
+// status reads.
+func controllerCounts(url string) (calls, reads float64) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return sumMetric(strings.NewReader(string(raw)), "zerodrop_provider_call_duration_seconds_count"),
+		sumMetric(strings.NewReader(string(raw)), "zerodrop_pool_status_reads_total")
+}
+
+// sumMetric sums every sample of one metric in Prometheus text format.
+func sumMetric(r io.Reader, name string) float64 {
+	var sum float64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+func report(out io.Writer, runs []figures, interval time.Duration) {
+	fmt.Fprintf(out, "zerodrop-controller at scale (bench/scale): 2 HAProxy instances, checks every %s, rise/fall the lab's; light pods (lab scale harness)\n", interval)
+	fmt.Fprintf(out, "machine: %d CPUs shared; %s\n\n", numCPU(), time.Now().UTC().Format(time.RFC3339))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	header := "figure\t"
+	for _, r := range runs {
+		header += fmt.Sprintf("%d pods / %d bindings\t", r.pods, r.bindings)
+	}
+	fmt.Fprintln(tw, header+"goal (issue 12)\t")
+	row := func(name, goal string, v func(figures) string) {
+		line := name + "\t"
+		for _, r := range runs {
+			line += v(r) + "\t"
+		}
+		fmt.Fprintln(tw, line+goal+"\t")
+	}
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + " ms" }
+	row("gate latency p50 (last instance UP -> pod Ready)", "", func(f figures) string { return ms(f.gateP50) })
+	row("gate latency p99", "<= 250 ms at 10k; <= 100 ms at 3", func(f figures) string { return ms(f.gateP99) })
+	row("  pods measured / without every UP event / Ready before UP", "0 Ready before UP", func(f figures) string {
+		return fmt.Sprintf("%d / %d / %d", f.gateN, f.gateMissing, f.gateEarly)
+	})
+	row("drain latency p50 (deletion -> drain on every instance)", "", func(f figures) string { return ms(f.drainP50) })
+	row("drain latency p99", "<= 50 ms", func(f figures) string { return ms(f.drainP99) })
+	row("  pods measured / never drained everywhere", "", func(f figures) string { return fmt.Sprintf("%d / %d", f.drainN, f.drainMissing) })
+	row("all pods created -> every gate correct", "", func(f figures) string { return f.fill.Round(100 * time.Millisecond).String() })
+	row("10 % rollout -> old gone, new Ready", "", func(f figures) string { return f.rollout.Round(100 * time.Millisecond).String() })
+	row("convergence after restart (1 % replaced while down)", "< 10 s", func(f figures) string { return f.converge.Round(100 * time.Millisecond).String() })
+	cores := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	row("reconcile CPU steady (cores)", "< 0.1", func(f figures) string { return cores(f.cpuSteady) })
+	row("reconcile CPU during rollout (cores)", "", func(f figures) string { return cores(f.cpuRollout) })
+	row("serve CPU steady / rollout (cores)", "", func(f figures) string { return cores(f.serveSteady) + " / " + cores(f.serveRollout) })
+	row("reconcile RSS / peak (MiB)", "< 256", func(f figures) string { return fmt.Sprintf("%.0f / %.0f", f.rssMiB, f.hwmMiB) })
+	row("serve RSS (MiB)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.serveRSSMiB) })
+	rate := func(a, b float64) string { return fmt.Sprintf("%.1f / %.1f", a, b) }
+	row("API server requests/s steady / rollout", "", func(f figures) string { return rate(f.apiSteady, f.apiRollout) })
+	row("Runtime API calls/s steady / rollout", "", func(f figures) string { return rate(f.callsSteady, f.callsRollout) })
+	row("pool status reads/s steady / rollout", "", func(f figures) string { return rate(f.readsSteady, f.readsRollout) })
+	row("health checks answered/s (listener)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.checksPerSec) })
+	row("ring events whose server could not be read", "", func(f figures) string { return strconv.Itoa(f.unresolved) })
+	tw.Flush()
+	fmt.Fprintln(out, "\nGate latency is measured from HAProxy's own timestamp of the last instance's \"is UP\" line (event ring) to the")
+	fmt.Fprintln(out, "harness's watch seeing Ready; drain latency from the delete call to HAProxy's \"enters drain state\" line.")
+	fmt.Fprintln(out, "Runtime API calls are the reconcile process's provider calls (zerodrop_provider_call_duration_seconds_count).")
+}
+
+func numCPU() int {
+	raw, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(raw), "processor\t:")
+}
