@@ -63,6 +63,8 @@ const (
 type options struct {
 	role                              string
 	kubeconfig                        string
+	kubeAPIQPS                        float64
+	kubeAPIBurst                      int
 	metricsAddr, probeAddr, drainAddr string
 	metricsSecure                     bool
 	drainMaxHeld, drainMaxHeldPerPod  int
@@ -115,6 +117,8 @@ func parse(args []string) (options, error) {
 	fs := flag.NewFlagSet("zerodrop-controller", flag.ContinueOnError)
 	fs.StringVar(&o.role, "role", RoleAll, "all (reconcilers, webhook and drain endpoint in one process), reconcile (leader-elected reconcilers only) or serve (webhook and drain endpoint on every replica, not leader-elected)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, then in-cluster, then ~/.kube/config")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "requests per second to the API server the client allows itself (each gate opened or closed is one pod status patch: client-go's default of 20 made 1,000 pods changing at once wait 50 s)")
+	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "requests to the API server the client may send at once above --kube-api-qps")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to callers the API server authenticates and authorizes (TokenReview, SubjectAccessReview: get on the /metrics URL); false serves plain HTTP, allowed on a loopback --metrics-bind-address only (the lab)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -187,6 +191,9 @@ func parse(args []string) (options, error) {
 	if o.drainMaxHeld < 1 || o.drainMaxHeldPerPod < 1 {
 		return o, errors.New("--drain-max-held and --drain-max-held-per-pod must be at least 1")
 	}
+	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
+		return o, fmt.Errorf("--kube-api-qps=%g and --kube-api-burst=%d: want both positive", o.kubeAPIQPS, o.kubeAPIBurst)
+	}
 	if !o.metricsSecure && o.metricsAddr != "0" && !loopback(o.metricsAddr) {
 		return o, fmt.Errorf("--metrics-secure=false serves plain HTTP without authentication: want a loopback --metrics-bind-address (127.0.0.1:P), got %q", o.metricsAddr)
 	}
@@ -223,7 +230,7 @@ func run(ctx context.Context, args []string) error {
 	if err := zv1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	cfg, err := restConfig(o.kubeconfig)
+	cfg, err := restConfig(o.kubeconfig, o.kubeAPIQPS, o.kubeAPIBurst)
 	if err != nil {
 		return err
 	}
@@ -333,23 +340,19 @@ func loopback(addr string) bool {
 
 // restConfig loads the API server's address and credentials: --kubeconfig
 // when set, otherwise controller-runtime's order ($KUBECONFIG, in-cluster,
-// ~/.kube/config).
-func restConfig(path string) (*rest.Config, error) {
+// ~/.kube/config), with the client's rates (--kube-api-qps,
+// --kube-api-burst).
+func restConfig(path string, qps float64, burst int) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if path == "" {
-		cfg, err := ctrl.GetConfig()
-		if err != nil {
+		if cfg, err = ctrl.GetConfig(); err != nil {
 			return nil, fmt.Errorf("kubeconfig: %w", err)
 		}
-		return cfg, nil
-	}
-	cfg, err := clientcmd.BuildConfigFromFlags("", path)
-	if err != nil {
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
 		return nil, fmt.Errorf("--kubeconfig=%s: %w", path, err)
 	}
-	// The rates ctrl.GetConfig sets, for the same behaviour either way.
-	if cfg.QPS == 0 {
-		cfg.QPS, cfg.Burst = 20, 30
-	}
+	cfg.QPS, cfg.Burst = float32(qps), burst
 	return cfg, nil
 }
 

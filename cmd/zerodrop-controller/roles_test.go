@@ -62,6 +62,7 @@ func TestParseRole(t *testing.T) {
 		{"plain-HTTP metrics off loopback: error", []string{"--metrics-secure=false"}, "", "--metrics-secure=false serves plain HTTP"},
 		{"plain-HTTP metrics on loopback: the lab", []string{"--metrics-secure=false", "--metrics-bind-address=127.0.0.1:8080"}, RoleAll, ""},
 		{"no held drain requests: error", []string{"--drain-max-held=0"}, "", "--drain-max-held and --drain-max-held-per-pod must be at least 1"},
+		{"no API requests allowed: error naming the flags", []string{"--kube-api-qps=0"}, "", "--kube-api-qps=0 and --kube-api-burst=200: want both positive"},
 		{"short leases for the lab", []string{"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}, RoleAll, ""},
 	}
 	for _, c := range cases {
@@ -97,18 +98,22 @@ current-context: lab
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := restConfig(kc)
+	o, err := parse(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Host != "https://127.0.0.1:6443" || cfg.QPS != 20 {
-		t.Fatalf("restConfig(%s): host %q qps %v, want https://127.0.0.1:6443 and 20", kc, cfg.Host, cfg.QPS)
+	cfg, err := restConfig(kc, o.kubeAPIQPS, o.kubeAPIBurst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Host != "https://127.0.0.1:6443" || cfg.QPS != 100 || cfg.Burst != 200 {
+		t.Fatalf("restConfig(%s): host %q qps %v burst %d, want https://127.0.0.1:6443, 100 and 200 (the flags' defaults)", kc, cfg.Host, cfg.QPS, cfg.Burst)
 	}
 	t.Setenv("KUBECONFIG", kc)
-	if cfg, err := restConfig(""); err != nil || cfg.Host != "https://127.0.0.1:6443" {
-		t.Fatalf("restConfig with $KUBECONFIG: %v %v", cfg, err)
+	if cfg, err := restConfig("", 7, 9); err != nil || cfg.Host != "https://127.0.0.1:6443" || cfg.QPS != 7 || cfg.Burst != 9 {
+		t.Fatalf("restConfig with $KUBECONFIG: %v %v, want qps 7 and burst 9", cfg, err)
 	}
-	if _, err := restConfig(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "--kubeconfig=") {
+	if _, err := restConfig(filepath.Join(t.TempDir(), "missing"), 1, 1); err == nil || !strings.Contains(err.Error(), "--kubeconfig=") {
 		t.Fatalf("missing kubeconfig: %v, want an error naming --kubeconfig", err)
 	}
 }
