@@ -117,7 +117,7 @@ func parse(args []string) (options, error) {
 	fs := flag.NewFlagSet("zerodrop-controller", flag.ContinueOnError)
 	fs.StringVar(&o.role, "role", RoleAll, "all (reconcilers, webhook and drain endpoint in one process), reconcile (leader-elected reconcilers only) or serve (webhook and drain endpoint on every replica, not leader-elected)")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file; default $KUBECONFIG, then in-cluster, then ~/.kube/config")
-	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "requests per second to the API server the client allows itself (each gate opened or closed is one pod status patch: client-go's default of 20 made 1,000 pods changing at once wait 50 s)")
+	fs.Float64Var(&o.kubeAPIQPS, "kube-api-qps", 100, "requests per second to the API server the client allows itself (each gate opened or closed is one pod status patch)")
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "requests to the API server the client may send at once above --kube-api-qps")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to callers the API server authenticates and authorizes (TokenReview, SubjectAccessReview: get on the /metrics URL); false serves plain HTTP, allowed on a loopback --metrics-bind-address only (the lab)")
