@@ -208,16 +208,7 @@ func clusterFaultRun(t *testing.T, ctx context.Context, l *Lab, opts Options, s 
 // not earlier ones nor the reconciler's.
 func TestLogLinesSinceCountsOnlyNewServeLines(t *testing.T) {
 	dir := t.TempDir()
-	write := func(name, text string) {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(text); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, text string) { appendLog(t, dir, name, text) }
 	write("serve-0.log", "{\"msg\":\"drain timed out: before\"}\n")
 	write("reconcile-0.log", "")
 	from := (&Controller{dir: dir}).logSizes()
@@ -281,16 +272,7 @@ func TestEstablishedToCountsConnectionsToTheEndpoint(t *testing.T) {
 func TestForbiddenLinesInARestartWindowAreExcused(t *testing.T) {
 	dir := t.TempDir()
 	c := &Controller{dir: dir}
-	write := func(name, text string) {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if _, err := f.WriteString(text); err != nil {
-			t.Fatal(err)
-		}
-	}
+	write := func(name, text string) { appendLog(t, dir, name, text) }
 	write("reconcile-0.log", "ok\npods is forbidden: before\n")
 	from := c.logSizes()
 	write("reconcile-0.log", "pods is forbidden: during\n")
@@ -369,5 +351,19 @@ func TestClusterFaultsAreJudgedByTheirPromises(t *testing.T) {
 	}
 	if r := judged(FaultServe, 1, 0); !strings.Contains(r.Promise, "broken") {
 		t.Errorf("serve with a graceful app (bound 0) and 1 failed: promise %q, want broken", r.Promise)
+	}
+}
+
+// appendLog appends text to the log file name in dir, as a controller
+// process writes its log.
+func appendLog(t *testing.T, dir, name, text string) {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(text); err != nil {
+		t.Fatal(err)
 	}
 }
