@@ -176,33 +176,12 @@ func TestEventRing(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, path := analyzeWithCfg(t, bindingSet(gatesOn, slowChecks, goodGate, goodDrain, grace45, "http"), c.cfg)
-			fs := findings(r, RuleEventRing)
-			if others := slices.DeleteFunc(ids(r), func(id string) bool { return id == RuleEventRing }); len(others) > 0 {
-				logFindings(t, r)
-				t.Errorf("other rules %v: want ZD311 alone", others)
-			}
-			if c.at == "" {
-				if len(fs) > 0 {
-					t.Fatalf("want no ZD311, got:%s", dump(r))
-				}
+			f := soleFinding(t, bindingSet(gatesOn, slowChecks, goodGate, goodDrain, grace45, "http"), c.cfg, RuleEventRing, c.at, c.says)
+			if f == nil {
 				return
 			}
-			if len(fs) != 1 {
-				t.Fatalf("want one ZD311, got:%s", dump(r))
-			}
-			f := fs[0]
 			if f.Severity != SeverityInfo || f.Object.String() != c.object || f.Field != c.field {
 				t.Errorf("finding %s %s field %q, want info, %s, %q", f.Severity, f.Object, f.Field, c.object, c.field)
-			}
-			if want := lineOf(t, c.cfg, c.at); f.Source.File != path || f.Source.Line != want {
-				t.Errorf("source %s:%d, want %s:%d (%q)", f.Source.File, f.Source.Line, path, want, c.at)
-			}
-			all := f.Message + " | " + f.Consequence + " | " + f.Fix
-			for _, s := range c.says {
-				if !strings.Contains(all, s) {
-					t.Errorf("finding lacks %q:\n%s", s, all)
-				}
 			}
 		})
 	}
@@ -279,33 +258,12 @@ func TestIdleCloseOnResponse(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r, path := analyzeWithCfg(t, bindingSet(gatesOn, slowChecks, goodGate, goodDrain, grace45, "http"), c.cfg)
-			fs := findings(r, RuleIdleClose)
-			if others := slices.DeleteFunc(ids(r), func(id string) bool { return id == RuleIdleClose }); len(others) > 0 {
-				logFindings(t, r)
-				t.Errorf("other rules %v: want ZD312 alone", others)
-			}
-			if c.at == "" {
-				if len(fs) > 0 {
-					t.Fatalf("want no ZD312, got:%s", dump(r))
-				}
+			f := soleFinding(t, bindingSet(gatesOn, slowChecks, goodGate, goodDrain, grace45, "http"), c.cfg, RuleIdleClose, c.at, c.says)
+			if f == nil {
 				return
 			}
-			if len(fs) != 1 {
-				t.Fatalf("want one ZD312, got:%s", dump(r))
-			}
-			f := fs[0]
 			if f.Severity != SeverityWarning || f.Object.String() != c.object || f.Field != "option idle-close-on-response" {
 				t.Errorf("finding %s %s field %q, want warning, %s", f.Severity, f.Object, f.Field, c.object)
-			}
-			if want := lineOf(t, c.cfg, c.at); f.Source.File != path || f.Source.Line != want {
-				t.Errorf("source %s:%d, want %s:%d (%q)", f.Source.File, f.Source.Line, path, want, c.at)
-			}
-			all := f.Message + " | " + f.Consequence + " | " + f.Fix
-			for _, s := range c.says {
-				if !strings.Contains(all, s) {
-					t.Errorf("finding lacks %q:\n%s", s, all)
-				}
 			}
 		})
 	}
@@ -341,4 +299,38 @@ func FuzzHAProxyRules(f *testing.F) {
 			}
 		}
 	})
+}
+
+// soleFinding analyzes objs with the HAProxy configuration cfg and asserts
+// that rule is the only rule reporting: nothing when at is "", else one
+// finding at cfg's line holding at, whose text says every one of says.
+// It returns that finding (nil when at is "") for the caller's checks.
+func soleFinding(t *testing.T, objs, cfg, rule, at string, says []string) *Finding {
+	t.Helper()
+	r, path := analyzeWithCfg(t, objs, cfg)
+	fs := findings(r, rule)
+	if others := slices.DeleteFunc(ids(r), func(id string) bool { return id == rule }); len(others) > 0 {
+		logFindings(t, r)
+		t.Errorf("other rules %v: want %s alone", others, rule)
+	}
+	if at == "" {
+		if len(fs) > 0 {
+			t.Fatalf("want no %s, got:%s", rule, dump(r))
+		}
+		return nil
+	}
+	if len(fs) != 1 {
+		t.Fatalf("want one %s, got:%s", rule, dump(r))
+	}
+	f := fs[0]
+	if want := lineOf(t, cfg, at); f.Source.File != path || f.Source.Line != want {
+		t.Errorf("source %s:%d, want %s:%d (%q)", f.Source.File, f.Source.Line, path, want, at)
+	}
+	all := f.Message + " | " + f.Consequence + " | " + f.Fix
+	for _, s := range says {
+		if !strings.Contains(all, s) {
+			t.Errorf("finding lacks %q:\n%s", s, all)
+		}
+	}
+	return &f
 }
