@@ -465,7 +465,7 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 		f.startup = timing.Startup(pod, f.lb, f.a)
 		f.termination = timing.Termination(pod, f.lb, f.a)
 		if w.kind != "DaemonSet" {
-			r := timing.SimulateRollout(pod, f.lb, f.a, int(w.replicas), c.maxSurge())
+			r := timing.RolloutOf(f.startup, pod, f.lb, int(w.replicas), c.maxSurge())
 			f.rollout = &r
 		}
 	}

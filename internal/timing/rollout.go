@@ -3,7 +3,7 @@ package timing
 import (
 	"fmt"
 	"math"
-	"sort"
+	"slices"
 )
 
 // Rollout summarises a whole rolling update as one LB sees it.
@@ -30,13 +30,18 @@ type Rollout struct {
 // Without a gate, when the LB's check time exceeds the rollout step, the old
 // targets run out before the first new one is healthy: a full outage.
 func SimulateRollout(p Pod, lb LB, a Assumptions, replicas, maxSurge int) Rollout {
+	return RolloutOf(Startup(p, lb, a), p, lb, replicas, maxSurge)
+}
+
+// RolloutOf is SimulateRollout given the pod's startup timeline
+// (Startup(p, lb, a)), for callers that already have it.
+func RolloutOf(st Timeline, p Pod, lb LB, replicas, maxSurge int) Rollout {
 	if replicas < 1 {
 		replicas = 1
 	}
 	if maxSurge < 1 {
 		maxSurge = 1
 	}
-	st := Startup(p, lb, a)
 	var avail, healthy float64
 	for _, e := range st.Events {
 		if e.Actor == "Deployment" && e.State == "old pod deleted" {
@@ -44,8 +49,9 @@ func SimulateRollout(p Pod, lb LB, a Assumptions, replicas, maxSurge int) Rollou
 		}
 	}
 	healthy = avail
+	actor := lb.Actor()
 	for _, e := range st.Events {
-		if e.Actor == lb.Actor() && (e.State == "healthy" || e.State == "sending to new pod") {
+		if e.Actor == actor && (e.State == "healthy" || e.State == "sending to new pod") {
 			healthy = e.At
 		}
 	}
@@ -54,7 +60,7 @@ func SimulateRollout(p Pod, lb LB, a Assumptions, replicas, maxSurge int) Rollou
 		at    float64
 		delta int
 	}
-	var cs []change
+	cs := make([]change, 0, 2*replicas)
 	for k := 0; k < replicas; k++ {
 		created := float64(k/maxSurge) * avail
 		cs = append(cs, change{created + healthy, +1})                                              // new pod k healthy
@@ -62,11 +68,11 @@ func SimulateRollout(p Pod, lb LB, a Assumptions, replicas, maxSurge int) Rollou
 		r.Duration = math.Max(r.Duration, created+avail)
 	}
 	// At equal times count removals first: the conservative order.
-	sort.Slice(cs, func(i, j int) bool {
-		if cs[i].at != cs[j].at {
-			return cs[i].at < cs[j].at
+	slices.SortFunc(cs, func(a, b change) int {
+		if c := cmpFloat(a.at, b.at); c != 0 {
+			return c
 		}
-		return cs[i].delta < cs[j].delta
+		return a.delta - b.delta
 	})
 	n := replicas
 	start := -1.0

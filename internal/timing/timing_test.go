@@ -1,7 +1,9 @@
 package timing
 
 import (
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"testing"
 )
 
@@ -301,6 +303,28 @@ func TestEventsOrdered(t *testing.T) {
 func TestSec(t *testing.T) {
 	if Sec(12) != "12s" || Sec(7.5) != "7.5s" {
 		t.Errorf("Sec: %q %q", Sec(12), Sec(7.5))
+	}
+}
+
+// Sec writes with strconv what it wrote with fmt before (%.0f for whole
+// seconds, else %.1f): timelines, findings and golden files stay the same.
+func TestSecWritesWhatFmtWrote(t *testing.T) {
+	fmtSec := func(v float64) string {
+		if v == math.Trunc(v) {
+			return fmt.Sprintf("%.0fs", v)
+		}
+		return fmt.Sprintf("%.1fs", v)
+	}
+	vals := []float64{0, math.Copysign(0, -1), 0.05, 0.15, 0.25, 0.95, 1, 2.5, 7.45, 7.55, 9.99, 10, 59.94, 123456789.25, 1e7, 1e21, 1e300,
+		-1, -2.5, -0.04, math.MaxFloat64, math.SmallestNonzeroFloat64, math.Inf(1), math.Inf(-1), math.NaN()}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		vals = append(vals, math.Round(r.Float64()*4000)/4, r.Float64()*1e4, r.NormFloat64()*100, math.Float64frombits(r.Uint64()))
+	}
+	for _, v := range vals {
+		if got, want := Sec(v), fmtSec(v); got != want {
+			t.Errorf("Sec(%v) = %q, fmt wrote %q", v, got, want)
+		}
 	}
 }
 
