@@ -236,8 +236,8 @@ func finalize(fs []Finding, ix *index) []Finding {
 		field string
 		msg   string
 	}
-	seen := map[key]bool{}
-	out := []Finding{}
+	seen := make(map[key]bool, len(fs))
+	out := make([]Finding, 0, len(fs))
 	for _, f := range fs {
 		s := silenced[f.Object]
 		if s[f.RuleID] || s["ALL"] || s["*"] {

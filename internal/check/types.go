@@ -7,6 +7,7 @@ package check
 
 import (
 	"fmt"
+	"strconv"
 
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -106,7 +107,7 @@ type Source struct {
 
 func (s Source) String() string {
 	if s.Line > 0 {
-		return fmt.Sprintf("%s:%d", s.File, s.Line)
+		return s.File + ":" + strconv.Itoa(s.Line)
 	}
 	return s.File
 }
@@ -120,10 +121,11 @@ type ObjectRef struct {
 }
 
 func (r ObjectRef) String() string {
+	// Concatenation, not fmt: findings name their objects thousands of times.
 	if r.Namespace != "" {
-		return fmt.Sprintf("%s %s/%s", r.Kind, r.Namespace, r.Name)
+		return r.Kind + " " + r.Namespace + "/" + r.Name
 	}
-	return fmt.Sprintf("%s %s", r.Kind, r.Name)
+	return r.Kind + " " + r.Name
 }
 
 // Object is one decoded manifest object.

@@ -227,6 +227,47 @@ func parseFixYAML(body string) (map[string]any, bool) {
 	return m, m != nil
 }
 
+// leafYAMLs caches the YAML of scalar patch leaves ("key: value"): the
+// same few settings recur in thousands of objects' patches, and each
+// yaml.Marshal sets up an encoder with buffers of its own.
+var leafYAMLs struct {
+	sync.Mutex
+	m map[leafKey]string
+}
+
+type leafKey struct {
+	k string
+	// v is an int, int64, bool or string: comparable, and equal only
+	// when written alike (not so floats: 0 and -0 are equal keys).
+	v any
+}
+
+// leafYAML returns yaml.Marshal(map[string]any{k: v}).
+func leafYAML(k string, v any) string {
+	switch v.(type) {
+	case int, int64, bool, string:
+	default:
+		out, _ := yaml.Marshal(map[string]any{k: v})
+		return string(out)
+	}
+	key := leafKey{k, v}
+	leafYAMLs.Lock()
+	s, ok := leafYAMLs.m[key]
+	leafYAMLs.Unlock()
+	if ok {
+		return s
+	}
+	out, _ := yaml.Marshal(map[string]any{k: v})
+	s = string(out)
+	leafYAMLs.Lock()
+	if leafYAMLs.m == nil || len(leafYAMLs.m) > 4096 {
+		leafYAMLs.m = map[leafKey]string{}
+	}
+	leafYAMLs.m[key] = s
+	leafYAMLs.Unlock()
+	return s
+}
+
 // inlinePaths says where the settings prose fixes name live in the object.
 var inlinePaths = map[string][]string{
 	"terminationGracePeriodSeconds": {"spec", "template", "spec"},
@@ -327,9 +368,12 @@ func (p *patch) add(rule, fix, field, container string) string {
 	return folded(prose)
 }
 
+// merge copies src into dst at the field path at. The path slices are
+// scratch: nothing keeps them (sources keys are joined copies), so each
+// level appends to its caller's.
 func (p *patch) merge(rule string, dst, src map[string]any, at []string) {
 	for k, v := range src {
-		path := append(slices.Clone(at), k)
+		path := append(at, k)
 		switch sv := v.(type) {
 		case map[string]any:
 			d, ok := dst[k].(map[string]any)
@@ -355,7 +399,7 @@ func (p *patch) merge(rule string, dst, src map[string]any, at []string) {
 			}
 		default:
 			key := strings.Join(path, ".")
-			p.sources[key] = append(p.sources[key], fmt.Sprintf("%s %v", rule, v))
+			p.sources[key] = append(p.sources[key], proposal(rule, v))
 			old, ok := dst[k]
 			if !ok {
 				dst[k] = v
@@ -369,6 +413,17 @@ func (p *patch) merge(rule string, dst, src map[string]any, at []string) {
 			// Not numbers: the first (most severe) finding's value stays.
 		}
 	}
+}
+
+// proposal is "RULE value" (fmt's %s %v) for a patch's sources.
+func proposal(rule string, v any) string {
+	switch n := v.(type) {
+	case int:
+		return rule + " " + strconv.Itoa(n)
+	case string:
+		return rule + " " + n
+	}
+	return fmt.Sprintf("%s %v", rule, v)
 }
 
 func number(v any) (float64, bool) {
@@ -398,7 +453,7 @@ func (p *patch) render(b *strings.Builder, m map[string]any, indent string, at [
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		path := append(slices.Clone(at), k)
+		path := append(at, k) // scratch, as in merge
 		switch v := m[k].(type) {
 		case map[string]any:
 			fmt.Fprintf(b, "%s%s:\n", indent, k)
@@ -419,8 +474,7 @@ func (p *patch) render(b *strings.Builder, m map[string]any, indent string, at [
 				p.render(b, v.items[i], indent+"  ", append(path, strconv.Itoa(i)))
 			}
 		default:
-			out, _ := yaml.Marshal(map[string]any{k: v})
-			lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+			lines := strings.Split(strings.TrimRight(leafYAML(k, v), "\n"), "\n")
 			src := p.sources[strings.Join(path, ".")]
 			for j, l := range lines {
 				b.WriteString(indent + l)
