@@ -172,6 +172,7 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		}
 		loaded = load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
 	}
+	f.opts.SkipExplanations = !f.explain // only --explain prints them
 	rep := check.Analyze(loaded.Objects, f.opts)
 	rep.Errors = append(loaded.Errors, rep.Errors...)
 	for k, n := range loaded.Skipped {

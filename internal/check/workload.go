@@ -462,8 +462,13 @@ func (c *wctx) frontsFor(ix *index, opts *Options) {
 		}
 		pod := c.pod
 		pod.Gated = f.gated
-		f.startup = timing.Startup(pod, f.lb, f.a)
-		f.termination = timing.Termination(pod, f.lb, f.a)
+		if opts.SkipExplanations { // no one reads the events' notes
+			f.startup = timing.StartupBare(pod, f.lb, f.a)
+			f.termination = timing.TerminationBare(pod, f.lb, f.a)
+		} else {
+			f.startup = timing.Startup(pod, f.lb, f.a)
+			f.termination = timing.Termination(pod, f.lb, f.a)
+		}
 		if w.kind != "DaemonSet" {
 			r := timing.RolloutOf(f.startup, pod, f.lb, int(w.replicas), c.maxSurge())
 			f.rollout = &r

@@ -66,6 +66,8 @@ func (w Window) Seconds() float64 { return w.End - w.Start }
 type Timeline struct {
 	Events  []Event  `json:"events"`
 	Windows []Window `json:"windows,omitempty"`
+
+	bare bool // the events' notes are left empty (StartupBare, TerminationBare)
 }
 
 // Window returns the first window with the cause, if any.
@@ -93,7 +95,19 @@ func (t Timeline) FailureSeconds() float64 {
 const timelineEvents = 12
 
 func (t *Timeline) add(at float64, actor, state, note string) {
+	if t.bare {
+		note = ""
+	}
 	t.Events = append(t.Events, Event{At: at, Actor: actor, State: state, Note: note})
+}
+
+// addf is add with a note built only when the timeline keeps notes.
+func (t *Timeline) addf(at float64, actor, state string, note func() string) {
+	n := ""
+	if !t.bare {
+		n = note()
+	}
+	t.Events = append(t.Events, Event{At: at, Actor: actor, State: state, Note: n})
 }
 
 // open adds the window [start, end) unless it is empty; why is called only
@@ -198,8 +212,14 @@ func (lb LB) GateWorks() bool { return lb.TargetsPods && lb.GateCondition != "" 
 // syncers). With a gate (p.Gated and lb.GateWorks()) the pod is registered
 // at ContainersReady and is Ready only when the LB says healthy: no gap,
 // slower rollouts.
-func Startup(p Pod, lb LB, a Assumptions) Timeline {
-	t := Timeline{Events: make([]Event, 0, timelineEvents)}
+func Startup(p Pod, lb LB, a Assumptions) Timeline { return startup(p, lb, a, false) }
+
+// StartupBare is Startup without the events' notes (Event.Note is empty):
+// the same times, states and windows, for callers that print no events.
+func StartupBare(p Pod, lb LB, a Assumptions) Timeline { return startup(p, lb, a, true) }
+
+func startup(p Pod, lb LB, a Assumptions, bare bool) Timeline {
+	t := Timeline{Events: make([]Event, 0, timelineEvents), bare: bare}
 	actor := lb.Actor()
 	up := a.Startup // the app answers requests from here on
 	cr := p.ContainersReady
@@ -210,7 +230,7 @@ func Startup(p Pod, lb LB, a Assumptions) Timeline {
 	gated := p.Gated && lb.GateWorks() && lb.HealthChecks
 	var ready, reg float64
 	if p.HasReadinessProbe {
-		t.add(up, "App", "listening", "app start "+Sec(up)+" (assumption)")
+		t.addf(up, "App", "listening", func() string { return "app start " + Sec(up) + " (assumption)" })
 		if gated {
 			t.add(cr, "Pod", "ContainersReady", "readinessProbe passed; readiness gate still False")
 		} else {
@@ -218,16 +238,16 @@ func Startup(p Pod, lb LB, a Assumptions) Timeline {
 		}
 	} else {
 		t.add(0, "Pod", "Ready", "no readinessProbe: Ready as soon as containers start")
-		t.add(up, "App", "listening", "app start "+Sec(up)+" (assumption)")
+		t.addf(up, "App", "listening", func() string { return "app start " + Sec(up) + " (assumption)" })
 	}
 	if gated {
 		reg = cr + lb.Registration
 		if lb.RegisterAtCreation {
 			reg = lb.Registration
 		}
-		t.add(reg, actor, "initial", "target registered at ContainersReady + R "+Sec(lb.Registration))
+		t.addf(reg, actor, "initial", func() string { return "target registered at ContainersReady + R " + Sec(lb.Registration) })
 		healthy := lb.HealthyAt(reg, up)
-		t.add(healthy, actor, "healthy", strconv.Itoa(max(lb.HealthyThreshold, 1))+" checks x "+Sec(lb.Interval))
+		t.addf(healthy, actor, "healthy", func() string { return strconv.Itoa(max(lb.HealthyThreshold, 1)) + " checks x " + Sec(lb.Interval) })
 		ready = math.Max(cr, healthy)
 		t.add(ready, "Pod", "Ready", "readiness gate True: the LB says healthy")
 	} else {
@@ -235,7 +255,7 @@ func Startup(p Pod, lb LB, a Assumptions) Timeline {
 	}
 	avail := ready + p.MinReadySeconds
 	if p.MinReadySeconds > 0 {
-		t.add(ready, "Deployment", "waiting", "minReadySeconds "+Sec(p.MinReadySeconds))
+		t.addf(ready, "Deployment", "waiting", func() string { return "minReadySeconds " + Sec(p.MinReadySeconds) })
 	}
 	t.add(avail, "Deployment", "old pod deleted", "new pod available")
 	if gated {
@@ -247,7 +267,7 @@ func Startup(p Pod, lb LB, a Assumptions) Timeline {
 		reg = lb.Registration
 	}
 	if !lb.HealthChecks {
-		t.add(reg, actor, "sending to new pod", "endpoint added "+Sec(lb.Registration)+" after Ready")
+		t.addf(reg, actor, "sending to new pod", func() string { return "endpoint added " + Sec(lb.Registration) + " after Ready" })
 		if !p.HasReadinessProbe {
 			t.open(reg, up, CauseNoReadinessProbe, actor, "502 (connection refused)",
 				func() string {
@@ -257,13 +277,14 @@ func Startup(p Pod, lb LB, a Assumptions) Timeline {
 		t.sort()
 		return t
 	}
-	how := "registered " + Sec(lb.Registration) + " after Ready"
-	if lb.RegisterAtCreation {
-		how = "checked from the pod's creation (+" + Sec(lb.Registration) + ")"
-	}
-	t.add(reg, actor, "initial", "target "+how)
+	t.addf(reg, actor, "initial", func() string {
+		if lb.RegisterAtCreation {
+			return "target checked from the pod's creation (+" + Sec(lb.Registration) + ")"
+		}
+		return "target registered " + Sec(lb.Registration) + " after Ready"
+	})
 	healthy := lb.HealthyAt(reg, up)
-	t.add(healthy, actor, "healthy", strconv.Itoa(max(lb.HealthyThreshold, 1))+" checks x "+Sec(lb.Interval))
+	t.addf(healthy, actor, "healthy", func() string { return strconv.Itoa(max(lb.HealthyThreshold, 1)) + " checks x " + Sec(lb.Interval) })
 	t.open(avail, healthy, CauseStartupGap, actor, "502/503",
 		func() string {
 			return fmt.Sprintf("old pod deleted at T+%s (Ready %s + minReadySeconds %s) but %s marks the new target healthy only at T+%s (registration T+%s + %d x %s)",
@@ -297,8 +318,15 @@ func (lb LB) StopSending(sigterm float64) float64 {
 // cut [min(SIGTERM + S, kill), min(SIGTERM, D) + T_q); the LB's
 // deregistration delay closing connections before their requests end; GKE
 // connection draining past SIGTERM.
-func Termination(p Pod, lb LB, a Assumptions) Timeline {
-	t := Timeline{Events: make([]Event, 0, timelineEvents)}
+func Termination(p Pod, lb LB, a Assumptions) Timeline { return termination(p, lb, a, false) }
+
+// TerminationBare is Termination without the events' notes (Event.Note is
+// empty): the same times, states and windows, for callers that print no
+// events.
+func TerminationBare(p Pod, lb LB, a Assumptions) Timeline { return termination(p, lb, a, true) }
+
+func termination(p Pod, lb LB, a Assumptions, bare bool) Timeline {
+	t := Timeline{Events: make([]Event, 0, timelineEvents), bare: bare}
 	actor := lb.Actor()
 	P, G, shutdown := p.PreStop, p.Grace, a.Shutdown
 	sigterm, kill := P, G
@@ -310,39 +338,46 @@ func Termination(p Pod, lb LB, a Assumptions) Timeline {
 	D := lb.StopSending(sigterm)
 
 	if P > 0 {
-		t.add(0, "Pod", "Terminating", "preStop running ("+Sec(P)+")")
+		t.addf(0, "Pod", "Terminating", func() string { return "preStop running (" + Sec(P) + ")" })
 	} else {
 		t.add(0, "Pod", "Terminating", "no preStop: SIGTERM at once")
 	}
 	t.add(0, "Endpoints", "terminating", "EndpointSlice marks the endpoint not ready")
 	switch {
 	case lb.DetectOnly:
-		t.add(D, actor, "DOWN", fmt.Sprintf("nothing deregisters the pod: %d failed checks x %s after the app stopped listening at T+%s",
-			max(lb.UnhealthyThreshold, 1), Sec(lb.DownAfter()/float64(max(lb.UnhealthyThreshold, 1))), Sec(sigterm)))
+		t.addf(D, actor, "DOWN", func() string {
+			return fmt.Sprintf("nothing deregisters the pod: %d failed checks x %s after the app stopped listening at T+%s",
+				max(lb.UnhealthyThreshold, 1), Sec(lb.DownAfter()/float64(max(lb.UnhealthyThreshold, 1))), Sec(sigterm))
+		})
 	case lb.Kind == ALB || lb.Kind == NLB:
 		t.add(D, actor, "draining", "target deregistered: no new requests")
 	case lb.Kind == GCE:
-		t.add(D, actor, "draining", "endpoint detached from the NEG (drain latency "+Sec(D)+")")
+		t.addf(D, actor, "draining", func() string { return "endpoint detached from the NEG (drain latency " + Sec(D) + ")" })
 	default:
-		t.add(D, actor, "stopped sending", "endpoint removal propagated ("+Sec(D)+")")
+		t.addf(D, actor, "stopped sending", func() string { return "endpoint removal propagated (" + Sec(D) + ")" })
 	}
 	if P > G {
-		t.add(G, "Pod", "grace over in preStop", fmt.Sprintf("preStop %s > grace %s: SIGTERM now, SIGKILL in %s", Sec(P), Sec(G), Sec(KubeletPreStopExtension)))
+		t.addf(G, "Pod", "grace over in preStop", func() string {
+			return fmt.Sprintf("preStop %s > grace %s: SIGTERM now, SIGKILL in %s", Sec(P), Sec(G), Sec(KubeletPreStopExtension))
+		})
 	} else if P > 0 {
 		t.add(P, "Pod", "preStop done", "SIGTERM sent")
 	}
-	t.add(sigterm, "App", "shutting down", "SIGTERM: stops accepting, finishes in-flight requests (up to "+Sec(shutdown)+", assumption)")
+	t.addf(sigterm, "App", "shutting down", func() string {
+		return "SIGTERM: stops accepting, finishes in-flight requests (up to " + Sec(shutdown) + ", assumption)"
+	})
 	if killed {
-		t.add(kill, "App", "SIGKILLed", "grace period "+Sec(G)+" over while shutdown needs until T+"+Sec(exit))
+		t.addf(kill, "App", "SIGKILLed", func() string { return "grace period " + Sec(G) + " over while shutdown needs until T+" + Sec(exit) })
 	} else {
 		t.add(exit, "App", "exited", "graceful shutdown done")
 	}
 	if lb.DeregistrationDelay > 0 {
-		t.add(lb.Deregistration+lb.DeregistrationDelay, actor, "deregistered",
-			"deregistration delay "+Sec(lb.DeregistrationDelay)+" over: remaining connections closed")
+		t.addf(lb.Deregistration+lb.DeregistrationDelay, actor, "deregistered", func() string {
+			return "deregistration delay " + Sec(lb.DeregistrationDelay) + " over: remaining connections closed"
+		})
 	}
 	if lb.Kind == GCE && lb.DrainingTimeout > 0 {
-		t.add(D+lb.DrainingTimeout, actor, "drained", "drainingTimeoutSec "+Sec(lb.DrainingTimeout)+" over")
+		t.addf(D+lb.DrainingTimeout, actor, "drained", func() string { return "drainingTimeoutSec " + Sec(lb.DrainingTimeout) + " over" })
 	}
 
 	// Windows.

@@ -371,3 +371,43 @@ func TestRolloutInCluster(t *testing.T) {
 		t.Errorf("duration %v, want 2 batches x 5 s", r.Duration)
 	}
 }
+
+// The bare timelines are the full ones without the events' notes: check
+// reads their times, states and windows when it prints no timelines.
+func TestBareTimelinesDifferOnlyInNotes(t *testing.T) {
+	a := DefaultAssumptions()
+	var lbs []LB
+	for _, k := range []Kind{InCluster, ALB, NLB, GCE, HAProxy, CloudLB} {
+		for _, pods := range []bool{true, false} {
+			lb := Defaults(k, pods, a)
+			lbs = append(lbs, lb)
+			lb.RegisterAtCreation, lb.DrainingTimeout = true, 30
+			lbs = append(lbs, lb)
+		}
+	}
+	for _, lb := range lbs {
+		for _, p := range []Pod{
+			{Grace: 30},
+			{HasReadinessProbe: true, ContainersReady: 10, MinReadySeconds: 5, PreStop: 5, Grace: 30},
+			{HasReadinessProbe: true, ContainersReady: 3, PreStop: 40, Grace: 30, Gated: true},
+			{HasReadinessProbe: true, ContainersReady: 7.5, PreStop: 12.5, Grace: 90},
+		} {
+			for _, pair := range [][2]Timeline{{Startup(p, lb, a), StartupBare(p, lb, a)}, {Termination(p, lb, a), TerminationBare(p, lb, a)}} {
+				full, bare := pair[0], pair[1]
+				if len(full.Events) != len(bare.Events) || fmt.Sprint(full.Windows) != fmt.Sprint(bare.Windows) {
+					t.Fatalf("%s %+v: bare %+v, full %+v", lb.Kind, p, bare, full)
+				}
+				for i, e := range full.Events {
+					b := bare.Events[i]
+					if b.Note != "" || e.Note == "" {
+						t.Errorf("%s %+v event %d: full note %q, bare note %q", lb.Kind, p, i, e.Note, b.Note)
+					}
+					e.Note = ""
+					if e != b {
+						t.Errorf("%s %+v event %d: bare %+v, full %+v", lb.Kind, p, i, b, e)
+					}
+				}
+			}
+		}
+	}
+}

@@ -186,7 +186,7 @@ func Load(paths []string, opts Options) *Result {
 // extensions/v1beta1 and networking.k8s.io/v1 Ingresses are one object.
 func duplicates(objs []*check.Object) []check.InputError {
 	type key struct{ kind, ns, name string }
-	first := map[key]*check.Object{}
+	first := make(map[key]*check.Object, len(objs))
 	var out []check.InputError
 	for _, o := range objs {
 		k := key{o.Ref.Kind, o.Ref.Namespace, o.Ref.Name}
@@ -235,7 +235,11 @@ func loadInputs(files []input) *Result {
 		for i := range cs {
 			cs[i].walked = f.walked
 		}
-		chunks = append(chunks, cs...)
+		if chunks == nil {
+			chunks = cs // the first (often the only) file's, without a copy
+		} else {
+			chunks = append(chunks, cs...)
+		}
 	}
 	return decodeChunks(chunks)
 }
@@ -294,7 +298,8 @@ func split(name string, data []byte) []chunk {
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return splitJSON(name, data)
 	}
-	var chunks []chunk
+	// Room for every document: a marker starts each but the first.
+	chunks := make([]chunk, 0, bytes.Count(data, []byte("\n---"))+1)
 	line := 1
 	start, startLine := 0, 1
 	doc := 0
