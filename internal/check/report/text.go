@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"zerodrop.dev/zerodrop/internal/check"
 )
@@ -29,7 +30,10 @@ func (s styler) wrap(code, text string) string {
 }
 
 func (s styler) severity(sev check.Severity) string {
-	word := fmt.Sprintf("%-7s", sev.String())
+	word := sev.String()
+	if n := utf8.RuneCountInString(word); n < 7 { // fmt's %-7s
+		word += strings.Repeat(" ", 7-n)
+	}
 	switch sev {
 	case check.SeverityError:
 		return s.wrap(ansiBold+ansiRed, word)
@@ -76,13 +80,16 @@ func WriteText(w io.Writer, in Input, color bool) error {
 			}
 			fmt.Fprintf(bw, "%s  %s\n", st.wrap(ansiBold, head), st.wrap(ansiDim, f.Source.File))
 		}
-		loc := f.Source.String()
-		fmt.Fprintf(bw, "  %s %s  %s", st.severity(f.Severity), st.wrap(ansiBold, f.RuleID), loc)
+		for _, s := range [...]string{"  ", st.severity(f.Severity), " ", st.wrap(ansiBold, f.RuleID), "  ", f.Source.String()} {
+			bw.WriteString(s)
+		}
 		if f.Field != "" {
-			fmt.Fprintf(bw, "  %s", f.Field)
+			bw.WriteString("  ")
+			bw.WriteString(f.Field)
 		}
 		if f.Confidence != check.ConfidenceHigh {
-			fmt.Fprintf(bw, "  %s", st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
+			bw.WriteString("  ")
+			bw.WriteString(st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
 		}
 		bw.WriteString("\n")
 		writeIndented(bw, "    ", f.Message)
@@ -162,15 +169,19 @@ func WriteText(w io.Writer, in Input, color bool) error {
 // fixes as Markdown for docs and SARIF) are dropped: the indentation already
 // sets the code apart on a terminal.
 func writeIndented(w *bufio.Writer, indent, text string) {
-	for _, l := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+	// Line by line into the buffer: no slice of lines, no joined strings.
+	rest := strings.TrimRight(text, "\n")
+	for more := true; more; {
+		var l string
+		l, rest, more = strings.Cut(rest, "\n")
 		if strings.HasPrefix(strings.TrimSpace(l), "```") {
 			continue
 		}
-		if l == "" {
-			w.WriteString("\n")
-			continue
+		if l != "" {
+			w.WriteString(indent)
+			w.WriteString(l)
 		}
-		w.WriteString(indent + l + "\n")
+		w.WriteByte('\n')
 	}
 }
 
@@ -179,7 +190,10 @@ func writeIndented(w *bufio.Writer, indent, text string) {
 func writeLabelled(w *bufio.Writer, st styler, label, text string) {
 	text = strings.TrimRight(text, "\n")
 	if !strings.Contains(text, "\n") {
-		w.WriteString("    " + st.wrap(ansiDim, label) + text + "\n")
+		w.WriteString("    ")
+		w.WriteString(st.wrap(ansiDim, label))
+		w.WriteString(text)
+		w.WriteByte('\n')
 		return
 	}
 	w.WriteString("    " + st.wrap(ansiDim, strings.TrimSpace(label)) + "\n")
