@@ -310,6 +310,12 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 
 	l.runCtx = runCtx
 	l.images = map[string]node.Program{AppImage: {Path: opts.AppBinary, Name: AppEntrypoint}}
+	// The controller's image, for config/default's Deployments
+	// (install.go). Without the program, its pods fail as an image pull
+	// would (ErrImagePull), which says what is missing.
+	if bin, err := FindController(); err == nil {
+		l.images[ControllerImage] = controllerProgram(bin)
+	}
 	var nodeNames []string
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("lab-node-%d", i)
@@ -324,7 +330,10 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	// zerodrop-controller reaches every instance's Runtime API over mutual
 	// TLS, as docs/haproxy.md asks of a real install: one CA, a serving
 	// certificate for 127.0.0.1, and the client's pair for its Secret.
-	adminTLS, adminTLSDir, err := issueAdminTLS(filepath.Join(dir, "admin-tls"))
+	// The same socket listens on the bridge's host address too, for the
+	// controller when it runs as pods (install.go).
+	podSide := l.Network.HostAddr.String()
+	adminTLS, adminTLSDir, err := issueAdminTLS(filepath.Join(dir, "admin-tls"), podSide)
 	if err != nil {
 		return l, err
 	}
@@ -344,6 +353,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			// does not cut them.
 			HardStopAfter: HardStopAfter,
 			AdminTLS:      adminTLS,
+			AdminTLSHosts: []string{podSide},
 			Logger:        l.log,
 		})
 		if err != nil {
@@ -357,7 +367,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 				Name: name, Socket: in.Socket(), Frontend: in.Addr(), Backend: BackendName,
 				Config: in.ConfigPath(), Log: in.LogPath(),
 				Master: master, Exe: exe, StateFile: in.StateFile(),
-				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir,
+				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir, AdminTLSPods: in.AdminTLSAddrOn(podSide),
 			})
 		})
 		l.recordHAProxyPids()
@@ -377,7 +387,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 // instances.
 func (l *Lab) Target() Target {
 	st := l.State()
-	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check,
+	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check, Dir: st.Dir,
 		controlPlane: labControlPlane{l}, nodes: l}
 }
 
@@ -396,7 +406,7 @@ func TargetFromState(st *State) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("lab: client for %s: %w", st.Server, err)
 	}
-	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: st.Check}, nil
+	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: st.Check, Dir: st.Dir}, nil
 }
 
 // Frontends returns the address of each HAProxy's app frontend.

@@ -149,7 +149,7 @@ var NGINXNaiveScenario = Scenario{
 // scenario through the provider adapter, the two NGINX scenarios and the
 // zerodrop scenario with an app using the graceful package, in order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario, ZerodropInstalledScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.
@@ -310,6 +310,9 @@ type Target struct {
 	NGINX      []NGINXState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
+	// Dir is the lab's run directory (its node agents keep each pod's
+	// container logs under nodes/<node>/pod-<name>-*/).
+	Dir string
 
 	// controlPlane restarts control-plane processes (fault_cluster.go);
 	// nil for a lab in another process.

@@ -125,6 +125,11 @@ type Config struct {
 	// front of the admin unix socket (docs/haproxy.md). The unix socket
 	// stays, for the lab's own reloads.
 	AdminTLS *AdminTLS
+	// AdminTLSHosts are more addresses the mutual-TLS Runtime API listens
+	// on, on the same port as on 127.0.0.1 (the lab's bridge address, so
+	// that controller pods in their own network namespaces reach it;
+	// Instance.AdminTLSAddrOn). AdminTLS.Cert must name them.
+	AdminTLSHosts []string
 	// NoEventRing leaves out the ring that every backend logs its server
 	// verdicts to (hapi.DefaultEventRing, read by the provider's Watch):
 	// an HAProxy configured without it, polled only.
@@ -314,6 +319,9 @@ frontend runtime_api_tls
     # An HTTP option from defaults; HAProxy warns about it in TCP mode.
     no option idle-close-on-response
     bind {{.TLSAddr}} ssl crt {{.TLSCert}} ca-file {{.TLSCA}} verify required
+{{- range .TLSMore}}
+    bind {{.}} ssl crt {{$.TLSCert}} ca-file {{$.TLSCA}} verify required
+{{- end}}
     default_backend runtime_api
 
 backend runtime_api
@@ -355,6 +363,8 @@ type cfgData struct {
 	StateFile string
 	// TLSAddr, TLSCert and TLSCA: the mutual-TLS socket (Config.AdminTLS).
 	TLSAddr, TLSCert, TLSCA string
+	// TLSMore: the same socket on Config.AdminTLSHosts.
+	TLSMore []string
 }
 
 // Ring is the event ring's name (hapi.DefaultEventRing).
@@ -481,6 +491,9 @@ func (in *Instance) start(ctx context.Context) error {
 	if t := cfg.AdminTLS; t != nil {
 		// HAProxy's crt file holds the certificate and its key.
 		d.TLSAddr, d.TLSCert, d.TLSCA = in.tlsAddr, filepath.Join(in.dir, "admin.pem"), filepath.Join(in.dir, "admin-ca.pem")
+		for _, h := range cfg.AdminTLSHosts {
+			d.TLSMore = append(d.TLSMore, in.AdminTLSAddrOn(h))
+		}
 		pem := append(append(append([]byte(nil), t.Cert...), '\n'), t.Key...)
 		if err := os.WriteFile(d.TLSCert, pem, 0o600); err != nil {
 			return fmt.Errorf("haproxy: %w", err)
@@ -826,6 +839,17 @@ func (in *Instance) Socket() string { return in.socket }
 // AdminTLSAddr returns the mutual-TLS Runtime API's host:port, or "" when
 // Config.AdminTLS was not set.
 func (in *Instance) AdminTLSAddr() string { return in.tlsAddr }
+
+// AdminTLSAddrOn returns the mutual-TLS Runtime API's address on host (one
+// of Config.AdminTLSHosts): AdminTLSAddr's port on that host, or "" when
+// there is no such socket.
+func (in *Instance) AdminTLSAddrOn(host string) string {
+	if in.tlsAddr == "" {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(in.tlsAddr)
+	return net.JoinHostPort(host, port)
+}
 
 // Client returns a Runtime API client for this instance.
 func (in *Instance) Client() *hapi.Client { return in.client }
