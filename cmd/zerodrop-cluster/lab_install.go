@@ -3,9 +3,11 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"zerodrop.dev/zerodrop/internal/lab"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
@@ -24,8 +26,23 @@ func runningLab(dir string) (lab.Target, error) {
 	return lab.TargetFromState(st)
 }
 
+// installObjects are config/default's objects, or those of the manifest
+// file given with -f (a `helm template` rendering).
+func installObjects(file string) ([]*unstructured.Unstructured, string, error) {
+	if file == "" {
+		objs, err := lab.InstallObjects()
+		return objs, "config/default", err
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil, "", err
+	}
+	objs, err := lab.ParseObjects(data, file)
+	return objs, file, err
+}
+
 func newLabInstallCmd() *cobra.Command {
-	var dir string
+	var dir, file string
 	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "install",
@@ -50,7 +67,7 @@ on failure prints the pods' states, warning events and logs.
 			if err != nil {
 				return err
 			}
-			objs, err := lab.InstallObjects()
+			objs, from, err := installObjects(file)
 			if err != nil {
 				return err
 			}
@@ -58,7 +75,7 @@ on failure prints the pods' states, warning events and logs.
 				return err
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "zerodrop-controller installed from config/default: %d objects\n", len(objs))
+			fmt.Fprintf(w, "zerodrop-controller installed from %s: %d objects\n", from, len(objs))
 			for _, o := range objs {
 				fmt.Fprintf(w, "  %-36s %s\n", o.GetKind(), nsName(o.GetNamespace(), o.GetName()))
 			}
@@ -66,12 +83,13 @@ on failure prints the pods' states, warning events and logs.
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", lab.DefaultDir(), "run directory of the lab")
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "install the objects of this manifest file instead of config/default, e.g. the Helm chart's rendering: helm template zerodrop charts/zerodrop-controller -n zerodrop-system --include-crds --set namespace.create=true > zerodrop.yaml")
 	cmd.Flags().DurationVar(&timeout, "timeout", 5*time.Minute, "give up after this long")
 	return cmd
 }
 
 func newLabUninstallCmd() *cobra.Command {
-	var dir string
+	var dir, file string
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Remove what `zerodrop lab install` applied (the LoadBalancer first, the namespace last)",
@@ -83,7 +101,7 @@ func newLabUninstallCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			objs, err := lab.InstallObjects()
+			objs, _, err := installObjects(file)
 			if err != nil {
 				return err
 			}
@@ -99,6 +117,7 @@ func newLabUninstallCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", lab.DefaultDir(), "run directory of the lab")
+	cmd.Flags().StringVarP(&file, "filename", "f", "", "the manifest file `zerodrop lab install -f` applied")
 	return cmd
 }
 

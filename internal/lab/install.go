@@ -1,9 +1,11 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -18,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
@@ -381,4 +384,30 @@ func prepareInstalled(ctx context.Context, t Target, ns string, objects func() (
 		}
 	}()
 	return in, bindApp(ctx, t, inst.kc, ns)
+}
+
+// ParseObjects reads the objects of a YAML (or JSON) stream, as `kubectl
+// apply -f` does: a rendering of the Helm chart (`helm template`), or any
+// manifest file. source names the stream in errors, with the document's
+// number.
+func ParseObjects(stream []byte, source string) ([]*unstructured.Unstructured, error) {
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(stream), 4096)
+	var out []*unstructured.Unstructured
+	for doc := 1; ; doc++ {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%s: document %d: %w", source, doc, err)
+		}
+		if len(m) == 0 {
+			continue
+		}
+		o := &unstructured.Unstructured{Object: m}
+		if o.GetKind() == "" || o.GetAPIVersion() == "" || o.GetName() == "" {
+			return nil, fmt.Errorf("%s: document %d: not a Kubernetes object (apiVersion %q, kind %q, metadata.name %q)", source, doc, o.GetAPIVersion(), o.GetKind(), o.GetName())
+		}
+		out = append(out, o)
+	}
 }

@@ -11,7 +11,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"zerodrop.dev/zerodrop/charts"
 
 	"zerodrop.dev/zerodrop/internal/lab/node"
 )
@@ -96,22 +99,40 @@ func TestSortForApply(t *testing.T) {
 
 // Scenario: a user installs zerodrop-controller from config/default (the
 // manifests unchanged; only the LoadBalancer and its client Secret are the
-// lab's) and rolls a Deployment five times at 1,000 requests/s. The
-// controller runs as pods under its own ServiceAccounts and RBAC: it issues
-// its webhook certificate, the API server reaches the webhook and the node
-// agents the drain endpoint through their Services, and no request fails.
-// Nothing in the controller pods' logs was refused by RBAC. Uninstall
-// removes everything.
+// lab's), or from the Helm chart (`helm template`, namespace.create), and
+// rolls a Deployment five times at 1,000 requests/s. The controller runs as
+// pods under its own ServiceAccounts and RBAC: it issues its webhook
+// certificate, the API server reaches the webhook and the node agents the
+// drain endpoint through their Services, and no request fails. Nothing in
+// the controller pods' logs was refused by RBAC. Uninstall removes
+// everything, so the chart installs into the same lab after config/default.
 func TestInstalledControllerDropsNothing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end lab run")
 	}
 	ctx, l, opts := controllerLab(t)
 	tg := l.Target()
-	objs, err := InstallObjects()
-	if err != nil {
-		t.Fatal(err)
-	}
+	t.Run("config/default", func(t *testing.T) {
+		objs, err := InstallObjects()
+		if err != nil {
+			t.Fatal(err)
+		}
+		installAndRoll(ctx, t, tg, objs, opts)
+	})
+	t.Run("helm chart", func(t *testing.T) {
+		stream, err := charts.Render("../../charts/zerodrop-controller", "zerodrop", ControllerNamespace, map[string]any{"namespace": map[string]any{"create": true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		objs, err := ParseObjects([]byte(stream), "helm template")
+		if err != nil {
+			t.Fatal(err)
+		}
+		installAndRoll(ctx, t, tg, objs, opts)
+	})
+}
+
+func installAndRoll(ctx context.Context, t *testing.T, tg Target, objs []*unstructured.Unstructured, opts Options) {
 	inst, err := Install(ctx, tg, objs, opts.Logger)
 	if err != nil {
 		t.Fatal(err)
@@ -186,5 +207,23 @@ func TestInstalledControllerDropsNothing(t *testing.T) {
 	}
 	if _, err := tg.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, "zerodrop-controller", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("after uninstall, the webhook configuration: %v", err)
+	}
+}
+
+// ParseObjects reads what `kubectl apply -f` reads, and names the document
+// of an error.
+func TestParseObjects(t *testing.T) {
+	objs, err := ParseObjects([]byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: a}\n---\n# only a comment\n---\n{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"metadata\": {\"name\": \"b\", \"namespace\": \"a\"}}\n"), "f.yaml")
+	if err != nil || len(objs) != 2 || objs[0].GetKind() != "Namespace" || objs[1].GetName() != "b" {
+		t.Fatalf("ParseObjects = %v, %v", objs, err)
+	}
+	for in, want := range map[string]string{
+		"a: [":                     "f.yaml: document 1",
+		"kind: X\n---\nfoo: bar\n": "f.yaml: document 1: not a Kubernetes object",
+		"apiVersion: v1\nkind: A\nmetadata: {name: x}\n---\nkind: B\n": "document 2",
+	} {
+		if _, err := ParseObjects([]byte(in), "f.yaml"); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseObjects(%q) error %v, want %q", in, err, want)
+		}
 	}
 }
