@@ -11,7 +11,8 @@ import "embed"
 // of both roles), manager/ (the two Deployments, their Services, the
 // PriorityClass), webhook/ (the pod mutator, the TargetBinding validator,
 // the webhook Service), components/ and default/ itself, so that the lab
-// installs what `kubectl apply -k config/default` applies.
+// installs what `kubectl apply -k config/default` applies; and the alerts
+// (monitoring/zerodrop.rules.yaml), which the lab's Prometheus loads.
 //
-//go:embed crd default manager webhook components rbac
+//go:embed crd default manager webhook components rbac monitoring/zerodrop.rules.yaml
 var FS embed.FS

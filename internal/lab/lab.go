@@ -354,6 +354,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			HardStopAfter: HardStopAfter,
 			AdminTLS:      adminTLS,
 			AdminTLSHosts: []string{podSide},
+			Metrics:       true,
 			Logger:        l.log,
 		})
 		if err != nil {
@@ -368,6 +369,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 				Config: in.ConfigPath(), Log: in.LogPath(),
 				Master: master, Exe: exe, StateFile: in.StateFile(),
 				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir, AdminTLSPods: in.AdminTLSAddrOn(podSide),
+				Metrics: in.MetricsAddr(),
 			})
 		})
 		l.recordHAProxyPids()

@@ -125,6 +125,9 @@ type Config struct {
 	// front of the admin unix socket (docs/haproxy.md). The unix socket
 	// stays, for the lab's own reloads.
 	AdminTLS *AdminTLS
+	// Metrics serves HAProxy's built-in Prometheus exporter on 127.0.0.1
+	// (a free port, Instance.MetricsAddr), at /metrics.
+	Metrics bool
 	// AdminTLSHosts are more addresses the mutual-TLS Runtime API listens
 	// on, on the same port as on 127.0.0.1 (the lab's bridge address, so
 	// that controller pods in their own network namespaces reach it;
@@ -308,6 +311,14 @@ ring {{.Ring}}
     maxlen 1024
     size 1048576
 {{- end}}
+{{- if .MetricsAddr}}
+
+# HAProxy's built-in Prometheus exporter (haproxy_server_*, haproxy_backend_*).
+frontend prometheus
+    bind {{.MetricsAddr}}
+    http-request use-service prometheus-exporter if { path /metrics }
+    no log
+{{- end}}
 {{- if .TLSAddr}}
 
 # The Runtime API over mutual TLS: only a client certificate signed by the
@@ -365,6 +376,8 @@ type cfgData struct {
 	TLSAddr, TLSCert, TLSCA string
 	// TLSMore: the same socket on Config.AdminTLSHosts.
 	TLSMore []string
+	// MetricsAddr: the Prometheus exporter's frontend (Config.Metrics).
+	MetricsAddr string
 }
 
 // Ring is the event ring's name (hapi.DefaultEventRing).
@@ -405,6 +418,7 @@ type Instance struct {
 	logPath string
 	socket  string
 	tlsAddr string // the mutual-TLS socket's address (Config.AdminTLS)
+	metrics string // the Prometheus exporter's address (Config.Metrics)
 	state   string // server-state file
 	client  *hapi.Client
 	cmd     *exec.Cmd
@@ -471,6 +485,9 @@ func (in *Instance) start(ctx context.Context) error {
 	if cfg.AdminTLS != nil {
 		want++
 	}
+	if cfg.Metrics {
+		want++
+	}
 	if want > 0 {
 		ports, err := proc.FreePorts(want)
 		if err != nil {
@@ -479,15 +496,20 @@ func (in *Instance) start(ctx context.Context) error {
 		for j, i := range blank {
 			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[j]))
 		}
+		next := len(blank)
 		if cfg.AdminTLS != nil {
-			in.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[len(blank)]))
+			in.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[next]))
+			next++
+		}
+		if cfg.Metrics {
+			in.metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[next]))
 		}
 	}
 	in.socket = filepath.Join(in.dir, "admin.sock")
 	in.cfgPath = filepath.Join(in.dir, "haproxy.cfg")
 	in.logPath = filepath.Join(in.dir, "haproxy.log")
 	in.state = filepath.Join(in.dir, "server-state")
-	d := cfgData{Config: cfg, Socket: in.socket, StateFile: in.state}
+	d := cfgData{Config: cfg, Socket: in.socket, StateFile: in.state, MetricsAddr: in.metrics}
 	if t := cfg.AdminTLS; t != nil {
 		// HAProxy's crt file holds the certificate and its key.
 		d.TLSAddr, d.TLSCert, d.TLSCA = in.tlsAddr, filepath.Join(in.dir, "admin.pem"), filepath.Join(in.dir, "admin-ca.pem")
@@ -839,6 +861,10 @@ func (in *Instance) Socket() string { return in.socket }
 // AdminTLSAddr returns the mutual-TLS Runtime API's host:port, or "" when
 // Config.AdminTLS was not set.
 func (in *Instance) AdminTLSAddr() string { return in.tlsAddr }
+
+// MetricsAddr returns the Prometheus exporter's host:port (its path is
+// /metrics), or "" without Config.Metrics.
+func (in *Instance) MetricsAddr() string { return in.metrics }
 
 // AdminTLSAddrOn returns the mutual-TLS Runtime API's address on host (one
 // of Config.AdminTLSHosts): AdminTLSAddr's port on that host, or "" when
