@@ -4,12 +4,30 @@ GO ?= go
 BIN := $(CURDIR)/bin
 # Kubernetes binaries are cached in $ZERODROP_CACHE, else ~/.cache/zerodrop.
 
-.PHONY: all build test unit demo check-examples bench docs fuzz deps generate image clean
+.PHONY: all build test unit demo check-examples bench docs fuzz deps generate image clean dist
 
 all: build
 
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
+	ln -sf zerodrop $(BIN)/kubectl-zerodrop
+
+# dist: release archives for krew (kubectl zerodrop) and the manifest:
+#   make dist VERSION=v0.1.0 DIST_URL='https://HOST/PATH/{{.Archive}}'
+# dist/zerodrop_VERSION_linux_{amd64,arm64}.tar.gz hold kubectl-zerodrop and
+# zerodrop-cluster (static); dist/zerodrop.yaml is the krew manifest.
+VERSION ?= v0.0.0-dev
+DIST_URL ?= https://zerodrop.dev/releases/$(VERSION)/{{.Archive}}
+dist:
+	rm -rf dist && mkdir -p dist
+	for arch in amd64 arm64; do \
+		d=dist/zerodrop_$(VERSION)_linux_$$arch; mkdir -p $$d; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $$d/kubectl-zerodrop ./cmd/zerodrop || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $$d/zerodrop-cluster ./cmd/zerodrop-cluster || exit 1; \
+		tar -C $$d -czf $$d.tar.gz kubectl-zerodrop zerodrop-cluster || exit 1; rm -rf $$d; \
+	done
+	$(GO) run ./hack/krew -version $(VERSION) -url '$(DIST_URL)' dist/*.tar.gz > dist/zerodrop.yaml
+	@echo "dist: $$(ls dist)"
 
 # deps installs what the tests need on a fresh machine (haproxy, nginx, iproute2, wrk,
 # chromium for the HTML report test,
@@ -67,4 +85,4 @@ fuzz:
 	bash scripts/fuzz.sh
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) dist
