@@ -388,14 +388,26 @@ func (w *podWorker) waitBackoff(c *container, b *backoff) bool {
 	}
 	w.mu.Lock()
 	reason := "CrashLoopBackOff"
-	if c.state.Waiting != nil && c.state.Waiting.Reason == "ErrImagePull" {
-		reason = "ImagePullBackOff"
+	configError := false
+	if c.state.Waiting != nil {
+		switch c.state.Waiting.Reason {
+		case "ErrImagePull":
+			reason = "ImagePullBackOff"
+		case "CreateContainerConfigError", "CreateContainerError":
+			// The kubelet keeps showing why the container cannot be
+			// created while it retries.
+			configError = true
+		}
 	}
-	c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: reason,
-		Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.name, w.namespace, w.uid)}}
+	if !configError {
+		c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: reason,
+			Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.name, w.namespace, w.uid)}}
+	}
 	w.mu.Unlock()
 	w.markDirty()
-	w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.name)
+	if !configError {
+		w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.name)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
