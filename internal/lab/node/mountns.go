@@ -46,15 +46,22 @@ func sandboxArgv(netnsName string, mounts []bindMount, readOnlyRoot bool, id ide
 	return append(out, asUser(id, argv)...)
 }
 
-// asUser prefixes argv with setpriv when it must run as a non-root
-// identity; the parent-death signal is set again because changing the
-// credentials clears it.
+// asUser prefixes argv with setpriv when it must run as another identity
+// or without privilege escalation; the parent-death signal is set again
+// because changing the credentials clears it.
 func asUser(id identity, argv []string) []string {
-	if id.root() && id.gid == 0 {
+	var opts []string
+	if id.noNewPrivs {
+		opts = append(opts, "--no-new-privs")
+	}
+	if !id.root() || id.gid != 0 {
+		opts = append(opts, "--reuid="+strconv.FormatInt(id.uid, 10), "--regid="+strconv.FormatInt(id.gid, 10),
+			"--clear-groups", "--pdeathsig=KILL")
+	}
+	if len(opts) == 0 {
 		return argv
 	}
-	return append([]string{absPath("setpriv"), "--reuid=" + strconv.FormatInt(id.uid, 10), "--regid=" + strconv.FormatInt(id.gid, 10),
-		"--clear-groups", "--pdeathsig=KILL", "--"}, argv...)
+	return append(append(append([]string{absPath("setpriv")}, opts...), "--"), argv...)
 }
 
 // execArgv runs argv in the mount and network namespaces of the running

@@ -12,7 +12,12 @@ import (
 )
 
 // identity is the uid and gid a container's process runs as.
-type identity struct{ uid, gid int64 }
+type identity struct {
+	uid, gid int64
+	// noNewPrivs is allowPrivilegeEscalation: false (the no_new_privs
+	// bit, as runc sets it).
+	noNewPrivs bool
+}
 
 func (id identity) root() bool { return id.uid == 0 }
 
@@ -62,6 +67,9 @@ func containerIdentity(pod *v1.Pod, c *v1.Container, prog Program) (identity, er
 	}
 	if runAsGroup != nil {
 		id.gid = *runAsGroup
+	}
+	if sc := c.SecurityContext; sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation {
+		id.noNewPrivs = true
 	}
 	return id, nil
 }

@@ -208,18 +208,19 @@ func TestContainerIdentityFollowsSecurityContextAndRunAsNonRoot(t *testing.T) {
 		want    identity
 		wantErr string
 	}{
-		{"root image, nothing set", nil, nil, "", identity{0, 0}, ""},
-		{"image USER 65532", nil, nil, "65532", identity{65532, 0}, ""},
-		{"image USER uid:gid", nil, nil, "65532:65532", identity{65532, 65532}, ""},
-		{"pod runAsUser", &v1.PodSecurityContext{RunAsUser: i64(1000)}, nil, "", identity{1000, 0}, ""},
+		{"root image, nothing set", nil, nil, "", identity{uid: 0, gid: 0}, ""},
+		{"image USER 65532", nil, nil, "65532", identity{uid: 65532, gid: 0}, ""},
+		{"image USER uid:gid", nil, nil, "65532:65532", identity{uid: 65532, gid: 65532}, ""},
+		{"pod runAsUser", &v1.PodSecurityContext{RunAsUser: i64(1000)}, nil, "", identity{uid: 1000, gid: 0}, ""},
 		{"container overrides pod", &v1.PodSecurityContext{RunAsUser: i64(1000), RunAsGroup: i64(1000)},
-			&v1.SecurityContext{RunAsUser: i64(2000), RunAsGroup: i64(3000)}, "", identity{2000, 3000}, ""},
-		{"runAsNonRoot with a non-root image", &v1.PodSecurityContext{RunAsNonRoot: &yes}, nil, "65532", identity{65532, 0}, ""},
+			&v1.SecurityContext{RunAsUser: i64(2000), RunAsGroup: i64(3000)}, "", identity{uid: 2000, gid: 3000}, ""},
+		{"runAsNonRoot with a non-root image", &v1.PodSecurityContext{RunAsNonRoot: &yes}, nil, "65532", identity{uid: 65532, gid: 0}, ""},
 		{"runAsNonRoot with a root image", &v1.PodSecurityContext{RunAsNonRoot: &yes}, nil, "", identity{},
 			`container has runAsNonRoot and image will run as root (pod: "p_ns(u1)", container: c)`},
 		{"runAsNonRoot with runAsUser 0", nil, &v1.SecurityContext{RunAsNonRoot: &yes, RunAsUser: i64(0)}, "65532", identity{},
 			`container's runAsUser breaks non-root policy (pod: "p_ns(u1)", container: c)`},
-		{"runAsNonRoot satisfied by runAsUser", nil, &v1.SecurityContext{RunAsNonRoot: &yes, RunAsUser: i64(7)}, "", identity{7, 0}, ""},
+		{"runAsNonRoot satisfied by runAsUser", nil, &v1.SecurityContext{RunAsNonRoot: &yes, RunAsUser: i64(7)}, "", identity{uid: 7, gid: 0}, ""},
+		{"allowPrivilegeEscalation false", nil, &v1.SecurityContext{AllowPrivilegeEscalation: new(bool)}, "65532", identity{uid: 65532, noNewPrivs: true}, ""},
 		{"non-numeric image user", nil, nil, "nobody", identity{}, `Program.User "nobody"`},
 	} {
 		p, c := pod(tc.psc, tc.csc)
@@ -250,28 +251,28 @@ func TestExecutableByNamesTheDirectoryThatStopsAUser(t *testing.T) {
 	if err := os.WriteFile(prog, []byte("#!/bin/sh\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	owner := identity{int64(os.Getuid()), int64(os.Getgid())}
+	owner := identity{uid: int64(os.Getuid()), gid: int64(os.Getgid())}
 	if err := executableBy(prog, owner); err != nil {
 		t.Errorf("the owner cannot run it: %v", err)
 	}
 	if os.Getuid() == 65532 {
 		t.Fatal("test runs as uid 65532")
 	}
-	err = executableBy(prog, identity{65532, 65532})
+	err = executableBy(prog, identity{uid: 65532, gid: 65532})
 	if err == nil || !strings.Contains(err.Error(), private) {
 		t.Errorf("uid 65532 through a 0700 directory: %v, want an error naming %s", err, private)
 	}
 	if err := os.Chmod(private, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := executableBy(prog, identity{65532, 65532}); err != nil {
+	if err := executableBy(prog, identity{uid: 65532, gid: 65532}); err != nil {
 		t.Errorf("after chmod 0755: %v", err)
 	}
 }
 
 func TestSandboxArgvRemountsRootBeforeVolumesAndDropsPrivileges(t *testing.T) {
 	argv := sandboxArgv("zdk-pod", []bindMount{{source: "/state/vols/cfg", target: "/etc/app's", readOnly: true}}, true,
-		identity{65532, 65532}, []string{"/bin/app", "--flag"})
+		identity{uid: 65532, gid: 65532}, []string{"/bin/app", "--flag"})
 	joined := strings.Join(argv, " ")
 	var sh string
 	for i, a := range argv {

@@ -183,9 +183,10 @@ var securityChecks = map[int32]string{
 	13: "readOnlyRootFilesystem: a write outside the volumes succeeded",
 	14: "readOnlyRootFilesystem: a write into the emptyDir failed",
 	15: "the emptyDir did not keep what was written",
+	16: "allowPrivilegeEscalation false: no_new_privs is not set",
 }
 
-func TestSecurityContextRunsAsTheUserWithAReadOnlyRoot(t *testing.T) {
+func TestSecurityContextRunsAsTheUserWithAReadOnlyRootAndNoNewPrivs(t *testing.T) {
 	l := requireLab(t)
 	name := podName(t)
 	outside := filepath.Join(os.TempDir(), "zd-rootfs-probe-"+name) // a root process could write here
@@ -201,8 +202,10 @@ exit 0`)
 	user := shContainer("as-user", `[ "$(id -u)" = 4321 ] || exit 11
 [ "$(id -g)" = 4321 ] || exit 12
 echo y > `+scratch+`/g || exit 14
+grep -q '^NoNewPrivs:[[:space:]]*1' /proc/self/status || exit 16
 exit 0`)
-	user.SecurityContext = &v1.SecurityContext{RunAsUser: &uid, RunAsGroup: &uid}
+	noEscalation := false
+	user.SecurityContext = &v1.SecurityContext{RunAsUser: &uid, RunAsGroup: &uid, AllowPrivilegeEscalation: &noEscalation}
 	user.VolumeMounts = []v1.VolumeMount{{Name: "scratch", MountPath: scratch}}
 	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.PodSpec{
 		RestartPolicy: v1.RestartPolicyNever,
