@@ -499,6 +499,9 @@ func (w *podWorker) startContainer(c *container) *process {
 	if err != nil {
 		return fail("RunContainerError", "start %s: %v", args[0], err)
 	}
+	if !p.waitExec(args, 2*time.Second) && !p.done() {
+		w.log.Warn("container's sandbox setup did not finish within 2s", "container", c.spec.Name, "pid", p.pid)
+	}
 	w.log.Info("container started", "container", c.spec.Name, "pid", p.pid, "argv", args)
 	a.event(pod, &c.spec, v1.EventTypeNormal, "Started", "Started container %s", c.spec.Name)
 
