@@ -21,9 +21,9 @@ type bindMount struct {
 // sandboxArgv wraps a container's argv so that it runs in the pod's network
 // namespace and a private mount namespace of its own, as a container does:
 // `ip netns exec <netns> unshare --mount --propagation private` then a
-// shell that (with readOnlyRoot) remounts / read-only, bind-mounts every
-// volume at its mountPath (read-only ones remounted read-only), and execs
-// the program, through `setpriv` when it runs as another user. Nothing
+// shell that bind-mounts every volume at its mountPath (read-only ones
+// remounted read-only), then (with readOnlyRoot) remounts / read-only, and
+// execs the program, through `setpriv` when it runs as another user. Nothing
 // mounted there is visible outside. The process keeps its pid through
 // every exec, so signals reach the program itself.
 func sandboxArgv(netnsName string, mounts []bindMount, readOnlyRoot bool, id identity, argv []string) []string {
@@ -31,14 +31,16 @@ func sandboxArgv(netnsName string, mounts []bindMount, readOnlyRoot bool, id ide
 	mount := shellQuote(absPath("mount"))
 	var script strings.Builder
 	script.WriteString("set -e\n")
-	if readOnlyRoot {
-		fmt.Fprintf(&script, "%s -o remount,bind,ro /\n", mount)
-	}
 	for _, m := range mounts {
 		fmt.Fprintf(&script, "%s --bind %s %s\n", mount, shellQuote(m.source), shellQuote(m.target))
 		if m.readOnly {
 			fmt.Fprintf(&script, "%s -o remount,bind,ro %s\n", mount, shellQuote(m.target))
 		}
+	}
+	if readOnlyRoot {
+		// Last: a bind mount copies its source mount's read-only flag, and
+		// the volumes' host directories live on the root file system.
+		fmt.Fprintf(&script, "%s -o remount,bind,ro /\n", mount)
 	}
 	script.WriteString(`exec "$@"` + "\n")
 	out := []string{absPath("ip"), "netns", "exec", netnsName, absPath("unshare"), "--mount", "--propagation", "private", "--",

@@ -270,7 +270,7 @@ func TestExecutableByNamesTheDirectoryThatStopsAUser(t *testing.T) {
 	}
 }
 
-func TestSandboxArgvRemountsRootBeforeVolumesAndDropsPrivileges(t *testing.T) {
+func TestSandboxArgvMountsVolumesThenMakesRootReadOnlyAndDropsPrivileges(t *testing.T) {
 	argv := sandboxArgv("zdk-pod", []bindMount{{source: "/state/vols/cfg", target: "/etc/app's", readOnly: true}}, true,
 		identity{uid: 65532, gid: 65532}, []string{"/bin/app", "--flag"})
 	joined := strings.Join(argv, " ")
@@ -283,8 +283,10 @@ func TestSandboxArgvRemountsRootBeforeVolumesAndDropsPrivileges(t *testing.T) {
 	ro := strings.Index(sh, "remount,bind,ro /\n")
 	bind := strings.Index(sh, "--bind '/state/vols/cfg' '/etc/app'\\''s'")
 	roVol := strings.Index(sh, "remount,bind,ro '/etc/app'\\''s'")
-	if ro < 0 || bind < 0 || roVol < 0 || !(ro < bind && bind < roVol) {
-		t.Errorf("script does not remount / ro, then bind, then make the volume ro:\n%s", sh)
+	// The root goes read-only last: a bind copies its source mount's
+	// read-only flag, and volume directories live on the root file system.
+	if ro < 0 || bind < 0 || roVol < 0 || !(bind < roVol && roVol < ro) {
+		t.Errorf("script does not bind, make the volume ro, then remount / ro:\n%s", sh)
 	}
 	for _, want := range []string{"netns exec zdk-pod", "--mount --propagation private", "--reuid=65532 --regid=65532 --clear-groups", "-- /bin/app --flag"} {
 		if !strings.Contains(joined, want) {
