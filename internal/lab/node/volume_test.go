@@ -10,6 +10,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -61,6 +62,9 @@ while true; do
   ls `+cfgPath+` > $o/cfgls.tmp && mv $o/cfgls.tmp $o/cfgls
   sleep 0.2
 done`)
+	// As the controller's Deployments set it.
+	c.Env = []v1.EnvVar{{Name: "GOMEMLIMIT", ValueFrom: &v1.EnvVarSource{ResourceFieldRef: &v1.ResourceFieldSelector{Resource: "limits.memory"}}}}
+	c.Resources.Limits = v1.ResourceList{v1.ResourceMemory: resource.MustParse("256Mi")}
 	c.VolumeMounts = []v1.VolumeMount{
 		{Name: "cfg", MountPath: cfgPath, ReadOnly: true},
 		{Name: "sec", MountPath: secPath, ReadOnly: true},
@@ -105,14 +109,14 @@ done`)
 			t.Errorf("namespace = %q, want default", ns)
 		}
 	})
-	t.Run("KUBERNETES_SERVICE_HOST is the kubernetes Service's ClusterIP", func(t *testing.T) {
+	t.Run("KUBERNETES_SERVICE_HOST is the kubernetes Service's ClusterIP; GOMEMLIMIT the memory limit", func(t *testing.T) {
 		svc, err := l.client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		env := readWhen(t, l, pod, filepath.Join(out, "env"), "env", func(s string) bool { return s != "" })
 		for _, want := range []string{"KUBERNETES_SERVICE_HOST=" + svc.Spec.ClusterIP, "KUBERNETES_SERVICE_PORT=443", "KUBERNETES_SERVICE_PORT_HTTPS=443",
-			"KUBERNETES_PORT_443_TCP=tcp://" + svc.Spec.ClusterIP + ":443"} {
+			"KUBERNETES_PORT_443_TCP=tcp://" + svc.Spec.ClusterIP + ":443", "GOMEMLIMIT=268435456"} {
 			if !strings.Contains("\n"+env, "\n"+want+"\n") {
 				t.Errorf("pod env lacks %s", want)
 			}
