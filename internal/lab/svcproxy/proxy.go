@@ -58,8 +58,10 @@ type Options struct {
 	// DialTimeout bounds each dial of an endpoint; default 2 s (longer
 	// than Linux's first SYN retransmission, 1 s).
 	DialTimeout time.Duration
-	// Logger receives changes (Info), failures (Warn) and one Debug line
-	// per failed connection; nil means slog.Default().
+	// Logger receives failures to set up an address or listener (Warn)
+	// and, at Debug, every change of a port's endpoints and one line per
+	// failed connection (Debug because rollouts change endpoints all the
+	// time); nil means slog.Default().
 	Logger *slog.Logger
 }
 
@@ -229,7 +231,7 @@ func (p *Proxy) apply() error {
 		}
 		f.key = sp.Key()
 		if old := f.backends.Load(); old == nil || !slices.Equal(*old, sp.Backends) {
-			p.log.Info("svcproxy: serving", "service", sp.Key(), "frontend", sp.Frontend, "endpoints", sp.Backends, "terminating", sp.Terminating, "override", sp.Override)
+			p.log.Debug("svcproxy: serving", "service", sp.Key(), "frontend", sp.Frontend, "endpoints", sp.Backends, "terminating", sp.Terminating, "override", sp.Override)
 		}
 		b := slices.Clone(sp.Backends)
 		f.backends.Store(&b)
@@ -237,7 +239,7 @@ func (p *Proxy) apply() error {
 	}
 	for ap, f := range p.frontends {
 		if !want[ap] {
-			p.log.Info("svcproxy: refusing (no endpoints or Service gone)", "service", f.key, "frontend", ap)
+			p.log.Debug("svcproxy: refusing (no endpoints or Service gone)", "service", f.key, "frontend", ap)
 			f.ln.Close()
 			delete(p.frontends, ap)
 		}
