@@ -10,8 +10,8 @@
 // Userspace rather than iptables or nftables: the lab must not change the
 // host's packet filter, and a proxy in Go needs no rules to clean up after a
 // crash (the addresses go with the bridge). The cost is that an endpoint sees
-// the proxy's address (ClusterIP or bridge address) as the client, not the
-// pod or process that connected.
+// the proxy (the bridge's address) as the client, not the pod or process
+// that connected.
 package svcproxy
 
 import (
