@@ -226,15 +226,18 @@ func (p *Proxy) apply() error {
 			}
 			f = &frontend{key: sp.Key(), ln: ln}
 			p.frontends[sp.Frontend] = f
-			p.accepts.Add(1)
-			go p.accept(f)
 		}
-		f.key = sp.Key()
-		if old := f.backends.Load(); old == nil || !slices.Equal(*old, sp.Backends) {
+		old := f.backends.Load()
+		if old == nil || !slices.Equal(*old, sp.Backends) {
 			p.log.Debug("svcproxy: serving", "service", sp.Key(), "frontend", sp.Frontend, "endpoints", sp.Backends, "terminating", sp.Terminating, "override", sp.Override)
 		}
 		b := slices.Clone(sp.Backends)
 		f.backends.Store(&b)
+		if old == nil {
+			// Accept only once the backends are stored.
+			p.accepts.Add(1)
+			go p.accept(f)
+		}
 		sp.Listening = true
 	}
 	for ap, f := range p.frontends {
