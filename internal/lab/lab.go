@@ -29,6 +29,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -39,6 +40,7 @@ import (
 	labnginx "zerodrop.dev/zerodrop/internal/lab/nginx"
 	"zerodrop.dev/zerodrop/internal/lab/node"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
+	"zerodrop.dev/zerodrop/internal/lab/svcproxy"
 )
 
 // AppImage is the image repository that stands for the sample app: every
@@ -142,6 +144,10 @@ type Lab struct {
 	Client kubernetes.Interface
 	// Network is the pod network.
 	Network *netns.Network
+	// Services is the lab's kube-proxy: every Service's ClusterIP on the
+	// bridge, forwarding to its endpoints (package svcproxy); the
+	// `kubernetes` Service forwards to the API server.
+	Services *svcproxy.Proxy
 	// HAProxy are the instances in front of the pods.
 	HAProxy []*haproxy.Instance
 	// NGINX are the NGINX instances (Options.NGINXInstances).
@@ -307,6 +313,9 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, fmt.Errorf("lab: pod network: %w", err)
 	}
 	l.updateState(func(s *State) { s.Namespaces = l.Network.Names().Namespaces })
+	if l.Services, err = startServiceProxy(startCtx, l); err != nil {
+		return l, err
+	}
 
 	l.runCtx = runCtx
 	l.images = map[string]node.Program{AppImage: {Path: opts.AppBinary, Name: AppEntrypoint}}
@@ -383,6 +392,31 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	l.updateState(func(s *State) { s.Ready = true })
 	l.log.Info("lab ready", "dir", dir, "kubeconfig", l.Cluster.Kubeconfig, "nodes", nodeNames, "frontend", l.Frontends())
 	return l, nil
+}
+
+// KubernetesService is the Service in-cluster clients reach the API server
+// through (KUBERNETES_SERVICE_HOST is its ClusterIP).
+var KubernetesService = types.NamespacedName{Namespace: "default", Name: "kubernetes"}
+
+// startServiceProxy starts the lab's Service proxy on the pod network's
+// bridge. The API server listens on 127.0.0.1 only and publishes no
+// endpoints (--endpoint-reconciler-type=none), so the `kubernetes` Service
+// is forwarded to it explicitly; its serving certificate carries the
+// Service's ClusterIP.
+func startServiceProxy(ctx context.Context, l *Lab) (*svcproxy.Proxy, error) {
+	api, err := netip.ParseAddrPort(strings.TrimPrefix(l.Cluster.Server, "https://"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: API server address %s: %w", l.Cluster.Server, err)
+	}
+	p, err := svcproxy.Start(ctx, svcproxy.Options{
+		Client: l.Client, Addrs: l.Network,
+		Overrides: map[types.NamespacedName]netip.AddrPort{KubernetesService: api},
+		Logger:    l.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: service proxy: %w", err)
+	}
+	return p, nil
 }
 
 // Target returns what scenarios run against: this lab's API and HAProxy
@@ -476,7 +510,7 @@ func (l *Lab) refreshLoop(ctx context.Context) {
 }
 
 // Close stops everything in reverse order: HAProxy, the node agents (which
-// kill their pods), the pod network, the control plane; then removes the
+// kill their pods), the Service proxy, the pod network, the control plane; then removes the
 // run directory. Safe to call twice.
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
@@ -494,6 +528,9 @@ func (l *Lab) Close() error {
 			l.cancel()
 		}
 		l.agents.Wait()
+		if l.Services != nil {
+			errs = append(errs, l.Services.Stop())
+		}
 		if l.Network != nil {
 			errs = append(errs, l.Network.Destroy())
 		}

@@ -34,6 +34,7 @@ type lab struct {
 	network  *netns.Network
 	images   map[string]Program
 	log      *slog.Logger
+	caCert   []byte // the cluster CA (PEM), which pods find in ca.crt
 }
 
 var (
@@ -92,6 +93,11 @@ func startLab() (*lab, func(), error) {
 		stop()
 		return nil, nil, err
 	}
+	caCert, err := os.ReadFile(c.CACert)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
 	pid := os.Getpid()
 	network, err := netns.Create(fmt.Sprintf("zdk%d", pid), netns.PrefixForPID(pid))
 	if err != nil {
@@ -104,7 +110,7 @@ func startLab() (*lab, func(), error) {
 		stop()
 		return nil, nil, err
 	}
-	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, log: logger,
+	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, log: logger, caCert: caCert,
 		images: map[string]Program{
 			"zerodrop-lab/helper": {Path: self, Env: []string{"ZD_NODE_HELPER=1"}, Name: "/helper", Args: []string{"serve"}},
 		}}
@@ -131,7 +137,8 @@ func startLab() (*lab, func(), error) {
 // agent is an agent for node name on the lab's network, with the test
 // image.
 func (l *lab) agent(name string) *Agent {
-	return &Agent{Client: l.client, NodeName: name, Network: l.network, Images: l.images, Log: l.log, RestartBackoff: time.Second}
+	return &Agent{Client: l.client, NodeName: name, Network: l.network, Images: l.images, Log: l.log, RestartBackoff: time.Second,
+		VolumeResync: time.Second}
 }
 
 // waitNodeReady waits until Node name reports Ready=True.
