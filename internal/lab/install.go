@@ -36,7 +36,7 @@ const ControllerImage = "zerodrop-controller"
 
 // controllerProgram is ControllerImage in the node agents' image table.
 func controllerProgram(bin string) node.Program {
-	return node.Program{Path: bin, Name: "/zerodrop-controller"}
+	return node.Program{Path: bin, Name: "/zerodrop-controller", User: "65532:65532"}
 }
 
 // The Deployments of config/manager, in ControllerNamespace.

@@ -100,6 +100,11 @@ type Options struct {
 	// PodCIDR is the pod address range; default netns.DefaultPrefix
 	// (10.77.0.0/16).
 	PodCIDR netip.Prefix
+	// ServiceCIDR is the ClusterIP range; default cluster.DefaultServiceCIDR
+	// (10.96.0.0/16). The Service proxy puts ClusterIPs on the lab's
+	// bridge, so two labs on one machine need ranges of their own
+	// (ServiceCIDRForPID), as they need pod ranges of their own.
+	ServiceCIDR netip.Prefix
 	// AppBinary is the zerodrop-app program; default FindApp().
 	AppBinary string
 	// HAProxyInstances is how many HAProxy instances front the pods (each
@@ -292,7 +297,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 
 	l.log.Info("starting control plane", "kubernetes", opts.Binaries.Version, "binaries", opts.Binaries.Dir)
 	l.Cluster, err = cluster.Start(startCtx, cluster.Options{
-		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log,
+		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log, ServiceCIDR: serviceCIDR(opts.ServiceCIDR),
 		ControllerManagerArgs: append(slices.Clone(nodeLifecycleArgs), opts.ControllerManagerArgs...), APIServerArgs: podTolerationArgs,
 	})
 	if err != nil {
@@ -417,6 +422,22 @@ func startServiceProxy(ctx context.Context, l *Lab) (*svcproxy.Proxy, error) {
 		return nil, fmt.Errorf("lab: service proxy: %w", err)
 	}
 	return p, nil
+}
+
+func serviceCIDR(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+// ServiceCIDRForPID is a ClusterIP range of its own for the lab of process
+// pid (a /24 of 10.114.0.0/15), for tests whose labs may run beside
+// another process's: ClusterIPs live on each lab's bridge, so two labs
+// with one range would answer for each other.
+func ServiceCIDRForPID(pid int) netip.Prefix {
+	i := pid % 512
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 114 + byte(i/256), byte(i % 256), 0}), 24)
 }
 
 // Target returns what scenarios run against: this lab's API and HAProxy

@@ -50,13 +50,14 @@ func requireLab(t *testing.T) Options {
 	bins, app := labtest.Require(t)
 	pid := os.Getpid()
 	return Options{
-		Dir:       fmt.Sprintf("%s/lab", t.TempDir()),
-		Nodes:     1,
-		Bridge:    fmt.Sprintf("zdt%d", pid%100000),
-		PodCIDR:   netns.PrefixForPID(pid),
-		AppBinary: app,
-		Binaries:  bins,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Dir:         fmt.Sprintf("%s/lab", t.TempDir()),
+		Nodes:       1,
+		Bridge:      fmt.Sprintf("zdt%d", pid%100000),
+		PodCIDR:     netns.PrefixForPID(pid),
+		ServiceCIDR: ServiceCIDRForPID(pid),
+		AppBinary:   app,
+		Binaries:    bins,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 
