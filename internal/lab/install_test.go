@@ -30,6 +30,7 @@ func TestInstallObjectsAreConfigDefaultsAndRunnable(t *testing.T) {
 	images := map[string]node.Program{ControllerImage: controllerProgram("/bin/true")}
 	var deployments []string
 	for _, o := range objs {
+		_ = o.DeepCopy() // Install copies each object it applies: must not panic
 		if o.GetKind() != "Deployment" {
 			continue
 		}

@@ -66,11 +66,17 @@ func kustomizeConfig(dir string) ([]*unstructured.Unstructured, error) {
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range rm.Resources() {
-		m, err := r.Map()
+		// Through JSON, not r.Map(): its ints are Go ints, which
+		// unstructured's DeepCopy refuses (it takes JSON's int64).
+		raw, err := r.MarshalJSON()
 		if err != nil {
 			return nil, fmt.Errorf("lab: config/%s: %w", dir, err)
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("lab: config/%s: %w", dir, err)
+		}
+		out = append(out, o)
 	}
 	return out, nil
 }
