@@ -168,6 +168,7 @@ type Lab struct {
 	cancel      context.CancelFunc
 	runCtx      context.Context // the node agents run until it ends (Close)
 	images      map[string]node.Program
+	imageDir    string // copies of programs run as non-root (stageProgram)
 	agents      sync.WaitGroup
 	nodesMu     sync.Mutex
 	nodes       map[string]*nodeAgent // by node name: the agent running it now
@@ -328,7 +329,18 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	// (install.go). Without the program, its pods fail as an image pull
 	// would (ErrImagePull), which says what is missing.
 	if bin, err := FindController(); err == nil {
-		l.images[ControllerImage] = controllerProgram(bin)
+		// The image runs as user 65532: a copy of the program in a
+		// directory every user may search (the program's own directory
+		// may be a test's private one).
+		if l.imageDir, err = os.MkdirTemp("", "zerodrop-lab-images-"); err != nil {
+			return l, fmt.Errorf("lab: images: %w", err)
+		}
+		l.updateState(func(s *State) { s.Dirs = append(s.Dirs, l.imageDir) })
+		p, err := stageProgram(bin, l.imageDir)
+		if err != nil {
+			return l, err
+		}
+		l.images[ControllerImage] = controllerProgram(p)
 	}
 	var nodeNames []string
 	for i := range opts.Nodes {
@@ -429,6 +441,23 @@ func serviceCIDR(p netip.Prefix) string {
 		return ""
 	}
 	return p.String()
+}
+
+// stageProgram copies the program bin into dir (made searchable by every
+// user), executable by every user, and returns the copy's path.
+func stageProgram(bin, dir string) (string, error) {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	p := filepath.Join(dir, filepath.Base(bin))
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	return p, os.Chmod(p, 0o755)
 }
 
 // ServiceCIDRForPID is a ClusterIP range of its own for the lab of process
@@ -560,6 +589,11 @@ func (l *Lab) Close() error {
 		}
 		if err := os.RemoveAll(l.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("lab: remove %s: %w", l.Dir, err))
+		}
+		if l.imageDir != "" {
+			if err := os.RemoveAll(l.imageDir); err != nil {
+				errs = append(errs, fmt.Errorf("lab: remove %s: %w", l.imageDir, err))
+			}
 		}
 		l.closeErr = errors.Join(errs...)
 		l.log.Info("lab stopped", "dir", l.Dir)
