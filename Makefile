@@ -50,13 +50,14 @@ check-examples: build
 # configurations), then the lab's four baseline scenarios and zerodrop
 # (10 rollouts, then under an HAProxy reload and a controller kill in the
 # middle of every rollout), at 1,000 requests/s through two HAProxy instances,
-# then the NGINX baseline (sync by reload) and zerodrop through two NGINX
+# then zerodrop with the controller installed from config/default as pods
+# (3 rollouts), then the NGINX baseline (sync by reload) and zerodrop through two NGINX
 # instances (3 rollouts each). Every scenario's timeline (verify's HTML
 # report) goes to $(DEMO_HTML), with index.html linking them.
 DEMO_HTML := $(BIN)/demo-html
 demo: deps build
 	$(BIN)/zerodrop check examples/ || [ $$? -eq 1 ]
-	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --nginx 2 --rollouts 3 --rate 1000 --json $(BIN)/demo.json --html $(DEMO_HTML)
+	$(BIN)/zerodrop lab run --scenario all --haproxy 2 --nginx 2 --rollouts 3 --rate 1000 --prometheus --json $(BIN)/demo.json --html $(DEMO_HTML)
 	@echo "demo: results in $(BIN)/demo.json; timelines: open $(DEMO_HTML)/index.html"
 
 bench: deps build

@@ -448,10 +448,11 @@ func scenarioHelp() string {
 }
 
 // allRuns is what --scenario all runs: the four baselines, zerodrop, and
-// zerodrop under each fault, then the NGINX baseline and zerodrop through
-// NGINX.
+// zerodrop under each fault, then zerodrop with the controller installed
+// from config/default as pods, then the NGINX baseline and zerodrop
+// through NGINX.
 // zerodrop's own run is at least 10 rollouts, the bar it has to clear.
-const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,nginx-naive,zerodrop-nginx"
+const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,zerodrop-installed,nginx-naive,zerodrop-nginx"
 
 // labRun is one scenario with an optional fault and rollout count (0:
 // --rollouts).
