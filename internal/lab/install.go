@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -22,6 +23,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/lab/node"
@@ -116,6 +118,9 @@ func OpenInstallation(t Target, objs []*unstructured.Unstructured, log *slog.Log
 	if log == nil {
 		log = slog.Default()
 	}
+	// controller-runtime's client logs through its own logger, which
+	// complains (with a stack trace) until one is set.
+	setCtrlLogger.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())) })
 	scheme, err := labScheme()
 	if err != nil {
 		return nil, err
