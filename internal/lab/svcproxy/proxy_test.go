@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,6 +54,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(c, os.Args[2])
 			c.Close()
 		}
+	case "webhook":
+		fmt.Fprintln(os.Stderr, serveWebhook())
+		os.Exit(1)
 	case "dial":
 		// Prints what the address answered, or "error: ..." (exit 0
 		// either way: the test reads the outcome).
@@ -223,11 +225,17 @@ func (e *env) served(key string) (ServicePort, bool) {
 // onBridge reports whether addr is on the test bridge.
 func (e *env) onBridge(t *testing.T, addr netip.Addr) bool {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "-4", "addr", "show", "dev", e.net.Bridge).Output()
+	return slices.Contains(devicesWith(t, addr), e.net.Bridge)
+}
+
+// devicesWith lists the host's devices holding addr.
+func devicesWith(t *testing.T, addr netip.Addr) []string {
+	t.Helper()
+	devs, err := netns.AddrHolders(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(string(out), " "+addr.String()+"/32 ")
+	return devs
 }
 
 func endpoint(p *netns.PodNet, ready bool) discoveryv1.Endpoint {
@@ -244,7 +252,8 @@ func endpoint(p *netns.PodNet, ready bool) discoveryv1.Endpoint {
 // from the host and from another pod, to the pods the slice names; a port
 // without a ready endpoint refuses at once; a deleted Service takes its
 // address with it; the `kubernetes` Service reaches the API server with its
-// certificate verified against the cluster CA; Stop leaves no address.
+// certificate verified against the cluster CA; the API server reaches an
+// admission webhook by Service reference; Stop leaves no address.
 func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 	e := newEnv(t)
 	a := e.pod(t, "pod-a", "a")
@@ -296,8 +305,8 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 
 	t.Run("reachable from the host and from another pod", func(t *testing.T) {
 		waitServed("to a", aEP)
-		if !e.onBridge(t, clusterIP) {
-			t.Fatalf("ClusterIP %s not on bridge %s", clusterIP, e.net.Bridge)
+		if devs := devicesWith(t, clusterIP); !slices.Equal(devs, []string{e.net.Bridge}) {
+			t.Fatalf("ClusterIP %s is on devices %v, want only bridge %s", clusterIP, devs, e.net.Bridge)
 		}
 		if got := dialName(frontend); got != "a" {
 			t.Errorf("host -> %s: %q, want a", frontend, got)
@@ -320,6 +329,19 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		}
 		if got := e.inPod(t, client, "dial", frontend); !strings.Contains(got, "connection refused") {
 			t.Errorf("pod -> %s without endpoints: %q, want connection refused", frontend, got)
+		}
+	})
+
+	t.Run("no ready endpoint but a terminating one still serving: it is used", func(t *testing.T) {
+		term := endpoint(a, false)
+		term.Conditions.Serving, term.Conditions.Terminating = ptr(true), ptr(true)
+		setEndpoints(term, endpoint(b, false))
+		waitServed("to terminating a", aEP)
+		if sp, _ := e.served("default/echo:tcp"); !sp.Terminating {
+			t.Errorf("served %+v, want Terminating", sp)
+		}
+		if got := dialName(frontend); got != "a" {
+			t.Errorf("host -> %s with only terminating a serving: %q, want a", frontend, got)
 		}
 	})
 
@@ -364,6 +386,10 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		if got := e.inPod(t, client, "readyz", u, e.cluster.CACert); got != "200 ok" {
 			t.Errorf("pod -> %s: %q, want 200 ok", u, got)
 		}
+	})
+
+	t.Run("the API server calls a webhook through its Service", func(t *testing.T) {
+		webhookThroughService(t, e)
 	})
 
 	t.Run("Service deleted: listener and address gone", func(t *testing.T) {
