@@ -373,6 +373,53 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("a ClusterIP:port held by someone else: retried until free", func(t *testing.T) {
+		// Another lab on the machine holding the port looks like this.
+		busy := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "busy"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "tcp", Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+		busy, err := e.client.CoreV1().Services("default").Create(e.ctx, busy, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := netip.MustParseAddr(busy.Spec.ClusterIP)
+		busyFrontend := netip.AddrPortFrom(ip, 80).String()
+		waitFor(t, "default/busy's address on the bridge", func() bool { return e.onBridge(t, ip) })
+		squatter, err := net.Listen("tcp4", busyFrontend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer squatter.Close()
+		bs := es.DeepCopy()
+		bs.ObjectMeta = metav1.ObjectMeta{Namespace: "default", Name: "busy-1", Labels: map[string]string{
+			discoveryv1.LabelServiceName: "busy", discoveryv1.LabelManagedBy: "svcproxy-test",
+		}}
+		bs.Endpoints = []discoveryv1.Endpoint{endpoint(a, true)}
+		if _, err := sliceClient.Create(e.ctx, bs, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "default/busy:tcp with endpoint a, not listening", func() bool {
+			sp, ok := e.served("default/busy:tcp")
+			return ok && slices.Equal(sp.Backends, []netip.AddrPort{aEP})
+		})
+		time.Sleep(1500 * time.Millisecond) // a retry or two
+		if sp, _ := e.served("default/busy:tcp"); sp.Listening {
+			t.Fatalf("proxy claims to listen on %s, which the test holds: %+v", busyFrontend, sp)
+		}
+		squatter.Close()
+		waitFor(t, "default/busy:tcp listening once the port is free", func() bool {
+			sp, ok := e.served("default/busy:tcp")
+			return ok && sp.Listening
+		})
+		if got := dialName(busyFrontend); got != "a" {
+			t.Errorf("host -> %s after the retry: %q, want a", busyFrontend, got)
+		}
+		if err := e.client.CoreV1().Services("default").Delete(e.ctx, "busy", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("the kubernetes Service reaches the API server, TLS verified", func(t *testing.T) {
 		k, err := e.client.CoreV1().Services("default").Get(e.ctx, "kubernetes", metav1.GetOptions{})
 		if err != nil {
