@@ -137,7 +137,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
 		close(p.done)
 		p.Stop()
-		return nil, fmt.Errorf("svcproxy: Services and EndpointSlices not synced: %w", cmpErr(ctx.Err()))
+		return nil, fmt.Errorf("svcproxy: Services and EndpointSlices not synced: %w", orStopped(ctx.Err()))
 	}
 	// A first application that fails (another lab on this machine holds
 	// a ClusterIP:port) does not fail the lab: the loop retries it and
@@ -147,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	return p, nil
 }
 
-func cmpErr(err error) error {
+func orStopped(err error) error {
 	if err == nil {
 		return errors.New("informers stopped")
 	}
