@@ -238,6 +238,19 @@ func devicesWith(t *testing.T, addr netip.Addr) []string {
 	return devs
 }
 
+// handSlice is an EndpointSlice written by hand for selector-less Service
+// svc in default: one TCP port named portName.
+func handSlice(svc, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-1", Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: "svcproxy-test",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr(portName), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
+		Endpoints:   eps,
+	}
+}
+
 func endpoint(p *netns.PodNet, ready bool) discoveryv1.Endpoint {
 	return discoveryv1.Endpoint{
 		Addresses: []string{p.Addr.String()},
@@ -275,14 +288,7 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 	}
 	clusterIP := netip.MustParseAddr(svc.Spec.ClusterIP)
 	frontend := netip.AddrPortFrom(clusterIP, 80).String()
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "echo-1", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "echo", discoveryv1.LabelManagedBy: "svcproxy-test",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("tcp"), Port: ptr(int32(9000)), Protocol: ptr(corev1.ProtocolTCP)}},
-		Endpoints:   []discoveryv1.Endpoint{endpoint(a, true)},
-	}
+	es := handSlice("echo", "tcp", 9000, endpoint(a, true))
 	sliceClient := e.client.DiscoveryV1().EndpointSlices("default")
 	if es, err = sliceClient.Create(e.ctx, es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -391,12 +397,7 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer squatter.Close()
-		bs := es.DeepCopy()
-		bs.ObjectMeta = metav1.ObjectMeta{Namespace: "default", Name: "busy-1", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "busy", discoveryv1.LabelManagedBy: "svcproxy-test",
-		}}
-		bs.Endpoints = []discoveryv1.Endpoint{endpoint(a, true)}
-		if _, err := sliceClient.Create(e.ctx, bs, metav1.CreateOptions{}); err != nil {
+		if _, err := sliceClient.Create(e.ctx, handSlice("busy", "tcp", 9000, endpoint(a, true)), metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		waitFor(t, "default/busy:tcp with endpoint a, not listening", func() bool {

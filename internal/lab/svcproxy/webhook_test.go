@@ -21,7 +21,6 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -119,14 +118,7 @@ func webhookThroughService(t *testing.T, e *env) {
 	if _, err := e.client.CoreV1().Services("default").Create(e.ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "webhook-1", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "webhook", discoveryv1.LabelManagedBy: "svcproxy-test",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("https"), Port: ptr(int32(9443)), Protocol: ptr(corev1.ProtocolTCP)}},
-		Endpoints:   []discoveryv1.Endpoint{endpoint(w, true)},
-	}
+	es := handSlice("webhook", "https", 9443, endpoint(w, true))
 	if _, err := e.client.DiscoveryV1().EndpointSlices("default").Create(e.ctx, es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
