@@ -1,6 +1,7 @@
 // Package lab assembles zerodrop's local lab: a real control plane (package
 // cluster), node agents that play the kubelet and run pods as processes in
-// their own network namespaces (packages node and netns), and real HAProxy
+// their own network namespaces (packages node and netns), a Service proxy
+// that makes ClusterIPs reachable (package svcproxy), and real HAProxy
 // instances in front of the pods (package haproxy), and optionally real
 // NGINX instances beside them (package nginx). Scenarios (scenario.go) roll
 // a Deployment of the sample app under constant load through the scenario's

@@ -348,6 +348,22 @@ func (n *Network) RemoveHostAddr(addr netip.Addr) error {
 	return nil
 }
 
+// AddrHolders lists the host's devices that hold addr: a check that a
+// ClusterIP lives on the bridge and nowhere else.
+func AddrHolders(addr netip.Addr) ([]string, error) {
+	out, err := ipOutput("-o", "-4", "addr", "show", "to", netip.PrefixFrom(addr, 32).String())
+	if err != nil {
+		return nil, fmt.Errorf("netns: devices holding %s: %w", addr, err)
+	}
+	var devs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			devs = append(devs, f[1])
+		}
+	}
+	return devs, nil
+}
+
 // checkHostAddr refuses what is not an extra IPv4 address: one inside the
 // pod range would be taken for a pod's.
 func (n *Network) checkHostAddr(addr netip.Addr) error {

@@ -412,15 +412,9 @@ func TestHostAddressOnTheBridge(t *testing.T) {
 // devicesWith lists the host's devices holding addr.
 func devicesWith(t *testing.T, addr netip.Addr) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "-4", "addr", "show", "to", addr.String()+"/32").Output()
+	devs, err := AddrHolders(addr)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var devs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if f := strings.Fields(line); len(f) > 1 {
-			devs = append(devs, f[1])
-		}
 	}
 	return devs
 }

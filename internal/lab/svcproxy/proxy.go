@@ -79,6 +79,7 @@ type Proxy struct {
 	accepts  sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
+	lastErr  string // the last application's error, "" if it succeeded (run's goroutine only)
 
 	mu        sync.Mutex
 	frontends map[netip.AddrPort]*frontend
@@ -99,8 +100,8 @@ type frontend struct {
 
 // Start watches Services and EndpointSlices, waits until it has seen them
 // all (ctx bounds that wait), applies them once and returns; the proxy then
-// follows every change until Stop. Start fails if the first application
-// fails (an address or listener it could not set up), after undoing it.
+// follows every change until Stop. An address or listener it cannot set up
+// is logged and retried every second rather than failing Start.
 func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	if opts.Client == nil || opts.Addrs == nil {
 		return nil, errors.New("svcproxy: Options.Client and Options.Addrs are required")
@@ -136,18 +137,17 @@ func Start(ctx context.Context, opts Options) (*Proxy, error) {
 	if !cache.WaitForCacheSync(ctx.Done(), svcInf.Informer().HasSynced, sliceInf.Informer().HasSynced) {
 		close(p.done)
 		p.Stop()
-		return nil, fmt.Errorf("svcproxy: Services and EndpointSlices not synced: %w", cmpErr(ctx.Err()))
+		return nil, fmt.Errorf("svcproxy: Services and EndpointSlices not synced: %w", orStopped(ctx.Err()))
 	}
-	if err := p.apply(); err != nil {
-		close(p.done)
-		p.Stop()
-		return nil, err
-	}
+	// A first application that fails (another lab on this machine holds
+	// a ClusterIP:port) does not fail the lab: the loop retries it and
+	// says so.
+	p.report(p.apply())
 	go p.run()
 	return p, nil
 }
 
-func cmpErr(err error) error {
+func orStopped(err error) error {
 	if err == nil {
 		return errors.New("informers stopped")
 	}
@@ -176,10 +176,31 @@ func (p *Proxy) run() {
 		case <-retry.C:
 		}
 		if err := p.apply(); err != nil {
-			p.log.Warn("svcproxy: apply failed; retrying in 1s", "err", err)
 			retry.Reset(time.Second)
+			p.report(err)
+		} else {
+			p.report(nil)
 		}
 	}
+}
+
+// report logs a failed application at Warn when it fails anew or with
+// another error, and at Debug while it keeps failing the same way (it is
+// retried every second).
+func (p *Proxy) report(err error) {
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	switch {
+	case msg == p.lastErr && err != nil:
+		p.log.Debug("svcproxy: apply still failing; retrying in 1s", "err", err)
+	case err != nil:
+		p.log.Warn("svcproxy: apply failed; retrying every second", "err", err)
+	case p.lastErr != "":
+		p.log.Info("svcproxy: apply succeeded after failing", "was", p.lastErr)
+	}
+	p.lastErr = msg
 }
 
 // apply brings addresses and listeners in line with the cluster: new

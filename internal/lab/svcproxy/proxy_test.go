@@ -14,7 +14,6 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"syscall"
@@ -55,6 +54,9 @@ func TestMain(m *testing.M) {
 			fmt.Fprintln(c, os.Args[2])
 			c.Close()
 		}
+	case "webhook":
+		fmt.Fprintln(os.Stderr, serveWebhook())
+		os.Exit(1)
 	case "dial":
 		// Prints what the address answered, or "error: ..." (exit 0
 		// either way: the test reads the outcome).
@@ -223,11 +225,30 @@ func (e *env) served(key string) (ServicePort, bool) {
 // onBridge reports whether addr is on the test bridge.
 func (e *env) onBridge(t *testing.T, addr netip.Addr) bool {
 	t.Helper()
-	out, err := exec.Command("ip", "-o", "-4", "addr", "show", "dev", e.net.Bridge).Output()
+	return slices.Contains(devicesWith(t, addr), e.net.Bridge)
+}
+
+// devicesWith lists the host's devices holding addr.
+func devicesWith(t *testing.T, addr netip.Addr) []string {
+	t.Helper()
+	devs, err := netns.AddrHolders(addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Contains(string(out), " "+addr.String()+"/32 ")
+	return devs
+}
+
+// handSlice is an EndpointSlice written by hand for selector-less Service
+// svc in default: one TCP port named portName.
+func handSlice(svc, portName string, port int32, eps ...discoveryv1.Endpoint) *discoveryv1.EndpointSlice {
+	return &discoveryv1.EndpointSlice{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: svc + "-1", Labels: map[string]string{
+			discoveryv1.LabelServiceName: svc, discoveryv1.LabelManagedBy: "svcproxy-test",
+		}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr(portName), Port: ptr(port), Protocol: ptr(corev1.ProtocolTCP)}},
+		Endpoints:   eps,
+	}
 }
 
 func endpoint(p *netns.PodNet, ready bool) discoveryv1.Endpoint {
@@ -244,7 +265,8 @@ func endpoint(p *netns.PodNet, ready bool) discoveryv1.Endpoint {
 // from the host and from another pod, to the pods the slice names; a port
 // without a ready endpoint refuses at once; a deleted Service takes its
 // address with it; the `kubernetes` Service reaches the API server with its
-// certificate verified against the cluster CA; Stop leaves no address.
+// certificate verified against the cluster CA; the API server reaches an
+// admission webhook by Service reference; Stop leaves no address.
 func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 	e := newEnv(t)
 	a := e.pod(t, "pod-a", "a")
@@ -266,14 +288,7 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 	}
 	clusterIP := netip.MustParseAddr(svc.Spec.ClusterIP)
 	frontend := netip.AddrPortFrom(clusterIP, 80).String()
-	es := &discoveryv1.EndpointSlice{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "echo-1", Labels: map[string]string{
-			discoveryv1.LabelServiceName: "echo", discoveryv1.LabelManagedBy: "svcproxy-test",
-		}},
-		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr("tcp"), Port: ptr(int32(9000)), Protocol: ptr(corev1.ProtocolTCP)}},
-		Endpoints:   []discoveryv1.Endpoint{endpoint(a, true)},
-	}
+	es := handSlice("echo", "tcp", 9000, endpoint(a, true))
 	sliceClient := e.client.DiscoveryV1().EndpointSlices("default")
 	if es, err = sliceClient.Create(e.ctx, es, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
@@ -296,8 +311,8 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 
 	t.Run("reachable from the host and from another pod", func(t *testing.T) {
 		waitServed("to a", aEP)
-		if !e.onBridge(t, clusterIP) {
-			t.Fatalf("ClusterIP %s not on bridge %s", clusterIP, e.net.Bridge)
+		if devs := devicesWith(t, clusterIP); !slices.Equal(devs, []string{e.net.Bridge}) {
+			t.Fatalf("ClusterIP %s is on devices %v, want only bridge %s", clusterIP, devs, e.net.Bridge)
 		}
 		if got := dialName(frontend); got != "a" {
 			t.Errorf("host -> %s: %q, want a", frontend, got)
@@ -320,6 +335,19 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		}
 		if got := e.inPod(t, client, "dial", frontend); !strings.Contains(got, "connection refused") {
 			t.Errorf("pod -> %s without endpoints: %q, want connection refused", frontend, got)
+		}
+	})
+
+	t.Run("no ready endpoint but a terminating one still serving: it is used", func(t *testing.T) {
+		term := endpoint(a, false)
+		term.Conditions.Serving, term.Conditions.Terminating = ptr(true), ptr(true)
+		setEndpoints(term, endpoint(b, false))
+		waitServed("to terminating a", aEP)
+		if sp, _ := e.served("default/echo:tcp"); !sp.Terminating {
+			t.Errorf("served %+v, want Terminating", sp)
+		}
+		if got := dialName(frontend); got != "a" {
+			t.Errorf("host -> %s with only terminating a serving: %q, want a", frontend, got)
 		}
 	})
 
@@ -351,6 +379,48 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		}
 	})
 
+	t.Run("a ClusterIP:port held by someone else: retried until free", func(t *testing.T) {
+		// Another lab on the machine holding the port looks like this.
+		busy := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "busy"},
+			Spec:       corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "tcp", Port: 80, Protocol: corev1.ProtocolTCP}}},
+		}
+		busy, err := e.client.CoreV1().Services("default").Create(e.ctx, busy, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ip := netip.MustParseAddr(busy.Spec.ClusterIP)
+		busyFrontend := netip.AddrPortFrom(ip, 80).String()
+		waitFor(t, "default/busy's address on the bridge", func() bool { return e.onBridge(t, ip) })
+		squatter, err := net.Listen("tcp4", busyFrontend)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer squatter.Close()
+		if _, err := sliceClient.Create(e.ctx, handSlice("busy", "tcp", 9000, endpoint(a, true)), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, "default/busy:tcp with endpoint a, not listening", func() bool {
+			sp, ok := e.served("default/busy:tcp")
+			return ok && slices.Equal(sp.Backends, []netip.AddrPort{aEP})
+		})
+		time.Sleep(1500 * time.Millisecond) // a retry or two
+		if sp, _ := e.served("default/busy:tcp"); sp.Listening {
+			t.Fatalf("proxy claims to listen on %s, which the test holds: %+v", busyFrontend, sp)
+		}
+		squatter.Close()
+		waitFor(t, "default/busy:tcp listening once the port is free", func() bool {
+			sp, ok := e.served("default/busy:tcp")
+			return ok && sp.Listening
+		})
+		if got := dialName(busyFrontend); got != "a" {
+			t.Errorf("host -> %s after the retry: %q, want a", busyFrontend, got)
+		}
+		if err := e.client.CoreV1().Services("default").Delete(e.ctx, "busy", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("the kubernetes Service reaches the API server, TLS verified", func(t *testing.T) {
 		k, err := e.client.CoreV1().Services("default").Get(e.ctx, "kubernetes", metav1.GetOptions{})
 		if err != nil {
@@ -364,6 +434,10 @@ func TestProxyRoutesClusterIPsToEndpoints(t *testing.T) {
 		if got := e.inPod(t, client, "readyz", u, e.cluster.CACert); got != "200 ok" {
 			t.Errorf("pod -> %s: %q, want 200 ok", u, got)
 		}
+	})
+
+	t.Run("the API server calls a webhook through its Service", func(t *testing.T) {
+		webhookThroughService(t, e)
 	})
 
 	t.Run("Service deleted: listener and address gone", func(t *testing.T) {
