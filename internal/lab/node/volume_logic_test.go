@@ -1,6 +1,7 @@
 package node
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -318,5 +319,29 @@ func TestMountPointsRemovesOnlyWhatItCreatedAndOnlyIfEmpty(t *testing.T) {
 	}
 	if _, err := os.Stat(base); err != nil {
 		t.Errorf("a directory that existed before was removed: %v", err)
+	}
+}
+
+func TestPodEnvPutsServiceLinksUnderContainerEnvAndExpandsThem(t *testing.T) {
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop"}}
+	c := &v1.Container{Name: "app", Env: []v1.EnvVar{
+		{Name: "API", Value: "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+		{Name: "WEB_SERVICE_HOST", Value: "overridden"},
+		{Name: "GOMEMLIMIT", ValueFrom: &v1.EnvVarSource{ResourceFieldRef: &v1.ResourceFieldSelector{Resource: "limits.memory"}}},
+	}}
+	links := map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "WEB_SERVICE_HOST": "10.96.0.9"}
+	alloc := v1.ResourceList{v1.ResourceMemory: resource.MustParse("8Gi")}
+	_, env, err := podEnv(context.Background(), nil, pod, c, Program{}, "10.77.0.5", "10.77.0.1", links, alloc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"API":              "https://10.96.0.1:443",
+		"WEB_SERVICE_HOST": "overridden",
+		"GOMEMLIMIT":       "8589934592", // no limit: the node's allocatable
+	} {
+		if env[k] != want {
+			t.Errorf("%s = %q, want %q", k, env[k], want)
+		}
 	}
 }
