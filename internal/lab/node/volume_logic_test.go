@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 func readVolume(t *testing.T, dir, name string) string {
@@ -343,5 +346,44 @@ func TestPodEnvPutsServiceLinksUnderContainerEnvAndExpandsThem(t *testing.T) {
 		if env[k] != want {
 			t.Errorf("%s = %q, want %q", k, env[k], want)
 		}
+	}
+}
+
+func TestMountPointInUseByAnotherNamespaceIsKept(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "unshare")
+	base := t.TempDir()
+	var m mountPoints
+	point := filepath.Join(base, "pod/secrets")
+	if err := m.ensure(point, true); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	// A pod of another agent: its private mount namespace binds a volume
+	// at the same mount point and keeps running.
+	pod := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		"mount --bind "+src+" "+point+" && echo mounted && exec sleep 30")
+	out, err := pod.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
+	line := make([]byte, 8)
+	if n, _ := out.Read(line); string(line[:n]) != "mounted\n" {
+		t.Fatalf("the other namespace did not mount: %q", line[:n])
+	}
+	m.removeCreated()
+	if _, err := os.Stat(point); err != nil {
+		t.Fatalf("a mount point another namespace still uses was removed (its mount detached): %v", err)
+	}
+	_ = pod.Process.Kill()
+	_ = pod.Wait()
+	m.created = []string{filepath.Join(base, "pod"), point}
+	m.removeCreated()
+	if _, err := os.Stat(filepath.Join(base, "pod")); !os.IsNotExist(err) {
+		t.Errorf("mount points not removed once no namespace uses them: %v", err)
 	}
 }
