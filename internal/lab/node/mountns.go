@@ -159,16 +159,78 @@ func (m *mountPoints) ensure(path string, dir bool) error {
 }
 
 // removeCreated removes what ensure created, deepest first, and only what
-// is empty.
+// is empty and is no mount point in any process's mount namespace: since
+// Linux 3.18 removing a directory that is a mount point elsewhere succeeds
+// and detaches those mounts, which would pull the volumes from under the
+// pods of another agent (another lab node of this process, or another
+// lab) that still run.
 func (m *mountPoints) removeCreated() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	inUse := mountedAnywhere()
 	for i := len(m.created) - 1; i >= 0; i-- {
 		p := m.created[i]
 		if fi, err := os.Lstat(p); err == nil && !fi.IsDir() && fi.Size() > 0 {
 			continue
 		}
+		if underAny(p, inUse) {
+			continue
+		}
 		_ = os.Remove(p) // fails, as it should, on a non-empty directory
 	}
 	m.created = nil
+}
+
+// mountedAnywhere lists the mount points of every process's mount
+// namespace (/proc/<pid>/mountinfo, field 5).
+func mountedAnywhere() map[string]bool {
+	out := map[string]bool{}
+	files, _ := filepath.Glob("/proc/[0-9]*/mountinfo")
+	seen := map[string]bool{} // one read per mount namespace
+	for _, f := range files {
+		ns, err := os.Readlink(filepath.Join(filepath.Dir(f), "ns", "mnt"))
+		if err != nil || seen[ns] {
+			continue
+		}
+		seen[ns] = true
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if fields := strings.Fields(line); len(fields) > 4 {
+				out[unescapeMountPath(fields[4])] = true
+			}
+		}
+	}
+	return out
+}
+
+// unescapeMountPath undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountPath(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(n))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// underAny reports whether p or something below it is in mounts.
+func underAny(p string, mounts map[string]bool) bool {
+	for m := range mounts {
+		if m == p || strings.HasPrefix(m, p+"/") {
+			return true
+		}
+	}
+	return false
 }

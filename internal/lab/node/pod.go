@@ -166,9 +166,11 @@ func (w *podWorker) start() {
 
 // setUpVolumes sets up the pod's volumes before any container starts,
 // retrying as the kubelet's volume manager does (a FailedMount event per
-// failed attempt; the containers stay ContainerCreating). It reports false
-// when the pod terminates first.
+// failed attempt, the retry delay starting at 500 ms and doubling up to
+// 2m2s as in pkg/util/goroutinemap/exponentialbackoff; the containers stay
+// ContainerCreating). It reports false when the pod terminates first.
 func (w *podWorker) setUpVolumes() bool {
+	delay := 500 * time.Millisecond
 	for {
 		err := w.vols.setUp(w.ctx, w.podSnapshot())
 		if err == nil {
@@ -180,7 +182,8 @@ func (w *podWorker) setUpVolumes() bool {
 		w.log.Warn("volume setup failed", "err", err)
 		w.agent.event(w.podSnapshot(), nil, v1.EventTypeWarning, "FailedMount", "%v", err)
 		select {
-		case <-time.After(2 * time.Second):
+		case <-time.After(delay):
+			delay = min(2*delay, 2*time.Minute+2*time.Second)
 		case <-w.termStarted:
 			return false
 		case <-w.ctx.Done():

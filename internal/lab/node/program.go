@@ -97,13 +97,12 @@ func argv(prog Program, c *v1.Container, env map[string]string) ([]string, error
 }
 
 // podEnv builds a container's environment as the kubelet does, in order: a
-// PATH and HOSTNAME, the image's env, envFrom, then env (later wins). Values
-// may refer to earlier variables with $(VAR); fieldRef supports the
-// downward API fields, configMapKeyRef and secretKeyRef are read from the API.
-//
-// services are the service-link variables (serviceEnv), set after the
-// image's env; allocatable stands for limits that are not set in a
-// resourceFieldRef.
+// PATH and HOSTNAME, the image's env, the service links (services, from
+// serviceEnv), envFrom, then env (later wins). Values may refer to earlier
+// variables with $(VAR); fieldRef supports the downward API fields,
+// resourceFieldRef the container's resources (allocatable standing for a
+// limit that is not set), configMapKeyRef and secretKeyRef are read from
+// the API.
 func podEnv(ctx context.Context, client kubernetes.Interface, pod *v1.Pod, c *v1.Container, prog Program, podIP, hostIP string, services map[string]string, allocatable v1.ResourceList) ([]string, map[string]string, error) {
 	env := map[string]string{}
 	var order []string

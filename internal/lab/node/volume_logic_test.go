@@ -1,7 +1,9 @@
 package node
 
 import (
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -11,6 +13,8 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
 func readVolume(t *testing.T, dir, name string) string {
@@ -318,5 +322,68 @@ func TestMountPointsRemovesOnlyWhatItCreatedAndOnlyIfEmpty(t *testing.T) {
 	}
 	if _, err := os.Stat(base); err != nil {
 		t.Errorf("a directory that existed before was removed: %v", err)
+	}
+}
+
+func TestPodEnvPutsServiceLinksUnderContainerEnvAndExpandsThem(t *testing.T) {
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "shop"}}
+	c := &v1.Container{Name: "app", Env: []v1.EnvVar{
+		{Name: "API", Value: "https://$(KUBERNETES_SERVICE_HOST):$(KUBERNETES_SERVICE_PORT)"},
+		{Name: "WEB_SERVICE_HOST", Value: "overridden"},
+		{Name: "GOMEMLIMIT", ValueFrom: &v1.EnvVarSource{ResourceFieldRef: &v1.ResourceFieldSelector{Resource: "limits.memory"}}},
+	}}
+	links := map[string]string{"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443", "WEB_SERVICE_HOST": "10.96.0.9"}
+	alloc := v1.ResourceList{v1.ResourceMemory: resource.MustParse("8Gi")}
+	_, env, err := podEnv(context.Background(), nil, pod, c, Program{}, "10.77.0.5", "10.77.0.1", links, alloc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"API":              "https://10.96.0.1:443",
+		"WEB_SERVICE_HOST": "overridden",
+		"GOMEMLIMIT":       "8589934592", // no limit: the node's allocatable
+	} {
+		if env[k] != want {
+			t.Errorf("%s = %q, want %q", k, env[k], want)
+		}
+	}
+}
+
+func TestMountPointInUseByAnotherNamespaceIsKept(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireBinary(t, "unshare")
+	base := t.TempDir()
+	var m mountPoints
+	point := filepath.Join(base, "pod/secrets")
+	if err := m.ensure(point, true); err != nil {
+		t.Fatal(err)
+	}
+	src := t.TempDir()
+	// A pod of another agent: its private mount namespace binds a volume
+	// at the same mount point and keeps running.
+	pod := exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+		"mount --bind "+src+" "+point+" && echo mounted && exec sleep 30")
+	out, err := pod.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pod.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pod.Process.Kill(); _ = pod.Wait() })
+	line := make([]byte, 8)
+	if n, _ := out.Read(line); string(line[:n]) != "mounted\n" {
+		t.Fatalf("the other namespace did not mount: %q", line[:n])
+	}
+	m.removeCreated()
+	if _, err := os.Stat(point); err != nil {
+		t.Fatalf("a mount point another namespace still uses was removed (its mount detached): %v", err)
+	}
+	_ = pod.Process.Kill()
+	_ = pod.Wait()
+	m.created = []string{filepath.Join(base, "pod"), point}
+	m.removeCreated()
+	if _, err := os.Stat(filepath.Join(base, "pod")); !os.IsNotExist(err) {
+		t.Errorf("mount points not removed once no namespace uses them: %v", err)
 	}
 }

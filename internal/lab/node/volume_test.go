@@ -260,3 +260,35 @@ func TestRunAsNonRootWithARootImageIsACreateContainerConfigError(t *testing.T) {
 		t.Error("no Failed event for the container")
 	}
 }
+
+func TestMissingConfigMapHoldsThePodUntilItAppearsAndOptionalSecretDoesNot(t *testing.T) {
+	l := requireLab(t)
+	ctx := context.Background()
+	name := podName(t)
+	yes := true
+	c := shContainer("app", "sleep 3600")
+	c.VolumeMounts = []v1.VolumeMount{{Name: "cfg", MountPath: "/zd-lab-test/" + name + "/cfg"}, {Name: "opt", MountPath: "/zd-lab-test/" + name + "/opt"}}
+	pod := l.create(t, &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: v1.PodSpec{
+		Containers: []v1.Container{c},
+		Volumes: []v1.Volume{
+			{Name: "cfg", VolumeSource: v1.VolumeSource{ConfigMap: &v1.ConfigMapVolumeSource{LocalObjectReference: v1.LocalObjectReference{Name: name}}}},
+			{Name: "opt", VolumeSource: v1.VolumeSource{Secret: &v1.SecretVolumeSource{SecretName: name + "-absent", Optional: &yes}}},
+		},
+	}})
+	p := l.waitPod(t, pod, startTimeout, "bound", func(p *v1.Pod) bool { return p.Spec.NodeName != "" })
+	if !hasEvent(t, l, p, "FailedMount") {
+		t.Fatal("no FailedMount event for the missing ConfigMap")
+	}
+	p = l.waitPod(t, pod, startTimeout, "status reported", func(p *v1.Pod) bool { return len(p.Status.ContainerStatuses) == 1 })
+	if w := p.Status.ContainerStatuses[0].State.Waiting; w == nil || w.Reason != "ContainerCreating" {
+		t.Errorf("container state %+v while its ConfigMap is missing, want Waiting ContainerCreating", p.Status.ContainerStatuses[0].State)
+	}
+	cms := l.client.CoreV1().ConfigMaps("default")
+	if _, err := cms.Create(ctx, &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name}, Data: map[string]string{"k": "v"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cms.Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	l.waitPod(t, pod, startTimeout, "Running once the ConfigMap exists (the optional Secret still absent)", func(p *v1.Pod) bool {
+		return p.Status.Phase == v1.PodRunning
+	})
+}
