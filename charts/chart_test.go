@@ -10,12 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"helm.sh/helm/v4/pkg/chart/common"
-	"helm.sh/helm/v4/pkg/chart/common/util"
 	"helm.sh/helm/v4/pkg/chart/v2/lint"
 	"helm.sh/helm/v4/pkg/chart/v2/lint/support"
-	"helm.sh/helm/v4/pkg/chart/v2/loader"
-	"helm.sh/helm/v4/pkg/engine"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
 	"sigs.k8s.io/yaml"
@@ -340,37 +336,11 @@ func render(t *testing.T, vals map[string]any) map[string]object {
 }
 
 func renderErr(vals map[string]any) (map[string]object, error) {
-	ch, err := loader.Load(chartDir)
+	stream, err := Render(chartDir, "zerodrop", namespace, vals)
 	if err != nil {
-		return nil, fmt.Errorf("load chart: %w", err)
+		return nil, err
 	}
-	if vals == nil {
-		vals = map[string]any{}
-	}
-	opts := common.ReleaseOptions{Name: "zerodrop", Namespace: namespace, Revision: 1, IsInstall: true}
-	values, err := util.ToRenderValues(ch, vals, opts, common.DefaultCapabilities)
-	if err != nil {
-		return nil, fmt.Errorf("values: %w", err)
-	}
-	files, err := engine.Render(ch, values)
-	if err != nil {
-		return nil, fmt.Errorf("render: %w", err)
-	}
-	var docs []string
-	names := make([]string, 0, len(files))
-	for n := range files {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		if strings.HasSuffix(n, ".yaml") {
-			docs = append(docs, files[n])
-		}
-	}
-	for _, crd := range ch.CRDObjects() {
-		docs = append(docs, string(crd.File.Data))
-	}
-	return parseObjects(strings.Join(docs, "\n---\n"))
+	return parseObjects(stream)
 }
 
 // kustomize is `kustomize build dir` (the kustomize Go API, as

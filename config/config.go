@@ -6,10 +6,13 @@ package config
 
 import "embed"
 
-// FS holds crd/bases/*.yaml, webhook/manifests.yaml (the pod mutator),
-// webhook/validating.yaml (the TargetBinding validator) and rbac/ (the
-// ServiceAccounts, roles and bindings of both roles, with its
-// kustomization files).
+// FS holds every kustomization config/default is built from, with its
+// files: crd/ (the CRDs), rbac/ (the ServiceAccounts, roles and bindings
+// of both roles), manager/ (the two Deployments, their Services, the
+// PriorityClass), webhook/ (the pod mutator, the TargetBinding validator,
+// the webhook Service), components/ and default/ itself, so that the lab
+// installs what `kubectl apply -k config/default` applies; and the alerts
+// (monitoring/zerodrop.rules.yaml), which the lab's Prometheus loads.
 //
-//go:embed crd/bases/*.yaml webhook/manifests.yaml webhook/validating.yaml rbac
+//go:embed crd default manager webhook components rbac monitoring/zerodrop.rules.yaml
 var FS embed.FS

@@ -263,7 +263,7 @@ func newLabRunCmd() *cobra.Command {
 	var rollouts, replicas, campaign int
 	var rate float64
 	var faultHold time.Duration
-	var verbose bool
+	var verbose, withPrometheus bool
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Roll a Deployment of the sample app K times under constant load through HAProxy or NGINX; count failed requests",
@@ -365,7 +365,7 @@ Scenarios:
 			for _, r := range runs {
 				o := lab.RunOptions{
 					Rollouts: r.count(rollouts), Rate: rate, Replicas: int32(replicas), Fault: r.fault, FaultHold: faultHold, Logger: logger, Progress: cmd.ErrOrStderr(),
-					Timeline: htmlDir != "",
+					Timeline: htmlDir != "", Prometheus: withPrometheus,
 				}
 				if r.campaign {
 					o.Faults = campaignFaults()
@@ -414,6 +414,7 @@ Scenarios:
 	cmd.Flags().DurationVar(&faultHold, "fault-hold", lab.DefaultFaultHold, "how long lbdown, slowlb, partition, full and clock last")
 	cmd.Flags().StringVar(&jsonPath, "json", "", "also write the results as JSON to this file")
 	cmd.Flags().StringVar(&htmlDir, "html", "", "also write verify's HTML report (timeline) of every scenario run into this directory, with index.html linking them (a campaign: one per rollout)")
+	cmd.Flags().BoolVar(&withPrometheus, "prometheus", false, "run Prometheus (Debian's, from PATH) beside each scenario, loading config/monitoring/zerodrop.rules.yaml unchanged and scraping zerodrop-controller and the HAProxy exporters every second; print the alerts pending or firing after the rollouts")
 	cmd.Flags().BoolVarP(&verbose, "verbose", "v", false, "debug logs")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 4*time.Minute, "give up starting the lab after this long")
 	return cmd
@@ -447,10 +448,11 @@ func scenarioHelp() string {
 }
 
 // allRuns is what --scenario all runs: the four baselines, zerodrop, and
-// zerodrop under each fault, then the NGINX baseline and zerodrop through
-// NGINX.
+// zerodrop under each fault, then zerodrop with the controller installed
+// from config/default as pods, then the NGINX baseline and zerodrop
+// through NGINX.
 // zerodrop's own run is at least 10 rollouts, the bar it has to clear.
-const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,nginx-naive,zerodrop-nginx"
+const allRuns = "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,zerodrop-installed,nginx-naive,zerodrop-nginx"
 
 // labRun is one scenario with an optional fault and rollout count (0:
 // --rollouts).

@@ -26,7 +26,7 @@ func TestParseRuns(t *testing.T) {
 		}
 		got = append(got, s)
 	}
-	if want := "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,nginx-naive,zerodrop-nginx"; strings.Join(got, ",") != want {
+	if want := "naive,readiness,prestop,drain,zerodrop:10,zerodrop+reload,zerodrop+reloadall,zerodrop+kill,zerodrop-installed,nginx-naive,zerodrop-nginx"; strings.Join(got, ",") != want {
 		t.Errorf("all = %s, want %s", strings.Join(got, ","), want)
 	}
 	for _, bad := range []string{"nope", "zerodrop+explode", "zerodrop:0", "zerodrop:x", "naive:101"} {

@@ -25,13 +25,14 @@ func requireVerifyLab(t *testing.T) lab.Options {
 	bins, app := labtest.Require(t)
 	pid := os.Getpid()
 	return lab.Options{
-		Dir:       filepath.Join(t.TempDir(), "lab"),
-		Nodes:     1,
-		Bridge:    fmt.Sprintf("zdv%d", pid%100000),
-		PodCIDR:   netns.PrefixForPID(pid),
-		AppBinary: app,
-		Binaries:  bins,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Dir:         filepath.Join(t.TempDir(), "lab"),
+		Nodes:       1,
+		Bridge:      fmt.Sprintf("zdv%d", pid%100000),
+		PodCIDR:     netns.PrefixForPID(pid),
+		ServiceCIDR: lab.ServiceCIDRForPID(pid),
+		AppBinary:   app,
+		Binaries:    bins,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 

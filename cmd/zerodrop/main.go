@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -28,6 +30,20 @@ type exitError struct{ code int }
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
 
+// invokedAs is the path this program was started by (os.Args[0]).
+var invokedAs = os.Args[0]
+
+// displayName is how help and usage name the program: "kubectl zerodrop"
+// when it runs as a kubectl plugin (kubectl runs kubectl-zerodrop from
+// PATH for `kubectl zerodrop ...`; krew installs it so, and `make build`
+// links bin/kubectl-zerodrop), else "zerodrop".
+func displayName(argv0 string) string {
+	if strings.HasPrefix(filepath.Base(argv0), "kubectl-") {
+		return "kubectl zerodrop"
+	}
+	return "zerodrop"
+}
+
 func run(args []string) int {
 	return runIO(args, os.Stdin, os.Stdout, os.Stderr)
 }
@@ -40,6 +56,7 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		Short:         "Find, reproduce and measure the requests a rolling deployment drops",
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Annotations:   map[string]string{cobra.CommandDisplayNameAnnotation: displayName(invokedAs)},
 	}
 	root.AddCommand(&cobra.Command{
 		Use:   "version",
@@ -56,7 +73,7 @@ func runIO(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		if ee, ok := err.(exitError); ok {
 			return ee.code
 		}
-		fmt.Fprintln(stderr, "zerodrop:", err)
+		fmt.Fprintln(stderr, displayName(invokedAs)+":", err)
 		return 2
 	}
 	return 0

@@ -95,6 +95,7 @@ type Controller struct {
 	serveArgs, reconcileArgs []string
 	reconcileProbe           string // health-probe address of the reconcile process
 	reconcileMetrics         string // metrics address of the reconcile process
+	serveMetrics             string // metrics address of the serve process
 	serveProbe               string // readiness address of the serve process
 	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
@@ -220,6 +221,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--metrics-bind-address=" + loop(ports[2]),
 		"--health-probe-bind-address=" + loop(ports[3]),
 	}, common...)
+	c.serveMetrics = loop(ports[2])
 	c.reconcileProbe = loop(ports[5])
 	c.reconcileMetrics = loop(ports[4])
 	c.serveProbe = loop(ports[3])
@@ -626,6 +628,10 @@ func applyAdminTLSSecret(ctx context.Context, kc client.Client, t Target) error 
 	}
 	return nil
 }
+
+// MetricsAddrs are both processes' Prometheus endpoints (host:port,
+// plain HTTP /metrics): serve, then reconcile.
+func (c *Controller) MetricsAddrs() []string { return []string{c.serveMetrics, c.reconcileMetrics} }
 
 // ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
 func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }

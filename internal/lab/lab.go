@@ -1,6 +1,7 @@
 // Package lab assembles zerodrop's local lab: a real control plane (package
 // cluster), node agents that play the kubelet and run pods as processes in
-// their own network namespaces (packages node and netns), and real HAProxy
+// their own network namespaces (packages node and netns), a Service proxy
+// that makes ClusterIPs reachable (package svcproxy), and real HAProxy
 // instances in front of the pods (package haproxy), and optionally real
 // NGINX instances beside them (package nginx). Scenarios (scenario.go) roll
 // a Deployment of the sample app under constant load through the scenario's
@@ -29,6 +30,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -39,6 +41,7 @@ import (
 	labnginx "zerodrop.dev/zerodrop/internal/lab/nginx"
 	"zerodrop.dev/zerodrop/internal/lab/node"
 	"zerodrop.dev/zerodrop/internal/lab/proc"
+	"zerodrop.dev/zerodrop/internal/lab/svcproxy"
 )
 
 // AppImage is the image repository that stands for the sample app: every
@@ -98,6 +101,11 @@ type Options struct {
 	// PodCIDR is the pod address range; default netns.DefaultPrefix
 	// (10.77.0.0/16).
 	PodCIDR netip.Prefix
+	// ServiceCIDR is the ClusterIP range; default cluster.DefaultServiceCIDR
+	// (10.96.0.0/16). The Service proxy puts ClusterIPs on the lab's
+	// bridge, so two labs on one machine need ranges of their own
+	// (ServiceCIDRForPID), as they need pod ranges of their own.
+	ServiceCIDR netip.Prefix
 	// AppBinary is the zerodrop-app program; default FindApp().
 	AppBinary string
 	// HAProxyInstances is how many HAProxy instances front the pods (each
@@ -142,6 +150,10 @@ type Lab struct {
 	Client kubernetes.Interface
 	// Network is the pod network.
 	Network *netns.Network
+	// Services is the lab's kube-proxy: every Service's ClusterIP on the
+	// bridge, forwarding to its endpoints (package svcproxy); the
+	// `kubernetes` Service forwards to the API server.
+	Services *svcproxy.Proxy
 	// HAProxy are the instances in front of the pods.
 	HAProxy []*haproxy.Instance
 	// NGINX are the NGINX instances (Options.NGINXInstances).
@@ -157,6 +169,7 @@ type Lab struct {
 	cancel      context.CancelFunc
 	runCtx      context.Context // the node agents run until it ends (Close)
 	images      map[string]node.Program
+	imageDir    string // copies of programs run as non-root (stageProgram)
 	agents      sync.WaitGroup
 	nodesMu     sync.Mutex
 	nodes       map[string]*nodeAgent // by node name: the agent running it now
@@ -286,7 +299,7 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 
 	l.log.Info("starting control plane", "kubernetes", opts.Binaries.Version, "binaries", opts.Binaries.Dir)
 	l.Cluster, err = cluster.Start(startCtx, cluster.Options{
-		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log,
+		Binaries: opts.Binaries, Dir: filepath.Join(dir, "cluster"), Logger: l.log, ServiceCIDR: serviceCIDR(opts.ServiceCIDR),
 		ControllerManagerArgs: append(slices.Clone(nodeLifecycleArgs), opts.ControllerManagerArgs...), APIServerArgs: podTolerationArgs,
 	})
 	if err != nil {
@@ -307,9 +320,29 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		return l, fmt.Errorf("lab: pod network: %w", err)
 	}
 	l.updateState(func(s *State) { s.Namespaces = l.Network.Names().Namespaces })
+	if l.Services, err = startServiceProxy(startCtx, l); err != nil {
+		return l, err
+	}
 
 	l.runCtx = runCtx
 	l.images = map[string]node.Program{AppImage: {Path: opts.AppBinary, Name: AppEntrypoint}}
+	// The controller's image, for config/default's Deployments
+	// (install.go). Without the program, its pods fail as an image pull
+	// would (ErrImagePull), which says what is missing.
+	if bin, err := FindController(); err == nil {
+		// The image runs as user 65532: a copy of the program in a
+		// directory every user may search (the program's own directory
+		// may be a test's private one).
+		if l.imageDir, err = os.MkdirTemp("", "zerodrop-lab-images-"); err != nil {
+			return l, fmt.Errorf("lab: images: %w", err)
+		}
+		l.updateState(func(s *State) { s.Dirs = append(s.Dirs, l.imageDir) })
+		p, err := stageProgram(bin, l.imageDir)
+		if err != nil {
+			return l, err
+		}
+		l.images[ControllerImage] = controllerProgram(p)
+	}
 	var nodeNames []string
 	for i := range opts.Nodes {
 		name := fmt.Sprintf("lab-node-%d", i)
@@ -324,7 +357,10 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	// zerodrop-controller reaches every instance's Runtime API over mutual
 	// TLS, as docs/haproxy.md asks of a real install: one CA, a serving
 	// certificate for 127.0.0.1, and the client's pair for its Secret.
-	adminTLS, adminTLSDir, err := issueAdminTLS(filepath.Join(dir, "admin-tls"))
+	// The same socket listens on the bridge's host address too, for the
+	// controller when it runs as pods (install.go).
+	podSide := l.Network.HostAddr.String()
+	adminTLS, adminTLSDir, err := issueAdminTLS(filepath.Join(dir, "admin-tls"), podSide)
 	if err != nil {
 		return l, err
 	}
@@ -344,6 +380,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 			// does not cut them.
 			HardStopAfter: HardStopAfter,
 			AdminTLS:      adminTLS,
+			AdminTLSHosts: []string{podSide},
+			Metrics:       true,
 			Logger:        l.log,
 		})
 		if err != nil {
@@ -357,7 +395,8 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 				Name: name, Socket: in.Socket(), Frontend: in.Addr(), Backend: BackendName,
 				Config: in.ConfigPath(), Log: in.LogPath(),
 				Master: master, Exe: exe, StateFile: in.StateFile(),
-				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir,
+				AdminTLS: in.AdminTLSAddr(), AdminTLSDir: adminTLSDir, AdminTLSPods: in.AdminTLSAddrOn(podSide),
+				Metrics: in.MetricsAddr(),
 			})
 		})
 		l.recordHAProxyPids()
@@ -373,11 +412,69 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 	return l, nil
 }
 
+// KubernetesService is the Service in-cluster clients reach the API server
+// through (KUBERNETES_SERVICE_HOST is its ClusterIP).
+var KubernetesService = types.NamespacedName{Namespace: "default", Name: "kubernetes"}
+
+// startServiceProxy starts the lab's Service proxy on the pod network's
+// bridge. The API server listens on 127.0.0.1 only and publishes no
+// endpoints (--endpoint-reconciler-type=none), so the `kubernetes` Service
+// is forwarded to it explicitly; its serving certificate carries the
+// Service's ClusterIP.
+func startServiceProxy(ctx context.Context, l *Lab) (*svcproxy.Proxy, error) {
+	api, err := netip.ParseAddrPort(strings.TrimPrefix(l.Cluster.Server, "https://"))
+	if err != nil {
+		return nil, fmt.Errorf("lab: API server address %s: %w", l.Cluster.Server, err)
+	}
+	p, err := svcproxy.Start(ctx, svcproxy.Options{
+		Client: l.Client, Addrs: l.Network,
+		Overrides: map[types.NamespacedName]netip.AddrPort{KubernetesService: api},
+		Logger:    l.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("lab: service proxy: %w", err)
+	}
+	return p, nil
+}
+
+func serviceCIDR(p netip.Prefix) string {
+	if !p.IsValid() {
+		return ""
+	}
+	return p.String()
+}
+
+// stageProgram copies the program bin into dir (made searchable by every
+// user), executable by every user, and returns the copy's path.
+func stageProgram(bin, dir string) (string, error) {
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	p := filepath.Join(dir, filepath.Base(bin))
+	if err := os.WriteFile(p, data, 0o755); err != nil {
+		return "", fmt.Errorf("lab: images: %w", err)
+	}
+	return p, os.Chmod(p, 0o755)
+}
+
+// ServiceCIDRForPID is a ClusterIP range of its own for the lab of process
+// pid (a /24 of 10.114.0.0/15), for tests whose labs may run beside
+// another process's: ClusterIPs live on each lab's bridge, so two labs
+// with one range would answer for each other.
+func ServiceCIDRForPID(pid int) netip.Prefix {
+	i := pid % 512
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 114 + byte(i/256), byte(i % 256), 0}), 24)
+}
+
 // Target returns what scenarios run against: this lab's API and HAProxy
 // instances.
 func (l *Lab) Target() Target {
 	st := l.State()
-	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check,
+	return Target{Config: l.Cluster.Config, Kubeconfig: l.Cluster.Kubeconfig, Client: l.Client, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: l.Check, Dir: st.Dir,
 		controlPlane: labControlPlane{l}, nodes: l}
 }
 
@@ -396,7 +493,7 @@ func TargetFromState(st *State) (Target, error) {
 	if err != nil {
 		return Target{}, fmt.Errorf("lab: client for %s: %w", st.Server, err)
 	}
-	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: st.Check}, nil
+	return Target{Config: cfg, Kubeconfig: st.Kubeconfig, Client: cs, HAProxy: st.HAProxy, NGINX: st.NGINX, Check: st.Check, Dir: st.Dir}, nil
 }
 
 // Frontends returns the address of each HAProxy's app frontend.
@@ -464,7 +561,7 @@ func (l *Lab) refreshLoop(ctx context.Context) {
 }
 
 // Close stops everything in reverse order: HAProxy, the node agents (which
-// kill their pods), the pod network, the control plane; then removes the
+// kill their pods), the Service proxy, the pod network, the control plane; then removes the
 // run directory. Safe to call twice.
 func (l *Lab) Close() error {
 	l.closeOnce.Do(func() {
@@ -482,6 +579,9 @@ func (l *Lab) Close() error {
 			l.cancel()
 		}
 		l.agents.Wait()
+		if l.Services != nil {
+			errs = append(errs, l.Services.Stop())
+		}
 		if l.Network != nil {
 			errs = append(errs, l.Network.Destroy())
 		}
@@ -490,6 +590,11 @@ func (l *Lab) Close() error {
 		}
 		if err := os.RemoveAll(l.Dir); err != nil {
 			errs = append(errs, fmt.Errorf("lab: remove %s: %w", l.Dir, err))
+		}
+		if l.imageDir != "" {
+			if err := os.RemoveAll(l.imageDir); err != nil {
+				errs = append(errs, fmt.Errorf("lab: remove %s: %w", l.imageDir, err))
+			}
 		}
 		l.closeErr = errors.Join(errs...)
 		l.log.Info("lab stopped", "dir", l.Dir)

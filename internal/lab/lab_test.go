@@ -2,9 +2,13 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,13 +50,14 @@ func requireLab(t *testing.T) Options {
 	bins, app := labtest.Require(t)
 	pid := os.Getpid()
 	return Options{
-		Dir:       fmt.Sprintf("%s/lab", t.TempDir()),
-		Nodes:     1,
-		Bridge:    fmt.Sprintf("zdt%d", pid%100000),
-		PodCIDR:   netns.PrefixForPID(pid),
-		AppBinary: app,
-		Binaries:  bins,
-		Logger:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Dir:         fmt.Sprintf("%s/lab", t.TempDir()),
+		Nodes:       1,
+		Bridge:      fmt.Sprintf("zdt%d", pid%100000),
+		PodCIDR:     netns.PrefixForPID(pid),
+		ServiceCIDR: ServiceCIDRForPID(pid),
+		AppBinary:   app,
+		Binaries:    bins,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	}
 }
 
@@ -96,6 +101,16 @@ func TestLabUpAndClose(t *testing.T) {
 		t.Errorf("frontend without servers answered %d, want 503", resp.StatusCode)
 	}
 
+	// The kubernetes Service's ClusterIP leads to the API server, whose
+	// certificate verifies for it against the cluster CA.
+	k, err := l.Client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := readyzVia(t, k.Spec.ClusterIP, l.Cluster.CACert); got != "200 ok" {
+		t.Errorf("https://%s:443/readyz answered %q, want 200 ok", k.Spec.ClusterIP, got)
+	}
+
 	procs := st.Processes
 	if err := l.Close(); err != nil {
 		t.Errorf("Close: %v", err)
@@ -112,6 +127,26 @@ func TestLabUpAndClose(t *testing.T) {
 	if _, err := os.Stat(opts.Dir); !os.IsNotExist(err) {
 		t.Errorf("run directory %s still exists after Close", opts.Dir)
 	}
+}
+
+// readyzVia gets /readyz from https://ip:443, verifying the server against
+// the CA file, and returns "<status> <body>".
+func readyzVia(t *testing.T, ip, caFile string) string {
+	t.Helper()
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get("https://" + net.JoinHostPort(ip, "443") + "/readyz")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, body)
 }
 
 func isExe(pid int, exe string) bool {

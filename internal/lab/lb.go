@@ -152,10 +152,10 @@ func clearBackend(ctx context.Context, hs []HAProxyState) error {
 const AdminTLSSecret = "zerodrop-haproxy-client"
 
 // issueAdminTLS issues the lab's Runtime API certificates: a CA, HAProxy's
-// serving certificate for 127.0.0.1, and a client pair written to dir as
-// tls.crt, tls.key and ca.crt (the Secret's keys).
-func issueAdminTLS(dir string) (*haproxy.AdminTLS, string, error) {
-	m, err := webhook.IssueMutualTLS(time.Now(), 7*24*time.Hour, []string{"127.0.0.1"}, "zerodrop-controller")
+// serving certificate for 127.0.0.1 and the hosts given, and a client pair
+// written to dir as tls.crt, tls.key and ca.crt (the Secret's keys).
+func issueAdminTLS(dir string, hosts ...string) (*haproxy.AdminTLS, string, error) {
+	m, err := webhook.IssueMutualTLS(time.Now(), 7*24*time.Hour, append([]string{"127.0.0.1"}, hosts...), "zerodrop-controller")
 	if err != nil {
 		return nil, "", fmt.Errorf("lab: Runtime API certificates: %w", err)
 	}

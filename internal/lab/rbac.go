@@ -39,8 +39,15 @@ const (
 // would, from the files embedded in the binary (the very files users
 // apply).
 func rbacObjects() ([]*unstructured.Unstructured, error) {
+	return kustomizeConfig("rbac")
+}
+
+// kustomizeConfig builds config/<dir> with kustomize, as `kubectl apply -k
+// config/<dir>` would, from the files embedded in the binary (config.FS:
+// the very files users apply).
+func kustomizeConfig(dir string) ([]*unstructured.Unstructured, error) {
 	mem := filesys.MakeFsInMemory()
-	err := fs.WalkDir(config.FS, "rbac", func(p string, d fs.DirEntry, err error) error {
+	err := fs.WalkDir(config.FS, ".", func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
@@ -51,19 +58,25 @@ func rbacObjects() ([]*unstructured.Unstructured, error) {
 		return mem.WriteFile(path.Join("/", p), data)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("lab: config/rbac: %w", err)
+		return nil, fmt.Errorf("lab: config/%s: %w", dir, err)
 	}
-	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/rbac")
+	rm, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(mem, "/"+dir)
 	if err != nil {
-		return nil, fmt.Errorf("lab: kustomize build config/rbac: %w", err)
+		return nil, fmt.Errorf("lab: kustomize build config/%s: %w", dir, err)
 	}
 	var out []*unstructured.Unstructured
 	for _, r := range rm.Resources() {
-		m, err := r.Map()
+		// Through JSON, not r.Map(): its ints are Go ints, which
+		// unstructured's DeepCopy refuses (it takes JSON's int64).
+		raw, err := r.MarshalJSON()
 		if err != nil {
-			return nil, fmt.Errorf("lab: config/rbac: %w", err)
+			return nil, fmt.Errorf("lab: config/%s: %w", dir, err)
 		}
-		out = append(out, &unstructured.Unstructured{Object: m})
+		o := &unstructured.Unstructured{}
+		if err := o.UnmarshalJSON(raw); err != nil {
+			return nil, fmt.Errorf("lab: config/%s: %w", dir, err)
+		}
+		out = append(out, o)
 	}
 	return out, nil
 }

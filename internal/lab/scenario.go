@@ -149,7 +149,7 @@ var NGINXNaiveScenario = Scenario{
 // scenario through the provider adapter, the two NGINX scenarios and the
 // zerodrop scenario with an app using the graceful package, in order.
 func AllScenarios() []Scenario {
-	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario)
+	return append(slices.Clone(Scenarios), ZerodropScenario, ZerodropAdapterScenario, NGINXNaiveScenario, ZerodropNGINXScenario, ZerodropGracefulScenario, ZerodropInstalledScenario)
 }
 
 // ScenarioByName returns a scenario of AllScenarios.
@@ -293,6 +293,13 @@ type RunOptions struct {
 	// several goroutines: keep it fast and safe for concurrent use.
 	OnResult func(stream string, instance int, r verify.Result)
 
+	// Prometheus, when set, runs Debian's Prometheus beside the scenario:
+	// it loads config/monitoring/zerodrop.rules.yaml unchanged and scrapes
+	// the scenario's zerodrop-controller and every HAProxy instance's
+	// exporter every second; Result.Alerts lists what is pending or firing
+	// after the rollouts.
+	Prometheus bool
+
 	lbRig *lbRig // the LB faults' shared parts (Run sets it)
 }
 
@@ -310,6 +317,9 @@ type Target struct {
 	NGINX      []NGINXState
 	// Check is the health check the syncer gives the servers it adds.
 	Check haproxy.Check
+	// Dir is the lab's run directory (its node agents keep each pod's
+	// container logs under nodes/<node>/pod-<name>-*/).
+	Dir string
 
 	// controlPlane restarts control-plane processes (fault_cluster.go);
 	// nil for a lab in another process.
@@ -350,6 +360,9 @@ type Result struct {
 	// Gates are the measured gate and drain latencies (scenarios with their
 	// own load-balancer integration).
 	Gates *GateTimings `json:"gates,omitempty"`
+	// Prometheus is what RunOptions.Prometheus saw after the rollouts:
+	// scrape targets up, and the alerts pending or firing.
+	Prometheus *PrometheusSummary `json:"prometheus,omitempty"`
 	// Report is verify's report of the run (RunOptions.Timeline), for its
 	// HTML timeline; not part of the JSON table. A campaign has none: its
 	// rollouts have one each (RolloutRecord.Report).
@@ -481,6 +494,13 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 		return res, err
 	}
 	defer d.Close()
+	var prom *labPrometheus
+	if o.Prometheus {
+		if prom, err = startLabPrometheus(ctx, t, &d.Integration); err != nil {
+			return res, err
+		}
+		defer prom.stop()
+	}
 
 	for _, f := range faults {
 		if err := f.check(d.Integration); err != nil {
@@ -615,6 +635,17 @@ func Run(ctx context.Context, t Target, s Scenario, o RunOptions) (res Result, e
 	if runErr == nil && d.Integration.Check != nil {
 		runErr = d.Integration.Check()
 	}
+	if prom != nil {
+		ps := &PrometheusSummary{}
+		var perr error
+		if ps.TargetsUp, ps.Targets, perr = prom.up(ctx); perr == nil {
+			ps.Alerts, perr = prom.alerts(ctx)
+		}
+		if perr != nil && runErr == nil {
+			runErr = perr
+		}
+		res.Prometheus = ps
+	}
 	// The last rollout's counts end with the load (the others' were taken
 	// at the next rollout's start, when their window closed).
 	if n := len(res.PerRollout); n > 0 {
@@ -709,6 +740,21 @@ func PrintTable(w io.Writer, results []Result) {
 			" drain latency (deletion -> last new request) p50 %.0f ms, p99 %.0f ms over %d pods (probe every %.0f ms)\n",
 			r.Name(), g.GateLatencyP50ms, g.GateLatencyP99ms, g.GateSamples, g.GateWaitP50ms, g.MinWaitMs, g.ExtraP50ms, g.ExtraP99ms,
 			g.DrainLatencyP50ms, g.DrainLatencyP99ms, g.DrainSamples, g.ProbeIntervalMs)
+	}
+	for _, r := range results {
+		p := r.Prometheus
+		if p == nil {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: Prometheus scraped %d of %d targets (controller, HAProxy exporters) at the end; alerts of config/monitoring/zerodrop.rules.yaml pending or firing: ", r.Name(), p.TargetsUp, p.Targets)
+		if len(p.Alerts) == 0 {
+			fmt.Fprintln(w, "none")
+			continue
+		}
+		fmt.Fprintln(w, len(p.Alerts))
+		for _, a := range p.Alerts {
+			fmt.Fprintf(w, "  %s\n", a)
+		}
 	}
 }
 

@@ -91,6 +91,11 @@ type HAProxyState struct {
 	// lab's own way in (probe, reload, cleanup).
 	AdminTLS    string `json:"adminTLS,omitempty"`
 	AdminTLSDir string `json:"adminTLSDir,omitempty"`
+	// AdminTLSPods is the same socket on the pod network's host address
+	// (host:port): where the controller reaches it when it runs as pods.
+	AdminTLSPods string `json:"adminTLSPods,omitempty"`
+	// Metrics is HAProxy's Prometheus exporter (host:port, /metrics).
+	Metrics string `json:"metrics,omitempty"`
 }
 
 // NGINXState is one NGINX instance of the lab.

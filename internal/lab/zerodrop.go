@@ -75,22 +75,7 @@ func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.Lo
 		// Bounded cleanup that runs even when ctx is cancelled (Ctrl-C).
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer cancel()
-		// The pods go first, while the controller runs: they drain through
-		// it, and their targets are removed. Then the binding, whose
-		// finalizer only the controller removes.
-		var errs []error
-		bg := metav1.DeletePropagationBackground
-		if err := t.Client.AppsV1().Deployments(ns).Delete(cctx, "web", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
-			errs = append(errs, err)
-		}
-		errs = append(errs, waitPodsGone(cctx, t.Client, ns, labels.SelectorFromSet(labels.Set{"app": "web"})))
-		if err := kc.Delete(cctx, &zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Name: BindingName, Namespace: ns}}); client.IgnoreNotFound(err) != nil {
-			errs = append(errs, err)
-		}
-		errs = append(errs, pollUntil(cctx, 100*time.Millisecond, func() bool {
-			err := kc.Get(cctx, types.NamespacedName{Namespace: ns, Name: BindingName}, &zv1.TargetBinding{})
-			return apierrors.IsNotFound(err)
-		}))
+		errs := unbindApp(cctx, t, kc, ns)
 		ctl.Stop()
 		if after != nil {
 			after()
@@ -107,12 +92,19 @@ func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.Lo
 			in = nil
 		}
 	}()
+	return in, bindApp(ctx, t, kc, ns)
+}
+
+// bindApp binds the scenario's Service to the lab's pool (labBinding), opts
+// the namespace in, and waits until the webhook gives a new pod of the
+// Service its gate and its drain hook.
+func bindApp(ctx context.Context, t Target, kc client.Client, ns string) error {
 	if err := kc.Create(ctx, labBinding(ns)); err != nil {
-		return in, fmt.Errorf("lab: TargetBinding %s/%s: %w", ns, BindingName, err)
+		return fmt.Errorf("lab: TargetBinding %s/%s: %w", ns, BindingName, err)
 	}
 	patch := []byte(fmt.Sprintf(`{"metadata":{"labels":{%q:%q}}}`, zv1.GatesNamespaceLabel, zv1.GatesEnabled))
 	if _, err := t.Client.CoreV1().Namespaces().Patch(ctx, ns, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return in, fmt.Errorf("lab: label namespace %s: %w", ns, err)
+		return fmt.Errorf("lab: label namespace %s: %w", ns, err)
 	}
 	// The webhook reads bindings and Services from its cache: a pod created
 	// before the cache has them would get no gate. A dry-run create runs
@@ -137,9 +129,29 @@ func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.Lo
 		last = "no readiness gate injected yet"
 		return false
 	}); err != nil {
-		return in, fmt.Errorf("lab: webhook does not inject gate %s: %s: %w", gate, last, err)
+		return fmt.Errorf("lab: webhook does not inject gate %s: %s: %w", gate, last, err)
 	}
-	return in, nil
+	return nil
+}
+
+// unbindApp undoes bindApp while the controller still runs: the app's pods
+// go first (they drain through the controller, and their targets are
+// removed), then the binding, whose finalizer only the controller removes.
+func unbindApp(ctx context.Context, t Target, kc client.Client, ns string) []error {
+	var errs []error
+	bg := metav1.DeletePropagationBackground
+	if err := t.Client.AppsV1().Deployments(ns).Delete(ctx, "web", metav1.DeleteOptions{PropagationPolicy: &bg}); err != nil && !apierrors.IsNotFound(err) {
+		errs = append(errs, err)
+	}
+	errs = append(errs, waitPodsGone(ctx, t.Client, ns, labels.SelectorFromSet(labels.Set{"app": "web"})))
+	if err := kc.Delete(ctx, &zv1.TargetBinding{ObjectMeta: metav1.ObjectMeta{Name: BindingName, Namespace: ns}}); client.IgnoreNotFound(err) != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, pollUntil(ctx, 100*time.Millisecond, func() bool {
+		err := kc.Get(ctx, types.NamespacedName{Namespace: ns, Name: BindingName}, &zv1.TargetBinding{})
+		return apierrors.IsNotFound(err)
+	}))
+	return errs
 }
 
 func hasDrainHook(p *corev1.Pod) bool {

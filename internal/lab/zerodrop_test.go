@@ -33,6 +33,9 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 	} {
 		res, err := Run(ctx, l.Target(), ZerodropScenario, RunOptions{
 			Rollouts: tc.rollouts, Rate: 1000, Replicas: replicas, Settle: 2 * time.Second, Fault: tc.fault, Logger: opts.Logger,
+			// The shipped alerts in a real Prometheus stay quiet through
+			// rollouts without a fault.
+			Prometheus: tc.fault == FaultNone,
 		})
 		var sb strings.Builder
 		PrintTable(&sb, []Result{res})
@@ -53,6 +56,14 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 		for _, f := range res.Faults {
 			if f.Err != "" {
 				t.Errorf("%s: fault in rollout %d: %s", res.Name(), f.Rollout, f.Err)
+			}
+		}
+		if p := res.Prometheus; tc.fault == FaultNone {
+			// Both controller processes and both HAProxy exporters.
+			if p == nil || p.Targets != 4 || p.TargetsUp != 4 {
+				t.Errorf("%s: Prometheus %+v, want 4 of 4 targets scraped", res.Name(), p)
+			} else if len(p.Alerts) != 0 {
+				t.Errorf("%s: alerts pending or firing after clean rollouts: %v", res.Name(), p.Alerts)
 			}
 		}
 		g := res.Gates

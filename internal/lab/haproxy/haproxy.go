@@ -125,6 +125,14 @@ type Config struct {
 	// front of the admin unix socket (docs/haproxy.md). The unix socket
 	// stays, for the lab's own reloads.
 	AdminTLS *AdminTLS
+	// Metrics serves HAProxy's built-in Prometheus exporter on 127.0.0.1
+	// (a free port, Instance.MetricsAddr), at /metrics.
+	Metrics bool
+	// AdminTLSHosts are more addresses the mutual-TLS Runtime API listens
+	// on, on the same port as on 127.0.0.1 (the lab's bridge address, so
+	// that controller pods in their own network namespaces reach it;
+	// Instance.AdminTLSAddrOn). AdminTLS.Cert must name them.
+	AdminTLSHosts []string
 	// NoEventRing leaves out the ring that every backend logs its server
 	// verdicts to (hapi.DefaultEventRing, read by the provider's Watch):
 	// an HAProxy configured without it, polled only.
@@ -303,6 +311,14 @@ ring {{.Ring}}
     maxlen 1024
     size 1048576
 {{- end}}
+{{- if .MetricsAddr}}
+
+# HAProxy's built-in Prometheus exporter (haproxy_server_*, haproxy_backend_*).
+frontend prometheus
+    bind {{.MetricsAddr}}
+    http-request use-service prometheus-exporter if { path /metrics }
+    no log
+{{- end}}
 {{- if .TLSAddr}}
 
 # The Runtime API over mutual TLS: only a client certificate signed by the
@@ -314,6 +330,9 @@ frontend runtime_api_tls
     # An HTTP option from defaults; HAProxy warns about it in TCP mode.
     no option idle-close-on-response
     bind {{.TLSAddr}} ssl crt {{.TLSCert}} ca-file {{.TLSCA}} verify required
+{{- range .TLSMore}}
+    bind {{.}} ssl crt {{$.TLSCert}} ca-file {{$.TLSCA}} verify required
+{{- end}}
     default_backend runtime_api
 
 backend runtime_api
@@ -355,6 +374,10 @@ type cfgData struct {
 	StateFile string
 	// TLSAddr, TLSCert and TLSCA: the mutual-TLS socket (Config.AdminTLS).
 	TLSAddr, TLSCert, TLSCA string
+	// TLSMore: the same socket on Config.AdminTLSHosts.
+	TLSMore []string
+	// MetricsAddr: the Prometheus exporter's frontend (Config.Metrics).
+	MetricsAddr string
 }
 
 // Ring is the event ring's name (hapi.DefaultEventRing).
@@ -395,6 +418,7 @@ type Instance struct {
 	logPath string
 	socket  string
 	tlsAddr string // the mutual-TLS socket's address (Config.AdminTLS)
+	metrics string // the Prometheus exporter's address (Config.Metrics)
 	state   string // server-state file
 	client  *hapi.Client
 	cmd     *exec.Cmd
@@ -461,6 +485,9 @@ func (in *Instance) start(ctx context.Context) error {
 	if cfg.AdminTLS != nil {
 		want++
 	}
+	if cfg.Metrics {
+		want++
+	}
 	if want > 0 {
 		ports, err := proc.FreePorts(want)
 		if err != nil {
@@ -469,18 +496,26 @@ func (in *Instance) start(ctx context.Context) error {
 		for j, i := range blank {
 			cfg.Backends[i].Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[j]))
 		}
+		next := len(blank)
 		if cfg.AdminTLS != nil {
-			in.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[len(blank)]))
+			in.tlsAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[next]))
+			next++
+		}
+		if cfg.Metrics {
+			in.metrics = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[next]))
 		}
 	}
 	in.socket = filepath.Join(in.dir, "admin.sock")
 	in.cfgPath = filepath.Join(in.dir, "haproxy.cfg")
 	in.logPath = filepath.Join(in.dir, "haproxy.log")
 	in.state = filepath.Join(in.dir, "server-state")
-	d := cfgData{Config: cfg, Socket: in.socket, StateFile: in.state}
+	d := cfgData{Config: cfg, Socket: in.socket, StateFile: in.state, MetricsAddr: in.metrics}
 	if t := cfg.AdminTLS; t != nil {
 		// HAProxy's crt file holds the certificate and its key.
 		d.TLSAddr, d.TLSCert, d.TLSCA = in.tlsAddr, filepath.Join(in.dir, "admin.pem"), filepath.Join(in.dir, "admin-ca.pem")
+		for _, h := range cfg.AdminTLSHosts {
+			d.TLSMore = append(d.TLSMore, in.AdminTLSAddrOn(h))
+		}
 		pem := append(append(append([]byte(nil), t.Cert...), '\n'), t.Key...)
 		if err := os.WriteFile(d.TLSCert, pem, 0o600); err != nil {
 			return fmt.Errorf("haproxy: %w", err)
@@ -826,6 +861,21 @@ func (in *Instance) Socket() string { return in.socket }
 // AdminTLSAddr returns the mutual-TLS Runtime API's host:port, or "" when
 // Config.AdminTLS was not set.
 func (in *Instance) AdminTLSAddr() string { return in.tlsAddr }
+
+// MetricsAddr returns the Prometheus exporter's host:port (its path is
+// /metrics), or "" without Config.Metrics.
+func (in *Instance) MetricsAddr() string { return in.metrics }
+
+// AdminTLSAddrOn returns the mutual-TLS Runtime API's address on host (one
+// of Config.AdminTLSHosts): AdminTLSAddr's port on that host, or "" when
+// there is no such socket.
+func (in *Instance) AdminTLSAddrOn(host string) string {
+	if in.tlsAddr == "" {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(in.tlsAddr)
+	return net.JoinHostPort(host, port)
+}
 
 // Client returns a Runtime API client for this instance.
 func (in *Instance) Client() *hapi.Client { return in.client }

@@ -311,6 +311,68 @@ func removeNamespace(ns, hostVeth string) error {
 	return errors.Join(errs...)
 }
 
+// AddHostAddr puts addr on the bridge as a /32, so that the host and the pods
+// (whose default route is the bridge's address) reach a listener bound to it:
+// the lab's Service proxy puts ClusterIPs there. A /32 adds no route; the
+// address goes with the bridge (Destroy, Cleanup). Adding an address the
+// bridge already has is not an error.
+func (n *Network) AddHostAddr(addr netip.Addr) error {
+	if err := n.checkHostAddr(addr); err != nil {
+		return err
+	}
+	err := ip("addr", "add", netip.PrefixFrom(addr, 32).String(), "dev", n.Bridge)
+	var ie *ipError
+	if errors.As(err, &ie) && (strings.Contains(ie.stderr, "File exists") || strings.Contains(ie.stderr, "already assigned")) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("netns: add %s to bridge %s: %w", addr, n.Bridge, err)
+	}
+	return nil
+}
+
+// RemoveHostAddr takes an address AddHostAddr added off the bridge. An
+// address (or bridge) already gone is not an error.
+func (n *Network) RemoveHostAddr(addr netip.Addr) error {
+	if err := n.checkHostAddr(addr); err != nil {
+		return err
+	}
+	err := ip("addr", "del", netip.PrefixFrom(addr, 32).String(), "dev", n.Bridge)
+	var ie *ipError
+	if isNotFound(err) || errors.As(err, &ie) && (strings.Contains(ie.stderr, "Cannot assign requested address") || strings.Contains(ie.stderr, "Address not found")) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("netns: remove %s from bridge %s: %w", addr, n.Bridge, err)
+	}
+	return nil
+}
+
+// AddrHolders lists the host's devices that hold addr: a check that a
+// ClusterIP lives on the bridge and nowhere else.
+func AddrHolders(addr netip.Addr) ([]string, error) {
+	out, err := ipOutput("-o", "-4", "addr", "show", "to", netip.PrefixFrom(addr, 32).String())
+	if err != nil {
+		return nil, fmt.Errorf("netns: devices holding %s: %w", addr, err)
+	}
+	var devs []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if f := strings.Fields(line); len(f) > 1 {
+			devs = append(devs, f[1])
+		}
+	}
+	return devs, nil
+}
+
+// checkHostAddr refuses what is not an extra IPv4 address: one inside the
+// pod range would be taken for a pod's.
+func (n *Network) checkHostAddr(addr netip.Addr) error {
+	if !addr.Is4() || addr.IsLoopback() || addr.IsUnspecified() || n.Prefix.Contains(addr) {
+		return fmt.Errorf("netns: host address %s on bridge %s: want an IPv4 address outside the pod range %s", addr, n.Bridge, n.Prefix)
+	}
+	return nil
+}
+
 // Pods returns the live pod networks.
 func (n *Network) Pods() []*PodNet {
 	n.mu.Lock()

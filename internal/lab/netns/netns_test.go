@@ -350,3 +350,71 @@ func exitStderr(err error) string {
 	}
 	return ""
 }
+
+// Scenario: an extra host address on the bridge (a ClusterIP of the lab's
+// Service proxy) is reachable from the host and from a pod, lives on the
+// bridge only, can be added and removed twice without error, and goes with
+// the bridge.
+func TestHostAddressOnTheBridge(t *testing.T) {
+	requireNetns(t)
+	n := newTestNetwork(t)
+	pod, err := n.AddPod("pod-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Outside every lab range (10.77.0.0/16, 10.78.0.0/15) and chosen by
+	// pid, as the ranges are.
+	pid := os.Getpid()
+	addr := netip.AddrFrom4([4]byte{10, 80, byte(pid / 250 % 256), byte(pid%250 + 1)})
+	for range 2 {
+		if err := n.AddHostAddr(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if devs := devicesWith(t, addr); len(devs) != 1 || devs[0] != n.Bridge {
+		t.Fatalf("%s is on %v, want only bridge %s", addr, devs, n.Bridge)
+	}
+	ln, err := net.Listen("tcp4", netip.AddrPortFrom(addr, 8080).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "host") })}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	url := "http://" + ln.Addr().String() + "/"
+	fetch := pod.Command(context.Background(), os.Args[0], url)
+	fetch.Env = append(os.Environ(), "NETNS_TEST_ROLE=fetch")
+	if out, err := fetch.Output(); err != nil || string(out) != "host" {
+		t.Fatalf("pod -> %s: %q, %v (%s)", url, out, err, exitStderr(err))
+	}
+	for range 2 {
+		if err := n.RemoveHostAddr(addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if devs := devicesWith(t, addr); len(devs) != 0 {
+		t.Fatalf("%s still on %v after RemoveHostAddr", addr, devs)
+	}
+	if err := n.AddHostAddr(addr); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Destroy(); err != nil {
+		t.Fatal(err)
+	}
+	if devs := devicesWith(t, addr); len(devs) != 0 {
+		t.Fatalf("%s still on %v after Destroy", addr, devs)
+	}
+	if err := n.AddHostAddr(n.Prefix.Addr().Next().Next()); err == nil {
+		t.Errorf("AddHostAddr accepted an address of the pod range %s", n.Prefix)
+	}
+}
+
+// devicesWith lists the host's devices holding addr.
+func devicesWith(t *testing.T, addr netip.Addr) []string {
+	t.Helper()
+	devs, err := AddrHolders(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return devs
+}

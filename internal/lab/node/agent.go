@@ -78,11 +78,18 @@ type Agent struct {
 	Light *Light
 	// Taints are the Node's taints at registration.
 	Taints []v1.Taint
+	// VolumeResync is how often secret, configMap, downwardAPI and
+	// projected volumes are read again and rewritten (new data, service
+	// account tokens due for a refresh); default one minute, the
+	// kubelet's sync period.
+	VolumeResync time.Duration
 
 	ctx      context.Context
 	log      *slog.Logger
 	stateDir string
 	recorder record.EventRecorder
+
+	mountPoints mountPoints // created on the host for volumeMounts
 
 	mu         sync.Mutex
 	workers    map[types.UID]*podWorker
@@ -180,6 +187,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		w.wg.Wait() // container goroutines SIGKILL their process on ctx end
 		w.cleanup()
 	}
+	a.mountPoints.removeCreated()
 	bg.Wait()
 	return nil
 }
@@ -231,6 +239,9 @@ func (a *Agent) init() error {
 	}
 	if a.LeaseDuration <= 0 {
 		a.LeaseDuration = 40 * time.Second
+	}
+	if a.VolumeResync <= 0 {
+		a.VolumeResync = time.Minute
 	}
 	if a.RestartBackoff <= 0 {
 		a.RestartBackoff = 10 * time.Second
@@ -525,6 +536,23 @@ func (a *Agent) leaseLoop(ctx context.Context, node *v1.Node) {
 		case <-time.After(period):
 		}
 	}
+}
+
+// serviceLinks lists the Services a container's service-link variables
+// come from (the default namespace's and the pod's) and builds them.
+func (a *Agent) serviceLinks(ctx context.Context, pod *v1.Pod) (map[string]string, error) {
+	var all []v1.Service
+	for _, ns := range []string{v1.NamespaceDefault, pod.Namespace} {
+		list, err := a.Client.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("service links: list services in %s: %w", ns, err)
+		}
+		all = append(all, list.Items...)
+		if pod.Namespace == v1.NamespaceDefault {
+			break
+		}
+	}
+	return serviceEnv(all, pod.Namespace, pod.Spec.EnableServiceLinks), nil
 }
 
 // retry calls f until it succeeds, ctx ends, or 10 attempts failed.

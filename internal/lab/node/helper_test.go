@@ -46,6 +46,9 @@ func stopLab() {
 //	    SIGTERM unless --ignore-term.
 //	record EVENT FILE
 //	    appends "EVENT <unix nanoseconds>" to FILE (for exec hooks).
+//	--role=... [controller flags]
+//	    stands for the controller's image run by config/manager's
+//	    Deployments (controllerStandIn).
 func helperMain(args []string) int {
 	if len(args) == 0 {
 		fmt.Fprintln(os.Stderr, "helper: want serve or record")
@@ -64,6 +67,9 @@ func helperMain(args []string) int {
 		return 0
 	case "serve":
 		return serve(args[1:])
+	}
+	if strings.HasPrefix(args[0], "--role=") {
+		return controllerStandIn(args)
 	}
 	fmt.Fprintf(os.Stderr, "helper: unknown role %q\n", args[0])
 	return 2
@@ -153,3 +159,73 @@ func serve(args []string) int {
 	}
 	return 0
 }
+
+// controllerStandIn plays the controller's image under the flags its
+// Deployments pass: it serves /healthz and /readyz on
+// --health-probe-bind-address, and /readyz answers 200 only when the pod
+// gives it what the controller needs from a kubelet: it runs as the
+// image's user 65532:65532, GOMEMLIMIT is the memory limit in bytes, the
+// service-account token, CA and namespace are readable at the in-cluster
+// paths, KUBERNETES_SERVICE_HOST is set, the root file system refuses a
+// write and the webhook certificate directory (an emptyDir) takes one.
+func controllerStandIn(args []string) int {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	probes := fs.String("health-probe-bind-address", ":8081", "")
+	for _, f := range []string{"role", "metrics-bind-address", "drain-bind-address", "provider-poll-interval"} {
+		fs.String(f, "", "")
+	}
+	fs.Int("webhook-port", 9443, "")
+	fs.Bool("leader-elect", false, "")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	const sa = "/var/run/secrets/kubernetes.io/serviceaccount/"
+	problems := func() []string {
+		var out []string
+		if os.Getuid() != 65532 || os.Getgid() != 65532 {
+			out = append(out, fmt.Sprintf("runs as %d:%d, want the image's 65532:65532", os.Getuid(), os.Getgid()))
+		}
+		if v := os.Getenv("GOMEMLIMIT"); v != "268435456" {
+			out = append(out, fmt.Sprintf("GOMEMLIMIT=%q, want 268435456 (limits.memory 256Mi)", v))
+		}
+		if os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+			out = append(out, "no KUBERNETES_SERVICE_HOST")
+		}
+		for _, f := range []string{"token", "ca.crt", "namespace"} {
+			if b, err := os.ReadFile(sa + f); err != nil || len(b) == 0 {
+				out = append(out, fmt.Sprintf("%s%s: %v (%d bytes)", sa, f, err, len(b)))
+			}
+		}
+		if err := os.WriteFile("/tmp/zd-controller-root-probe", nil, 0o644); err == nil {
+			_ = os.Remove("/tmp/zd-controller-root-probe")
+			out = append(out, "the root file system took a write")
+		}
+		if dir := "/tmp/k8s-webhook-server/serving-certs"; fileExists(dir) {
+			if err := os.WriteFile(dir+"/tls.crt", []byte("cert"), 0o600); err != nil {
+				out = append(out, "webhook certificate directory: "+err.Error())
+			}
+		}
+		return out
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if p := problems(); len(p) > 0 {
+			http.Error(w, strings.Join(p, "; "), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM)
+	ln, err := net.Listen("tcp", *probes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	go func() { _ = http.Serve(ln, mux) }()
+	<-sigs
+	return 0
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

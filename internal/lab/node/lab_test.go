@@ -22,6 +22,7 @@ import (
 	"zerodrop.dev/zerodrop/internal/lab/cluster"
 	"zerodrop.dev/zerodrop/internal/lab/k8sbin"
 	"zerodrop.dev/zerodrop/internal/lab/netns"
+	"zerodrop.dev/zerodrop/internal/ociimage"
 	"zerodrop.dev/zerodrop/internal/testenv"
 )
 
@@ -34,6 +35,7 @@ type lab struct {
 	network  *netns.Network
 	images   map[string]Program
 	log      *slog.Logger
+	caCert   []byte // the cluster CA (PEM), which pods find in ca.crt
 }
 
 var (
@@ -46,6 +48,29 @@ var errNoBinaries = errors.New("kubernetes binaries not built")
 
 // helperImage is the test image: the test binary in helper mode.
 const helperImage = "zerodrop-lab/helper:test"
+
+// controllerImage stands for the controller's image in config/manager's
+// Deployments: the test binary as controllerStandIn, with the image's USER
+// (65532:65532).
+const controllerImage = "zerodrop-controller"
+
+// copyExecutable copies the program at path into a new directory that any
+// user may search, and returns the copy's path.
+func copyExecutable(path string) (string, error) {
+	dir, err := os.MkdirTemp("", "zd-node-image-")
+	if err != nil {
+		return "", err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return "", err
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	dst := filepath.Join(dir, "manager")
+	return dst, os.WriteFile(dst, data, 0o755)
+}
 
 // requireLab starts the shared lab on first use.
 func requireLab(t *testing.T) *lab {
@@ -92,6 +117,11 @@ func startLab() (*lab, func(), error) {
 		stop()
 		return nil, nil, err
 	}
+	caCert, err := os.ReadFile(c.CACert)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
 	pid := os.Getpid()
 	network, err := netns.Create(fmt.Sprintf("zdk%d", pid), netns.PrefixForPID(pid))
 	if err != nil {
@@ -104,9 +134,18 @@ func startLab() (*lab, func(), error) {
 		stop()
 		return nil, nil, err
 	}
-	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, log: logger,
+	// The controller's image runs as uid 65532, which cannot reach the
+	// test binary in Go's 0700 build directory: a copy in a 0755 one.
+	controller, err := copyExecutable(self)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	stops = append(stops, func() { _ = os.RemoveAll(filepath.Dir(controller)) })
+	l := &lab{client: client, nodeName: fmt.Sprintf("lab-node-%d", pid), network: network, log: logger, caCert: caCert,
 		images: map[string]Program{
 			"zerodrop-lab/helper": {Path: self, Env: []string{"ZD_NODE_HELPER=1"}, Name: "/helper", Args: []string{"serve"}},
+			controllerImage:       {Path: controller, Env: []string{"ZD_NODE_HELPER=1"}, Name: "/manager", User: ociimage.NonRootUser},
 		}}
 	agent := l.agent(l.nodeName)
 	runCtx, stopAgent := context.WithCancel(context.Background())
@@ -131,7 +170,8 @@ func startLab() (*lab, func(), error) {
 // agent is an agent for node name on the lab's network, with the test
 // image.
 func (l *lab) agent(name string) *Agent {
-	return &Agent{Client: l.client, NodeName: name, Network: l.network, Images: l.images, Log: l.log, RestartBackoff: time.Second}
+	return &Agent{Client: l.client, NodeName: name, Network: l.network, Images: l.images, Log: l.log, RestartBackoff: time.Second,
+		VolumeResync: time.Second}
 }
 
 // waitNodeReady waits until Node name reports Ready=True.

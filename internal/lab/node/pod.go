@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -45,6 +46,7 @@ type podWorker struct {
 	pod         *v1.Pod // latest seen (informer or our own patch)
 	net         *netns.PodNet
 	dir         string
+	vols        *podVolumes
 	startTime   metav1.Time
 	inits       []*container
 	containers  []*container
@@ -110,9 +112,15 @@ func (w *podWorker) start() {
 	a := w.agent
 	pn, err := a.Network.AddPod(string(w.uid))
 	dir, derr := os.MkdirTemp(a.stateDir, "pod-"+w.name+"-")
+	if derr == nil {
+		// Readable by a container running as another user (its default
+		// working directory).
+		derr = os.Chmod(dir, 0o755)
+	}
 	w.mu.Lock()
 	w.startTime = metav1.Now().Rfc3339Copy()
 	w.net, w.dir = pn, dir
+	w.vols = &podVolumes{client: a.Client, dir: filepath.Join(dir, "volumes"), tokens: newTokenSource(a.Client), allocatable: a.capacity()}
 	w.mu.Unlock()
 	go w.statusLoop()
 	if err != nil || derr != nil {
@@ -127,6 +135,11 @@ func (w *podWorker) start() {
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
+		if !w.setUpVolumes() {
+			return
+		}
+		w.wg.Add(1)
+		go func() { defer w.wg.Done(); w.volumeLoop() }()
 		for _, c := range w.inits {
 			if !w.runInit(c) {
 				return
@@ -149,6 +162,55 @@ func (w *podWorker) start() {
 			}()
 		}
 	}()
+}
+
+// setUpVolumes sets up the pod's volumes before any container starts,
+// retrying as the kubelet's volume manager does (a FailedMount event per
+// failed attempt, the retry delay starting at 500 ms and doubling up to
+// 2m2s as in pkg/util/goroutinemap/exponentialbackoff; the containers stay
+// ContainerCreating). It reports false when the pod terminates first.
+func (w *podWorker) setUpVolumes() bool {
+	delay := 500 * time.Millisecond
+	for {
+		err := w.vols.setUp(w.ctx, w.podSnapshot())
+		if err == nil {
+			return true
+		}
+		if w.ctx.Err() != nil {
+			return false
+		}
+		w.log.Warn("volume setup failed", "err", err)
+		w.agent.event(w.podSnapshot(), nil, v1.EventTypeWarning, "FailedMount", "%v", err)
+		select {
+		case <-time.After(delay):
+			delay = min(2*delay, 2*time.Minute+2*time.Second)
+		case <-w.termStarted:
+			return false
+		case <-w.ctx.Done():
+			return false
+		}
+	}
+}
+
+// volumeLoop rewrites the secret, configMap, downwardAPI and projected
+// volumes every VolumeResync (new data, a token to refresh), atomically,
+// until the pod terminates.
+func (w *podWorker) volumeLoop() {
+	t := time.NewTicker(w.agent.VolumeResync)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+		case <-w.termStarted:
+			return
+		case <-w.ctx.Done():
+			return
+		}
+		if err := w.vols.setUp(w.ctx, w.podSnapshot()); err != nil && w.ctx.Err() == nil {
+			w.log.Warn("volume refresh failed", "err", err)
+			w.agent.event(w.podSnapshot(), nil, v1.EventTypeWarning, "FailedMount", "%v", err)
+		}
+	}
 }
 
 func firstErr(errs ...error) error {
@@ -329,14 +391,26 @@ func (w *podWorker) waitBackoff(c *container, b *backoff) bool {
 	}
 	w.mu.Lock()
 	reason := "CrashLoopBackOff"
-	if c.state.Waiting != nil && c.state.Waiting.Reason == "ErrImagePull" {
-		reason = "ImagePullBackOff"
+	configError := false
+	if c.state.Waiting != nil {
+		switch c.state.Waiting.Reason {
+		case "ErrImagePull":
+			reason = "ImagePullBackOff"
+		case "CreateContainerConfigError", "CreateContainerError":
+			// The kubelet keeps showing why the container cannot be
+			// created while it retries.
+			configError = true
+		}
 	}
-	c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: reason,
-		Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.name, w.namespace, w.uid)}}
+	if !configError {
+		c.state = v1.ContainerState{Waiting: &v1.ContainerStateWaiting{Reason: reason,
+			Message: fmt.Sprintf("back-off %s restarting failed container=%s pod=%s_%s(%s)", d, c.spec.Name, w.name, w.namespace, w.uid)}}
+	}
 	w.mu.Unlock()
 	w.markDirty()
-	w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.name)
+	if !configError {
+		w.agent.event(w.podSnapshot(), &c.spec, v1.EventTypeWarning, "BackOff", "Back-off restarting failed container %s in pod %s", c.spec.Name, w.name)
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -390,7 +464,15 @@ func (w *podWorker) startContainer(c *container) *process {
 		return fail("ErrImagePull", "image %q is not in the node agent's image table", c.spec.Image)
 	}
 	a.event(pod, &c.spec, v1.EventTypeNormal, "Pulled", "Container image %q already present on machine", c.spec.Image)
-	env, envMap, err := podEnv(w.ctx, a.Client, pod, &c.spec, prog, pn.Addr.String(), a.Network.HostAddr.String())
+	ident, err := containerIdentity(pod, &c.spec, prog)
+	if err != nil {
+		return fail("CreateContainerConfigError", "%v", err)
+	}
+	services, err := a.serviceLinks(w.ctx, pod)
+	if err != nil {
+		return fail("CreateContainerConfigError", "%v", err)
+	}
+	env, envMap, err := podEnv(w.ctx, a.Client, pod, &c.spec, prog, pn.Addr.String(), a.Network.HostAddr.String(), services, a.capacity())
 	if err != nil {
 		return fail("CreateContainerConfigError", "%v", err)
 	}
@@ -398,7 +480,17 @@ func (w *podWorker) startContainer(c *container) *process {
 	if err != nil {
 		return fail("CreateContainerError", "%v", err)
 	}
-	cmd := pn.Command(context.Background(), absPath(args[0]), args[1:]...)
+	args[0] = absPath(args[0])
+	if err := executableBy(args[0], ident); err != nil {
+		return fail("CreateContainerError", "container %q: program %s cannot run as uid %d: %v", c.spec.Name, args[0], ident.uid, err)
+	}
+	mounts, err := containerMounts(&c.spec, w.vols, pod, &a.mountPoints)
+	if err != nil {
+		return fail("CreateContainerConfigError", "%v", err)
+	}
+	readOnlyRoot := c.spec.SecurityContext != nil && c.spec.SecurityContext.ReadOnlyRootFilesystem != nil && *c.spec.SecurityContext.ReadOnlyRootFilesystem
+	full := sandboxArgv(pn.Namespace, mounts, readOnlyRoot, ident, args)
+	cmd := exec.Command(full[0], full[1:]...)
 	cmd.Env = env
 	cmd.Dir = dir
 	if c.spec.WorkingDir != "" {
@@ -410,10 +502,13 @@ func (w *podWorker) startContainer(c *container) *process {
 	if err != nil {
 		return fail("RunContainerError", "start %s: %v", args[0], err)
 	}
+	if !p.waitExec(args, 2*time.Second) && !p.done() {
+		w.log.Warn("container's sandbox setup did not finish within 2s", "container", c.spec.Name, "pid", p.pid)
+	}
 	w.log.Info("container started", "container", c.spec.Name, "pid", p.pid, "argv", args)
 	a.event(pod, &c.spec, v1.EventTypeNormal, "Started", "Started container %s", c.spec.Name)
 
-	target := probeTarget{podIP: pn.Addr.String(), net: pn, env: env, container: &c.spec, program: prog}
+	target := probeTarget{podIP: pn.Addr.String(), net: pn, env: env, container: &c.spec, program: prog, pid: p.pid, id: ident}
 	// postStart runs before the container counts as running; a failure
 	// kills it.
 	if h := c.spec.Lifecycle; h != nil && h.PostStart != nil {
@@ -487,7 +582,8 @@ func (w *podWorker) kill(c *container, p *process, grace int64, reason string) {
 	defer hookDone()
 	if h := c.spec.Lifecycle; h != nil && h.PreStop != nil && grace > 0 && !p.done() {
 		prog, _ := lookupImage(a.Images, c.spec.Image)
-		target := probeTarget{podIP: pn.Addr.String(), net: pn, env: p.cmd.Env, container: &c.spec, program: prog}
+		target := probeTarget{podIP: pn.Addr.String(), net: pn, env: p.cmd.Env, container: &c.spec, program: prog, pid: p.pid}
+		target.id, _ = containerIdentity(pod, &c.spec, prog)
 		hookErr := make(chan error, 1)
 		go func() { hookErr <- runHook(hookCtx, h.PreStop, target) }()
 		t := time.NewTimer(time.Duration(grace) * time.Second)

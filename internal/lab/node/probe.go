@@ -117,6 +117,12 @@ type probeTarget struct {
 	// its entrypoint (Program.Name) runs its Path, as a command inside
 	// the image would.
 	program Program
+	// pid is the container's main process: exec commands join its mount
+	// and network namespaces, as the runtime's exec does; 0 runs them in
+	// the pod's network namespace only.
+	pid int
+	// id is the identity the container runs as; exec commands run as it.
+	id identity
 }
 
 // runProbe runs one probe attempt bounded by timeout. An error means the
@@ -180,7 +186,13 @@ func execIn(ctx context.Context, t probeTarget, command []string) ([]byte, error
 	if name == t.program.Name && name != "" {
 		name = t.program.Path
 	}
-	cmd := t.net.Command(ctx, absPath(name), command[1:]...)
+	var cmd *exec.Cmd
+	if t.pid > 0 {
+		argv := execArgv(t.pid, t.id, append([]string{absPath(name)}, command[1:]...))
+		cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	} else {
+		cmd = t.net.Command(ctx, absPath(name), command[1:]...)
+	}
 	cmd.Env = t.env
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

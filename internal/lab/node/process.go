@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -88,4 +89,25 @@ func (p *process) done() bool {
 	default:
 		return false
 	}
+}
+
+// waitExec waits until the process runs argv itself, i.e. the sandbox's
+// wrappers (ip netns exec, unshare, the mount script, setpriv) have set up
+// its namespaces and mounts and exec'd it, so that exec probes and hooks
+// entering its mount namespace find the volumes, as they would in a
+// container that a runtime reports started. It gives up after timeout or
+// when the process exits (a failed mount).
+func (p *process) waitExec(argv []string, timeout time.Duration) bool {
+	want := strings.Join(argv, "\x00") + "\x00"
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if p.done() {
+			return false
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid)); err == nil && string(b) == want {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
 }

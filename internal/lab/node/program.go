@@ -32,6 +32,10 @@ type Program struct {
 	// command runs the host's program of that name, as if the image had
 	// the host's tools (sh, sleep, ...).
 	Name string
+	// User is the image's USER, numeric: "uid" or "uid:gid" (e.g. "65532"
+	// for a distroless nonroot image). Empty: root. Containers run as it
+	// unless their securityContext says otherwise.
+	User string
 }
 
 // lookupImage finds the program for an image reference: the exact reference
@@ -93,10 +97,13 @@ func argv(prog Program, c *v1.Container, env map[string]string) ([]string, error
 }
 
 // podEnv builds a container's environment as the kubelet does, in order: a
-// PATH and HOSTNAME, the image's env, envFrom, then env (later wins). Values
-// may refer to earlier variables with $(VAR); fieldRef supports the
-// downward API fields, configMapKeyRef and secretKeyRef are read from the API.
-func podEnv(ctx context.Context, client kubernetes.Interface, pod *v1.Pod, c *v1.Container, prog Program, podIP, hostIP string) ([]string, map[string]string, error) {
+// PATH and HOSTNAME, the image's env, the service links (services, from
+// serviceEnv), envFrom, then env (later wins). Values may refer to earlier
+// variables with $(VAR); fieldRef supports the downward API fields,
+// resourceFieldRef the container's resources (allocatable standing for a
+// limit that is not set), configMapKeyRef and secretKeyRef are read from
+// the API.
+func podEnv(ctx context.Context, client kubernetes.Interface, pod *v1.Pod, c *v1.Container, prog Program, podIP, hostIP string, services map[string]string, allocatable v1.ResourceList) ([]string, map[string]string, error) {
 	env := map[string]string{}
 	var order []string
 	set := func(k, v string) {
@@ -110,6 +117,9 @@ func podEnv(ctx context.Context, client kubernetes.Interface, pod *v1.Pod, c *v1
 	for _, kv := range prog.Env {
 		k, v, _ := strings.Cut(kv, "=")
 		set(k, v)
+	}
+	for _, k := range sortedKeys(services) {
+		set(k, services[k])
 	}
 	for _, src := range c.EnvFrom {
 		data, err := envFromSource(ctx, client, pod.Namespace, src)
@@ -131,6 +141,16 @@ func podEnv(ctx context.Context, client kubernetes.Interface, pod *v1.Pod, c *v1
 			set(e.Name, expand(e.Value, env))
 		case e.ValueFrom.FieldRef != nil:
 			v, err := fieldValue(pod, e.ValueFrom.FieldRef.FieldPath, podIP, hostIP)
+			if err != nil {
+				return nil, nil, fmt.Errorf("container %q env %s: %w", c.Name, e.Name, err)
+			}
+			set(e.Name, v)
+		case e.ValueFrom.ResourceFieldRef != nil:
+			target, err := containerByName(pod, c, e.ValueFrom.ResourceFieldRef.ContainerName)
+			v := ""
+			if err == nil {
+				v, err = resourceValue(e.ValueFrom.ResourceFieldRef, target, allocatable)
+			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("container %q env %s: %w", c.Name, e.Name, err)
 			}
