@@ -44,6 +44,10 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 	// Verdicts pushed by a load balancer wake its pools' bindings
 	// (verdicts.go). The drain-only reconciler does not listen: no LB
 	// pushes "drained".
+	// Each cycle reads only the pods carrying its binding's gate (observe).
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, gateIndex, gateIndexValues); err != nil {
+		return fmt.Errorf("Pod index %s: %w", gateIndex, err)
+	}
 	r.wakes = make(chan event.GenericEvent, wakeBuffer)
 	if !r.DrainOnly && !r.NoVerdictEvents && r.Providers != nil && r.Providers.OnEvent == nil {
 		r.Providers.OnEvent = r.verdictEvent

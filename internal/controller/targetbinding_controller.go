@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -478,21 +479,38 @@ func (r *TargetBindingReconciler) steady() time.Duration {
 // observe lists the binding's targets: every endpoint of the Service port
 // that belongs to a pod, and every pod that carries the binding's gate but
 // has no endpoint yet.
+//
+// It reads only the binding's own pods from the cache: those carrying its
+// gate (the gateIndex) and those its endpoints name (one Get each), never
+// the whole namespace, so a cycle costs the same whatever the number of
+// other pods (a List copies every pod it returns: 1,000 pods of 100
+// bindings made each cycle copy 1,000 pods).
 func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBinding) ([]observedTarget, string, error) {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
-		return nil, "", fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+	byName, err := r.gatedPods(ctx, b)
+	if err != nil {
+		return nil, "", err
 	}
-	byName := map[string]*corev1.Pod{}
-	for i := range pods.Items {
-		byName[pods.Items[i].Name] = &pods.Items[i]
+	var getErr error
+	podNamed := func(name string) *corev1.Pod {
+		if p, ok := byName[name]; ok {
+			return p
+		}
+		var p corev1.Pod
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: name}, &p); err != nil {
+			if !apierrors.IsNotFound(err) && getErr == nil {
+				getErr = fmt.Errorf("get pod %s/%s: %w", b.Namespace, name, err)
+			}
+			return nil
+		}
+		byName[name] = &p
+		return &p
 	}
 	seen := map[string]bool{}
 	var out []observedTarget
 
 	var svc corev1.Service
 	msg := ""
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.ServiceRef.Name}, &svc)
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.ServiceRef.Name}, &svc)
 	switch {
 	case apierrors.IsNotFound(err):
 		msg = fmt.Sprintf("Service %q not found", b.Spec.ServiceRef.Name)
@@ -527,7 +545,7 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 				if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 || seen[ep.TargetRef.Name] {
 					continue
 				}
-				pod := byName[ep.TargetRef.Name]
+				pod := podNamed(ep.TargetRef.Name)
 				if pod == nil || pod.UID != ep.TargetRef.UID && ep.TargetRef.UID != "" {
 					continue // the pod is gone (or replaced under the same name)
 				}
@@ -552,6 +570,9 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 		}
 		msg = fmt.Sprintf("Service %s port %s -> pool %s", svc.Name, b.Spec.ServiceRef.Port.String(), b.Spec.Pool)
 	}
+	if getErr != nil {
+		return nil, "", getErr
+	}
 	// A pod the Service's selector no longer matches was taken out of the
 	// Service on purpose; any other pod without an endpoint may just be
 	// between EndpointSlice updates (or the Service is gone), and is not
@@ -560,7 +581,7 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 	if err == nil && len(svc.Spec.Selector) > 0 {
 		selector = labels.SelectorFromSet(svc.Spec.Selector)
 	}
-	r.pruneForeignAddresses(b, byName)
+	r.pruneForeignAddresses(ctx, b, byName)
 	for name, pod := range byName {
 		if !seen[name] && binding.HasGate(pod, b.Name) {
 			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod,
@@ -631,16 +652,62 @@ func (r *TargetBindingReconciler) forgetForeignAddress(b *zv1.TargetBinding, pod
 	delete(r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}], pod)
 }
 
-// pruneForeignAddresses forgets the warnings about pods that are gone.
-func (r *TargetBindingReconciler) pruneForeignAddresses(b *zv1.TargetBinding, pods map[string]*corev1.Pod) {
+// pruneForeignAddresses forgets the warnings about pods that are gone:
+// those neither in pods (the cycle's) nor in the cache.
+func (r *TargetBindingReconciler) pruneForeignAddresses(ctx context.Context, b *zv1.TargetBinding, pods map[string]*corev1.Pod) {
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+	var unknown []string
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}]
-	for name := range m {
+	for name := range r.foreign[key] {
 		if pods[name] == nil {
-			delete(m, name)
+			unknown = append(unknown, name)
 		}
 	}
+	r.mu.Unlock()
+	for _, name := range unknown {
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: name}, &corev1.Pod{}); apierrors.IsNotFound(err) {
+			r.mu.Lock()
+			delete(r.foreign[key], name)
+			r.mu.Unlock()
+		}
+	}
+}
+
+// gateIndex is the Pod field index of the bindings whose readiness gate
+// a pod carries (target-health.zerodrop.dev/<binding>).
+const gateIndex = "zerodrop.dev/gate-bindings"
+
+func gateIndexValues(o client.Object) []string {
+	pod, ok := o.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, g := range pod.Spec.ReadinessGates {
+		if name, ok := strings.CutPrefix(string(g.ConditionType), zv1.GateConditionPrefix); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// gatedPods returns the pods of b's namespace that carry b's gate, by
+// name, from the gateIndex (a client without it: the namespace's pods,
+// filtered).
+func (r *TargetBindingReconciler) gatedPods(ctx context.Context, b *zv1.TargetBinding) (map[string]*corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace), client.MatchingFields{gateIndex: b.Name}); err != nil {
+		if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
+			return nil, fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+		}
+	}
+	byName := make(map[string]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		if binding.HasGate(&pods.Items[i], b.Name) {
+			byName[pods.Items[i].Name] = &pods.Items[i]
+		}
+	}
+	return byName, nil
 }
 
 // servicePortName maps the binding's port reference (the Service's port by
