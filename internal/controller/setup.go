@@ -139,7 +139,7 @@ func (r *TargetBindingReconciler) bindingsOfPod(ctx context.Context, o client.Ob
 
 func (r *TargetBindingReconciler) bindingsInNamespace(ctx context.Context, namespace string, match func(*zv1.TargetBinding) bool) []reconcile.Request {
 	var list zv1.TargetBindingList
-	opts := []client.ListOption{}
+	opts := []client.ListOption{client.UnsafeDisableDeepCopy} // read only
 	if namespace != "" {
 		opts = append(opts, client.InNamespace(namespace))
 	}

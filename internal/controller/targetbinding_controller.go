@@ -1083,7 +1083,9 @@ func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.L
 	decide, why := false, "drain-only replica"
 	if !r.DrainOnly {
 		var list zv1.TargetBindingList
-		if err := r.Client.List(ctx, &list); err != nil {
+		// Read only, so not copied out of the cache (every cycle of
+		// every binding lists them all).
+		if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			why = fmt.Sprintf("list TargetBindings: %v", err)
 		} else {
 			decide, why = orphanDuty(key, r.poolMembers(list.Items, lb, b.Spec.Pool), r.now(), r.knowWindow())
