@@ -9,10 +9,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -26,12 +23,8 @@ import (
 // namespace out of the cache: that made each cycle cost O(pods) and the
 // reconciler's CPU, at 1,000 pods, O(pods x bindings) per resync.
 func TestObserveReadsOnlyTheBindingsPods(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	scheme := coreScheme(t)
+	svc := webService()
 	registered := slicePod("web-1", "10.0.0.1") // gate and endpoint
 	starting := slicePod("web-2", "")           // gate, no endpoint yet
 	ungated := slicePod("web-3", "10.0.0.3")    // endpoint, created before the namespace opted in
