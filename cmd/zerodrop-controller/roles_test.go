@@ -86,20 +86,6 @@ func TestParseRole(t *testing.T) {
 	}
 }
 
-// Scenario (issue 12): at 1,000 pods over 100 bindings, 4 workers were
-// busy through the whole fill, each cycle waiting on HAProxy and the API
-// server, and a binding woken by HAProxy's verdict queued 12-17 s.
-// Expectation: by default 16 bindings are reconciled at once.
-func TestDefaultWorkersKeepWokenBindingsFromQueueing(t *testing.T) {
-	o, err := parse(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if o.workers < 16 || o.setup().Workers != o.workers {
-		t.Fatalf("default --workers %d (setup %d); want 16 or more", o.workers, o.setup().Workers)
-	}
-}
-
 // TestRestConfigKubeconfig: --kubeconfig names the file the lab writes; a
 // missing file is an error naming the flag.
 func TestRestConfigKubeconfig(t *testing.T) {

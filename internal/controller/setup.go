@@ -24,13 +24,6 @@ import (
 	"zerodrop.dev/zerodrop/internal/binding"
 )
 
-// DefaultWorkers is how many bindings are reconciled at once by default.
-// A cycle mostly waits (Runtime API commands, pod status patches), so
-// workers are cheap; with 4, at 1,000 pods over 100 bindings every worker
-// was busy for the whole fill and a binding woken by HAProxy's verdict
-// waited 12-17 s in the queue (issue 12, bench/results/scale-20261207T0947Z).
-const DefaultWorkers = 16
-
 // SetupWithManager registers the reconciler with the manager. Every watch
 // maps back to the bindings concerned, so a pod turning ContainersReady, an
 // endpoint turning terminating or a drain request from the drain endpoint
@@ -40,7 +33,7 @@ const DefaultWorkers = 16
 // leader-elected: every serve replica runs one, whoever leads.
 func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-chan event.GenericEvent, workers int) error {
 	if workers <= 0 {
-		workers = DefaultWorkers
+		workers = 4
 	}
 	name := "targetbinding"
 	opts := controller.Options{MaxConcurrentReconciles: workers}
