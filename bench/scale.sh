@@ -9,7 +9,10 @@
 # (deletion -> drain on every instance), convergence after a controller
 # restart, controller CPU and RSS, API server and Runtime API rates, with
 # the goals beside them, and saves the output under
-# bench/results/scale-<UTC time>.txt. Not part of CI (TestScaleGatesAndDrainsStayCorrect is).
+# bench/results/scale-<UTC time>.txt, with CPU profiles of both controller
+# roles during the fill and at steady state beside it
+# (scale-<UTC time>-<pods>p-<bindings>b-<fill|steady>-<role>.pprof; their
+# top functions are printed at the end). Not part of CI (TestScaleGatesAndDrainsStayCorrect is).
 #
 #   bash bench/scale.sh                          # 1,000 pods over 100 bindings
 #   PODS=10000 BINDINGS=1000 CHECK=2s bash bench/scale.sh
@@ -25,5 +28,5 @@ go build -o bin/bench-scale ./bench/scale
 mkdir -p bench/results
 out=bench/results/scale-$(date -u +%Y%m%dT%H%MZ).txt
 ZERODROP_CONTROLLER=$PWD/bin/zerodrop-controller ZERODROP_APP=$PWD/bin/zerodrop-app \
-	bin/bench-scale -pods "$PODS" -bindings "$BINDINGS" -check-interval "$CHECK" "$@" | tee "$out"
+	bin/bench-scale -pods "$PODS" -bindings "$BINDINGS" -check-interval "$CHECK" -profiles "${out%.txt}" "$@" | tee "$out"
 echo "saved $out"

@@ -31,6 +31,7 @@ func main() {
 	interval := flag.Duration("check-interval", time.Second, "HAProxy check interval (every pod is checked by each instance at this rate)")
 	small := flag.Int("small", 3, "pods of the comparison run (0 skips it)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "bound of each run")
+	profiles := flag.String("profiles", "", "file name prefix of CPU profiles of both controller roles during the fill and at steady state (e.g. bench/results/scale-T); empty: none")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var runs []figures
@@ -39,7 +40,11 @@ func main() {
 			continue
 		}
 		fmt.Fprintf(os.Stderr, "scale: %d pods over %d bindings, 2 HAProxy instances ...\n", size.pods, size.bindings)
-		f, err := measure(size.pods, size.bindings, *interval, *timeout, log)
+		var prof *profiler
+		if *profiles != "" {
+			prof = &profiler{prefix: fmt.Sprintf("%s-%dp-%db", *profiles, size.pods, size.bindings)}
+		}
+		f, err := measure(size.pods, size.bindings, *interval, *timeout, log, prof)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d pods: %v\n", size.pods, err)
 			os.Exit(1)
@@ -47,6 +52,9 @@ func main() {
 		runs = append(runs, f)
 	}
 	report(os.Stdout, runs, *interval)
+	for _, r := range runs {
+		r.prof.report(os.Stdout)
+	}
 }
 
 // figures are one run's measurements.
@@ -67,10 +75,11 @@ type figures struct {
 	readsSteady, readsRollout     float64 // pool status reads/s
 	checksPerSec                  float64 // health checks the listener answered per second
 	unresolved                    int
+	prof                          *profiler
 }
 
-func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logger) (f figures, err error) {
-	f.pods, f.bindings = pods, bindings
+func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
+	f.pods, f.bindings, f.prof = pods, bindings, prof
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, err := lab.StartScale(ctx, lab.ScaleOptions{
@@ -88,6 +97,7 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 	defer stop()
 
 	start := time.Now()
+	fillProfiles := prof.take(ctx, s, "fill", 30*time.Second)
 	names, err := s.CreatePods(ctx, pods)
 	if err != nil {
 		return f, err
@@ -96,12 +106,16 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 		return f, err
 	}
 	f.fill = time.Since(start)
+	prof.saveMetrics(s, "fill")
+	fillProfiles()
 
 	// Steady: nothing changes for 10 s.
 	time.Sleep(3 * time.Second)
 	w := startWindow(ctx, s)
+	steadyProfiles := prof.take(ctx, s, "steady", 10*time.Second)
 	time.Sleep(10 * time.Second)
 	f.cpuSteady, f.serveSteady, f.apiSteady, f.callsSteady, f.readsSteady = w.end(ctx)
+	steadyProfiles()
 	checks0, checksAt := s.Net.Requests(), time.Now()
 
 	// A 10 % rollout: as many pods deleted as created.
@@ -147,6 +161,7 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 		return f, err
 	}
 	f.converge = time.Since(start)
+	prof.saveMetrics(s, "converged")
 	return f, s.Controller.Forbidden()
 }
 

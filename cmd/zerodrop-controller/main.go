@@ -67,6 +67,7 @@ type options struct {
 	kubeAPIBurst                      int
 	metricsAddr, probeAddr, drainAddr string
 	metricsSecure                     bool
+	pprofAddr                         string
 	drainMaxHeld, drainMaxHeldPerPod  int
 	leaderElect                       bool
 	leaderElectionNamespace           string
@@ -121,6 +122,7 @@ func parse(args []string) (options, error) {
 	fs.IntVar(&o.kubeAPIBurst, "kube-api-burst", 200, "requests to the API server the client may send at once above --kube-api-qps")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "serve /metrics over HTTPS to callers the API server authenticates and authorizes (TokenReview, SubjectAccessReview: get on the /metrics URL); false serves plain HTTP, allowed on a loopback --metrics-bind-address only (the lab)")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof/ profiles (CPU, heap, goroutines), plain HTTP without authentication, so loopback only (127.0.0.1:P; reach it with kubectl port-forward); empty: off")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	fs.StringVar(&o.drainAddr, "drain-bind-address", ":8082", "address of the drain endpoint (/drain/v1/...)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles (set in the Deployment)")
@@ -191,6 +193,9 @@ func parse(args []string) (options, error) {
 	if o.drainMaxHeld < 1 || o.drainMaxHeldPerPod < 1 {
 		return o, errors.New("--drain-max-held and --drain-max-held-per-pod must be at least 1")
 	}
+	if o.pprofAddr != "" && !loopback(o.pprofAddr) {
+		return o, fmt.Errorf("--pprof-bind-address=%q: profiles are served without authentication: want a loopback address (127.0.0.1:P)", o.pprofAddr)
+	}
 	if o.kubeAPIQPS <= 0 || o.kubeAPIBurst < 1 {
 		return o, fmt.Errorf("--kube-api-qps=%g and --kube-api-burst=%d: want both positive", o.kubeAPIQPS, o.kubeAPIBurst)
 	}
@@ -257,6 +262,7 @@ func run(ctx context.Context, args []string) error {
 		Metrics:                       metricsOptions(o),
 		Cache:                         cacheOptions(),
 		HealthProbeBindAddress:        o.probeAddr,
+		PprofBindAddress:              o.pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "zerodrop-controller.zerodrop.dev",
 		LeaderElectionNamespace:       firstNonEmpty(o.leaderElectionNamespace, o.namespace),

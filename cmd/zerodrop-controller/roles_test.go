@@ -61,6 +61,8 @@ func TestParseRole(t *testing.T) {
 		{"orphan grace 0: never frees, accepted", []string{"--orphan-grace=0"}, RoleAll, ""},
 		{"plain-HTTP metrics off loopback: error", []string{"--metrics-secure=false"}, "", "--metrics-secure=false serves plain HTTP"},
 		{"plain-HTTP metrics on loopback: the lab", []string{"--metrics-secure=false", "--metrics-bind-address=127.0.0.1:8080"}, RoleAll, ""},
+		{"pprof off loopback: error naming the flag", []string{"--pprof-bind-address=:6060"}, "", `--pprof-bind-address=":6060": profiles are served without authentication`},
+		{"pprof on loopback: the scale bench", []string{"--pprof-bind-address=127.0.0.1:6060"}, RoleAll, ""},
 		{"no held drain requests: error", []string{"--drain-max-held=0"}, "", "--drain-max-held and --drain-max-held-per-pod must be at least 1"},
 		{"no API requests allowed: error naming the flags", []string{"--kube-api-qps=0"}, "", "--kube-api-qps=0 and --kube-api-burst=200: want both positive"},
 		{"short leases for the lab", []string{"--leader-elect", "--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms"}, RoleAll, ""},

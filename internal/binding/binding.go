@@ -21,22 +21,37 @@ import (
 // selects the pod, in the order the reader lists them. A binding whose
 // Service does not exist or has no selector binds no pod (a Service without
 // selector has hand-made endpoints, which zerodrop does not gate).
+//
+// It reads the namespace's bindings and Services with one List each,
+// uncopied when r is a cache (client.UnsafeDisableDeepCopy; only the
+// bindings returned are copied): the controller maps every pod update
+// through it, and a Get per binding copied every binding's Service out of
+// the cache each time (issue 12's profile: a third of the controller's CPU
+// at 1,000 pods over 100 bindings).
 func Selecting(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
 	var list zv1.TargetBindingList
-	if err := r.List(ctx, &list, client.InNamespace(pod.Namespace)); err != nil {
+	if err := r.List(ctx, &list, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list TargetBindings in namespace %q: %w", pod.Namespace, err)
 	}
+	if len(list.Items) == 0 {
+		return nil, nil
+	}
+	var svcs corev1.ServiceList
+	if err := r.List(ctx, &svcs, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("list Services in namespace %q: %w", pod.Namespace, err)
+	}
+	selectors := make(map[string]map[string]string, len(svcs.Items))
+	for i := range svcs.Items {
+		selectors[svcs.Items[i].Name] = svcs.Items[i].Spec.Selector
+	}
 	var out []zv1.TargetBinding
-	for _, b := range list.Items {
+	for i := range list.Items {
+		b := &list.Items[i]
 		if !b.DeletionTimestamp.IsZero() {
 			continue
 		}
-		ok, err := ServiceSelects(ctx, r, pod.Namespace, b.Spec.ServiceRef.Name, pod.Labels)
-		if err != nil {
-			return nil, fmt.Errorf("binding %s/%s: %w", b.Namespace, b.Name, err)
-		}
-		if ok {
-			out = append(out, b)
+		if sel := selectors[b.Spec.ServiceRef.Name]; len(sel) > 0 && labels.SelectorFromValidatedSet(sel).Matches(labels.Set(pod.Labels)) {
+			out = append(out, *b.DeepCopy())
 		}
 	}
 	return out, nil

@@ -137,7 +137,9 @@ func CheckGrant(ctx context.Context, r client.Reader, lb *zv1.LoadBalancer, b *z
 		nsLabels = ns.Labels
 	case a.From == zv1.NamespacesFromSame:
 		var list zv1.TargetBindingList
-		if err := r.List(ctx, &list); err != nil {
+		// Read only, so not copied out of a cache: the controller checks
+		// the grant every cycle of every binding.
+		if err := r.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			return Grant{}, fmt.Errorf("list TargetBindings: %w", err)
 		}
 		for _, o := range list.Items {

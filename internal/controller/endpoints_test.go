@@ -59,6 +59,23 @@ func (l *eventLog) withReason(reason string) []recordedEvent {
 	return out
 }
 
+// coreScheme knows Kubernetes' own types.
+func coreScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	return scheme
+}
+
+// webService is the Service "web" of namespace shop: selector app=web,
+// port http 80.
+func webService() *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+}
+
 // slicePod is a running, gated pod of the Service "web" with the given IP
 // ("" before the kubelet reported one).
 func slicePod(name, ip string) *corev1.Pod {
@@ -98,12 +115,8 @@ func slice(name, managedBy string, addrs map[*corev1.Pod]string) *discoveryv1.En
 // counts as having no endpoint yet) and reported once, with a Warning Event
 // on the binding, not every cycle.
 func TestObserveTrustsOnlyManagedSlicesAndPodAddresses(t *testing.T) {
-	scheme := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(scheme); err != nil {
-		t.Fatal(err)
-	}
-	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"},
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web"}, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+	scheme := coreScheme(t)
+	svc := webService()
 	honest := slicePod("web-1", "10.0.0.1")
 	handMade := slicePod("web-2", "10.0.0.2")
 	aliased := slicePod("web-3", "10.0.0.3")

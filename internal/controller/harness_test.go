@@ -296,6 +296,7 @@ func newHarness(t testing.TB, hook zv1.PreStopHook, objs ...client.Object) *harn
 	}
 	c := fake.NewClientBuilder().WithScheme(hScheme(t)).
 		WithObjects(append(base, objs...)...).
+		WithIndex(&corev1.Pod{}, gateIndex, gateIndexValues).
 		WithStatusSubresource(&corev1.Pod{}, &zv1.TargetBinding{}, &zv1.LoadBalancer{}).
 		Build()
 	h := &harness{t: t, c: c, w: newWorld(), events: events.NewFakeRecorder(1000), registry: prometheus.NewRegistry(),

@@ -54,6 +54,31 @@ func TestPlanOrphanWaitsForGraceThenDrainsAndFrees(t *testing.T) {
 	}
 }
 
+// Scenario (issue 12: convergence after a restart took 38-41 s): the
+// leader was down while a pod was deleted; a serve replica drained it on
+// every instance (its drain endpoint answered the preStop hook) and the
+// pod is gone. The restarted leader finds its slot as an orphan, drained
+// everywhere with no session. Expectation: freed on the first cycle that
+// may judge it, not 30 s later; the same orphan still in rotation, or
+// drained but with a session left, waits as before.
+func TestPlanOrphanDrainedEverywhereIsFreedAtOnce(t *testing.T) {
+	drained := pool(orphanID, provider.HealthDrained, provider.HealthDrained, 0)
+	if a, _ := orphanCycle(t, t0, drained, map[provider.TargetID]time.Time{}); a != actDeregister {
+		t.Fatalf("orphan first seen drained on every instance: %s, want deregister (free) at once", a)
+	}
+	oneInRotation := pool(orphanID, provider.HealthDrained, provider.HealthHealthy, 0)
+	if a, _ := orphanCycle(t, t0, oneInRotation, map[provider.TargetID]time.Time{}); a != actNone {
+		t.Fatalf("orphan first seen, still in rotation on one instance: %s, want none (the grace)", a)
+	}
+	withSession := pool(orphanID, provider.HealthDraining, provider.HealthDrained, 1)
+	if a, _ := orphanCycle(t, t0, withSession, map[provider.TargetID]time.Time{}); a != actNone {
+		t.Fatalf("orphan first seen draining with a session: %s, want none", a)
+	}
+	if a, _ := orphanCycleOld(t, t0, drained, map[provider.TargetID]time.Time{}, true); a != actNone {
+		t.Fatalf("orphan first seen drained while an old worker may still use it: %s, want none", a)
+	}
+}
+
 // Scenario: an orphan old enough to free, while a reloaded instance's old
 // worker may still send it requests. Expectation: drained, not freed.
 func TestPlanOrphanWaitsForOldWorkers(t *testing.T) {
@@ -117,10 +142,11 @@ func TestPlanOrphanWithSessionsIsDrainedFirst(t *testing.T) {
 // Scenario: this cycle may not judge orphans (not the elected binding, a
 // binding of the pool has not told its addresses, or a serve replica), and
 // the grace is zero. Expectation: no plan, and the memo is cleared, so an
-// orphan must be seen for a whole grace of judged cycles.
+// orphan in rotation must be seen for a whole grace of judged cycles (one
+// drained everywhere needs none: TestPlanOrphanDrainedEverywhereIsFreedAtOnce).
 func TestPlanOrphanUndecidedOrDisabled(t *testing.T) {
 	memo := map[provider.TargetID]time.Time{}
-	s := pool(orphanID, provider.HealthDrained, provider.HealthDrained, 0)
+	s := pool(orphanID, provider.HealthHealthy, provider.HealthHealthy, 0)
 	orphanCycle(t, t0, s, memo)
 	if ps := planOrphans(orphanInput{Now: t0.Add(time.Minute), Grace: 30 * time.Second, Pool: s, Memo: memo}); len(ps) != 0 || len(memo) != 0 {
 		t.Fatalf("undecided cycle: plans %+v, memo %v; want none", ps, memo)

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -351,11 +352,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	verdictsOnly := true
 	var stuck, waiting int
 	var errs []error
+	errs = append(errs, r.applyAll(ctx, lbCtx, log, &b, p, lb.Name, poolRef, plans, targets)...)
 	for i := range plans {
 		tp := &plans[i]
-		if err := r.apply(ctx, lbCtx, log, &b, p, lb.Name, poolRef, tp, targets); err != nil {
-			errs = append(errs, err)
-		}
 		pending = pending || tp.Pending
 		if tp.Pending && (tp.State != stRegistering || tp.Action != actNone) {
 			verdictsOnly = false
@@ -478,21 +477,38 @@ func (r *TargetBindingReconciler) steady() time.Duration {
 // observe lists the binding's targets: every endpoint of the Service port
 // that belongs to a pod, and every pod that carries the binding's gate but
 // has no endpoint yet.
+//
+// It reads only the binding's own pods from the cache: those carrying its
+// gate (the gateIndex) and those its endpoints name (one Get each), never
+// the whole namespace, so a cycle costs the same whatever the number of
+// other pods (a List copies every pod it returns: 1,000 pods of 100
+// bindings made each cycle copy 1,000 pods).
 func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBinding) ([]observedTarget, string, error) {
-	var pods corev1.PodList
-	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
-		return nil, "", fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+	byName, err := r.gatedPods(ctx, b)
+	if err != nil {
+		return nil, "", err
 	}
-	byName := map[string]*corev1.Pod{}
-	for i := range pods.Items {
-		byName[pods.Items[i].Name] = &pods.Items[i]
+	var getErr error
+	podNamed := func(name string) *corev1.Pod {
+		if p, ok := byName[name]; ok {
+			return p
+		}
+		var p corev1.Pod
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: name}, &p); err != nil {
+			if !apierrors.IsNotFound(err) && getErr == nil {
+				getErr = fmt.Errorf("get pod %s/%s: %w", b.Namespace, name, err)
+			}
+			return nil
+		}
+		byName[name] = &p
+		return &p
 	}
 	seen := map[string]bool{}
 	var out []observedTarget
 
 	var svc corev1.Service
 	msg := ""
-	err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.ServiceRef.Name}, &svc)
+	err = r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: b.Spec.ServiceRef.Name}, &svc)
 	switch {
 	case apierrors.IsNotFound(err):
 		msg = fmt.Sprintf("Service %q not found", b.Spec.ServiceRef.Name)
@@ -527,7 +543,7 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 				if ep.TargetRef == nil || ep.TargetRef.Kind != "Pod" || len(ep.Addresses) == 0 || seen[ep.TargetRef.Name] {
 					continue
 				}
-				pod := byName[ep.TargetRef.Name]
+				pod := podNamed(ep.TargetRef.Name)
 				if pod == nil || pod.UID != ep.TargetRef.UID && ep.TargetRef.UID != "" {
 					continue // the pod is gone (or replaced under the same name)
 				}
@@ -552,6 +568,9 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 		}
 		msg = fmt.Sprintf("Service %s port %s -> pool %s", svc.Name, b.Spec.ServiceRef.Port.String(), b.Spec.Pool)
 	}
+	if getErr != nil {
+		return nil, "", getErr
+	}
 	// A pod the Service's selector no longer matches was taken out of the
 	// Service on purpose; any other pod without an endpoint may just be
 	// between EndpointSlice updates (or the Service is gone), and is not
@@ -560,7 +579,7 @@ func (r *TargetBindingReconciler) observe(ctx context.Context, b *zv1.TargetBind
 	if err == nil && len(svc.Spec.Selector) > 0 {
 		selector = labels.SelectorFromSet(svc.Spec.Selector)
 	}
-	r.pruneForeignAddresses(b, byName)
+	r.pruneForeignAddresses(ctx, b, byName)
 	for name, pod := range byName {
 		if !seen[name] && binding.HasGate(pod, b.Name) {
 			out = append(out, observedTarget{Key: types.NamespacedName{Namespace: b.Namespace, Name: name}, Pod: pod,
@@ -631,16 +650,62 @@ func (r *TargetBindingReconciler) forgetForeignAddress(b *zv1.TargetBinding, pod
 	delete(r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}], pod)
 }
 
-// pruneForeignAddresses forgets the warnings about pods that are gone.
-func (r *TargetBindingReconciler) pruneForeignAddresses(b *zv1.TargetBinding, pods map[string]*corev1.Pod) {
+// pruneForeignAddresses forgets the warnings about pods that are gone:
+// those neither in pods (the cycle's) nor in the cache.
+func (r *TargetBindingReconciler) pruneForeignAddresses(ctx context.Context, b *zv1.TargetBinding, pods map[string]*corev1.Pod) {
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
+	var unknown []string
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	m := r.foreign[types.NamespacedName{Namespace: b.Namespace, Name: b.Name}]
-	for name := range m {
+	for name := range r.foreign[key] {
 		if pods[name] == nil {
-			delete(m, name)
+			unknown = append(unknown, name)
 		}
 	}
+	r.mu.Unlock()
+	for _, name := range unknown {
+		if err := r.Client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: name}, &corev1.Pod{}); apierrors.IsNotFound(err) {
+			r.mu.Lock()
+			delete(r.foreign[key], name)
+			r.mu.Unlock()
+		}
+	}
+}
+
+// gateIndex is the Pod field index of the bindings whose readiness gate
+// a pod carries (target-health.zerodrop.dev/<binding>).
+const gateIndex = "zerodrop.dev/gate-bindings"
+
+func gateIndexValues(o client.Object) []string {
+	pod, ok := o.(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	var out []string
+	for _, g := range pod.Spec.ReadinessGates {
+		if name, ok := strings.CutPrefix(string(g.ConditionType), zv1.GateConditionPrefix); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// gatedPods returns the pods of b's namespace that carry b's gate, by
+// name, from the gateIndex (a client without it: the namespace's pods,
+// filtered).
+func (r *TargetBindingReconciler) gatedPods(ctx context.Context, b *zv1.TargetBinding) (map[string]*corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace), client.MatchingFields{gateIndex: b.Name}); err != nil {
+		if err := r.Client.List(ctx, &pods, client.InNamespace(b.Namespace)); err != nil {
+			return nil, fmt.Errorf("list pods in %s: %w", b.Namespace, err)
+		}
+	}
+	byName := make(map[string]*corev1.Pod, len(pods.Items))
+	for i := range pods.Items {
+		if binding.HasGate(&pods.Items[i], b.Name) {
+			byName[pods.Items[i].Name] = &pods.Items[i]
+		}
+	}
+	return byName, nil
 }
 
 // servicePortName maps the binding's port reference (the Service's port by
@@ -705,7 +770,74 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 	if r.DrainOnly {
 		return r.applyDrainOnly(lbCtx, log, b, p, lb, pref, tp, pod)
 	}
-	return r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pod)
+	callErr := r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pod)
+	return errors.Join(callErr, r.writeGate(ctx, b, tp, pod))
+}
+
+// gateWriteWidth bounds the gate conditions one cycle writes at once.
+const gateWriteWidth = 8
+
+// applyAll applies every plan of a cycle (apply) and returns the errors.
+// The load-balancer calls go one after the other, as planned; the leader's
+// gate writes (one pod status patch each) go afterwards, up to
+// gateWriteWidth at once: written one by one, a binding whose 10 pods
+// turned healthy held its worker, and every binding queued behind it, for
+// 10 API round trips (issue 12: at 1,000 pods over 100 bindings the gates
+// waited 17 s on average in the work queue).
+func (r *TargetBindingReconciler) applyAll(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, plans []targetPlan, targets []observedTarget) []error {
+	pods := make(map[types.NamespacedName]*corev1.Pod, len(targets))
+	for i := range targets {
+		pods[targets[i].Key] = targets[i].Pod
+	}
+	var errs []error
+	var writes []*targetPlan
+	for i := range plans {
+		tp := &plans[i]
+		pod := pods[tp.Key]
+		if r.DrainOnly {
+			if err := r.applyDrainOnly(lbCtx, log, b, p, lb, pref, tp, pod); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if err := r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pod); err != nil {
+			errs = append(errs, err)
+		}
+		if tp.Gate != nil && pod != nil {
+			writes = append(writes, tp)
+		}
+	}
+	// One writer per pod: two plans of one pod (a previous incarnation's
+	// target beside the new one) write in plan order.
+	byPod := map[*corev1.Pod][]*targetPlan{}
+	var order []*corev1.Pod
+	for _, tp := range writes {
+		pod := pods[tp.Key]
+		if byPod[pod] == nil {
+			order = append(order, pod)
+		}
+		byPod[pod] = append(byPod[pod], tp)
+	}
+	var (
+		mu  sync.Mutex
+		wg  sync.WaitGroup
+		sem = make(chan struct{}, gateWriteWidth)
+	)
+	for _, pod := range order {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			for _, tp := range byPod[pod] {
+				if err := r.writeGate(ctx, b, tp, pod); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errs
 }
 
 // applyDrainOnly is a serve replica's applier: of a target's plan it
@@ -722,8 +854,9 @@ func (r *TargetBindingReconciler) applyDrainOnly(lbCtx context.Context, log *slo
 	return callErr
 }
 
-// applyLeader is the leader's applier: every effect of a target's plan,
-// the provider call under lbCtx (the cycle's load-balancer deadline).
+// applyLeader is the leader's applier: every effect of a target's plan
+// but its gate write (writeGate), the provider call under lbCtx (the
+// cycle's load-balancer deadline).
 func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, tp *targetPlan, pod *corev1.Pod) error {
 	act := tp.Action
 	if act == actRegister && tp.Readmit {
@@ -761,12 +894,18 @@ func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *s
 		g.Reason, g.Message = ReasonPoolFull, fmt.Sprintf("the load balancer has no room for the target in pool %s: %v", b.Spec.Pool, errors.Unwrap(callErr))
 		tp.Gate = &g
 	}
+	return callErr
+}
+
+// writeGate writes the plan's gate condition on the pod (a no-op when it
+// holds it already), with its Event and latency metric.
+func (r *TargetBindingReconciler) writeGate(ctx context.Context, b *zv1.TargetBinding, tp *targetPlan, pod *corev1.Pod) error {
 	if tp.Gate != nil && pod != nil {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
 		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
 		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
 		if err != nil {
-			return errors.Join(callErr, err)
+			return err
 		}
 		if changed && transition {
 			kind := corev1.EventTypeNormal
@@ -783,7 +922,7 @@ func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *s
 			r.Metrics.GateLatency.WithLabelValues(b.Namespace, b.Name).Observe(tp.GateLatency.Seconds())
 		}
 	}
-	return callErr
+	return nil
 }
 
 // call makes the provider call act for a target, logs and measures it. A
@@ -944,7 +1083,9 @@ func (r *TargetBindingReconciler) handleOrphans(ctx context.Context, log *slog.L
 	decide, why := false, "drain-only replica"
 	if !r.DrainOnly {
 		var list zv1.TargetBindingList
-		if err := r.Client.List(ctx, &list); err != nil {
+		// Read only, so not copied out of the cache (every cycle of
+		// every binding lists them all).
+		if err := r.Client.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
 			why = fmt.Sprintf("list TargetBindings: %v", err)
 		} else {
 			decide, why = orphanDuty(key, r.poolMembers(list.Items, lb, b.Spec.Pool), r.now(), r.knowWindow())

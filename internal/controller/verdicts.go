@@ -165,7 +165,7 @@ func (r *TargetBindingReconciler) bindingsOfPool(lb, pool string) []types.Namesp
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var list zv1.TargetBindingList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{poolIndex: lb + "/" + pool}); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{poolIndex: lb + "/" + pool}, client.UnsafeDisableDeepCopy); err != nil {
 		// No index (a client without one): list and filter.
 		if err := r.Client.List(ctx, &list); err != nil {
 			r.Log.Warn("list TargetBindings to wake", "loadbalancer", lb, "pool", pool, "err", err)

@@ -96,6 +96,8 @@ type Controller struct {
 	reconcileProbe           string // health-probe address of the reconcile process
 	reconcileMetrics         string // metrics address of the reconcile process
 	serveMetrics             string // metrics address of the serve process
+	servePprof               string // --pprof-bind-address of the serve process
+	reconcilePprof           string // --pprof-bind-address of the reconcile process
 	serveProbe               string // readiness address of the serve process
 	drainAddr                string // the drain endpoint the injected hooks call
 	mu                       sync.Mutex
@@ -195,7 +197,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	if err != nil {
 		return c, err
 	}
-	ports, err := proc.FreePorts(6)
+	ports, err := proc.FreePorts(8)
 	if err != nil {
 		return c, err
 	}
@@ -220,11 +222,13 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--drain-hook-port=" + strconv.Itoa(drainPort),
 		"--metrics-bind-address=" + loop(ports[2]),
 		"--health-probe-bind-address=" + loop(ports[3]),
+		"--pprof-bind-address=" + loop(ports[6]),
 	}, common...)
 	c.serveMetrics = loop(ports[2])
 	c.reconcileProbe = loop(ports[5])
 	c.reconcileMetrics = loop(ports[4])
 	c.serveProbe = loop(ports[3])
+	c.servePprof, c.reconcilePprof = loop(ports[6]), loop(ports[7])
 	c.drainAddr = drainAddr
 	c.reconcileArgs = append([]string{
 		"--role=reconcile",
@@ -236,6 +240,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--leader-elect-retry-period=500ms",
 		"--metrics-bind-address=" + loop(ports[4]),
 		"--health-probe-bind-address=" + c.reconcileProbe,
+		"--pprof-bind-address=" + loop(ports[7]),
 	}, common...)
 
 	if err := c.startRole(ctx, roleServe); err != nil {
@@ -635,6 +640,12 @@ func (c *Controller) MetricsAddrs() []string { return []string{c.serveMetrics, c
 
 // ReconcileMetricsURL is the reconcile process's Prometheus endpoint.
 func (c *Controller) ReconcileMetricsURL() string { return "http://" + c.reconcileMetrics + "/metrics" }
+
+// PprofURLs are the /debug/pprof/ bases of the serve and reconcile
+// processes (--pprof-bind-address, loopback).
+func (c *Controller) PprofURLs() (serve, reconcile string) {
+	return "http://" + c.servePprof + "/debug/pprof/", "http://" + c.reconcilePprof + "/debug/pprof/"
+}
 
 // PIDs are the pids of the serve and reconcile processes started last (0
 // for one never started).
