@@ -65,15 +65,7 @@ func TestZerodropAdapterScenarioDropsNothing(t *testing.T) {
 		res, err := Run(ctx, l.Target(), ZerodropAdapterScenario, RunOptions{
 			Rollouts: tc.rollouts, Rate: 1000, Replicas: 3, Settle: 2 * time.Second, Fault: tc.fault, Logger: opts.Logger,
 		})
-		var sb strings.Builder
-		PrintTable(&sb, []Result{res})
-		t.Logf("%s:\n%s", res.Name(), sb.String())
-		if err != nil {
-			t.Fatalf("%s: %v", res.Name(), err)
-		}
-		if res.Failed != 0 {
-			t.Errorf("%s: %d of %d requests failed (%v, per rollout %v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass, res.FailedPerRollout)
-		}
+		requireNoneFailed(t, res, err)
 		if min := uint64(tc.rollouts) * 10000; res.Requests < min {
 			t.Errorf("%s: only %d requests sent, want at least %d", res.Name(), res.Requests, min)
 		}

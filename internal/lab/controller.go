@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -127,6 +128,23 @@ func labScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
+// labClient is a controller-runtime client of the lab's API with the
+// types the lab writes.
+func labClient(cfg *rest.Config, log *slog.Logger) (client.Client, error) {
+	// controller-runtime's client logs through its own logger, which
+	// complains (with a stack trace) until one is set.
+	setCtrlLogger.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())) })
+	scheme, err := labScheme()
+	if err != nil {
+		return nil, err
+	}
+	kc, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("lab: client: %w", err)
+	}
+	return kc, nil
+}
+
 // StartController installs the CRDs, starts both controller processes,
 // installs the webhook configuration and the LoadBalancer lb (named
 // LoadBalancerName: labLoadBalancer for the lab's HAProxy instances,
@@ -150,16 +168,9 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	if log == nil {
 		log = slog.Default()
 	}
-	// controller-runtime's client logs through its own logger, which
-	// complains (with a stack trace) until one is set.
-	setCtrlLogger.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())) })
-	scheme, err := labScheme()
+	kc, err := labClient(t.Config, log)
 	if err != nil {
 		return nil, err
-	}
-	kc, err := client.New(t.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, fmt.Errorf("lab: controller: client: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "zerodrop-controller-")
 	if err != nil {

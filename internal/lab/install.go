@@ -14,7 +14,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -23,7 +22,6 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/lab/node"
@@ -118,16 +116,9 @@ func OpenInstallation(t Target, objs []*unstructured.Unstructured, log *slog.Log
 	if log == nil {
 		log = slog.Default()
 	}
-	// controller-runtime's client logs through its own logger, which
-	// complains (with a stack trace) until one is set.
-	setCtrlLogger.Do(func() { ctrllog.SetLogger(logr.FromSlogHandler(log.Handler())) })
-	scheme, err := labScheme()
+	kc, err := labClient(t.Config, log)
 	if err != nil {
 		return nil, err
-	}
-	kc, err := client.New(t.Config, client.Options{Scheme: scheme})
-	if err != nil {
-		return nil, fmt.Errorf("lab: install: client: %w", err)
 	}
 	return &Installation{t: t, kc: kc, objs: objs, log: log}, nil
 }

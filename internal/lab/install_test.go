@@ -180,15 +180,7 @@ func installAndRoll(ctx context.Context, t *testing.T, tg Target, objs []*unstru
 	res, err := Run(ctx, tg, ZerodropInstalledScenario, RunOptions{
 		Rollouts: 5, Rate: 1000, Replicas: 3, Settle: 2 * time.Second, Logger: opts.Logger,
 	})
-	var sb strings.Builder
-	PrintTable(&sb, []Result{res})
-	t.Logf("%s:\n%s", res.Name(), sb.String())
-	if err != nil {
-		t.Fatalf("%s: %v", res.Name(), err)
-	}
-	if res.Failed != 0 {
-		t.Errorf("%s: %d of %d requests failed (%v, per rollout %v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass, res.FailedPerRollout)
-	}
+	requireNoneFailed(t, res, err)
 	if res.Requests < 5*10000 {
 		t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
 	}

@@ -37,15 +37,7 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 			// rollouts without a fault.
 			Prometheus: tc.fault == FaultNone,
 		})
-		var sb strings.Builder
-		PrintTable(&sb, []Result{res})
-		t.Logf("%s:\n%s", res.Name(), sb.String())
-		if err != nil {
-			t.Fatalf("%s: %v", res.Name(), err)
-		}
-		if res.Failed != 0 {
-			t.Errorf("%s: %d of %d requests failed (%v, per rollout %v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass, res.FailedPerRollout)
-		}
+		requireNoneFailed(t, res, err)
 		// At 1,000/s a rollout of 3 pods takes well over 10 s.
 		if min := uint64(tc.rollouts) * 10000; res.Requests < min {
 			t.Errorf("%s: only %d requests sent, want at least %d", res.Name(), res.Requests, min)
@@ -72,6 +64,21 @@ func TestZerodropScenarioDropsNothing(t *testing.T) {
 		} else if tc.fault == FaultNone && g.GateSamples < tc.rollouts*replicas {
 			t.Errorf("%s: %d gate samples, want one per new pod (%d)", res.Name(), g.GateSamples, tc.rollouts*replicas)
 		}
+	}
+}
+
+// requireNoneFailed logs the run's table and fails the test when the run
+// failed or any request did.
+func requireNoneFailed(t *testing.T, res Result, err error) {
+	t.Helper()
+	var sb strings.Builder
+	PrintTable(&sb, []Result{res})
+	t.Logf("%s:\n%s", res.Name(), sb.String())
+	if err != nil {
+		t.Fatalf("%s: %v", res.Name(), err)
+	}
+	if res.Failed != 0 {
+		t.Errorf("%s: %d of %d requests failed (%v, per rollout %v)", res.Name(), res.Failed, res.Requests, res.FailuresByClass, res.FailedPerRollout)
 	}
 }
 
