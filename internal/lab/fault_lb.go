@@ -59,9 +59,12 @@ const (
 	lbFlapDown       = 2 * time.Second
 	lbFlapUp         = 3 * time.Second
 	slowLBDelay      = 400 * time.Millisecond
-	// placeholderNet is where full's placeholders point: an address no
-	// pod has (the lab's pods live in 10.77.0.0/16).
-	placeholderNet = "10.99.0."
+	// placeholderNet is where full's placeholders point: loopback
+	// addresses nothing listens on at placeholderPort, so HAProxy's checks
+	// of them are refused at once (they stay DOWN, no request goes there)
+	// and no check leaves the machine.
+	placeholderNet  = "127.0.99."
+	placeholderPort = 1
 )
 
 // FaultPromise is what zerodrop promises under a fault, and why; the lab
@@ -397,7 +400,10 @@ func waitServing(ctx context.Context, h HAProxyState, limit time.Duration) error
 }
 
 // fillSlots takes every free slot of the backend on every instance with a
-// placeholder address in maintenance; it returns the slots it took per
+// placeholder: a server in rotation (state ready) whose checks fail, as a
+// server another tool added would be. (In maintenance, a placeholder is an
+// orphan already out of rotation everywhere, which the controller frees at
+// once: the pool would never be full.) It returns the slots it took per
 // instance.
 func fillSlots(ctx context.Context, hs []HAProxyState) (map[string][]string, error) {
 	filled := map[string][]string{}
@@ -415,8 +421,20 @@ func fillSlots(ctx context.Context, hs []HAProxyState) (map[string][]string, err
 				continue
 			}
 			ip := fmt.Sprintf("%s%d", placeholderNet, s.ID%250+1)
-			if err := c.SetServerAddr(ctx, h.Backend, s.Name, ip, appPort); err != nil {
-				return filled, fmt.Errorf("fill %s/%s: %w", h.Name, s.Name, err)
+			// Into rotation DOWN, as the provider registers a target: a
+			// server leaving maintenance would be UP until its first
+			// check, and requests sent to it would fail.
+			for _, step := range []func() error{
+				func() error { return c.SetServerAddr(ctx, h.Backend, s.Name, ip, placeholderPort) },
+				func() error { return c.SetServerCheckPort(ctx, h.Backend, s.Name, placeholderPort) },
+				func() error { return c.EnableHealth(ctx, h.Backend, s.Name) },
+				func() error { return c.SetServerState(ctx, h.Backend, s.Name, hapi.StateDrain) },
+				func() error { return c.SetServerHealth(ctx, h.Backend, s.Name, hapi.HealthDown) },
+				func() error { return c.SetServerState(ctx, h.Backend, s.Name, hapi.StateReady) },
+			} {
+				if err := step(); err != nil {
+					return filled, fmt.Errorf("fill %s/%s: %w", h.Name, s.Name, err)
+				}
 			}
 			filled[h.Name] = append(filled[h.Name], s.Name)
 		}
