@@ -2,6 +2,7 @@ package binding
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 )
@@ -136,5 +139,58 @@ func TestCheckGrantReads(t *testing.T) {
 	missing := bound("gone", "web", "edge", "be_web", 0)
 	if g, err := CheckGrant(ctx, r, lb, &missing); err == nil {
 		t.Fatalf("selector grant for a namespace that does not exist: %+v, want an error", g)
+	}
+}
+
+// Scenario: 300 bindings on other pools beside the two of pool be_web, as
+// in a cluster with many services. Expectation: the grant check reads only
+// the pool's bindings through PoolIndex (the reader hands it 2 bindings,
+// not 302), decides as it does without the index (a reader that has none
+// lists every binding and filters), and bindings of another load balancer
+// or pool never decide who holds be_web.
+func TestCheckGrantReadsOnlyThePoolsBindings(t *testing.T) {
+	s := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(s)
+	_ = zv1.AddToScheme(s)
+	held := bound("a", "web", "edge", "be_web", time.Hour)
+	self := bound("b", "web", "edge", "be_web", time.Minute)
+	objs := []client.Object{&held, &self}
+	for i := range 300 {
+		// Older than both, in a third namespace: they would hold be_web
+		// if their pool or load balancer were ignored.
+		lb, pool := "edge", fmt.Sprintf("be_%d", i)
+		if i%2 == 1 {
+			lb, pool = "other", "be_web"
+		}
+		o := bound("c", fmt.Sprintf("svc-%d", i), lb, pool, 2*time.Hour)
+		objs = append(objs, &o)
+	}
+	read := 0
+	count := interceptor.Funcs{List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+		err := c.List(ctx, list, opts...)
+		if l, ok := list.(*zv1.TargetBindingList); ok && err == nil {
+			read += len(l.Items)
+		}
+		return err
+	}}
+	indexed := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).
+		WithIndex(&zv1.TargetBinding{}, PoolIndex, PoolIndexValues).WithInterceptorFuncs(count).Build()
+	plain := fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build()
+	ctx := context.Background()
+	for _, c := range []struct {
+		b    zv1.TargetBinding
+		want bool
+	}{{self, false}, {held, true}} {
+		read = 0
+		g, err := CheckGrant(ctx, indexed, lbWith(), &c.b)
+		if err != nil || g.Allowed != c.want {
+			t.Fatalf("grant of %s/%s through the index: %+v %v, want allowed=%v", c.b.Namespace, c.b.Name, g, err, c.want)
+		}
+		if read != 2 {
+			t.Errorf("grant of %s/%s read %d bindings, want the pool's 2", c.b.Namespace, c.b.Name, read)
+		}
+		if g2, err := CheckGrant(ctx, plain, lbWith(), &c.b); err != nil || g2 != g {
+			t.Errorf("grant of %s/%s without the index: %+v %v, want %+v", c.b.Namespace, c.b.Name, g2, err, g)
+		}
 	}
 }

@@ -50,12 +50,14 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Pod{}, gateIndex, gateIndexValues); err != nil {
 		return fmt.Errorf("Pod index %s: %w", gateIndex, err)
 	}
+	// Bindings by pool: every cycle's grant check (binding.CheckGrant),
+	// the admission webhook's in the same process, and pushed verdicts.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &zv1.TargetBinding{}, binding.PoolIndex, binding.PoolIndexValues); err != nil {
+		return fmt.Errorf("TargetBinding index %s: %w", binding.PoolIndex, err)
+	}
 	r.wakes = make(chan event.GenericEvent, wakeBuffer)
 	if !r.DrainOnly && !r.NoVerdictEvents && r.Providers != nil && r.Providers.OnEvent == nil {
 		r.Providers.OnEvent = r.verdictEvent
-		if err := mgr.GetFieldIndexer().IndexField(context.Background(), &zv1.TargetBinding{}, poolIndex, poolIndexValues); err != nil {
-			return fmt.Errorf("TargetBinding index %s: %w", poolIndex, err)
-		}
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).

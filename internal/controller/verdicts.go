@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/internal/binding"
 	"zerodrop.dev/zerodrop/provider"
 )
 
@@ -148,24 +149,13 @@ func (r *TargetBindingReconciler) wake(lb, pool string) {
 	}
 }
 
-// poolIndex is the TargetBinding field index "loadbalancer/pool".
-const poolIndex = "zerodrop.dev/loadbalancer-pool"
-
-func poolIndexValues(o client.Object) []string {
-	b, ok := o.(*zv1.TargetBinding)
-	if !ok {
-		return nil
-	}
-	return []string{b.Spec.LoadBalancerRef.Name + "/" + b.Spec.Pool, b.Spec.LoadBalancerRef.Name + "/"}
-}
-
 // bindingsOfPool lists the bindings of pool on lb (every pool: "") from
 // the cache, by the field index when the cache has it.
 func (r *TargetBindingReconciler) bindingsOfPool(lb, pool string) []types.NamespacedName {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var list zv1.TargetBindingList
-	if err := r.Client.List(ctx, &list, client.MatchingFields{poolIndex: lb + "/" + pool}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &list, client.MatchingFields{binding.PoolIndex: binding.PoolKey(lb, pool)}, client.UnsafeDisableDeepCopy); err != nil {
 		// No index (a client without one): list and filter.
 		if err := r.Client.List(ctx, &list); err != nil {
 			r.Log.Warn("list TargetBindings to wake", "loadbalancer", lb, "pool", pool, "err", err)
