@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/internal/drain"
@@ -199,4 +201,43 @@ type recordChecks struct {
 func (r recordChecks) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
 	*r.sent = append(*r.sent, t.Check)
 	return r.nginxLike.Register(ctx, pl, t)
+}
+
+// Scenario: two bindings share the pool; lb-b reloads (its runtime state,
+// every registration, is lost) and one binding's cycle is the first to see
+// the new epoch. Expectation: that cycle wakes every binding of the load
+// balancer, the other one too, instead of leaving its targets out of lb-b
+// until its next poll (seconds at rest, longer when many bindings share
+// the workers).
+func TestAReloadSeenByOneBindingWakesTheOthers(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+	h.r.wakes = make(chan event.GenericEvent, 16)
+	other := &zv1.TargetBinding{
+		ObjectMeta: metav1.ObjectMeta{Namespace: hNS, Name: "other", Finalizers: []string{Finalizer}, Generation: 1},
+		Spec: zv1.TargetBindingSpec{ServiceRef: zv1.ServiceReference{Name: "web", Port: intstr.FromString("http")},
+			LoadBalancerRef: zv1.LoadBalancerReference{Name: hLB}, Pool: hPool},
+	}
+	if err := h.c.Create(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	otherKey := types.NamespacedName{Namespace: hNS, Name: "other"}
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	h.reconcile()
+	if _, err := h.r.Reconcile(ctx, reconcileRequest(otherKey)); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.r.wakes); n != 0 {
+		t.Fatalf("%d wake-ups before any reload", n)
+	}
+	h.w.reload(keyB, h.now, true)
+	h.now = h.now.Add(time.Second)
+	h.reconcile() // hBinding sees lb-b's new epoch first
+	woken := map[string]bool{}
+	for len(h.r.wakes) > 0 {
+		woken[(<-h.r.wakes).Object.GetName()] = true
+	}
+	if !woken["other"] || !woken[hBinding] {
+		t.Fatalf("woken after the reload: %v, want every binding of the load balancer", woken)
+	}
 }

@@ -302,6 +302,14 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if r.Instances != nil {
 		r.Instances.Observe(lb.Name, pool, restarted, r.now())
 	}
+	if len(restarted) > 0 && p.Capabilities().VolatileRuntimeState {
+		// Every binding of the load balancer lost its registrations on
+		// that instance: wake them all now (first in the queue) rather
+		// than each at its next poll, and let none take a pool read from
+		// before the restart.
+		r.reads.invalidateLB(lb.Name, r.now())
+		r.wake(lb.Name, "")
+	}
 	for _, name := range restarted {
 		if !p.Capabilities().VolatileRuntimeState {
 			log.Info("load balancer instance reloaded or restarted", "loadbalancer", lb.Name, "instance", name)
