@@ -534,3 +534,29 @@ func TestRemovedInstanceHoldsTheDrainVerdict(t *testing.T) {
 		})
 	}
 }
+
+// Scenario: a binding with one healthy, Ready pod and nothing pending, as
+// the leader and as a serve replica's drain-only reconciler see it; then
+// the pod is deleted. Expectation: the leader polls at the steady cycle
+// (it registers, notices reloads and judges orphans); the drain-only
+// reconciler, which carries nothing out for a pod that stays, polls six
+// times slower; once the pod is deleting both poll at the pending cycle.
+func TestADrainOnlyBindingAtRestPollsSlowly(t *testing.T) {
+	for _, drainOnly := range []bool{false, true} {
+		h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+		h.r.DrainOnly = drainOnly
+		h.r.SteadyInterval = 5 * time.Second
+		h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 1)
+		want := 5 * time.Second
+		if drainOnly {
+			want = 30 * time.Second
+		}
+		if got := h.reconcile().RequeueAfter; got != want {
+			t.Errorf("drainOnly=%v at rest: requeue after %s, want %s", drainOnly, got, want)
+		}
+		h.deletePod("web-1")
+		if got := h.reconcile().RequeueAfter; got != h.r.pending() {
+			t.Errorf("drainOnly=%v with web-1 deleting: requeue after %s, want the pending cycle %s", drainOnly, got, h.r.pending())
+		}
+	}
+}
