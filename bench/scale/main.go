@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -75,7 +76,12 @@ type figures struct {
 	readsSteady, readsRollout     float64 // pool status reads/s
 	checksPerSec                  float64 // health checks the listener answered per second
 	unresolved                    int
-	prof                          *profiler
+	// exits of each role the harness did not cause (a lost leader
+	// lease ends the reconcile process): a window spanning one has no
+	// CPU or rate figure for that role (NaN), and RSS is the newest
+	// process's.
+	exitsReconcile, exitsServe int
+	prof                       *profiler
 }
 
 func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
@@ -162,33 +168,51 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 	}
 	f.converge = time.Since(start)
 	prof.saveMetrics(s, "converged")
+	exits := s.Controller.Crashes()
+	f.exitsReconcile, f.exitsServe = exits["reconcile"], exits["serve"]
 	return f, s.Controller.Forbidden()
 }
 
 // window measures the controller's CPU and the request rates over a span.
 type window struct {
-	s                 *lab.Scale
-	at                time.Time
-	cpu, serve        float64
-	api, calls, reads float64
+	s                      *lab.Scale
+	at                     time.Time
+	servePID, reconcilePID int
+	cpu, serve             float64
+	api, calls, reads      float64
 }
 
 func startWindow(ctx context.Context, s *lab.Scale) *window {
 	w := &window{s: s, at: time.Now()}
-	serve, reconcile := s.Controller.PIDs()
-	w.cpu, w.serve = cpuSeconds(reconcile), cpuSeconds(serve)
+	w.servePID, w.reconcilePID = s.Controller.PIDs()
+	w.cpu, w.serve = cpuSeconds(w.reconcilePID), cpuSeconds(w.servePID)
 	w.api = apiRequests(ctx, s)
 	w.calls, w.reads = controllerCounts(s.Controller.ReconcileMetricsURL())
 	return w
 }
 
+// end returns the rates since startWindow; a role's process that was
+// replaced meanwhile (its CPU time and counters started again from zero)
+// has NaN for its figures.
 func (w *window) end(ctx context.Context) (cpu, serve, api, calls, reads float64) {
 	d := time.Since(w.at).Seconds()
 	servePID, reconcilePID := w.s.Controller.PIDs()
 	c, sv := cpuSeconds(reconcilePID), cpuSeconds(servePID)
 	a := apiRequests(ctx, w.s)
 	k, r := controllerCounts(w.s.Controller.ReconcileMetricsURL())
-	return (c - w.cpu) / d, (sv - w.serve) / d, (a - w.api) / d, (k - w.calls) / d, (r - w.reads) / d
+	sameReconcile, sameServe := reconcilePID == w.reconcilePID, servePID == w.servePID
+	return perSecond(w.cpu, c, d, sameReconcile), perSecond(w.serve, sv, d, sameServe), perSecond(w.api, a, d, true),
+		perSecond(w.calls, k, d, sameReconcile), perSecond(w.reads, r, d, sameReconcile)
+}
+
+// perSecond is a counter's rate over d seconds, or NaN when the counter
+// belongs to a process that was replaced in between (or went backwards,
+// which only a restart does).
+func perSecond(before, after, d float64, sameProcess bool) float64 {
+	if !sameProcess || after < before || d <= 0 {
+		return math.NaN()
+	}
+	return (after - before) / d
 }
 
 // cpuSeconds is a process's user + system CPU time (/proc/PID/stat).
@@ -302,22 +326,34 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 	row("all pods created -> every gate correct", "", func(f figures) string { return f.fill.Round(100 * time.Millisecond).String() })
 	row("10 % rollout -> old gone, new Ready", "", func(f figures) string { return f.rollout.Round(100 * time.Millisecond).String() })
 	row("convergence after restart (1 % replaced while down)", "< 10 s", func(f figures) string { return f.converge.Round(100 * time.Millisecond).String() })
-	cores := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	cores := func(v float64) string { return orRestarted("%.3f", v) }
 	row("reconcile CPU steady (cores)", "< 0.1", func(f figures) string { return cores(f.cpuSteady) })
 	row("reconcile CPU during rollout (cores)", "", func(f figures) string { return cores(f.cpuRollout) })
 	row("serve CPU steady / rollout (cores)", "", func(f figures) string { return cores(f.serveSteady) + " / " + cores(f.serveRollout) })
 	row("reconcile RSS / peak (MiB)", "< 256", func(f figures) string { return fmt.Sprintf("%.0f / %.0f", f.rssMiB, f.hwmMiB) })
 	row("serve RSS (MiB)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.serveRSSMiB) })
-	rate := func(a, b float64) string { return fmt.Sprintf("%.1f / %.1f", a, b) }
+	rate := func(a, b float64) string { return orRestarted("%.1f", a) + " / " + orRestarted("%.1f", b) }
 	row("API server requests/s steady / rollout", "", func(f figures) string { return rate(f.apiSteady, f.apiRollout) })
 	row("Runtime API calls/s steady / rollout", "", func(f figures) string { return rate(f.callsSteady, f.callsRollout) })
 	row("pool status reads/s steady / rollout", "", func(f figures) string { return rate(f.readsSteady, f.readsRollout) })
 	row("health checks answered/s (listener)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.checksPerSec) })
 	row("ring events whose server could not be read", "", func(f figures) string { return strconv.Itoa(f.unresolved) })
+	row("controller exits not caused by the harness (reconcile / serve)", "0", func(f figures) string {
+		return fmt.Sprintf("%d / %d", f.exitsReconcile, f.exitsServe)
+	})
 	tw.Flush()
 	fmt.Fprintln(out, "\nGate latency is measured from HAProxy's own timestamp of the last instance's \"is UP\" line (event ring) to the")
 	fmt.Fprintln(out, "harness's watch seeing Ready; drain latency from the delete call to HAProxy's \"enters drain state\" line.")
 	fmt.Fprintln(out, "Runtime API calls are the reconcile process's provider calls (zerodrop_provider_call_duration_seconds_count).")
+}
+
+// orRestarted formats v, or says the process was replaced during the
+// window (NaN from perSecond).
+func orRestarted(format string, v float64) string {
+	if math.IsNaN(v) {
+		return "restarted"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func numCPU() int {
