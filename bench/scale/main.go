@@ -14,12 +14,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"zerodrop.dev/zerodrop/internal/lab"
 	"zerodrop.dev/zerodrop/internal/lab/haproxy"
@@ -31,6 +34,7 @@ func main() {
 	interval := flag.Duration("check-interval", time.Second, "HAProxy check interval (every pod is checked by each instance at this rate)")
 	small := flag.Int("small", 3, "pods of the comparison run (0 skips it)")
 	timeout := flag.Duration("timeout", 20*time.Minute, "bound of each run")
+	lease := flag.Duration("leader-lease", lab.ScaleLeaderLease, "the reconcile process's leader lease (renewed within two thirds of it); the lab's 4s is lost again and again at 5,000 pods on a shared machine")
 	profiles := flag.String("profiles", "", "file name prefix of CPU profiles of both controller roles during the fill and at steady state (e.g. bench/results/scale-T); empty: none")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -44,7 +48,7 @@ func main() {
 		if *profiles != "" {
 			prof = &profiler{prefix: fmt.Sprintf("%s-%dp-%db", *profiles, size.pods, size.bindings)}
 		}
-		f, err := measure(size.pods, size.bindings, *interval, *timeout, log, prof)
+		f, err := measure(size.pods, size.bindings, *interval, *lease, *timeout, log, prof)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d pods: %v\n", size.pods, err)
 			os.Exit(1)
@@ -67,6 +71,7 @@ type figures struct {
 	drainN, drainMissing          int
 	rollout                       time.Duration
 	converge                      time.Duration // reconcile process started again -> every gate correct
+	leaseWait                     time.Duration // of converge: until the new process held the killed one's lease
 	cpuSteady, cpuRollout         float64       // cores, reconcile process
 	serveSteady, serveRollout     float64       // cores, serve process
 	rssMiB, hwmMiB, serveRSSMiB   float64
@@ -75,16 +80,21 @@ type figures struct {
 	readsSteady, readsRollout     float64 // pool status reads/s
 	checksPerSec                  float64 // health checks the listener answered per second
 	unresolved                    int
-	prof                          *profiler
+	// exits of each role the harness did not cause (a lost leader
+	// lease ends the reconcile process): a window spanning one has no
+	// CPU or rate figure for that role (NaN), and RSS is the newest
+	// process's.
+	exitsReconcile, exitsServe int
+	prof                       *profiler
 }
 
-func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
+func measure(pods, bindings int, interval, lease, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
 	f.pods, f.bindings, f.prof = pods, bindings, prof
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, err := lab.StartScale(ctx, lab.ScaleOptions{
 		Lab:  lab.Options{Logger: log, Check: haproxy.Check{Interval: interval}},
-		Pods: pods, Bindings: bindings,
+		Pods: pods, Bindings: bindings, LeaderLease: lease,
 	})
 	if err != nil {
 		return f, err
@@ -147,6 +157,7 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 	// Convergence after a restart: the reconcile process is killed, 1 %
 	// of the pods are replaced while it is down, and it is started again.
 	m := max(1, pods/100)
+	holder := leaseHolder(ctx, s)
 	if err := s.Controller.KillReconciler(); err != nil {
 		return f, err
 	}
@@ -154,6 +165,8 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 		return f, err
 	}
 	start = time.Now()
+	taken := make(chan time.Time, 1)
+	go func() { taken <- leaseTaken(ctx, s, holder) }()
 	if err := s.Controller.StartReconciler(ctx); err != nil {
 		return f, err
 	}
@@ -161,34 +174,80 @@ func measure(pods, bindings int, interval, timeout time.Duration, log *slog.Logg
 		return f, err
 	}
 	f.converge = time.Since(start)
+	if at := <-taken; !at.IsZero() {
+		f.leaseWait = at.Sub(start)
+	}
 	prof.saveMetrics(s, "converged")
+	exits := s.Controller.Crashes()
+	f.exitsReconcile, f.exitsServe = exits["reconcile"], exits["serve"]
 	return f, s.Controller.Forbidden()
+}
+
+// leaseHolder is the holder of the reconcile process's leader Lease now.
+func leaseHolder(ctx context.Context, s *lab.Scale) string {
+	l, err := s.Lab.Client.CoordinationV1().Leases(lab.ControllerNamespace).Get(ctx, lab.ControllerLeaseName, metav1.GetOptions{})
+	if err != nil || l.Spec.HolderIdentity == nil {
+		return ""
+	}
+	return *l.Spec.HolderIdentity
+}
+
+// leaseTaken polls the Lease until someone other than old holds it and
+// returns when it saw that (zero if ctx ended first). A SIGKILLed leader
+// does not release its Lease: its successor waits until it expires.
+func leaseTaken(ctx context.Context, s *lab.Scale, old string) time.Time {
+	for {
+		if h := leaseHolder(ctx, s); h != "" && h != old {
+			return time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // window measures the controller's CPU and the request rates over a span.
 type window struct {
-	s                 *lab.Scale
-	at                time.Time
-	cpu, serve        float64
-	api, calls, reads float64
+	s                      *lab.Scale
+	at                     time.Time
+	servePID, reconcilePID int
+	cpu, serve             float64
+	api, calls, reads      float64
 }
 
 func startWindow(ctx context.Context, s *lab.Scale) *window {
 	w := &window{s: s, at: time.Now()}
-	serve, reconcile := s.Controller.PIDs()
-	w.cpu, w.serve = cpuSeconds(reconcile), cpuSeconds(serve)
+	w.servePID, w.reconcilePID = s.Controller.PIDs()
+	w.cpu, w.serve = cpuSeconds(w.reconcilePID), cpuSeconds(w.servePID)
 	w.api = apiRequests(ctx, s)
 	w.calls, w.reads = controllerCounts(s.Controller.ReconcileMetricsURL())
 	return w
 }
 
+// end returns the rates since startWindow; a role's process that was
+// replaced meanwhile (its CPU time and counters started again from zero)
+// has NaN for its figures.
 func (w *window) end(ctx context.Context) (cpu, serve, api, calls, reads float64) {
 	d := time.Since(w.at).Seconds()
 	servePID, reconcilePID := w.s.Controller.PIDs()
 	c, sv := cpuSeconds(reconcilePID), cpuSeconds(servePID)
 	a := apiRequests(ctx, w.s)
 	k, r := controllerCounts(w.s.Controller.ReconcileMetricsURL())
-	return (c - w.cpu) / d, (sv - w.serve) / d, (a - w.api) / d, (k - w.calls) / d, (r - w.reads) / d
+	sameReconcile, sameServe := reconcilePID == w.reconcilePID, servePID == w.servePID
+	return perSecond(w.cpu, c, d, sameReconcile), perSecond(w.serve, sv, d, sameServe), perSecond(w.api, a, d, true),
+		perSecond(w.calls, k, d, sameReconcile), perSecond(w.reads, r, d, sameReconcile)
+}
+
+// perSecond is a counter's rate over d seconds, or NaN when the counter
+// belongs to a process that was replaced in between (or went backwards,
+// which only a restart does).
+func perSecond(before, after, d float64, sameProcess bool) float64 {
+	if !sameProcess || after < before || d <= 0 {
+		return math.NaN()
+	}
+	return (after - before) / d
 }
 
 // cpuSeconds is a process's user + system CPU time (/proc/PID/stat).
@@ -302,22 +361,35 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 	row("all pods created -> every gate correct", "", func(f figures) string { return f.fill.Round(100 * time.Millisecond).String() })
 	row("10 % rollout -> old gone, new Ready", "", func(f figures) string { return f.rollout.Round(100 * time.Millisecond).String() })
 	row("convergence after restart (1 % replaced while down)", "< 10 s", func(f figures) string { return f.converge.Round(100 * time.Millisecond).String() })
-	cores := func(v float64) string { return fmt.Sprintf("%.3f", v) }
+	row("  of which waiting for the killed leader's lease", "", func(f figures) string { return f.leaseWait.Round(100 * time.Millisecond).String() })
+	cores := func(v float64) string { return orRestarted("%.3f", v) }
 	row("reconcile CPU steady (cores)", "< 0.1", func(f figures) string { return cores(f.cpuSteady) })
 	row("reconcile CPU during rollout (cores)", "", func(f figures) string { return cores(f.cpuRollout) })
 	row("serve CPU steady / rollout (cores)", "", func(f figures) string { return cores(f.serveSteady) + " / " + cores(f.serveRollout) })
 	row("reconcile RSS / peak (MiB)", "< 256", func(f figures) string { return fmt.Sprintf("%.0f / %.0f", f.rssMiB, f.hwmMiB) })
 	row("serve RSS (MiB)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.serveRSSMiB) })
-	rate := func(a, b float64) string { return fmt.Sprintf("%.1f / %.1f", a, b) }
+	rate := func(a, b float64) string { return orRestarted("%.1f", a) + " / " + orRestarted("%.1f", b) }
 	row("API server requests/s steady / rollout", "", func(f figures) string { return rate(f.apiSteady, f.apiRollout) })
 	row("Runtime API calls/s steady / rollout", "", func(f figures) string { return rate(f.callsSteady, f.callsRollout) })
 	row("pool status reads/s steady / rollout", "", func(f figures) string { return rate(f.readsSteady, f.readsRollout) })
 	row("health checks answered/s (listener)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.checksPerSec) })
 	row("ring events whose server could not be read", "", func(f figures) string { return strconv.Itoa(f.unresolved) })
+	row("controller exits not caused by the harness (reconcile / serve)", "0", func(f figures) string {
+		return fmt.Sprintf("%d / %d", f.exitsReconcile, f.exitsServe)
+	})
 	tw.Flush()
 	fmt.Fprintln(out, "\nGate latency is measured from HAProxy's own timestamp of the last instance's \"is UP\" line (event ring) to the")
 	fmt.Fprintln(out, "harness's watch seeing Ready; drain latency from the delete call to HAProxy's \"enters drain state\" line.")
 	fmt.Fprintln(out, "Runtime API calls are the reconcile process's provider calls (zerodrop_provider_call_duration_seconds_count).")
+}
+
+// orRestarted formats v, or says the process was replaced during the
+// window (NaN from perSecond).
+func orRestarted(format string, v float64) string {
+	if math.IsNaN(v) {
+		return "restarted"
+	}
+	return fmt.Sprintf(format, v)
 }
 
 func numCPU() int {

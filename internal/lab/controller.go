@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,10 @@ import (
 // ControllerNamespace is where the lab's zerodrop-controller "runs" (its
 // leader-election Lease, and the namespace it never injects).
 const ControllerNamespace = "zerodrop-system"
+
+// ControllerLeaseName is the reconcile process's leader-election Lease (in
+// ControllerNamespace).
+const ControllerLeaseName = "zerodrop-controller.zerodrop.dev"
 
 // LoadBalancerName is the LoadBalancer object that stands for the lab's
 // HAProxy instances.
@@ -151,13 +156,15 @@ func labClient(cfg *rest.Config, log *slog.Logger) (client.Client, error) {
 // nginxLoadBalancer for its NGINX instances behind the adapter), and returns
 // when the webhook serves. Stop removes all of it again.
 func StartController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger) (c *Controller, err error) {
-	return startController(ctx, t, lb, log, false)
+	return startController(ctx, t, lb, log, false, 0)
 }
 
 // startController is StartController; viaAdapter also starts
 // zerodrop-adapter in front of the HAProxy instances and makes lb one of
 // provider external pointing at it.
-func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool) (c *Controller, err error) {
+// lease is the reconcile process's leader lease (leaseArgs; 0: the lab's
+// short one).
+func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool, lease time.Duration) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
 	}
@@ -241,18 +248,11 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	c.serveProbe = loop(ports[3])
 	c.servePprof, c.reconcilePprof = loop(ports[6]), loop(ports[7])
 	c.drainAddr = drainAddr
-	c.reconcileArgs = append([]string{
-		"--role=reconcile",
-		"--leader-elect",
-		// Short leases so that a killed leader's successor takes over in
-		// seconds, not the default 15 s.
-		"--leader-elect-lease-duration=4s",
-		"--leader-elect-renew-deadline=3s",
-		"--leader-elect-retry-period=500ms",
+	c.reconcileArgs = slices.Concat([]string{"--role=reconcile", "--leader-elect"}, leaseArgs(lease), []string{
 		"--metrics-bind-address=" + loop(ports[4]),
 		"--health-probe-bind-address=" + c.reconcileProbe,
 		"--pprof-bind-address=" + loop(ports[7]),
-	}, common...)
+	}, common)
 
 	if err := c.startRole(ctx, roleServe); err != nil {
 		return c, err
@@ -275,6 +275,30 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 	}
 	log.Info("zerodrop-controller started", "serve", c.serve.PID(), "reconcile", c.reconcile.PID(), "dir", dir)
 	return c, nil
+}
+
+// LabLeaderLease is the lab's leader lease: short, so that a killed
+// leader's successor takes over in seconds, not the controller's default
+// 15 s.
+const LabLeaderLease = 4 * time.Second
+
+// leaseArgs are the reconcile process's leader-election flags for a lease
+// of d (0: LabLeaderLease, renewed within 3 s, retried every 500 ms);
+// longer leases keep the controller's default proportions (15 s: renewed
+// within 10 s, retried every 2 s). controller-runtime gives each renewal
+// request half the renew deadline.
+func leaseArgs(d time.Duration) []string {
+	renew, retry := 3*time.Second, 500*time.Millisecond
+	if d <= 0 {
+		d = LabLeaderLease
+	} else {
+		renew, retry = d*2/3, d*2/15
+	}
+	return []string{
+		"--leader-elect-lease-duration=" + d.String(),
+		"--leader-elect-renew-deadline=" + renew.String(),
+		"--leader-elect-retry-period=" + retry.String(),
+	}
 }
 
 func (c *Controller) start(role string, args []string) (*proc.Process, error) {

@@ -108,3 +108,36 @@ func TestScaleTimesDrainLatencies(t *testing.T) {
 		t.Errorf("missing %v, want [p2]", missing)
 	}
 }
+
+// Scenario: the lab keeps its short leader lease; the scale harness asks
+// for the controller's default one, in the controller's proportions, which
+// its flag validation accepts (lease > renew deadline > 1.2 retry periods).
+func TestLeaseArgs(t *testing.T) {
+	if got, want := strings.Join(leaseArgs(0), " "), "--leader-elect-lease-duration=4s --leader-elect-renew-deadline=3s --leader-elect-retry-period=500ms"; got != want {
+		t.Errorf("lab lease: %s, want %s", got, want)
+	}
+	if got, want := strings.Join(leaseArgs(ScaleLeaderLease), " "), "--leader-elect-lease-duration=15s --leader-elect-renew-deadline=10s --leader-elect-retry-period=2s"; got != want {
+		t.Errorf("scale lease: %s, want %s", got, want)
+	}
+	for _, d := range []time.Duration{time.Second, 6 * time.Second, time.Minute} {
+		var lease, renew, retry time.Duration
+		for _, a := range leaseArgs(d) {
+			name, v, _ := strings.Cut(a, "=")
+			p, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s: %v", a, err)
+			}
+			switch name {
+			case "--leader-elect-lease-duration":
+				lease = p
+			case "--leader-elect-renew-deadline":
+				renew = p
+			case "--leader-elect-retry-period":
+				retry = p
+			}
+		}
+		if lease != d || renew <= retry*6/5 || lease <= renew {
+			t.Errorf("lease %s: lease %s renew %s retry %s: the controller would refuse them", d, lease, renew, retry)
+		}
+	}
+}

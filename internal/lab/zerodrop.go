@@ -57,7 +57,7 @@ func prepareZerodropWith(ctx context.Context, t Target, ns string, viaAdapter bo
 // controller has stopped (in the Integration's Stop, also when
 // prepareGates fails). viaAdapter: see startController.
 func prepareGates(ctx context.Context, t Target, ns string, k LBKind, lb *zv1.LoadBalancer, after func(), viaAdapter bool) (in *Integration, err error) {
-	ctl, err := startController(ctx, t, lb, nil, viaAdapter)
+	ctl, err := startController(ctx, t, lb, nil, viaAdapter, 0)
 	if err != nil {
 		if after != nil {
 			after()
