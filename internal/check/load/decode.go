@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	yaml "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -267,40 +268,40 @@ func (d *document) newObject(n *yaml.Node, obj runtime.Object, apiVersion, kind 
 }
 
 // lazyLineOf answers LineOf for the document the fast parser read from
-// text, parsing text again and indexing it on the first call. Only objects
-// with findings ever ask (on the bench's 10,000 objects, fewer than one in
-// five), so indexing every object as it was decoded cost more (8 % of the
-// CPU time of a check, and 9 MB of heap) than parsing those few twice.
+// text by parsing text again when asked. Only objects with findings ask
+// (on the bench's 10,000 objects, fewer than one in five), so indexing every
+// object's lines as it was decoded cost more (8 % of the CPU time of a
+// check, and 9 MB of heap) than parsing those few twice.
 func lazyLineOf(text []byte, offset int) func(string) int {
-	var once sync.Once
-	var at func(string) int
 	return func(path string) int {
-		once.Do(func() { at = lineOfText(text) })
-		if l := at(path); l > 0 {
+		if l := reparsed.lineOf(text, path); l > 0 {
 			return l + offset
 		}
 		return 0
 	}
 }
 
-// lineOfText parses text, which the fast parser read before, and returns
-// LineOf for its top node, from a flat index where it can.
-func lineOfText(text []byte) func(string) int {
-	p := simpleParsers.Get().(*simpleParser)
-	top, ok := p.parse(text)
-	if !ok {
-		// Not met: the same parser read the same text before.
-		p.reset()
-		simpleParsers.Put(p)
-		return func(string) int { return 0 }
+// reparsed keeps the tree of the document whose lines were asked for last:
+// the findings of an object come one after another, so one tree serves
+// them all, and its parser's buffers serve the next document.
+var reparsed reparsedDoc
+
+type reparsedDoc struct {
+	mu   sync.Mutex
+	text []byte // the document's text: same address and length
+	p    simpleParser
+	top  *yaml.Node // nil when text did not parse (not met: it did before)
+}
+
+func (r *reparsedDoc) lineOf(text []byte, path string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(text) != len(r.text) || unsafe.SliceData(text) != unsafe.SliceData(r.text) {
+		r.p.reset()
+		r.top, _ = r.p.parse(text)
+		r.text = text
 	}
-	if x, ok := newLineIndex(top); ok {
-		p.reset()
-		simpleParsers.Put(p)
-		return x.lineOf
-	}
-	// Too large to index: the tree stays, with the parser that holds it.
-	return func(path string) int { return LineOf(top, path) }
+	return LineOf(r.top, path)
 }
 
 var unknownFieldRE = regexp.MustCompile(`^(unknown|duplicate) field "(.*)"$`)
