@@ -163,10 +163,11 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		if len(args) == 0 && len(f.kustomize) == 0 {
 			return usageError(cmd, "nothing to check: give files, directories, - for standard input, -k DIR, or --cluster")
 		}
-		// No GC tuning for large inputs: objects keep a flat line index,
-		// not their YAML trees, so the live heap is small (about 40 MB for
-		// 10,000 objects) and Go's default GOGC=100 costs no more CPU than
-		// 400 did, with 40 MiB less memory at its peak. Small inputs are
+		// No GC tuning for large inputs: objects keep no YAML trees (a
+		// finding's line comes from parsing the object's text again), so
+		// the live heap is small (about 30 MB for 10,000 objects) and Go's
+		// default GOGC=100 costs no more CPU than 50, 75, 150, 200 or 400
+		// did, with less memory at its peak. Small inputs are
 		// another matter, and large ones have their decoded objects
 		// collected once analysed (gc.go).
 		if len(f.kustomize) == 0 {

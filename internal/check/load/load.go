@@ -298,8 +298,9 @@ func split(name string, data []byte) []chunk {
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
 		return splitJSON(name, data)
 	}
-	// Room for every document: a marker starts each but the first.
-	chunks := make([]chunk, 0, bytes.Count(data, []byte("\n---"))+1)
+	// Not sized in advance: counting the markers first (bytes.Count of
+	// "\n---") took longer than growing the slice.
+	var chunks []chunk
 	line := 1
 	start, startLine := 0, 1
 	doc := 0

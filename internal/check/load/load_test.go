@@ -1,10 +1,13 @@
 package load
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -431,4 +434,51 @@ func TestLoad_DuplicateObjectsAreWarnings(t *testing.T) {
 	if len(res.Warnings) != 1 || !strings.Contains(w, want) {
 		t.Errorf("want one warning %q, got:\n%s", want, w)
 	}
+}
+
+// Objects read by the fast parser index their lines only when asked, from
+// a shared cache of re-parsed documents: lines asked object after object,
+// interleaved, or from several goroutines at once must be the same.
+func TestLineOf_SameInAnyOrderAndFromAnyGoroutine(t *testing.T) {
+	data, err := os.ReadFile("testdata/web.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []byte
+	for i := 0; i < 8; i++ {
+		all = append(append(all, "---\n"...), bytes.ReplaceAll(data, []byte("name: web"), fmt.Appendf(nil, "name: web-%d", i))...)
+	}
+	res := Bytes("many.yaml", all)
+	if len(res.Errors) > 0 || len(res.Objects) < 16 {
+		t.Fatalf("objects %d, errors %v", len(res.Objects), res.Errors)
+	}
+	paths := []string{"", "metadata.name", "spec.template.spec.containers[1].image", "spec.ports[0].targetPort", "spec.strategy.rollingUpdate.maxUnavailable"}
+	want := make([][]int, len(res.Objects))
+	for i, o := range res.Objects {
+		for _, p := range paths {
+			want[i] = append(want[i], o.Line(p))
+		}
+	}
+	for i := 1; i < len(want); i++ {
+		if want[i][1] <= want[i-1][1] {
+			t.Fatalf("metadata.name of object %d at line %d, of object %d at %d", i, want[i][1], i-1, want[i-1][1])
+		}
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 4; g++ {
+		wg.Go(func() {
+			for round := 0; round < 20; round++ {
+				for j := range paths {
+					for i := range res.Objects {
+						o := res.Objects[(i+g)%len(res.Objects)]
+						if got := o.Line(paths[j]); got != want[(i+g)%len(res.Objects)][j] {
+							t.Errorf("object %d %q: line %d, first asked %d", (i+g)%len(res.Objects), paths[j], got, want[(i+g)%len(res.Objects)][j])
+							return
+						}
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -372,7 +372,8 @@ func (p *simpleParser) inlineValue(t string, line, minIndent int) (*yaml.Node, b
 
 // plainTag resolves a plain scalar's tag. Most plain scalars in manifests
 // start with a letter, and yaml.v3 gives those a tag other than !!str only
-// for the words below; everything else goes through yaml.v3's resolver.
+// for the words below; most others are decimal integers; everything else
+// goes through yaml.v3's resolver.
 func plainTag(n *yaml.Node) string {
 	v := n.Value
 	if v != "" && (v[0] >= 'a' && v[0] <= 'z' || v[0] >= 'A' && v[0] <= 'Z') {
@@ -382,7 +383,24 @@ func plainTag(n *yaml.Node) string {
 			return "!!str"
 		}
 	}
+	if decimalDigits(v) {
+		return "!!int" // ports, counts, seconds: yaml.v3's resolver is slower
+	}
 	return n.ShortTag()
+}
+
+// decimalDigits reports whether v is a decimal integer without sign or
+// leading zero, short enough for int64.
+func decimalDigits(v string) bool {
+	if v == "" || len(v) > 18 || (v[0] == '0' && len(v) > 1) {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // onlyComment reports whether what follows a value is nothing or a comment

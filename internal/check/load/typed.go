@@ -475,14 +475,19 @@ func (d *typedDecoder) mapValue(n *yaml.Node, v reflect.Value, p *typePlan, dept
 		return false
 	}
 	t := v.Type()
+	if t == stringMapType {
+		return d.stringMap(n, v)
+	}
 	m := reflect.MakeMapWithSize(t, len(n.Content)/2)
 	kt := t.Key()
+	// One element value serves every entry: SetMapIndex copies it.
+	e := reflect.New(p.elemType).Elem()
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, ok := mappingKey(n.Content[i])
 		if !ok {
 			return false
 		}
-		e := reflect.New(p.elemType).Elem()
+		e.SetZero()
 		if !d.value(n.Content[i+1], e, p.elem, depth+1) {
 			return false
 		}
@@ -498,4 +503,40 @@ func (d *typedDecoder) mapValue(n *yaml.Node, v reflect.Value, p *typePlan, dept
 	}
 	v.Set(m)
 	return true
+}
+
+var stringMapType = reflect.TypeFor[map[string]string]()
+
+// stringMap is mapValue for map[string]string (labels, annotations,
+// selectors: most maps in manifests), without reflection per entry.
+func (d *typedDecoder) stringMap(n *yaml.Node, v reflect.Value) bool {
+	m := make(map[string]string, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		key, ok := mappingKey(n.Content[i])
+		if !ok {
+			return false
+		}
+		e, ok := stringValue(n.Content[i+1])
+		if !ok {
+			return false
+		}
+		if _, dup := m[key]; dup {
+			return false // duplicate key
+		}
+		m[key] = e
+	}
+	v.Set(reflect.ValueOf(m))
+	return true
+}
+
+// stringValue is value's stringPlan for a string that is not yet set: null
+// leaves it empty.
+func stringValue(n *yaml.Node) (string, bool) {
+	switch {
+	case isNullNode(n):
+		return "", true
+	case n.Kind != yaml.ScalarNode || !isStringTag(n.ShortTag()) || !utf8.ValidString(n.Value):
+		return "", false
+	}
+	return n.Value, true
 }
