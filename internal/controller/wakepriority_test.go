@@ -22,27 +22,36 @@ import (
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 )
 
+// shopRequest is the work queue request of binding name in namespace shop.
+func shopRequest(name string) reconcile.Request {
+	return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}}
+}
+
+// hundredWaiting is a work queue in which bindings b-0 … b-99 of
+// namespace shop wait at priority 0, in that order.
+func hundredWaiting(t *testing.T) priorityqueue.PriorityQueue[reconcile.Request] {
+	q := priorityqueue.New[reconcile.Request](t.Name())
+	t.Cleanup(q.ShutDown)
+	for i := range 100 {
+		q.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(0)}, shopRequest(fmt.Sprintf("b-%d", i)))
+	}
+	return q
+}
+
 // Scenario (issue 12): 100 bindings wait in the work queue (their polls
 // and pod events, priority 0) when HAProxy reports b-42's new pod UP and
 // the verdict wakes b-42. Expectation: b-42's cycle is the next one, not
 // the 101st; and after it b-42 is requeued at priority 0 again, so that
 // its later polls do not jump the queue.
 func TestAWokenBindingGoesFirst(t *testing.T) {
-	q := priorityqueue.New[reconcile.Request]("wake-test")
-	defer q.ShutDown()
-	req := func(name string) reconcile.Request {
-		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}}
-	}
-	for i := range 100 {
-		q.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(0)}, req(fmt.Sprintf("b-%d", i)))
-	}
+	q := hundredWaiting(t)
 	woken := &zv1.TargetBinding{}
 	woken.Namespace, woken.Name = "shop", "b-42"
 	enqueueFirst().Generic(context.Background(), event.TypedGenericEvent[client.Object]{Object: woken}, q)
 	time.Sleep(50 * time.Millisecond) // the queue takes additions asynchronously
 
 	got, priority, _ := q.GetWithPriority()
-	if got != req("b-42") {
+	if got != shopRequest("b-42") {
 		t.Fatalf("next cycle: %s (priority %d); want shop/b-42, woken by a verdict", got, priority)
 	}
 	q.Done(got)
@@ -69,14 +78,7 @@ func TestATerminatingPodsBindingsGoFirst(t *testing.T) {
 		Client: fake.NewClientBuilder().WithScheme(hScheme(t)).WithObjects(b7).Build(),
 		Log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
-	q := priorityqueue.New[reconcile.Request]("terminating-test")
-	defer q.ShutDown()
-	req := func(name string) reconcile.Request {
-		return reconcile.Request{NamespacedName: types.NamespacedName{Namespace: "shop", Name: name}}
-	}
-	for i := range 100 {
-		q.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(0)}, req(fmt.Sprintf("b-%d", i)))
-	}
+	q := hundredWaiting(t)
 	pod := func(binding string) *corev1.Pod {
 		return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: binding + "-0", ResourceVersion: "1"},
 			Spec: corev1.PodSpec{ReadinessGates: []corev1.PodReadinessGate{{ConditionType: corev1.PodConditionType(zv1.GateConditionType(binding))}}}}
@@ -106,7 +108,7 @@ func TestATerminatingPodsBindingsGoFirst(t *testing.T) {
 
 	for _, want := range []string{"b-42", "b-7", "b-0"} {
 		got, priority, _ := q.GetWithPriority()
-		if got != req(want) {
+		if got != shopRequest(want) {
 			t.Fatalf("next cycle: %s (priority %d); want shop/%s", got, priority, want)
 		}
 		q.Done(got)
