@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -29,7 +28,10 @@ import (
 // SetupWithManager registers the reconciler with the manager. Every watch
 // maps back to the bindings concerned, so a pod turning ContainersReady, an
 // endpoint turning terminating or a drain request from the drain endpoint
-// (nudges) starts a cycle at once instead of at the next requeue.
+// (nudges) starts a cycle at once instead of at the next requeue. A pod
+// turning terminating, its endpoint turning terminating, a nudge and a
+// pushed verdict go first in the work queue (wakePriority), and the pod's
+// target is drained at once (drainnow.go).
 //
 // A DrainOnly reconciler is named targetbinding-drain and is not
 // leader-elected: every serve replica runs one, whoever leads.
@@ -56,15 +58,15 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 		return fmt.Errorf("TargetBinding index %s: %w", binding.PoolIndex, err)
 	}
 	r.wakes = make(chan event.GenericEvent, wakeBuffer)
+	r.drainSlots = make(chan struct{}, drainNowWidth)
 	if !r.DrainOnly && !r.NoVerdictEvents && r.Providers != nil && r.Providers.OnEvent == nil {
 		r.Providers.OnEvent = r.verdictEvent
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(name).
 		For(&zv1.TargetBinding{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfPod),
-			builder.WithPredicates(podChanged())).
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfSlice)).
+		Watches(&corev1.Pod{}, r.podEvents(), builder.WithPredicates(podChanged())).
+		Watches(&discoveryv1.EndpointSlice{}, r.sliceEvents()).
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfService)).
 		Watches(&zv1.LoadBalancer{}, handler.EnqueueRequestsFromMapFunc(r.bindingsOfLoadBalancer),
 			builder.WithPredicates(predicate.GenerationChangedPredicate{})).
@@ -75,7 +77,8 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 }
 
 // wakePriority is the work queue priority of a binding woken by a verdict
-// the load balancer pushed or by a drain request: the gate or the drain it
+// the load balancer pushed, by a drain request, or by a pod or endpoint
+// turning terminating (podEvents, sliceEvents): the gate or the drain it
 // concerns is decided by the next cycle, so that cycle goes before the
 // bindings that only poll or saw a watch event (priority 0). Without it a
 // woken binding waited behind every other binding: at 1,000 pods over 100
@@ -88,12 +91,7 @@ const wakePriority = 10
 func enqueueFirst() handler.TypedEventHandler[client.Object, reconcile.Request] {
 	return handler.TypedFuncs[client.Object, reconcile.Request]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[client.Object], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			req := reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}}
-			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
-				pq.AddWithOpts(priorityqueue.AddOpts{Priority: ptr.To(wakePriority)}, req)
-				return
-			}
-			q.Add(req)
+			addFirst(q, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: e.Object.GetNamespace(), Name: e.Object.GetName()}})
 		},
 	}
 }

@@ -168,6 +168,12 @@ type TargetBindingReconciler struct {
 	// foreign maps a binding to the pods whose endpoint had an address
 	// not their own, and that address: warned about once.
 	foreign map[types.NamespacedName]map[string]string
+	// cycles serialises each binding's provider decisions: a cycle's
+	// and a direct drain's (lockCycle, drainnow.go).
+	cycles map[types.NamespacedName]*sync.Mutex
+	// drainSlots bounds the direct drains in flight (drainInBackground);
+	// nil: none, every drain waits for its binding's cycle.
+	drainSlots chan struct{}
 }
 
 func (r *TargetBindingReconciler) now() time.Time {
@@ -287,6 +293,11 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		return r.finishStatus(ctx, &b, b.Status.Targets, metav1.ConditionFalse, "ProviderError", err.Error(), r.steady())
 	}
 
+	// From what it observes to its last provider call, the cycle's
+	// decisions are the binding's only ones: a direct drain of a pod that
+	// turned terminating meanwhile waits (drainNow).
+	unlock := sync.OnceFunc(r.lockCycle(req.NamespacedName))
+	defer unlock()
 	targets, resolveMsg, err := r.observe(ctx, &b)
 	if err != nil {
 		return reconcile.Result{}, err
@@ -361,6 +372,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	var stuck, waiting int
 	var errs []error
 	errs = append(errs, r.applyAll(ctx, lbCtx, log, &b, p, lb.Name, poolRef, plans, targets)...)
+	unlock()
 	for i := range plans {
 		tp := &plans[i]
 		pending = pending || tp.Pending
