@@ -46,11 +46,7 @@ func TestSelectingReadsTheNamespaceOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
-	for _, b := range got {
-		names = append(names, b.Name)
-	}
-	if !slices.Equal(names, []string{"b-7"}) {
+	if names := namesOf(got); !slices.Equal(names, []string{"b-7"}) {
 		t.Fatalf("Selecting = %v; want [b-7]", names)
 	}
 	if reads > 2 {
@@ -86,11 +82,7 @@ func TestSelectingIndexedReadsOnlyCandidates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var names []string
-		for _, b := range got {
-			names = append(names, b.Name)
-		}
-		if !slices.Equal(names, []string{"b-7"}) {
+		if names := namesOf(got); !slices.Equal(names, []string{"b-7"}) {
 			t.Fatalf("indexed %v: SelectingIndexed = %v; want [b-7]", indexed, names)
 		}
 		if indexed && listed > 4 {
@@ -98,6 +90,14 @@ func TestSelectingIndexedReadsOnlyCandidates(t *testing.T) {
 		}
 		t.Logf("indexed %v: %d objects listed", indexed, listed)
 	}
+}
+
+func namesOf(bs []zv1.TargetBinding) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
 }
 
 func selectingScheme(t *testing.T) *runtime.Scheme {

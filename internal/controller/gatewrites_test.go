@@ -15,11 +15,14 @@ import (
 )
 
 // slowStatusWrites is a client whose status patches take a while, as they
-// do on a busy API server, and that counts how many are in flight at once.
+// do on a busy API server, and that counts how many are in flight at once;
+// patched, when set, is closed after the first patch.
 type slowStatusWrites struct {
 	client.Client
 	delay          time.Duration
 	inFlight, most atomic.Int32
+	patched        chan struct{}
+	once           sync.Once
 }
 
 func (c *slowStatusWrites) Status() client.SubResourceWriter {
@@ -41,7 +44,11 @@ func (w slowStatusWriter) Patch(ctx context.Context, obj client.Object, patch cl
 		}
 	}
 	time.Sleep(w.c.delay)
-	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	err := w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	if w.c.patched != nil {
+		w.c.once.Do(func() { close(w.c.patched) })
+	}
+	return err
 }
 
 // Scenario (issue 12, the scale profile): 8 pods of one binding turn
@@ -93,28 +100,6 @@ func (p *slowRegister) Register(ctx context.Context, pl provider.Pool, t provide
 	return p.Provider.Register(ctx, pl, t)
 }
 
-// signalStatusWrites closes patched on the first pod status patch.
-type signalStatusWrites struct {
-	client.Client
-	patched chan struct{}
-	once    sync.Once
-}
-
-func (c *signalStatusWrites) Status() client.SubResourceWriter {
-	return signalStatusWriter{c.Client.Status(), c}
-}
-
-type signalStatusWriter struct {
-	client.SubResourceWriter
-	c *signalStatusWrites
-}
-
-func (w signalStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	err := w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
-	w.c.once.Do(func() { close(w.c.patched) })
-	return err
-}
-
 // Scenario (issue 12, a fill): web-1 is healthy on every instance, and in
 // the same cycle web-2, new, is registered by a load balancer whose
 // Register is slow. Expectation: web-1's gate is written while web-2's
@@ -126,7 +111,7 @@ func TestAGateTheLBOpenedDoesNotWaitForRegistrations(t *testing.T) {
 		hPod("web-2", "10.1.0.2", true, "", nil))...)
 	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
 	patched := make(chan struct{})
-	h.r.Client = &signalStatusWrites{Client: h.c, patched: patched}
+	h.r.Client = &slowStatusWrites{Client: h.c, patched: patched}
 	var slow *slowRegister
 	h.r.Providers.Factories[zv1.ProviderHAProxy] = func(lb *zv1.LoadBalancer) (provider.Provider, error) {
 		p, err := h.w.factory(lb)

@@ -14,11 +14,10 @@ package haproxy
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
-	"time"
 )
 
 // action is one state-changing command and the check of its answer (the
@@ -177,39 +176,21 @@ func (c *Client) callParts(ctx context.Context, line, what string) ([]string, er
 // (pool.go), else over a connection of its own, closed after.
 func (c *Client) exchangeParts(ctx context.Context, line, what string) ([]string, error) {
 	deadline := c.deadline(ctx)
+	var parts []string
+	var err error
 	if c.TLS != nil && c.network == "tcp" {
-		parts, err := c.exchangePooledParts(ctx, line, what, deadline)
-		var ec *closedUnprompted
-		if errors.As(err, &ec) {
-			return nil, c.notRuntimeAPI(what, ec.got)
+		parts, err = c.exchangePooledParts(ctx, line, what, deadline)
+	} else {
+		var conn net.Conn
+		if conn, err = c.dial(ctx, deadline); err != nil {
+			return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 		}
-		return parts, err
+		defer conn.Close()
+		parts, err = c.promptLine(ctx, conn, line, what, deadline)
 	}
-	conn, err := c.dial(ctx, deadline)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
-	}
-	defer conn.Close()
-	if tc, ok := conn.(*tls.Conn); ok {
-		stop := context.AfterFunc(ctx, func() { tc.SetDeadline(time.Unix(1, 0)) })
-		tc.SetDeadline(deadline)
-		err := tc.HandshakeContext(ctx)
-		stop()
-		if err != nil {
-			return nil, fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
-		}
-	}
-	want := strings.Count(line, ";") + 1
-	parts, err := c.roundTrip(ctx, conn, "prompt\n"+line+"\n", want+1, deadline)
-	var ec *errClosed
+	var ec *closedUnprompted
 	if errors.As(err, &ec) {
 		return nil, c.notRuntimeAPI(what, ec.got)
 	}
-	if err != nil {
-		return nil, c.wrap(what, err)
-	}
-	if parts[0] != "" {
-		return nil, c.notRuntimeAPI(what, strings.Join(parts, promptEnd))
-	}
-	return parts[1:], nil
+	return parts, err
 }

@@ -226,11 +226,20 @@ func (c *Client) exchangePooledParts(ctx context.Context, line, what string, dea
 	if err != nil {
 		return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
+	parts, err := c.promptLine(ctx, conn, line, what, deadline)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.pool.put(conn, key, c.idleTimeout())
+	return parts, nil
+}
+
+// promptLine sends line over a new connection in prompt mode (`prompt` in
+// the same write, after the TLS handshake if any) and returns the answer
+// of each command of the line. A connection closed before the prompts is
+// a *closedUnprompted; the caller closes conn on any error.
+func (c *Client) promptLine(ctx context.Context, conn net.Conn, line, what string, deadline time.Time) ([]string, error) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		conn.SetDeadline(deadline)
@@ -240,6 +249,7 @@ func (c *Client) exchangePooledParts(ctx context.Context, line, what string, dea
 			return nil, fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
 		}
 	}
+	want := strings.Count(line, ";") + 1 // validCommand keeps ';' out of commands
 	parts, err := c.roundTrip(ctx, conn, "prompt\n"+line+"\n", want+1, deadline)
 	var ec *errClosed
 	if errors.As(err, &ec) {
@@ -251,8 +261,6 @@ func (c *Client) exchangePooledParts(ctx context.Context, line, what string, dea
 	if parts[0] != "" {
 		return nil, c.notRuntimeAPI(what, strings.Join(parts, promptEnd))
 	}
-	c.pool.put(conn, key, c.idleTimeout())
-	conn = nil
 	return parts[1:], nil
 }
 
