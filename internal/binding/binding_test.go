@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -26,12 +27,94 @@ import (
 // controller maps every pod update through it, and one Service read per
 // binding made that cost grow with the bindings.
 func TestSelectingReadsTheNamespaceOnce(t *testing.T) {
+	scheme, objs := selectingScheme(t), selectingWorld()
+	reads := 0
+	count := func() { reads++ }
+	r := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			count()
+			return c.Get(ctx, key, obj, opts...)
+		},
+		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+			count()
+			return c.List(ctx, list, opts...)
+		},
+	}).Build()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "b-7"}}}
+
+	got, err := Selecting(context.Background(), r, pod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if names := namesOf(got); !slices.Equal(names, []string{"b-7"}) {
+		t.Fatalf("Selecting = %v; want [b-7]", names)
+	}
+	if reads > 2 {
+		t.Fatalf("Selecting made %d reads for 100 bindings; want 2 (one List of bindings, one of Services)", reads)
+	}
+}
+
+// Scenario: the namespace of TestSelectingReadsTheNamespaceOnce (100
+// bindings, b-7's Service selects the pod, so does a deleted binding's,
+// b-9's Service has no selector, b-11's does not exist), read through a
+// reader with ServiceIndex and SelectorIndex, and through one without.
+// Expectation: SelectingIndexed returns b-7 only both ways; with the
+// indexes it copies a handful of objects out of the reader, not the 200
+// of the namespace's two Lists.
+func TestSelectingIndexedReadsOnlyCandidates(t *testing.T) {
+	objs := selectingWorld()
+	for _, indexed := range []bool{true, false} {
+		listed := 0
+		b := fake.NewClientBuilder().WithScheme(selectingScheme(t)).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
+			List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
+				err := c.List(ctx, list, opts...)
+				if err == nil {
+					listed += meta.LenList(list)
+				}
+				return err
+			},
+		})
+		if indexed {
+			b = b.WithIndex(&zv1.TargetBinding{}, ServiceIndex, ServiceIndexValues).WithIndex(&corev1.Service{}, SelectorIndex, SelectorIndexValues)
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "b-7", "tier": "web"}}}
+		got, err := SelectingIndexed(context.Background(), b.Build(), pod)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if names := namesOf(got); !slices.Equal(names, []string{"b-7"}) {
+			t.Fatalf("indexed %v: SelectingIndexed = %v; want [b-7]", indexed, names)
+		}
+		if indexed && listed > 4 {
+			t.Fatalf("SelectingIndexed listed %d objects with the indexes; want at most 4 (b-7's and b-3's Services, their bindings)", listed)
+		}
+		t.Logf("indexed %v: %d objects listed", indexed, listed)
+	}
+}
+
+func namesOf(bs []zv1.TargetBinding) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+func selectingScheme(t *testing.T) *runtime.Scheme {
+	t.Helper()
 	scheme := runtime.NewScheme()
 	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, zv1.AddToScheme} {
 		if err := add(scheme); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return scheme
+}
+
+// selectingWorld is namespace shop with 100 bindings b-N, each with its
+// own Service selecting app=b-N, but for b-3 (deleted; its Service selects
+// app=b-7), b-9 (a Service without selector) and b-11 (no Service).
+func selectingWorld() []client.Object {
 	var objs []client.Object
 	for i := range 100 {
 		name := fmt.Sprintf("b-%d", i)
@@ -51,34 +134,7 @@ func TestSelectingReadsTheNamespaceOnce(t *testing.T) {
 			objs = append(objs, svc)
 		}
 	}
-	reads := 0
-	count := func() { reads++ }
-	r := fake.NewClientBuilder().WithScheme(scheme).WithObjects(objs...).WithInterceptorFuncs(interceptor.Funcs{
-		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-			count()
-			return c.Get(ctx, key, obj, opts...)
-		},
-		List: func(ctx context.Context, c client.WithWatch, list client.ObjectList, opts ...client.ListOption) error {
-			count()
-			return c.List(ctx, list, opts...)
-		},
-	}).Build()
-	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web-1", Labels: map[string]string{"app": "b-7"}}}
-
-	got, err := Selecting(context.Background(), r, pod)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, b := range got {
-		names = append(names, b.Name)
-	}
-	if !slices.Equal(names, []string{"b-7"}) {
-		t.Fatalf("Selecting = %v; want [b-7]", names)
-	}
-	if reads > 2 {
-		t.Fatalf("Selecting made %d reads for 100 bindings; want 2 (one List of bindings, one of Services)", reads)
-	}
+	return objs
 }
 
 func ptrNow() *metav1.Time {

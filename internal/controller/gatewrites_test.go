@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,11 +15,14 @@ import (
 )
 
 // slowStatusWrites is a client whose status patches take a while, as they
-// do on a busy API server, and that counts how many are in flight at once.
+// do on a busy API server, and that counts how many are in flight at once;
+// patched, when set, is closed after the first patch.
 type slowStatusWrites struct {
 	client.Client
 	delay          time.Duration
 	inFlight, most atomic.Int32
+	patched        chan struct{}
+	once           sync.Once
 }
 
 func (c *slowStatusWrites) Status() client.SubResourceWriter {
@@ -40,7 +44,11 @@ func (w slowStatusWriter) Patch(ctx context.Context, obj client.Object, patch cl
 		}
 	}
 	time.Sleep(w.c.delay)
-	return w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	err := w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
+	if w.c.patched != nil {
+		w.c.once.Do(func() { close(w.c.patched) })
+	}
+	return err
 }
 
 // Scenario (issue 12, the scale profile): 8 pods of one binding turn
@@ -71,5 +79,54 @@ func TestACycleWritesItsGatesSideBySide(t *testing.T) {
 	}
 	if most := slow.most.Load(); most < 4 {
 		t.Fatalf("at most %d gate writes in flight at once (cycle took %s); want the 8 written side by side (up to %d at once)", most, took, gateWriteWidth)
+	}
+}
+
+// slowRegister is a provider whose Register waits until a pod status patch
+// has been made (or a second has passed), as a Register to a busy load
+// balancer takes its time.
+type slowRegister struct {
+	provider.Provider
+	patched chan struct{}
+	waited  atomic.Bool
+}
+
+func (p *slowRegister) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	select {
+	case <-p.patched:
+	case <-time.After(time.Second):
+		p.waited.Store(true)
+	}
+	return p.Provider.Register(ctx, pl, t)
+}
+
+// Scenario (issue 12, a fill): web-1 is healthy on every instance, and in
+// the same cycle web-2, new, is registered by a load balancer whose
+// Register is slow. Expectation: web-1's gate is written while web-2's
+// Register is still under way, not after it (the slow Register sees the
+// patch before it returns); both plans are carried out.
+func TestAGateTheLBOpenedDoesNotWaitForRegistrations(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, objs(
+		hPod("web-1", "10.1.0.1", true, "", gateINI),
+		hPod("web-2", "10.1.0.2", true, "", nil))...)
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	patched := make(chan struct{})
+	h.r.Client = &slowStatusWrites{Client: h.c, patched: patched}
+	var slow *slowRegister
+	h.r.Providers.Factories[zv1.ProviderHAProxy] = func(lb *zv1.LoadBalancer) (provider.Provider, error) {
+		p, err := h.w.factory(lb)
+		slow = &slowRegister{Provider: p, patched: patched}
+		return slow, err
+	}
+
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != "True" {
+		t.Fatalf("web-1: gate %+v after the cycle; want True", g)
+	}
+	if slow.waited.Load() {
+		t.Fatal("web-1's gate was written only after web-2's Register returned")
+	}
+	if !h.onLB("web-2") {
+		t.Fatal("web-2 was not registered")
 	}
 }

@@ -57,6 +57,15 @@ func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-ch
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &zv1.TargetBinding{}, binding.PoolIndex, binding.PoolIndexValues); err != nil {
 		return fmt.Errorf("TargetBinding index %s: %w", binding.PoolIndex, err)
 	}
+	// Each pod update is mapped to the bindings whose Service selects the
+	// pod through these (bindingsOfPod), not through every binding and
+	// Service of the namespace.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &zv1.TargetBinding{}, binding.ServiceIndex, binding.ServiceIndexValues); err != nil {
+		return fmt.Errorf("TargetBinding index %s: %w", binding.ServiceIndex, err)
+	}
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &corev1.Service{}, binding.SelectorIndex, binding.SelectorIndexValues); err != nil {
+		return fmt.Errorf("Service index %s: %w", binding.SelectorIndex, err)
+	}
 	r.wakes = make(chan event.GenericEvent, wakeBuffer)
 	r.drainSlots = make(chan struct{}, drainNowWidth)
 	if !r.DrainOnly && !r.NoVerdictEvents && r.Providers != nil && r.Providers.OnEvent == nil {
@@ -166,7 +175,7 @@ func (r *TargetBindingReconciler) bindingsOfPod(ctx context.Context, o client.Ob
 			add(name)
 		}
 	}
-	bs, err := binding.Selecting(ctx, r.Client, pod)
+	bs, err := binding.SelectingIndexed(ctx, r.Client, pod)
 	if err != nil {
 		r.Log.Warn("map pod to bindings", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 	}

@@ -97,12 +97,22 @@ func (b *breaker) done(now time.Time, probe bool, err error, slow, cut bool) {
 
 // call is exchange behind the Client's circuit breaker (nil: none).
 func (c *Client) call(ctx context.Context, line, what string) (string, error) {
+	var answer string
+	err := c.guarded(ctx, what, func() (err error) {
+		answer, err = c.exchange(ctx, line, what)
+		return err
+	})
+	return answer, err
+}
+
+// guarded runs one exchange behind the Client's circuit breaker.
+func (c *Client) guarded(ctx context.Context, what string, exchange func() error) error {
 	probe, err := c.breaker.allow(time.Now())
 	if err != nil {
-		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+		return fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
 	start := time.Now()
-	answer, err := c.exchange(ctx, line, what)
+	err = exchange()
 	if c.breaker != nil {
 		timeout := c.Timeout
 		if timeout <= 0 {
@@ -112,5 +122,5 @@ func (c *Client) call(ctx context.Context, line, what string) (string, error) {
 		slow := errors.As(err, &ne) && ne.Timeout() || time.Since(start) >= timeout/2
 		c.breaker.done(time.Now(), probe, err, slow, err != nil && ctx.Err() != nil)
 	}
-	return answer, err
+	return err
 }

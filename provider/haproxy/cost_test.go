@@ -19,7 +19,8 @@ import (
 
 // apiMeter is a unix socket in front of an HAProxy Runtime API socket that
 // counts what a client costs HAProxy: connections (the Client opens one per
-// command, or per batch of dumps) and the bytes HAProxy answers.
+// command, per batch of dumps, or per batch of actions) and the bytes
+// HAProxy answers.
 type apiMeter struct {
 	path  string
 	conns atomic.Int64
@@ -51,7 +52,11 @@ func startAPIMeter(t testing.TB, upstream string) *apiMeter {
 					return
 				}
 				defer u.Close()
-				go io.Copy(u, c)
+				go func() {
+					// The client's close ends a prompt-mode session.
+					io.Copy(u, c)
+					u.(*net.UnixConn).CloseWrite()
+				}()
 				n, _ := io.Copy(c, u)
 				m.bytes.Add(n)
 			}()

@@ -171,71 +171,106 @@ func (e *errClosed) Error() string { return "connection closed before the prompt
 // switched to prompt mode in the same write.
 //
 // After a reload the old worker keeps serving the connections it accepted
-// (until hard-stop-after), so a reused connection is first asked `show
-// info`: one whose worker is stopping is closed. A read-only line carries
-// the question along (one round trip) and is sent once more on a new
-// connection if anything goes wrong; a state-changing line is sent only
-// after a clean answer to a separate `show info`, and any failure after it
-// is returned, never retried (the command may have been applied).
+// (until hard-stop-after), so a reused connection is asked `show info` in
+// the same line as the commands: one whose worker is stopping is closed. A
+// read-only line carries the question first (one round trip) and is sent
+// once more on a new connection if anything goes wrong. A state-changing
+// line carries it last: its answer then vouches for the worker that ran
+// every command of the line, including one that began stopping while the
+// line was on its way (a question asked before the line, in a round trip
+// of its own, left that gap and cost a round trip per line). When that
+// worker is stopping the line went to a process that no longer counts, and
+// is sent once more on a new connection, to the current worker, which never
+// saw it; any other failure after it was sent is returned, never retried
+// (the commands may have been applied).
 func (c *Client) exchangePooled(ctx context.Context, line, what string, deadline time.Time) (string, error) {
+	parts, err := c.exchangePooledParts(ctx, line, what, deadline)
+	if err != nil {
+		var ec *closedUnprompted
+		if errors.As(err, &ec) {
+			// Closed without the prompt: hand what came to the caller's
+			// checks in non-interactive form, as exchange does.
+			return strings.TrimPrefix(strings.ReplaceAll(ec.got, promptEnd, "\n"), "\n"), nil
+		}
+		return "", err
+	}
+	return join(parts), nil
+}
+
+// closedUnprompted is a new connection that HAProxy (or whatever answered)
+// closed before the prompt of `prompt`: got is what came.
+type closedUnprompted struct{ got string }
+
+func (e *closedUnprompted) Error() string { return "connection closed before the prompt" }
+
+// exchangePooledParts is exchangePooled returning the answer of each
+// command of the line. A new connection closed before the prompts is a
+// *closedUnprompted.
+func (c *Client) exchangePooledParts(ctx context.Context, line, what string, deadline time.Time) ([]string, error) {
 	cfg, err := c.tlsConfig(ctx)
 	if err != nil {
-		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+		return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
 	key := keyOf(cfg)
 	want := strings.Count(line, ";") + 1 // validCommand keeps ';' out of commands
 	if conn := c.pool.get(key); conn != nil {
-		answer, done, err := c.reuse(ctx, conn, line, what, want, deadline, key)
+		parts, done, err := c.reuse(ctx, conn, line, what, want, deadline, key)
 		if done {
-			return answer, err
+			return parts, err
 		}
 		if ctx.Err() != nil || !time.Now().Before(deadline) {
-			return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+			return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 		}
 	}
 	conn, err := c.dialTLS(ctx, cfg, deadline)
 	if err != nil {
-		return "", fmt.Errorf("haproxy %s: %q: %w", c, what, err)
+		return nil, fmt.Errorf("haproxy %s: %q: %w", c, what, err)
 	}
-	defer func() {
-		if conn != nil {
-			conn.Close()
-		}
-	}()
+	parts, err := c.promptLine(ctx, conn, line, what, deadline)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	c.pool.put(conn, key, c.idleTimeout())
+	return parts, nil
+}
+
+// promptLine sends line over a new connection in prompt mode (`prompt` in
+// the same write, after the TLS handshake if any) and returns the answer
+// of each command of the line. A connection closed before the prompts is
+// a *closedUnprompted; the caller closes conn on any error.
+func (c *Client) promptLine(ctx context.Context, conn net.Conn, line, what string, deadline time.Time) ([]string, error) {
 	if tc, ok := conn.(*tls.Conn); ok {
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 		conn.SetDeadline(deadline)
 		err := tc.HandshakeContext(ctx)
 		stop()
 		if err != nil {
-			return "", fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
+			return nil, fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
 		}
 	}
+	want := strings.Count(line, ";") + 1 // validCommand keeps ';' out of commands
 	parts, err := c.roundTrip(ctx, conn, "prompt\n"+line+"\n", want+1, deadline)
 	var ec *errClosed
 	if errors.As(err, &ec) {
-		// Closed without the prompt: hand what came to the caller's
-		// checks in non-interactive form, as exchange does.
-		return strings.TrimPrefix(strings.ReplaceAll(ec.got, promptEnd, "\n"), "\n"), nil
+		return nil, &closedUnprompted{got: ec.got}
 	}
 	if err != nil {
-		return "", c.wrap(what, err)
+		return nil, c.wrap(what, err)
 	}
 	if parts[0] != "" {
-		return "", c.notRuntimeAPI(what, strings.Join(parts, promptEnd))
+		return nil, c.notRuntimeAPI(what, strings.Join(parts, promptEnd))
 	}
-	c.pool.put(conn, key, c.idleTimeout())
-	conn = nil
-	return join(parts[1:]), nil
+	return parts[1:], nil
 }
 
 // reuse sends line over an idle connection. done is false when the line
-// was not sent, or was read-only and failed: then conn is closed and the
-// caller sends the line on a new connection.
-func (c *Client) reuse(ctx context.Context, conn net.Conn, line, what string, want int, deadline time.Time, key tlsKey) (answer string, done bool, err error) {
+// was not sent, was read-only and failed, or went to a stopping worker:
+// then conn is closed and the caller sends the line on a new connection.
+func (c *Client) reuse(ctx context.Context, conn net.Conn, line, what string, want int, deadline time.Time, key tlsKey) (answers []string, done bool, err error) {
 	if !reusable(conn) {
 		conn.Close()
-		return "", false, errors.New("idle connection closed by HAProxy")
+		return nil, false, errors.New("idle connection closed by HAProxy")
 	}
 	keep := false
 	defer func() {
@@ -248,28 +283,31 @@ func (c *Client) reuse(ctx context.Context, conn net.Conn, line, what string, wa
 	if readOnly(line) {
 		parts, err := c.roundTrip(ctx, conn, "show info; "+line+"\n", want+1, deadline)
 		if err != nil {
-			return "", false, err
+			return nil, false, err
 		}
 		if err := currentWorker(parts[0]); err != nil {
-			return "", false, err
+			return nil, false, err
 		}
 		keep = true
-		return join(parts[1:]), true, nil
+		return parts[1:], true, nil
 	}
-	parts, err := c.roundTrip(ctx, conn, "show info\n", 1, deadline)
+	parts, err := c.roundTrip(ctx, conn, line+"; show info\n", want+1, deadline)
 	if err != nil {
-		return "", false, err
+		return nil, true, c.wrap(what, err)
 	}
-	if err := currentWorker(parts[0]); err != nil {
-		return "", false, err
-	}
-	parts, err = c.roundTrip(ctx, conn, line+"\n", want, deadline)
-	if err != nil {
-		return "", true, c.wrap(what, err)
+	if err := currentWorker(parts[want]); err != nil {
+		if errors.Is(err, errStopping) {
+			return nil, false, err // applied by a worker that no longer counts
+		}
+		return nil, true, c.wrap(what, err)
 	}
 	keep = true
-	return join(parts), true, nil
+	return parts[:want], true, nil
 }
+
+// errStopping: the connection's worker is stopping (an old worker after a
+// reload).
+var errStopping = errors.New("the connection's worker is stopping (reloaded)")
 
 // currentWorker checks a `show info` answer: HAProxy's, from a worker
 // that is not stopping (an old worker after a reload).
@@ -278,7 +316,7 @@ func currentWorker(info string) error {
 		return fmt.Errorf("%w: show info in prompt mode: %q", ErrUnexpectedAnswer, truncate(info))
 	}
 	if strings.Contains(info, "\nStopping: 1\n") {
-		return errors.New("the connection's worker is stopping (reloaded)")
+		return errStopping
 	}
 	return nil
 }
@@ -304,6 +342,7 @@ func (c *Client) roundTrip(ctx context.Context, conn net.Conn, out string, want 
 	if err := conn.SetDeadline(deadline); err != nil {
 		return nil, err
 	}
+	c.lines.Add(1)
 	if _, err := io.WriteString(conn, out); err != nil {
 		return nil, fmt.Errorf("write: %w", err)
 	}

@@ -74,7 +74,24 @@ type Provider struct {
 	serversGen map[string]uint64
 	reuse      time.Duration
 
-	claimMu sync.Mutex // one slot claim at a time
+	// claims holds one lock per instance and pool: one slot claim at a
+	// time in a backend (claim). Backends, and instances, have slots of
+	// their own, so claims in different ones do not wait for each other.
+	claims map[string]*sync.Mutex
+}
+
+// claim locks the slot claims of one pool on one instance and returns the
+// unlock.
+func (p *Provider) claim(in Instance, pool string) (unlock func()) {
+	p.mu.Lock()
+	m := p.claims[cacheKey(in, pool)]
+	if m == nil {
+		m = &sync.Mutex{}
+		p.claims[cacheKey(in, pool)] = m
+	}
+	p.mu.Unlock()
+	m.Lock()
+	return m.Unlock
 }
 
 var (
@@ -90,7 +107,8 @@ func New(cfg Config) (*Provider, error) {
 	}
 	p := &Provider{check: withDefaults(cfg.Check, DefaultCheck), log: cfg.Logger,
 		warned: map[string]bool{}, holders: map[slotKey]slotHolder{},
-		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse}
+		servers: map[string]cachedServers{}, serversGen: map[string]uint64{}, reuse: snapshotReuse,
+		claims: map[string]*sync.Mutex{}}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -269,15 +287,16 @@ func (p *Provider) Register(ctx context.Context, pl provider.Pool, t provider.Ta
 //     passed checks, with no further call (so a controller that dies here
 //     leaves nothing half done).
 func RegisterSafely(ctx context.Context, c *Client, backend, server, addr string, opts ServerOptions) (changed bool, err error) {
+	// Steps 2-4 go in one line (every subset of them leaves the server out
+	// of balanced traffic: in maintenance or drain), sent once `add server`
+	// made the server, so that they never act on someone else's server of
+	// that name; step 5 in the next line, once step 4 reset the counter.
+	var checked Batch
 	err = c.AddServer(ctx, backend, server, addr, opts)
 	switch {
 	case err == nil:
-		if err := c.EnableHealth(ctx, backend, server); err != nil {
-			return true, err
-		}
-		if err := c.SetServerState(ctx, backend, server, StateDrain); err != nil {
-			return true, err
-		}
+		checked.EnableHealth(backend, server)
+		checked.SetServerState(backend, server, StateDrain)
 	case errors.Is(err, ErrServerExists):
 		st, found, err := findServer(ctx, c, backend, server)
 		if err != nil {
@@ -293,13 +312,9 @@ func RegisterSafely(ctx context.Context, c *Client, backend, server, addr string
 		case st.Admin.Maint():
 			// Half registered (or deregistering): finish steps 2-5.
 			if st.CheckState&CheckStateEnabled == 0 {
-				if err := c.EnableHealth(ctx, backend, server); err != nil {
-					return true, err
-				}
+				checked.EnableHealth(backend, server)
 			}
-			if err := c.SetServerState(ctx, backend, server, StateDrain); err != nil {
-				return true, err
-			}
+			checked.SetServerState(backend, server, StateDrain)
 		case st.Admin.Drain():
 			// Draining or stopped between steps 3 and 4: the counter may
 			// be an unearned `rise`, so redo 4-5.
@@ -309,7 +324,8 @@ func RegisterSafely(ctx context.Context, c *Client, backend, server, addr string
 	default:
 		return false, err
 	}
-	if err := c.SetServerHealth(ctx, backend, server, HealthDown); err != nil {
+	checked.SetServerHealth(backend, server, HealthDown)
+	if _, err := c.Run(ctx, &checked); err != nil {
 		return true, err
 	}
 	return true, c.SetServerState(ctx, backend, server, StateReady)

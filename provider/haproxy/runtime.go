@@ -26,6 +26,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -63,6 +64,8 @@ type Client struct {
 	IdleTimeout time.Duration
 
 	pool connPool // idle prompt-mode connections (TLS only)
+	// lines counts the lines sent: Runtime API round trips.
+	lines atomic.Int64
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
@@ -198,14 +201,7 @@ func validCommand(cmd string) error {
 // exchange sends one line and reads the whole answer, within the Client's
 // timeout and the context's deadline; cancelling ctx aborts the read.
 func (c *Client) exchange(ctx context.Context, line, what string) (string, error) {
-	timeout := c.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	deadline := time.Now().Add(timeout)
-	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-		deadline = d
-	}
+	deadline := c.deadline(ctx)
 	if c.TLS != nil && c.network == "tcp" {
 		return c.exchangePooled(ctx, line, what, deadline)
 	}
@@ -225,6 +221,7 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 			return "", fmt.Errorf("haproxy %s: %q: TLS handshake: %w", c, what, err)
 		}
 	}
+	c.lines.Add(1)
 	if _, err := io.WriteString(conn, line+"\n"); err != nil {
 		return "", fmt.Errorf("haproxy %s: %q: write: %w", c, what, err)
 	}
@@ -239,6 +236,20 @@ func (c *Client) exchange(ctx context.Context, line, what string) (string, error
 		return "", fmt.Errorf("haproxy %s: %q: answer larger than %d bytes", c, what, maxAnswer)
 	}
 	return string(buf), nil
+}
+
+// deadline is the end of a command sent now: the Client's timeout, or the
+// context's deadline when sooner.
+func (c *Client) deadline(ctx context.Context) time.Time {
+	timeout := c.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	return deadline
 }
 
 // dial connects to the Runtime API, through TLS when c.TLS is set (the
@@ -404,22 +415,6 @@ func splitSeverity(raw string) (answer string, sev int) {
 	return raw, -1
 }
 
-// expect runs an action command and checks that its answer is one of the
-// texts HAProxy prints on success ("" for the silent commands).
-func (c *Client) expect(ctx context.Context, cmd string, ok ...string) error {
-	answer, err := c.Raw(ctx, cmd)
-	if err != nil {
-		return err
-	}
-	got := strings.TrimSpace(answer)
-	for _, want := range ok {
-		if got == want {
-			return nil
-		}
-	}
-	return &CommandError{Endpoint: c.String(), Command: cmd, Answer: answer, Severity: -1, kind: classify(answer)}
-}
-
 // validName accepts the characters HAProxy allows in proxy and server names
 // (letters, digits, '-', '_', '.', ':').
 func validName(what, name string) error {
@@ -513,29 +508,45 @@ func (o ServerOptions) args() ([]string, error) {
 // The backend must use a dynamic balance algorithm (roundrobin, leastconn,
 // first, random).
 func (c *Client) AddServer(ctx context.Context, backend, server, addr string, opts ServerOptions) error {
-	ref, err := serverRef(backend, server)
+	a, err := addServerAction(backend, server, addr, opts)
 	if err != nil {
 		return err
 	}
+	return c.run(ctx, a)
+}
+
+func addServerAction(backend, server, addr string, opts ServerOptions) (action, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return action{}, err
+	}
 	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return fmt.Errorf("add server %s: address %q: %w", ref, addr, err)
+		return action{}, fmt.Errorf("add server %s: address %q: %w", ref, addr, err)
 	}
 	args, err := opts.args()
 	if err != nil {
-		return fmt.Errorf("add server %s: %w", ref, err)
+		return action{}, fmt.Errorf("add server %s: %w", ref, err)
 	}
 	cmd := strings.Join(append([]string{"add server", ref, addr}, args...), " ")
-	return c.expect(ctx, cmd, "New server registered.")
+	return action{cmd, expectAnswer("New server registered.")}, nil
 }
 
 // EnableHealth runs `enable health BACKEND/SERVER`: HAProxy starts sending
 // the server health checks.
 func (c *Client) EnableHealth(ctx context.Context, backend, server string) error {
-	ref, err := serverRef(backend, server)
+	a, err := enableHealthAction(backend, server)
 	if err != nil {
 		return err
 	}
-	return c.expect(ctx, "enable health "+ref, "")
+	return c.run(ctx, a)
+}
+
+func enableHealthAction(backend, server string) (action, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return action{}, err
+	}
+	return action{"enable health " + ref, expectAnswer("")}, nil
 }
 
 // AdminState is a server's administrative state as `set server ... state`
@@ -555,16 +566,24 @@ const (
 
 // SetServerState runs `set server BACKEND/SERVER state ready|drain|maint`.
 func (c *Client) SetServerState(ctx context.Context, backend, server string, state AdminState) error {
-	ref, err := serverRef(backend, server)
+	a, err := serverStateAction(backend, server, state)
 	if err != nil {
 		return err
+	}
+	return c.run(ctx, a)
+}
+
+func serverStateAction(backend, server string, state AdminState) (action, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return action{}, err
 	}
 	switch state {
 	case StateReady, StateDrain, StateMaint:
 	default:
-		return fmt.Errorf("set server %s state: %q is not ready, drain or maint", ref, state)
+		return action{}, fmt.Errorf("set server %s state: %q is not ready, drain or maint", ref, state)
 	}
-	return c.expect(ctx, "set server "+ref+" state "+string(state), "")
+	return action{"set server " + ref + " state " + string(state), expectAnswer("")}, nil
 }
 
 // OperState is the health a `set server ... health` forces.
@@ -581,16 +600,24 @@ const (
 // "down" resets the check counter to zero, so the server needs `rise`
 // consecutive passed checks before HAProxy marks it UP again.
 func (c *Client) SetServerHealth(ctx context.Context, backend, server string, h OperState) error {
-	ref, err := serverRef(backend, server)
+	a, err := serverHealthAction(backend, server, h)
 	if err != nil {
 		return err
+	}
+	return c.run(ctx, a)
+}
+
+func serverHealthAction(backend, server string, h OperState) (action, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return action{}, err
 	}
 	switch h {
 	case HealthUp, HealthStopping, HealthDown:
 	default:
-		return fmt.Errorf("set server %s health: %q is not up, stopping or down", ref, h)
+		return action{}, fmt.Errorf("set server %s health: %q is not up, stopping or down", ref, h)
 	}
-	return c.expect(ctx, "set server "+ref+" health "+string(h), "")
+	return action{"set server " + ref + " health " + string(h), expectAnswer("")}, nil
 }
 
 // SetServerAddr runs `set server BACKEND/SERVER addr IP port PORT`: the
@@ -599,25 +626,31 @@ func (c *Client) SetServerHealth(ctx context.Context, backend, server string, h 
 // from 'A' to 'B', port changed from 'P' to 'Q' by 'stats socket command'",
 // and wraps a port above 65535 silently, so the port is checked here.
 func (c *Client) SetServerAddr(ctx context.Context, backend, server, ip string, port int) error {
+	a, err := serverAddrAction(backend, server, ip, port)
+	if err != nil {
+		return err
+	}
+	return c.run(ctx, a)
+}
+
+func serverAddrAction(backend, server, ip string, port int) (action, error) {
 	ref, err := serverRef(backend, server)
 	if err != nil {
-		return err
+		return action{}, err
 	}
 	if net.ParseIP(ip) == nil {
-		return fmt.Errorf("set server %s addr: %q is not an IP address", ref, ip)
+		return action{}, fmt.Errorf("set server %s addr: %q is not an IP address", ref, ip)
 	}
 	if port < 1 || port > 65535 {
-		return fmt.Errorf("set server %s addr: port %d out of range", ref, port)
+		return action{}, fmt.Errorf("set server %s addr: port %d out of range", ref, port)
 	}
-	cmd := fmt.Sprintf("set server %s addr %s port %d", ref, ip, port)
-	if err := validCommand(cmd); err != nil {
-		return err
-	}
-	raw, err := c.call(ctx, severityPrefix+cmd, cmd)
-	if err != nil {
-		return err
-	}
-	answer, sev := splitSeverity(strings.TrimPrefix(raw, "\n"))
+	return action{fmt.Sprintf("set server %s addr %s port %d", ref, ip, port), addrChanged}, nil
+}
+
+// addrChanged checks the answer of `set server ... addr`, a warning on
+// success.
+func addrChanged(c *Client, cmd, raw string) error {
+	answer, sev := splitSeverity(raw)
 	a := strings.TrimSpace(answer)
 	if sev >= 0 && sev <= 3 || !(strings.Contains(a, "changed") || strings.Contains(a, "no need to change")) {
 		return &CommandError{Endpoint: c.String(), Command: cmd, Answer: answer, Severity: sev, kind: classify(answer)}
@@ -628,14 +661,22 @@ func (c *Client) SetServerAddr(ctx context.Context, backend, server, ip string, 
 // SetServerCheckPort runs `set server BACKEND/SERVER check-port PORT`: health
 // checks go to that port instead of the server's.
 func (c *Client) SetServerCheckPort(ctx context.Context, backend, server string, port int) error {
-	ref, err := serverRef(backend, server)
+	a, err := checkPortAction(backend, server, port)
 	if err != nil {
 		return err
 	}
-	if port < 1 || port > 65535 {
-		return fmt.Errorf("set server %s check-port: port %d out of range", ref, port)
+	return c.run(ctx, a)
+}
+
+func checkPortAction(backend, server string, port int) (action, error) {
+	ref, err := serverRef(backend, server)
+	if err != nil {
+		return action{}, err
 	}
-	return c.expect(ctx, fmt.Sprintf("set server %s check-port %d", ref, port), "", "health check port updated.")
+	if port < 1 || port > 65535 {
+		return action{}, fmt.Errorf("set server %s check-port: port %d out of range", ref, port)
+	}
+	return action{fmt.Sprintf("set server %s check-port %d", ref, port), expectAnswer("", "health check port updated.")}, nil
 }
 
 // DelServer runs `del server BACKEND/SERVER`. HAProxy refuses unless the
@@ -646,7 +687,7 @@ func (c *Client) DelServer(ctx context.Context, backend, server string) error {
 	if err != nil {
 		return err
 	}
-	return c.expect(ctx, "del server "+ref, "Server deleted.")
+	return c.run(ctx, action{"del server " + ref, expectAnswer("Server deleted.")})
 }
 
 // ShowStat runs `show stat` for one backend (all proxies when backend is

@@ -330,9 +330,9 @@ func splitStatAddr(addr string) (host, port string) {
 // target's address that another target holds is never taken over
 // (ErrAddressHeld).
 func (p *Provider) registerSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (changed bool, err error) {
-	// One claim at a time: two targets must not pick the same free slot.
-	p.claimMu.Lock()
-	defer p.claimMu.Unlock()
+	// One claim at a time per backend and instance: two targets must not
+	// pick the same free slot.
+	defer p.claim(in, pool)()
 	_, err = p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
 		changed, err = p.registerSlotOn(ctx, in, c, pool, t, states)
 		return err
@@ -375,41 +375,47 @@ func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, p
 		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
 			return false, err
 		}
-		if err := c.SetServerAddr(ctx, pool, s.Name, t.IP, t.Port); err != nil {
+		chk := withDefaults(t.Check, p.check)
+		port := chk.Port
+		if port == 0 {
+			port = t.Port // a reused slot may carry its last target's check port
+		}
+		// The claim: the slot stays in maintenance whatever of it fails.
+		var claim Batch
+		claim.SetServerAddr(pool, s.Name, t.IP, t.Port)
+		claim.SetServerCheckPort(pool, s.Name, port)
+		ok, err := c.Run(ctx, &claim)
+		if ok < 1 {
 			p.dropServers(in, pool)
 			return true, err
 		}
 		s.Addr, s.Port = t.IP, t.Port
 		p.hold(in.Name, pool, s, t.ID)
 		p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Addr, x.Port = t.IP, t.Port })
-		chk := withDefaults(t.Check, p.check)
-		port := chk.Port
-		if port == 0 {
-			port = t.Port // a reused slot may carry its last target's check port
-		}
-		if err := c.SetServerCheckPort(ctx, pool, s.Name, port); err != nil {
+		if err != nil {
 			return true, err
 		}
 		p.log.Info("haproxy: target takes slot", "instance", in.Name, "pool", pool, "slot", s.Name, "target", t.ID, "addr", t.Addr())
 		s.Admin |= AdminForcedMaint // claimed from maintenance: finish from step 2
 	}
+	// Steps 2-4 in one line (every subset of them leaves the slot out of
+	// balanced traffic: in maintenance or drain), step 5 in the next, sent
+	// only once step 4 reset the check counter.
+	var checked Batch
 	switch {
 	case s.Admin.Maint():
 		if s.CheckState&CheckStateEnabled == 0 {
-			if err := c.EnableHealth(ctx, pool, s.Name); err != nil {
-				return true, err
-			}
+			checked.EnableHealth(pool, s.Name)
 		}
-		if err := c.SetServerState(ctx, pool, s.Name, StateDrain); err != nil {
-			return true, err
-		}
+		checked.SetServerState(pool, s.Name, StateDrain)
 	case s.Admin.Drain():
 		// Drained, or cut short between steps 3 and 4: the counter may be
 		// an unearned `rise`, so redo 4-5.
 	default:
 		return false, nil // in rotation or checked towards it
 	}
-	if err := c.SetServerHealth(ctx, pool, s.Name, HealthDown); err != nil {
+	checked.SetServerHealth(pool, s.Name, HealthDown)
+	if _, err := c.Run(ctx, &checked); err != nil {
 		p.dropServers(in, pool)
 		return true, err
 	}
@@ -426,8 +432,7 @@ func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, p
 func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
 	if provider.IsOrphan(t.ID) {
 		// Not while a Register may be adopting the slot by its address.
-		p.claimMu.Lock()
-		defer p.claimMu.Unlock()
+		defer p.claim(in, pool)()
 	}
 	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
 		s, found, _ := p.findSlot(ctx, in.Name, states, pool, t)
@@ -455,8 +460,7 @@ func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool s
 func (p *Provider) freeSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
 	if provider.IsOrphan(t.ID) {
 		// Not while a Register may be adopting the slot by its address.
-		p.claimMu.Lock()
-		defer p.claimMu.Unlock()
+		defer p.claim(in, pool)()
 	}
 	return p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
 		s, found, _ := p.findSlot(ctx, in.Name, states, pool, t)
