@@ -36,6 +36,10 @@ import (
 // deletion waits for its binding's cycle (enqueued first anyway).
 const drainNowWidth = 16
 
+// drainNowTimeout bounds one pod's direct drains (its bindings' reads and
+// provider calls; each provider call also within --cycle-timeout).
+const drainNowTimeout = 10 * time.Second
+
 // podEvents maps pod events to the bindings concerned (bindingsOfPod): a
 // pod that turns terminating (drainUrgent) enqueues them at wakePriority
 // and is drained at once (drainNow, in the background); any other event
@@ -143,8 +147,12 @@ func (r *TargetBindingReconciler) drainInBackground(ctx context.Context, pod *co
 		return
 	}
 	pod = pod.DeepCopy() // the event's object belongs to the cache
+	// The handler's context ends when the handler returns (controller-
+	// runtime cancels it): the drain outlives it, bounded on its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), drainNowTimeout)
 	go func() {
 		defer func() { <-r.drainSlots }()
+		defer cancel()
 		for _, req := range reqs {
 			r.drainNow(ctx, req.NamespacedName, pod)
 		}

@@ -53,7 +53,11 @@ func TestADeletedPodIsDrainedWithoutACycle(t *testing.T) {
 	q := priorityqueue.New[reconcile.Request]("drain-now-test")
 	defer q.ShutDown()
 
-	h.r.podEvents().Update(context.Background(), event.UpdateEvent{ObjectOld: alive, ObjectNew: h.pod("web-1")}, q)
+	// controller-runtime cancels a handler's context when the handler
+	// returns: the drain must not depend on it.
+	hctx, done := context.WithCancel(context.Background())
+	h.r.podEvents().Update(hctx, event.UpdateEvent{ObjectOld: alive, ObjectNew: h.pod("web-1")}, q)
+	done()
 
 	deadline := time.Now().Add(5 * time.Second)
 	for h.healthOn(keyA, "web-1") != provider.HealthDraining || h.healthOn(keyB, "web-1") != provider.HealthDraining {

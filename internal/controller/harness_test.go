@@ -162,7 +162,10 @@ func (p *worldLB) each(op, pool string, id provider.TargetID, fn func(in string,
 	return nil
 }
 
-func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Target) error {
+func (p *worldLB) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	if err := ctx.Err(); err != nil {
+		return err // as a real load balancer's client: nothing is sent
+	}
 	pool := pl.Name
 	return p.each("register", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if s[t.ID] == nil {
@@ -175,7 +178,10 @@ func (p *worldLB) Register(_ context.Context, pl provider.Pool, t provider.Targe
 	})
 }
 
-func (p *worldLB) SetDraining(_ context.Context, pl provider.Pool, t provider.Target) error {
+func (p *worldLB) SetDraining(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	if err := ctx.Err(); err != nil {
+		return err // as a real load balancer's client: nothing is sent
+	}
 	pool := pl.Name
 	return p.each("drain", pool, t.ID, func(_ string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
@@ -188,7 +194,10 @@ func (p *worldLB) SetDraining(_ context.Context, pl provider.Pool, t provider.Ta
 	})
 }
 
-func (p *worldLB) Deregister(_ context.Context, pl provider.Pool, t provider.Target) error {
+func (p *worldLB) Deregister(ctx context.Context, pl provider.Pool, t provider.Target) error {
+	if err := ctx.Err(); err != nil {
+		return err // as a real load balancer's client: nothing is sent
+	}
 	pool := pl.Name
 	return p.each("deregister", pool, t.ID, func(in string, s map[provider.TargetID]*worldServer) error {
 		if ws := s[t.ID]; ws != nil {
