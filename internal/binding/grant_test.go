@@ -9,8 +9,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -112,9 +110,7 @@ func TestGranted(t *testing.T) {
 }
 
 func TestCheckGrantReads(t *testing.T) {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = zv1.AddToScheme(s)
+	s := selectingScheme(t)
 	held := bound("a", "web", "edge", "be_web", time.Hour)
 	self := bound("b", "web", "edge", "be_web", time.Minute)
 	r := fake.NewClientBuilder().WithScheme(s).WithObjects(
@@ -149,9 +145,7 @@ func TestCheckGrantReads(t *testing.T) {
 // lists every binding and filters), and bindings of another load balancer
 // or pool never decide who holds be_web.
 func TestCheckGrantReadsOnlyThePoolsBindings(t *testing.T) {
-	s := runtime.NewScheme()
-	_ = clientgoscheme.AddToScheme(s)
-	_ = zv1.AddToScheme(s)
+	s := selectingScheme(t)
 	held := bound("a", "web", "edge", "be_web", time.Hour)
 	self := bound("b", "web", "edge", "be_web", time.Minute)
 	objs := []client.Object{&held, &self}
