@@ -19,17 +19,35 @@ import (
 )
 
 // Selecting returns the TargetBindings of the pod's namespace whose Service
-// selects the pod, in the order the reader lists them. A binding whose
-// Service does not exist or has no selector binds no pod (a Service without
-// selector has hand-made endpoints, which zerodrop does not gate).
+// selects the pod, sorted by name. A binding whose Service does not exist
+// or has no selector binds no pod (a Service without selector has
+// hand-made endpoints, which zerodrop does not gate), and a binding being
+// deleted binds none.
 //
-// It reads the namespace's bindings and Services with one List each,
-// uncopied when r is a cache (client.UnsafeDisableDeepCopy; only the
-// bindings returned are copied): the controller maps every pod update
-// through it, and a Get per binding copied every binding's Service out of
-// the cache each time (issue 12's profile: a third of the controller's CPU
-// at 1,000 pods over 100 bindings).
+// The controller maps every pod update through it, the pod webhook every
+// pod creation and the drain endpoint every request, so it reads as little
+// as the reader allows. A reader with ServiceIndex and SelectorIndex (the
+// controller's cache, in every role) is asked only for the Services indexed
+// under one of the pod's labels and their bindings (issue 12's profiles:
+// listing the namespace's bindings and Services was 17 % of the
+// controller's CPU at 1,000 pods over 100 bindings, and the webhook's 24 %
+// of the serve process's at 5,000 pods over 1,000). A reader without them
+// gets the namespace's bindings and Services in one uncopied List each
+// (client.UnsafeDisableDeepCopy; only the bindings returned are copied).
 func Selecting(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
+	out, err := selectingByIndex(ctx, r, pod)
+	if err != nil {
+		// No index on this reader (or it failed: the Lists below say so).
+		out, err = selectingByList(ctx, r, pod)
+	}
+	if err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func selectingByList(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
 	var list zv1.TargetBindingList
 	if err := r.List(ctx, &list, client.InNamespace(pod.Namespace), client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("list TargetBindings in namespace %q: %w", pod.Namespace, err)
@@ -59,7 +77,7 @@ func Selecting(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.Tar
 }
 
 // ServiceIndex is the TargetBinding field index of the Service a binding
-// names (spec.serviceRef.name), for SelectingIndexed.
+// names (spec.serviceRef.name), for Selecting.
 const ServiceIndex = "zerodrop.dev/binding-service"
 
 // ServiceIndexValues are a TargetBinding's ServiceIndex values.
@@ -72,7 +90,7 @@ func ServiceIndexValues(o client.Object) []string {
 }
 
 // SelectorIndex is the Service field index of the pairs of its selector
-// ("key=value"), for SelectingIndexed: a Service selects a pod only if the
+// ("key=value"), for Selecting: a Service selects a pod only if the
 // pod carries every pair, so the Services that may select a pod are among
 // those indexed under one of the pod's labels.
 const SelectorIndex = "zerodrop.dev/service-selector"
@@ -88,21 +106,6 @@ func SelectorIndexValues(o client.Object) []string {
 		out = append(out, k+"="+v)
 	}
 	return out
-}
-
-// SelectingIndexed is Selecting for a reader that has ServiceIndex and
-// SelectorIndex (the controller's cache), sorted by name: it reads only
-// the Services indexed under one of the pod's labels and their bindings,
-// not every binding and Service of the namespace (issue 12's fill profile:
-// those two Lists, 17 % of the controller's CPU at 1,000 pods over 100
-// bindings, mapping every pod update). A reader without the indexes gets
-// Selecting's answer.
-func SelectingIndexed(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
-	out, err := selectingByIndex(ctx, r, pod)
-	if err != nil {
-		return Selecting(ctx, r, pod)
-	}
-	return out, nil
 }
 
 func selectingByIndex(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]zv1.TargetBinding, error) {
@@ -133,7 +136,6 @@ func selectingByIndex(ctx context.Context, r client.Reader, pod *corev1.Pod) ([]
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
 }
 

@@ -175,7 +175,7 @@ func (r *TargetBindingReconciler) bindingsOfPod(ctx context.Context, o client.Ob
 			add(name)
 		}
 	}
-	bs, err := binding.SelectingIndexed(ctx, r.Client, pod)
+	bs, err := binding.Selecting(ctx, r.Client, pod)
 	if err != nil {
 		r.Log.Warn("map pod to bindings", "pod", pod.Namespace+"/"+pod.Name, "err", err)
 	}
