@@ -56,6 +56,7 @@ func (o *Options) RegisterFlags(fs *pflag.FlagSet) {
 	fs.Float64Var(&a.Startup, "startup-seconds", d.Startup, "time from container start until the app answers (annotation "+AnnotationStartup+")")
 	fs.Float64Var(&a.ConnectionDrain, "connection-drain-seconds", d.ConnectionDrain, "time long-lived connections need to move after SIGTERM (annotation "+AnnotationConnectionDrain+")")
 	fs.Float64Var(&a.DrainLatency, "drain-latency-seconds", d.DrainLatency, "GKE NEG detach latency (annotation "+AnnotationDrainLatency+")")
+	fs.Float64Var(&a.ALBDrainStart, "alb-drain-start-seconds", d.ALBDrainStart, "AWS ALB with pod targets: deletion until the ALB stops sending new requests (annotation "+AnnotationALBDrainStart+")")
 	fs.Float64Var(&o.Registration, "registration-seconds", -1, "R: LB registration latency for every LB; negative = each LB's default (annotation "+AnnotationRegistration+")")
 	fs.StringVar(&o.HAProxyConfig, "haproxy-config", "", "HAProxy configuration file whose backends front the workloads")
 	fs.StringVar(&o.HAProxyBackend, "haproxy-backend", "", "backend of --haproxy-config fronting workloads without the "+AnnotationHAProxyBackend+" annotation")

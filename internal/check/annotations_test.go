@@ -130,7 +130,7 @@ func TestFlagsSetAssumptions(t *testing.T) {
 		t.Errorf("annotation 40 over flag 25: want ZD201, got:%s", dump(r))
 	}
 	// --registration-seconds and --haproxy-* are registered.
-	for _, name := range []string{"registration-seconds", "haproxy-config", "haproxy-backend", "longest-request-seconds", "startup-seconds", "connection-drain-seconds", "drain-latency-seconds"} {
+	for _, name := range []string{"registration-seconds", "haproxy-config", "haproxy-backend", "longest-request-seconds", "startup-seconds", "connection-drain-seconds", "drain-latency-seconds", "alb-drain-start-seconds"} {
 		if fs.Lookup(name) == nil {
 			t.Errorf("flag --%s not registered", name)
 		}

@@ -49,6 +49,7 @@ func WriteRulesMarkdown(w io.Writer) error {
 		{"app start until it answers", d.Startup, "--startup-seconds", AnnotationStartup},
 		{"long-lived connection drain", d.ConnectionDrain, "--connection-drain-seconds", AnnotationConnectionDrain},
 		{"GKE NEG drain latency", d.DrainLatency, "--drain-latency-seconds", AnnotationDrainLatency},
+		{"AWS ALB drain start (pod targets): deletion until the ALB stops sending new requests", d.ALBDrainStart, "--alb-drain-start-seconds", AnnotationALBDrainStart},
 	} {
 		p("| %s | %s | `%s` | `%s` |\n", r.what, timing.Sec(r.def), r.flag, r.ann)
 	}

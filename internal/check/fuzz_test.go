@@ -19,7 +19,7 @@ func FuzzAnnotations(f *testing.F) {
 		f.Add(s, s)
 	}
 	keys := []string{AnnotationShutdown, AnnotationPropagation, AnnotationLongestRequest, AnnotationBuffer, AnnotationStartup,
-		AnnotationRegistration, AnnotationConnectionDrain, AnnotationDrainLatency, AnnotationPreStop, AnnotationLongLived, AnnotationIgnore,
+		AnnotationRegistration, AnnotationConnectionDrain, AnnotationDrainLatency, AnnotationALBDrainStart, AnnotationPreStop, AnnotationLongLived, AnnotationIgnore,
 		AnnotationHAProxyBackend}
 	lbKeys := []string{"alb.ingress.kubernetes.io/target-type", "alb.ingress.kubernetes.io/healthcheck-interval-seconds",
 		"alb.ingress.kubernetes.io/healthy-threshold-count", "alb.ingress.kubernetes.io/target-group-attributes",

@@ -499,6 +499,21 @@ func TestTerminationRules(t *testing.T) {
 			"raise `terminationGracePeriodSeconds: 32` (preStop 12s + shutdown 10s + buffer 10s = 32s)"},
 			objs: func() []runtime.Object { return append(baseline(nil), ingress("web", "web", "gce", nil)) }},
 
+		// The ALB's drain start is its own assumption (AWS LBC deregistration
+		// plus ELB propagation), not kube-proxy's D.
+		{name: "ALB ip targets: preStop 5 s covers the ALB's drain start 3 s", rule: RuleEarlyExit,
+			objs: func() []runtime.Object { return append(baseline(nil), albIP(nil)...) }},
+		{name: "ALB drain start annotation 8 s exceeds preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"ALB sends new requests until T+8s"},
+			objs: func() []runtime.Object {
+				return append(baseline(func(d *appsv1.Deployment) { d.Annotations = map[string]string{AnnotationALBDrainStart: "8"} }), albIP(nil)...)
+			}},
+		{name: "--alb-drain-start-seconds 12 exceeds preStop 5 s", rule: RuleEarlyExit, want: true, contains: []string{"ALB sends new requests until T+12s"},
+			opts: Options{Assumptions: defaultsWith(func(a *Assumptions) { a.ALBDrainStart = 12 })},
+			objs: func() []runtime.Object { return append(baseline(nil), albIP(nil)...) }},
+		{name: "the ALB drain start does not move kube-proxy's D", rule: RuleEarlyExit,
+			opts: Options{Assumptions: defaultsWith(func(a *Assumptions) { a.ALBDrainStart = 12 })},
+			objs: func() []runtime.Object { return baseline(nil) }},
+
 		{name: "sh -c sleep in distroless", rule: RuleShellSleep, want: true, severity: &sevError,
 			contains: []string{"distroless", "sleep:\n      seconds: 10"},
 			objs: func() []runtime.Object {

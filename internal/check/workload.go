@@ -29,6 +29,7 @@ const (
 	AnnotationRegistration    = "zerodrop.dev/registration-seconds"
 	AnnotationConnectionDrain = "zerodrop.dev/connection-drain-seconds"
 	AnnotationDrainLatency    = "zerodrop.dev/drain-latency-seconds"
+	AnnotationALBDrainStart   = "zerodrop.dev/alb-drain-start-seconds"
 	AnnotationPreStop         = "zerodrop.dev/prestop-seconds"
 	AnnotationLongLived       = "zerodrop.dev/long-lived"
 	AnnotationHAProxyBackend  = "zerodrop.dev/haproxy-backend"
@@ -160,6 +161,7 @@ func newWctx(w *workload, ix *index, opts *Options) *wctx {
 	c.seconds(AnnotationStartup, &c.a.Startup)
 	c.seconds(AnnotationConnectionDrain, &c.a.ConnectionDrain)
 	c.seconds(AnnotationDrainLatency, &c.a.DrainLatency)
+	c.seconds(AnnotationALBDrainStart, &c.a.ALBDrainStart)
 	var f float64
 	if c.seconds(AnnotationPropagation, &f) {
 		c.propagation = f

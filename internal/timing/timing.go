@@ -154,12 +154,20 @@ type Assumptions struct {
 	ConnectionDrain float64 `json:"connectionDrain"`
 	// DrainLatency is GKE's NEG detach latency (domain.md: 5-15 s).
 	DrainLatency float64 `json:"drainLatency"`
+	// ALBDrainStart is D for an AWS ALB with pod targets: from the
+	// deletion until the ALB stops sending new requests to the pod (the AWS
+	// Load Balancer Controller's deregistration call plus its propagation
+	// to the ELB data plane; domain.md: 2-3 s to start). It is the ALB's
+	// own assumption, not kube-proxy's D: the LBC's maintainers say the
+	// propagation takes time without a figure (aws-load-balancer-controller
+	// #1719, #2366), and users report more under load (~10 s, #1719).
+	ALBDrainStart float64 `json:"albDrainStart"`
 }
 
 // DefaultAssumptions returns the documented defaults: S 10 s (seed 000's
 // "most web apps"), D 3 s in-cluster (domain.md 1-3 s), T_req 10 s, buffer
 // 10 s (seeds 10-20 s), startup 5 s, connection drain 30 s, GKE drain latency
-// 10 s (5-15 s).
+// 10 s (5-15 s), ALB drain start 3 s (2-3 s).
 func DefaultAssumptions() Assumptions {
 	return Assumptions{
 		Shutdown:        10,
@@ -169,6 +177,7 @@ func DefaultAssumptions() Assumptions {
 		Startup:         5,
 		ConnectionDrain: 30,
 		DrainLatency:    10,
+		ALBDrainStart:   3,
 	}
 }
 
@@ -177,7 +186,7 @@ func DefaultAssumptions() Assumptions {
 //
 //   - ALB (AWS Load Balancer Controller): checks every 15 s, 2 to become
 //     healthy, 2 to become unhealthy; registration 3 s after eligibility;
-//     deregistration starts 3 s after the deletion; deregistration delay
+//     deregistration starts Assumptions.ALBDrainStart (3 s) after the deletion; deregistration delay
 //     300 s; idle timeout 60 s; gate target-health.elbv2.k8s.aws.
 //   - NLB: checks every 10 s, 3 and 3; registration 3 s; NLBs keep sending
 //     new connections to a deregistering target for about 2 min (domain.md),
@@ -197,7 +206,7 @@ func Defaults(kind Kind, targetsPods bool, a Assumptions) LB {
 	switch kind {
 	case ALB:
 		lb.HealthChecks, lb.Interval, lb.HealthyThreshold, lb.UnhealthyThreshold = true, 15, 2, 2
-		lb.Registration, lb.Deregistration = 3, 3
+		lb.Registration, lb.Deregistration = 3, a.ALBDrainStart
 		lb.DeregistrationDelay, lb.DeregistrationDelayDefault = DefaultDeregistrationDelay, true
 		lb.Timeout = 60
 		if targetsPods {
