@@ -148,7 +148,7 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.pollInterval, "provider-poll-interval", 250*time.Millisecond, "cycle while a target registers or drains: one pool status read per instance per cycle")
 	fs.BoolVar(&o.verdictEvents, "verdict-events", true, "listen to verdicts a load balancer pushes (HAProxy: its event ring, docs/haproxy.md) and read a pool as soon as one arrives; false: poll only")
 	fs.DurationVar(&o.pushedPollInterval, "pushed-poll-interval", time.Second, "cycle of targets that wait only for the load balancer's verdict while it pushes verdicts (every instance's event stream up): a resync")
-	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads")
+	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "cycle when nothing is pending: re-checks healthy targets and notices reloads (6 times longer while the load balancer pushes verdicts, and on serve replicas)")
 	fs.DurationVar(&o.providerTimeout, "provider-timeout", 2*time.Second, "timeout of one provider command")
 	fs.DurationVar(&o.breakerBackoff, "provider-breaker-backoff", 5*time.Second, "after a provider command to an LB instance times out, skip that instance this long (its calls fail at once), then probe it; doubles per failed probe up to 1m; negative never skips")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Second, "deadline of the load-balancer calls of one binding cycle (status read and every register, drain, deregister); 0: none")

@@ -413,10 +413,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		}
 	}
 
-	requeue := r.steady()
-	if r.DrainOnly {
-		requeue = r.drainOnlySteady()
-	}
+	requeue := r.restCycle(lb.Name)
 	switch {
 	case statusErr != nil || len(errs) > 0:
 		requeue = r.pending()
@@ -497,20 +494,34 @@ func (r *TargetBindingReconciler) steady() time.Duration {
 	return 5 * time.Second
 }
 
-// drainOnlySteadyFactor stretches a serve replica's cycle of a binding with
-// nothing pending (drainOnlySteady).
-const drainOnlySteadyFactor = 6
+// slowSteadyFactor stretches the cycle of a binding with nothing pending
+// where what the cycle would wait for wakes the binding at once
+// (restCycle).
+const slowSteadyFactor = 6
 
-// drainOnlySteady is the cycle of a DrainOnly reconciler's binding with
-// nothing pending: drainOnlySteadyFactor × the steady cycle (30 s by
-// default). Such a cycle carries nothing out (the drain-only reconciler
-// acts only on pods being deleted) and only keeps this replica's address
-// book fresh; what it would wait for wakes it at once instead: a pod turning
-// terminating (the pod watch, first in the queue) and a drain request (a
-// nudge). At 1,000 bindings the 5 s cycle cost a serve replica 200 pool
-// reads a second for nothing.
-func (r *TargetBindingReconciler) drainOnlySteady() time.Duration {
-	return drainOnlySteadyFactor * r.steady()
+// restCycle is the cycle of a binding of LoadBalancer lb with nothing
+// pending: the steady cycle (5 s by default), or slowSteadyFactor × it (30
+// s) when the binding would be woken at once by what it waits for:
+//   - on a DrainOnly reconciler (a serve replica), whose cycle carries
+//     nothing out (it acts only on pods being deleted) and only keeps this
+//     replica's address book fresh: a pod turning terminating (the pod
+//     watch, first in the queue) and a drain request (a nudge) wake it;
+//   - on the leader while lb's provider pushes verdicts (Providers.Pushing:
+//     every instance's event stream is up): a verdict wakes the pool's
+//     bindings, and a lost stream, a reload (the old worker's stream ends
+//     and the new one's starts: events may have been missed) or a restart
+//     wakes every binding of the LB, which reads every pool afresh and
+//     polls at the steady cycle until the streams are back.
+//
+// At 1,000 bindings the 5 s cycle asked 200 cycles a second of 4 workers,
+// so a binding woken by a verdict waited behind resyncs that found nothing
+// (issue 12: 12 s mean queue wait at 5,000 pods); on a serve replica it
+// cost 200 pool reads a second for nothing.
+func (r *TargetBindingReconciler) restCycle(lb string) time.Duration {
+	if r.DrainOnly || r.Providers.Pushing(lb) {
+		return slowSteadyFactor * r.steady()
+	}
+	return r.steady()
 }
 
 // observe lists the binding's targets: every endpoint of the Service port
@@ -1131,10 +1142,13 @@ func (r *TargetBindingReconciler) setGate(ctx context.Context, pod *corev1.Pod, 
 
 // knowWindow is how recently every binding of a pool must have told the
 // provider its addresses for orphans to be judged: a binding cycles at
-// least every SteadyInterval, so three of them, and never less than the
-// grace.
+// least every restCycle (slowSteadyFactor × SteadyInterval at most), so
+// three of those, and never less than the grace. A part told longer ago
+// is not wrong, only possibly larger than today's (a binding tells the
+// book before it registers anything), so waiting for it errs on the side
+// of leaving a target in place.
 func (r *TargetBindingReconciler) knowWindow() time.Duration {
-	return max(r.OrphanGrace, 3*r.steady())
+	return max(r.OrphanGrace, 3*slowSteadyFactor*r.steady())
 }
 
 // handleOrphans judges the orphans of the binding's pool (planOrphans):

@@ -193,3 +193,42 @@ func TestBindingPollsWhileAStreamIsDown(t *testing.T) {
 		t.Fatalf("draining with streams up: requeue after %s, want the pending interval %s", res.RequeueAfter, h.r.pending())
 	}
 }
+
+// Scenario: web-1 is healthy on both instances, its gate open: nothing is
+// pending. The LB pushes verdicts. Expectation: the leader's binding
+// resyncs at the steady cycle while some instance's stream is not known up,
+// and slowSteadyFactor times slower while every stream is up (a verdict, a
+// lost stream or a reload wakes it at once); when a stream is lost the
+// binding is woken and resyncs at the steady cycle again; a pod deletion
+// still makes it pending. At 1,000 bindings the 5 s resync filled the work
+// queue of 4 workers with cycles that found nothing.
+func TestABindingAtRestBehindAPushingLBResyncsSlowly(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", gateHealthy)...)
+	h.r.SteadyInterval = 5 * time.Second
+	push := h.pushing()
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 1)
+	if got := h.reconcile().RequeueAfter; got != 5*time.Second {
+		t.Fatalf("at rest, no stream up yet: requeue after %s, want the steady 5s", got)
+	}
+	for _, in := range []string{"lb-a", "lb-b"} {
+		push <- provider.Event{Kind: provider.EventStreamUp, Instance: in}
+		h.woken(hBinding)
+	}
+	if got := h.reconcile().RequeueAfter; got != 30*time.Second {
+		t.Fatalf("at rest, both streams up: requeue after %s, want 30s", got)
+	}
+	push <- provider.Event{Kind: provider.EventStreamDown, Instance: "lb-a"}
+	h.woken(hBinding)
+	if got := h.reconcile().RequeueAfter; got != 5*time.Second {
+		t.Fatalf("at rest, lb-a's stream lost: requeue after %s, want the steady 5s", got)
+	}
+	push <- provider.Event{Kind: provider.EventStreamUp, Instance: "lb-a"}
+	h.woken(hBinding)
+	if got := h.reconcile().RequeueAfter; got != 30*time.Second {
+		t.Fatalf("at rest, lb-a's stream back: requeue after %s, want 30s", got)
+	}
+	h.deletePod("web-1")
+	if got := h.reconcile().RequeueAfter; got != h.r.pending() {
+		t.Fatalf("web-1 deleting, streams up: requeue after %s, want the pending cycle %s", got, h.r.pending())
+	}
+}
