@@ -442,7 +442,7 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 	row("  of which waiting for the killed leader's lease", "", func(f figures) string { return sec(f.crash.leaseWait) })
 	row("convergence after SIGTERM restart (1 % replaced while down)", "< 10 s", func(f figures) string { return sec(f.graceful.converge) })
 	row("  of which until the new process held the released lease", "", func(f figures) string { return sec(f.graceful.leaseWait) })
-	row("  SIGTERM -> process gone", "", func(f figures) string { return sec(f.graceful.stop) })
+	row("  SIGTERM -> process gone", "", func(f figures) string { return f.graceful.stop.Round(time.Millisecond).String() })
 	cores := func(v float64) string { return orRestarted("%.3f", v) }
 	row("reconcile CPU steady (cores)", "< 0.1", func(f figures) string { return cores(f.cpuSteady) })
 	row("reconcile CPU during rollout (cores)", "", func(f figures) string { return cores(f.cpuRollout) })
