@@ -426,8 +426,8 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 		return fmt.Sprintf("%d / %d", f.gateMissing, f.gateEarly)
 	})
 	row("drain latency p50 / p99 (pods), deletion -> drain on every instance: 10 % rollout", "p99 <= 50 ms (rollouts)", func(f figures) string { return lat(f.drain[phaseRollout]) })
-	row("  pods deleted while the reconciler was down (includes the downtime): crash restart", "", func(f figures) string { return lat(f.drain[phaseCrash]) })
-	row("  pods deleted while the reconciler was down (includes the downtime): SIGTERM restart", "", func(f figures) string { return lat(f.drain[phaseGraceful]) })
+	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): crash restart", "", func(f figures) string { return lat(f.drain[phaseCrash]) })
+	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): SIGTERM restart", "", func(f figures) string { return lat(f.drain[phaseGraceful]) })
 	row("  deleted pods never drained everywhere: rollout / crash / SIGTERM restart", "0", func(f figures) string {
 		return fmt.Sprintf("%d / %d / %d", len(f.undrained[phaseRollout]), len(f.undrained[phaseCrash]), len(f.undrained[phaseGraceful]))
 	})
