@@ -5,17 +5,21 @@
 # every pod address, so HAProxy's checks are real) across BINDINGS
 # TargetBindings, 2 HAProxy instances, the real API server, etcd and
 # zerodrop-controller; beside it the same figures for 3 pods. Prints gate
-# latency p50/p99 (last instance UP -> pod Ready), drain latency p50/p99
-# (deletion -> drain on every instance), convergence after a controller
-# restart, controller CPU and RSS, API server and Runtime API rates, with
-# the issue's goals beside them, and saves the output under
+# latency p50/p99 (last instance UP -> pod Ready) and drain latency p50/p99
+# (deletion -> drain on every instance) per phase (fill, 10 % rollout, pods
+# replaced while the reconciler was down), the deleted pods never drained
+# everywhere by name, convergence after a SIGKILL and after a SIGTERM
+# restart of the reconcile process, controller CPU and RSS, API server and
+# Runtime API rates, with the issue's goals beside them (docs/lab.md, "What
+# bench/scale reports"), and saves the output under
 # bench/results/scale-<UTC time>.txt, with CPU profiles of both controller
 # roles during the fill and at steady state beside it
 # (scale-<UTC time>-<pods>p-<bindings>b-<fill|steady>-<role>.pprof; their
 # top functions are printed at the end). The reconcile process runs the
 # controller's default 15 s leader lease (bench/scale -leader-lease; the lab's
 # 4 s one was lost again and again at 5,000 pods), so the convergence after
-# its SIGKILL includes the lease's expiry, shown on its own row.
+# its SIGKILL includes the lease's expiry, shown on its own row; after a
+# SIGTERM the controller releases the lease.
 # Not part of CI (TestScaleGatesAndDrainsStayCorrect is).
 #
 #   bash bench/scale.sh                          # 1,000 pods over 100 bindings

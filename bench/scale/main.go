@@ -17,6 +17,7 @@ import (
 	"math"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -63,29 +64,58 @@ func main() {
 
 // figures are one run's measurements.
 type figures struct {
-	pods, bindings                int
-	fill                          time.Duration // create every pod -> every gate correct
-	gateP50, gateP99              time.Duration // HAProxy's last UP -> pod seen Ready
-	gateN, gateMissing, gateEarly int
-	drainP50, drainP99            time.Duration // deletion -> drain set on every instance
-	drainN, drainMissing          int
-	rollout                       time.Duration
-	converge                      time.Duration // reconcile process started again -> every gate correct
-	leaseWait                     time.Duration // of converge: until the new process held the killed one's lease
-	cpuSteady, cpuRollout         float64       // cores, reconcile process
-	serveSteady, serveRollout     float64       // cores, serve process
-	rssMiB, hwmMiB, serveRSSMiB   float64
-	apiSteady, apiRollout         float64 // API server requests/s
-	callsSteady, callsRollout     float64 // Runtime API calls/s (the controller's provider calls)
-	readsSteady, readsRollout     float64 // pool status reads/s
-	checksPerSec                  float64 // health checks the listener answered per second
-	unresolved                    int
+	pods, bindings int
+	fill           time.Duration // create every pod -> every gate correct
+	// gate: HAProxy's last UP -> pod seen Ready; drain: deletion -> drain
+	// set on every instance; per phase (phaseAll: fill and rollout).
+	gate, drain                 map[string]latencies
+	gateMissing                 int                        // pods without an UP event from every instance (all phases)
+	gateEarly                   int                        // pods Ready before every instance said UP (all phases)
+	undrained                   map[string][]lab.Undrained // by phase
+	attribution                 lab.Attribution
+	rollout                     time.Duration
+	crash, graceful             restart
+	cpuSteady, cpuRollout       float64 // cores, reconcile process
+	serveSteady, serveRollout   float64 // cores, serve process
+	rssMiB, hwmMiB, serveRSSMiB float64
+	apiSteady, apiRollout       float64 // API server requests/s
+	callsSteady, callsRollout   float64 // Runtime API calls/s (the controller's provider calls)
+	readsSteady, readsRollout   float64 // pool status reads/s
+	checksPerSec                float64 // health checks the listener answered per second
 	// exits of each role the harness did not cause (a lost leader
 	// lease ends the reconcile process): a window spanning one has no
 	// CPU or rate figure for that role (NaN), and RSS is the newest
 	// process's.
 	exitsReconcile, exitsServe int
 	prof                       *profiler
+}
+
+// The phases latencies are reported for.
+const (
+	phaseAll      = "all (fill + rollout)"
+	phaseFill     = "fill"
+	phaseRollout  = "rollout"
+	phaseCrash    = "crash restart"
+	phaseGraceful = "SIGTERM restart"
+)
+
+// latencies are one phase's gate or drain latencies.
+type latencies struct {
+	p50, p99 time.Duration
+	n        int
+}
+
+func summarize(xs []time.Duration) latencies {
+	return latencies{p50: lab.Quantile(xs, 0.5), p99: lab.Quantile(xs, 0.99), n: len(xs)}
+}
+
+// restart is one restart of the reconcile process with 1 % of the pods
+// replaced while it is down.
+type restart struct {
+	stop      time.Duration // signal -> process gone
+	converge  time.Duration // started again -> every gate correct
+	leaseWait time.Duration // of converge: until the new process held the Lease
+	r         lab.Replacement
 }
 
 func measure(pods, bindings int, interval, lease, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
@@ -146,41 +176,71 @@ func measure(pods, bindings int, interval, lease, timeout time.Duration, log *sl
 	f.rssMiB, f.hwmMiB = memMiB(reconcilePID)
 	f.serveRSSMiB, _ = memMiB(servePID)
 
-	gate, early, missing := times.GateLatencies(append(names, r.New...))
-	f.gateN, f.gateEarly, f.gateMissing = len(gate), len(early), len(missing)
-	f.gateP50, f.gateP99 = lab.Quantile(gate, 0.5), lab.Quantile(gate, 0.99)
-	drain, undrained := times.DrainLatencies(r.Deleted, r.Addrs)
-	f.drainN, f.drainMissing = len(drain), len(undrained)
-	f.drainP50, f.drainP99 = lab.Quantile(drain, 0.5), lab.Quantile(drain, 0.99)
-	f.unresolved = times.Lost()
-
-	// Convergence after a restart: the reconcile process is killed, 1 %
-	// of the pods are replaced while it is down, and it is started again.
+	// Restarts of the reconcile process, 1 % of the pods replaced while it
+	// is down: a crash (SIGKILL: the Lease is held until it expires), then
+	// a graceful stop (SIGTERM, as a rollout of the controller's
+	// Deployment: the controller releases the Lease on the way out).
 	m := max(1, pods/100)
-	holder := leaseHolder(ctx, s)
-	if err := s.Controller.KillReconciler(); err != nil {
-		return f, err
-	}
-	if r, err = s.Replace(ctx, m); err != nil {
-		return f, err
-	}
-	start = time.Now()
-	taken := make(chan time.Time, 1)
-	go func() { taken <- leaseTaken(ctx, s, holder) }()
-	if err := s.Controller.StartReconciler(ctx); err != nil {
-		return f, err
-	}
-	if _, err := s.WaitReplaced(ctx, r); err != nil {
-		return f, err
-	}
-	f.converge = time.Since(start)
-	if at := <-taken; !at.IsZero() {
-		f.leaseWait = at.Sub(start)
+	if f.crash, err = restartReconciler(ctx, s, m, s.Controller.KillReconciler); err != nil {
+		return f, fmt.Errorf("crash restart: %w", err)
 	}
 	prof.saveMetrics(s, "converged")
+	if f.graceful, err = restartReconciler(ctx, s, m, func() error { return s.Controller.StopReconciler(30 * time.Second) }); err != nil {
+		return f, fmt.Errorf("SIGTERM restart: %w", err)
+	}
+
+	f.gate, f.drain, f.undrained = map[string]latencies{}, map[string]latencies{}, map[string][]lab.Undrained{}
+	for _, ph := range []struct {
+		name string
+		pods []string
+	}{{phaseAll, append(slices.Clip(names), r.New...)}, {phaseFill, names}, {phaseRollout, r.New}, {phaseCrash, f.crash.r.New}, {phaseGraceful, f.graceful.r.New}} {
+		gate, early, missing := times.GateLatencies(ph.pods)
+		f.gate[ph.name] = summarize(gate)
+		if ph.name != phaseFill && ph.name != phaseRollout { // counted in phaseAll
+			f.gateEarly += len(early)
+			f.gateMissing += len(missing)
+		}
+	}
+	for _, ph := range []struct {
+		name string
+		r    lab.Replacement
+	}{{phaseRollout, r}, {phaseCrash, f.crash.r}, {phaseGraceful, f.graceful.r}} {
+		drain, undrained := times.DrainLatencies(ph.r.Deleted, ph.r.Addrs)
+		f.drain[ph.name] = summarize(drain)
+		f.undrained[ph.name] = undrained
+	}
+	f.attribution = times.Attribution()
 	exits := s.Controller.Crashes()
 	f.exitsReconcile, f.exitsServe = exits["reconcile"], exits["serve"]
 	return f, s.Controller.Forbidden()
+}
+
+// restartReconciler stops the reconcile process with stop, replaces n pods
+// while it is down, starts it again and waits until every gate is correct.
+func restartReconciler(ctx context.Context, s *lab.Scale, n int, stop func() error) (x restart, err error) {
+	holder := leaseHolder(ctx, s)
+	t := time.Now()
+	if err := stop(); err != nil {
+		return x, err
+	}
+	x.stop = time.Since(t)
+	if x.r, err = s.Replace(ctx, n); err != nil {
+		return x, err
+	}
+	start := time.Now()
+	taken := make(chan time.Time, 1)
+	go func() { taken <- leaseTaken(ctx, s, holder) }()
+	if err := s.Controller.StartReconciler(ctx); err != nil {
+		return x, err
+	}
+	if _, err := s.WaitReplaced(ctx, x.r); err != nil {
+		return x, err
+	}
+	x.converge = time.Since(start)
+	if at := <-taken; !at.IsZero() {
+		x.leaseWait = at.Sub(start)
+	}
+	return x, nil
 }
 
 // leaseHolder is the holder of the reconcile process's leader Lease now.
@@ -349,19 +409,40 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 		}
 		fmt.Fprintln(tw, line+goal+"\t")
 	}
-	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) + " ms" }
-	row("gate latency p50 (last instance UP -> pod Ready)", "", func(f figures) string { return ms(f.gateP50) })
-	row("gate latency p99", "<= 250 ms at 10k; <= 100 ms at 3", func(f figures) string { return ms(f.gateP99) })
-	row("  pods measured / without every UP event / Ready before UP", "0 Ready before UP", func(f figures) string {
-		return fmt.Sprintf("%d / %d / %d", f.gateN, f.gateMissing, f.gateEarly)
+	ms := func(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+	lat := func(l latencies) string {
+		if l.n == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%s / %s ms (%d)", ms(l.p50), ms(l.p99), l.n)
+	}
+	rollGoal := "goals are for rollouts: p99 <= 250 ms at 10k, <= 100 ms at 3"
+	row("gate latency p50 / p99 (pods), last instance UP -> pod Ready: all (fill + rollout)", "", func(f figures) string { return lat(f.gate[phaseAll]) })
+	row("  fill: every pod created at once (stress case)", "none (not a rollout); shown as measured", func(f figures) string { return lat(f.gate[phaseFill]) })
+	row("  10 % rollout", rollGoal, func(f figures) string { return lat(f.gate[phaseRollout]) })
+	row("  pods created while the reconciler was down: crash restart", "", func(f figures) string { return lat(f.gate[phaseCrash]) })
+	row("  pods created while the reconciler was down: SIGTERM restart", "", func(f figures) string { return lat(f.gate[phaseGraceful]) })
+	row("  pods without every UP event / Ready before UP (all phases)", "0 Ready before UP", func(f figures) string {
+		return fmt.Sprintf("%d / %d", f.gateMissing, f.gateEarly)
 	})
-	row("drain latency p50 (deletion -> drain on every instance)", "", func(f figures) string { return ms(f.drainP50) })
-	row("drain latency p99", "<= 50 ms", func(f figures) string { return ms(f.drainP99) })
-	row("  pods measured / never drained everywhere", "", func(f figures) string { return fmt.Sprintf("%d / %d", f.drainN, f.drainMissing) })
-	row("all pods created -> every gate correct", "", func(f figures) string { return f.fill.Round(100 * time.Millisecond).String() })
-	row("10 % rollout -> old gone, new Ready", "", func(f figures) string { return f.rollout.Round(100 * time.Millisecond).String() })
-	row("convergence after restart (1 % replaced while down)", "< 10 s", func(f figures) string { return f.converge.Round(100 * time.Millisecond).String() })
-	row("  of which waiting for the killed leader's lease", "", func(f figures) string { return f.leaseWait.Round(100 * time.Millisecond).String() })
+	row("drain latency p50 / p99 (pods), deletion -> drain on every instance: 10 % rollout", "p99 <= 50 ms (rollouts)", func(f figures) string { return lat(f.drain[phaseRollout]) })
+	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): crash restart", "", func(f figures) string { return lat(f.drain[phaseCrash]) })
+	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): SIGTERM restart", "", func(f figures) string { return lat(f.drain[phaseGraceful]) })
+	row("  deleted pods never drained everywhere: rollout / crash / SIGTERM restart", "0", func(f figures) string {
+		return fmt.Sprintf("%d / %d / %d", len(f.undrained[phaseRollout]), len(f.undrained[phaseCrash]), len(f.undrained[phaseGraceful]))
+	})
+	row("ring events not attributed to an address / state reads failed", "0", func(f figures) string {
+		return fmt.Sprintf("%d / %d", len(f.attribution.Unattributed), f.attribution.ReadErrors)
+	})
+	row("  drains a read right after the event credits to another pod", "", func(f figures) string { return strconv.Itoa(f.attribution.ReadAfterMisses) })
+	sec := func(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
+	row("all pods created -> every gate correct", "", func(f figures) string { return sec(f.fill) })
+	row("10 % rollout -> old gone, new Ready", "", func(f figures) string { return sec(f.rollout) })
+	row("convergence after SIGKILL restart (1 % replaced while down)", "< 10 s", func(f figures) string { return sec(f.crash.converge) })
+	row("  of which waiting for the killed leader's lease", "", func(f figures) string { return sec(f.crash.leaseWait) })
+	row("convergence after SIGTERM restart (1 % replaced while down)", "< 10 s", func(f figures) string { return sec(f.graceful.converge) })
+	row("  of which until the new process held the released lease", "", func(f figures) string { return sec(f.graceful.leaseWait) })
+	row("  SIGTERM -> process gone", "", func(f figures) string { return f.graceful.stop.Round(time.Millisecond).String() })
 	cores := func(v float64) string { return orRestarted("%.3f", v) }
 	row("reconcile CPU steady (cores)", "< 0.1", func(f figures) string { return cores(f.cpuSteady) })
 	row("reconcile CPU during rollout (cores)", "", func(f figures) string { return cores(f.cpuRollout) })
@@ -373,14 +454,30 @@ func report(out io.Writer, runs []figures, interval time.Duration) {
 	row("Runtime API calls/s steady / rollout", "", func(f figures) string { return rate(f.callsSteady, f.callsRollout) })
 	row("pool status reads/s steady / rollout", "", func(f figures) string { return rate(f.readsSteady, f.readsRollout) })
 	row("health checks answered/s (listener)", "", func(f figures) string { return fmt.Sprintf("%.0f", f.checksPerSec) })
-	row("ring events whose server could not be read", "", func(f figures) string { return strconv.Itoa(f.unresolved) })
 	row("controller exits not caused by the harness (reconcile / serve)", "0", func(f figures) string {
 		return fmt.Sprintf("%d / %d", f.exitsReconcile, f.exitsServe)
 	})
 	tw.Flush()
 	fmt.Fprintln(out, "\nGate latency is measured from HAProxy's own timestamp of the last instance's \"is UP\" line (event ring) to the")
-	fmt.Fprintln(out, "harness's watch seeing Ready; drain latency from the delete call to HAProxy's \"enters drain state\" line.")
-	fmt.Fprintln(out, "Runtime API calls are the reconcile process's provider calls (zerodrop_provider_call_duration_seconds_count).")
+	fmt.Fprintln(out, "harness's watch seeing Ready; drain latency from the delete call to HAProxy's \"enters drain state\" line. A line")
+	fmt.Fprintln(out, "names a slot; it is credited to the address the slot held at the line's time (its occupancy between maintenance")
+	fmt.Fprintln(out, "lines, and the state reads made during it). The fill creates every pod at once (a stress case for the API server);")
+	fmt.Fprintln(out, "the issue's latency goals are for rollouts. Runtime API calls are the reconcile process's provider calls")
+	fmt.Fprintln(out, "(zerodrop_provider_call_duration_seconds_count).")
+	for _, r := range runs {
+		for _, ph := range []string{phaseRollout, phaseCrash, phaseGraceful} {
+			for _, u := range r.undrained[ph] {
+				fmt.Fprintf(out, "never drained everywhere (%d pods, %s): %s\n", r.pods, ph, u)
+			}
+		}
+		for i, u := range r.attribution.Unattributed {
+			if i == 20 {
+				fmt.Fprintf(out, "not attributed (%d pods): ... and %d more\n", r.pods, len(r.attribution.Unattributed)-i)
+				break
+			}
+			fmt.Fprintf(out, "not attributed (%d pods): %s\n", r.pods, u)
+		}
+	}
 }
 
 // orRestarted formats v, or says the process was replaced during the

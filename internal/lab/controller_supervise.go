@@ -86,7 +86,11 @@ func (c *Controller) watch(role string, p *proc.Process) {
 // kill kills role's process with SIGKILL, as an OOM kill or a node failure
 // would, and waits until it is gone. It is not started again (see
 // startRole).
-func (c *Controller) kill(role string) error {
+func (c *Controller) kill(role string) error { return c.signal(role, syscall.SIGKILL, 0) }
+
+// signal sends sig to role's process and waits until it is gone, SIGKILLing
+// it after grace when grace > 0. The lab does not start it again.
+func (c *Controller) signal(role string, sig syscall.Signal, grace time.Duration) error {
 	c.mu.Lock()
 	p := c.reconcile
 	if role == roleServe {
@@ -103,12 +107,29 @@ func (c *Controller) kill(role string) error {
 	if p == nil {
 		return errors.New("lab: controller: no " + role + " process running")
 	}
-	if err := syscall.Kill(p.PID(), syscall.SIGKILL); err != nil {
-		return fmt.Errorf("lab: kill controller (%s) %d: %w", role, p.PID(), err)
+	if err := syscall.Kill(p.PID(), sig); err != nil {
+		return fmt.Errorf("lab: signal %s to controller (%s) %d: %w", sig, role, p.PID(), err)
+	}
+	if grace > 0 {
+		select {
+		case <-p.Done():
+		case <-time.After(grace):
+			_ = syscall.Kill(p.PID(), syscall.SIGKILL)
+			<-p.Done()
+			return fmt.Errorf("lab: controller (%s) %d still running %s after %s: killed", role, p.PID(), grace, sig)
+		}
 	}
 	<-p.Done()
-	c.log.Info("zerodrop-controller killed", "role", role, "pid", p.PID())
+	c.log.Info("zerodrop-controller stopped", "role", role, "pid", p.PID(), "signal", sig)
 	return nil
+}
+
+// StopReconciler stops the reconcile process with SIGTERM, as a rollout of
+// the controller's Deployment does (the kubelet's SIGTERM, then SIGKILL
+// after grace), and waits until it is gone: the controller releases its
+// leader Lease on the way out. It stays down until StartReconciler.
+func (c *Controller) StopReconciler(grace time.Duration) error {
+	return c.signal(roleReconcile, syscall.SIGTERM, grace)
 }
 
 // KillServe kills the serve process (webhook and drain endpoint) with

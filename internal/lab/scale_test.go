@@ -128,10 +128,10 @@ func TestScaleGatesAndDrainsStayCorrect(t *testing.T) {
 	}
 	drain, undrained := times.DrainLatencies(r.Deleted, r.Addrs)
 	if len(undrained) > 0 {
-		t.Errorf("%d deleted pods never set to drain on every instance: %v", len(undrained), head(undrained, 20))
+		t.Errorf("%d deleted pods never set to drain on every instance: %v", len(undrained), undrained[:min(20, len(undrained))])
 	}
-	t.Logf("gate latency p50 %s p99 %s (%d pods; %d without an UP event from every instance); drain latency p50 %s p99 %s (%d pods); %d events unresolved",
-		Quantile(gate, 0.5), Quantile(gate, 0.99), len(gate), len(missing), Quantile(drain, 0.5), Quantile(drain, 0.99), len(drain), times.Lost())
+	t.Logf("gate latency p50 %s p99 %s (%d pods; %d without an UP event from every instance); drain latency p50 %s p99 %s (%d pods); %d events not attributed to an address",
+		Quantile(gate, 0.5), Quantile(gate, 0.99), len(gate), len(missing), Quantile(drain, 0.5), Quantile(drain, 0.99), len(drain), len(times.Attribution().Unattributed))
 	if err := s.Controller.Forbidden(); err != nil {
 		t.Error(err)
 	}
