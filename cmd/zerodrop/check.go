@@ -172,6 +172,9 @@ func runCheck(cmd *cobra.Command, args []string, f *checkFlags) error {
 		// collected once analysed (gc.go).
 		if len(f.kustomize) == 0 {
 			small = gcForSmallInput(args)
+			if !small {
+				hugePageHeapFor(args)
+			}
 		}
 		loaded = load.Load(args, load.Options{Stdin: cmd.InOrStdin(), Kustomize: f.kustomize})
 	}

@@ -46,13 +46,20 @@ func releaseObjects(r *load.Result) {
 // smallInputBytes; standard input ("-"), a path it cannot read and no
 // paths at all count as large.
 func smallInput(paths []string) bool {
+	n, ok := inputBytes(paths, smallInputBytes)
+	return ok && n <= smallInputBytes
+}
+
+// inputBytes adds up the sizes of the files that paths name or hold,
+// stopping once the total passes limit. It is not ok for standard input
+// ("-"), a path it cannot read and no paths at all: their size is unknown.
+func inputBytes(paths []string, limit int64) (total int64, ok bool) {
 	if len(paths) == 0 {
-		return false
+		return 0, false
 	}
-	var total int64
 	for _, p := range paths {
 		if p == "-" {
-			return false
+			return 0, false
 		}
 		err := filepath.WalkDir(p, func(_ string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -65,14 +72,17 @@ func smallInput(paths []string) bool {
 				}
 				total += info.Size()
 			}
-			if total > smallInputBytes {
+			if total > limit {
 				return fs.SkipAll
 			}
 			return nil
 		})
-		if err != nil || total > smallInputBytes {
-			return false
+		if err != nil {
+			return 0, false
+		}
+		if total > limit {
+			return total, true
 		}
 	}
-	return true
+	return total, true
 }
