@@ -4,12 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"github.com/spf13/pflag"
 	appsv1 "k8s.io/api/apps/v1"
@@ -18,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"zerodrop.dev/zerodrop/internal/haproxycfg"
+	"zerodrop.dev/zerodrop/internal/parallel"
 	"zerodrop.dev/zerodrop/internal/timing"
 )
 
@@ -196,23 +194,7 @@ type backendUse struct {
 // decoding.
 func analyzeWorkloads(ix *index, opts *Options) []workloadResult {
 	out := make([]workloadResult, len(ix.workloads))
-	workers := min(runtime.GOMAXPROCS(0), len(ix.workloads))
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(ix.workloads) {
-					return
-				}
-				out[i] = analyzeWorkload(ix.workloads[i], ix, opts)
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(ix.workloads), func(i int) { out[i] = analyzeWorkload(ix.workloads[i], ix, opts) })
 	return out
 }
 
