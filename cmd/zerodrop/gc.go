@@ -38,7 +38,8 @@ func gcForSmallInput(paths []string) bool {
 // every MB the heap grew by was 256 page faults. On huge pages 150 took
 // about 9 % off the CPU time of the bench's 10,000 objects (A/B over 15
 // and 9 runs: 427 against 388 ms block style, 422 against 380 ms flow)
-// for 2 to 4 MiB more RSS; 200 was no better than 150.
+// for more memory at the peak (2 to 20 MiB more RSS between runs, 93 to
+// 109 MiB, against kube-score's 140 to 150); 200 was no better than 150.
 const hugePageGCPercent = 150
 
 // gcForHugePageHeap sets GOGC=hugePageGCPercent for the rest of the run
