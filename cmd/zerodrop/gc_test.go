@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"testing"
 )
 
@@ -43,5 +44,29 @@ func TestSmallInput(t *testing.T) {
 		if got := smallInput(tc.paths); got != tc.want {
 			t.Errorf("%s: smallInput = %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// Scenario: a large input with its heap on huge pages, with and without
+// GOGC in the environment. Expectation: the target becomes
+// hugePageGCPercent, except when GOGC is set, which always wins.
+func TestGCForHugePageHeap(t *testing.T) {
+	old := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(old)
+
+	t.Setenv("GOGC", "")
+	if !gcForHugePageHeap() {
+		t.Error("gcForHugePageHeap = false without GOGC in the environment")
+	}
+	if got := debug.SetGCPercent(100); got != hugePageGCPercent {
+		t.Errorf("GC percent = %d, want %d", got, hugePageGCPercent)
+	}
+
+	t.Setenv("GOGC", "100")
+	if gcForHugePageHeap() {
+		t.Error("gcForHugePageHeap = true with GOGC=100 in the environment")
+	}
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Errorf("GC percent = %d with GOGC=100 in the environment, want 100", got)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"zerodrop.dev/zerodrop/internal/haproxycfg"
+	"zerodrop.dev/zerodrop/internal/parallel"
 	"zerodrop.dev/zerodrop/internal/timing"
 )
 
@@ -139,29 +140,16 @@ func Analyze(objs []*Object, opts Options) *Report {
 	// HAProxy backends the workloads' traffic goes through, by name: their
 	// static fronts (used) and, in served too, their TargetBindings' pools.
 	usedBackends, servedBackends := map[string][]string{}, map[string][]string{}
-	for _, w := range ix.workloads {
-		c := newWctx(w, ix, &opts)
-		c.frontsFor(ix, &opts)
-		for _, f := range c.fronts {
-			if f.hapBk != "" {
-				usedBackends[f.hapBk] = append(usedBackends[f.hapBk], c.ref())
-				servedBackends[f.hapBk] = append(servedBackends[f.hapBk], c.ref())
+	for _, wr := range analyzeWorkloads(ix, &opts) {
+		for _, b := range wr.backends {
+			if b.used {
+				usedBackends[b.name] = append(usedBackends[b.name], wr.ref)
 			}
-			if f.binding != nil {
-				servedBackends[f.binding.tb.Spec.Pool] = append(servedBackends[f.binding.tb.Spec.Pool], c.ref())
-			}
+			servedBackends[b.name] = append(servedBackends[b.name], wr.ref)
 		}
-		wf := c.check(ix)
-		fs = append(fs, c.bad...)
-		fs = append(fs, wf...)
-		if len(c.fronts) > 0 && !opts.SkipExplanations {
-			e := c.explain()
-			for _, f := range wf {
-				if f.RuleID == RuleRollingUpdate {
-					e.Strategy = f.Message
-				}
-			}
-			r.Explanations = append(r.Explanations, e)
+		fs = append(fs, wr.findings...)
+		if wr.explanation != nil {
+			r.Explanations = append(r.Explanations, *wr.explanation)
 		}
 	}
 	fs = append(fs, checkWebhooks(ix)...)
@@ -182,6 +170,59 @@ func Analyze(objs []*Object, opts Options) *Report {
 		return a.Workload.String() < b.Workload.String()
 	})
 	return r
+}
+
+// workloadResult is what the analysis of one workload adds to the report.
+type workloadResult struct {
+	ref      string
+	findings []Finding
+	// backends are the HAProxy backends (used: a static front) and
+	// TargetBinding pools its fronts go through, in front order.
+	backends    []backendUse
+	explanation *Explanation
+}
+
+type backendUse struct {
+	name string
+	used bool
+}
+
+// analyzeWorkloads analyses every workload of ix, on as many goroutines as
+// Go runs at once, and returns the results in the order of ix.workloads, so
+// the report does not depend on the schedule. Each workload's analysis only
+// reads the index; on 10,000 objects it is a third of a check's CPU time,
+// and on one goroutine it left the other cores idle after the (parallel)
+// decoding.
+func analyzeWorkloads(ix *index, opts *Options) []workloadResult {
+	out := make([]workloadResult, len(ix.workloads))
+	parallel.For(len(ix.workloads), func(i int) { out[i] = analyzeWorkload(ix.workloads[i], ix, opts) })
+	return out
+}
+
+func analyzeWorkload(w *workload, ix *index, opts *Options) workloadResult {
+	c := newWctx(w, ix, opts)
+	c.frontsFor(ix, opts)
+	wr := workloadResult{ref: c.ref()}
+	for _, f := range c.fronts {
+		if f.hapBk != "" {
+			wr.backends = append(wr.backends, backendUse{name: f.hapBk, used: true})
+		}
+		if f.binding != nil {
+			wr.backends = append(wr.backends, backendUse{name: f.binding.tb.Spec.Pool})
+		}
+	}
+	wf := c.check(ix)
+	wr.findings = append(c.bad, wf...)
+	if len(c.fronts) > 0 && !opts.SkipExplanations {
+		e := c.explain()
+		for _, f := range wf {
+			if f.RuleID == RuleRollingUpdate {
+				e.Strategy = f.Message
+			}
+		}
+		wr.explanation = &e
+	}
+	return wr
 }
 
 // finalize drops silenced and duplicate findings and sorts the rest by

@@ -784,9 +784,9 @@ func injectsGates(cfgName string, wh *admissionregistrationv1.MutatingWebhook) b
 // ZD402: PDBs that allow no disruption.
 func checkPDBs(ix *index) []Finding {
 	var out []Finding
-	for _, o := range ix.pdbs {
+	for i, o := range ix.pdbs {
 		p := o.Typed.(*policyv1.PodDisruptionBudget)
-		ws := ix.selectLabelSelector(p.Namespace, p.Spec.Selector)
+		ws := ix.pdbWorkloads[i]
 		var replicas int32
 		for _, w := range ws {
 			replicas += w.replicas

@@ -17,6 +17,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"zerodrop.dev/zerodrop/internal/parallel"
 )
 
 // workload is a Deployment, StatefulSet or DaemonSet, reduced to what the
@@ -78,6 +80,7 @@ type index struct {
 	hpas                []*Object
 	hpasV1              []*Object // autoscaling/v1: only their minReplicas is read
 	pdbs                []*Object
+	pdbWorkloads        [][]*workload            // the workloads each of pdbs selects
 	loadBalancers       map[string]*loadBalancer // zerodrop LoadBalancers by name
 	bindings            []*binding
 	errors              []InputError // CRDs that cannot be read
@@ -352,9 +355,16 @@ func (ix *index) relate() {
 			w.hpaMinReplicas(o.Ref.String(), o.Typed.(*autoscalingv2.HorizontalPodAutoscaler).Spec.MinReplicas)
 		}
 	}
-	for _, o := range ix.pdbs {
-		p := o.Typed.(*policyv1.PodDisruptionBudget)
-		for _, w := range ix.selectLabelSelector(p.Namespace, p.Spec.Selector) {
+	// A PDB's LabelSelector is parsed and validated to select its pods,
+	// the costliest part of relating: done for all PDBs at once, and once
+	// (checkPDBs reads pdbWorkloads too).
+	ix.pdbWorkloads = make([][]*workload, len(ix.pdbs))
+	parallel.For(len(ix.pdbs), func(i int) {
+		p := ix.pdbs[i].Typed.(*policyv1.PodDisruptionBudget)
+		ix.pdbWorkloads[i] = ix.selectLabelSelector(p.Namespace, p.Spec.Selector)
+	})
+	for i, o := range ix.pdbs {
+		for _, w := range ix.pdbWorkloads[i] {
 			w.pdbs = append(w.pdbs, o)
 		}
 	}

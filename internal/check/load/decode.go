@@ -274,17 +274,25 @@ func (d *document) newObject(n *yaml.Node, obj runtime.Object, apiVersion, kind 
 // check, and 9 MB of heap) than parsing those few twice.
 func lazyLineOf(text []byte, offset int) func(string) int {
 	return func(path string) int {
-		if l := reparsed.lineOf(text, path); l > 0 {
+		if l := reparsedLineOf(text, path); l > 0 {
 			return l + offset
 		}
 		return 0
 	}
 }
 
-// reparsed keeps the tree of the document whose lines were asked for last:
-// the findings of an object come one after another, so one tree serves
-// them all, and its parser's buffers serve the next document.
-var reparsed reparsedDoc
+// reparsed keeps the trees of the documents whose lines were asked for
+// last, one per slot: the findings of an object come one after another, so
+// one tree serves them all, and its parser's buffers serve the next
+// document. The analysis runs on several goroutines, each asking about its
+// own objects: a document goes to the slot its address picks, so they
+// rarely take each other's tree away or wait for each other's lock.
+var reparsed [8]reparsedDoc
+
+func reparsedLineOf(text []byte, path string) int {
+	slot := uintptr(unsafe.Pointer(unsafe.SliceData(text))) / 64 % uintptr(len(reparsed))
+	return reparsed[slot].lineOf(text, path)
+}
 
 type reparsedDoc struct {
 	mu   sync.Mutex

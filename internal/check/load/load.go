@@ -15,12 +15,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
 	"zerodrop.dev/zerodrop/internal/check"
+	"zerodrop.dev/zerodrop/internal/parallel"
 )
 
 // Stdin is the path argument that reads standard input.
@@ -246,29 +244,7 @@ func loadInputs(files []input) *Result {
 
 func decodeChunks(chunks []chunk) *Result {
 	results := make([]*Result, len(chunks))
-	workers := runtime.GOMAXPROCS(0)
-	if workers > len(chunks) {
-		workers = len(chunks)
-	}
-	// Workers take the next chunk from a counter: a channel hand-off per
-	// chunk woke goroutines (futex calls, context switches) thousands of
-	// times on large inputs.
-	var wg sync.WaitGroup
-	var next atomic.Int64
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(chunks) {
-					return
-				}
-				results[i] = decodeChunk(chunks[i])
-			}
-		}()
-	}
-	wg.Wait()
+	parallel.For(len(chunks), func(i int) { results[i] = decodeChunk(chunks[i]) })
 	out := &Result{}
 	for i := 0; i < len(chunks); {
 		// One file's documents: a walked file none of whose documents is

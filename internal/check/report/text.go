@@ -2,12 +2,14 @@ package report
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"strings"
 	"unicode/utf8"
 
 	"zerodrop.dev/zerodrop/internal/check"
+	"zerodrop.dev/zerodrop/internal/parallel"
 )
 
 // ANSI styles used on a terminal.
@@ -52,57 +54,23 @@ func WriteText(w io.Writer, in Input, color bool) error {
 	r := in.Report
 	fs := Ordered(r.Findings)
 
-	var cur struct {
-		file string
-		obj  check.ObjectRef
-		set  bool
-	}
-	// Fixes of one object are merged as they come; when rules propose
-	// different values for one field, the merged patch follows the object.
-	objPatch := newPatch()
-	flushPatch := func() {
-		if objPatch.conflicts() {
-			fmt.Fprintf(bw, "  %s\n", st.wrap(ansiDim, "one fix for "+cur.obj.String()+" (rules propose different values; the larger is safe for all):"))
-			writeIndented(bw, "    ", strings.TrimRight(objPatch.yaml(), "\n"))
-		}
-		objPatch = newPatch()
-	}
-	for _, f := range fs {
-		if !cur.set || cur.file != f.Source.File || cur.obj != f.Object {
-			if cur.set {
-				flushPatch()
-				bw.WriteString("\n")
+	// Each object's findings and merged fix are rendered on their own,
+	// many objects at once (on 10,000 objects the report was a tenth of
+	// the check's CPU time, on one core), and written in order.
+	groups := objectGroups(fs)
+	batches := make([][]byte, (len(groups)+groupsPerBatch-1)/groupsPerBatch)
+	parallel.For(len(batches), func(i int) {
+		var b bytes.Buffer
+		for j := i * groupsPerBatch; j < min((i+1)*groupsPerBatch, len(groups)); j++ {
+			if j > 0 {
+				b.WriteByte('\n')
 			}
-			cur.file, cur.obj, cur.set = f.Source.File, f.Object, true
-			head := f.Object.String()
-			if f.Object.Kind == "" && f.Object.Name == "" {
-				head = f.Source.File
-			}
-			fmt.Fprintf(bw, "%s  %s\n", st.wrap(ansiBold, head), st.wrap(ansiDim, f.Source.File))
+			writeObject(&b, st, groups[j])
 		}
-		for _, s := range [...]string{"  ", st.severity(f.Severity), " ", st.wrap(ansiBold, f.RuleID), "  ", f.Source.String()} {
-			bw.WriteString(s)
-		}
-		if f.Field != "" {
-			bw.WriteString("  ")
-			bw.WriteString(f.Field)
-		}
-		if f.Confidence != check.ConfidenceHigh {
-			bw.WriteString("  ")
-			bw.WriteString(st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
-		}
-		bw.WriteString("\n")
-		writeIndented(bw, "    ", f.Message)
-		if f.Consequence != "" {
-			writeLabelled(bw, st, "consequence: ", f.Consequence)
-		}
-		if f.Fix != "" {
-			writeLabelled(bw, st, "fix: ", f.Fix)
-			objPatch.add(f.RuleID, f.Fix, f.Field, f.Container)
-		}
-	}
-	if cur.set {
-		flushPatch()
+		batches[i] = b.Bytes()
+	})
+	for _, b := range batches {
+		bw.Write(b)
 	}
 
 	if len(r.Errors) > 0 {
@@ -165,10 +133,75 @@ func WriteText(w io.Writer, in Input, color bool) error {
 	return bw.Flush()
 }
 
+// groupsPerBatch is how many objects' findings one goroutine renders at a
+// time: enough to make the hand-off cheap, few enough to share the work.
+const groupsPerBatch = 64
+
+// objectGroups cuts ordered findings into runs of one object in one file.
+func objectGroups(fs []check.Finding) [][]check.Finding {
+	var groups [][]check.Finding
+	for i := 0; i < len(fs); {
+		j := i + 1
+		for j < len(fs) && fs[j].Source.File == fs[i].Source.File && fs[j].Object == fs[i].Object {
+			j++
+		}
+		groups = append(groups, fs[i:j])
+		i = j
+	}
+	return groups
+}
+
+// textWriter is what the text report writes to: a bufio.Writer, or the
+// buffer an object's findings are rendered in.
+type textWriter interface {
+	io.Writer
+	io.StringWriter
+	io.ByteWriter
+}
+
+// writeObject renders one object's findings (fs, all of one object in one
+// file): a heading, each finding, and, when rules propose different values
+// for one field, the fixes merged into one patch that follows the object.
+func writeObject(w textWriter, st styler, fs []check.Finding) {
+	f := fs[0]
+	head := f.Object.String()
+	if f.Object.Kind == "" && f.Object.Name == "" {
+		head = f.Source.File
+	}
+	fmt.Fprintf(w, "%s  %s\n", st.wrap(ansiBold, head), st.wrap(ansiDim, f.Source.File))
+	objPatch := newPatch()
+	for _, f := range fs {
+		for _, s := range [...]string{"  ", st.severity(f.Severity), " ", st.wrap(ansiBold, f.RuleID), "  ", f.Source.String()} {
+			w.WriteString(s)
+		}
+		if f.Field != "" {
+			w.WriteString("  ")
+			w.WriteString(f.Field)
+		}
+		if f.Confidence != check.ConfidenceHigh {
+			w.WriteString("  ")
+			w.WriteString(st.wrap(ansiDim, "(confidence "+f.Confidence.String()+")"))
+		}
+		w.WriteString("\n")
+		writeIndented(w, "    ", f.Message)
+		if f.Consequence != "" {
+			writeLabelled(w, st, "consequence: ", f.Consequence)
+		}
+		if f.Fix != "" {
+			writeLabelled(w, st, "fix: ", f.Fix)
+			objPatch.add(f.RuleID, f.Fix, f.Field, f.Container)
+		}
+	}
+	if objPatch.conflicts() {
+		fmt.Fprintf(w, "  %s\n", st.wrap(ansiDim, "one fix for "+f.Object.String()+" (rules propose different values; the larger is safe for all):"))
+		writeIndented(w, "    ", strings.TrimRight(objPatch.yaml(), "\n"))
+	}
+}
+
 // writeIndented writes text indented. Markdown code fences (rules write
 // fixes as Markdown for docs and SARIF) are dropped: the indentation already
 // sets the code apart on a terminal.
-func writeIndented(w *bufio.Writer, indent, text string) {
+func writeIndented(w textWriter, indent, text string) {
 	// Line by line into the buffer: no slice of lines, no joined strings.
 	rest := strings.TrimRight(text, "\n")
 	for more := true; more; {
@@ -187,7 +220,7 @@ func writeIndented(w *bufio.Writer, indent, text string) {
 
 // writeLabelled prints "consequence: text" on one line when the text is one
 // line, else the label followed by the text indented (YAML fixes).
-func writeLabelled(w *bufio.Writer, st styler, label, text string) {
+func writeLabelled(w textWriter, st styler, label, text string) {
 	text = strings.TrimRight(text, "\n")
 	if !strings.Contains(text, "\n") {
 		w.WriteString("    ")
