@@ -1301,7 +1301,9 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		if err := r.Client.Status().Patch(ctx, b, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
+		// Patched into a copy: the cycle's gate writes, still under way,
+		// read b.
+		if err := r.Client.Status().Patch(ctx, b.DeepCopy(), client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("update status of %s/%s: %w", b.Namespace, b.Name, err)
 		}
 		r.mu.Lock()
