@@ -22,10 +22,8 @@ type delayedRegister struct {
 }
 
 func (p *delayedRegister) Register(ctx context.Context, pl provider.Pool, t provider.Target) error {
-	n := p.inFlight.Add(1)
+	raiseTo(&p.most, p.inFlight.Add(1))
 	defer p.inFlight.Add(-1)
-	for m := p.most.Load(); n > m && !p.most.CompareAndSwap(m, n); m = p.most.Load() {
-	}
 	time.Sleep(p.delay)
 	return p.Provider.Register(ctx, pl, t)
 }
