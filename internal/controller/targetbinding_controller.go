@@ -172,7 +172,7 @@ type TargetBindingReconciler struct {
 	// and a direct drain's (lockCycle, drainnow.go).
 	cycles map[types.NamespacedName]*sync.Mutex
 	// statusWritten is when each binding's status was last written
-	// (finishStatus, countsDue).
+	// (finishStatus, countsHeld).
 	statusWritten map[types.NamespacedName]time.Time
 	// drainSlots bounds the direct drains in flight (drainInBackground);
 	// nil: none, every drain waits for its binding's cycle.
@@ -1288,11 +1288,13 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 	})
 	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
 	if !statusEqual(&b.Status, next) {
-		if wait := r.countsDue(key, &b.Status, next); wait > 0 {
+		if r.countsHeld(key, &b.Status, next) {
 			// Only the counts changed, and they were written less than
-			// statusCountsInterval ago: written by a later cycle, at the
-			// latest when they are due.
-			return reconcile.Result{RequeueAfter: min(requeue, wait)}, nil
+			// statusCountsInterval ago: written by a later cycle. Not
+			// sooner than the binding's own requeue: counts never make a
+			// binding poll (a binding waiting for a pushed verdict would
+			// read its pool for them).
+			return reconcile.Result{RequeueAfter: requeue}, nil
 		}
 		// The whole status in one merge patch: a diff-based patch would send
 		// only the changed counts, and the API server refuses a targets
@@ -1324,22 +1326,19 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 // observed is written at once.
 const statusCountsInterval = 2 * time.Second
 
-// countsDue returns how long the write of next over cur is to wait: zero
-// unless only the counts differ and the binding's status was written less
-// than statusCountsInterval ago (by this process; a new process writes
-// at once).
-func (r *TargetBindingReconciler) countsDue(key types.NamespacedName, cur, next *zv1.TargetBindingStatus) time.Duration {
+// countsHeld reports whether the write of next over cur waits for a later
+// cycle: only the counts differ, and the binding's status was written less
+// than statusCountsInterval ago (by this process; a new process writes at
+// once).
+func (r *TargetBindingReconciler) countsHeld(key types.NamespacedName, cur, next *zv1.TargetBindingStatus) bool {
 	if cur.ObservedGeneration != next.ObservedGeneration || len(cur.Conditions) != len(next.Conditions) ||
 		!conditionsCover(cur.Conditions, next.Conditions) {
-		return 0
+		return false
 	}
 	r.mu.Lock()
 	at, ok := r.statusWritten[key]
 	r.mu.Unlock()
-	if !ok {
-		return 0
-	}
-	return max(0, statusCountsInterval-r.now().Sub(at))
+	return ok && r.now().Sub(at) < statusCountsInterval
 }
 
 func statusEqual(a, b *zv1.TargetBindingStatus) bool {
