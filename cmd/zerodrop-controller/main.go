@@ -153,7 +153,7 @@ func parse(args []string) (options, error) {
 	fs.DurationVar(&o.breakerBackoff, "provider-breaker-backoff", 5*time.Second, "after a provider command to an LB instance times out, skip that instance this long (its calls fail at once), then probe it; doubles per failed probe up to 1m; negative never skips")
 	fs.DurationVar(&o.cycleTimeout, "cycle-timeout", 10*time.Second, "deadline of the load-balancer calls of one binding cycle (status read and every register, drain, deregister); 0: none")
 	fs.DurationVar(&o.orphanGrace, "orphan-grace", 30*time.Second, "how long an orphan (a load balancer slot whose address no binding of its pool knows) must be seen before the leader drains and frees it; 0 never frees")
-	fs.IntVar(&o.workers, "workers", 4, "bindings reconciled in parallel")
+	fs.IntVar(&o.workers, "workers", controller.DefaultWorkers, "bindings reconciled in parallel")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err

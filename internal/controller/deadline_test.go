@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,11 +30,11 @@ import (
 // actions stall.
 type hangingLB struct {
 	haproxyLike
-	calls int
+	calls atomic.Int32 // a cycle's calls run side by side
 }
 
 func (h *hangingLB) wait(ctx context.Context) error {
-	h.calls++
+	h.calls.Add(1)
 	<-ctx.Done()
 	return ctx.Err()
 }
@@ -103,11 +104,11 @@ func TestReconcileBoundsTheLoadBalancerPartOfACycle(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Reconcile: %v, want the pending requeue, not an error backoff", err)
 	}
-	if lb.calls == 0 {
+	if lb.calls.Load() == 0 {
 		t.Fatal("no provider call: the scenario registers nothing")
 	}
 	if elapsed > time.Second {
-		t.Fatalf("cycle took %s with a 300 ms cycle timeout (%d provider calls)", elapsed.Round(time.Millisecond), lb.calls)
+		t.Fatalf("cycle took %s with a 300 ms cycle timeout (%d provider calls)", elapsed.Round(time.Millisecond), lb.calls.Load())
 	}
 	if res.RequeueAfter != r.pending() {
 		t.Fatalf("requeue after %s, want the pending interval %s", res.RequeueAfter, r.pending())

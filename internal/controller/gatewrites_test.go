@@ -35,14 +35,8 @@ type slowStatusWriter struct {
 }
 
 func (w slowStatusWriter) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
-	n := w.c.inFlight.Add(1)
+	raiseTo(&w.c.most, w.c.inFlight.Add(1))
 	defer w.c.inFlight.Add(-1)
-	for {
-		m := w.c.most.Load()
-		if n <= m || w.c.most.CompareAndSwap(m, n) {
-			break
-		}
-	}
 	time.Sleep(w.c.delay)
 	err := w.SubResourceWriter.Patch(ctx, obj, patch, opts...)
 	if w.c.patched != nil {
@@ -128,5 +122,11 @@ func TestAGateTheLBOpenedDoesNotWaitForRegistrations(t *testing.T) {
 	}
 	if !h.onLB("web-2") {
 		t.Fatal("web-2 was not registered")
+	}
+}
+
+// raiseTo raises most to n if n is more: the most calls seen in flight.
+func raiseTo(most *atomic.Int32, n int32) {
+	for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
 	}
 }

@@ -25,6 +25,15 @@ import (
 	"zerodrop.dev/zerodrop/internal/binding"
 )
 
+// DefaultWorkers is how many bindings are reconciled at once by default.
+// A cycle spends most of its time waiting on the API server (its gate and
+// status patches), so at 100 bindings, each with something pending, 4
+// workers made a woken binding wait seconds in the work queue (issue 12).
+// More workers do not mean more load-balancer connections: the provider
+// bounds those per instance (haproxy.MaxConns); 16 workers, before that
+// bound, took more than HAProxy's stats socket allows.
+const DefaultWorkers = 8
+
 // SetupWithManager registers the reconciler with the manager. Every watch
 // maps back to the bindings concerned, so a pod turning ContainersReady, an
 // endpoint turning terminating or a drain request from the drain endpoint
@@ -37,7 +46,7 @@ import (
 // leader-elected: every serve replica runs one, whoever leads.
 func (r *TargetBindingReconciler) SetupWithManager(mgr ctrl.Manager, nudges <-chan event.GenericEvent, workers int) error {
 	if workers <= 0 {
-		workers = 4
+		workers = DefaultWorkers
 	}
 	name := "targetbinding"
 	opts := controller.Options{MaxConcurrentReconciles: workers}

@@ -171,6 +171,9 @@ type TargetBindingReconciler struct {
 	// cycles serialises each binding's provider decisions: a cycle's
 	// and a direct drain's (lockCycle, drainnow.go).
 	cycles map[types.NamespacedName]*sync.Mutex
+	// statusWritten is when each binding's status was last written
+	// (finishStatus, countsHeld).
+	statusWritten map[types.NamespacedName]time.Time
 	// drainSlots bounds the direct drains in flight (drainInBackground);
 	// nil: none, every drain waits for its binding's cycle.
 	drainSlots chan struct{}
@@ -218,6 +221,7 @@ func (r *TargetBindingReconciler) forgetMemo(key types.NamespacedName) {
 	delete(r.orphans, key)
 	delete(r.foreign, key)
 	delete(r.checkWarned, key)
+	delete(r.statusWritten, key)
 	r.mu.Unlock()
 	r.forgetAddresses(key)
 	r.reads.forget(key)
@@ -371,7 +375,8 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	verdictsOnly := true
 	var stuck, waiting int
 	var errs []error
-	errs = append(errs, r.applyAll(ctx, lbCtx, log, &b, p, lb.Name, poolRef, plans, targets)...)
+	callErrs, gates := r.applyAll(ctx, lbCtx, log, &b, p, lb.Name, poolRef, plans, targets)
+	errs = append(errs, callErrs...)
 	unlock()
 	for i := range plans {
 		tp := &plans[i]
@@ -438,8 +443,15 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		log.Warn("provider calls failed; retrying on the pending cycle", "err", errors.Join(errs...))
 	}
 	// Provider errors are retried on the pending cycle, not by error
-	// backoff: a gate must not wait minutes because one call failed.
-	return r.finishStatus(ctx, &b, counts, status, reason, msg, requeue)
+	// backoff: a gate must not wait minutes because one call failed. The
+	// status is written while the cycle's last gate writes are under way:
+	// one API round trip of the cycle instead of two.
+	res, err := r.finishStatus(ctx, &b, counts, status, reason, msg, requeue)
+	if gateErrs := gates(); len(gateErrs) > 0 {
+		log.Warn("gate writes failed; retrying on the pending cycle", "err", errors.Join(gateErrs...))
+		res.RequeueAfter = min(res.RequeueAfter, r.pending())
+	}
+	return res, err
 }
 
 // targetCheck is the health check sent with each target: the binding's
@@ -827,91 +839,118 @@ func (r *TargetBindingReconciler) apply(ctx, lbCtx context.Context, log *slog.Lo
 // gateWriteWidth bounds the gate conditions one cycle writes at once.
 const gateWriteWidth = 8
 
-// applyAll applies every plan of a cycle (apply) and returns the errors.
-// The load-balancer calls go one after the other, as planned; the leader's
-// gate writes (one pod status patch each) go up to gateWriteWidth at once:
-// written one by one, a binding whose 10 pods turned healthy held its
-// worker, and every binding queued behind it, for 10 API round trips
-// (issue 12: at 1,000 pods over 100 bindings the gates waited 17 s on
-// average in the work queue). The gates of pods none of whose plans calls
-// the load balancer (a target the LB's verdict already opened or closed)
-// are written beside those calls, not after them: a gate the LB opened
-// does not wait for the registrations of the binding's other new pods
-// (issue 12: 60-150 ms each, 10 to a cycle in a fill). The others follow
-// the calls, whose outcome their gate may tell (PoolFull).
-func (r *TargetBindingReconciler) applyAll(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, plans []targetPlan, targets []observedTarget) []error {
+// callWidth bounds the targets whose load-balancer calls one cycle makes
+// at once. The provider bounds its own connections to each instance
+// (HAProxy: haproxy.MaxConns), so this bounds goroutines and the cycle's
+// share of them, not the load on the load balancer.
+const callWidth = 8
+
+// applyAll applies every plan of a cycle (apply). It returns once every
+// load-balancer call is made, with their errors, and gates, which waits
+// for the cycle's gate writes and returns theirs.
+//
+// The targets' calls go side by side, up to callWidth at once: in a
+// fill, one binding's cycle registered its new pods one after the other
+// (issue 12: 1,000 pods over one binding, 130 Registers of 28 ms in a
+// cycle of 13 s). A pod's plans (a previous incarnation's target beside
+// the new one) stay together, in plan order, in one goroutine: the calls,
+// then the gate writes. The leader's gate writes (one pod status patch
+// each) go up to gateWriteWidth at once: written one by one, a binding
+// whose 10 pods turned healthy held its worker, and every binding queued
+// behind it, for 10 API round trips (issue 12). The gates of pods none of
+// whose plans calls the load balancer (a target the LB's verdict already
+// opened or closed) are written from the start, beside those calls: a
+// gate the LB opened does not wait for the registrations of the binding's
+// other new pods. The others follow their own pod's calls, whose outcome
+// their gate may tell (PoolFull). Gate writes may outlast applyAll: the
+// cycle writes the binding's status meanwhile (Reconcile).
+func (r *TargetBindingReconciler) applyAll(ctx, lbCtx context.Context, log *slog.Logger, b *zv1.TargetBinding, p provider.Provider, lb string, pref provider.Pool, plans []targetPlan, targets []observedTarget) (callErrs []error, gates func() []error) {
 	pods := make(map[types.NamespacedName]*corev1.Pod, len(targets))
 	for i := range targets {
 		pods[targets[i].Key] = targets[i].Pod
 	}
 	var (
-		mu   sync.Mutex
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, gateWriteWidth)
+		mu                sync.Mutex
+		gateErrs          []error
+		calls, writes     sync.WaitGroup
+		callSem, writeSem = make(chan struct{}, callWidth), make(chan struct{}, gateWriteWidth)
 	)
-	fail := func(err error) {
+	fail := func(errs *[]error, err error) {
 		mu.Lock()
-		errs = append(errs, err)
+		*errs = append(*errs, err)
 		mu.Unlock()
 	}
-	if r.DrainOnly {
-		for i := range plans {
-			tp := &plans[i]
-			if err := r.applyDrainOnly(lbCtx, log, b, p, lb, pref, tp, pods[tp.Key]); err != nil {
-				fail(err)
-			}
-		}
-		return errs
-	}
-	// A pod's plans (a previous incarnation's target beside the new one)
-	// stay together: applied, then written in plan order, by one writer.
-	calls := map[types.NamespacedName]bool{}
+	// The pods' plans, in plan order, and whether any of them calls.
+	var order []types.NamespacedName
+	byPod := map[types.NamespacedName][]*targetPlan{}
+	withCalls := map[types.NamespacedName]bool{}
 	for i := range plans {
-		if plans[i].Action != actNone {
-			calls[plans[i].Key] = true
+		tp := &plans[i]
+		if byPod[tp.Key] == nil {
+			order = append(order, tp.Key)
+		}
+		byPod[tp.Key] = append(byPod[tp.Key], tp)
+		if tp.Action != actNone {
+			withCalls[tp.Key] = true
 		}
 	}
-	write := func(order []*corev1.Pod, byPod map[*corev1.Pod][]*targetPlan) {
-		for _, pod := range order {
-			sem <- struct{}{}
-			wg.Go(func() {
-				defer func() { <-sem }()
-				for _, tp := range byPod[pod] {
-					if err := r.writeGate(ctx, b, tp, pod); err != nil {
-						fail(err)
-					}
+	writeGates := func(key types.NamespacedName) {
+		pod := pods[key]
+		if r.DrainOnly || pod == nil {
+			return
+		}
+		writeSem <- struct{}{}
+		writes.Go(func() {
+			defer func() { <-writeSem }()
+			for _, tp := range byPod[key] {
+				if err := r.writeGate(ctx, b, tp, pod); err != nil {
+					fail(&gateErrs, err)
 				}
-			})
+			}
+		})
+	}
+	applyPod := func(key types.NamespacedName) {
+		for _, tp := range byPod[key] {
+			var err error
+			if r.DrainOnly {
+				err = r.applyDrainOnly(lbCtx, log, b, p, lb, pref, tp, pods[key])
+			} else {
+				err = r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pods[key])
+			}
+			if err != nil {
+				fail(&callErrs, err)
+			}
 		}
 	}
-	for _, withCalls := range []bool{false, true} {
-		byPod := map[*corev1.Pod][]*targetPlan{}
-		var order []*corev1.Pod
-		for i := range plans {
-			tp := &plans[i]
-			if calls[tp.Key] != withCalls {
-				continue
-			}
-			pod := pods[tp.Key]
-			if err := r.applyLeader(ctx, lbCtx, log, b, p, lb, pref, tp, pod); err != nil {
-				fail(err)
-			}
-			if tp.Gate != nil && pod != nil {
-				if byPod[pod] == nil {
-					order = append(order, pod)
-				}
-				byPod[pod] = append(byPod[pod], tp)
-			}
-		}
-		if withCalls {
-			write(order, byPod)
-		} else {
-			wg.Go(func() { write(order, byPod) }) // the calls need not wait for a free writer
+	// Pods without calls first: their gates need nothing but a writer.
+	var quiet []types.NamespacedName
+	for _, key := range order {
+		if !withCalls[key] {
+			applyPod(key) // verdicts, events: no call, nothing to wait for
+			quiet = append(quiet, key)
 		}
 	}
-	wg.Wait()
-	return errs
+	writes.Go(func() {
+		for _, key := range quiet {
+			writeGates(key)
+		}
+	})
+	for _, key := range order {
+		if !withCalls[key] {
+			continue
+		}
+		callSem <- struct{}{}
+		calls.Go(func() {
+			defer func() { <-callSem }()
+			applyPod(key)
+			writeGates(key)
+		})
+	}
+	calls.Wait()
+	return callErrs, func() []error {
+		writes.Wait()
+		return gateErrs
+	}
 }
 
 // applyDrainOnly is a serve replica's applier: of a target's plan it
@@ -1261,7 +1300,16 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 	meta.SetStatusCondition(&next.Conditions, metav1.Condition{
 		Type: ConditionReady, Status: status, Reason: reason, Message: msg, ObservedGeneration: b.Generation,
 	})
+	key := types.NamespacedName{Namespace: b.Namespace, Name: b.Name}
 	if !statusEqual(&b.Status, next) {
+		if r.countsHeld(key, &b.Status, next) {
+			// Only the counts changed, and they were written less than
+			// statusCountsInterval ago: written by a later cycle. Not
+			// sooner than the binding's own requeue: counts never make a
+			// binding poll (a binding waiting for a pushed verdict would
+			// read its pool for them).
+			return reconcile.Result{RequeueAfter: requeue}, nil
+		}
 		// The whole status in one merge patch: a diff-based patch would send
 		// only the changed counts, and the API server refuses a targets
 		// object without its required fields.
@@ -1269,11 +1317,42 @@ func (r *TargetBindingReconciler) finishStatus(ctx context.Context, b *zv1.Targe
 		if err != nil {
 			return reconcile.Result{}, err
 		}
-		if err := r.Client.Status().Patch(ctx, b, client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
+		// Patched into a copy: the cycle's gate writes, still under way,
+		// read b.
+		if err := r.Client.Status().Patch(ctx, b.DeepCopy(), client.RawPatch(types.MergePatchType, raw)); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("update status of %s/%s: %w", b.Namespace, b.Name, err)
 		}
+		r.mu.Lock()
+		if r.statusWritten == nil {
+			r.statusWritten = map[types.NamespacedName]time.Time{}
+		}
+		r.statusWritten[key] = r.now()
+		r.mu.Unlock()
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// statusCountsInterval is how often at most a binding's status is written
+// when only its target counts changed. Every cycle of a fill changes them
+// (one more registering, one more healthy), and the status patch was one
+// of the two API round trips of each cycle, every binding waiting for the
+// worker (issue 12); a change of the Ready condition or of the generation
+// observed is written at once.
+const statusCountsInterval = 2 * time.Second
+
+// countsHeld reports whether the write of next over cur waits for a later
+// cycle: only the counts differ, and the binding's status was written less
+// than statusCountsInterval ago (by this process; a new process writes at
+// once).
+func (r *TargetBindingReconciler) countsHeld(key types.NamespacedName, cur, next *zv1.TargetBindingStatus) bool {
+	if cur.ObservedGeneration != next.ObservedGeneration || len(cur.Conditions) != len(next.Conditions) ||
+		!conditionsCover(cur.Conditions, next.Conditions) {
+		return false
+	}
+	r.mu.Lock()
+	at, ok := r.statusWritten[key]
+	r.mu.Unlock()
+	return ok && r.now().Sub(at) < statusCountsInterval
 }
 
 func statusEqual(a, b *zv1.TargetBindingStatus) bool {

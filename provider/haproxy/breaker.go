@@ -105,8 +105,15 @@ func (c *Client) call(ctx context.Context, line, what string) (string, error) {
 	return answer, err
 }
 
-// guarded runs one exchange behind the Client's circuit breaker.
+// guarded runs one exchange behind the Client's circuit breaker, once one
+// of the MaxConns command slots is free (the wait is not the instance's
+// slowness: the breaker's clock starts after it).
 func (c *Client) guarded(ctx context.Context, what string, exchange func() error) error {
+	release, err := c.acquireConn(ctx)
+	if err != nil {
+		return fmt.Errorf("haproxy %s: %q: waiting for a connection: %w", c, what, err)
+	}
+	defer release()
 	probe, err := c.breaker.allow(time.Now())
 	if err != nil {
 		return fmt.Errorf("haproxy %s: %q: %w", c, what, err)

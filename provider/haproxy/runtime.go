@@ -26,6 +26,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -66,6 +67,32 @@ type Client struct {
 	pool connPool // idle prompt-mode connections (TLS only)
 	// lines counts the lines sent: Runtime API round trips.
 	lines atomic.Int64
+	// conns holds a token per command in flight (guarded): at most
+	// MaxConns connections to the instance at once (MaxConns).
+	conns     chan struct{}
+	connsOnce sync.Once
+}
+
+// MaxConns is how many commands one Client sends at once, each on a
+// connection of its own; more wait for one of them to end (within their
+// context). HAProxy's stats socket accepts 10 sessions (`stats maxconn`),
+// shared by every process that talks to the instance: the reconcile and
+// the serve processes, and each one's event stream (`show events -w`,
+// which is not counted here). Beyond it a connection waits in the
+// socket's backlog or is refused, so the controller's own concurrency
+// (workers, the calls of a cycle side by side) must not turn into
+// connections.
+const MaxConns = 3
+
+// acquireConn waits for one of the MaxConns command slots.
+func (c *Client) acquireConn(ctx context.Context) (release func(), err error) {
+	c.connsOnce.Do(func() { c.conns = make(chan struct{}, MaxConns) })
+	select {
+	case c.conns <- struct{}{}:
+		return func() { <-c.conns }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path

@@ -329,27 +329,41 @@ func splitStatAddr(addr string) (host, port string) {
 // them at runtime); the target's check port is set. A slot with the
 // target's address that another target holds is never taken over
 // (ErrAddressHeld).
+//
+// Only the choice of the slot and its claim (its address set, still in
+// maintenance) hold the backend's claim lock: two targets must not pick the
+// same free slot. Steps 2-5 act on a slot this process now holds for the
+// target, by name, so the next target's claim need not wait for them
+// (Registers of a cycle run side by side).
 func (p *Provider) registerSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (changed bool, err error) {
-	// One claim at a time per backend and instance: two targets must not
-	// pick the same free slot.
-	defer p.claim(in, pool)()
-	_, err = p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
-		changed, err = p.registerSlotOn(ctx, in, c, pool, t, states)
-		return err
-	})
-	return changed, err
+	var s ServerState
+	var next bool
+	func() {
+		defer p.claim(in, pool)()
+		_, err = p.onSlots(ctx, in, c, pool, func(states []ServerState) error {
+			s, changed, next, err = p.claimSlotOn(ctx, in, c, pool, t, states)
+			return err
+		})
+	}()
+	if err != nil || !next {
+		return changed, err
+	}
+	return true, p.checkedSlot(ctx, in, c, pool, s)
 }
 
-func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, pool string, t provider.Target, states []ServerState) (changed bool, err error) {
+// claimSlotOn finds or claims the target's slot (the first part of
+// registerSlot, under the claim lock). next says whether steps 2-5 are to
+// follow on s; changed, whether the claim changed the slot.
+func (p *Provider) claimSlotOn(ctx context.Context, in Instance, c *Client, pool string, t provider.Target, states []ServerState) (s ServerState, changed, next bool, err error) {
 	s, found, heldBy := p.findSlot(ctx, in.Name, states, pool, t)
 	if !found && heldBy != "" {
 		err := fmt.Errorf("register %s (%s) in backend %s: a slot with that address still belongs to target %s until it is freed: %w",
 			t.ID, t.Addr(), pool, heldBy, ErrAddressHeld)
-		return false, staleError{err} // confirmed on a fresh read
+		return s, false, false, staleError{err} // confirmed on a fresh read
 	}
 	if found {
 		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
-			return false, err
+			return s, false, false, err
 		}
 		p.hold(in.Name, pool, s, t.ID)
 	} else {
@@ -364,16 +378,16 @@ func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, p
 			}
 		}
 		if !found {
-			return false, staleError{fmt.Errorf("register %s (%s) in backend %s: all %d slots (%s1..%s%d) hold targets: %w",
+			return s, false, false, staleError{fmt.Errorf("register %s (%s) in backend %s: all %d slots (%s1..%s%d) hold targets: %w",
 				t.ID, t.Addr(), pool, n, SlotPrefix, SlotPrefix, n, ErrNoFreeSlot)}
 		}
 		if s.CheckState&0x02 == 0 {
 			// Without `check` a slot would be UP the moment it leaves
 			// maintenance: no safe registration possible.
-			return false, fmt.Errorf("backend %s: slot %s has no health check configured (add `check` to the server-template line)", pool, s.Name)
+			return s, false, false, fmt.Errorf("backend %s: slot %s has no health check configured (add `check` to the server-template line)", pool, s.Name)
 		}
 		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
-			return false, err
+			return s, false, false, err
 		}
 		chk := withDefaults(t.Check, p.check)
 		port := chk.Port
@@ -387,44 +401,49 @@ func (p *Provider) registerSlotOn(ctx context.Context, in Instance, c *Client, p
 		ok, err := c.Run(ctx, &claim)
 		if ok < 1 {
 			p.dropServers(in, pool)
-			return true, err
+			return s, true, false, err
 		}
 		s.Addr, s.Port = t.IP, t.Port
 		p.hold(in.Name, pool, s, t.ID)
 		p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Addr, x.Port = t.IP, t.Port })
 		if err != nil {
-			return true, err
+			return s, true, false, err
 		}
 		p.log.Info("haproxy: target takes slot", "instance", in.Name, "pool", pool, "slot", s.Name, "target", t.ID, "addr", t.Addr())
 		s.Admin |= AdminForcedMaint // claimed from maintenance: finish from step 2
+		changed = true
 	}
-	// Steps 2-4 in one line (every subset of them leaves the slot out of
-	// balanced traffic: in maintenance or drain), step 5 in the next, sent
-	// only once step 4 reset the check counter.
-	var checked Batch
 	switch {
-	case s.Admin.Maint():
+	case s.Admin.Maint(), s.Admin.Drain():
+		return s, changed, true, nil
+	}
+	return s, changed, false, nil // in rotation or checked towards it
+}
+
+// checkedSlot runs steps 2-5 on the target's slot s (in maintenance, or in
+// drain: cut short between steps 3 and 4, whose counter may be an unearned
+// `rise`, so 4-5 are redone). Steps 2-4 go in one line (every subset of
+// them leaves the slot out of balanced traffic: in maintenance or drain),
+// step 5 in the next, sent only once step 4 reset the check counter.
+func (p *Provider) checkedSlot(ctx context.Context, in Instance, c *Client, pool string, s ServerState) error {
+	var checked Batch
+	if s.Admin.Maint() {
 		if s.CheckState&CheckStateEnabled == 0 {
 			checked.EnableHealth(pool, s.Name)
 		}
 		checked.SetServerState(pool, s.Name, StateDrain)
-	case s.Admin.Drain():
-		// Drained, or cut short between steps 3 and 4: the counter may be
-		// an unearned `rise`, so redo 4-5.
-	default:
-		return false, nil // in rotation or checked towards it
 	}
 	checked.SetServerHealth(pool, s.Name, HealthDown)
 	if _, err := c.Run(ctx, &checked); err != nil {
 		p.dropServers(in, pool)
-		return true, err
+		return err
 	}
-	err = c.SetServerState(ctx, pool, s.Name, StateReady)
+	err := c.SetServerState(ctx, pool, s.Name, StateReady)
 	p.noteSlot(in, pool, s.Name, func(x *ServerState) {
 		x.Admin &^= AdminForcedMaint | AdminConfigMaint | AdminForcedDrain
 		x.CheckState |= CheckStateEnabled
 	})
-	return true, err
+	return err
 }
 
 // drainSlot sets the target's slot to drain; false when the backend has no
