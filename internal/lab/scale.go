@@ -544,6 +544,7 @@ func conditionStatus(p *corev1.Pod, t corev1.PodConditionType) corev1.ConditionS
 // the listener answers is Ready, nothing wrong) and returns the last check.
 func (s *Scale) WaitSettled(ctx context.Context, gone []netip.Addr) (GateCheck, error) {
 	var last GateCheck
+	var lastErr error // of the last check that failed to read
 	for {
 		g, err := s.CheckGates(ctx, gone)
 		if err == nil {
@@ -551,10 +552,19 @@ func (s *Scale) WaitSettled(ctx context.Context, gone []netip.Addr) (GateCheck, 
 			if g.Settled() {
 				return g, nil
 			}
+		} else {
+			lastErr = err
 		}
 		select {
 		case <-ctx.Done():
-			return last, fmt.Errorf("lab: scale not settled (%d Ready, %d waiting, %d failing, %d wrong): %w", last.Ready, last.Waiting, last.Failing, len(last.Wrong), ctx.Err())
+			why := ""
+			if len(last.Wrong) > 0 {
+				why = "; first wrong: " + last.Wrong[0]
+			}
+			if lastErr != nil {
+				why += "; last read error: " + lastErr.Error()
+			}
+			return last, fmt.Errorf("lab: scale not settled (%d Ready, %d waiting, %d failing, %d wrong%s): %w", last.Ready, last.Waiting, last.Failing, len(last.Wrong), why, ctx.Err())
 		case <-time.After(time.Second):
 		}
 	}
