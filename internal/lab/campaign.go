@@ -159,7 +159,7 @@ func (r *recorder) add(x verify.Result, stream string, instance int, frontend st
 	r.failures = append(r.failures, failure{x.Scheduled.Add(x.Latency), stream, instance, string(x.Class)})
 	if len(r.samples) < maxFailureSamples {
 		r.samples = append(r.samples, FailureSample{
-			Scheduled: x.Scheduled, Frontend: frontend, Class: string(x.Class), Code: x.Code,
+			Scheduled: x.Scheduled, Stream: stream, Frontend: frontend, Class: string(x.Class), Code: x.Code,
 			LatencyMs: float64(x.Latency) / float64(time.Millisecond), Error: x.Error,
 		})
 	}

@@ -212,6 +212,35 @@ func (in *Installation) PodLogs() []string {
 	return out
 }
 
+// Warnings returns the controller pods' log lines at level WARN or ERROR
+// (at most max, then a count of the rest), each prefixed with its pod:
+// what a test shows beside a failed request.
+func (in *Installation) Warnings(max int) string {
+	var lines []string
+	more := 0
+	for _, f := range in.PodLogs() {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		pod := filepath.Base(filepath.Dir(f))
+		for _, l := range strings.Split(string(data), "\n") {
+			if !strings.Contains(l, `"level":"WARN"`) && !strings.Contains(l, `"level":"ERROR"`) {
+				continue
+			}
+			if len(lines) == max {
+				more++
+				continue
+			}
+			lines = append(lines, pod+": "+l)
+		}
+	}
+	if more > 0 {
+		lines = append(lines, fmt.Sprintf("... and %d more", more))
+	}
+	return strings.Join(lines, "\n")
+}
+
 // Forbidden fails when a controller pod logged a request RBAC refused:
 // config/rbac lacks a rule the controller needs.
 func (in *Installation) Forbidden() error {

@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +183,9 @@ func installAndRoll(ctx context.Context, t *testing.T, tg Target, objs []*unstru
 		Rollouts: 5, Rate: 1000, Replicas: 3, Settle: 2 * time.Second, Logger: opts.Logger,
 	})
 	requireNoneFailed(t, res, err)
+	if res.Failed != 0 {
+		t.Logf("controller warnings and errors:\n%s", inst.Warnings(40))
+	}
 	if res.Requests < 5*10000 {
 		t.Errorf("%s: only %d requests sent", res.Name(), res.Requests)
 	}
@@ -218,5 +223,29 @@ func TestParseObjects(t *testing.T) {
 		if _, err := ParseObjects([]byte(in), "f.yaml"); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("ParseObjects(%q) error %v, want %q", in, err, want)
 		}
+	}
+}
+
+// Beside a failed request the installed test shows the controller pods'
+// warnings and errors, bounded, each named by its pod.
+func TestInstallationWarningsAreTheControllerPodsWarnAndErrorLines(t *testing.T) {
+	dir := t.TempDir()
+	write := func(pod, text string) {
+		d := filepath.Join(dir, "nodes", "n1", pod)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(d, "c.log"), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("pod-zerodrop-controller-a", `{"level":"INFO","msg":"started"}`+"\n"+`{"level":"WARN","msg":"drain failed"}`+"\n")
+	write("pod-zerodrop-serve-b", `{"level":"ERROR","msg":"x"}`+"\n"+`{"level":"ERROR","msg":"y"}`+"\n")
+	write("pod-app-c", `{"level":"ERROR","msg":"not the controller's"}`+"\n")
+	in := &Installation{t: Target{Dir: dir}}
+	got := in.Warnings(2)
+	want := "pod-zerodrop-controller-a: {\"level\":\"WARN\",\"msg\":\"drain failed\"}\npod-zerodrop-serve-b: {\"level\":\"ERROR\",\"msg\":\"x\"}\n... and 1 more"
+	if got != want {
+		t.Errorf("Warnings(2) =\n%s\nwant\n%s", got, want)
 	}
 }

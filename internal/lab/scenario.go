@@ -384,6 +384,8 @@ type Result struct {
 type FailureSample struct {
 	// Scheduled is when the request was due.
 	Scheduled time.Time `json:"scheduled"`
+	// Stream is the load stream that sent it (main, slow, post).
+	Stream string `json:"stream,omitempty"`
 	// Frontend is the load-balancer instance's address it went to.
 	Frontend string `json:"frontend"`
 	Class    string `json:"class"`
@@ -742,6 +744,9 @@ func PrintTable(w io.Writer, results []Result) {
 			g.DrainLatencyP50ms, g.DrainLatencyP99ms, g.DrainSamples, g.ProbeIntervalMs)
 	}
 	for _, r := range results {
+		printFailureSamples(w, r)
+	}
+	for _, r := range results {
 		p := r.Prometheus
 		if p == nil {
 			continue
@@ -755,6 +760,29 @@ func PrintTable(w io.Writer, results []Result) {
 		for _, a := range p.Alerts {
 			fmt.Fprintf(w, "  %s\n", a)
 		}
+	}
+}
+
+// printFailureSamples lists r's first failed requests, each placed in its
+// rollout (time since the rollout's start), so that a rare failure in CI
+// can be laid beside the pods' and the controller's logs.
+func printFailureSamples(w io.Writer, r Result) {
+	if len(r.FailureSamples) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n%s: first %d failed requests (rollout +seconds since its start; stream; frontend; class; waited):\n", r.Name(), len(r.FailureSamples))
+	for _, f := range r.FailureSamples {
+		at := "before rollout 1"
+		for _, ro := range r.PerRollout {
+			if !f.Scheduled.Before(ro.Started) {
+				at = fmt.Sprintf("rollout %d +%.3fs", ro.Rollout, f.Scheduled.Sub(ro.Started).Seconds())
+			}
+		}
+		code := ""
+		if f.Code != 0 {
+			code = fmt.Sprintf(" %d", f.Code)
+		}
+		fmt.Fprintf(w, "  %s (%s UTC)  %s  %s  %s%s  %.1f ms  %s\n", at, f.Scheduled.UTC().Format("15:04:05.000"), f.Stream, f.Frontend, f.Class, code, f.LatencyMs, f.Error)
 	}
 }
 

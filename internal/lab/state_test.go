@@ -133,8 +133,28 @@ func TestRecorderAssignsFailuresToRolloutWindows(t *testing.T) {
 		t.Errorf("by class %v", res.FailuresByClass)
 	}
 	// Each failure is kept with its time, frontend and class.
-	if len(res.FailureSamples) != 5 || res.FailureSamples[1].Class != "refused" || !res.FailureSamples[1].Scheduled.Equal(at(1.5)) || res.FailureSamples[1].Frontend != "127.0.0.1:8080" {
+	if len(res.FailureSamples) != 5 || res.FailureSamples[1].Class != "refused" || !res.FailureSamples[1].Scheduled.Equal(at(1.5)) || res.FailureSamples[1].Frontend != "127.0.0.1:8080" || res.FailureSamples[1].Stream != StreamMain {
 		t.Errorf("failure samples %+v", res.FailureSamples)
+	}
+}
+
+// The table names each sampled failure's rollout and time within it, so
+// a single failure in CI can be found in the pods' logs.
+func TestTheTablePlacesEachFailureInItsRollout(t *testing.T) {
+	t0 := time.Date(2026, 12, 7, 18, 0, 0, 0, time.UTC)
+	res := Result{Scenario: "zerodrop", FailureSamples: []FailureSample{
+		{Scheduled: t0.Add(-time.Second), Stream: StreamMain, Frontend: "127.0.0.1:1", Class: "http_502", Code: 502, LatencyMs: 1},
+		{Scheduled: t0.Add(12500 * time.Millisecond), Stream: StreamPost, Frontend: "127.0.0.1:2", Class: "eof", LatencyMs: 3.25, Error: "POST: EOF"},
+	}, PerRollout: []RolloutRecord{{Rollout: 1, Started: t0}, {Rollout: 2, Started: t0.Add(10 * time.Second)}}}
+	var sb strings.Builder
+	PrintTable(&sb, []Result{res})
+	for _, want := range []string{
+		"before rollout 1 (17:59:59.000 UTC)  main  127.0.0.1:1  http_502 502",
+		"rollout 2 +2.500s (18:00:12.500 UTC)  post  127.0.0.1:2  eof  3.2 ms  POST: EOF",
+	} {
+		if !strings.Contains(sb.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, sb.String())
+		}
 	}
 }
 
