@@ -120,6 +120,11 @@ type memo struct {
 	// binding keeps telling the provider's address book about it while it
 	// is on the load balancer, also after its pod and endpoint are gone.
 	target provider.Target
+	// gateWritten is when this process last decided to write the pod's
+	// gate, and gateWrittenFalse whether that write was a False one
+	// (holdGateNotes).
+	gateWritten      time.Time
+	gateWrittenFalse bool
 }
 
 // gateCondition is the desired readiness-gate condition of a pod.
@@ -161,6 +166,10 @@ type targetPlan struct {
 	// DrainLatency is set on the cycle the target is first reported
 	// drained: time since the drain started.
 	DrainLatency time.Duration
+	// NoteHeld is set by holdGateNotes: Gate only rewrites the reason or
+	// message of a gate that stays False, too soon after the pod's last
+	// gate write; it is written by a later cycle.
+	NoteHeld bool
 }
 
 type drainVerdict struct {
@@ -289,7 +298,7 @@ func planTarget(in planInput, t observedTarget) targetPlan {
 	// A pod alive again after a drain (an endpoint flapping terminating)
 	// starts over.
 	*m = memo{uid: m.uid, containersReadySeen: m.containersReadySeen, gateFalseAt: m.gateFalseAt, gateFalseSince: m.gateFalseSince,
-		staleDrainStart: m.staleDrainStart, target: m.target}
+		staleDrainStart: m.staleDrainStart, target: m.target, gateWritten: m.gateWritten, gateWrittenFalse: m.gateWrittenFalse}
 
 	gated := binding.HasGate(t.Pod, b.Name)
 	cr := podCondition(t.Pod, corev1.ContainersReady)

@@ -1,0 +1,71 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
+	"zerodrop.dev/zerodrop/provider"
+)
+
+// Scenario (issue 12, a rollout at 1,000 pods over 100 bindings): web-1
+// turns ContainersReady and is registered; 250 ms later the load balancer
+// reports it INI (checks under way); 2 s after the first gate write it
+// still does; 250 ms after that it reports it healthy. Expectation: the
+// first cycle writes the gate False (NotRegistered); the second, 250 ms
+// later, does not rewrite it for the new reason (a pod status patch, an
+// Event and another cycle for a note), and emits no Event; the first cycle
+// gateNoteInterval after the first write writes INI; the gate turns True
+// at once on the healthy verdict, 250 ms after the INI write.
+func TestAFalseGatesNoteIsRewrittenAtMostEveryInterval(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", nil)...)
+
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != "False" || g.Reason != ReasonNotRegistered {
+		t.Fatalf("first cycle: gate %+v; want False NotRegistered", g)
+	}
+	if !h.onLB("web-1") {
+		t.Fatal("web-1 not registered by the first cycle")
+	}
+	h.eventsSeen() // the first write's
+
+	h.advance(250 * time.Millisecond)
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Reason != ReasonNotRegistered {
+		t.Fatalf("250 ms after the first write, the LB reporting INI: gate %+v; want NotRegistered kept (a note, held for %s)", g, gateNoteInterval)
+	}
+	for _, e := range h.eventsSeen() {
+		if strings.Contains(e, "GateFalse") {
+			t.Fatalf("a held note emitted an Event: %s", e)
+		}
+	}
+
+	h.advance(gateNoteInterval)
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != "False" || g.Reason != "INI" {
+		t.Fatalf("%s after the first write: gate %+v; want False INI written", gateNoteInterval+250*time.Millisecond, g)
+	}
+
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	h.advance(250 * time.Millisecond)
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != "True" || g.Reason != ReasonHealthy {
+		t.Fatalf("healthy 250 ms after the last write: gate %+v; want True at once", g)
+	}
+}
+
+// Scenario: web-1's gate is False (INI, written by this process) when
+// its gate timeout passes 100 ms later. Expectation: GateTimeoutFailClosed
+// is written at once: a reason someone has to act on is no note.
+func TestAGateTimeoutIsWrittenAtOnce(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", nil)...)
+	h.reconcile()
+	h.advance(250 * time.Millisecond)
+	h.reconcile() // INI held
+	h.advance(zv1.DefaultGateTimeout)
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Reason != ReasonGateTimeoutClosed {
+		t.Fatalf("gate timeout passed: gate %+v; want GateTimeoutFailClosed at once", g)
+	}
+}
