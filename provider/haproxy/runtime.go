@@ -26,7 +26,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -67,10 +66,9 @@ type Client struct {
 	pool connPool // idle prompt-mode connections (TLS only)
 	// lines counts the lines sent: Runtime API round trips.
 	lines atomic.Int64
-	// conns holds a token per command in flight (guarded): at most
-	// MaxConns connections to the instance at once (MaxConns).
-	conns     chan struct{}
-	connsOnce sync.Once
+	// conns hands out the MaxConns connection slots (guarded), by lane
+	// (lanes.go).
+	conns connQueue
 }
 
 // MaxConns is how many commands one Client sends at once, each on a
@@ -84,15 +82,13 @@ type Client struct {
 // connections.
 const MaxConns = 3
 
-// acquireConn waits for one of the MaxConns command slots.
+// acquireConn waits for one of the MaxConns command slots, in the lane
+// ctx carries (lanes.go).
 func (c *Client) acquireConn(ctx context.Context) (release func(), err error) {
-	c.connsOnce.Do(func() { c.conns = make(chan struct{}, MaxConns) })
-	select {
-	case c.conns <- struct{}{}:
-		return func() { <-c.conns }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := c.conns.acquire(ctx, laneOf(ctx)); err != nil {
+		return nil, err
 	}
+	return c.conns.release, nil
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
