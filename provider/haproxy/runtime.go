@@ -72,14 +72,19 @@ type Client struct {
 }
 
 // MaxConns is how many commands one Client sends at once, each on a
-// connection of its own; more wait for one of them to end (within their
-// context). HAProxy's stats socket accepts 10 sessions (`stats maxconn`),
-// shared by every process that talks to the instance: the reconcile and
-// the serve processes, and each one's event stream (`show events -w`,
-// which is not counted here). Beyond it a connection waits in the
-// socket's backlog or is refused, so the controller's own concurrency
-// (workers, the calls of a cycle side by side) must not turn into
-// connections.
+// connection of its own (an idle pooled TLS connection counts as one);
+// more wait for one of them to end (within their context), in lanes
+// (lanes.go). HAProxy's stats socket accepts 10 sessions (`stats
+// maxconn`), shared by every process that talks to the instance; beyond
+// it a connection waits, unaccepted, in the socket's backlog. With the
+// chart's defaults those are the reconcile leader (MaxConns, plus its
+// event stream, `show events -w`, not counted here) and two serve
+// replicas, whose drain-only reconcilers read and drain too: 3 + 1 +
+// 2 x 3 = 10. 4 would make 13 (and 11 in the lab, whose bench observer
+// holds a stream and a read), so the lanes, not more connections, keep
+// drains and reads from waiting behind Registers. The controller's own
+// concurrency (workers, the calls of a cycle side by side) must not turn
+// into connections.
 const MaxConns = 3
 
 // acquireConn waits for one of the MaxConns command slots, in the lane
