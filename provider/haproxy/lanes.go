@@ -12,12 +12,8 @@ package haproxy
 // against a goal of 50). So a command waits in the lane of the provider
 // call it belongs to (set on its context by the provider's method, so
 // the provider API does not change), and a freed connection goes to the
-// first waiter of the most urgent lane: drains, then reads, then
-// deregistrations, then the rest, first come first served within a lane.
-// Deregistrations come after the reads: in the first runs with lanes they
-// passed the reads too, and a rollout's (five commands per instance each,
-// in slot mode) held up the reads that open the new pods' gates (gate
-// p50 365-833 ms against 291-349 without lanes; docs/lab.md).
+// first waiter of the most urgent lane: drains, then reads, then the rest,
+// first come first served within a lane.
 //
 // Starvation: a lane's first waiter is passed by at most maxPassed
 // commands of more urgent lanes; then it has the next free connection.
@@ -39,14 +35,11 @@ const (
 	// laneBulk: registrations (their slot claims and the reads they
 	// make) and anything not marked.
 	laneBulk lane = iota
-	// laneDeregister: removing a target (Provider.Deregister), drained
-	// already or not to be drained; in slot mode it frees the slot a
-	// Register may wait for.
-	laneDeregister
 	// laneRead: a pool's status read (Provider.Status), which gates and
 	// drain verdicts wait for.
 	laneRead
-	// laneDrain: taking a target out of rotation (Provider.SetDraining).
+	// laneDrain: taking a target out of rotation (Provider.SetDraining,
+	// Provider.Deregister).
 	laneDrain
 
 	numLanes
@@ -56,8 +49,6 @@ func (l lane) String() string {
 	switch l {
 	case laneBulk:
 		return "bulk"
-	case laneDeregister:
-		return "deregister"
 	case laneRead:
 		return "read"
 	case laneDrain:

@@ -57,24 +57,22 @@ func next(t *testing.T, q *connQueue, got <-chan string) string {
 	}
 }
 
-// Scenario: every slot is busy; a Register's command waits, then a
-// Deregister's, then a status read's, then two drains, then another
-// Register's. Expectation: the freed slots go to the drains first (in
-// their order), then the read, then the Deregister, then the Registers in
-// theirs: urgent commands pass queued Registers, first come first served
-// within a lane.
+// Scenario: every slot is busy; a Register's command waits, then a status
+// read's, then two drains, then another Register's. Expectation: the
+// freed slots go to the drains first (in their order), then the read,
+// then the Registers in theirs: urgent commands pass queued Registers,
+// first come first served within a lane.
 func TestADrainGetsTheNextFreeConnectionBeforeQueuedRegisters(t *testing.T) {
 	var q connQueue
 	holdAll(t, &q)
 	got := make(chan string, 8)
 	ctx := context.Background()
 	queue(t, ctx, &q, laneBulk, "register 1", got)
-	queue(t, ctx, &q, laneDeregister, "deregister", got)
 	queue(t, ctx, &q, laneRead, "read", got)
 	queue(t, ctx, &q, laneDrain, "drain 1", got)
 	queue(t, ctx, &q, laneDrain, "drain 2", got)
 	queue(t, ctx, &q, laneBulk, "register 2", got)
-	want := []string{"drain 1", "drain 2", "read", "deregister", "register 1", "register 2"}
+	want := []string{"drain 1", "drain 2", "read", "register 1", "register 2"}
 	for i, w := range want {
 		if name := next(t, &q, got); name != w {
 			t.Fatalf("slot %d went to %q; want %q (order %v)", i+1, name, w, want)
@@ -134,10 +132,9 @@ func TestAWaiterLeavesTheQueueWhenItsContextEnds(t *testing.T) {
 }
 
 // Scenario: every connection slot of the instance is busy, and the
-// provider's calls wait for one. Expectation: SetDraining waits in the
-// drain lane, Status in the read lane, Deregister in the deregister lane,
-// Register in the bulk lane, whatever lane the caller's context carried;
-// none sends anything.
+// provider's calls wait for one. Expectation: SetDraining and Deregister
+// wait in the drain lane, Status in the read lane, Register in the bulk
+// lane, whatever lane the caller's context carried; none sends anything.
 func TestProviderCallsWaitInTheirLanes(t *testing.T) {
 	sent := make(chan string, 16)
 	c := fakeSocket(t, func(line string) (string, bool) { sent <- line; return "\n\n", true })
@@ -157,7 +154,7 @@ func TestProviderCallsWaitInTheirLanes(t *testing.T) {
 		{"Register", laneBulk, func(ctx context.Context) error { return p.Register(ctx, pool, target) }},
 		{"Status", laneRead, func(ctx context.Context) error { _, err := p.Status(ctx, pool); return err }},
 		{"SetDraining", laneDrain, func(ctx context.Context) error { return p.SetDraining(ctx, pool, target) }},
-		{"Deregister", laneDeregister, func(ctx context.Context) error { return p.Deregister(ctx, pool, target) }},
+		{"Deregister", laneDrain, func(ctx context.Context) error { return p.Deregister(ctx, pool, target) }},
 	}
 	for _, tc := range calls {
 		for _, outer := range []lane{laneBulk, laneDrain} {

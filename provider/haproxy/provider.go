@@ -383,7 +383,7 @@ func (p *Provider) SetDraining(ctx context.Context, pl provider.Pool, t provider
 // maintenance and, once it has no session, its address is unset: free.
 func (p *Provider) Deregister(ctx context.Context, pl provider.Pool, t provider.Target) error {
 	ctx, pool := withPool(ctx, pl)
-	ctx = withLane(ctx, laneDeregister) // after drains and reads, before Registers (lanes.go)
+	ctx = withLane(ctx, laneDrain) // before queued reads and Registers (lanes.go)
 	return p.each(func(in Instance, c *Client) error {
 		if slots, err := p.freeSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
