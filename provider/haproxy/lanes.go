@@ -39,7 +39,7 @@ const (
 	// drain verdicts wait for.
 	laneRead
 	// laneDrain: taking a target out of rotation (Provider.SetDraining,
-	// Provider.Deregister).
+	// Provider.Deregister: with drain disabled it is the removal itself).
 	laneDrain
 
 	numLanes
