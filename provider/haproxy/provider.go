@@ -247,6 +247,7 @@ func (p *Provider) Register(ctx context.Context, pl provider.Pool, t provider.Ta
 		return provider.Errorf(provider.CodeInvalid, "", "%w", err)
 	}
 	ctx, pool := withPool(ctx, pl)
+	ctx = withLane(ctx, laneBulk) // behind drains and reads (lanes.go)
 	opts := p.serverOptions(t)
 	return p.each(func(in Instance, c *Client) error {
 		states, err := p.serversOf(ctx, in, c, pool, false)
@@ -363,6 +364,7 @@ func findServer(ctx context.Context, c *Client, backend, server string) (ServerS
 // (its slot, found by address, in slot mode).
 func (p *Provider) SetDraining(ctx context.Context, pl provider.Pool, t provider.Target) error {
 	ctx, pool := withPool(ctx, pl)
+	ctx = withLane(ctx, laneDrain) // before queued reads and Registers (lanes.go)
 	return p.each(func(in Instance, c *Client) error {
 		if slots, err := p.drainSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
@@ -381,6 +383,7 @@ func (p *Provider) SetDraining(ctx context.Context, pl provider.Pool, t provider
 // maintenance and, once it has no session, its address is unset: free.
 func (p *Provider) Deregister(ctx context.Context, pl provider.Pool, t provider.Target) error {
 	ctx, pool := withPool(ctx, pl)
+	ctx = withLane(ctx, laneDrain) // before queued reads and Registers (lanes.go)
 	return p.each(func(in Instance, c *Client) error {
 		if slots, err := p.freeSlot(ctx, in, c, pool, t); slots || err != nil {
 			return err
@@ -409,6 +412,7 @@ func (p *Provider) Deregister(ctx context.Context, pl provider.Pool, t provider.
 // Status reads the pool on every instance with one Runtime API call each.
 func (p *Provider) Status(ctx context.Context, pl provider.Pool) (provider.PoolStatus, error) {
 	ctx, pool := withPool(ctx, pl)
+	ctx = withLane(ctx, laneRead) // before queued Registers (lanes.go)
 	st := provider.PoolStatus{Pool: pool, Instances: make([]provider.InstanceStatus, len(p.clients))}
 	err := p.each(func(in Instance, c *Client) error {
 		i := indexOf(p.instances, in.Name)

@@ -26,7 +26,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -67,32 +66,34 @@ type Client struct {
 	pool connPool // idle prompt-mode connections (TLS only)
 	// lines counts the lines sent: Runtime API round trips.
 	lines atomic.Int64
-	// conns holds a token per command in flight (guarded): at most
-	// MaxConns connections to the instance at once (MaxConns).
-	conns     chan struct{}
-	connsOnce sync.Once
+	// conns hands out the MaxConns connection slots (guarded), by lane
+	// (lanes.go).
+	conns connQueue
 }
 
 // MaxConns is how many commands one Client sends at once, each on a
-// connection of its own; more wait for one of them to end (within their
-// context). HAProxy's stats socket accepts 10 sessions (`stats maxconn`),
-// shared by every process that talks to the instance: the reconcile and
-// the serve processes, and each one's event stream (`show events -w`,
-// which is not counted here). Beyond it a connection waits in the
-// socket's backlog or is refused, so the controller's own concurrency
-// (workers, the calls of a cycle side by side) must not turn into
-// connections.
+// connection of its own (an idle pooled TLS connection counts as one);
+// more wait for one of them to end (within their context), in lanes
+// (lanes.go). HAProxy's stats socket accepts 10 sessions (`stats
+// maxconn`), shared by every process that talks to the instance; beyond
+// it a connection waits, unaccepted, in the socket's backlog. With the
+// chart's defaults those are the reconcile leader (MaxConns, plus its
+// event stream, `show events -w`, not counted here) and two serve
+// replicas, whose drain-only reconcilers read and drain too: 3 + 1 +
+// 2 x 3 = 10. 4 would make 13 (and 11 in the lab, whose bench observer
+// holds a stream and a read), so the lanes, not more connections, keep
+// drains and reads from waiting behind Registers. The controller's own
+// concurrency (workers, the calls of a cycle side by side) must not turn
+// into connections.
 const MaxConns = 3
 
-// acquireConn waits for one of the MaxConns command slots.
+// acquireConn waits for one of the MaxConns command slots, in the lane
+// ctx carries (lanes.go).
 func (c *Client) acquireConn(ctx context.Context) (release func(), err error) {
-	c.connsOnce.Do(func() { c.conns = make(chan struct{}, MaxConns) })
-	select {
-	case c.conns <- struct{}{}:
-		return func() { <-c.conns }, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	if err := c.conns.acquire(ctx, laneOf(ctx)); err != nil {
+		return nil, err
 	}
+	return c.conns.release, nil
 }
 
 // NewClient returns a client for the Runtime API at addr: a unix socket path
