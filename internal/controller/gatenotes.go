@@ -42,8 +42,11 @@ func urgentGateReason(reason string) bool {
 // cycle after that; the binding is pending meanwhile, so that cycle comes
 // within the pending cycle (or the pushed one, a second). It records
 // every other gate write a plan makes in the target's memo. It never
-// holds a gate turning True, nor a pod's first gate write.
-func holdGateNotes(bindingName string, plans []targetPlan, targets []observedTarget, memos map[provider.TargetID]*memo, now time.Time) {
+// holds a gate turning True, nor a pod's first gate write. It returns how
+// long until the first held note may be written (0: none held): the
+// binding must cycle again by then, whatever else it waits for (a binding
+// behind a pushing LoadBalancer waits for verdicts slowly).
+func holdGateNotes(bindingName string, plans []targetPlan, targets []observedTarget, memos map[provider.TargetID]*memo, now time.Time) (wait time.Duration) {
 	pods := make(map[types.NamespacedName]*corev1.Pod, len(targets))
 	for i := range targets {
 		pods[targets[i].Key] = targets[i].Pod
@@ -58,8 +61,12 @@ func holdGateNotes(bindingName string, plans []targetPlan, targets []observedTar
 		if tp.Gate.Status == corev1.ConditionFalse && m.gateWrittenFalse && now.Sub(m.gateWritten) < gateNoteInterval &&
 			!urgentGateReason(tp.Gate.Reason) {
 			tp.NoteHeld = true
+			if left := gateNoteInterval - now.Sub(m.gateWritten); wait == 0 || left < wait {
+				wait = max(left, time.Millisecond)
+			}
 			continue
 		}
 		m.gateWritten, m.gateWrittenFalse = now, tp.Gate.Status == corev1.ConditionFalse
 	}
+	return wait
 }

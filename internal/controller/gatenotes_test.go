@@ -69,3 +69,37 @@ func TestAGateTimeoutIsWrittenAtOnce(t *testing.T) {
 		t.Fatalf("gate timeout passed: gate %+v; want GateTimeoutFailClosed at once", g)
 	}
 }
+
+// Scenario: as above, behind a LoadBalancer that pushes verdicts (both
+// streams up, so a binding waiting only for verdicts polls every 30 s):
+// the INI note is held 250 ms after the first write. Expectation: the
+// cycle requeues by the end of the hold (1.75 s), not at the slow pushed
+// interval: a held note is written within the hold, whatever the binding
+// waits for (the envtest TestGateOpensOnAPushedVerdict waited 30 s for it).
+func TestAHeldNoteRequeuesByTheEndOfTheHold(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, hPod("web-1", "10.1.0.1", true, "", nil)...)
+	push := h.pushing()
+	h.r.PushedPendingInterval = 30 * time.Second
+	h.reconcile() // builds the provider, whose watch then reports
+	if g := h.gate("web-1"); g == nil || g.Reason != ReasonNotRegistered {
+		t.Fatalf("first cycle: gate %+v; want False NotRegistered", g)
+	}
+	for _, in := range []string{"lb-a", "lb-b"} {
+		push <- provider.Event{Kind: provider.EventStreamUp, Instance: in}
+		h.woken(hBinding)
+	}
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthInitial, 0)
+	h.advance(250 * time.Millisecond)
+	res := h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Reason != ReasonNotRegistered {
+		t.Fatalf("250 ms later, INI: gate %+v; want the note held", g)
+	}
+	if want := gateNoteInterval - 250*time.Millisecond; res.RequeueAfter <= 0 || res.RequeueAfter > want {
+		t.Fatalf("held note: requeue after %s, want at most %s (the hold's end)", res.RequeueAfter, want)
+	}
+	h.advance(res.RequeueAfter)
+	h.reconcile()
+	if g := h.gate("web-1"); g == nil || g.Status != "False" || g.Reason != "INI" {
+		t.Fatalf("at the hold's end: gate %+v; want False INI written", g)
+	}
+}

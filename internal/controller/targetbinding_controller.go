@@ -366,7 +366,7 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 	if !grant.Allowed {
 		refuseRegistrations(plans, targets, b.Name, grant.Message)
 	}
-	holdGateNotes(b.Name, plans, targets, memo, r.now())
+	noteWait := holdGateNotes(b.Name, plans, targets, memo, r.now())
 	r.holdForRetired(lbCtx, &b, lb.Name, targets, plans)
 
 	counts := zv1.TargetCounts{}
@@ -427,6 +427,9 @@ func (r *TargetBindingReconciler) Reconcile(ctx context.Context, req reconcile.R
 		requeue = r.pushedPending()
 	case pending:
 		requeue = r.pending()
+	}
+	if noteWait > 0 {
+		requeue = min(requeue, noteWait)
 	}
 	status, reason, msg := metav1.ConditionTrue, "Resolved", resolveMsg
 	if statusErr != nil {
