@@ -1017,7 +1017,7 @@ func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *s
 // writeGate writes the plan's gate condition on the pod (a no-op when it
 // holds it already), with its Event and latency metric.
 func (r *TargetBindingReconciler) writeGate(ctx context.Context, b *zv1.TargetBinding, tp *targetPlan, pod *corev1.Pod) error {
-	if tp.Gate != nil && pod != nil && !(tp.NoteHeld && !urgentGateReason(tp.Gate.Reason)) {
+	if tp.Gate != nil && pod != nil && !tp.NoteHeld {
 		prev := podCondition(pod, corev1.PodConditionType(zv1.GateConditionType(b.Name)))
 		transition := prev == nil || prev.Status != tp.Gate.Status || prev.Reason != tp.Gate.Reason
 		changed, err := r.setGate(ctx, pod, b.Name, tp.Gate)
