@@ -1,9 +1,13 @@
 package controller
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	zv1 "zerodrop.dev/zerodrop/api/v1alpha1"
 	"zerodrop.dev/zerodrop/provider"
@@ -101,5 +105,44 @@ func TestAHeldNoteRequeuesByTheEndOfTheHold(t *testing.T) {
 	h.reconcile()
 	if g := h.gate("web-1"); g == nil || g.Status != "False" || g.Reason != "INI" {
 		t.Fatalf("at the hold's end: gate %+v; want False INI written", g)
+	}
+}
+
+// Scenario: the pool has room for one server; web-1 holds it. web-2's
+// gate is written False (WaitingForContainers) while its containers
+// start; 250 ms later they are ready, the cycle plans NotRegistered (a
+// note, held) and its Register fails: the pool is full. Expectation:
+// PoolFull is written at once, though holdGateNotes held the note it
+// replaced (the lab's fault campaign saw no PoolFull on the surge pod when
+// writeGate honoured a hold decided before the call).
+func TestPoolFullReplacingAHeldNoteIsWrittenAtOnce(t *testing.T) {
+	h := newHarness(t, zv1.PreStopNone, objs(hPod("web-1", "10.1.0.1", true, "", gateHealthy), hPod("web-2", "10.1.0.2", true, "", nil))...)
+	h.w.capacity = 1
+	h.onBoth("web-1", "10.1.0.1:8080", provider.HealthHealthy, 0)
+	setContainersReady := func(status corev1.ConditionStatus) {
+		t.Helper()
+		var p corev1.Pod
+		if err := h.c.Get(context.Background(), types.NamespacedName{Namespace: hNS, Name: "web-2"}, &p); err != nil {
+			t.Fatal(err)
+		}
+		for i := range p.Status.Conditions {
+			if p.Status.Conditions[i].Type == corev1.ContainersReady {
+				p.Status.Conditions[i].Status = status
+			}
+		}
+		if err := h.c.Status().Update(context.Background(), &p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setContainersReady(corev1.ConditionFalse)
+	h.reconcile()
+	if g := h.gate("web-2"); g == nil || g.Reason != ReasonWaitingContainers {
+		t.Fatalf("containers starting: gate %+v; want False %s", g, ReasonWaitingContainers)
+	}
+	setContainersReady(corev1.ConditionTrue)
+	h.advance(250 * time.Millisecond)
+	h.reconcile()
+	if g := h.gate("web-2"); g == nil || g.Status != "False" || g.Reason != ReasonPoolFull {
+		t.Fatalf("containers ready 250 ms after the first write, the pool full: gate %+v; want False %s at once", g, ReasonPoolFull)
 	}
 }

@@ -1010,6 +1010,9 @@ func (r *TargetBindingReconciler) applyLeader(ctx, lbCtx context.Context, log *s
 		g := *tp.Gate
 		g.Reason, g.Message = ReasonPoolFull, fmt.Sprintf("the load balancer has no room for the target in pool %s: %v", b.Spec.Pool, errors.Unwrap(callErr))
 		tp.Gate = &g
+		// holdGateNotes ran before the call, on the reason it replaced
+		// (NotRegistered: a note it may have held); PoolFull is urgent.
+		tp.NoteHeld = false
 	}
 	return callErr
 }
