@@ -24,6 +24,7 @@
 #
 #   bash bench/scale.sh                          # 1,000 pods over 100 bindings
 #   PODS=10000 BINDINGS=1000 CHECK=2s bash bench/scale.sh
+#   bash bench/scale.sh -reconcile-arg=--workers=16   # a controller flag to compare
 #
 # On a shared machine: flock /work/wt/lab.lock chrt --idle 0 bash bench/scale.sh
 set -euo pipefail

@@ -37,6 +37,14 @@ func main() {
 	timeout := flag.Duration("timeout", 20*time.Minute, "bound of each run")
 	lease := flag.Duration("leader-lease", lab.ScaleLeaderLease, "the reconcile process's leader lease (renewed within two thirds of it); the lab's 4s is lost again and again at 5,000 pods on a shared machine")
 	profiles := flag.String("profiles", "", "file name prefix of CPU profiles of both controller roles during the fill and at steady state (e.g. bench/results/scale-T); empty: none")
+	var reconcileArgs []string
+	flag.Func("reconcile-arg", "one more flag of the reconcile process, e.g. -reconcile-arg=--workers=16 (repeatable; after the harness's own)", func(s string) error {
+		if !strings.HasPrefix(s, "--") {
+			return fmt.Errorf("%q: want a zerodrop-controller flag, --name=value", s)
+		}
+		reconcileArgs = append(reconcileArgs, s)
+		return nil
+	})
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var runs []figures
@@ -49,14 +57,14 @@ func main() {
 		if *profiles != "" {
 			prof = &profiler{prefix: fmt.Sprintf("%s-%dp-%db", *profiles, size.pods, size.bindings)}
 		}
-		f, err := measure(size.pods, size.bindings, *interval, *lease, *timeout, log, prof)
+		f, err := measure(size.pods, size.bindings, *interval, *lease, reconcileArgs, *timeout, log, prof)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "scale: %d pods: %v\n", size.pods, err)
 			os.Exit(1)
 		}
 		runs = append(runs, f)
 	}
-	report(os.Stdout, runs, *interval)
+	report(os.Stdout, runs, *interval, reconcileArgs)
 	for _, r := range runs {
 		r.prof.report(os.Stdout)
 	}
@@ -118,13 +126,13 @@ type restart struct {
 	r         lab.Replacement
 }
 
-func measure(pods, bindings int, interval, lease, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
+func measure(pods, bindings int, interval, lease time.Duration, reconcileArgs []string, timeout time.Duration, log *slog.Logger, prof *profiler) (f figures, err error) {
 	f.pods, f.bindings, f.prof = pods, bindings, prof
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	s, err := lab.StartScale(ctx, lab.ScaleOptions{
 		Lab:  lab.Options{Logger: log, Check: haproxy.Check{Interval: interval}},
-		Pods: pods, Bindings: bindings, LeaderLease: lease,
+		Pods: pods, Bindings: bindings, LeaderLease: lease, ReconcileArgs: reconcileArgs,
 	})
 	if err != nil {
 		return f, err
@@ -393,8 +401,11 @@ func sumMetric(r io.Reader, name string) float64 {
 	return sum
 }
 
-func report(out io.Writer, runs []figures, interval time.Duration) {
+func report(out io.Writer, runs []figures, interval time.Duration, reconcileArgs []string) {
 	fmt.Fprintf(out, "zerodrop-controller at scale (bench/scale): 2 HAProxy instances, checks every %s, rise/fall the lab's; light pods (lab scale harness)\n", interval)
+	if len(reconcileArgs) > 0 {
+		fmt.Fprintf(out, "reconcile process flags beside the harness's: %s\n", strings.Join(reconcileArgs, " "))
+	}
 	fmt.Fprintf(out, "machine: %d CPUs shared; %s\n\n", numCPU(), time.Now().UTC().Format(time.RFC3339))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	header := "figure\t"

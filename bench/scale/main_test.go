@@ -41,7 +41,7 @@ func TestRateOfReplacedProcessIsNotReported(t *testing.T) {
 		t.Errorf("counter went backwards: %v/s, want NaN", got)
 	}
 	var out strings.Builder
-	report(&out, []figures{{pods: 5000, bindings: 1000, cpuSteady: math.NaN(), serveSteady: 0.25, serveRollout: 0.5, exitsReconcile: 2}}, time.Second)
+	report(&out, []figures{{pods: 5000, bindings: 1000, cpuSteady: math.NaN(), serveSteady: 0.25, serveRollout: 0.5, exitsReconcile: 2}}, time.Second, nil)
 	for _, want := range []string{"restarted", "0.250 / 0.500", "2 / 0"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, out.String())
@@ -67,11 +67,11 @@ func TestReportShowsPhasesRestartsAndUndrainedPods(t *testing.T) {
 		graceful:  restart{converge: ms(4200), leaseWait: ms(300), stop: ms(800)},
 	}
 	var out strings.Builder
-	report(&out, []figures{f}, time.Second)
+	report(&out, []figures{f}, time.Second, []string{"--workers=16"})
 	for _, want := range []string{
 		"900 / 4000 ms (200)", "none (not a rollout)", "60 / 140 ms (20)", "goals are for rollouts",
 		"20 / 45 ms (20)", "0 / 0 / 1", "convergence after SIGKILL restart", "23.6s", "18.7s",
-		"convergence after SIGTERM restart", "4.2s", "300ms",
+		"convergence after SIGTERM restart", "4.2s", "300ms", "reconcile process flags beside the harness's: --workers=16",
 		"never drained everywhere (200 pods, SIGTERM restart): zd-scale/b-3-203 (10.80.0.9): no drain on haproxy-1 (slot p-3/zd-slot4)",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -164,7 +164,7 @@ func StartController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 // provider external pointing at it.
 // lease is the reconcile process's leader lease (leaseArgs; 0: the lab's
 // short one).
-func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool, lease time.Duration) (c *Controller, err error) {
+func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool, lease time.Duration, reconcileArgs ...string) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
 	}
@@ -252,7 +252,7 @@ func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 		"--metrics-bind-address=" + loop(ports[4]),
 		"--health-probe-bind-address=" + c.reconcileProbe,
 		"--pprof-bind-address=" + loop(ports[7]),
-	}, common)
+	}, common, reconcileArgs)
 
 	if err := c.startRole(ctx, roleServe); err != nil {
 		return c, err

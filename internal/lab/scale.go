@@ -67,6 +67,9 @@ type ScaleOptions struct {
 	// pods / 1,000 bindings on 2 shared cores: each new leader lost it
 	// again while its caches filled, and registered nothing.
 	LeaderLease time.Duration
+	// ReconcileArgs are more flags of the reconcile process (e.g.
+	// --workers=16), after the harness's own, so they override them.
+	ReconcileArgs []string
 }
 
 // ScaleLeaderLease is the scale harness's default leader lease: the
@@ -193,7 +196,7 @@ func StartScale(ctx context.Context, o ScaleOptions) (s *Scale, err error) {
 	if o.LeaderLease <= 0 {
 		o.LeaderLease = ScaleLeaderLease
 	}
-	if s.Controller, err = startController(ctx, t, lb, o.Lab.Logger, false, o.LeaderLease); err != nil {
+	if s.Controller, err = startController(ctx, t, lb, o.Lab.Logger, false, o.LeaderLease, o.ReconcileArgs...); err != nil {
 		return s, err
 	}
 	if err := s.createBindings(ctx); err != nil {
