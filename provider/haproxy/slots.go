@@ -447,7 +447,10 @@ func (p *Provider) checkedSlot(ctx context.Context, in Instance, c *Client, pool
 }
 
 // drainSlot sets the target's slot to drain; false when the backend has no
-// slots (dynamic mode).
+// slots (dynamic mode). A slot in maintenance is left there, also when only
+// the slot's own row, read right before the change, says so (another
+// process began to free it after this one's snapshot): in HAProxy, `state
+// drain` takes a server out of maintenance.
 func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool string, t provider.Target) (slotMode bool, err error) {
 	if provider.IsOrphan(t.ID) {
 		// Not while a Register may be adopting the slot by its address.
@@ -458,8 +461,16 @@ func (p *Provider) drainSlot(ctx context.Context, in Instance, c *Client, pool s
 		if !found || s.Admin.Maint() || s.Admin.Drain() {
 			return nil
 		}
-		if _, err := p.checkSlot(ctx, c, pool, s); err != nil {
+		st, err := p.checkSlot(ctx, c, pool, s)
+		if err != nil {
 			return err
+		}
+		if st.Maint() {
+			// Put in maintenance since the snapshot (another process
+			// freeing it): out of rotation already, and `state drain`
+			// would make it UP again.
+			p.noteSlot(in, pool, s.Name, func(x *ServerState) { x.Admin |= AdminForcedMaint })
+			return nil
 		}
 		if !provider.IsOrphan(t.ID) {
 			p.hold(in.Name, pool, s, t.ID)
