@@ -76,7 +76,10 @@ type figures struct {
 	fill           time.Duration // create every pod -> every gate correct
 	// gate: HAProxy's last UP -> pod seen Ready; drain: deletion -> drain
 	// set on every instance; per phase (phaseAll: fill and rollout).
-	gate, drain                 map[string]latencies
+	gate, drain map[string]latencies
+	// the rollout's drain latency from each delete call's return, and the
+	// delete calls themselves
+	drainRecorded, deleteCall   latencies
 	gateMissing                 int                        // pods without an UP event from every instance (all phases)
 	gateEarly                   int                        // pods Ready before every instance said UP (all phases)
 	undrained                   map[string][]lab.Undrained // by phase
@@ -111,6 +114,17 @@ const (
 type latencies struct {
 	p50, p99 time.Duration
 	n        int
+}
+
+// durations are end[k] - start[k] for each key of start also in end.
+func durations(start, end map[string]time.Time) []time.Duration {
+	var out []time.Duration
+	for k, s := range start {
+		if e, ok := end[k]; ok {
+			out = append(out, e.Sub(s))
+		}
+	}
+	return out
 }
 
 func summarize(xs []time.Duration) latencies {
@@ -216,6 +230,11 @@ func measure(pods, bindings int, interval, lease time.Duration, reconcileArgs []
 		drain, undrained := times.DrainLatencies(ph.r.Deleted, ph.r.Addrs)
 		f.drain[ph.name] = summarize(drain)
 		f.undrained[ph.name] = undrained
+		if ph.name == phaseRollout {
+			recorded, _ := times.DrainLatencies(ph.r.Recorded, ph.r.Addrs)
+			f.drainRecorded = summarize(recorded)
+			f.deleteCall = summarize(durations(ph.r.Deleted, ph.r.Recorded))
+		}
 	}
 	f.attribution = times.Attribution()
 	exits := s.Controller.Crashes()
@@ -437,6 +456,8 @@ func report(out io.Writer, runs []figures, interval time.Duration, reconcileArgs
 		return fmt.Sprintf("%d / %d", f.gateMissing, f.gateEarly)
 	})
 	row("drain latency p50 / p99 (pods), deletion -> drain on every instance: 10 % rollout", "p99 <= 50 ms (rollouts)", func(f figures) string { return lat(f.drain[phaseRollout]) })
+	row("  of it, the delete call (API server: the deletion written)", "", func(f figures) string { return lat(f.deleteCall) })
+	row("  10 % rollout, from the delete call's return (the controller's part, and the watch)", "", func(f figures) string { return lat(f.drainRecorded) })
 	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): crash restart", "", func(f figures) string { return lat(f.drain[phaseCrash]) })
 	row("  pods deleted while the reconciler was down (serve's drain-only reconciler drains them): SIGTERM restart", "", func(f figures) string { return lat(f.drain[phaseGraceful]) })
 	row("  deleted pods never drained everywhere: rollout / crash / SIGTERM restart", "0", func(f figures) string {

@@ -61,7 +61,8 @@ func TestReportShowsPhasesRestartsAndUndrainedPods(t *testing.T) {
 			phaseAll: {ms(300), ms(4000), 220}, phaseFill: {ms(900), ms(4000), 200}, phaseRollout: {ms(60), ms(140), 20},
 			phaseCrash: {ms(70), ms(150), 2}, phaseGraceful: {ms(65), ms(120), 2},
 		},
-		drain:     map[string]latencies{phaseRollout: {ms(20), ms(45), 20}, phaseCrash: {ms(18000), ms(18100), 2}},
+		drain:         map[string]latencies{phaseRollout: {ms(20), ms(45), 20}, phaseCrash: {ms(18000), ms(18100), 2}},
+		drainRecorded: latencies{ms(7), ms(31), 20}, deleteCall: latencies{ms(13), ms(14), 20},
 		undrained: map[string][]lab.Undrained{phaseGraceful: {{Pod: "zd-scale/b-3-203", Addr: netip.MustParseAddr("10.80.0.9"), Instance: "haproxy-1", Slots: []string{"p-3/zd-slot4"}}}},
 		crash:     restart{converge: ms(23600), leaseWait: ms(18700)},
 		graceful:  restart{converge: ms(4200), leaseWait: ms(300), stop: ms(800)},
@@ -71,7 +72,8 @@ func TestReportShowsPhasesRestartsAndUndrainedPods(t *testing.T) {
 	for _, want := range []string{
 		"900 / 4000 ms (200)", "none (not a rollout)", "60 / 140 ms (20)", "goals are for rollouts",
 		"20 / 45 ms (20)", "0 / 0 / 1", "convergence after SIGKILL restart", "23.6s", "18.7s",
-		"convergence after SIGTERM restart", "4.2s", "300ms", "reconcile process flags beside the harness's: --workers=16",
+		"convergence after SIGTERM restart", "4.2s", "300ms",
+		"the delete call (API server: the deletion written)", "13 / 14 ms (20)", "from the delete call's return", "7 / 31 ms (20)", "reconcile process flags beside the harness's: --workers=16",
 		"never drained everywhere (200 pods, SIGTERM restart): zd-scale/b-3-203 (10.80.0.9): no drain on haproxy-1 (slot p-3/zd-slot4)",
 	} {
 		if !strings.Contains(out.String(), want) {

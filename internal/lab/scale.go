@@ -317,29 +317,34 @@ func lightPod(name, binding string) *corev1.Pod {
 	}
 }
 
-// DeletePods deletes the named pods and returns when each deletion was
-// requested, by name.
-func (s *Scale) DeletePods(ctx context.Context, names []string) (map[string]time.Time, error) {
+// DeletePods deletes the named pods and returns, by name, when each
+// deletion was requested (the delete call began) and when it was recorded
+// (the call returned: the API server had written the deletion, and only
+// then can a watch tell anyone).
+func (s *Scale) DeletePods(ctx context.Context, names []string) (requested, recorded map[string]time.Time, err error) {
 	var mu sync.Mutex
-	at := map[string]time.Time{}
-	err := parallel(ctx, len(names), 32, func(i int) error {
+	requested, recorded = map[string]time.Time{}, map[string]time.Time{}
+	err = parallel(ctx, len(names), 32, func(i int) error {
 		t := time.Now()
 		err := s.Client.CoreV1().Pods(ScaleNamespace).Delete(ctx, names[i], metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("lab: scale: delete pod %s: %w", names[i], err)
 		}
+		done := time.Now()
 		mu.Lock()
-		at[names[i]] = t
+		requested[names[i]], recorded[names[i]] = t, done
 		mu.Unlock()
 		return nil
 	})
-	return at, err
+	return requested, recorded, err
 }
 
 // Replacement is what Replace did: the pods deleted (when, at which
 // address) and the pods created in their place.
 type Replacement struct {
-	Deleted map[string]time.Time
+	Deleted map[string]time.Time // the delete call began
+	// Recorded is when each delete call returned (the deletion written).
+	Recorded map[string]time.Time
 	Addrs   map[string]netip.Addr
 	Old     []string
 	Gone    []netip.Addr
@@ -368,7 +373,7 @@ func (s *Scale) Replace(ctx context.Context, n int) (r Replacement, err error) {
 	if len(r.Old) < n {
 		return r, fmt.Errorf("lab: scale: only %d Ready pods to replace, want %d", len(r.Old), n)
 	}
-	if r.Deleted, err = s.DeletePods(ctx, r.Old); err != nil {
+	if r.Deleted, r.Recorded, err = s.DeletePods(ctx, r.Old); err != nil {
 		return r, err
 	}
 	r.New, err = s.CreatePods(ctx, n)
