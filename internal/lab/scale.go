@@ -345,10 +345,10 @@ type Replacement struct {
 	Deleted map[string]time.Time // the delete call began
 	// Recorded is when each delete call returned (the deletion written).
 	Recorded map[string]time.Time
-	Addrs   map[string]netip.Addr
-	Old     []string
-	Gone    []netip.Addr
-	New     []string
+	Addrs    map[string]netip.Addr
+	Old      []string
+	Gone     []netip.Addr
+	New      []string
 }
 
 // Replace replaces n Ready pods the listener answers, as a rollout does:
