@@ -163,7 +163,8 @@ func StartController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *s
 // zerodrop-adapter in front of the HAProxy instances and makes lb one of
 // provider external pointing at it.
 // lease is the reconcile process's leader lease (leaseArgs; 0: the lab's
-// short one).
+// short one); reconcileArgs are more flags of that process, after the
+// harness's own.
 func startController(ctx context.Context, t Target, lb *zv1.LoadBalancer, log *slog.Logger, viaAdapter bool, lease time.Duration, reconcileArgs ...string) (c *Controller, err error) {
 	if t.Kubeconfig == "" {
 		return nil, errors.New("lab: controller: the target has no kubeconfig file")
